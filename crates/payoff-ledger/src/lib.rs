@@ -1,0 +1,16 @@
+//! The pure core of the Payoff ledger: what an event is, how raw input
+//! becomes a validated [`Event`], the canonical bytes that identify its
+//! content, and the per-customer hash chain that makes tampering evident.
+//!
+//! Nothing here performs I/O or reads a clock: storage and HTTP call in.
+
+mod canonical;
+mod chain;
+mod event;
+
+pub use canonical::{canonical_json, canonical_json_into};
+pub use chain::{verify_chain, ChainBreak, ChainLink, Head, GENESIS_HASH};
+pub use event::{
+    parse_event, parse_event_batch, validate_event, BatchError, Event, EventLimits, FieldError,
+    CUSTOMER_EXTENSION,
+};

@@ -1,0 +1,109 @@
+//! The Payoff HTTP API: a thin translation between requests and the store
+//! and pure core. Routers are composed per area (`routes::*`); every error
+//! leaves through [`problem::ApiError`].
+
+pub mod auth;
+mod metrics;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use payoff_ledger::EventLimits;
+use payoff_store::{Ledger, Store};
+use tokio::net::TcpListener;
+
+pub use metrics::Metrics;
+pub use openapi::openapi_json;
+use problem::ApiError;
+pub use routes::check_customer_id;
+
+/// Limits and settings of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    pub limits: EventLimits,
+    /// Largest request body accepted.
+    pub body_bytes_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: EventLimits::default(),
+            body_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ledger: Ledger,
+    pub config: ServerConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, ledger: Ledger, config: ServerConfig) -> Self {
+        Self {
+            store,
+            ledger,
+            config,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::events::router())
+        .merge(routes::customers::router())
+        .merge(routes::keys::router())
+        .merge(routes::ledger::router())
+        .merge(routes::operations::router())
+        .fallback(|| async {
+            ApiError::new(
+                problem::ErrorCode::NotFound,
+                "no such route; see /openapi.json",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Runs blocking storage work off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, payoff_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                problem::ErrorCode::Unavailable,
+                format!("internal task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}

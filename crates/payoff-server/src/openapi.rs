@@ -1,0 +1,36 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{customers, events, keys, ledger};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Payoff API", description = "Outcome ledger and control plane for AI services."),
+    paths(events::ingest, events::list, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head),
+    components(schemas(
+        events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
+        customers::NewCustomer, customers::CustomerView, customers::CustomerList,
+        keys::NewKeyRequest, keys::KeyView, keys::CreatedKey, keys::KeyList, ledger::HeadView
+    )),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this server, as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}

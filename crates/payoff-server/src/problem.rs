@@ -1,0 +1,151 @@
+//! Every error the API returns, as RFC 9457 `application/problem+json`.
+//!
+//! Codes are stable snake_case strings kept in one table, so clients can
+//! match on them and the documentation can list them.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use payoff_ledger::BatchError;
+use serde::Serialize;
+use serde_json::Value;
+
+macro_rules! error_codes {
+    ($($variant:ident => ($status:ident, $code:literal, $title:literal)),* $(,)?) => {
+        /// The stable identity of an API error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode { $($variant),* }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+            pub fn status(self) -> StatusCode { match self { $(ErrorCode::$variant => StatusCode::$status),* } }
+            pub fn code(self) -> &'static str { match self { $(ErrorCode::$variant => $code),* } }
+            pub fn title(self) -> &'static str { match self { $(ErrorCode::$variant => $title),* } }
+        }
+    };
+}
+
+error_codes! {
+    MissingApiKey => (UNAUTHORIZED, "missing_api_key", "An API key is required"),
+    InvalidApiKey => (UNAUTHORIZED, "invalid_api_key", "The API key is unknown or revoked"),
+    Forbidden => (FORBIDDEN, "forbidden", "This key's role may not do this"),
+    CustomerMismatch => (FORBIDDEN, "customer_mismatch", "This key belongs to another customer"),
+    NotFound => (NOT_FOUND, "not_found", "Not found"),
+    UnknownCustomer => (NOT_FOUND, "unknown_customer", "Unknown customer"),
+    InvalidEvents => (BAD_REQUEST, "invalid_events", "Some events are invalid; nothing was stored"),
+    InvalidRequest => (BAD_REQUEST, "invalid_request", "The request is invalid"),
+    InvalidQuery => (BAD_REQUEST, "invalid_query", "A query parameter is invalid"),
+    EventConflict => (CONFLICT, "event_conflict", "An event with this source and id was stored with different content"),
+    AlreadyExists => (CONFLICT, "already_exists", "It already exists"),
+    PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
+    UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
+    Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "The service cannot store data right now"),
+}
+
+/// An API error: a code, a sentence for a person, and optional details.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub extra: Option<(&'static str, Value)>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: Value) -> Self {
+        self.extra = Some((name, value));
+        self
+    }
+
+    /// A 400 listing every bad event with its index, field and reason.
+    pub fn invalid_events(errors: Vec<BatchError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!(
+                "event {}: {} {}",
+                one.index, one.error.field, one.error.reason
+            ),
+            many => format!("{} problems in the events; see `errors`", many.len()),
+        };
+        ApiError::new(ErrorCode::InvalidEvents, detail)
+            .with("errors", serde_json::to_value(errors).unwrap_or_default())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let problem = Problem {
+            kind: format!("https://payoff.dev/errors#{}", self.code.code()),
+            title: self.code.title(),
+            status: status.as_u16(),
+            code: self.code.code(),
+            detail: &self.detail,
+        };
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let (Some((name, value)), Some(map)) = (self.extra, body.as_object_mut()) {
+            map.insert(name.to_owned(), value);
+        }
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<payoff_store::StoreError> for ApiError {
+    fn from(e: payoff_store::StoreError) -> Self {
+        use payoff_store::StoreError as S;
+        match e {
+            S::AlreadyExists { .. } => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
+            S::NotFound {
+                what: "customer", ..
+            } => ApiError::new(ErrorCode::UnknownCustomer, e.to_string()),
+            S::NotFound { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                ApiError::new(ErrorCode::Unavailable, format!("{other}; retry later"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_errors_are_4xx_or_503() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.code()), "duplicate {}", code.code());
+            assert!(code
+                .code()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            let s = code.status().as_u16();
+            assert!((400..500).contains(&s) || s == 503, "{}", code.code());
+        }
+    }
+}

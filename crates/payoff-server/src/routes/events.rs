@@ -1,0 +1,414 @@
+//! `/v1/events`: ingest in every CloudEvents HTTP mode, and listing.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use payoff_ledger::{
+    parse_event, parse_event_batch, validate_event, BatchError, Event, FieldError,
+    CUSTOMER_EXTENSION,
+};
+use payoff_store::{AppendError, AppendRequest, EventFilter, Routed};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::Params;
+use crate::{blocking, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", post(ingest).get(list))
+}
+
+/// The fate of one event of an accepted request.
+#[derive(Serialize, ToSchema)]
+pub struct EventResult {
+    pub index: usize,
+    pub id: String,
+    pub source: String,
+    /// `accepted` (stored now) or `duplicate` (stored before with the same content).
+    pub status: &'static str,
+    /// Its place in the customer's chain.
+    pub sequence: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestReply {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub results: Vec<EventResult>,
+}
+
+/// Ingests events. The reply is sent only once they are durable.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(description = "A CloudEvent (structured mode), a JSON array of CloudEvents (batch mode), or the event data with `ce-*` headers (binary mode)",
+        content((Value = "application/cloudevents+json"), (Vec<Value> = "application/cloudevents-batch+json"), (Value = "application/json"))),
+    responses(
+        (status = 200, description = "Every event is stored (now or before)", body = IngestReply),
+        (status = 400, description = "Invalid events; nothing stored"),
+        (status = 401, description = "Missing or unknown key"),
+        (status = 403, description = "Role may not ingest, or the event names another customer"),
+        (status = 404, description = "Unknown customer"),
+        (status = 409, description = "An id was reused with different content; nothing stored"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "Unsupported content type")),
+    security(("bearer" = [])))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<IngestReply>, ApiError> {
+    caller.require(Action::IngestEvents)?;
+    let body = axum::body::to_bytes(body, state.config.body_bytes_max)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the body exceeds {} bytes; send fewer events per request",
+                    state.config.body_bytes_max
+                ),
+            )
+        })?;
+    let events = decode(&headers, &body, &state)?;
+    let request = route(&caller, events)?;
+    let (ids, sources): (Vec<String>, Vec<String>) = request
+        .events
+        .iter()
+        .map(|r| (r.event.id.clone(), r.event.source.clone()))
+        .unzip();
+    let outcome = state.ledger.append(request).await?;
+    match outcome {
+        Ok(statuses) => {
+            let duplicates = statuses.iter().filter(|s| s.duplicate).count();
+            let accepted = statuses.len() - duplicates;
+            state
+                .metrics
+                .events_accepted
+                .fetch_add(accepted as u64, Ordering::Relaxed);
+            state
+                .metrics
+                .events_duplicate
+                .fetch_add(duplicates as u64, Ordering::Relaxed);
+            let results = statuses
+                .into_iter()
+                .zip(ids.into_iter().zip(sources))
+                .enumerate()
+                .map(|(index, (s, (id, source)))| EventResult {
+                    index,
+                    id,
+                    source,
+                    status: if s.duplicate { "duplicate" } else { "accepted" },
+                    sequence: s.sequence,
+                })
+                .collect();
+            Ok(Json(IngestReply {
+                accepted,
+                duplicates,
+                results,
+            }))
+        }
+        Err(AppendError::Conflict {
+            index,
+            event_source,
+            id,
+        }) => {
+            state
+                .metrics
+                .event_conflicts
+                .fetch_add(1, Ordering::Relaxed);
+            let detail = format!(
+                "event {index} (source \"{event_source}\", id \"{id}\") was stored before with different content; nothing of this request was stored"
+            );
+            Err(ApiError::new(ErrorCode::EventConflict, detail).with(
+                "event",
+                json!({"index": index, "id": id, "source": event_source}),
+            ))
+        }
+        Err(e @ AppendError::UnknownCustomer(_)) => {
+            Err(ApiError::new(ErrorCode::UnknownCustomer, e.to_string()))
+        }
+    }
+}
+
+/// Turns the body into events according to the CloudEvents HTTP binding.
+fn decode(headers: &HeaderMap, body: &Bytes, state: &AppState) -> Result<Vec<Event>, ApiError> {
+    let limits = &state.config.limits;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if headers.contains_key("ce-specversion") {
+        return binary_mode(headers, &content_type, body, limits).map(|e| vec![e]);
+    }
+    let parsed = match media.as_str() {
+        "application/cloudevents+json" => parse_event(body, limits).map(|e| vec![e]),
+        "application/cloudevents-batch+json" => parse_event_batch(body, false, limits),
+        "application/json" => parse_event_batch(body, true, limits),
+        "" => return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "missing Content-Type; use application/cloudevents+json, application/cloudevents-batch+json, application/json, or binary mode with ce-* headers")),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("Content-Type {other} is not accepted without ce-* headers; use application/cloudevents+json, application/cloudevents-batch+json or application/json"),
+            ))
+        }
+    };
+    parsed.map_err(ApiError::invalid_events)
+}
+
+/// Binary mode: attributes in `ce-*` headers, the body is the data.
+fn binary_mode(
+    headers: &HeaderMap,
+    content_type: &str,
+    body: &Bytes,
+    limits: &payoff_ledger::EventLimits,
+) -> Result<Event, ApiError> {
+    let invalid = |field: &str, reason: &str| {
+        ApiError::invalid_events(vec![BatchError {
+            index: 0,
+            id: None,
+            error: FieldError {
+                field: field.into(),
+                reason: reason.into(),
+            },
+        }])
+    };
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| invalid(attribute, "header value is not visible ASCII"))?;
+        let decoded = percent_decode(value)
+            .ok_or_else(|| invalid(attribute, "header value has an invalid percent-encoding"))?;
+        map.insert(attribute.to_owned(), Value::String(decoded));
+    }
+    if !content_type.is_empty() {
+        map.insert(
+            "datacontenttype".into(),
+            Value::String(content_type.to_owned()),
+        );
+    }
+    if !body.is_empty() {
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media == "application/json" || media.ends_with("+json") {
+            let data: Value = serde_json::from_slice(body).map_err(|e| {
+                invalid(
+                    "data",
+                    &format!("the body is declared JSON but is not valid JSON: {e}"),
+                )
+            })?;
+            map.insert("data".into(), data);
+        } else if let Ok(text) = std::str::from_utf8(body) {
+            map.insert("data".into(), Value::String(text.to_owned()));
+        } else {
+            map.insert(
+                "data_base64".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            );
+        }
+    }
+    validate_event(Value::Object(map), limits).map_err(|errors| {
+        ApiError::invalid_events(
+            errors
+                .into_iter()
+                .map(|error| BatchError {
+                    index: 0,
+                    id: None,
+                    error,
+                })
+                .collect(),
+        )
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Assigns every event its customer: the key's own, or for a provider key
+/// the one named by the `payoffcustomer` extension.
+fn route(caller: &Caller, events: Vec<Event>) -> Result<AppendRequest, ApiError> {
+    let mut missing = Vec::new();
+    let mut routed = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let customer = match (&caller.0.customer, &event.customer) {
+            (Some(own), None) => own.clone(),
+            (Some(own), Some(named)) if own == named => own.clone(),
+            (Some(_), Some(named)) => {
+                return Err(ApiError::new(
+                    ErrorCode::CustomerMismatch,
+                    format!("event {index} names customer \"{named}\" in {CUSTOMER_EXTENSION}, but this key may only send events for its own customer"),
+                ))
+            }
+            (None, Some(named)) => named.clone(),
+            (None, None) => {
+                missing.push(BatchError {
+                    index,
+                    id: Some(event.id.clone()),
+                    error: FieldError { field: CUSTOMER_EXTENSION.into(), reason: "is required when sending with a provider key: name the customer the event belongs to".into() },
+                });
+                continue;
+            }
+        };
+        routed.push(Routed { customer, event });
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::invalid_events(missing));
+    }
+    Ok(AppendRequest { events: routed })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Required with a provider key: whose events.
+    customer: Option<String>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    subject: Option<String>,
+    /// RFC 3339; events at or after.
+    since: Option<String>,
+    /// RFC 3339; events strictly before.
+    until: Option<String>,
+    /// 1 to 1000, default 100.
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ListedEvent {
+    pub sequence: u64,
+    pub recorded_at: DateTime<Utc>,
+    /// Hex SHA-256 chain hash of this event.
+    pub hash: String,
+    /// The CloudEvent as stored.
+    pub event: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<ListedEvent>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const LIST_LIMIT_MAX: usize = 1000;
+
+/// Lists one customer's events in chain order.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListQuery),
+    responses((status = 200, body = EventList), (status = 400), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(query): Params<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Action::ReadEvents)?;
+    let customer = caller.customer_scope(query.customer.as_deref())?;
+    let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+        v.as_deref()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        ApiError::new(
+                            ErrorCode::InvalidQuery,
+                            format!("{name}: \"{t}\" is not an RFC 3339 timestamp ({e})"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit: must be between 1 and {LIST_LIMIT_MAX}, got {limit}"),
+        ));
+    }
+    let after_sequence = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("cursor: \"{c}\" is not a cursor returned by this API"),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = EventFilter {
+        since: time("since", &query.since)?,
+        until: time("until", &query.until)?,
+        customer: customer.clone(),
+        event_type: query.event_type,
+        subject: query.subject,
+        after_sequence,
+        limit,
+    };
+    let store = state.store.clone();
+    let (known, page) =
+        blocking(move || Ok((store.head(&customer)?.is_some(), store.events(&filter)?))).await?;
+    if !known {
+        return Err(ApiError::new(
+            ErrorCode::UnknownCustomer,
+            "unknown customer",
+        ));
+    }
+    let events = page
+        .events
+        .into_iter()
+        .map(|e| ListedEvent {
+            sequence: e.sequence,
+            recorded_at: e.recorded_at,
+            hash: hex::encode(e.hash),
+            event: serde_json::from_slice(&e.canonical).unwrap_or(Value::Null),
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        Json(EventList {
+            events,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        }),
+    ))
+}

@@ -1,0 +1,195 @@
+//! `/v1/keys`: API keys, shown once, stored hashed, revocable.
+//!
+//! An admin manages every key; an operator manages customer keys; a
+//! customer admin manages the keys of its own customer. Nobody else may.
+
+use std::str::FromStr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use payoff_store::{KeyInfo, Role};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{Body, Params};
+use crate::{blocking, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{key_id}", delete(revoke))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    /// The customer the key acts for; absent for provider roles.
+    pub customer: Option<String>,
+    /// admin, operator, customer_admin, customer_viewer, agent or auditor.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    pub key_id: String,
+    pub role: String,
+    pub customer: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<KeyInfo> for KeyView {
+    fn from(k: KeyInfo) -> Self {
+        Self {
+            key_id: k.key_id,
+            role: k.role.to_string(),
+            customer: k.customer,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key itself. It is shown only now; only its hash is kept.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+/// Whether `caller` may hold power over a key of `role` for `customer`.
+fn may_manage(caller: &Caller, role: Role, customer: Option<&str>) -> bool {
+    match caller.0.role {
+        Role::Admin => true,
+        Role::Operator => !role.is_provider(),
+        Role::CustomerAdmin => !role.is_provider() && caller.sees(customer) && customer.is_some(),
+        _ => false,
+    }
+}
+
+/// Creates a key and shows it once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<NewKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    caller.require(Action::ManageKeys)?;
+    let role = Role::from_str(&request.role)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("role: {e}")))?;
+    match (role.is_provider(), &request.customer) {
+        (true, Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("customer: a {role} key is a provider key and belongs to no customer"),
+            ))
+        }
+        (false, None) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("customer: a {role} key must name its customer"),
+            ))
+        }
+        _ => {}
+    }
+    if !may_manage(&caller, role, request.customer.as_deref()) {
+        if request.customer.is_some() && !caller.sees(request.customer.as_deref()) {
+            return Err(ApiError::new(
+                ErrorCode::UnknownCustomer,
+                "unknown customer",
+            ));
+        }
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the role {} may not create {role} keys", caller.0.role),
+        ));
+    }
+    let store = state.store.clone();
+    let (new, info) =
+        blocking(move || store.create_key(role, request.customer.as_deref(), Utc::now())).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: new.key,
+            info: info.into(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyQuery {
+    /// Only the keys of this customer.
+    customer: Option<String>,
+}
+
+/// Lists keys (never their secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(KeyQuery),
+    responses((status = 200, body = KeyList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(query): Params<KeyQuery>,
+) -> Result<Json<KeyList>, ApiError> {
+    caller.require(Action::ManageKeys)?;
+    let customer = match caller.0.customer {
+        Some(_) => Some(caller.customer_scope(query.customer.as_deref())?),
+        None => query.customer,
+    };
+    let store = state.store.clone();
+    let keys = blocking(move || store.keys(customer.as_deref())).await?;
+    let keys = keys
+        .into_iter()
+        .filter(|k| may_manage(&caller, k.role, k.customer.as_deref()))
+        .map(Into::into)
+        .collect();
+    Ok(Json(KeyList { keys }))
+}
+
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    caller.require(Action::ManageKeys)?;
+    let store = state.store.clone();
+    let id = key_id.clone();
+    let found = blocking(move || store.key(&id)).await?;
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no key \"{key_id}\" is visible to this key"),
+        )
+    };
+    let key = found
+        .filter(|k| caller.sees(k.customer.as_deref()))
+        .ok_or_else(not_found)?;
+    if !may_manage(&caller, key.role, key.customer.as_deref()) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "the role {} may not revoke {} keys",
+                caller.0.role, key.role
+            ),
+        ));
+    }
+    let store = state.store.clone();
+    let revoked = blocking(move || store.revoke_key(&key.key_id, Utc::now())).await?;
+    Ok(Json(revoked.into()))
+}

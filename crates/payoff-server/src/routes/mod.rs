@@ -1,0 +1,65 @@
+//! Routers, one per area of the API.
+
+pub mod customers;
+pub mod events;
+pub mod keys;
+pub mod ledger;
+pub mod operations;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiError, ErrorCode};
+
+/// `Json` whose rejections are problem documents naming what is wrong.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as application/json",
+            )),
+            Err(e) => Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
+        }
+    }
+}
+
+/// `Query` whose rejections are problem documents naming the parameter.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
+            }
+            Err(e) => Err(ApiError::new(ErrorCode::InvalidQuery, e.body_text())),
+        }
+    }
+}
+
+/// Customer ids: lowercase letters, digits, `-` and `_`, 1 to 64 long,
+/// so they are safe in URLs, file names and logs.
+pub fn check_customer_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("\"{id}\" is not a valid customer id: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"))
+    }
+}

@@ -1,0 +1,51 @@
+//! Health, readiness, metrics and the OpenAPI document: no key needed, no
+//! customer data exposed.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::problem::{ApiError, ErrorCode};
+use crate::{blocking, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    crate::openapi_json(),
+                )
+            }),
+        )
+}
+
+/// Ready when the database answers.
+async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let store = state.store.clone();
+    let backend = store.backend_name();
+    blocking(move || store.ping()).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the {backend} database does not answer: {}", e.detail),
+        )
+    })?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "ready", "database": backend})),
+    ))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,931 @@
+//! The HTTP API against a real server on loopback, on every backend.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use payoff_server::{AppState, ServerConfig};
+use payoff_store::scratch::ScratchDb;
+use payoff_store::{LedgerConfig, Role, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Runs an async test body once per backend. Databases are made and
+/// dropped outside the runtime (their PostgreSQL client is blocking).
+fn on_every_backend<F: std::future::Future<Output = ()>>(test: impl Fn(String, &'static str) -> F) {
+    for db in ScratchDb::all() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(test(db.url.clone(), db.label));
+    }
+}
+
+struct TestServer {
+    url: String,
+    admin: String,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    async fn start(db_url: &str, config: ServerConfig) -> TestServer {
+        let db_url = db_url.to_owned();
+        let (store, admin) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&db_url).unwrap();
+            let admin = store
+                .create_key(Role::Admin, None, Utc::now())
+                .unwrap()
+                .0
+                .key;
+            (store, admin)
+        })
+        .await
+        .unwrap();
+        let ledger = store.ledger(LedgerConfig::default()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(payoff_server::serve(
+            listener,
+            AppState::new(store.clone(), ledger, config),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            url,
+            admin,
+            http: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, String) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .body(body);
+        if let Some(k) = key {
+            request = request.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let media = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        if !status.is_success() {
+            assert_eq!(
+                media, "application/problem+json",
+                "{path}: errors are problem documents: {text}"
+            );
+        }
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let ct = (!body.is_null()).then_some("application/json");
+        let (s, v, _) = self.call(method, path, Some(key), ct, bytes).await;
+        (s, v)
+    }
+
+    async fn key(&self, role: &str, customer: Option<&str>) -> String {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &self.admin,
+                json!({"role": role, "customer": customer}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["key"].as_str().unwrap().to_owned()
+    }
+
+    async fn customer(&self, id: &str) {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                "/v1/customers",
+                &self.admin,
+                json!({"id": id, "name": id.to_uppercase()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    async fn head(&self, customer: &str) -> u64 {
+        let (s, v) = self
+            .json(
+                Method::GET,
+                &format!("/v1/ledger/head?customer={customer}"),
+                &self.admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["sequence"].as_u64().unwrap()
+    }
+
+    async fn send(&self, key: &str, content_type: &str, body: &Value) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call(
+                Method::POST,
+                "/v1/events",
+                Some(key),
+                Some(content_type),
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (s, v)
+    }
+}
+
+fn event(id: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": "ticket.created", "subject": format!("T-{id}"),
+           "time": "2026-11-04T10:00:00+02:00", "data": {"text": "Where is my order?"}})
+}
+
+const BATCH: &str = "application/cloudevents-batch+json";
+const ONE: &str = "application/cloudevents+json";
+
+/// Every route, every role, own customer and another's: the exact status.
+#[test]
+fn every_route_answers_every_role_exactly() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        server.customer("globex").await;
+        let secret_event = event("globex-secret");
+        let globex_agent = server.key("agent", Some("globex")).await;
+        assert_eq!(
+            server.send(&globex_agent, ONE, &secret_event).await.0,
+            StatusCode::OK
+        );
+        let globex_viewer_id = {
+            let (_, v) = server
+                .json(
+                    Method::POST,
+                    "/v1/keys",
+                    &server.admin,
+                    json!({"role": "customer_viewer", "customer": "globex"}),
+                )
+                .await;
+            v["key_id"].as_str().unwrap().to_owned()
+        };
+
+        // (method, path, body) → expected status per role, in the order of `roles` below.
+        let roles = [
+            "admin",
+            "operator",
+            "customer_admin",
+            "customer_viewer",
+            "agent",
+            "auditor",
+        ];
+        let own_event = |n: usize| json!([event(&format!("matrix-{n}"))]);
+        type Case = (&'static str, String, Value, [u16; 6]);
+        let cases: Vec<Case> = vec![
+            // Ingest: provider keys must name the customer; these events do not, hence 400.
+            (
+                "POST",
+                "/v1/events".into(),
+                own_event(0),
+                [400, 400, 200, 403, 200, 403],
+            ),
+            (
+                "GET",
+                "/v1/events?customer=acme".into(),
+                Value::Null,
+                [200, 200, 200, 200, 403, 200],
+            ),
+            (
+                "GET",
+                "/v1/events?customer=globex".into(),
+                Value::Null,
+                [200, 200, 404, 404, 403, 404],
+            ),
+            (
+                "GET",
+                "/v1/customers".into(),
+                Value::Null,
+                [200, 200, 403, 403, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/customers".into(),
+                json!({"id": "initech", "name": "Initech"}),
+                [201, 409, 403, 403, 403, 403],
+            ),
+            (
+                "GET",
+                "/v1/customers/acme".into(),
+                Value::Null,
+                [200, 200, 200, 200, 200, 200],
+            ),
+            (
+                "GET",
+                "/v1/customers/globex".into(),
+                Value::Null,
+                [200, 200, 404, 404, 404, 404],
+            ),
+            (
+                "GET",
+                "/v1/keys".into(),
+                Value::Null,
+                [200, 200, 200, 403, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/keys".into(),
+                json!({"role": "customer_viewer", "customer": "acme"}),
+                [201, 201, 201, 403, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/keys".into(),
+                json!({"role": "agent", "customer": "globex"}),
+                [201, 201, 404, 403, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/keys".into(),
+                json!({"role": "admin"}),
+                [201, 403, 403, 403, 403, 403],
+            ),
+            (
+                "DELETE",
+                format!("/v1/keys/{globex_viewer_id}"),
+                Value::Null,
+                [200, 200, 404, 403, 403, 403],
+            ),
+            (
+                "GET",
+                "/v1/ledger/head".into(),
+                Value::Null,
+                [400, 400, 200, 200, 200, 200],
+            ),
+            (
+                "GET",
+                "/v1/ledger/head?customer=acme".into(),
+                Value::Null,
+                [200, 200, 200, 200, 200, 200],
+            ),
+            (
+                "GET",
+                "/v1/ledger/head?customer=globex".into(),
+                Value::Null,
+                [200, 200, 404, 404, 404, 404],
+            ),
+        ];
+        for (method, path, body, expected) in &cases {
+            for (role, want) in roles.iter().zip(expected) {
+                let customer = (!matches!(*role, "admin" | "operator")).then_some("acme");
+                let key = server.key(role, customer).await;
+                let method = Method::from_bytes(method.as_bytes()).unwrap();
+                let (bytes, ct) = if body.is_null() {
+                    (Vec::new(), None)
+                } else {
+                    (body.to_string().into_bytes(), Some("application/json"))
+                };
+                let (status, _, text) = server
+                    .call(method.clone(), path, Some(&key), ct, bytes.clone())
+                    .await;
+                assert_eq!(
+                    status.as_u16(),
+                    *want,
+                    "{}: {role} {method} {path}: {text}",
+                    label
+                );
+                if customer.is_some() {
+                    assert!(
+                        !text.contains("globex-secret") && !text.contains("GLOBEX"),
+                        "{role} {path} leaked another customer's data: {text}"
+                    );
+                }
+                // No key, an unknown key and a revoked key are 401 on every route.
+                assert_eq!(
+                    server
+                        .call(method.clone(), path, None, ct, bytes.clone())
+                        .await
+                        .1["code"],
+                    "missing_api_key"
+                );
+                let unknown = format!("pyk_{}_{}", "0".repeat(16), "0".repeat(64));
+                assert_eq!(
+                    server
+                        .call(method.clone(), path, Some(&unknown), ct, bytes.clone())
+                        .await
+                        .1["code"],
+                    "invalid_api_key"
+                );
+                let key_id = key.split('_').nth(1).unwrap();
+                let (s, _) = server
+                    .json(
+                        Method::DELETE,
+                        &format!("/v1/keys/{key_id}"),
+                        &server.admin,
+                        Value::Null,
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::OK);
+                let (status, body, _) = server.call(method, path, Some(&key), ct, bytes).await;
+                assert_eq!(
+                    (status, body["code"].as_str()),
+                    (StatusCode::UNAUTHORIZED, Some("invalid_api_key")),
+                    "revoked {role} {path}"
+                );
+            }
+        }
+        // The public routes need no key and reveal no customer.
+        for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+            let (status, _, text) = server.call(Method::GET, path, None, None, Vec::new()).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(
+                !text.contains("globex") && !text.contains("acme"),
+                "{path} names a customer"
+            );
+        }
+    });
+}
+
+#[test]
+fn every_cloudevents_mode_is_accepted_and_read_back() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+
+        let (s, v) = server.send(&agent, ONE, &event("s1")).await;
+        assert_eq!(
+            (s, v["accepted"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "{}: {v}",
+            label
+        );
+        let (s, v) = server
+            .send(&agent, BATCH, &json!([event("b1"), event("b2")]))
+            .await;
+        assert_eq!(
+            (s, &v["results"][1]["status"], &v["results"][1]["sequence"]),
+            (StatusCode::OK, &json!("accepted"), &json!(3))
+        );
+        let (s, _) = server.send(&agent, "application/json", &event("p1")).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, v) = server
+            .send(
+                &agent,
+                "application/json; charset=utf-8",
+                &json!([event("p2"), event("p1")]),
+            )
+            .await;
+        assert_eq!(
+            (s, &v["results"][1]["status"]),
+            (StatusCode::OK, &json!("duplicate"))
+        );
+
+        // Binary mode: attributes in headers, the body is the data.
+        let binary = |id: &str, ct: &str, body: Vec<u8>| {
+            server
+                .http
+                .post(format!("{}/v1/events", server.url))
+                .bearer_auth(&agent)
+                .header("ce-specversion", "1.0")
+                .header("ce-id", id)
+                .header("ce-source", "crm")
+                .header("ce-type", "lead.created")
+                .header("ce-subject", "L%201")
+                .header("ce-time", "2026-11-04T10:00:00Z")
+                .header("ce-region", "eu")
+                .header("content-type", ct.to_owned())
+                .body(body)
+                .send()
+        };
+        assert_eq!(
+            binary(
+                "bin-json",
+                "application/json",
+                br#"{"stage":"new"}"#.to_vec()
+            )
+            .await
+            .unwrap()
+            .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            binary("bin-text", "text/plain", b"hello".to_vec())
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            binary(
+                "bin-raw",
+                "application/octet-stream",
+                vec![0xff, 0x00, 0x7f]
+            )
+            .await
+            .unwrap()
+            .status(),
+            StatusCode::OK
+        );
+
+        // A provider key routes by payoffcustomer; a customer key may not name another customer.
+        let mut routed = event("routed");
+        routed["payoffcustomer"] = json!("acme");
+        assert_eq!(
+            server.send(&server.admin, ONE, &routed).await.0,
+            StatusCode::OK
+        );
+        let (s, v) = server.send(&server.admin, ONE, &event("unrouted")).await;
+        assert_eq!(
+            (s, v["errors"][0]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("payoffcustomer"))
+        );
+        server.customer("globex").await;
+        let mut foreign = event("foreign");
+        foreign["payoffcustomer"] = json!("globex");
+        assert_eq!(
+            server.send(&agent, ONE, &foreign).await.1["code"],
+            "customer_mismatch"
+        );
+
+        let viewer = server.key("customer_viewer", Some("acme")).await;
+        let (s, page) = server
+            .json(Method::GET, "/v1/events?limit=100", &viewer, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let events = page["events"].as_array().unwrap();
+        let ids: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"]["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["s1", "b1", "b2", "p1", "p2", "bin-json", "bin-text", "bin-raw", "routed"]
+        );
+        assert_eq!(
+            events[0]["event"]["time"], "2026-11-04T08:00:00Z",
+            "time is stored in UTC"
+        );
+        assert_eq!(
+            events[0]["event"]["data"],
+            json!({"text": "Where is my order?"})
+        );
+        let bin = |i: usize| &events[i]["event"];
+        assert_eq!(
+            (&bin(5)["data"], &bin(5)["subject"], &bin(5)["region"]),
+            (&json!({"stage": "new"}), &json!("L 1"), &json!("eu"))
+        );
+        assert_eq!(bin(6)["data"], "hello");
+        assert_eq!(bin(7)["data_base64"], "/wB/");
+        assert!(
+            bin(8).get("payoffcustomer").is_none(),
+            "the routing attribute is not content"
+        );
+        assert_eq!(page["next_cursor"], Value::Null);
+    });
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    on_every_backend(|db_url, label| async move {
+        let config = ServerConfig {
+            body_bytes_max: 4 * 1024 * 1024,
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let without = |field: &str| {
+            let mut e = event("x");
+            e.as_object_mut().unwrap().remove(field);
+            e
+        };
+        let with = |field: &str, value: Value| {
+            let mut e = event("x");
+            e[field] = value;
+            e
+        };
+        let huge = with("data", json!({"text": "x".repeat(300 * 1024)}));
+        let many: Vec<Value> = (0..10_001).map(|i| event(&format!("m{i}"))).collect();
+        let cases: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
+            (
+                "malformed JSON",
+                ONE,
+                b"{\"id\": ".to_vec(),
+                400,
+                "invalid_events",
+                "not valid JSON",
+            ),
+            (
+                "missing id",
+                ONE,
+                without("id").to_string().into_bytes(),
+                400,
+                "invalid_events",
+                "id is required",
+            ),
+            (
+                "wrong specversion",
+                ONE,
+                with("specversion", json!("0.3")).to_string().into_bytes(),
+                400,
+                "invalid_events",
+                "specversion",
+            ),
+            (
+                "bad time",
+                ONE,
+                with("time", json!("yesterday")).to_string().into_bytes(),
+                400,
+                "invalid_events",
+                "RFC 3339",
+            ),
+            (
+                "oversized event",
+                ONE,
+                huge.to_string().into_bytes(),
+                400,
+                "invalid_events",
+                "at most 262144 bytes",
+            ),
+            (
+                "oversized batch",
+                BATCH,
+                serde_json::to_vec(&many).unwrap(),
+                400,
+                "invalid_events",
+                "at most 10000",
+            ),
+            (
+                "invalid UTF-8",
+                ONE,
+                b"{\"id\": \"\xff\"}".to_vec(),
+                400,
+                "invalid_events",
+                "UTF-8",
+            ),
+            (
+                "unsupported type",
+                "text/csv",
+                b"a,b".to_vec(),
+                415,
+                "unsupported_media_type",
+                "text/csv",
+            ),
+            (
+                "no content type",
+                "",
+                b"{}".to_vec(),
+                415,
+                "unsupported_media_type",
+                "Content-Type",
+            ),
+            (
+                "batch mode needs an array",
+                BATCH,
+                event("x").to_string().into_bytes(),
+                400,
+                "invalid_events",
+                "array",
+            ),
+            (
+                "empty batch",
+                BATCH,
+                b"[]".to_vec(),
+                400,
+                "invalid_events",
+                "no events",
+            ),
+            (
+                "body over the limit",
+                BATCH,
+                vec![b' '; 5 * 1024 * 1024],
+                413,
+                "payload_too_large",
+                "exceeds",
+            ),
+        ];
+        for (name, ct, body, status, code, needle) in cases {
+            let ct = (!ct.is_empty()).then_some(ct);
+            let (s, v, text) = server
+                .call(Method::POST, "/v1/events", Some(&agent), ct, body)
+                .await;
+            assert_eq!(
+                (s.as_u16(), v["code"].as_str()),
+                (status, Some(code)),
+                "{}: {name}: {text}",
+                label
+            );
+            assert!(text.contains(needle), "{name}: {needle:?} not in {text}");
+            assert_eq!(server.head("acme").await, 0, "{name} stored something");
+        }
+        // Every bad event of a batch is listed, and the good ones are not stored.
+        let batch = json!([
+            event("good"),
+            without("type"),
+            event("good2"),
+            with("time", json!(5))
+        ]);
+        let (s, v) = server.send(&agent, BATCH, &batch).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let listed: Vec<(u64, &str)> = v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+            .collect();
+        assert_eq!(listed, [(1, "type"), (3, "time")]);
+        assert_eq!(server.head("acme").await, 0);
+        // An unknown customer, named by a provider key.
+        let mut lost = event("lost");
+        lost["payoffcustomer"] = json!("nobody");
+        let (s, v) = server.send(&server.admin, ONE, &lost).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("unknown_customer"))
+        );
+        // Malformed management requests name the field.
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers",
+                &server.admin,
+                json!({"id": "Bad Id", "name": "x"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v["detail"].as_str().unwrap().starts_with("id:"), "{v}");
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &server.admin,
+                json!({"role": "root", "customer": "acme"}),
+            )
+            .await;
+        assert!(
+            s == StatusCode::BAD_REQUEST && v["detail"].as_str().unwrap().contains("role"),
+            "{v}"
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers",
+                &server.admin,
+                json!({"id": "a", "name": "b", "extra": 1}),
+            )
+            .await;
+        assert!(
+            s == StatusCode::BAD_REQUEST && v["detail"].as_str().unwrap().contains("extra"),
+            "{v}"
+        );
+    });
+}
+
+#[test]
+fn duplicates_are_stored_once_and_conflicts_refused_whole() {
+    on_every_backend(|db_url, label| async move {
+        let server = Arc::new(TestServer::start(&db_url, ServerConfig::default()).await);
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        assert_eq!(
+            server.send(&agent, ONE, &event("e1")).await.0,
+            StatusCode::OK
+        );
+        let (s, v) = server.send(&agent, ONE, &event("e1")).await;
+        assert_eq!(
+            (s, v["duplicates"].as_u64(), &v["results"][0]["status"]),
+            (StatusCode::OK, Some(1), &json!("duplicate"))
+        );
+        let mut changed = event("e1");
+        changed["data"]["text"] = json!("something else");
+        let (s, v) = server
+            .send(&agent, BATCH, &json!([event("e9"), changed]))
+            .await;
+        assert_eq!(
+            (
+                s,
+                v["code"].as_str(),
+                &v["event"]["id"],
+                &v["event"]["index"]
+            ),
+            (
+                StatusCode::CONFLICT,
+                Some("event_conflict"),
+                &json!("e1"),
+                &json!(1)
+            ),
+            "{v}"
+        );
+        assert!(v["detail"].as_str().unwrap().contains("\"e1\""));
+        assert_eq!(
+            server.head("acme").await,
+            1,
+            "nothing of the conflicting batch is stored"
+        );
+
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (server, agent) = (server.clone(), agent.clone());
+                tokio::spawn(async move { server.send(&agent, ONE, &event("raced")).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            let (s, v) = t.await.unwrap();
+            assert_eq!(s, StatusCode::OK);
+            accepted += v["accepted"].as_u64().unwrap();
+        }
+        assert_eq!(accepted, 1, "{}: the raced id is stored once", label);
+        assert_eq!(server.head("acme").await, 2);
+
+        let (_, _, metrics) = server
+            .call(Method::GET, "/metrics", None, None, Vec::new())
+            .await;
+        assert!(
+            metrics.contains("payoff_events_accepted_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("payoff_events_duplicate_total 32"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("payoff_event_conflicts_total 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("payoff_http_request_duration_seconds_bucket{route=\"/v1/events\""),
+            "{metrics}"
+        );
+    });
+}
+
+#[test]
+fn events_are_filtered_and_paged_with_clear_query_errors() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let batch: Vec<Value> = (0..30)
+            .map(|i| {
+                let mut e = event(&format!("f{i}"));
+                e["type"] = json!(if i % 3 == 0 {
+                    "ticket.closed"
+                } else {
+                    "ticket.created"
+                });
+                e["time"] = json!(format!("2026-11-{:02}T12:00:00Z", i + 1));
+                e
+            })
+            .collect();
+        assert_eq!(
+            server.send(&agent, BATCH, &Value::Array(batch)).await.0,
+            StatusCode::OK
+        );
+        let viewer = server.key("auditor", Some("acme")).await;
+        let get = |q: String| {
+            let server = &server;
+            let viewer = viewer.clone();
+            async move {
+                server
+                    .json(
+                        Method::GET,
+                        &format!("/v1/events?{q}"),
+                        &viewer,
+                        Value::Null,
+                    )
+                    .await
+            }
+        };
+        let mut seen = Vec::new();
+        let mut query = "limit=7".to_owned();
+        loop {
+            let (s, page) = get(query.clone()).await;
+            assert_eq!(s, StatusCode::OK);
+            seen.extend(
+                page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["sequence"].as_u64().unwrap()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => query = format!("limit=7&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=30).collect::<Vec<u64>>(), "{}", label);
+        let count = |v: &Value| v["events"].as_array().unwrap().len();
+        assert_eq!(count(&get("type=ticket.closed".into()).await.1), 10);
+        assert_eq!(count(&get("subject=T-f4".into()).await.1), 1);
+        assert_eq!(
+            count(
+                &get("since=2026-11-10T00:00:00Z&until=2026-11-20T00:00:00Z".into())
+                    .await
+                    .1
+            ),
+            10
+        );
+        assert_eq!(
+            count(
+                &get("since=2026-11-10T02:00:00%2B02:00&until=2026-11-11T00:00:00Z".into())
+                    .await
+                    .1
+            ),
+            1
+        );
+        for (q, field) in [
+            ("limit=0", "limit"),
+            ("limit=5000", "limit"),
+            ("cursor=abc", "cursor"),
+            ("since=monday", "since"),
+            ("until=2026-13-01", "until"),
+            ("limit=x", "limit"),
+        ] {
+            let (s, v) = get(q.into()).await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_query")),
+                "{q}: {v}"
+            );
+            assert!(v["detail"].as_str().unwrap().contains(field), "{q}: {v}");
+        }
+    });
+}
+
+#[test]
+fn operations_routes_answer() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        let (s, v, _) = server
+            .call(Method::GET, "/readyz", None, None, Vec::new())
+            .await;
+        assert_eq!((s, v["database"].as_str()), (StatusCode::OK, Some(label)));
+        let (_, doc, _) = server
+            .call(Method::GET, "/openapi.json", None, None, Vec::new())
+            .await;
+        for path in [
+            "/v1/events",
+            "/v1/customers",
+            "/v1/customers/{customer}",
+            "/v1/keys",
+            "/v1/keys/{key_id}",
+            "/v1/ledger/head",
+        ] {
+            assert!(
+                doc["paths"].get(path).is_some(),
+                "{path} missing from the OpenAPI document"
+            );
+        }
+        assert!(
+            doc["paths"]["/v1/events"].get("post").is_some()
+                && doc["paths"]["/v1/events"].get("get").is_some()
+        );
+        let (s, v, _) = server
+            .call(
+                Method::GET,
+                "/v1/nowhere",
+                Some(&server.admin),
+                None,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    });
+}

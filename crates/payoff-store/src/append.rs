@@ -1,0 +1,457 @@
+//! Appending events: group commit and the idempotency rules.
+//!
+//! One writer thread per process drains the queue of append requests,
+//! applies as many as are waiting in one transaction, commits it (with
+//! fsync), and only then answers every request of the group. A request is
+//! all-or-nothing: if any of its events conflicts with a stored one, none of
+//! its events is written, while the other requests of the group go ahead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::thread;
+
+use chrono::{DateTime, Utc};
+use payoff_ledger::{Event, Head};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// An event and the customer whose ledger it goes to.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub customer: String,
+    pub event: Event,
+}
+
+/// The events of one client request: appended together or not at all.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub events: Vec<Routed>,
+}
+
+/// What became of one event of an accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventStatus {
+    /// The event's place in its customer's chain (the earlier one for a duplicate).
+    pub sequence: u64,
+    /// The same key with the same content was already stored.
+    pub duplicate: bool,
+}
+
+/// Why a request was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("event {index} (source \"{event_source}\", id \"{id}\") conflicts with a stored event with the same source and id but different content")]
+    Conflict {
+        index: usize,
+        event_source: String,
+        id: String,
+    },
+    #[error("unknown customer \"{0}\"")]
+    UnknownCustomer(String),
+}
+
+pub(crate) type RequestResult = Result<Vec<EventStatus>, AppendError>;
+
+/// A row about to be inserted.
+pub(crate) struct NewRow<'a> {
+    pub customer: &'a str,
+    pub sequence: u64,
+    pub event: &'a Event,
+    /// Event time if it has one, else the time it was recorded.
+    pub time_us: i64,
+    pub recorded_us: i64,
+    pub hash: [u8; 32],
+}
+
+/// A stored event found under a requested key.
+pub(crate) struct Existing {
+    pub sequence: u64,
+    pub canonical: Vec<u8>,
+}
+
+/// The few statements the append algorithm needs from a backend, all
+/// inside one open transaction.
+pub(crate) trait LedgerTx {
+    /// Locks and reads the heads of these customers (sorted, so that two
+    /// nodes never lock in opposite orders). Unknown customers are absent.
+    fn lock_heads(&mut self, customers: &[&str]) -> Result<HashMap<String, Head>, StoreError>;
+    /// The stored events among these `(source, id)` keys of one customer.
+    fn existing(
+        &mut self,
+        customer: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), Existing>, StoreError>;
+    fn insert(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError>;
+    fn save_heads(&mut self, heads: &HashMap<String, Head>) -> Result<(), StoreError>;
+}
+
+/// Applies a group of requests inside `tx`; the caller commits.
+///
+/// The whole group costs one lookup per customer and one insert, whatever
+/// the number of requests, so that many small requests are as cheap for
+/// the database as one large one.
+pub(crate) fn apply_group(
+    tx: &mut impl LedgerTx,
+    requests: &[AppendRequest],
+    now: DateTime<Utc>,
+) -> Result<Vec<RequestResult>, StoreError> {
+    let mut keys_by_customer: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for routed in requests.iter().flat_map(|r| &r.events) {
+        keys_by_customer
+            .entry(&routed.customer)
+            .or_default()
+            .push((&routed.event.source, &routed.event.id));
+    }
+    let customers: Vec<&str> = keys_by_customer.keys().copied().collect();
+    let mut heads = tx.lock_heads(&customers)?;
+    let mut found: Vec<(&str, (String, String), Existing)> = Vec::new();
+    for (customer, keys) in &keys_by_customer {
+        if heads.contains_key(*customer) {
+            found.extend(
+                tx.existing(customer, keys)?
+                    .into_iter()
+                    .map(|(key, existing)| (*customer, key, existing)),
+            );
+        }
+    }
+    let stored: HashMap<(&str, &str, &str), (u64, &[u8])> = found
+        .iter()
+        .map(|(c, (source, id), e)| {
+            (
+                (*c, source.as_str(), id.as_str()),
+                (e.sequence, e.canonical.as_slice()),
+            )
+        })
+        .collect();
+
+    let recorded_us = now.timestamp_micros();
+    let mut group = GroupState {
+        heads: &mut heads,
+        stored: &stored,
+        pending: HashMap::new(),
+        rows: Vec::new(),
+    };
+    let results: Vec<RequestResult> = requests
+        .iter()
+        .map(|request| group.apply(request, recorded_us))
+        .collect();
+    let GroupState { rows, .. } = group;
+    if !rows.is_empty() {
+        tx.insert(&rows)?;
+        let touched: HashMap<String, Head> = rows
+            .iter()
+            .map(|r| (r.customer.to_owned(), heads[r.customer]))
+            .collect();
+        tx.save_heads(&touched)?;
+    }
+    Ok(results)
+}
+
+/// What a group has decided so far: chain heads, and the events accepted
+/// by its earlier requests (so a later request sees them as stored).
+struct GroupState<'g, 'r> {
+    heads: &'g mut HashMap<String, Head>,
+    stored: &'g HashMap<(&'g str, &'g str, &'g str), (u64, &'g [u8])>,
+    pending: HashMap<(&'r str, &'r str, &'r str), (u64, &'r [u8])>,
+    rows: Vec<NewRow<'r>>,
+}
+
+impl<'r> GroupState<'_, 'r> {
+    /// Classifies every event of one request; keeps its rows only if none conflicts.
+    fn apply(&mut self, request: &'r AppendRequest, recorded_us: i64) -> RequestResult {
+        if let Some(unknown) = request
+            .events
+            .iter()
+            .find(|r| !self.heads.contains_key(&r.customer))
+        {
+            return Err(AppendError::UnknownCustomer(unknown.customer.clone()));
+        }
+        let mut new_heads: HashMap<&str, Head> = HashMap::new();
+        let mut mine: HashMap<(&str, &str, &str), (u64, &[u8])> = HashMap::new();
+        let mut rows = Vec::new();
+        let mut statuses = Vec::with_capacity(request.events.len());
+        for (index, routed) in request.events.iter().enumerate() {
+            let (customer, event) = (routed.customer.as_str(), &routed.event);
+            let key = (customer, event.source.as_str(), event.id.as_str());
+            let earlier = mine
+                .get(&key)
+                .or_else(|| self.pending.get(&key))
+                .copied()
+                .or_else(|| self.stored.get(&key).copied());
+            if let Some((sequence, canonical)) = earlier {
+                if canonical != event.canonical.as_slice() {
+                    return Err(AppendError::Conflict {
+                        index,
+                        event_source: event.source.clone(),
+                        id: event.id.clone(),
+                    });
+                }
+                statuses.push(EventStatus {
+                    sequence,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let head = new_heads
+                .entry(customer)
+                .or_insert_with(|| self.heads[customer]);
+            *head = head.append(&event.canonical);
+            mine.insert(key, (head.sequence, &event.canonical));
+            rows.push(NewRow {
+                customer,
+                sequence: head.sequence,
+                event,
+                time_us: event.time.map_or(recorded_us, |t| t.timestamp_micros()),
+                recorded_us,
+                hash: head.hash,
+            });
+            statuses.push(EventStatus {
+                sequence: head.sequence,
+                duplicate: false,
+            });
+        }
+        for (customer, head) in new_heads {
+            self.heads.insert(customer.to_owned(), head);
+        }
+        self.pending.extend(mine);
+        self.rows.extend(rows);
+        Ok(statuses)
+    }
+}
+
+/// A backend's side of the writer: runs one group in one durable transaction.
+pub(crate) trait GroupWriter: Send {
+    fn append_group(
+        &mut self,
+        requests: &[AppendRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RequestResult>, StoreError>;
+}
+
+/// Bounds of the writer's queue and of one group transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerConfig {
+    /// Requests waiting for the writer before senders wait too (back-pressure).
+    pub queue_requests_max: usize,
+    /// Events gathered into one transaction at most.
+    pub group_events_max: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            queue_requests_max: 4096,
+            group_events_max: 50_000,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<RequestResult, StoreError>>;
+
+/// The handle through which every event is appended.
+#[derive(Clone)]
+pub struct Ledger {
+    queue: mpsc::Sender<(AppendRequest, Reply)>,
+}
+
+impl Ledger {
+    /// Starts the writer thread. The thread opens its own connection (the
+    /// PostgreSQL client may not be created inside an async runtime, and
+    /// this is called from one), and reports whether that worked.
+    pub(crate) fn start(
+        connect: Box<dyn FnOnce() -> Result<Box<dyn GroupWriter>, StoreError> + Send>,
+        config: LedgerConfig,
+    ) -> Result<Ledger, StoreError> {
+        let (queue, mut inbox) = mpsc::channel::<(AppendRequest, Reply)>(config.queue_requests_max);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        thread::Builder::new()
+            .name("payoff-ledger-writer".into())
+            .spawn(move || {
+                let mut writer = match connect() {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Some(first) = inbox.blocking_recv() {
+                    let mut events = first.0.events.len();
+                    let mut group = vec![first];
+                    while events < config.group_events_max {
+                        match inbox.try_recv() {
+                            Ok(next) => {
+                                events += next.0.events.len();
+                                group.push(next);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                    match writer.append_group(&requests, Utc::now()) {
+                        Ok(results) => {
+                            for (reply, result) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(result));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "ledger group commit failed; nothing of it was acknowledged");
+                            let message = e.to_string();
+                            for reply in replies {
+                                let _ = reply.send(Err(StoreError::Open(format!("group commit failed: {message}"))));
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the ledger writer: {e}")))?;
+        ready_rx.recv().map_err(|_| StoreError::WriterGone)??;
+        Ok(Ledger { queue })
+    }
+
+    /// Appends one request; resolves once it is durable, refused, or failed.
+    pub async fn append(&self, request: AppendRequest) -> Result<RequestResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The blocking form, for callers outside an async runtime (the CLI, tests).
+    pub fn append_blocking(&self, request: AppendRequest) -> Result<RequestResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .blocking_send((request, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payoff_ledger::{validate_event, EventLimits};
+
+    /// An in-memory transaction: the algorithm without a database.
+    #[derive(Default)]
+    struct MemoryTx {
+        heads: HashMap<String, Head>,
+        rows: Vec<(String, u64, String, String, Vec<u8>)>,
+        lookups: usize,
+        inserts: usize,
+    }
+
+    impl LedgerTx for MemoryTx {
+        fn lock_heads(&mut self, customers: &[&str]) -> Result<HashMap<String, Head>, StoreError> {
+            Ok(customers
+                .iter()
+                .filter_map(|c| self.heads.get(*c).map(|h| (c.to_string(), *h)))
+                .collect())
+        }
+        fn existing(
+            &mut self,
+            customer: &str,
+            keys: &[(&str, &str)],
+        ) -> Result<HashMap<(String, String), Existing>, StoreError> {
+            self.lookups += 1;
+            Ok(self
+                .rows
+                .iter()
+                .filter(|(c, _, s, i, _)| c == customer && keys.contains(&(s.as_str(), i.as_str())))
+                .map(|(_, seq, s, i, body)| {
+                    (
+                        (s.clone(), i.clone()),
+                        Existing {
+                            sequence: *seq,
+                            canonical: body.clone(),
+                        },
+                    )
+                })
+                .collect())
+        }
+        fn insert(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+            self.inserts += 1;
+            self.rows.extend(rows.iter().map(|r| {
+                (
+                    r.customer.to_owned(),
+                    r.sequence,
+                    r.event.source.clone(),
+                    r.event.id.clone(),
+                    r.event.canonical.clone(),
+                )
+            }));
+            Ok(())
+        }
+        fn save_heads(&mut self, heads: &HashMap<String, Head>) -> Result<(), StoreError> {
+            self.heads
+                .extend(heads.iter().map(|(c, h)| (c.clone(), *h)));
+            Ok(())
+        }
+    }
+
+    fn request(events: &[(&str, &str, &str)]) -> AppendRequest {
+        AppendRequest {
+            events: events
+                .iter()
+                .map(|(customer, id, body)| Routed {
+                    customer: customer.to_string(),
+                    event: validate_event(
+                        serde_json::json!({"specversion": "1.0", "id": id, "source": "s", "type": "t", "data": body}),
+                        &EventLimits::default(),
+                    )
+                    .unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    fn outcome(r: &RequestResult) -> Result<Vec<(u64, bool)>, AppendError> {
+        r.clone()
+            .map(|s| s.iter().map(|s| (s.sequence, s.duplicate)).collect())
+    }
+
+    #[test]
+    fn one_group_sees_its_own_earlier_requests_and_isolates_refused_ones() {
+        let mut tx = MemoryTx::default();
+        tx.heads.insert("acme".into(), Head::EMPTY);
+        let requests = [
+            request(&[("acme", "e1", "a"), ("acme", "e2", "b")]),
+            request(&[("acme", "e2", "b"), ("acme", "e3", "c")]),
+            request(&[("acme", "e5", "x"), ("acme", "e1", "changed")]),
+            request(&[("acme", "e6", "y"), ("nobody", "e1", "a")]),
+            request(&[("acme", "e4", "d")]),
+        ];
+        let results = apply_group(&mut tx, &requests, Utc::now()).unwrap();
+        assert_eq!(outcome(&results[0]), Ok(vec![(1, false), (2, false)]));
+        assert_eq!(outcome(&results[1]), Ok(vec![(2, true), (3, false)]));
+        assert_eq!(
+            outcome(&results[2]),
+            Err(AppendError::Conflict {
+                index: 1,
+                event_source: "s".into(),
+                id: "e1".into()
+            })
+        );
+        assert_eq!(
+            outcome(&results[3]),
+            Err(AppendError::UnknownCustomer("nobody".into()))
+        );
+        assert_eq!(outcome(&results[4]), Ok(vec![(4, false)]));
+        let ids: Vec<&str> = tx.rows.iter().map(|r| r.3.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["e1", "e2", "e3", "e4"],
+            "refused requests leave nothing behind"
+        );
+        assert_eq!(tx.heads["acme"].sequence, 4);
+        assert_eq!(
+            (tx.lookups, tx.inserts),
+            (1, 1),
+            "one lookup per customer and one insert per group"
+        );
+    }
+}

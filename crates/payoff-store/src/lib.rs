@@ -1,0 +1,24 @@
+//! Durable storage for Payoff: the ledger, customers and API keys, in
+//! embedded SQLite (the zero-setup default) or PostgreSQL (production and
+//! multi-node). Both backends run the same algorithms; only SQL differs.
+//!
+//! Writes of events go through [`Ledger`], a single writer per process that
+//! group-commits concurrent requests into one transaction and replies only
+//! after that transaction is durable.
+
+mod access;
+mod append;
+mod error;
+mod migrations;
+mod pool;
+mod postgres;
+pub mod scratch;
+mod sqlite;
+mod store;
+
+pub use access::{
+    generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
+};
+pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
+pub use error::StoreError;
+pub use store::{ChainReport, EventFilter, EventPage, Store, StoredEvent};

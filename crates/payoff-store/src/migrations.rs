@@ -1,0 +1,76 @@
+//! Versioned schema migrations, applied in order at start.
+//!
+//! A migration is never edited once released: a change of schema is a new
+//! version appended to the list of each backend.
+
+pub(crate) const SQLITE: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE customers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_us INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        secret_hash BLOB NOT NULL,
+        role TEXT NOT NULL,
+        customer_id TEXT REFERENCES customers(id),
+        created_us INTEGER NOT NULL,
+        revoked_us INTEGER
+    );
+    CREATE TABLE ledger_heads (
+        customer_id TEXT PRIMARY KEY REFERENCES customers(id),
+        sequence INTEGER NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE TABLE events (
+        customer_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        subject TEXT,
+        time_us INTEGER NOT NULL,
+        recorded_us INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_sequence ON events (customer_id, sequence);
+    CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
+)];
+
+pub(crate) const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE customers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_us BIGINT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        secret_hash BYTEA NOT NULL,
+        role TEXT NOT NULL,
+        customer_id TEXT REFERENCES customers(id),
+        created_us BIGINT NOT NULL,
+        revoked_us BIGINT
+    );
+    CREATE TABLE ledger_heads (
+        customer_id TEXT PRIMARY KEY REFERENCES customers(id),
+        sequence BIGINT NOT NULL,
+        hash BYTEA NOT NULL
+    );
+    CREATE TABLE events (
+        customer_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        subject TEXT,
+        time_us BIGINT NOT NULL,
+        recorded_us BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (customer_id, sequence)
+    );
+    CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
+)];

@@ -1,0 +1,372 @@
+//! The PostgreSQL backend, for production and for several server nodes
+//! sharing one database. Every session runs with `synchronous_commit = on`,
+//! and ledger heads are row-locked, so nodes append to a chain one at a time.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use payoff_ledger::Head;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls, Row};
+
+use crate::access::{Customer, KeyInfo, Role};
+use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
+use crate::migrations;
+use crate::pool::Pool;
+use crate::store::{from_us, hash32, Backend, EventFilter, EventSink, StoredEvent};
+use crate::{AppendRequest, StoreError};
+
+pub(crate) struct Postgres {
+    config: Config,
+    readers: Pool<Client>,
+}
+
+fn connect(config: &Config) -> Result<Client, StoreError> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute("SET synchronous_commit = on")?;
+    Ok(client)
+}
+
+/// Rows per INSERT statement; keeps each statement's parameters bounded.
+const INSERT_ROWS_MAX: usize = 5_000;
+
+impl Postgres {
+    pub(crate) fn open(url: &str) -> Result<Postgres, StoreError> {
+        let config = Config::from_str(url)
+            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+        let mut client = connect(&config)
+            .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrate(&mut client)?;
+        let owned = config.clone();
+        Ok(Postgres {
+            config,
+            readers: Pool::new(64, Box::new(move || connect(&owned))),
+        })
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    // Several nodes may start at once; one migrates, the others wait.
+    tx.execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)")?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )?
+        .get(0);
+    for (version, sql) in migrations::POSTGRES.iter().filter(|(v, _)| *v > applied) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES ($1, $2)",
+            &[version, &Utc::now().timestamp_micros()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const KEY_COLUMNS: &str = "key_id, role, customer_id, created_us, revoked_us, secret_hash";
+const EVENT_COLUMNS: &str =
+    "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
+
+fn key_info(row: &Row) -> Result<(KeyInfo, Vec<u8>), StoreError> {
+    let role: String = row.get(1);
+    Ok((
+        KeyInfo {
+            key_id: row.get(0),
+            role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
+            customer: row.get(2),
+            created_at: from_us(row.get(3)),
+            revoked_at: row.get::<_, Option<i64>>(4).map(from_us),
+        },
+        row.get(5),
+    ))
+}
+
+fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        customer: row.get(0),
+        sequence: row.get::<_, i64>(1) as u64,
+        time: from_us(row.get(2)),
+        recorded_at: from_us(row.get(3)),
+        canonical: row.get(4),
+        hash: hash32(row.get(5))?,
+        source: row.get(6),
+        id: row.get(7),
+        event_type: row.get(8),
+        subject: row.get(9),
+    })
+}
+
+impl Backend for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.readers.with(|c| Ok(c.batch_execute("SELECT 1")?))
+    }
+
+    fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError> {
+        Ok(Box::new(PostgresWriter {
+            client: connect(&self.config)?,
+        }))
+    }
+
+    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut tx = c.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO customers (id, name, created_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&customer.id, &customer.name, &customer.created_at.timestamp_micros()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists { what: "customer", id: customer.id.clone() });
+            }
+            tx.execute("INSERT INTO ledger_heads (customer_id, sequence, hash) VALUES ($1, 0, $2)", &[&customer.id, &&Head::EMPTY.hash[..]])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query(
+                "SELECT id, name, created_us FROM customers ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Customer {
+                id: r.get(0),
+                name: r.get(1),
+                created_at: from_us(r.get(2)),
+            })
+            .collect())
+        })
+    }
+
+    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (key_id, secret_hash, role, customer_id, created_us) VALUES ($1, $2, $3, $4, $5)",
+                &[&key.key_id, &&secret_hash[..], &key.role.as_str(), &key.customer, &key.created_at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        self.readers.with(|c| {
+            c.query(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE $1::TEXT IS NULL OR customer_id = $1 ORDER BY created_us, key_id"),
+                &[&customer],
+            )?
+            .iter()
+            .map(|r| key_info(r).map(|(info, _)| info))
+            .collect()
+        })
+    }
+
+    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
+        self.readers.with(|c| {
+            c.query_opt(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"),
+                &[&key_id],
+            )?
+            .map(|r| key_info(&r))
+            .transpose()
+        })
+    }
+
+    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            let n = c.execute(
+                "UPDATE api_keys SET revoked_us = COALESCE(revoked_us, $2) WHERE key_id = $1",
+                &[&key_id, &at.timestamp_micros()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
+        self.readers.with(|c| {
+            c.query_opt(
+                "SELECT sequence, hash FROM ledger_heads WHERE customer_id = $1",
+                &[&customer],
+            )?
+            .map(|r| {
+                Ok(Head {
+                    sequence: r.get::<_, i64>(0) as u64,
+                    hash: hash32(r.get(1))?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.readers.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE customer_id = $1 AND sequence > $2
+                       AND ($3::TEXT IS NULL OR type = $3) AND ($4::TEXT IS NULL OR subject = $4)
+                       AND ($5::BIGINT IS NULL OR time_us >= $5) AND ($6::BIGINT IS NULL OR time_us < $6)
+                     ORDER BY sequence LIMIT $7"
+                ),
+                &[
+                    &filter.customer,
+                    &(filter.after_sequence.unwrap_or(0) as i64),
+                    &filter.event_type,
+                    &filter.subject,
+                    &filter.since.map(|t| t.timestamp_micros()),
+                    &filter.until.map(|t| t.timestamp_micros()),
+                    &(filter.limit as i64),
+                ],
+            )?
+            .iter()
+            .map(stored_event)
+            .collect()
+        })
+    }
+
+    fn scan(
+        &self,
+        customer: &str,
+        after_sequence: u64,
+        sink: EventSink<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let after = after_sequence as i64;
+            let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &after];
+            let mut rows = c.query_raw(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = $1 AND sequence > $2 ORDER BY sequence"),
+                params,
+            )?;
+            while let Some(row) = rows.next()? {
+                sink(stored_event(&row)?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+struct PostgresWriter {
+    client: Client,
+}
+
+impl GroupWriter for PostgresWriter {
+    fn append_group(
+        &mut self,
+        requests: &[AppendRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RequestResult>, StoreError> {
+        let mut tx = PostgresTx {
+            tx: self.client.transaction()?,
+        };
+        let results = apply_group(&mut tx, requests, now)?;
+        tx.tx.commit()?;
+        Ok(results)
+    }
+}
+
+struct PostgresTx<'c> {
+    tx: postgres::Transaction<'c>,
+}
+
+impl LedgerTx for PostgresTx<'_> {
+    fn lock_heads(&mut self, customers: &[&str]) -> Result<HashMap<String, Head>, StoreError> {
+        let rows = self.tx.query(
+            "SELECT customer_id, sequence, hash FROM ledger_heads WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+            &[&customers],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    Head {
+                        sequence: r.get::<_, i64>(1) as u64,
+                        hash: hash32(r.get(2))?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn existing(
+        &mut self,
+        customer: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), Existing>, StoreError> {
+        let sources: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let rows = self.tx.query(
+            // One index lookup per key. `OFFSET 0` stops the planner from
+            // flattening the lateral subquery into a hash join over all of
+            // the customer's events, which it does while the table has no
+            // statistics yet and which makes every append linear in its size.
+            "SELECT e.source, e.event_id, e.sequence, e.body
+             FROM unnest($2::TEXT[], $3::TEXT[]) AS k(source, event_id)
+             CROSS JOIN LATERAL (
+                 SELECT source, event_id, sequence, body FROM events
+                 WHERE customer_id = $1 AND source = k.source AND event_id = k.event_id
+                 OFFSET 0
+             ) AS e",
+            &[&customer, &sources, &ids],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get(0), r.get(1)),
+                    Existing {
+                        sequence: r.get::<_, i64>(2) as u64,
+                        canonical: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn insert(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+        let statement = self.tx.prepare(
+            "INSERT INTO events (customer_id, sequence, source, event_id, type, subject, time_us, recorded_us, body, hash)
+             SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+                                  $7::BIGINT[], $8::BIGINT[], $9::BYTEA[], $10::BYTEA[])",
+        )?;
+        for chunk in rows.chunks(INSERT_ROWS_MAX) {
+            let customers: Vec<&str> = chunk.iter().map(|r| r.customer).collect();
+            let sequences: Vec<i64> = chunk.iter().map(|r| r.sequence as i64).collect();
+            let sources: Vec<&str> = chunk.iter().map(|r| r.event.source.as_str()).collect();
+            let ids: Vec<&str> = chunk.iter().map(|r| r.event.id.as_str()).collect();
+            let types: Vec<&str> = chunk.iter().map(|r| r.event.event_type.as_str()).collect();
+            let subjects: Vec<Option<&str>> =
+                chunk.iter().map(|r| r.event.subject.as_deref()).collect();
+            let times: Vec<i64> = chunk.iter().map(|r| r.time_us).collect();
+            let recorded: Vec<i64> = chunk.iter().map(|r| r.recorded_us).collect();
+            let bodies: Vec<&[u8]> = chunk.iter().map(|r| r.event.canonical.as_slice()).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|r| &r.hash[..]).collect();
+            self.tx.execute(
+                &statement,
+                &[
+                    &customers, &sequences, &sources, &ids, &types, &subjects, &times, &recorded,
+                    &bodies, &hashes,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn save_heads(&mut self, heads: &HashMap<String, Head>) -> Result<(), StoreError> {
+        for (customer, head) in heads {
+            self.tx.execute(
+                "UPDATE ledger_heads SET sequence = $2, hash = $3 WHERE customer_id = $1",
+                &[customer, &(head.sequence as i64), &&head.hash[..]],
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Throwaway databases for tests and benchmarks: always a fresh SQLite
+//! file, and a fresh PostgreSQL database when `PAYOFF_TEST_POSTGRES_URL` is set. When it is set but the
+//! server cannot be reached, tests fail: they never skip PostgreSQL silently.
+
+use std::str::FromStr;
+
+use postgres::{Config, NoTls};
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "PAYOFF_TEST_POSTGRES_URL";
+
+/// A throwaway database, removed when dropped.
+pub struct ScratchDb {
+    /// What to pass to [`crate::Store::open`] or `--database`.
+    pub url: String,
+    /// `"sqlite"` or `"postgres"`, for test messages.
+    pub label: &'static str,
+    dir: Option<tempfile::TempDir>,
+    postgres: Option<(Config, String)>,
+}
+
+impl ScratchDb {
+    pub fn sqlite() -> ScratchDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = dir.path().join("payoff.db").display().to_string();
+        ScratchDb {
+            url,
+            label: "sqlite",
+            dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A new empty database on the test PostgreSQL server, if one is configured.
+    pub fn postgres() -> Option<ScratchDb> {
+        let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())?;
+        Some(ScratchDb::postgres_on(&admin_url))
+    }
+
+    /// A new empty database on the PostgreSQL server at `admin_url`.
+    /// Panics when the server cannot be reached: tests must fail, not skip.
+    pub fn postgres_on(admin_url: &str) -> ScratchDb {
+        let admin = Config::from_str(admin_url)
+            .unwrap_or_else(|e| panic!("{admin_url} is not a valid PostgreSQL URL: {e}"));
+        let name = format!("payoff_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut client = admin
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} cannot be reached: {e}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let mut config = admin.clone();
+        config.dbname(&name);
+        let url = postgres_url(&config);
+        ScratchDb {
+            url,
+            label: "postgres",
+            dir: None,
+            postgres: Some((admin, name)),
+        }
+    }
+
+    /// Every backend the suite must pass on, here.
+    pub fn all() -> Vec<ScratchDb> {
+        let mut dbs = vec![ScratchDb::sqlite()];
+        dbs.extend(ScratchDb::postgres());
+        dbs
+    }
+
+    /// A directory that lives as long as this database (for data dirs).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
+    /// Runs SQL straight against the database, behind the store's back
+    /// (tamper tests).
+    pub fn execute_sql(&self, sql: &str) {
+        match &self.postgres {
+            Some((admin, name)) => {
+                let mut config = admin.clone();
+                config.dbname(name);
+                config
+                    .connect(NoTls)
+                    .expect("connect")
+                    .batch_execute(sql)
+                    .expect("tamper SQL");
+            }
+            None => {
+                let conn = rusqlite::Connection::open(&self.url).expect("open sqlite");
+                conn.execute_batch(sql).expect("tamper SQL");
+            }
+        }
+    }
+}
+
+fn postgres_url(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let db = config.get_dbname().unwrap_or("postgres");
+    format!("postgres://{user}@{host}:{port}/{db}")
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres {
+            if let Ok(mut client) = admin.connect(NoTls) {
+                let _ =
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// The physical reference of the ingest benchmark: `events` inserted
+/// straight into a new SQLite file at `path` in one transaction, timed from
+/// BEGIN to the end of COMMIT.
+pub fn sqlite_reference_insert(
+    path: &std::path::Path,
+    customer: &str,
+    events: &[payoff_ledger::Event],
+) -> Result<std::time::Duration, crate::StoreError> {
+    crate::sqlite::reference_insert(path, customer, events)
+}

@@ -1,0 +1,428 @@
+//! The embedded SQLite backend: one file, WAL journal, `synchronous=FULL`
+//! so that a committed transaction survives power loss.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use payoff_ledger::Head;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::access::{Customer, KeyInfo, Role};
+use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
+use crate::migrations;
+use crate::pool::Pool;
+use crate::store::{from_us, hash32, Backend, EventFilter, EventSink, StoredEvent};
+use crate::{AppendRequest, StoreError};
+
+pub(crate) struct Sqlite {
+    path: PathBuf,
+    readers: Pool<Connection>,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn =
+        Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 64 MiB of page cache keeps the key index of a busy ledger in memory.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    pub(crate) fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        let owned = path.to_owned();
+        Ok(Sqlite {
+            path: path.to_owned(),
+            readers: Pool::new(64, Box::new(move || connect(&owned))),
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)")?;
+    let applied: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in migrations::SQLITE.iter().filter(|(v, _)| *v > applied) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2)",
+            params![version, Utc::now().timestamp_micros()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn role(text: String) -> Result<Role, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn key_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyInfo, String, Vec<u8>)> {
+    Ok((
+        KeyInfo {
+            key_id: row.get(0)?,
+            role: Role::Admin,
+            customer: row.get(2)?,
+            created_at: from_us(row.get(3)?),
+            revoked_at: row.get::<_, Option<i64>>(4)?.map(from_us),
+        },
+        row.get(1)?,
+        row.get(5)?,
+    ))
+}
+
+const KEY_COLUMNS: &str = "key_id, role, customer_id, created_us, revoked_us, secret_hash";
+const EVENT_COLUMNS: &str =
+    "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
+
+fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, Vec<u8>)> {
+    Ok((
+        StoredEvent {
+            customer: row.get(0)?,
+            sequence: row.get::<_, i64>(1)? as u64,
+            time: from_us(row.get(2)?),
+            recorded_at: from_us(row.get(3)?),
+            canonical: row.get(4)?,
+            hash: [0; 32],
+            source: row.get(6)?,
+            id: row.get(7)?,
+            event_type: row.get(8)?,
+            subject: row.get(9)?,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn finish_event((mut event, hash): (StoredEvent, Vec<u8>)) -> Result<StoredEvent, StoreError> {
+    event.hash = hash32(&hash)?;
+    Ok(event)
+}
+
+impl Backend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError> {
+        Ok(Box::new(SqliteWriter {
+            conn: connect(&self.path)?,
+        }))
+    }
+
+    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO customers (id, name, created_us) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![customer.id, customer.name, customer.created_at.timestamp_micros()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists { what: "customer", id: customer.id.clone() });
+            }
+            tx.execute("INSERT INTO ledger_heads (customer_id, sequence, hash) VALUES (?1, 0, ?2)", params![customer.id, &Head::EMPTY.hash[..]])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT id, name, created_us FROM customers ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Customer {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    created_at: from_us(r.get(2)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (key_id, secret_hash, role, customer_id, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.key_id, &secret_hash[..], key.role.as_str(), key.customer, key.created_at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR customer_id = ?1 ORDER BY created_us, key_id"
+            ))?;
+            let rows = stmt.query_map(params![customer], key_info)?;
+            rows.map(|r| {
+                let (mut info, role_text, _) = r?;
+                info.role = role(role_text)?;
+                Ok(info)
+            })
+            .collect()
+        })
+    }
+
+    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
+            ))?;
+            match stmt.query_row(params![key_id], key_info).optional()? {
+                None => Ok(None),
+                Some((mut info, role_text, hash)) => {
+                    info.role = role(role_text)?;
+                    Ok(Some((info, hash)))
+                }
+            }
+        })
+    }
+
+    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            let n = c.execute(
+                "UPDATE api_keys SET revoked_us = COALESCE(revoked_us, ?2) WHERE key_id = ?1",
+                params![key_id, at.timestamp_micros()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
+        self.readers.with(|c| {
+            let row = c
+                .prepare_cached("SELECT sequence, hash FROM ledger_heads WHERE customer_id = ?1")?
+                .query_row(params![customer], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?;
+            row.map(|(sequence, hash)| {
+                Ok(Head {
+                    sequence: sequence as u64,
+                    hash: hash32(&hash)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE customer_id = ?1 AND sequence > ?2
+                   AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR subject = ?4)
+                   AND (?5 IS NULL OR time_us >= ?5) AND (?6 IS NULL OR time_us < ?6)
+                 ORDER BY sequence LIMIT ?7"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.customer,
+                    filter.after_sequence.unwrap_or(0) as i64,
+                    filter.event_type,
+                    filter.subject,
+                    filter.since.map(|t| t.timestamp_micros()),
+                    filter.until.map(|t| t.timestamp_micros()),
+                    filter.limit as i64
+                ],
+                stored_event,
+            )?;
+            rows.map(|r| finish_event(r?)).collect()
+        })
+    }
+
+    fn scan(
+        &self,
+        customer: &str,
+        after_sequence: u64,
+        sink: EventSink<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ?1 AND sequence > ?2 ORDER BY sequence"
+            ))?;
+            let rows = stmt.query_map(params![customer, after_sequence as i64], stored_event)?;
+            for row in rows {
+                sink(finish_event(row?)?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+struct SqliteWriter {
+    conn: Connection,
+}
+
+impl GroupWriter for SqliteWriter {
+    fn append_group(
+        &mut self,
+        requests: &[AppendRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RequestResult>, StoreError> {
+        let mut tx = SqliteTx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        };
+        let results = apply_group(&mut tx, requests, now)?;
+        tx.tx.commit()?;
+        Ok(results)
+    }
+}
+
+struct SqliteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+impl LedgerTx for SqliteTx<'_> {
+    fn lock_heads(&mut self, customers: &[&str]) -> Result<HashMap<String, Head>, StoreError> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT sequence, hash FROM ledger_heads WHERE customer_id = ?1")?;
+        let mut heads = HashMap::new();
+        for customer in customers {
+            if let Some((sequence, hash)) = stmt
+                .query_row(params![customer], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+            {
+                heads.insert(
+                    customer.to_string(),
+                    Head {
+                        sequence: sequence as u64,
+                        hash: hash32(&hash)?,
+                    },
+                );
+            }
+        }
+        Ok(heads)
+    }
+
+    fn existing(
+        &mut self,
+        customer: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), Existing>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT sequence, body FROM events WHERE customer_id = ?1 AND source = ?2 AND event_id = ?3")?;
+        let mut found = HashMap::new();
+        for (source, id) in keys {
+            if let Some((sequence, canonical)) = stmt
+                .query_row(params![customer, source, id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+            {
+                found.insert(
+                    (source.to_string(), id.to_string()),
+                    Existing {
+                        sequence: sequence as u64,
+                        canonical,
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    fn insert(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+        insert_rows(&self.tx, rows)
+    }
+
+    fn save_heads(&mut self, heads: &HashMap<String, Head>) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "UPDATE ledger_heads SET sequence = ?2, hash = ?3 WHERE customer_id = ?1",
+        )?;
+        for (customer, head) in heads {
+            stmt.execute(params![customer, head.sequence as i64, &head.hash[..]])?;
+        }
+        Ok(())
+    }
+}
+
+/// The one INSERT of events, shared by the writer and the benchmark's
+/// physical reference so both write exactly the same rows.
+fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (customer_id, sequence, source, event_id, type, subject, time_us, recorded_us, body, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for row in rows {
+        stmt.execute(params![
+            row.customer,
+            row.sequence as i64,
+            row.event.source,
+            row.event.id,
+            row.event.event_type,
+            row.event.subject,
+            row.time_us,
+            row.recorded_us,
+            row.event.canonical,
+            &row.hash[..]
+        ])?;
+    }
+    Ok(())
+}
+
+/// Inserts `events` straight into a new SQLite database at `path` in one
+/// transaction, with no idempotency checks: the physical floor that the
+/// ingest benchmark compares itself to. Returns the time from BEGIN to the
+/// end of COMMIT.
+pub(crate) fn reference_insert(
+    path: &Path,
+    customer: &str,
+    events: &[payoff_ledger::Event],
+) -> Result<std::time::Duration, StoreError> {
+    let mut conn = connect(path)?;
+    migrate(&mut conn)?;
+    conn.execute(
+        "INSERT INTO customers (id, name, created_us) VALUES (?1, ?1, 0)",
+        params![customer],
+    )?;
+    let now = Utc::now().timestamp_micros();
+    let mut head = Head::EMPTY;
+    let rows: Vec<NewRow<'_>> = events
+        .iter()
+        .map(|event| {
+            head = head.append(&event.canonical);
+            NewRow {
+                customer,
+                sequence: head.sequence,
+                event,
+                time_us: event.time.map_or(now, |t| t.timestamp_micros()),
+                recorded_us: now,
+                hash: head.hash,
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    insert_rows(&tx, &rows)?;
+    tx.commit()?;
+    Ok(started.elapsed())
+}

@@ -1,0 +1,342 @@
+//! The storage facade: one API over SQLite and PostgreSQL.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use payoff_ledger::{verify_chain, ChainLink, Event, Head};
+use serde::Serialize;
+
+use crate::access::{
+    generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
+};
+use crate::append::{GroupWriter, Ledger, LedgerConfig};
+use crate::StoreError;
+
+/// An event as stored in a customer's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub customer: String,
+    pub sequence: u64,
+    /// Event time, or the time it was recorded when the event had none.
+    pub time: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// RFC 8785 bytes of the event (see [`payoff_ledger::Event`]).
+    pub canonical: Vec<u8>,
+    pub hash: [u8; 32],
+    /// The columns stored beside the bytes, checked by [`Store::verify`].
+    pub source: String,
+    pub id: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+}
+
+/// Which events of one customer to list, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub customer: String,
+    pub event_type: Option<String>,
+    pub subject: Option<String>,
+    /// Event time at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Event time strictly before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events after this sequence (the cursor of the previous page).
+    pub after_sequence: Option<u64>,
+    pub limit: usize,
+}
+
+/// One page of events and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    pub next_cursor: Option<u64>,
+}
+
+/// The verification of one customer's chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub customer: String,
+    pub events: u64,
+    pub head_hash: String,
+    /// The first broken link, in words; `None` when the chain is intact.
+    pub broken: Option<String>,
+}
+
+pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
+
+/// What each backend provides; [`Store`] adds the logic they share.
+pub(crate) trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn ping(&self) -> Result<(), StoreError>;
+    fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
+    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    fn customers(&self) -> Result<Vec<Customer>, StoreError>;
+    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError>;
+    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError>;
+    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError>;
+    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError>;
+    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    fn scan(
+        &self,
+        customer: &str,
+        after_sequence: u64,
+        sink: EventSink<'_>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The database of one Payoff installation.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Opens `url`: `postgres://…` / `postgresql://…`, or a SQLite file path
+    /// (optionally written `sqlite:PATH`). Runs pending migrations.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Arc::new(crate::postgres::Postgres::open(url)?)
+            } else {
+                Arc::new(crate::sqlite::Sqlite::open(Path::new(
+                    url.strip_prefix("sqlite:").unwrap_or(url),
+                ))?)
+            };
+        Ok(Store { backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Checks that the database answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping()
+    }
+
+    /// Starts this process's ledger writer (one per process).
+    pub fn ledger(&self, config: LedgerConfig) -> Result<Ledger, StoreError> {
+        let backend = self.backend.clone();
+        Ledger::start(Box::new(move || backend.writer()), config)
+    }
+
+    pub fn create_customer(
+        &self,
+        id: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        let customer = Customer {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created_at: trunc_us(now),
+        };
+        self.backend.insert_customer(&customer)?;
+        Ok(customer)
+    }
+
+    pub fn customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.backend.customers()
+    }
+
+    pub fn customer(&self, id: &str) -> Result<Option<Customer>, StoreError> {
+        Ok(self.backend.customers()?.into_iter().find(|c| c.id == id))
+    }
+
+    /// Creates a key; the returned [`NewKey::key`] is the only copy of the secret.
+    pub fn create_key(
+        &self,
+        role: Role,
+        customer: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(NewKey, KeyInfo), StoreError> {
+        if let Some(c) = customer {
+            if self.customer(c)?.is_none() {
+                return Err(StoreError::NotFound {
+                    what: "customer",
+                    id: c.to_owned(),
+                });
+            }
+        }
+        let new = generate_key();
+        let info = KeyInfo {
+            key_id: new.key_id.clone(),
+            role,
+            customer: customer.map(str::to_owned),
+            created_at: trunc_us(now),
+            revoked_at: None,
+        };
+        self.backend.insert_key(&info, &new.secret_hash)?;
+        Ok((new, info))
+    }
+
+    /// Keys of one customer, or all keys.
+    pub fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        self.backend.keys(customer)
+    }
+
+    pub fn key(&self, key_id: &str) -> Result<Option<KeyInfo>, StoreError> {
+        Ok(self.backend.key_secret(key_id)?.map(|(info, _)| info))
+    }
+
+    /// Revokes a key at once; later requests with it are refused.
+    pub fn revoke_key(&self, key_id: &str, now: DateTime<Utc>) -> Result<KeyInfo, StoreError> {
+        self.backend.revoke_key(key_id, trunc_us(now))?;
+        self.key(key_id)?.ok_or_else(|| StoreError::NotFound {
+            what: "key",
+            id: key_id.to_owned(),
+        })
+    }
+
+    /// The principal of a presented key, or `None` for an unknown, malformed
+    /// or revoked key. The secret is compared in constant time.
+    pub fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        let Some((key_id, secret)) = parse_key(presented) else {
+            return Ok(None);
+        };
+        let presented_hash = hash_secret(secret);
+        let Some((info, stored_hash)) = self.backend.key_secret(key_id)? else {
+            return Ok(None);
+        };
+        let equal: bool =
+            subtle::ConstantTimeEq::ct_eq(presented_hash.as_slice(), stored_hash.as_slice()).into();
+        if !equal || info.revoked_at.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            key_id: info.key_id,
+            role: info.role,
+            customer: info.customer,
+        }))
+    }
+
+    /// The customer's chain head, `None` for an unknown customer.
+    pub fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
+        self.backend.head(customer)
+    }
+
+    /// One page of a customer's events matching `filter`.
+    pub fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        let limit = filter.limit.max(1);
+        let mut query = filter.clone();
+        query.limit = limit + 1;
+        let mut events = self.backend.events(&query)?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.sequence)
+        } else {
+            None
+        };
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// Streams every event of a customer after `after_sequence`, in chain order.
+    pub fn scan(
+        &self,
+        customer: &str,
+        after_sequence: u64,
+        mut sink: impl FnMut(StoredEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.backend.scan(customer, after_sequence, &mut sink)
+    }
+
+    /// Recomputes every customer's chain from the stored bytes and checks
+    /// that the columns beside them and the stored head agree.
+    pub fn verify(&self) -> Result<Vec<ChainReport>, StoreError> {
+        let mut reports = Vec::new();
+        for customer in self.customers()? {
+            reports.push(self.verify_customer(&customer.id)?);
+        }
+        Ok(reports)
+    }
+
+    fn verify_customer(&self, customer: &str) -> Result<ChainReport, StoreError> {
+        let stored_head = self.head(customer)?.unwrap_or(Head::EMPTY);
+        let mut head = Head::EMPTY;
+        let mut broken: Option<String> = None;
+        self.scan(customer, 0, |row| {
+            if broken.is_some() {
+                return Ok(());
+            }
+            if let Err(reason) = columns_match(&row) {
+                broken = Some(format!("sequence {}: {reason}", row.sequence));
+                return Ok(());
+            }
+            let link = ChainLink {
+                sequence: row.sequence,
+                canonical: &row.canonical,
+                hash: &row.hash,
+            };
+            match verify_chain(head, [link]) {
+                Ok(next) => head = next,
+                Err(e) => broken = Some(e.to_string()),
+            }
+            Ok(())
+        })?;
+        if broken.is_none() && head != stored_head {
+            broken = Some(format!(
+                "the stored head (sequence {}, hash {}) does not match the recomputed chain end (sequence {}, hash {})",
+                stored_head.sequence,
+                stored_head.hash_hex(),
+                head.sequence,
+                head.hash_hex()
+            ));
+        }
+        Ok(ChainReport {
+            customer: customer.to_owned(),
+            events: head.sequence,
+            head_hash: head.hash_hex(),
+            broken,
+        })
+    }
+}
+
+fn columns_match(row: &StoredEvent) -> Result<(), String> {
+    let event =
+        Event::from_canonical(&row.canonical).map_err(|e| format!("{} {}", e.field, e.reason))?;
+    let mismatch = |column: &str| {
+        Err(format!(
+            "column {column} differs from the stored event bytes"
+        ))
+    };
+    if event.source != row.source {
+        return mismatch("source");
+    }
+    if event.id != row.id {
+        return mismatch("event_id");
+    }
+    if event.event_type != row.event_type {
+        return mismatch("type");
+    }
+    if event.subject != row.subject {
+        return mismatch("subject");
+    }
+    if event.time.is_some_and(|t| t != row.time) {
+        return mismatch("time_us");
+    }
+    Ok(())
+}
+
+/// Times are stored in microseconds; values handed back equal what is read later.
+fn trunc_us(t: DateTime<Utc>) -> DateTime<Utc> {
+    from_us(t.timestamp_micros())
+}
+
+pub(crate) fn from_us(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+pub(crate) fn hash32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "a stored hash has {} bytes instead of 32",
+            bytes.len()
+        ))
+    })
+}

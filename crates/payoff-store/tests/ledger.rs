@@ -1,0 +1,359 @@
+//! The ledger's storage contract, run on every backend (see `ScratchDb::all`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use payoff_ledger::{validate_event, Event, EventLimits, Head};
+use payoff_store::scratch::ScratchDb;
+use payoff_store::{
+    AppendError, AppendRequest, EventFilter, EventStatus, Ledger, LedgerConfig, Role, Routed, Store,
+};
+use serde_json::json;
+
+fn event(id: &str, body: &str) -> Event {
+    validate_event(
+        json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": "ticket.created",
+               "subject": format!("T-{id}"), "time": "2026-11-02T09:00:00Z", "data": {"text": body}}),
+        &EventLimits::default(),
+    )
+    .unwrap()
+}
+
+fn request(customer: &str, events: Vec<Event>) -> AppendRequest {
+    AppendRequest {
+        events: events
+            .into_iter()
+            .map(|event| Routed {
+                customer: customer.into(),
+                event,
+            })
+            .collect(),
+    }
+}
+
+fn setup(db: &ScratchDb) -> (Store, Ledger) {
+    let store = Store::open(&db.url).unwrap();
+    store
+        .create_customer("acme", "Acme Store", Utc::now())
+        .unwrap();
+    store
+        .create_customer("globex", "Globex", Utc::now())
+        .unwrap();
+    let ledger = store.ledger(LedgerConfig::default()).unwrap();
+    (store, ledger)
+}
+
+fn statuses(result: Result<Vec<EventStatus>, AppendError>) -> Vec<(u64, bool)> {
+    result
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.sequence, s.duplicate))
+        .collect()
+}
+
+#[test]
+fn appended_events_form_a_verifiable_chain() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        let r = ledger
+            .append_blocking(request("acme", vec![event("1", "a"), event("2", "b")]))
+            .unwrap();
+        assert_eq!(statuses(r), [(1, false), (2, false)], "{}", db.label);
+        let r = ledger
+            .append_blocking(request("acme", vec![event("3", "c")]))
+            .unwrap();
+        assert_eq!(statuses(r), [(3, false)]);
+
+        let expected = Head::EMPTY
+            .append(&event("1", "a").canonical)
+            .append(&event("2", "b").canonical)
+            .append(&event("3", "c").canonical);
+        assert_eq!(store.head("acme").unwrap(), Some(expected), "{}", db.label);
+        assert_eq!(store.head("globex").unwrap(), Some(Head::EMPTY));
+        let reports = store.verify().unwrap();
+        assert!(reports.iter().all(|r| r.broken.is_none()), "{reports:?}");
+        assert_eq!(
+            reports
+                .iter()
+                .find(|r| r.customer == "acme")
+                .unwrap()
+                .events,
+            3
+        );
+    }
+}
+
+#[test]
+fn same_key_same_content_is_a_duplicate_and_stored_once() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        ledger
+            .append_blocking(request("acme", vec![event("1", "a")]))
+            .unwrap()
+            .unwrap();
+        let head = store.head("acme").unwrap();
+        let r = ledger
+            .append_blocking(request(
+                "acme",
+                vec![event("1", "a"), event("2", "b"), event("2", "b")],
+            ))
+            .unwrap();
+        assert_eq!(
+            statuses(r),
+            [(1, true), (2, false), (2, true)],
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            store.head("acme").unwrap().unwrap().sequence,
+            head.unwrap().sequence + 1
+        );
+    }
+}
+
+#[test]
+fn same_key_different_content_refuses_the_whole_request() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        ledger
+            .append_blocking(request("acme", vec![event("1", "a")]))
+            .unwrap()
+            .unwrap();
+        let before = store.head("acme").unwrap();
+        let r = ledger
+            .append_blocking(request(
+                "acme",
+                vec![event("9", "new"), event("1", "changed")],
+            ))
+            .unwrap();
+        assert_eq!(
+            r.unwrap_err(),
+            AppendError::Conflict {
+                index: 1,
+                event_source: "helpdesk".into(),
+                id: "1".into()
+            },
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            store.head("acme").unwrap(),
+            before,
+            "nothing of the refused request is stored"
+        );
+        let page = store
+            .events(&EventFilter {
+                customer: "acme".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.events.len(), 1);
+        // A conflict inside one request is refused too.
+        let r = ledger
+            .append_blocking(request("acme", vec![event("7", "x"), event("7", "y")]))
+            .unwrap();
+        assert!(
+            matches!(r, Err(AppendError::Conflict { index: 1, .. })),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_same_key_per_customer_is_independent() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        ledger
+            .append_blocking(request("acme", vec![event("1", "a")]))
+            .unwrap()
+            .unwrap();
+        let r = ledger
+            .append_blocking(request("globex", vec![event("1", "other")]))
+            .unwrap();
+        assert_eq!(statuses(r), [(1, false)], "{}", db.label);
+        assert_eq!(store.head("globex").unwrap().unwrap().sequence, 1);
+    }
+}
+
+#[test]
+fn unknown_customer_is_refused() {
+    for db in ScratchDb::all() {
+        let (_store, ledger) = setup(&db);
+        let r = ledger
+            .append_blocking(request("nobody", vec![event("1", "a")]))
+            .unwrap();
+        assert_eq!(
+            r.unwrap_err(),
+            AppendError::UnknownCustomer("nobody".into()),
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[test]
+fn concurrent_requests_with_the_same_id_store_it_once() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        let ledger = Arc::new(ledger);
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let ledger = ledger.clone();
+                std::thread::spawn(move || {
+                    ledger
+                        .append_blocking(request(
+                            "acme",
+                            vec![event("same", "body"), event(&format!("own-{i}"), "x")],
+                        ))
+                        .unwrap()
+                        .unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<EventStatus>> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let accepted_same = results.iter().filter(|r| !r[0].duplicate).count();
+        assert_eq!(
+            accepted_same, 1,
+            "{}: exactly one request stores the shared id",
+            db.label
+        );
+        assert!(results
+            .iter()
+            .all(|r| r[0].sequence == results[0][0].sequence || r[0].duplicate));
+        assert_eq!(store.head("acme").unwrap().unwrap().sequence, 17);
+        assert!(store.verify().unwrap().iter().all(|r| r.broken.is_none()));
+    }
+}
+
+#[test]
+fn events_are_filtered_and_paged_by_cursor() {
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        let events: Vec<Event> = (0..25).map(|i| event(&i.to_string(), "x")).collect();
+        ledger
+            .append_blocking(request("acme", events))
+            .unwrap()
+            .unwrap();
+        let mut filter = EventFilter {
+            customer: "acme".into(),
+            limit: 10,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.events(&filter).unwrap();
+            seen.extend(page.events.iter().map(|e| e.sequence));
+            match page.next_cursor {
+                Some(c) => filter.after_sequence = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<u64>>(), "{}", db.label);
+        let one = store
+            .events(&EventFilter {
+                customer: "acme".into(),
+                subject: Some("T-7".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(one.events.len(), 1);
+        assert_eq!(one.events[0].id, "7");
+        let other = store
+            .events(&EventFilter {
+                customer: "globex".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(
+            other.events.is_empty(),
+            "another customer's events never show"
+        );
+    }
+}
+
+#[test]
+fn edited_rows_are_named_by_verify() {
+    let tampers = [
+        (
+            "UPDATE events SET body = replace(body, 'second', 'SECOND') WHERE sequence = 2",
+            "sequence 2",
+        ),
+        (
+            "UPDATE events SET type = 'ticket.closed' WHERE sequence = 3",
+            "column type",
+        ),
+        ("DELETE FROM events WHERE sequence = 2", "sequence 2"),
+        ("DELETE FROM events WHERE sequence = 3", "stored head"),
+    ];
+    for (sql, expected) in tampers {
+        for db in ScratchDb::all() {
+            let (store, ledger) = setup(&db);
+            let events = vec![
+                event("1", "first"),
+                event("2", "second"),
+                event("3", "third"),
+            ];
+            ledger
+                .append_blocking(request("acme", events))
+                .unwrap()
+                .unwrap();
+            let sql = if db.label == "postgres" {
+                sql.replace("body = replace(body, 'second', 'SECOND')", "body = convert_to(replace(convert_from(body, 'UTF8'), 'second', 'SECOND'), 'UTF8')")
+            } else {
+                sql.replace(
+                    "body = replace(body, 'second', 'SECOND')",
+                    "body = CAST(replace(CAST(body AS TEXT), 'second', 'SECOND') AS BLOB)",
+                )
+            };
+            db.execute_sql(&sql);
+            let report = store
+                .verify()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.customer == "acme")
+                .unwrap();
+            let broken = report
+                .broken
+                .unwrap_or_else(|| panic!("{}: {sql} went unnoticed", db.label));
+            assert!(broken.contains(expected), "{}: {sql}: {broken}", db.label);
+        }
+    }
+}
+
+#[test]
+fn keys_authenticate_until_revoked() {
+    for db in ScratchDb::all() {
+        let (store, _ledger) = setup(&db);
+        let (key, info) = store
+            .create_key(Role::CustomerViewer, Some("acme"), Utc::now())
+            .unwrap();
+        let principal = store
+            .authenticate(&key.key)
+            .unwrap()
+            .expect("fresh key authenticates");
+        assert_eq!(
+            (principal.role, principal.customer.as_deref()),
+            (Role::CustomerViewer, Some("acme"))
+        );
+        let mut wrong = key.key.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == '0' { '1' } else { '0' });
+        assert!(
+            store.authenticate(&wrong).unwrap().is_none(),
+            "{}",
+            db.label
+        );
+        assert!(store.authenticate("not a key").unwrap().is_none());
+        store.revoke_key(&info.key_id, Utc::now()).unwrap();
+        assert!(store.authenticate(&key.key).unwrap().is_none());
+        assert!(store.keys(Some("acme")).unwrap()[0].revoked_at.is_some());
+        assert!(store
+            .create_key(Role::Agent, Some("nobody"), Utc::now())
+            .is_err());
+        assert!(store.create_customer("acme", "again", Utc::now()).is_err());
+    }
+}

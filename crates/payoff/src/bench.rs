@@ -1,0 +1,330 @@
+//! `payoff bench ingest`: a real server in a child process on loopback,
+//! driven by concurrent HTTP clients. Run it from a release build.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use payoff_ledger::{validate_event, EventLimits};
+use payoff_store::scratch::{sqlite_reference_insert, ScratchDb};
+use payoff_store::{Role, Store};
+use serde_json::{json, Value};
+
+use crate::bad_input;
+use crate::client::ApiClient;
+use crate::settings::Settings;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput and latency, durable, over HTTP.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Events sent in batches
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Events per batch request
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Concurrent clients sending batches
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Events sent one per request
+    #[arg(long, default_value_t = 200_000)]
+    single_events: usize,
+    /// Concurrent clients sending single events
+    #[arg(long, default_value_t = 64)]
+    single_clients: usize,
+    /// Also measure PostgreSQL: a server URL whose user may create databases
+    #[arg(long, env = "PAYOFF_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(_settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Ingest(args) = command;
+    if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
+        return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures are only meaningful from `cargo run --release`");
+    }
+    let mut results = Vec::new();
+    let sqlite = ScratchDb::sqlite();
+    results.push(measure(&args, &sqlite)?);
+    let reference = physical_reference(&args)?;
+    if let Some(url) = &args.postgres {
+        let pg = ScratchDb::postgres_on(url);
+        results.push(measure(&args, &pg)?);
+    }
+    let sqlite_batch = results[0].batch.events_per_s;
+    let report = json!({
+        "runs": results.iter().map(Run::to_json).collect::<Vec<_>>(),
+        "physical_reference": {
+            "what": "the same rows inserted straight into SQLite in one transaction (synchronous=FULL), no HTTP, no idempotency checks",
+            "events": args.events,
+            "events_per_s": reference,
+            "ratio_of_ingest_to_reference": sqlite_batch / reference,
+        }
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{:<10} {:<28} {:>12} {:>14} {:>10} {:>10} {:>12}",
+            "BACKEND", "WORKLOAD", "EVENTS", "EVENTS/S", "P50 MS", "P99 MS", "PEAK RSS MB"
+        );
+        for run in &results {
+            for (name, phase) in [
+                (
+                    format!("batches of {} x {} clients", args.batch, args.clients),
+                    &run.batch,
+                ),
+                (
+                    format!("single events x {} clients", args.single_clients),
+                    &run.single,
+                ),
+            ] {
+                println!(
+                    "{:<10} {:<28} {:>12} {:>14.0} {:>10.2} {:>10.2} {:>12.1}",
+                    run.backend,
+                    name,
+                    phase.events,
+                    phase.events_per_s,
+                    phase.p50_ms,
+                    phase.p99_ms,
+                    run.peak_rss_mb
+                );
+            }
+        }
+        println!(
+            "physical reference (SQLite, one transaction, {} rows): {:.0} events/s; batch ingest / reference = {:.2}",
+            args.events,
+            reference,
+            sqlite_batch / reference
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Phase {
+    events: usize,
+    events_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+struct Run {
+    backend: &'static str,
+    batch: Phase,
+    single: Phase,
+    peak_rss_mb: f64,
+}
+
+impl Run {
+    fn to_json(&self) -> Value {
+        let phase = |p: &Phase| json!({"events": p.events, "events_per_s": p.events_per_s, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms});
+        json!({"backend": self.backend, "batches": phase(&self.batch), "single_events": phase(&self.single), "server_peak_rss_mb": self.peak_rss_mb})
+    }
+}
+
+/// A ticket event of realistic size (about 400 bytes).
+fn bench_event(i: usize, prefix: &str) -> Value {
+    let kinds = [
+        "ticket.created",
+        "ticket.ai_replied",
+        "ticket.closed",
+        "llm.call",
+    ];
+    json!({
+        "specversion": "1.0",
+        "id": format!("{prefix}-{i}"),
+        "source": "bench/helpdesk",
+        "type": kinds[i % kinds.len()],
+        "subject": format!("T-{}", i / 4),
+        "time": "2026-11-03T10:15:30.250Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "channel": "email",
+            "category": "shipping",
+            "requester": format!("customer{}@example.test", i % 997),
+            "text": "My order has not arrived yet, can you tell me where it is and when it will be delivered?",
+            "model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 164
+        }
+    })
+}
+
+struct ChildServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", &db.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the server")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .with_context(|| format!("the server did not say where it listens: {line:?}"))?
+        .to_owned();
+    Ok(ChildServer { child, url })
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
+    let data_dir = tempfile::tempdir()?;
+    let store = Store::open(&db.url)?;
+    store.create_customer("bench", "Benchmark", Utc::now())?;
+    let (key, _) = store.create_key(Role::Agent, Some("bench"), Utc::now())?;
+    drop(store);
+    let server = start_server(db, data_dir.path())?;
+    let client = ApiClient::new(&server.url, &key.key)?;
+    eprintln!(
+        "{}: preparing {} events…",
+        db.label,
+        args.events + args.single_events
+    );
+    let batches: Vec<Vec<u8>> = (0..args.events.div_ceil(args.batch))
+        .map(|b| {
+            let events: Vec<Value> = (b * args.batch..((b + 1) * args.batch).min(args.events))
+                .map(|i| bench_event(i, "b"))
+                .collect();
+            serde_json::to_vec(&events).expect("json")
+        })
+        .collect();
+    let singles: Vec<Vec<u8>> = (0..args.single_events)
+        .map(|i| serde_json::to_vec(&bench_event(i, "s")).expect("json"))
+        .collect();
+    let runtime = tokio::runtime::Runtime::new()?;
+    eprintln!("{}: batches…", db.label);
+    let batch = runtime.block_on(drive(
+        &client,
+        batches,
+        args.clients,
+        "application/cloudevents-batch+json",
+        args.events,
+    ))?;
+    eprintln!("{}: single events…", db.label);
+    let single = runtime.block_on(drive(
+        &client,
+        singles,
+        args.single_clients,
+        "application/cloudevents+json",
+        args.single_events,
+    ))?;
+    let peak_rss_mb = peak_rss_mb(server.child.id());
+    let head = Store::open(&db.url)?
+        .head("bench")?
+        .map(|h| h.sequence)
+        .unwrap_or(0);
+    anyhow::ensure!(
+        head as usize == args.events + args.single_events,
+        "the server stored {head} events, expected {}",
+        args.events + args.single_events
+    );
+    Ok(Run {
+        backend: db.label,
+        batch,
+        single,
+        peak_rss_mb,
+    })
+}
+
+/// Sends every body (holding `events` events in all) once, `clients` at a
+/// time; every reply must be a 2xx.
+async fn drive(
+    client: &ApiClient,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+    content_type: &'static str,
+    events: usize,
+) -> anyhow::Result<Phase> {
+    let total = bodies.len();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                client
+                    .send(
+                        reqwest::Method::POST,
+                        "/v1/events",
+                        content_type,
+                        body.clone(),
+                    )
+                    .await?
+                    .map_err(|p| anyhow::anyhow!("the server refused a request: {p}"))?;
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(Phase {
+        events,
+        events_per_s: events as f64 / elapsed,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+    })
+}
+
+fn physical_reference(args: &IngestArgs) -> anyhow::Result<f64> {
+    let limits = EventLimits::default();
+    let events: Vec<_> = (0..args.events)
+        .map(|i| validate_event(bench_event(i, "b"), &limits).map_err(|e| anyhow::anyhow!("{e:?}")))
+        .collect::<Result<_, _>>()?;
+    let dir = tempfile::tempdir()?;
+    let took = sqlite_reference_insert(&dir.path().join("reference.db"), "bench", &events)?;
+    Ok(args.events as f64 / took.as_secs_f64())
+}

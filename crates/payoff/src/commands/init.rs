@@ -1,0 +1,70 @@
+//! `payoff init`: a data directory, the provider's signing key, a first admin key.
+
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::Utc;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::SigningKey;
+use payoff_store::Role;
+use std::process::ExitCode;
+
+use crate::bad_input;
+use crate::commands::open_store;
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let key_path = settings.signing_key_path();
+    if key_path.exists() {
+        return bad_input(format!(
+            "{} is already initialised (it holds a signing key); create more keys with `payoff keys create`",
+            settings.data_dir.display()
+        ));
+    }
+    let store = open_store(settings)?;
+    let signing = ensure_signing_key(&key_path)?;
+    let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
+    println!("data directory: {}", settings.data_dir.display());
+    println!("database: {} ({})", settings.database, store.backend_name());
+    println!(
+        "provider signing key: {} (public {})",
+        key_path.display(),
+        hex::encode(signing.verifying_key().as_bytes())
+    );
+    println!("admin API key (shown once; send as `Authorization: Bearer KEY`):");
+    println!("{}", admin.key);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the provider's Ed25519 signing key, creating it on first use.
+pub fn ensure_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if path.exists() {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| anyhow::anyhow!("cannot encode the signing key: {e}"))?;
+    write_private(path, pem.as_bytes())?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}

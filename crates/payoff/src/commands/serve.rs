@@ -1,0 +1,59 @@
+//! `payoff serve`: the HTTP API until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use payoff_server::AppState;
+use payoff_store::LedgerConfig;
+
+use crate::commands::init::ensure_signing_key;
+use crate::commands::open_store;
+use crate::settings::Settings;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080; env PAYOFF_LISTEN]
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let addr = settings.listen_addr(args.listen.as_deref())?;
+    let store = open_store(settings)?;
+    ensure_signing_key(&settings.signing_key_path())?;
+    if store.keys(None)?.iter().all(|k| k.revoked_at.is_some()) {
+        eprintln!("note: no API key exists yet; create one with `payoff keys create --role admin`");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let ledger = store.ledger(LedgerConfig::default())?;
+        let state = AppState::new(store.clone(), ledger, settings.server);
+        println!(
+            "payoff listening on http://{} ({} database)",
+            listener.local_addr()?,
+            store.backend_name()
+        );
+        payoff_server::serve(listener, state, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,101 @@
+//! `payoff`: the command line of Payoff, a thin shell over the crates.
+//!
+//! Exit codes: 0 success, 1 failure (a check failed, a server is down),
+//! 2 bad input (one readable line on standard error).
+
+mod bench;
+mod client;
+mod commands;
+mod demo;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use settings::GlobalArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "payoff",
+    version,
+    about = "Outcome ledger and control plane for AI services: pay for results, not seats."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory, the provider signing key and a first admin key.
+    Init,
+    /// Run the HTTP API.
+    Serve(commands::serve::ServeArgs),
+    /// Manage customers.
+    #[command(subcommand)]
+    Customers(commands::customers::CustomersCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    /// Send or export events.
+    #[command(subcommand)]
+    Events(commands::events::EventsCommand),
+    /// Check the ledger's hash chains.
+    #[command(subcommand)]
+    Ledger(commands::ledger::LedgerCommand),
+    /// Measure throughput and latency (release builds).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Run a demonstration: a server, a customer and a realistic stream of events.
+    Demo(demo::DemoArgs),
+}
+
+/// Bad input from the user: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Shorthand for returning bad input.
+pub fn bad_input<T>(message: impl Into<String>) -> anyhow::Result<T> {
+    Err(BadInput(message.into()).into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAYOFF_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result =
+        settings::Settings::load(&cli.global).and_then(|settings| run(cli.command, &settings));
+    match result {
+        Ok(code) => code,
+        Err(e) if e.is::<BadInput>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init => commands::init::run(settings),
+        Command::Serve(args) => commands::serve::run(settings, args),
+        Command::Customers(c) => commands::customers::run(settings, c),
+        Command::Keys(c) => commands::keys::run(settings, c),
+        Command::Events(c) => commands::events::run(settings, c),
+        Command::Ledger(c) => commands::ledger::run(settings, c),
+        Command::Bench(c) => bench::run(settings, c),
+        Command::Demo(args) => demo::run(settings, args),
+    }
+}

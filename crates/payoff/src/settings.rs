@@ -1,0 +1,142 @@
+//! Configuration: flags, then `PAYOFF_*` environment variables, then an
+//! optional `payoff.toml`, then defaults, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use payoff_ledger::EventLimits;
+use payoff_server::ServerConfig;
+use serde::Deserialize;
+
+use crate::{bad_input, BadInput};
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Where Payoff keeps its data [default: ./payoff-data]
+    #[arg(long, global = true, env = "PAYOFF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database: a PostgreSQL URL (postgres://…) or a SQLite file [default: DATA_DIR/payoff.db]
+    #[arg(long, global = true, env = "PAYOFF_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Configuration file [default: ./payoff.toml when it exists]
+    #[arg(long, global = true, env = "PAYOFF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Server URL for commands that talk to a running server [default: http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "PAYOFF_URL")]
+    pub url: Option<String>,
+    /// API key for commands that talk to a running server
+    #[arg(long, global = true, env = "PAYOFF_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+/// The keys `payoff.toml` may hold.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    listen: Option<String>,
+    url: Option<String>,
+    key: Option<String>,
+    body_bytes_max: Option<usize>,
+    batch_events_max: Option<usize>,
+    event_bytes_max: Option<usize>,
+}
+
+/// Settings after every source has been applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database: String,
+    pub listen: Option<String>,
+    pub url: String,
+    pub key: Option<String>,
+    pub server: ServerConfig,
+}
+
+impl Settings {
+    pub fn load(args: &GlobalArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("payoff.toml").exists() => read_file(Path::new("payoff.toml"))?,
+            None => FileSettings::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("payoff-data"));
+        let database = args
+            .database
+            .clone()
+            .or(file.database)
+            .unwrap_or_else(|| data_dir.join("payoff.db").display().to_string());
+        let env_usize = |name: &str| -> anyhow::Result<Option<usize>> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| BadInput(format!("{name}: \"{v}\" is not a whole number")).into()),
+                Err(_) => Ok(None),
+            }
+        };
+        let defaults = ServerConfig::default();
+        let server = ServerConfig {
+            body_bytes_max: env_usize("PAYOFF_BODY_BYTES_MAX")?
+                .or(file.body_bytes_max)
+                .unwrap_or(defaults.body_bytes_max),
+            limits: EventLimits {
+                batch_events_max: env_usize("PAYOFF_BATCH_EVENTS_MAX")?
+                    .or(file.batch_events_max)
+                    .unwrap_or(defaults.limits.batch_events_max),
+                event_bytes_max: env_usize("PAYOFF_EVENT_BYTES_MAX")?
+                    .or(file.event_bytes_max)
+                    .unwrap_or(defaults.limits.event_bytes_max),
+            },
+        };
+        Ok(Settings {
+            data_dir,
+            database,
+            listen: std::env::var("PAYOFF_LISTEN").ok().or(file.listen),
+            url: args
+                .url
+                .clone()
+                .or(file.url)
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            key: args.key.clone().or(file.key),
+            server,
+        })
+    }
+
+    /// The resolved listen address: flag, then environment/file, then default.
+    pub fn listen_addr(&self, flag: Option<&str>) -> anyhow::Result<SocketAddr> {
+        let text = flag.or(self.listen.as_deref()).unwrap_or("127.0.0.1:8080");
+        match text.parse() {
+            Ok(addr) => Ok(addr),
+            Err(_) => bad_input(format!(
+                "--listen: \"{text}\" is not an address like 127.0.0.1:8080"
+            )),
+        }
+    }
+
+    /// The key to call a server with, or a clear error saying how to give one.
+    pub fn api_key(&self) -> anyhow::Result<&str> {
+        match self.key.as_deref() {
+            Some(k) => Ok(k),
+            None => bad_input("no API key: pass --key KEY or set PAYOFF_KEY"),
+        }
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing-key.pem")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| BadInput(format!("{}: {}", path.display(), e.message())).into())
+}

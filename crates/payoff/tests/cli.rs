@@ -1,0 +1,258 @@
+//! The `payoff` command as users script it, on every backend.
+
+mod common;
+
+use common::*;
+use payoff_store::scratch::ScratchDb;
+use serde_json::{json, Value};
+
+fn event_line(i: usize) -> String {
+    json!({"specversion": "1.0", "id": format!("e{i}"), "source": "crm", "type": "lead.created",
+           "subject": format!("L-{i}"), "time": "2026-11-05T08:00:00Z", "data": {"n": i}})
+    .to_string()
+}
+
+#[test]
+fn init_prints_the_admin_key_alone_on_the_last_line_and_refuses_twice() {
+    for db in ScratchDb::all() {
+        let key = init(&db);
+        assert!(
+            key.starts_with("pyk_") && !key.contains(' '),
+            "{}: {key}",
+            db.label
+        );
+        assert!(data_dir(&db).join("signing-key.pem").exists());
+        assert_bad_input(&payoff(&db, &["init"]), "already initialised");
+        let keys: Value =
+            serde_json::from_str(&stdout(&payoff(&db, &["keys", "list", "--json"]))).unwrap();
+        assert_eq!(keys[0]["role"], "admin");
+        assert!(
+            !stdout(&payoff(&db, &["keys", "list", "--json"])).contains(&key[20..]),
+            "secrets are never listed"
+        );
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    for db in ScratchDb::all() {
+        init(&db);
+        assert_bad_input(
+            &payoff(&db, &["customers", "create", "Bad Id!"]),
+            "not a valid customer id",
+        );
+        assert!(payoff(&db, &["customers", "create", "acme"])
+            .status
+            .success());
+        assert_bad_input(
+            &payoff(&db, &["customers", "create", "acme"]),
+            "already exists",
+        );
+        assert_bad_input(
+            &payoff(&db, &["keys", "create", "--role", "root"]),
+            "unknown role",
+        );
+        assert_bad_input(
+            &payoff(&db, &["keys", "create", "--role", "agent"]),
+            "must name its customer",
+        );
+        assert_bad_input(
+            &payoff(
+                &db,
+                &["keys", "create", "--role", "admin", "--customer", "acme"],
+            ),
+            "provider key",
+        );
+        assert_bad_input(
+            &payoff(
+                &db,
+                &["keys", "create", "--role", "agent", "--customer", "nobody"],
+            ),
+            "unknown customer",
+        );
+        assert_bad_input(
+            &payoff(&db, &["keys", "revoke", "0000000000000000"]),
+            "unknown key",
+        );
+        assert_bad_input(
+            &payoff(&db, &["events", "export", "--customer", "nobody"]),
+            "unknown customer",
+        );
+        assert_bad_input(&payoff(&db, &["serve", "--listen", "nowhere"]), "--listen");
+        assert_eq!(
+            payoff(&db, &["frobnicate"]).status.code(),
+            Some(2),
+            "unknown commands are usage errors"
+        );
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
+
+#[test]
+fn events_send_is_resumable_and_names_the_bad_line() {
+    for db in ScratchDb::all() {
+        init(&db);
+        let key = customer_with_key(&db, "acme", "agent");
+        let server = Server::start(&db);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        let lines: Vec<String> = (0..2500).map(event_line).collect();
+        write(&file, &(lines.join("\n") + "\n\n"));
+        let send = |path: &std::path::Path| {
+            command(&db)
+                .args([
+                    "events",
+                    "send",
+                    "--json",
+                    "--batch",
+                    "1000",
+                    "--url",
+                    &server.url,
+                    "--key",
+                    &key,
+                ])
+                .arg(path)
+                .output()
+                .unwrap()
+        };
+        let o = send(&file);
+        assert!(o.status.success(), "{}: {}", db.label, stderr(&o));
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+            json!({"accepted": 2500, "duplicates": 0})
+        );
+        let o = send(&file);
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+            json!({"accepted": 0, "duplicates": 2500}),
+            "re-sending is harmless"
+        );
+
+        let broken = dir.path().join("broken.jsonl");
+        write(
+            &broken,
+            &format!("{}\n{}\n{{not json\n", event_line(1), event_line(2)),
+        );
+        assert_bad_input(&send(&broken), "broken.jsonl:3: not valid JSON");
+        let invalid = dir.path().join("invalid.jsonl");
+        let mut no_type: Value = serde_json::from_str(&event_line(9000)).unwrap();
+        no_type.as_object_mut().unwrap().remove("type");
+        write(&invalid, &format!("{}\n{}\n", event_line(9001), no_type));
+        assert_bad_input(&send(&invalid), "invalid.jsonl:2: type is required");
+        let conflicting = dir.path().join("conflict.jsonl");
+        write(&conflicting, &event_line(5).replace("\"n\":5", "\"n\":55"));
+        assert_bad_input(&send(&conflicting), "409");
+
+        // An array file (a CloudEvents batch) works as well.
+        let array = dir.path().join("batch.json");
+        write(
+            &array,
+            &format!("[{},{}]", event_line(7000), event_line(7001)),
+        );
+        let o = send(&array);
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+            json!({"accepted": 2, "duplicates": 0})
+        );
+
+        // Export gives back exactly what is stored; re-sending it changes nothing.
+        let exported = dir.path().join("export.jsonl");
+        let o = payoff(
+            &db,
+            &[
+                "events",
+                "export",
+                "--customer",
+                "acme",
+                "--output",
+                exported.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&exported).unwrap();
+        assert_eq!(text.lines().count(), 2502);
+        let o = send(&exported);
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+            json!({"accepted": 0, "duplicates": 2502})
+        );
+
+        let o = payoff(&db, &["ledger", "verify"]);
+        assert!(o.status.success(), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("acme: ok, 2502 events"),
+            "{}",
+            stdout(&o)
+        );
+        server.kill();
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
+
+#[test]
+fn ledger_verify_fails_naming_the_edited_row() {
+    for db in ScratchDb::all() {
+        init(&db);
+        let key = customer_with_key(&db, "acme", "agent");
+        let server = Server::start(&db);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        write(
+            &file,
+            &(0..10).map(event_line).collect::<Vec<_>>().join("\n"),
+        );
+        let o = command(&db)
+            .args(["events", "send", "--url", &server.url, "--key", &key])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        server.kill();
+        db.execute_sql("UPDATE events SET subject = 'L-999' WHERE sequence = 4");
+        let o = payoff(&db, &["ledger", "verify"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("acme: BROKEN: sequence 4: column subject"),
+            "{}",
+            stdout(&o)
+        );
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
+
+#[test]
+fn settings_come_from_flags_then_environment_then_payoff_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("payoff.toml"),
+        "data_dir = \"from-file\"\n",
+    );
+    let run = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .env_remove("PAYOFF_DATA_DIR")
+            .env_remove("PAYOFF_DATABASE_URL");
+        if let Some(e) = env {
+            cmd.env("PAYOFF_DATA_DIR", e);
+        }
+        if let Some(f) = flag {
+            cmd.args(["--data-dir", f]);
+        }
+        let o = cmd.args(["customers", "list"]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run(None, None);
+    assert!(dir.path().join("from-file/payoff.db").exists());
+    run(Some("from-env"), None);
+    assert!(dir.path().join("from-env/payoff.db").exists());
+    run(Some("from-env"), Some("from-flag"));
+    assert!(dir.path().join("from-flag/payoff.db").exists());
+    write(&dir.path().join("payoff.toml"), "data_dri = \"typo\"\n");
+    let o = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["customers", "list"])
+        .output()
+        .unwrap();
+    assert_bad_input(&o, "unknown field `data_dri`");
+}

@@ -1,0 +1,146 @@
+//! Acknowledged means durable: the server is SIGKILLed while clients are
+//! sending, restarted, and every acknowledged event must be there exactly
+//! once, with an intact chain.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use payoff_store::scratch::ScratchDb;
+use payoff_store::{EventFilter, Store};
+use serde_json::json;
+
+const CLIENTS: usize = 4;
+const BATCH: usize = 200;
+
+fn batch_body(client: usize, batch: usize) -> Vec<u8> {
+    let events: Vec<_> = (0..BATCH)
+        .map(|i| {
+            json!({"specversion": "1.0", "id": format!("c{client}-b{batch}-e{i}"), "source": "crash-test",
+                   "type": "ticket.created", "subject": format!("T-{client}-{batch}"), "data": {"i": i}})
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap()
+}
+
+/// Drives the server with `CLIENTS` concurrent senders and kills it once
+/// `kill_after` batches have been acknowledged, while others are in flight.
+/// Returns the ids of every event of every acknowledged batch.
+fn drive_and_kill(server: Server, key: &str, kill_after: usize, round: usize) -> HashSet<String> {
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = server.url.clone();
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let (acked, count, url, key, killed_tx) = (
+            acked.clone(),
+            count.clone(),
+            url.clone(),
+            key.to_owned(),
+            killed_tx.clone(),
+        );
+        tasks.push(runtime.spawn(async move {
+            let http = reqwest::Client::new();
+            for batch in 0.. {
+                let sent = http
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/cloudevents-batch+json")
+                    .body(batch_body(client + 10 * round, batch))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {
+                        let mut set = acked.lock().unwrap();
+                        set.extend(
+                            (0..BATCH).map(|i| format!("c{}-b{batch}-e{i}", client + 10 * round)),
+                        );
+                        drop(set);
+                        if count.fetch_add(1, Ordering::SeqCst) + 1 == kill_after {
+                            let _ = killed_tx.send(());
+                        }
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    drop(killed_tx);
+    killed_rx.recv().unwrap();
+    server.kill();
+    for t in tasks {
+        runtime.block_on(t).unwrap();
+    }
+    let set = acked.lock().unwrap().clone();
+    set
+}
+
+#[test]
+fn every_acknowledged_event_survives_sigkill_exactly_once() {
+    for db in ScratchDb::all() {
+        init(&db);
+        let key = customer_with_key(&db, "acme", "agent");
+        let mut acknowledged = HashSet::new();
+        for (round, kill_after) in [1usize, 7, 23, 60].into_iter().enumerate() {
+            let server = Server::start(&db);
+            acknowledged.extend(drive_and_kill(server, &key, kill_after, round));
+
+            // Restart; the ledger must hold every acknowledged event once.
+            let server = Server::start(&db);
+            let store = Store::open(&db.url).unwrap();
+            let mut stored = Vec::new();
+            let mut filter = EventFilter {
+                customer: "acme".into(),
+                limit: 10_000,
+                ..Default::default()
+            };
+            loop {
+                let page = store.events(&filter).unwrap();
+                stored.extend(page.events.iter().map(|e| (e.sequence, e.id.clone())));
+                match page.next_cursor {
+                    Some(c) => filter.after_sequence = Some(c),
+                    None => break,
+                }
+            }
+            let ids: HashSet<&String> = stored.iter().map(|(_, id)| id).collect();
+            assert_eq!(
+                ids.len(),
+                stored.len(),
+                "{}: an event is stored twice",
+                db.label
+            );
+            let missing: Vec<_> = acknowledged
+                .iter()
+                .filter(|id| !ids.contains(id))
+                .take(3)
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "{} round {round}: acknowledged but lost: {missing:?}",
+                db.label
+            );
+            let sequences: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
+            assert_eq!(
+                sequences,
+                (1..=stored.len() as u64).collect::<Vec<_>>(),
+                "sequence has gaps"
+            );
+            assert_eq!(stored.len() % BATCH, 0, "a batch was stored in part");
+            let o = payoff(&db, &["ledger", "verify"]);
+            assert!(
+                o.status.success(),
+                "{} round {round}: {}",
+                db.label,
+                stdout(&o)
+            );
+            server.kill();
+        }
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
