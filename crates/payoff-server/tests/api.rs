@@ -178,6 +178,16 @@ fn event(id: &str) -> Value {
 const BATCH: &str = "application/cloudevents-batch+json";
 const ONE: &str = "application/cloudevents+json";
 
+/// One bad-input case: name, content type, body, status, problem code, needle.
+type BadInputCase = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+    &'static str,
+);
+
 /// Every route, every role, own customer and another's: the exact status.
 #[test]
 fn every_route_answers_every_role_exactly() {
@@ -539,7 +549,8 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
         };
         let huge = with("data", json!({"text": "x".repeat(300 * 1024)}));
         let many: Vec<Value> = (0..10_001).map(|i| event(&format!("m{i}"))).collect();
-        let cases: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
+        // (case, content type, body, status, problem code, text the reply must hold)
+        let cases: Vec<BadInputCase> = vec![
             (
                 "malformed JSON",
                 ONE,
