@@ -1,0 +1,33 @@
+//! The pure billing core of Payoff: contracts, outcomes and statements.
+//!
+//! A contract file becomes a [`Contract`] with compiled CEL rules; the
+//! customer's events fold through it into [`Outcome`]s; a period closes
+//! into a [`Statement`] that anyone holding the evidence [`Bundle`] can
+//! recompute and [`verify`]. Nothing here performs I/O or reads a clock.
+
+mod contract;
+mod evidence;
+mod money;
+mod period;
+mod projection;
+mod rules;
+mod statement;
+
+pub use contract::{
+    parse_duration, Attribution, Bound, Contract, ContractError, ContractErrors, Credit,
+    HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode,
+};
+pub use evidence::{
+    bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
+    BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
+};
+pub use money::{Currency, Rounding};
+pub use period::{Cadence, Period};
+pub use projection::{
+    outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome, Projection,
+    ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
+};
+pub use statement::{
+    compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,
+    HeadRef, Line, LineKind, Signature, Statement,
+};

@@ -1,0 +1,314 @@
+//! Outcomes: the events of one customer projected through one contract.
+//!
+//! The projection is a pure fold over events in ledger order, so the same
+//! contract and events always give the same outcomes with the same ids.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::contract::{Contract, PercentOf, Price};
+use crate::period::Period;
+use crate::rules::{RuleEnv, Scope};
+
+/// Event types the provider writes to record a dispute's life.
+pub const DISPUTE_OPENED: &str = "payoff.dispute.opened";
+pub const DISPUTE_ACCEPTED: &str = "payoff.dispute.accepted";
+pub const DISPUTE_REJECTED: &str = "payoff.dispute.rejected";
+
+/// The part of a stored event that billing reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillingEvent {
+    /// Position in the customer's chain (1-based).
+    pub sequence: u64,
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub time: DateTime<Utc>,
+    pub data: Value,
+}
+
+impl BillingEvent {
+    /// Reads a stored CloudEvent (its JSON object). Events without `time`
+    /// cannot be placed in a period and give `None`.
+    pub fn from_json(sequence: u64, event: &Value) -> Option<BillingEvent> {
+        let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
+        let time = DateTime::parse_from_rfc3339(event.get("time")?.as_str()?)
+            .ok()?
+            .with_timezone(&Utc);
+        Some(BillingEvent {
+            sequence,
+            id: text("id")?,
+            source: text("source")?,
+            event_type: text("type")?,
+            subject: text("subject"),
+            time,
+            data: event.get("data").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// Where and when something happened to an outcome: the event behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub sequence: u64,
+    pub event_id: String,
+    pub time: DateTime<Utc>,
+}
+
+impl Mark {
+    fn of(event: &BillingEvent) -> Mark {
+        Mark {
+            sequence: event.sequence,
+            event_id: event.id.clone(),
+            time: event.time,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accepted,
+    Rejected,
+}
+
+/// One dispute of one outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispute {
+    pub opened: Mark,
+    pub reason: String,
+    pub decision: Option<(Decision, Mark, String)>,
+}
+
+/// One result the contract recognises for one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: String,
+    /// Index of the `[[outcome]]` kind in the contract.
+    pub kind: usize,
+    pub name: String,
+    pub subject: String,
+    pub created: Mark,
+    pub matures_at: DateTime<Utc>,
+    /// What a `percent_of` price applies to; zero when it could not be read
+    /// (`value_error` says why).
+    pub value: Option<Decimal>,
+    pub value_error: Option<String>,
+    pub void: Option<Mark>,
+    pub disputes: Vec<Dispute>,
+}
+
+/// The stable id of the outcome of `kind` for `subject` of `customer`.
+pub fn outcome_id(customer: &str, kind: &str, subject: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [customer, kind, subject] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("out_{}", &hex::encode(h.finalize())[..24])
+}
+
+impl Outcome {
+    /// Voided before it matured: it never becomes billable.
+    pub fn voided_while_pending(&self) -> bool {
+        self.void.as_ref().is_some_and(|v| v.time <= self.matures_at)
+    }
+
+    /// The void, if it happened before `t`.
+    pub fn void_before(&self, t: DateTime<Utc>) -> Option<&Mark> {
+        self.void.as_ref().filter(|v| v.time < t)
+    }
+
+    /// The state of its disputes as of `t`: is one open, was one accepted.
+    pub fn dispute_state(&self, t: DateTime<Utc>) -> DisputeState {
+        let mut state = DisputeState::None;
+        for d in self.disputes.iter().filter(|d| d.opened.time < t) {
+            state = match &d.decision {
+                Some((Decision::Accepted, m, _)) if m.time < t => return DisputeState::Accepted(m.clone()),
+                Some((Decision::Rejected, m, _)) if m.time < t => DisputeState::Rejected,
+                _ => DisputeState::Open,
+            };
+        }
+        state
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisputeState {
+    None,
+    Open,
+    Rejected,
+    Accepted(Mark),
+}
+
+/// Service-level counts of one period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    pub numerator: u64,
+    pub denominator: u64,
+}
+
+/// All outcomes of a customer under one contract, and the service-level
+/// counts of one period.
+#[derive(Debug, Default)]
+pub struct Projection {
+    pub outcomes: Vec<Outcome>,
+    pub service_counts: Vec<ServiceCounts>,
+    /// Events the rules looked at (for throughput figures).
+    pub events_seen: u64,
+}
+
+impl Projection {
+    /// Folds `events` (ledger order) with times before `until` through
+    /// `contract`. Service levels are counted over `service_period`.
+    pub fn run<'e>(
+        customer: &str,
+        contract: &Contract,
+        events: impl IntoIterator<Item = &'e BillingEvent>,
+        until: DateTime<Utc>,
+        service_period: Option<Period>,
+    ) -> Projection {
+        let env = RuleEnv::default();
+        let mut index: HashMap<(usize, String), usize> = HashMap::new();
+        let mut p = Projection {
+            service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
+            ..Projection::default()
+        };
+        for event in events {
+            if event.time >= until {
+                continue;
+            }
+            p.events_seen += 1;
+            if event.event_type.starts_with("payoff.dispute.") {
+                record_dispute(customer, contract, &index, &mut p.outcomes, event);
+                continue;
+            }
+            let mut scope: Option<Scope> = None;
+            let scope_of = |scope: &mut Option<Scope>| {
+                if scope.is_none() {
+                    *scope = Some(env.scope(event));
+                }
+            };
+            if service_period.is_some_and(|sp| sp.contains(event.time)) {
+                for (i, sl) in contract.service_levels.iter().enumerate() {
+                    let counts = &mut p.service_counts[i];
+                    for (rule, count) in [
+                        (&sl.numerator, &mut counts.numerator),
+                        (&sl.denominator, &mut counts.denominator),
+                    ] {
+                        if rule.may_match(&event.event_type) {
+                            scope_of(&mut scope);
+                            if rule.holds(scope.as_ref().expect("bound")) {
+                                *count += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            for (kind, rule) in contract.outcomes.iter().enumerate() {
+                let creates = rule.when.may_match(&event.event_type);
+                let voids = rule
+                    .void_when
+                    .as_ref()
+                    .is_some_and(|v| v.may_match(&event.event_type));
+                if !creates && !voids {
+                    continue;
+                }
+                scope_of(&mut scope);
+                let scope = scope.as_ref().expect("bound");
+                let subject = match &rule.subject {
+                    None => event.subject.clone(),
+                    Some(expr) => expr.text(scope).ok(),
+                };
+                let Some(subject) = subject.filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                let key = (kind, subject);
+                if let Some(&at) = index.get(&key) {
+                    let outcome = &mut p.outcomes[at];
+                    if voids
+                        && outcome.void.is_none()
+                        && event.sequence > outcome.created.sequence
+                        && rule.void_when.as_ref().expect("voids").holds(scope)
+                    {
+                        outcome.void = Some(Mark::of(event));
+                    }
+                    continue;
+                }
+                if !creates || !rule.when.holds(scope) {
+                    continue;
+                }
+                let value = match &rule.price {
+                    Price::Percent {
+                        of: PercentOf::Expression(expr),
+                        ..
+                    } => Some(expr.decimal(scope)),
+                    _ => rule.value.as_ref().map(|v| v.decimal(scope)),
+                };
+                let (value, value_error) = match value {
+                    None => (None, None),
+                    Some(Ok(v)) => (Some(v), None),
+                    Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
+                };
+                let (kind_index, subject) = key;
+                index.insert((kind_index, subject.clone()), p.outcomes.len());
+                p.outcomes.push(Outcome {
+                    id: outcome_id(customer, &rule.name, &subject),
+                    kind,
+                    name: rule.name.clone(),
+                    subject,
+                    created: Mark::of(event),
+                    matures_at: event.time + rule.matures_after,
+                    value,
+                    value_error,
+                    void: None,
+                    disputes: Vec::new(),
+                });
+            }
+        }
+        p
+    }
+}
+
+fn record_dispute(
+    customer: &str,
+    contract: &Contract,
+    index: &HashMap<(usize, String), usize>,
+    outcomes: &mut [Outcome],
+    event: &BillingEvent,
+) {
+    let field = |k: &str| event.data.get(k).and_then(Value::as_str).unwrap_or("");
+    let Some(kind) = contract.outcome_index(field("outcome")) else {
+        return;
+    };
+    let Some(&at) = index.get(&(kind, field("subject").to_string())) else {
+        return;
+    };
+    let outcome = &mut outcomes[at];
+    debug_assert_eq!(outcome.id, outcome_id(customer, &outcome.name, &outcome.subject));
+    let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
+    match (event.event_type.as_str(), open) {
+        (DISPUTE_OPENED, None) => {
+            let window_end = Period::containing(contract.cadence, outcome.matures_at).end
+                + contract.dispute_within;
+            if event.time <= window_end && event.sequence > outcome.created.sequence {
+                outcome.disputes.push(Dispute {
+                    opened: Mark::of(event),
+                    reason: field("reason").to_string(),
+                    decision: None,
+                });
+            }
+        }
+        (DISPUTE_ACCEPTED, Some(d)) => {
+            d.decision = Some((Decision::Accepted, Mark::of(event), field("note").to_string()))
+        }
+        (DISPUTE_REJECTED, Some(d)) => {
+            d.decision = Some((Decision::Rejected, Mark::of(event), field("note").to_string()))
+        }
+        _ => {}
+    }
+}

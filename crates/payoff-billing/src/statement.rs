@@ -1,0 +1,732 @@
+//! Statements: one period of one customer, closed into lines that each
+//! name the outcomes behind them.
+//!
+//! [`compute`] is a pure function of the contract versions, the ledger up
+//! to a head, the earlier statements and the issue time. The provider runs
+//! it to close a period; the customer runs it again (`payoff verify`) to
+//! check the provider's arithmetic byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode};
+use crate::period::Period;
+use crate::projection::{DisputeState, Outcome, Projection};
+use crate::BillingEvent;
+
+/// One contract version and the first period it governs.
+#[derive(Debug, Clone, Copy)]
+pub struct ContractVersion<'a> {
+    pub version: u32,
+    pub effective: Period,
+    pub contract: &'a Contract,
+}
+
+/// The ledger head a statement was cut at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadRef {
+    pub sequence: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractRef {
+    pub version: u32,
+    pub sha256: String,
+}
+
+/// One line of a statement. Amounts and quantities are decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub kind: LineKind,
+    pub description: String,
+    /// The outcome kind, for outcome, tier, adjustment and credit lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_level: Option<String>,
+    /// The earlier period an adjustment or credit concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// The contract version that priced an adjustment or credit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_version: Option<u32>,
+    /// Negative for credits that take outcomes back.
+    pub quantity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<String>,
+    pub amount: String,
+    /// The outcomes behind the line, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
+    /// SHA-256 of the sorted outcome ids joined by newlines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    BaseFee,
+    Outcome,
+    Tier,
+    Cap,
+    ServiceCredit,
+    Minimum,
+    Adjustment,
+    DisputeCredit,
+}
+
+/// The provider's Ed25519 signature over the statement's canonical bytes
+/// (the statement without this field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub algorithm: String,
+    /// Hex of the 32-byte public key.
+    pub public_key: String,
+    /// Base64 of the 64-byte signature.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub id: String,
+    pub customer: String,
+    pub period: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub contract: ContractRef,
+    pub currency: String,
+    pub rounding: String,
+    pub lines: Vec<Line>,
+    pub subtotal: String,
+    pub total: String,
+    pub ledger_head: HeadRef,
+    /// Ids of the earlier statements this one builds on.
+    pub depends_on: Vec<String>,
+    pub issued_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// Everything a close depends on.
+pub struct CloseInput<'a> {
+    pub customer: &'a str,
+    pub period: Period,
+    /// Every version, in the order they take effect.
+    pub versions: &'a [ContractVersion<'a>],
+    /// The customer's events up to the head, in ledger order.
+    pub events: &'a [BillingEvent],
+    pub head: HeadRef,
+    /// Every earlier statement of the customer.
+    pub prior: &'a [Statement],
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    #[error("no contract version governs period {0}")]
+    NoContract(String),
+    #[error("period {missing} is not closed yet: close periods in order")]
+    OutOfOrder { missing: String },
+    #[error("period {0} is already closed")]
+    AlreadyClosed(String),
+    #[error("an earlier statement is unreadable: {0}")]
+    BadPrior(String),
+}
+
+/// The stable id of the statement of `customer` for `period`.
+pub fn statement_id(customer: &str, period: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(customer.as_bytes());
+    h.update([0]);
+    h.update(period.as_bytes());
+    format!("st_{}", &hex::encode(h.finalize())[..24])
+}
+
+/// The version that governs `period`: the last one effective at its start.
+pub fn version_for<'a>(
+    versions: &'a [ContractVersion<'a>],
+    period: Period,
+) -> Option<&'a ContractVersion<'a>> {
+    versions
+        .iter()
+        .filter(|v| v.effective.start <= period.start && v.contract.starts.start <= period.start)
+        .max_by_key(|v| (v.effective.start, v.version))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn hash_ids(ids: &[String]) -> String {
+    hex::encode(Sha256::digest(ids.join("\n").as_bytes()))
+}
+
+/// The outcomes billed so far for each (period, kind), from earlier statements.
+#[derive(Default)]
+struct Billed {
+    sets: BTreeMap<(String, String), BTreeSet<String>>,
+    ever: HashMap<String, ()>,
+}
+
+impl Billed {
+    fn from(prior: &[Statement]) -> Result<Billed, CloseError> {
+        let mut b = Billed::default();
+        for s in prior {
+            for line in &s.lines {
+                let Some(kind) = &line.outcome else { continue };
+                let period = line.period.clone().unwrap_or_else(|| s.period.clone());
+                let set = b.sets.entry((period, kind.clone())).or_default();
+                let taking_back = Decimal::from_str(&line.quantity)
+                    .map_err(|_| CloseError::BadPrior(format!("{}: quantity", s.id)))?
+                    .is_sign_negative();
+                match line.kind {
+                    LineKind::Outcome | LineKind::Tier | LineKind::Adjustment if !taking_back => {
+                        for id in &line.outcomes {
+                            set.insert(id.clone());
+                            b.ever.insert(id.clone(), ());
+                        }
+                    }
+                    LineKind::Adjustment | LineKind::DisputeCredit => {
+                        for id in &line.outcomes {
+                            set.remove(id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(b)
+    }
+
+    fn of(&self, period: &str, kind: &str) -> BTreeSet<String> {
+        self.sets
+            .get(&(period.to_string(), kind.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The charge of one kind in one period.
+struct KindCharge {
+    lines: Vec<Line>,
+    amount: Decimal,
+}
+
+/// Prices the outcomes billed in one period, per kind (in contract order),
+/// each kind's outcomes sorted by (maturity, id).
+fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge> {
+    // Included units: kinds with their own allowance use it; the others
+    // share the contract-wide pool in order of maturity.
+    let mut included = vec![0u64; contract.outcomes.len()];
+    let mut pooled: Vec<&Outcome> = Vec::new();
+    for (kind, rule) in contract.outcomes.iter().enumerate() {
+        match rule.included {
+            Some(own) => included[kind] = own.min(billed[kind].len() as u64),
+            None => pooled.extend(billed[kind].iter().copied()),
+        }
+    }
+    pooled.sort_by(|a, b| (a.matures_at, &a.id).cmp(&(b.matures_at, &b.id)));
+    for o in pooled.iter().take(contract.included.unwrap_or(0) as usize) {
+        included[o.kind] += 1;
+    }
+    let currency = contract.currency;
+    let round = |d: Decimal| contract.rounding.round(d, currency);
+    let fmt = |d: Decimal| currency.format(d);
+    contract
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(kind, rule)| {
+            let outcomes = &billed[kind];
+            let n = outcomes.len() as u64;
+            let free = included[kind];
+            let ids = |slice: &[&Outcome]| {
+                let mut v: Vec<String> = slice.iter().map(|o| o.id.clone()).collect();
+                v.sort();
+                v
+            };
+            let line = |kind_: LineKind,
+                        description: String,
+                        quantity: u64,
+                        included: Option<u64>,
+                        unit_price: Option<Decimal>,
+                        amount: Decimal,
+                        members: &[&Outcome]| {
+                let outcomes = ids(members);
+                Line {
+                    kind: kind_,
+                    description,
+                    outcome: Some(rule.name.clone()),
+                    service_level: None,
+                    period: None,
+                    contract_version: None,
+                    quantity: quantity.to_string(),
+                    included: included.map(|i| i.to_string()),
+                    unit_price: unit_price.map(|p| p.normalize().to_string()),
+                    amount: fmt(amount),
+                    outcomes_hash: Some(hash_ids(&outcomes)),
+                    outcomes,
+                }
+            };
+            let mut lines = Vec::new();
+            if n == 0 {
+                return KindCharge {
+                    lines,
+                    amount: Decimal::ZERO,
+                };
+            }
+            let chargeable = &outcomes[free as usize..];
+            let units = chargeable.len() as u64;
+            match &rule.price {
+                Price::PerUnit(p) => {
+                    let amount = round(Decimal::from(units) * p);
+                    lines.push(line(
+                        LineKind::Outcome,
+                        format!("{}: {n} outcomes, {free} included, {units} at {}", rule.name, p.normalize()),
+                        n,
+                        Some(free),
+                        Some(*p),
+                        amount,
+                        outcomes,
+                    ));
+                }
+                Price::Percent { rate, .. } => {
+                    let base: Decimal = chargeable.iter().filter_map(|o| o.value).sum();
+                    let amount = round(base * rate);
+                    lines.push(line(
+                        LineKind::Outcome,
+                        format!(
+                            "{}: {n} outcomes, {free} included, {} of {}",
+                            rule.name,
+                            rate.normalize(),
+                            base.normalize()
+                        ),
+                        n,
+                        Some(free),
+                        Some(*rate),
+                        amount,
+                        outcomes,
+                    ));
+                }
+                Price::Tiers { mode, tiers } => {
+                    if free > 0 {
+                        lines.push(line(
+                            LineKind::Outcome,
+                            format!("{}: {free} outcomes included", rule.name),
+                            free,
+                            Some(free),
+                            None,
+                            Decimal::ZERO,
+                            &outcomes[..free as usize],
+                        ));
+                    }
+                    let mut floor = 0u64;
+                    for tier in tiers {
+                        let ceiling = tier.up_to.unwrap_or(u64::MAX);
+                        match mode {
+                            TierMode::Graduated => {
+                                let from = floor.min(units);
+                                let to = ceiling.min(units);
+                                if to > from {
+                                    let members = &chargeable[from as usize..to as usize];
+                                    lines.push(line(
+                                        LineKind::Tier,
+                                        tier_name(&rule.name, floor, tier.up_to, tier.price),
+                                        to - from,
+                                        None,
+                                        Some(tier.price),
+                                        round(Decimal::from(to - from) * tier.price),
+                                        members,
+                                    ));
+                                }
+                            }
+                            TierMode::Volume => {
+                                if units > floor && units <= ceiling {
+                                    lines.push(line(
+                                        LineKind::Tier,
+                                        tier_name(&rule.name, floor, tier.up_to, tier.price),
+                                        units,
+                                        None,
+                                        Some(tier.price),
+                                        round(Decimal::from(units) * tier.price),
+                                        chargeable,
+                                    ));
+                                }
+                            }
+                        }
+                        floor = ceiling;
+                    }
+                }
+            }
+            let amount = lines
+                .iter()
+                .map(|l| Decimal::from_str(&l.amount).expect("formatted here"))
+                .sum();
+            KindCharge { lines, amount }
+        })
+        .collect()
+}
+
+fn tier_name(kind: &str, floor: u64, up_to: Option<u64>, price: Decimal) -> String {
+    match up_to {
+        Some(u) => format!("{kind}: units {}-{u} at {}", floor + 1, price.normalize()),
+        None => format!("{kind}: units from {} at {}", floor + 1, price.normalize()),
+    }
+}
+
+fn capped(contract: &Contract, total: Decimal) -> Decimal {
+    contract.cap.map_or(total, |cap| total.min(cap))
+}
+
+/// Is this outcome billable as of `t` (ignoring whether it was billed)?
+fn billable_at(o: &Outcome, t: DateTime<Utc>) -> bool {
+    o.matures_at < t
+        && !o.voided_while_pending()
+        && o.void_before(t).is_none()
+        && matches!(o.dispute_state(t), DisputeState::None | DisputeState::Rejected)
+}
+
+fn direct(contract: &Contract, o: &Outcome) -> bool {
+    contract.outcomes[o.kind].attribution == Attribution::Direct
+}
+
+/// Closes (or previews) one period.
+pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
+    let period = input.period;
+    let current = version_for(input.versions, period)
+        .ok_or_else(|| CloseError::NoContract(period.to_string()))?;
+    let contract = current.contract;
+    let first_start = input
+        .versions
+        .iter()
+        .map(|v| v.contract.starts.start.max(v.effective.start))
+        .min()
+        .expect("a version governs");
+
+    // Earlier statements must be exactly the periods since the start.
+    let closed: BTreeSet<&str> = input.prior.iter().map(|s| s.period.as_str()).collect();
+    if closed.contains(period.to_string().as_str()) {
+        return Err(CloseError::AlreadyClosed(period.to_string()));
+    }
+    let mut earlier = Vec::new();
+    let mut p = Period::containing(contract.cadence, first_start);
+    while p.start < period.start {
+        if !closed.contains(p.to_string().as_str()) {
+            return Err(CloseError::OutOfOrder {
+                missing: p.to_string(),
+            });
+        }
+        earlier.push(p);
+        p = p.next();
+    }
+    let billed = Billed::from(input.prior)?;
+    let cut = period.end;
+
+    let mut projections: BTreeMap<u32, Projection> = BTreeMap::new();
+    let mut project = |v: &ContractVersion, service: Option<Period>| {
+        projections.entry(v.version).or_insert_with(|| {
+            Projection::run(input.customer, v.contract, input.events, cut, service)
+        });
+    };
+    project(current, Some(period));
+    for p in &earlier {
+        if let Some(v) = version_for(input.versions, *p) {
+            project(v, None);
+        }
+    }
+
+    let currency = contract.currency;
+    let fmt = |d: Decimal| currency.format(d);
+    let round = |d: Decimal| contract.rounding.round(d, currency);
+    let mut lines = Vec::new();
+    let simple = |kind: LineKind, description: String, amount: Decimal| Line {
+        kind,
+        description,
+        outcome: None,
+        service_level: None,
+        period: None,
+        contract_version: None,
+        quantity: "1".into(),
+        included: None,
+        unit_price: None,
+        amount: fmt(amount),
+        outcomes: Vec::new(),
+        outcomes_hash: None,
+    };
+
+    // 1. Base fee.
+    if !contract.base_fee.is_zero() {
+        let mut l = simple(LineKind::BaseFee, "base fee".into(), contract.base_fee);
+        l.unit_price = Some(fmt(contract.base_fee));
+        lines.push(l);
+    }
+
+    // 2. Outcomes maturing in this period.
+    let projection = &projections[&current.version];
+    let mut own: Vec<Vec<&Outcome>> = vec![Vec::new(); contract.outcomes.len()];
+    for o in &projection.outcomes {
+        if period.contains(o.matures_at)
+            && direct(contract, o)
+            && billable_at(o, cut)
+            && !billed.ever.contains_key(&o.id)
+        {
+            own[o.kind].push(o);
+        }
+    }
+    for list in &mut own {
+        list.sort_by(|a, b| (a.matures_at, &a.id).cmp(&(b.matures_at, &b.id)));
+    }
+    let charges = price_period(contract, &own);
+    let outcome_total: Decimal = charges.iter().map(|c| c.amount).sum();
+    for c in charges {
+        lines.extend(c.lines);
+    }
+
+    // 3. Cap.
+    let after_cap = capped(contract, outcome_total);
+    if after_cap < outcome_total {
+        let cap = contract.cap.expect("capped");
+        lines.push(simple(
+            LineKind::Cap,
+            format!("cap of {} on outcome charges", fmt(cap)),
+            after_cap - outcome_total,
+        ));
+    }
+
+    // 4. Service levels.
+    let charged = contract.base_fee + after_cap;
+    let mut service_total = Decimal::ZERO;
+    for (sl, counts) in contract
+        .service_levels
+        .iter()
+        .zip(&projection.service_counts)
+    {
+        if counts.denominator < sl.min_samples.max(1) {
+            continue;
+        }
+        let ratio = Decimal::from(counts.numerator) / Decimal::from(counts.denominator);
+        let missed = match sl.bound {
+            Bound::AtLeast(b) => ratio < b,
+            Bound::AtMost(b) => ratio > b,
+        };
+        if !missed {
+            continue;
+        }
+        let (credit, how) = match sl.credit {
+            Credit::Percent(p) => (
+                round(charged * p),
+                format!("{}% of {}", (p * Decimal::ONE_HUNDRED).normalize(), fmt(charged)),
+            ),
+            Credit::Amount(a) => (a, fmt(a)),
+        };
+        let bound = match sl.bound {
+            Bound::AtLeast(b) => format!("at least {}", b.normalize()),
+            Bound::AtMost(b) => format!("at most {}", b.normalize()),
+        };
+        let mut l = simple(
+            LineKind::ServiceCredit,
+            format!(
+                "{} missed: {}/{} against {bound}; credit {how}",
+                sl.name, counts.numerator, counts.denominator
+            ),
+            -credit,
+        );
+        l.service_level = Some(sl.name.clone());
+        service_total -= credit;
+        lines.push(l);
+    }
+    let subtotal = charged + service_total;
+
+    // 5. Minimum.
+    if let Some(minimum) = contract.minimum {
+        if subtotal < minimum {
+            lines.push(simple(
+                LineKind::Minimum,
+                format!("minimum of {} per period", fmt(minimum)),
+                minimum - subtotal,
+            ));
+        }
+    }
+
+    // 6-7. Earlier periods: late outcomes, clawbacks, accepted disputes.
+    let mut credits = Vec::new();
+    for p in &earlier {
+        let Some(v) = version_for(input.versions, *p) else {
+            continue;
+        };
+        let c = v.contract;
+        let proj = &projections[&v.version];
+        let name = p.to_string();
+        let by_id: HashMap<&str, &Outcome> =
+            proj.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+        let set_of = |kind: usize| -> Vec<&Outcome> {
+            billed
+                .of(&name, &c.outcomes[kind].name)
+                .iter()
+                .filter_map(|id| by_id.get(id.as_str()).copied())
+                .collect()
+        };
+        let stage0: Vec<Vec<&Outcome>> = (0..c.outcomes.len()).map(set_of).collect();
+        let mut late: Vec<Vec<&Outcome>> = vec![Vec::new(); c.outcomes.len()];
+        for o in &proj.outcomes {
+            if p.contains(o.matures_at)
+                && direct(c, o)
+                && billable_at(o, cut)
+                && !billed.ever.contains_key(&o.id)
+            {
+                late[o.kind].push(o);
+            }
+        }
+        let stage1 = merge(&stage0, &late, true);
+        let mut clawed: Vec<Vec<&Outcome>> = vec![Vec::new(); c.outcomes.len()];
+        let mut accepted: Vec<Vec<&Outcome>> = vec![Vec::new(); c.outcomes.len()];
+        for (kind, set) in stage0.iter().enumerate() {
+            for o in set {
+                let window = c.outcomes[kind].clawback_within;
+                let clawback = match (o.void_before(cut), window) {
+                    (Some(v), Some(w)) => v.time - o.matures_at <= w,
+                    _ => false,
+                };
+                if clawback {
+                    clawed[kind].push(o);
+                } else if matches!(o.dispute_state(cut), DisputeState::Accepted(_)) {
+                    accepted[kind].push(o);
+                }
+            }
+        }
+        let stage2 = merge(&stage1, &clawed, false);
+        let stage3 = merge(&stage2, &accepted, false);
+        let ctx = Restatement {
+            contract: c,
+            version: v.version,
+            period: &name,
+        };
+        lines.extend(ctx.delta(&stage0, &stage1, &late, LineKind::Adjustment, "late outcomes"));
+        lines.extend(ctx.delta(&stage1, &stage2, &clawed, LineKind::Adjustment, "clawback of voided outcomes"));
+        credits.extend(ctx.delta(&stage2, &stage3, &accepted, LineKind::DisputeCredit, "disputes accepted"));
+    }
+    lines.extend(credits);
+
+    let total: Decimal = lines
+        .iter()
+        .map(|l| Decimal::from_str(&l.amount).expect("formatted here"))
+        .sum();
+    let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
+    depends_on.sort();
+    Ok(Statement {
+        id: statement_id(input.customer, &period.to_string()),
+        customer: input.customer.to_string(),
+        period: period.to_string(),
+        period_start: rfc3339(period.start),
+        period_end: rfc3339(period.end),
+        contract: ContractRef {
+            version: current.version,
+            sha256: contract.sha256.clone(),
+        },
+        currency: currency.code.to_string(),
+        rounding: contract.rounding.name().to_string(),
+        lines,
+        subtotal: fmt(subtotal),
+        total: fmt(total),
+        ledger_head: input.head.clone(),
+        depends_on,
+        issued_at: rfc3339(input.issued_at),
+        signature: None,
+    })
+}
+
+/// Adds (or removes) `change` to every kind's list, keeping (maturity, id) order.
+fn merge<'o>(base: &[Vec<&'o Outcome>], change: &[Vec<&'o Outcome>], add: bool) -> Vec<Vec<&'o Outcome>> {
+    base.iter()
+        .zip(change)
+        .map(|(b, c)| {
+            let mut out: Vec<&Outcome> = if add {
+                b.iter().chain(c.iter()).copied().collect()
+            } else {
+                let gone: BTreeSet<&str> = c.iter().map(|o| o.id.as_str()).collect();
+                b.iter().filter(|o| !gone.contains(o.id.as_str())).copied().collect()
+            };
+            out.sort_by(|a, b| (a.matures_at, &a.id).cmp(&(b.matures_at, &b.id)));
+            out
+        })
+        .collect()
+}
+
+/// Re-prices an earlier period before and after a change.
+struct Restatement<'a> {
+    contract: &'a Contract,
+    version: u32,
+    period: &'a str,
+}
+
+impl Restatement<'_> {
+    /// One line per kind whose outcomes changed: the difference of that
+    /// kind's charge, with the change of the period's capped total shared
+    /// out over the kinds in contract order so the lines add up to it.
+    fn delta(
+        &self,
+        before: &[Vec<&Outcome>],
+        after: &[Vec<&Outcome>],
+        changed: &[Vec<&Outcome>],
+        kind: LineKind,
+        why: &str,
+    ) -> Vec<Line> {
+        if changed.iter().all(Vec::is_empty) {
+            return Vec::new();
+        }
+        let c = self.contract;
+        let old = price_period(c, before);
+        let new = price_period(c, after);
+        let old_total: Decimal = old.iter().map(|k| k.amount).sum();
+        let new_total: Decimal = new.iter().map(|k| k.amount).sum();
+        let mut remaining = capped(c, new_total) - capped(c, old_total);
+        let mut lines = Vec::new();
+        for (k, members) in changed.iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            let raw = new[k].amount - old[k].amount;
+            let amount = if raw >= Decimal::ZERO {
+                raw.min(remaining.max(Decimal::ZERO))
+            } else {
+                raw.max(remaining.min(Decimal::ZERO))
+            };
+            remaining -= amount;
+            let mut ids: Vec<String> = members.iter().map(|o| o.id.clone()).collect();
+            ids.sort();
+            let count = members.len() as i64;
+            let quantity = if kind == LineKind::Adjustment && why == "late outcomes" {
+                count
+            } else {
+                -count
+            };
+            lines.push(Line {
+                kind,
+                description: format!(
+                    "{}: {why} of {} ({} outcomes)",
+                    c.outcomes[k].name, self.period, count
+                ),
+                outcome: Some(c.outcomes[k].name.clone()),
+                service_level: None,
+                period: Some(self.period.to_string()),
+                contract_version: Some(self.version),
+                quantity: quantity.to_string(),
+                included: None,
+                unit_price: None,
+                amount: c.currency.format(amount),
+                outcomes_hash: Some(hash_ids(&ids)),
+                outcomes: ids,
+            });
+        }
+        lines
+    }
+}
