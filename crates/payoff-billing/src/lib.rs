@@ -24,7 +24,7 @@ pub use evidence::{
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
-    outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome, Projection,
+    customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome, Projection,
     ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
 };
 pub use statement::{

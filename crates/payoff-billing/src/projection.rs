@@ -102,14 +102,28 @@ pub struct Outcome {
     pub disputes: Vec<Dispute>,
 }
 
-/// The stable id of the outcome of `kind` for `subject` of `customer`.
+/// The stable id of the outcome of `kind` for `subject` of `customer`:
+/// `out.<customer>.<24 hex digits>`. The customer is readable in the id so
+/// that an id alone finds its tenant; the hash keeps subjects (which may be
+/// personal data) out of URLs.
 pub fn outcome_id(customer: &str, kind: &str, subject: &str) -> String {
     let mut h = Sha256::new();
     for part in [customer, kind, subject] {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    format!("out_{}", &hex::encode(h.finalize())[..24])
+    format!("out.{customer}.{}", &hex::encode(h.finalize())[..24])
+}
+
+/// The customer named in an outcome or statement id.
+pub fn customer_of_id(id: &str) -> Option<&str> {
+    let mut parts = id.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("out" | "st"), Some(customer), Some(rest)) if !customer.is_empty() && !rest.is_empty() => {
+            Some(customer)
+        }
+        _ => None,
+    }
 }
 
 impl Outcome {

@@ -142,13 +142,10 @@ pub enum CloseError {
     BadPrior(String),
 }
 
-/// The stable id of the statement of `customer` for `period`.
+/// The stable id of the statement of `customer` for `period`:
+/// `st.<customer>.<period>`, so closing twice names the same statement.
 pub fn statement_id(customer: &str, period: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(customer.as_bytes());
-    h.update([0]);
-    h.update(period.as_bytes());
-    format!("st_{}", &hex::encode(h.finalize())[..24])
+    format!("st.{customer}.{period}")
 }
 
 /// The version that governs `period`: the last one effective at its start.

@@ -21,4 +21,6 @@ pub use access::{
 };
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use error::StoreError;
-pub use store::{ChainReport, EventFilter, EventPage, Store, StoredEvent};
+pub use store::{
+    ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent, StoredStatement,
+};

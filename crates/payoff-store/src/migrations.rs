@@ -37,6 +37,27 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
     );
     CREATE UNIQUE INDEX events_by_sequence ON events (customer_id, sequence);
     CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
+), (
+    2,
+    "CREATE TABLE contracts (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        version INTEGER NOT NULL,
+        effective TEXT NOT NULL,
+        effective_us INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        body TEXT NOT NULL,
+        uploaded_us INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, version)
+    );
+    CREATE TABLE statements (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        period TEXT NOT NULL,
+        period_start_us INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        issued_us INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
 )];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[(
@@ -73,4 +94,25 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         PRIMARY KEY (customer_id, sequence)
     );
     CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
+), (
+    2,
+    "CREATE TABLE contracts (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        version BIGINT NOT NULL,
+        effective TEXT NOT NULL,
+        effective_us BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        body TEXT NOT NULL,
+        uploaded_us BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, version)
+    );
+    CREATE TABLE statements (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        period TEXT NOT NULL,
+        period_start_us BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        issued_us BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
 )];

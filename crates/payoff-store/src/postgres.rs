@@ -14,7 +14,7 @@ use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::store::{from_us, hash32, Backend, EventFilter, EventSink, StoredEvent};
+use crate::store::{from_us, hash32, Backend, EventFilter, EventSink, StoredContract, StoredEvent, StoredStatement};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {
@@ -250,6 +250,67 @@ impl Backend for Postgres {
                 sink(stored_event(&row)?)?;
             }
             Ok(())
+        })
+    }
+
+    fn insert_contract(&self, k: &StoredContract) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO contracts (customer_id, version, effective, effective_us, sha256, body, uploaded_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[&k.customer, &(k.version as i64), &k.effective, &k.effective_start.timestamp_micros(), &k.sha256, &k.body, &k.uploaded_at.timestamp_micros()],
+            )? == 1)
+        })
+    }
+
+    fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query(
+                "SELECT customer_id, version, effective, effective_us, sha256, body, uploaded_us FROM contracts WHERE customer_id = $1 ORDER BY version",
+                &[&customer],
+            )?
+            .iter()
+            .map(|r| StoredContract {
+                customer: r.get(0),
+                version: r.get::<_, i64>(1) as u32,
+                effective: r.get(2),
+                effective_start: from_us(r.get(3)),
+                sha256: r.get(4),
+                body: r.get(5),
+                uploaded_at: from_us(r.get(6)),
+            })
+            .collect())
+        })
+    }
+
+    fn insert_statement(&self, s: &StoredStatement) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[&s.id, &s.customer, &s.period, &s.period_start.timestamp_micros(), &s.body, &s.issued_at.timestamp_micros()],
+            )? == 1)
+        })
+    }
+
+    fn statements(
+        &self,
+        customer: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Vec<StoredStatement>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query(
+                "SELECT id, customer_id, period, period_start_us, body, issued_us FROM statements WHERE ($1::TEXT IS NULL OR customer_id = $1) AND ($2::TEXT IS NULL OR id = $2) ORDER BY customer_id, period_start_us",
+                &[&customer, &id],
+            )?
+            .iter()
+            .map(|r| StoredStatement {
+                id: r.get(0),
+                customer: r.get(1),
+                period: r.get(2),
+                period_start: from_us(r.get(3)),
+                body: r.get(4),
+                issued_at: from_us(r.get(5)),
+            })
+            .collect())
         })
     }
 }

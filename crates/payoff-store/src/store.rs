@@ -63,6 +63,31 @@ pub struct ChainReport {
     pub broken: Option<String>,
 }
 
+/// One uploaded contract version: immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredContract {
+    pub customer: String,
+    pub version: u32,
+    /// The first period it governs, e.g. `2026-12`.
+    pub effective: String,
+    pub effective_start: DateTime<Utc>,
+    pub sha256: String,
+    /// The TOML text exactly as uploaded.
+    pub body: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// One closed statement: the signed JSON, immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatement {
+    pub id: String,
+    pub customer: String,
+    pub period: String,
+    pub period_start: DateTime<Utc>,
+    pub body: String,
+    pub issued_at: DateTime<Utc>,
+}
+
 pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
 
 /// What each backend provides; [`Store`] adds the logic they share.
@@ -84,6 +109,17 @@ pub(crate) trait Backend: Send + Sync {
         after_sequence: u64,
         sink: EventSink<'_>,
     ) -> Result<(), StoreError>;
+    /// False when the version number is taken.
+    fn insert_contract(&self, contract: &StoredContract) -> Result<bool, StoreError>;
+    fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError>;
+    /// False when the customer's period (or the id) is already stored.
+    fn insert_statement(&self, statement: &StoredStatement) -> Result<bool, StoreError>;
+    /// A customer's statements by period, or the one with `id`.
+    fn statements(
+        &self,
+        customer: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Vec<StoredStatement>, StoreError>;
 }
 
 /// The database of one Payoff installation.
@@ -244,6 +280,79 @@ impl Store {
         mut sink: impl FnMut(StoredEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.backend.scan(customer, after_sequence, &mut sink)
+    }
+
+    /// Stores a new contract version, numbered one above the last.
+    pub fn add_contract(
+        &self,
+        customer: &str,
+        effective: &str,
+        effective_start: DateTime<Utc>,
+        sha256: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredContract, StoreError> {
+        if self.customer(customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: customer.to_owned(),
+            });
+        }
+        // Two uploads at once race for the same number; the loser retries.
+        for _ in 0..8 {
+            let version = self
+                .contracts(customer)?
+                .last()
+                .map_or(1, |c| c.version + 1);
+            let contract = StoredContract {
+                customer: customer.to_owned(),
+                version,
+                effective: effective.to_owned(),
+                effective_start,
+                sha256: sha256.to_owned(),
+                body: body.to_owned(),
+                uploaded_at: trunc_us(now),
+            };
+            if self.backend.insert_contract(&contract)? {
+                return Ok(contract);
+            }
+        }
+        Err(StoreError::AlreadyExists {
+            what: "contract version",
+            id: customer.to_owned(),
+        })
+    }
+
+    /// Every version of a customer's contract, oldest first.
+    pub fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError> {
+        self.backend.contracts(customer)
+    }
+
+    /// Stores a closed statement. If the period was closed meanwhile, the
+    /// statement stored first wins and is returned: a period closes once.
+    pub fn save_statement(
+        &self,
+        statement: StoredStatement,
+    ) -> Result<StoredStatement, StoreError> {
+        if self.backend.insert_statement(&statement)? {
+            return Ok(statement);
+        }
+        self.statements(&statement.customer)?
+            .into_iter()
+            .find(|s| s.period == statement.period)
+            .ok_or_else(|| StoreError::AlreadyExists {
+                what: "statement",
+                id: statement.id.clone(),
+            })
+    }
+
+    pub fn statement(&self, id: &str) -> Result<Option<StoredStatement>, StoreError> {
+        Ok(self.backend.statements(None, Some(id))?.into_iter().next())
+    }
+
+    /// A customer's statements, oldest period first.
+    pub fn statements(&self, customer: &str) -> Result<Vec<StoredStatement>, StoreError> {
+        self.backend.statements(Some(customer), None)
     }
 
     /// Recomputes every customer's chain from the stored bytes and checks
