@@ -281,7 +281,10 @@ impl Checker<'_> {
     fn amount(&mut self, key: &str, value: &Text, currency: Option<Currency>) -> Option<Decimal> {
         let d = self.decimal(key, value)?;
         if d.is_sign_negative() {
-            self.error(value.span(), format!("{key}: must not be negative, got {d}"));
+            self.error(
+                value.span(),
+                format!("{key}: must not be negative, got {d}"),
+            );
             return None;
         }
         if let Some(c) = currency {
@@ -302,7 +305,10 @@ impl Checker<'_> {
     fn price(&mut self, key: &str, value: &Text) -> Option<Decimal> {
         let d = self.decimal(key, value)?;
         if d.is_sign_negative() {
-            self.error(value.span(), format!("{key}: a price must not be negative, got {d}"));
+            self.error(
+                value.span(),
+                format!("{key}: a price must not be negative, got {d}"),
+            );
             return None;
         }
         Some(d)
@@ -336,7 +342,10 @@ impl Checker<'_> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(value.span(), format!("{key}: must be a number like \"0.95\""));
+            self.error(
+                value.span(),
+                format!("{key}: must be a number like \"0.95\""),
+            );
         }
         parsed
     }
@@ -398,7 +407,10 @@ impl Expect {
             Expect::Bool => found == "a bool",
             Expect::Text => matches!(found, "a string" | "an int" | "a uint" | "null"),
             Expect::Number => {
-                matches!(found, "a string" | "an int" | "a uint" | "a double" | "null")
+                matches!(
+                    found,
+                    "a string" | "an int" | "a uint" | "a double" | "null"
+                )
             }
         }
     }
@@ -499,10 +511,7 @@ impl Contract {
                 if cadence.is_none() {
                     check.error(
                         p.span(),
-                        format!(
-                            "period: {:?} is not \"monthly\" or \"weekly\"",
-                            p.get_ref()
-                        ),
+                        format!("period: {:?} is not \"monthly\" or \"weekly\"", p.get_ref()),
                     );
                 }
                 cadence
@@ -512,7 +521,10 @@ impl Contract {
             Err(_) => {
                 check.error(
                     c.starts.span(),
-                    format!("starts: {:?} is not a date like \"2026-11-01\"", c.starts.get_ref()),
+                    format!(
+                        "starts: {:?} is not a date like \"2026-11-01\"",
+                        c.starts.get_ref()
+                    ),
                 );
                 None
             }
@@ -535,7 +547,10 @@ impl Contract {
             None => Some(Decimal::ZERO),
         };
         let included = c.included.as_ref().and_then(|v| check.count("included", v));
-        let minimum = c.minimum.as_ref().map(|v| check.amount("minimum", v, currency));
+        let minimum = c
+            .minimum
+            .as_ref()
+            .map(|v| check.amount("minimum", v, currency));
         let cap = c.cap.as_ref().map(|v| check.amount("cap", v, currency));
         let rounding = match &c.rounding {
             None => Some(Rounding::default()),
@@ -576,7 +591,10 @@ impl Contract {
                     format!("outcome name {name:?}: use lowercase letters, digits and _"),
                 );
             } else if !names.insert(name.clone()) {
-                check.error(o.name.span(), format!("outcome name {name:?} is used twice"));
+                check.error(
+                    o.name.span(),
+                    format!("outcome name {name:?} is used twice"),
+                );
             }
             let when = check.rule("when", &o.when, Expect::Bool, &env);
             let subject = o
@@ -666,8 +684,13 @@ impl Contract {
                 None => Some(1),
             };
             let credit = credit(&mut check, &s.credit, currency);
-            if let (Some(numerator), Some(denominator), Some(bound), Some(min_samples), Some(credit)) =
-                (numerator, denominator, bound, min_samples, credit)
+            if let (
+                Some(numerator),
+                Some(denominator),
+                Some(bound),
+                Some(min_samples),
+                Some(credit),
+            ) = (numerator, denominator, bound, min_samples, credit)
             {
                 service_levels.push(ServiceLevel {
                     name,
@@ -765,7 +788,9 @@ fn attribution(check: &mut Checker, value: &Spanned<toml::Value>) -> Option<Attr
                     if d > Decimal::ZERO && d < Decimal::ONE {
                         Ok(d)
                     } else {
-                        Err(format!("attribution: {key} must be between 0 and 1, got {d}"))
+                        Err(format!(
+                            "attribution: {key} must be between 0 and 1, got {d}"
+                        ))
                     }
                 })
             };
@@ -816,7 +841,11 @@ fn price(
 ) -> Option<Price> {
     let span = raw.span();
     let p = raw.get_ref();
-    let forms = [p.per_unit.is_some(), p.tiers.is_some(), p.percent_of.is_some()];
+    let forms = [
+        p.per_unit.is_some(),
+        p.tiers.is_some(),
+        p.percent_of.is_some(),
+    ];
     if forms.iter().filter(|f| **f).count() != 1 {
         check.error(
             span,
@@ -871,7 +900,9 @@ fn price(
                         if n <= prev {
                             check.error(
                                 u.span(),
-                                format!("tiers.up_to: {n} must be above the previous tier's {prev}"),
+                                format!(
+                                    "tiers.up_to: {n} must be above the previous tier's {prev}"
+                                ),
                             );
                             ok = false;
                         }
@@ -927,7 +958,10 @@ fn price(
             .rule("percent_of", of, Expect::Number, env)
             .map(PercentOf::Expression)
     };
-    Some(Price::Percent { of: of?, rate: rate? })
+    Some(Price::Percent {
+        of: of?,
+        rate: rate?,
+    })
 }
 
 fn credit(check: &mut Checker, value: &Text, currency: Option<Currency>) -> Option<Credit> {
@@ -991,7 +1025,10 @@ credit = "10%"
         assert_eq!(c.currency.code, "USD");
         assert_eq!(c.outcomes.len(), 2);
         assert_eq!(c.outcomes[0].matures_after, Duration::hours(72));
-        assert!(matches!(c.outcomes[1].attribution, Attribution::Holdout { .. }));
+        assert!(matches!(
+            c.outcomes[1].attribution,
+            Attribution::Holdout { .. }
+        ));
         assert_eq!(
             c.service_levels[0].credit,
             Credit::Percent(Decimal::new(10, 2))
@@ -1017,9 +1054,17 @@ credit = "10%"
             .replace("\"72h\"", "\"three days\"");
         let errs = errors(&bad);
         assert_eq!(errs.len(), 3, "{errs:#?}");
-        assert!(errs[0].starts_with("c.toml:4:12: currency: \"USX\""), "{}", errs[0]);
-        assert!(errs.iter().any(|e| e.contains("matures_after: \"three days\"")));
-        assert!(errs.iter().any(|e| e.contains("per_unit: a price must not be negative")));
+        assert!(
+            errs[0].starts_with("c.toml:4:12: currency: \"USX\""),
+            "{}",
+            errs[0]
+        );
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("matures_after: \"three days\"")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("per_unit: a price must not be negative")));
     }
 
     #[test]
@@ -1037,7 +1082,10 @@ credit = "10%"
             r#"void_when = 'event.type'"#,
         );
         let errs = errors(&wrong_type);
-        assert!(errs[0].contains("gives a string, it must give a bool"), "{errs:?}");
+        assert!(
+            errs[0].contains("gives a string, it must give a bool"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -1048,16 +1096,30 @@ credit = "10%"
             "price = { per_unit = \"0.90\" }",
             "price = { tiers = [ { up_to = 10, price = \"1\" }, { up_to = 5, price = \"0.5\" } ] }",
         ));
-        assert!(errs.iter().any(|e| e.contains("must be above the previous")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("must be above the previous")),
+            "{errs:?}"
+        );
         let errs = errors(&GOOD.replace(
             "price = { per_unit = \"0.90\" }",
             "price = { tiers = [ { up_to = 10, price = \"1\" }, { up_to = 20, price = \"0.5\" } ] }",
         ));
-        assert!(errs.iter().any(|e| e.contains("last tier must have no up_to")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("last tier must have no up_to")),
+            "{errs:?}"
+        );
         let errs = errors(&GOOD.replace("base_fee = \"500.00\"", "base_fee = \"500.001\""));
-        assert!(errs[0].contains("more decimals than USD allows"), "{errs:?}");
+        assert!(
+            errs[0].contains("more decimals than USD allows"),
+            "{errs:?}"
+        );
         let errs = errors(&GOOD.replace("starts = \"2026-11-01\"", "starts = \"2026-11-02\""));
-        assert!(errs[0].contains("not the first day of a monthly period"), "{errs:?}");
+        assert!(
+            errs[0].contains("not the first day of a monthly period"),
+            "{errs:?}"
+        );
         let errs = errors(&GOOD.replace("credit = \"10%\"", "credit = \"110%\""));
         assert!(errs[0].contains("between 0% and 100%"), "{errs:?}");
     }

@@ -210,12 +210,13 @@ pub fn verify(
     }
     let mut contracts = Vec::new();
     for c in &bundle.contracts {
-        let contract = Contract::parse(&format!("contract v{}", c.version), &c.toml).map_err(
-            |e| VerifyError::Contract {
-                version: c.version,
-                reason: e.to_string(),
-            },
-        )?;
+        let contract =
+            Contract::parse(&format!("contract v{}", c.version), &c.toml).map_err(|e| {
+                VerifyError::Contract {
+                    version: c.version,
+                    reason: e.to_string(),
+                }
+            })?;
         if contract.sha256 != c.sha256 {
             return Err(VerifyError::Contract {
                 version: c.version,
@@ -262,8 +263,7 @@ pub fn verify(
             reason: "the bundle holds no contract".into(),
         })
         .and_then(|v| {
-            Period::parse(v.contract.cadence, &statement.period)
-                .map_err(VerifyError::Recompute)
+            Period::parse(v.contract.cadence, &statement.period).map_err(VerifyError::Recompute)
         })?;
     let issued_at = DateTime::parse_from_rfc3339(&statement.issued_at)
         .map_err(|e| VerifyError::Recompute(format!("issued_at: {e}")))?
@@ -322,7 +322,11 @@ fn first_difference(path: &str, a: &Value, b: &Value) -> Option<(String, String,
                     } else {
                         format!("{path}.{k}")
                     };
-                    first_difference(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null))
+                    first_difference(
+                        &p,
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    )
                 })
         }
         (Value::Array(x), Value::Array(y)) => {
@@ -343,7 +347,10 @@ fn first_difference(path: &str, a: &Value, b: &Value) -> Option<(String, String,
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 80 {
-        format!("{}…", &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }

@@ -24,8 +24,8 @@ pub use evidence::{
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
-    customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome, Projection,
-    ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
+    customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome,
+    Projection, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
 };
 pub use statement::{
     compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,

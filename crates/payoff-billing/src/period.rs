@@ -67,8 +67,7 @@ impl Period {
                 }
             }
             Cadence::Weekly => {
-                let monday =
-                    date - Duration::days(date.weekday().num_days_from_monday() as i64);
+                let monday = date - Duration::days(date.weekday().num_days_from_monday() as i64);
                 Period {
                     start: midnight(monday),
                     end: midnight(monday + Duration::days(7)),
@@ -93,8 +92,7 @@ impl Period {
                 let (year, week) = name.split_once("-W").ok_or_else(bad)?;
                 let year: i32 = year.parse().map_err(|_| bad())?;
                 let week: u32 = week.parse().map_err(|_| bad())?;
-                let date =
-                    NaiveDate::from_isoywd_opt(year, week, Weekday::Mon).ok_or_else(bad)?;
+                let date = NaiveDate::from_isoywd_opt(year, week, Weekday::Mon).ok_or_else(bad)?;
                 Ok(Period::containing(cadence, midnight(date)))
             }
         }

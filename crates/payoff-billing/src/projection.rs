@@ -119,7 +119,9 @@ pub fn outcome_id(customer: &str, kind: &str, subject: &str) -> String {
 pub fn customer_of_id(id: &str) -> Option<&str> {
     let mut parts = id.splitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("out" | "st"), Some(customer), Some(rest)) if !customer.is_empty() && !rest.is_empty() => {
+        (Some("out" | "st"), Some(customer), Some(rest))
+            if !customer.is_empty() && !rest.is_empty() =>
+        {
             Some(customer)
         }
         _ => None,
@@ -129,7 +131,9 @@ pub fn customer_of_id(id: &str) -> Option<&str> {
 impl Outcome {
     /// Voided before it matured: it never becomes billable.
     pub fn voided_while_pending(&self) -> bool {
-        self.void.as_ref().is_some_and(|v| v.time <= self.matures_at)
+        self.void
+            .as_ref()
+            .is_some_and(|v| v.time <= self.matures_at)
     }
 
     /// The void, if it happened before `t`.
@@ -142,7 +146,9 @@ impl Outcome {
         let mut state = DisputeState::None;
         for d in self.disputes.iter().filter(|d| d.opened.time < t) {
             state = match &d.decision {
-                Some((Decision::Accepted, m, _)) if m.time < t => return DisputeState::Accepted(m.clone()),
+                Some((Decision::Accepted, m, _)) if m.time < t => {
+                    return DisputeState::Accepted(m.clone())
+                }
                 Some((Decision::Rejected, m, _)) if m.time < t => DisputeState::Rejected,
                 _ => DisputeState::Open,
             };
@@ -303,7 +309,10 @@ fn record_dispute(
         return;
     };
     let outcome = &mut outcomes[at];
-    debug_assert_eq!(outcome.id, outcome_id(customer, &outcome.name, &outcome.subject));
+    debug_assert_eq!(
+        outcome.id,
+        outcome_id(customer, &outcome.name, &outcome.subject)
+    );
     let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
     match (event.event_type.as_str(), open) {
         (DISPUTE_OPENED, None) => {
@@ -318,10 +327,18 @@ fn record_dispute(
             }
         }
         (DISPUTE_ACCEPTED, Some(d)) => {
-            d.decision = Some((Decision::Accepted, Mark::of(event), field("note").to_string()))
+            d.decision = Some((
+                Decision::Accepted,
+                Mark::of(event),
+                field("note").to_string(),
+            ))
         }
         (DISPUTE_REJECTED, Some(d)) => {
-            d.decision = Some((Decision::Rejected, Mark::of(event), field("note").to_string()))
+            d.decision = Some((
+                Decision::Rejected,
+                Mark::of(event),
+                field("note").to_string(),
+            ))
         }
         _ => {}
     }

@@ -29,7 +29,9 @@ pub struct Rule {
 
 impl std::fmt::Debug for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rule").field("source", &self.source).finish()
+        f.debug_struct("Rule")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -231,7 +233,9 @@ fn json_value(v: &serde_json::Value) -> Value {
             }
         }
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_value).collect())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_value).collect()))
+        }
         serde_json::Value::Object(fields) => Value::Map(Map {
             map: Arc::new(
                 fields
@@ -292,11 +296,20 @@ mod tests {
     #[test]
     fn decimals_come_from_strings_ints_and_doubles() {
         let env = RuleEnv::default();
-        let scope = env.scope(&event("x", json!({"s": "1234.50", "i": 7, "f": 0.1, "b": true})));
+        let scope = env.scope(&event(
+            "x",
+            json!({"s": "1234.50", "i": 7, "f": 0.1, "b": true}),
+        ));
         let get = |src: &str| Rule::compile(src).unwrap().decimal(&scope);
-        assert_eq!(get("event.data.s").unwrap(), Decimal::from_str("1234.50").unwrap());
+        assert_eq!(
+            get("event.data.s").unwrap(),
+            Decimal::from_str("1234.50").unwrap()
+        );
         assert_eq!(get("event.data.i").unwrap(), Decimal::from(7));
-        assert_eq!(get("event.data.f").unwrap(), Decimal::from_str("0.1").unwrap());
+        assert_eq!(
+            get("event.data.f").unwrap(),
+            Decimal::from_str("0.1").unwrap()
+        );
         assert!(get("event.data.b").unwrap_err().contains("bool"));
         assert!(get("event.data.nope").is_err());
     }

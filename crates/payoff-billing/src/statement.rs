@@ -288,7 +288,11 @@ fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge
                     let amount = round(Decimal::from(units) * p);
                     lines.push(line(
                         LineKind::Outcome,
-                        format!("{}: {n} outcomes, {free} included, {units} at {}", rule.name, p.normalize()),
+                        format!(
+                            "{}: {n} outcomes, {free} included, {units} at {}",
+                            rule.name,
+                            p.normalize()
+                        ),
                         n,
                         Some(free),
                         Some(*p),
@@ -389,7 +393,10 @@ fn billable_at(o: &Outcome, t: DateTime<Utc>) -> bool {
     o.matures_at < t
         && !o.voided_while_pending()
         && o.void_before(t).is_none()
-        && matches!(o.dispute_state(t), DisputeState::None | DisputeState::Rejected)
+        && matches!(
+            o.dispute_state(t),
+            DisputeState::None | DisputeState::Rejected
+        )
 }
 
 fn direct(contract: &Contract, o: &Outcome) -> bool {
@@ -521,7 +528,11 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         let (credit, how) = match sl.credit {
             Credit::Percent(p) => (
                 round(charged * p),
-                format!("{}% of {}", (p * Decimal::ONE_HUNDRED).normalize(), fmt(charged)),
+                format!(
+                    "{}% of {}",
+                    (p * Decimal::ONE_HUNDRED).normalize(),
+                    fmt(charged)
+                ),
             ),
             Credit::Amount(a) => (a, fmt(a)),
         };
@@ -607,9 +618,27 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
             version: v.version,
             period: &name,
         };
-        lines.extend(ctx.delta(&stage0, &stage1, &late, LineKind::Adjustment, "late outcomes"));
-        lines.extend(ctx.delta(&stage1, &stage2, &clawed, LineKind::Adjustment, "clawback of voided outcomes"));
-        credits.extend(ctx.delta(&stage2, &stage3, &accepted, LineKind::DisputeCredit, "disputes accepted"));
+        lines.extend(ctx.delta(
+            &stage0,
+            &stage1,
+            &late,
+            LineKind::Adjustment,
+            "late outcomes",
+        ));
+        lines.extend(ctx.delta(
+            &stage1,
+            &stage2,
+            &clawed,
+            LineKind::Adjustment,
+            "clawback of voided outcomes",
+        ));
+        credits.extend(ctx.delta(
+            &stage2,
+            &stage3,
+            &accepted,
+            LineKind::DisputeCredit,
+            "disputes accepted",
+        ));
     }
     lines.extend(credits);
 
@@ -642,7 +671,11 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
 }
 
 /// Adds (or removes) `change` to every kind's list, keeping (maturity, id) order.
-fn merge<'o>(base: &[Vec<&'o Outcome>], change: &[Vec<&'o Outcome>], add: bool) -> Vec<Vec<&'o Outcome>> {
+fn merge<'o>(
+    base: &[Vec<&'o Outcome>],
+    change: &[Vec<&'o Outcome>],
+    add: bool,
+) -> Vec<Vec<&'o Outcome>> {
     base.iter()
         .zip(change)
         .map(|(b, c)| {
@@ -650,7 +683,10 @@ fn merge<'o>(base: &[Vec<&'o Outcome>], change: &[Vec<&'o Outcome>], add: bool) 
                 b.iter().chain(c.iter()).copied().collect()
             } else {
                 let gone: BTreeSet<&str> = c.iter().map(|o| o.id.as_str()).collect();
-                b.iter().filter(|o| !gone.contains(o.id.as_str())).copied().collect()
+                b.iter()
+                    .filter(|o| !gone.contains(o.id.as_str()))
+                    .copied()
+                    .collect()
             };
             out.sort_by(|a, b| (a.matures_at, &a.id).cmp(&(b.matures_at, &b.id)));
             out

@@ -98,10 +98,11 @@ pub fn read_ledger(path: &Path) -> Ledger {
         ledger.hashes.push(head.hash_hex());
         ledger.canonical.push(canonical);
         let seq = i as u64 + 1;
-        ledger.events.push(
-            BillingEvent::from_json(seq, &value)
-                .unwrap_or_else(|| panic!("{}:{}: needs id, source, type, time", path.display(), i + 1)),
-        );
+        ledger
+            .events
+            .push(BillingEvent::from_json(seq, &value).unwrap_or_else(|| {
+                panic!("{}:{}: needs id, source, type, time", path.display(), i + 1)
+            }));
     }
     ledger
 }
@@ -118,10 +119,9 @@ fn head_of(ledger: &Ledger, n: usize) -> HeadRef {
 }
 
 fn run_case(dir: &Path) -> Result<usize, String> {
-    let read = |name: &str| {
-        fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"))
-    };
-    let case: CaseFile = toml::from_str(&read("case.toml")?).map_err(|e| format!("case.toml: {e}"))?;
+    let read = |name: &str| fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+    let case: CaseFile =
+        toml::from_str(&read("case.toml")?).map_err(|e| format!("case.toml: {e}"))?;
     let expected: Expected =
         toml::from_str(&read("expected.toml")?).map_err(|e| format!("expected.toml: {e}"))?;
     let specs = if case.contract.is_empty() {
@@ -161,7 +161,10 @@ fn run_case(dir: &Path) -> Result<usize, String> {
     let mut problems = Vec::new();
     for (close, want) in case.close.iter().zip(&expected.statement) {
         let period = Period::parse(cadence, &close.period)?;
-        let n = close.events.unwrap_or(ledger.events.len()).min(ledger.events.len());
+        let n = close
+            .events
+            .unwrap_or(ledger.events.len())
+            .min(ledger.events.len());
         let issued_at: DateTime<Utc> = period.end;
         let input = CloseInput {
             customer: "case",
@@ -204,7 +207,10 @@ fn run_case(dir: &Path) -> Result<usize, String> {
             statements: prior.clone(),
         };
         if let Err(e) = verify(&signed, &bundle, &key.verifying_key()) {
-            problems.push(format!("{}: offline verification failed: {e}", close.period));
+            problems.push(format!(
+                "{}: offline verification failed: {e}",
+                close.period
+            ));
         }
         prior.push(signed);
     }
@@ -228,24 +234,42 @@ fn compare(got: &Statement, want: &ExpectedStatement, problems: &mut Vec<String>
         problems.push(format!("period: got {}, expected {p}", got.period));
     }
     if got.subtotal != want.subtotal {
-        problems.push(format!("{p}: subtotal: got {}, expected {}", got.subtotal, want.subtotal));
+        problems.push(format!(
+            "{p}: subtotal: got {}, expected {}",
+            got.subtotal, want.subtotal
+        ));
     }
     if got.total != want.total {
-        problems.push(format!("{p}: total: got {}, expected {}", got.total, want.total));
+        problems.push(format!(
+            "{p}: total: got {}, expected {}",
+            got.total, want.total
+        ));
     }
     let shown = |l: &payoff_billing::Line| {
         format!(
             "{} {} q={} inc={} price={} amount={}",
             serde_json::to_value(l.kind).unwrap().as_str().unwrap(),
-            l.outcome.clone().or(l.service_level.clone()).unwrap_or_default()
-                + &l.period.clone().map(|x| format!("@{x}")).unwrap_or_default(),
+            l.outcome
+                .clone()
+                .or(l.service_level.clone())
+                .unwrap_or_default()
+                + &l.period
+                    .clone()
+                    .map(|x| format!("@{x}"))
+                    .unwrap_or_default(),
             l.quantity,
             l.included.clone().unwrap_or_default(),
             l.unit_price.clone().unwrap_or_default(),
             l.amount
         )
     };
-    let all = || got.lines.iter().map(shown).collect::<Vec<_>>().join("\n      ");
+    let all = || {
+        got.lines
+            .iter()
+            .map(shown)
+            .collect::<Vec<_>>()
+            .join("\n      ")
+    };
     if got.lines.len() != want.line.len() {
         problems.push(format!(
             "{p}: {} lines, expected {}; got:\n      {}",
@@ -261,13 +285,18 @@ fn compare(got: &Statement, want: &ExpectedStatement, problems: &mut Vec<String>
         bad |= w.outcome.is_some() && g.outcome != w.outcome;
         bad |= w.service_level.is_some() && g.service_level != w.service_level;
         bad |= w.period.is_some() && g.period != w.period;
-        bad |= w.quantity.as_ref().is_some_and(|q| !same_number(q, &g.quantity));
-        bad |= w.included.as_ref().is_some_and(|q| {
-            !g.included.as_ref().is_some_and(|gi| same_number(q, gi))
-        });
-        bad |= w.unit_price.as_ref().is_some_and(|q| {
-            !g.unit_price.as_ref().is_some_and(|gp| same_number(q, gp))
-        });
+        bad |= w
+            .quantity
+            .as_ref()
+            .is_some_and(|q| !same_number(q, &g.quantity));
+        bad |= w
+            .included
+            .as_ref()
+            .is_some_and(|q| !g.included.as_ref().is_some_and(|gi| same_number(q, gi)));
+        bad |= w
+            .unit_price
+            .as_ref()
+            .is_some_and(|q| !g.unit_price.as_ref().is_some_and(|gp| same_number(q, gp)));
         if bad {
             problems.push(format!(
                 "{p}: line {}: expected {:?}\n      got:\n      {}",
@@ -287,7 +316,11 @@ fn every_case_gives_its_expected_statements() {
         .filter(|p| p.join("case.toml").exists())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 30, "the corpus holds {} cases, at least 30 are expected", dirs.len());
+    assert!(
+        dirs.len() >= 30,
+        "the corpus holds {} cases, at least 30 are expected",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     let mut closes = 0;
     for dir in &dirs {

@@ -21,6 +21,11 @@ pub enum Action {
     ReadCustomer,
     CreateCustomer,
     ManageKeys,
+    ManageContracts,
+    ReadBilling,
+    CloseStatements,
+    RaiseDispute,
+    DecideDispute,
 }
 
 /// The built-in role rules.
@@ -36,6 +41,9 @@ pub fn allows(role: Role, action: Action) -> bool {
         ReadLedgerHead | ReadCustomer => true,
         ListCustomers | CreateCustomer => role.is_provider(),
         ManageKeys => matches!(role, Admin | Operator | CustomerAdmin),
+        ManageContracts | CloseStatements | DecideDispute => matches!(role, Admin | Operator),
+        ReadBilling => !matches!(role, Agent),
+        RaiseDispute => matches!(role, CustomerAdmin),
     }
 }
 
@@ -92,6 +100,11 @@ fn describe(action: Action) -> &'static str {
         Action::ReadCustomer => "read customers",
         Action::CreateCustomer => "create customers",
         Action::ManageKeys => "manage API keys",
+        Action::ManageContracts => "upload contracts",
+        Action::ReadBilling => "read contracts, outcomes and statements",
+        Action::CloseStatements => "close periods",
+        Action::RaiseDispute => "dispute outcomes",
+        Action::DecideDispute => "decide disputes",
     }
 }
 

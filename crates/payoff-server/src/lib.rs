@@ -3,6 +3,7 @@
 //! leaves through [`problem::ApiError`].
 
 pub mod auth;
+pub mod billing;
 mod metrics;
 mod openapi;
 pub mod problem;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use ed25519_dalek::SigningKey;
 use payoff_ledger::EventLimits;
 use payoff_store::{Ledger, Store};
 use tokio::net::TcpListener;
@@ -45,15 +47,23 @@ pub struct AppState {
     pub ledger: Ledger,
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
+    /// The provider's key: it signs every statement this server closes.
+    pub signing_key: Arc<SigningKey>,
 }
 
 impl AppState {
-    pub fn new(store: Store, ledger: Ledger, config: ServerConfig) -> Self {
+    pub fn new(
+        store: Store,
+        ledger: Ledger,
+        config: ServerConfig,
+        signing_key: SigningKey,
+    ) -> Self {
         Self {
             store,
             ledger,
             config,
             metrics: Arc::new(Metrics::default()),
+            signing_key: Arc::new(signing_key),
         }
     }
 }
@@ -66,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::keys::router())
         .merge(routes::ledger::router())
         .merge(routes::operations::router())
+        .merge(routes::billing::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,
@@ -106,4 +117,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
             )
         })?
         .map_err(ApiError::from)
+}
+
+/// Runs blocking work that needs the store and may fail with any API error.
+pub(crate) async fn blocking_with<T: Send + 'static>(
+    f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                problem::ErrorCode::Unavailable,
+                format!("internal task failed: {e}"),
+            )
+        })?
 }

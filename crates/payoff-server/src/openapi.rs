@@ -3,12 +3,15 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{customers, events, keys, ledger};
+use crate::routes::{billing, customers, events, keys, ledger};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Payoff API", description = "Outcome ledger and control plane for AI services."),
-    paths(events::ingest, events::list, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head),
+    paths(events::ingest, events::list, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head,
+        billing::upload_contract, billing::list_contracts, billing::list_outcomes, billing::show_outcome,
+        billing::raise_dispute, billing::accept_dispute, billing::reject_dispute, billing::preview, billing::close,
+        billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

@@ -49,7 +49,12 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(payoff_server::serve(
             listener,
-            AppState::new(store.clone(), ledger, config),
+            AppState::new(
+                store.clone(),
+                ledger,
+                config,
+                ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            ),
             async {
                 let _ = stopped.await;
             },

@@ -3,9 +3,10 @@
 //! A migration is never edited once released: a change of schema is a new
 //! version appended to the list of each backend.
 
-pub(crate) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE customers (
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE customers (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         created_us INTEGER NOT NULL
@@ -37,9 +38,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
     );
     CREATE UNIQUE INDEX events_by_sequence ON events (customer_id, sequence);
     CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
-), (
-    2,
-    "CREATE TABLE contracts (
+    ),
+    (
+        2,
+        "CREATE TABLE contracts (
         customer_id TEXT NOT NULL REFERENCES customers(id),
         version INTEGER NOT NULL,
         effective TEXT NOT NULL,
@@ -58,11 +60,13 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
         issued_us INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
-)];
+    ),
+];
 
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE customers (
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE customers (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         created_us BIGINT NOT NULL
@@ -94,9 +98,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         PRIMARY KEY (customer_id, sequence)
     );
     CREATE UNIQUE INDEX events_by_key ON events (customer_id, source, event_id);",
-), (
-    2,
-    "CREATE TABLE contracts (
+    ),
+    (
+        2,
+        "CREATE TABLE contracts (
         customer_id TEXT NOT NULL REFERENCES customers(id),
         version BIGINT NOT NULL,
         effective TEXT NOT NULL,
@@ -115,4 +120,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         issued_us BIGINT NOT NULL
     );
     CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
-)];
+    ),
+];

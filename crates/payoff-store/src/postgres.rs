@@ -14,7 +14,9 @@ use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::store::{from_us, hash32, Backend, EventFilter, EventSink, StoredContract, StoredEvent, StoredStatement};
+use crate::store::{
+    from_us, hash32, Backend, EventFilter, EventSink, StoredContract, StoredEvent, StoredStatement,
+};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {

@@ -65,7 +65,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..settings.clone()
     };
     let store = open_store(&demo)?;
-    ensure_signing_key(&demo.signing_key_path())?;
+    let signing_key = ensure_signing_key(&demo.signing_key_path())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     let addr = demo.listen_addr(Some(&args.listen))?;
 
@@ -73,7 +73,12 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let url = format!("http://{}", listener.local_addr()?);
-        let state = AppState::new(store.clone(), store.ledger(LedgerConfig::default())?, demo.server);
+        let state = AppState::new(
+            store.clone(),
+            store.ledger(LedgerConfig::default())?,
+            demo.server,
+            signing_key,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(payoff_server::serve(listener, state, async {
             let _ = stopped.await;

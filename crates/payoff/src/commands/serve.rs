@@ -21,7 +21,7 @@ pub struct ServeArgs {
 pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = settings.listen_addr(args.listen.as_deref())?;
     let store = open_store(settings)?;
-    ensure_signing_key(&settings.signing_key_path())?;
+    let signing_key = ensure_signing_key(&settings.signing_key_path())?;
     if store.keys(None)?.iter().all(|k| k.revoked_at.is_some()) {
         eprintln!("note: no API key exists yet; create one with `payoff keys create --role admin`");
     }
@@ -31,7 +31,7 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let ledger = store.ledger(LedgerConfig::default())?;
-        let state = AppState::new(store.clone(), ledger, settings.server);
+        let state = AppState::new(store.clone(), ledger, settings.server, signing_key);
         println!(
             "payoff listening on http://{} ({} database)",
             listener.local_addr()?,

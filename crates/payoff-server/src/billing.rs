@@ -1,0 +1,346 @@
+//! The imperative shell around the billing core: loads a customer's
+//! contract versions, events and statements from the store, runs the pure
+//! computation, signs and stores what it closes.
+//!
+//! Everything here is blocking; handlers call it through [`crate::blocking`].
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::SigningKey;
+use payoff_billing::{
+    compute, sign, BillingEvent, Bundle, BundleContract, BundleEvent, CloseError, CloseInput,
+    Contract, ContractVersion, HeadRef, Outcome, Period, Projection, Statement, BUNDLE_FORMAT,
+};
+use payoff_ledger::Head;
+use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
+
+/// Why a billing request cannot be served, in the caller's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("customer \"{0}\" has no contract yet: upload one first")]
+    NoContract(String),
+    #[error("{0}")]
+    BadPeriod(String),
+    #[error("{0}")]
+    Close(#[from] CloseError),
+    #[error("period {period} ends at {end}; it can be closed from then on (preview it meanwhile)")]
+    NotEnded { period: String, end: String },
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A customer's contract versions, loaded and compiled.
+pub struct Versions {
+    pub stored: Vec<StoredContract>,
+    pub contracts: Vec<Contract>,
+    pub effective: Vec<Period>,
+}
+
+impl Versions {
+    pub fn load(store: &Store, customer: &str) -> Result<Versions, BillingError> {
+        let stored = store.contracts(customer)?;
+        if stored.is_empty() {
+            return Err(BillingError::NoContract(customer.to_owned()));
+        }
+        let mut contracts = Vec::new();
+        let mut effective = Vec::new();
+        for s in &stored {
+            let c = Contract::parse(&format!("contract v{}", s.version), &s.body)
+                .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+            effective.push(Period::parse(c.cadence, &s.effective).map_err(BillingError::Corrupt)?);
+            contracts.push(c);
+        }
+        Ok(Versions {
+            stored,
+            contracts,
+            effective,
+        })
+    }
+
+    pub fn list(&self) -> Vec<ContractVersion<'_>> {
+        self.stored
+            .iter()
+            .zip(&self.contracts)
+            .zip(&self.effective)
+            .map(|((s, c), e)| ContractVersion {
+                version: s.version,
+                effective: *e,
+                contract: c,
+            })
+            .collect()
+    }
+
+    /// The newest version: what outcome listings are read through.
+    pub fn latest(&self) -> &Contract {
+        self.contracts.last().expect("at least one version")
+    }
+
+    pub fn period(&self, name: &str) -> Result<Period, BillingError> {
+        Period::parse(self.latest().cadence, name)
+            .map_err(|e| BillingError::BadPeriod(format!("period: {e}")))
+    }
+}
+
+/// A customer's events in chain order, with the head they end at and the
+/// canonical bytes (for evidence).
+pub struct LedgerView {
+    pub events: Vec<BillingEvent>,
+    pub canonical: Vec<(u64, Vec<u8>, [u8; 32])>,
+    pub head: Head,
+}
+
+impl LedgerView {
+    /// Reads the whole chain; `keep_bytes` also keeps each event's bytes.
+    pub fn load(
+        store: &Store,
+        customer: &str,
+        keep_bytes: bool,
+    ) -> Result<LedgerView, BillingError> {
+        let mut view = LedgerView {
+            events: Vec::new(),
+            canonical: Vec::new(),
+            head: Head::EMPTY,
+        };
+        store.scan(customer, 0, |row| {
+            let value: serde_json::Value = serde_json::from_slice(&row.canonical)
+                .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", row.sequence)))?;
+            if let Some(e) = BillingEvent::from_json(row.sequence, &value) {
+                view.events.push(e);
+            }
+            view.head = Head {
+                sequence: row.sequence,
+                hash: row.hash,
+            };
+            if keep_bytes {
+                view.canonical.push((row.sequence, row.canonical, row.hash));
+            }
+            Ok(())
+        })?;
+        Ok(view)
+    }
+
+    pub fn head_ref(&self) -> HeadRef {
+        HeadRef {
+            sequence: self.head.sequence,
+            hash: self.head.hash_hex(),
+        }
+    }
+}
+
+fn parse_statement(stored: &StoredStatement) -> Result<Statement, BillingError> {
+    serde_json::from_str(&stored.body)
+        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.id)))
+}
+
+pub fn statements(store: &Store, customer: &str) -> Result<Vec<Statement>, BillingError> {
+    store
+        .statements(customer)?
+        .iter()
+        .map(parse_statement)
+        .collect()
+}
+
+/// Computes the statement a close would give now, without storing it.
+pub fn preview(
+    store: &Store,
+    customer: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<Statement, BillingError> {
+    let versions = Versions::load(store, customer)?;
+    let period = versions.period(period)?;
+    let prior: Vec<Statement> = statements(store, customer)?
+        .into_iter()
+        .filter(|s| s.period_start < rfc3339(period.start))
+        .collect();
+    if let Some(stored) = store
+        .statements(customer)?
+        .into_iter()
+        .find(|s| s.period == period.to_string())
+    {
+        return parse_statement(&stored);
+    }
+    let ledger = LedgerView::load(store, customer, false)?;
+    let list = versions.list();
+    Ok(compute(&CloseInput {
+        customer,
+        period,
+        versions: &list,
+        events: &ledger.events,
+        head: ledger.head_ref(),
+        prior: &prior,
+        issued_at: now,
+    })?)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Closes a period: computes, signs and stores its statement. Closing a
+/// closed period returns the stored statement unchanged (`false`).
+pub fn close(
+    store: &Store,
+    key: &SigningKey,
+    customer: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<(Statement, bool), BillingError> {
+    let versions = Versions::load(store, customer)?;
+    let period = versions.period(period)?;
+    let stored = store.statements(customer)?;
+    if let Some(existing) = stored.iter().find(|s| s.period == period.to_string()) {
+        return Ok((parse_statement(existing)?, false));
+    }
+    if now < period.end {
+        return Err(BillingError::NotEnded {
+            period: period.to_string(),
+            end: rfc3339(period.end),
+        });
+    }
+    let prior: Vec<Statement> = stored
+        .iter()
+        .map(parse_statement)
+        .collect::<Result<_, _>>()?;
+    let ledger = LedgerView::load(store, customer, false)?;
+    let list = versions.list();
+    let mut statement = compute(&CloseInput {
+        customer,
+        period,
+        versions: &list,
+        events: &ledger.events,
+        head: ledger.head_ref(),
+        prior: &prior,
+        issued_at: now,
+    })?;
+    sign(&mut statement, key);
+    let body = String::from_utf8(payoff_ledger::canonical_json(
+        &serde_json::to_value(&statement).expect("statements serialise"),
+    ))
+    .expect("canonical JSON is UTF-8");
+    let saved = store.save_statement(StoredStatement {
+        id: statement.id.clone(),
+        customer: customer.to_owned(),
+        period: statement.period.clone(),
+        period_start: period.start,
+        body: body.clone(),
+        issued_at: now,
+    })?;
+    // A concurrent close may have stored its statement first; that one stands.
+    let created = saved.body == body;
+    Ok((parse_statement(&saved)?, created))
+}
+
+/// The evidence of a statement: contract versions, the chain up to its
+/// head, and the statements it builds on.
+pub fn evidence(store: &Store, statement: &Statement) -> Result<Bundle, BillingError> {
+    let customer = &statement.customer;
+    let versions = store.contracts(customer)?;
+    let ledger = LedgerView::load(store, customer, true)?;
+    let events = ledger
+        .canonical
+        .into_iter()
+        .take_while(|(seq, _, _)| *seq <= statement.ledger_head.sequence)
+        .map(|(sequence, bytes, hash)| {
+            Ok(BundleEvent {
+                sequence,
+                event: String::from_utf8(bytes)
+                    .map_err(|_| BillingError::Corrupt(format!("event {sequence} is not UTF-8")))?,
+                hash: hex::encode(hash),
+            })
+        })
+        .collect::<Result<Vec<_>, BillingError>>()?;
+    let statements = statements(store, customer)?
+        .into_iter()
+        .filter(|s| statement.depends_on.contains(&s.id))
+        .collect();
+    Ok(Bundle {
+        format: BUNDLE_FORMAT.into(),
+        statement: statement.id.clone(),
+        customer: customer.clone(),
+        contracts: versions
+            .into_iter()
+            .map(|v| BundleContract {
+                version: v.version,
+                effective: v.effective,
+                sha256: v.sha256,
+                toml: v.body,
+            })
+            .collect(),
+        events,
+        statements,
+    })
+}
+
+/// An outcome with the state it is in now.
+pub struct OutcomeNow {
+    pub outcome: Outcome,
+    pub state: &'static str,
+    /// The statement that billed it, if any.
+    pub billed_in: Option<String>,
+    pub credited_in: Option<String>,
+}
+
+/// Every outcome of a customer under the newest contract, with its state
+/// at `now` given the statements closed so far.
+pub fn outcomes(
+    store: &Store,
+    customer: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutcomeNow>, BillingError> {
+    let versions = Versions::load(store, customer)?;
+    let ledger = LedgerView::load(store, customer, false)?;
+    let closed = statements(store, customer)?;
+    let mut billed: std::collections::HashMap<String, String> = Default::default();
+    let mut credited: std::collections::HashMap<String, String> = Default::default();
+    for s in &closed {
+        for line in &s.lines {
+            let taking_back = line.quantity.starts_with('-');
+            for id in &line.outcomes {
+                if taking_back {
+                    credited.insert(id.clone(), s.id.clone());
+                } else if line.outcome.is_some() {
+                    billed.entry(id.clone()).or_insert_with(|| s.id.clone());
+                }
+            }
+        }
+    }
+    let projection = Projection::run(
+        customer,
+        versions.latest(),
+        &ledger.events,
+        DateTime::<Utc>::MAX_UTC,
+        None,
+    );
+    Ok(projection
+        .outcomes
+        .into_iter()
+        .map(|o| {
+            let billed_in = billed.get(&o.id).cloned();
+            let credited_in = credited.get(&o.id).cloned();
+            let dispute = o.dispute_state(DateTime::<Utc>::MAX_UTC);
+            let state = if credited_in.is_some() {
+                "credited"
+            } else if matches!(dispute, payoff_billing::DisputeState::Open) {
+                "disputed"
+            } else if billed_in.is_some() {
+                "billed"
+            } else if o.void.is_some()
+                || matches!(dispute, payoff_billing::DisputeState::Accepted(_))
+            {
+                "voided"
+            } else if o.matures_at <= now {
+                "billable"
+            } else {
+                "pending"
+            };
+            OutcomeNow {
+                outcome: o,
+                state,
+                billed_in,
+                credited_in,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,725 @@
+//! Contracts, outcomes, disputes, periods and statements.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use payoff_billing::{
+    customer_of_id, CloseError, Contract, Decision, Outcome, Period, DISPUTE_ACCEPTED,
+    DISPUTE_OPENED, DISPUTE_REJECTED,
+};
+use payoff_ledger::validate_event;
+use payoff_store::{AppendRequest, Routed};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::billing::{self, BillingError, OutcomeNow};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{check_customer_id, Body, Params};
+use crate::{blocking_with, AppState};
+
+/// Largest contract file accepted.
+pub const CONTRACT_BYTES_MAX: usize = 256 * 1024;
+/// Longest dispute reason or decision note.
+const NOTE_CHARS_MAX: usize = 2000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/customers/{customer}/contracts",
+            get(list_contracts).post(upload_contract),
+        )
+        .route("/v1/customers/{customer}/outcomes", get(list_outcomes))
+        .route("/v1/outcomes/{id}", get(show_outcome))
+        .route("/v1/outcomes/{id}/disputes", post(raise_dispute))
+        .route("/v1/outcomes/{id}/disputes/accept", post(accept_dispute))
+        .route("/v1/outcomes/{id}/disputes/reject", post(reject_dispute))
+        .route(
+            "/v1/customers/{customer}/periods/{period}/preview",
+            get(preview),
+        )
+        .route(
+            "/v1/customers/{customer}/periods/{period}/close",
+            post(close),
+        )
+        .route("/v1/customers/{customer}/statements", get(list_statements))
+        .route("/v1/statements/{id}", get(show_statement))
+        .route("/v1/statements/{id}/evidence", get(evidence))
+        .route("/.well-known/payoff/keys", get(public_keys))
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        let code = match &e {
+            BillingError::Store(_) => {
+                let BillingError::Store(s) = e else {
+                    unreachable!()
+                };
+                return s.into();
+            }
+            BillingError::NoContract(_) => ErrorCode::NoContract,
+            BillingError::BadPeriod(_) => ErrorCode::InvalidRequest,
+            BillingError::NotEnded { .. } => ErrorCode::PeriodNotEnded,
+            BillingError::Close(CloseError::OutOfOrder { .. }) => ErrorCode::PeriodOutOfOrder,
+            BillingError::Close(CloseError::NoContract(_)) => ErrorCode::NoContract,
+            BillingError::Close(_) | BillingError::Corrupt(_) => {
+                tracing::error!(error = %e, "billing failure");
+                ErrorCode::Unavailable
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Scopes a path customer to the caller (404 for another tenant's).
+fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
+    check_customer_id(customer).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+    caller.customer_scope(Some(customer))
+}
+
+/// The customer an outcome or statement id belongs to, if the caller sees it.
+fn scoped_id(caller: &Caller, id: &str, what: &str) -> Result<String, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no {what} \"{id}\""));
+    let customer = customer_of_id(id).ok_or_else(not_found)?;
+    if !caller.sees(Some(customer)) {
+        return Err(not_found());
+    }
+    Ok(customer.to_owned())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// First period the version governs (e.g. `2026-12`). Default: the
+    /// contract's start for a first version, else the period after the
+    /// last closed one.
+    effective: Option<String>,
+}
+
+/// Uploads a contract version (TOML body). Each upload is a new immutable
+/// version, effective from a period that is not closed yet.
+#[utoipa::path(post, path = "/v1/customers/{customer}/contracts", tag = "billing", params(UploadQuery),
+    request_body(content = String, content_type = "application/toml"),
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn upload_contract(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Params(query): Params<UploadQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::ManageContracts)?;
+    let customer = scoped(&caller, &customer)?;
+    if body.len() > CONTRACT_BYTES_MAX {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a contract is at most {CONTRACT_BYTES_MAX} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidContract, "the contract is not UTF-8"))?
+        .to_owned();
+    let file = format!("{customer}.toml");
+    let contract = Contract::parse(&file, &text).map_err(|errors| {
+        let list: Vec<Value> = errors
+            .0
+            .iter()
+            .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
+            .collect();
+        ApiError::new(ErrorCode::InvalidContract, errors.to_string())
+            .with("errors", Value::Array(list))
+    })?;
+    if contract.customer != customer {
+        return Err(ApiError::new(
+            ErrorCode::InvalidContract,
+            format!(
+                "contract.customer is \"{}\" but the contract is uploaded for \"{customer}\"",
+                contract.customer
+            ),
+        ));
+    }
+    let effective = match &query.effective {
+        Some(name) => Some(
+            Period::parse(contract.cadence, name)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("effective: {e}")))?,
+        ),
+        None => None,
+    };
+    let stored = blocking_with(move |store| {
+        let earlier = store.contracts(&customer)?;
+        let closed = store.statements(&customer)?;
+        if let Some(first) = earlier.first() {
+            let old = Contract::parse("stored", &first.body)
+                .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+            if old.cadence != contract.cadence {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidContract,
+                    format!(
+                        "contract.period: the customer is billed {}; a new version cannot change it to {}",
+                        old.cadence.name(),
+                        contract.cadence.name()
+                    ),
+                ));
+            }
+        }
+        let after_closed = closed.last().map(|s| s.period_start);
+        let effective = match effective {
+            Some(p) => p,
+            None => match after_closed {
+                Some(start) => Period::containing(contract.cadence, start).next(),
+                None => contract.starts,
+            },
+        };
+        if effective.start < contract.starts.start {
+            return Err(ApiError::new(
+                ErrorCode::InvalidContract,
+                format!(
+                    "effective: {effective} is before the contract starts ({})",
+                    contract.starts
+                ),
+            ));
+        }
+        if after_closed.is_some_and(|start| effective.start <= start) {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "effective: {effective} is already closed; a new version can only govern periods not closed yet"
+                ),
+            ));
+        }
+        Ok(store.add_contract(
+            &customer,
+            &effective.to_string(),
+            effective.start,
+            &contract.sha256,
+            &text,
+            Utc::now(),
+        )?)
+    }, &state)
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "customer": stored.customer,
+            "version": stored.version,
+            "effective": stored.effective,
+            "sha256": stored.sha256,
+            "uploaded_at": stored.uploaded_at,
+        })),
+    ))
+}
+
+/// Every version of the customer's contract, oldest first, with its text.
+#[utoipa::path(get, path = "/v1/customers/{customer}/contracts", tag = "billing",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_contracts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
+    let versions = blocking_with(move |store| Ok(store.contracts(&customer)?), &state).await?;
+    Ok(Json(json!({ "contracts": versions })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeQuery {
+    name: Option<String>,
+    /// pending, billable, billed, voided, disputed or credited.
+    state: Option<String>,
+    subject: Option<String>,
+    /// Outcomes maturing in this period.
+    period: Option<String>,
+    cursor: Option<String>,
+    /// 1 to 1000; default 100.
+    limit: Option<usize>,
+}
+
+const STATES: [&str; 6] = [
+    "pending", "billable", "billed", "voided", "disputed", "credited",
+];
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn outcome_view(o: &OutcomeNow) -> Value {
+    let outcome: &Outcome = &o.outcome;
+    json!({
+        "id": outcome.id,
+        "name": outcome.name,
+        "subject": outcome.subject,
+        "state": o.state,
+        "created_at": rfc3339(outcome.created.time),
+        "matures_at": rfc3339(outcome.matures_at),
+        "value": outcome.value.map(|v| v.normalize().to_string()),
+        "value_error": outcome.value_error,
+        "billed_in": o.billed_in,
+        "credited_in": o.credited_in,
+    })
+}
+
+/// Lists outcomes with filters; ordered by creation, paged by cursor.
+#[utoipa::path(get, path = "/v1/customers/{customer}/outcomes", tag = "billing", params(OutcomeQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_outcomes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Params(q): Params<OutcomeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
+    if let Some(s) = &q.state {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("state: \"{s}\" is not one of {}", STATES.join(", ")),
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "limit: must be 1 to 1000",
+        ));
+    }
+    let offset: usize = match &q.cursor {
+        None => 0,
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                "cursor: not a cursor this API gave",
+            )
+        })?,
+    };
+    let page = blocking_with(
+        move |store| {
+            let all = billing::outcomes(store, &customer, Utc::now())?;
+            let period = match &q.period {
+                None => None,
+                Some(p) => Some(
+                    billing::Versions::load(store, &customer)?
+                        .period(p)
+                        .map_err(ApiError::from)?,
+                ),
+            };
+            let matching: Vec<&OutcomeNow> = all
+                .iter()
+                .filter(|o| q.name.as_ref().is_none_or(|n| &o.outcome.name == n))
+                .filter(|o| q.state.as_ref().is_none_or(|s| o.state == s))
+                .filter(|o| q.subject.as_ref().is_none_or(|s| &o.outcome.subject == s))
+                .filter(|o| period.is_none_or(|p: Period| p.contains(o.outcome.matures_at)))
+                .collect();
+            let items: Vec<Value> = matching
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|o| outcome_view(o))
+                .collect();
+            let next = (offset + limit < matching.len()).then(|| (offset + limit).to_string());
+            Ok(json!({ "outcomes": items, "next_cursor": next, "total": matching.len() }))
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(page))
+}
+
+/// Finds one outcome by id with its evidence events.
+fn find_outcome(
+    store: &payoff_store::Store,
+    customer: &str,
+    id: &str,
+) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
+    let outcome = billing::outcomes(store, customer, Utc::now())?
+        .into_iter()
+        .find(|o| o.outcome.id == id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
+    let o = &outcome.outcome;
+    let mut wanted: Vec<(u64, &str)> = vec![(o.created.sequence, "created")];
+    if let Some(v) = &o.void {
+        wanted.push((v.sequence, "voided"));
+    }
+    for d in &o.disputes {
+        wanted.push((d.opened.sequence, "dispute_opened"));
+        if let Some((decision, m, _)) = &d.decision {
+            wanted.push((
+                m.sequence,
+                match decision {
+                    Decision::Accepted => "dispute_accepted",
+                    Decision::Rejected => "dispute_rejected",
+                },
+            ));
+        }
+    }
+    let mut evidence = Vec::new();
+    for (sequence, role) in wanted {
+        let page = store.events(&payoff_store::EventFilter {
+            customer: customer.to_owned(),
+            after_sequence: Some(sequence - 1),
+            limit: 1,
+            ..Default::default()
+        })?;
+        if let Some(e) = page.events.first() {
+            let event: Value = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
+            evidence.push(json!({ "role": role, "sequence": e.sequence, "hash": hex::encode(e.hash), "event": event }));
+        }
+    }
+    Ok((outcome, evidence))
+}
+
+fn outcome_detail(o: &OutcomeNow, evidence: Vec<Value>, customer: &str) -> Value {
+    let mut view = outcome_view(o);
+    let disputes: Vec<Value> = o
+        .outcome
+        .disputes
+        .iter()
+        .map(|d| {
+            json!({
+                "opened_at": rfc3339(d.opened.time),
+                "reason": d.reason,
+                "decision": d.decision.as_ref().map(|(k, m, note)| json!({
+                    "outcome": match k { Decision::Accepted => "accepted", Decision::Rejected => "rejected" },
+                    "at": rfc3339(m.time),
+                    "note": note,
+                })),
+            })
+        })
+        .collect();
+    view["customer"] = json!(customer);
+    view["disputes"] = Value::Array(disputes);
+    view["evidence"] = Value::Array(evidence);
+    view
+}
+
+/// One outcome with its evidence: the events that created it, voided it,
+/// and disputed it.
+#[utoipa::path(get, path = "/v1/outcomes/{id}", tag = "billing",
+    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn show_outcome(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped_id(&caller, &id, "outcome")?;
+    let view = blocking_with(
+        move |store| {
+            let (o, evidence) = find_outcome(store, &customer, &id)?;
+            Ok(outcome_detail(&o, evidence, &customer))
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeRequest {
+    reason: Option<String>,
+    note: Option<String>,
+}
+
+fn note(text: Option<String>, field: &str, required: bool) -> Result<String, ApiError> {
+    let text = text.unwrap_or_default().trim().to_owned();
+    if required && text.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{field}: is required"),
+        ));
+    }
+    if text.chars().count() > NOTE_CHARS_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{field}: at most {NOTE_CHARS_MAX} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Records a dispute step as a ledger event, so that statements and their
+/// verification see exactly what the server saw.
+async fn dispute_step(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    kind: &'static str,
+    text: String,
+) -> Result<Json<Value>, ApiError> {
+    let customer = scoped_id(&caller, &id, "outcome")?;
+    let by = caller.0.key_id.clone();
+    let (store_customer, lookup_id) = (customer.clone(), id.clone());
+    let (outcome, dispute_within, window_end) = blocking_with(
+        move |store| {
+            let (o, _) = find_outcome(store, &store_customer, &lookup_id)?;
+            let versions = billing::Versions::load(store, &store_customer)?;
+            let c = versions.latest();
+            let end = Period::containing(c.cadence, o.outcome.matures_at).end + c.dispute_within;
+            Ok((o, c.dispute_within, end))
+        },
+        &state,
+    )
+    .await?;
+    let o = &outcome.outcome;
+    let open = o.disputes.last().is_some_and(|d| d.decision.is_none());
+    let now = Utc::now();
+    let refuse = |why: String| Err(ApiError::new(ErrorCode::DisputeNotAllowed, why));
+    match kind {
+        DISPUTE_OPENED if open => {
+            return refuse(format!("outcome {id} already has an open dispute"))
+        }
+        DISPUTE_OPENED if matches!(outcome.state, "voided" | "credited") => {
+            return refuse(format!(
+                "outcome {id} is {}; there is nothing to dispute",
+                outcome.state
+            ))
+        }
+        DISPUTE_OPENED if now > window_end => {
+            return refuse(format!(
+                "the dispute window ({} days after the period of maturity) closed at {}",
+                dispute_within.num_days(),
+                rfc3339(window_end)
+            ))
+        }
+        DISPUTE_ACCEPTED | DISPUTE_REJECTED if !open => {
+            return refuse(format!("outcome {id} has no open dispute"))
+        }
+        _ => {}
+    }
+    let step = o.disputes.len() + usize::from(kind == DISPUTE_OPENED);
+    let text_field = if kind == DISPUTE_OPENED {
+        "reason"
+    } else {
+        "note"
+    };
+    let event = json!({
+        "specversion": "1.0",
+        "id": format!("{id}/dispute-{step}/{}", kind.rsplit('.').next().unwrap_or(kind)),
+        "source": "payoff",
+        "type": kind,
+        "subject": o.subject,
+        "time": rfc3339(now),
+        "data": { "outcome": o.name, "subject": o.subject, text_field: text, "by": by },
+    });
+    let event = validate_event(event, &state.config.limits).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{}: {}", e[0].field, e[0].reason),
+        )
+    })?;
+    let appended = state
+        .ledger
+        .append(AppendRequest {
+            events: vec![Routed {
+                customer: customer.clone(),
+                event,
+            }],
+        })
+        .await?;
+    if let Err(e) = appended {
+        return refuse(format!("{e}; another decision was recorded first"));
+    }
+    let view = blocking_with(
+        move |store| {
+            let (o, evidence) = find_outcome(store, &customer, &id)?;
+            Ok(outcome_detail(&o, evidence, &customer))
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(view))
+}
+
+/// A customer admin disputes one outcome, within `dispute_within`.
+#[utoipa::path(post, path = "/v1/outcomes/{id}/disputes", tag = "billing",
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn raise_dispute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<DisputeRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::RaiseDispute)?;
+    let reason = note(req.reason, "reason", true)?;
+    let view = dispute_step(state, caller, id, DISPUTE_OPENED, reason).await?;
+    Ok((StatusCode::CREATED, view))
+}
+
+/// An operator accepts the open dispute: the outcome is voided, or
+/// credited on the next statement if it was billed.
+#[utoipa::path(post, path = "/v1/outcomes/{id}/disputes/accept", tag = "billing",
+    responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn accept_dispute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<DisputeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::DecideDispute)?;
+    let text = note(req.note, "note", false)?;
+    dispute_step(state, caller, id, DISPUTE_ACCEPTED, text).await
+}
+
+/// An operator rejects the open dispute with a note: the outcome is
+/// billable again.
+#[utoipa::path(post, path = "/v1/outcomes/{id}/disputes/reject", tag = "billing",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn reject_dispute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<DisputeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::DecideDispute)?;
+    let text = note(req.note, "note", true)?;
+    dispute_step(state, caller, id, DISPUTE_REJECTED, text).await
+}
+
+/// The statement the period would close into now (not stored, not signed).
+#[utoipa::path(get, path = "/v1/customers/{customer}/periods/{period}/preview", tag = "billing",
+    responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((customer, period)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
+    let statement = blocking_with(
+        move |store| Ok(billing::preview(store, &customer, &period, Utc::now())?),
+        &state,
+    )
+    .await?;
+    Ok(Json(serde_json::to_value(statement).unwrap_or_default()))
+}
+
+fn statement_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Closes a period into a signed, immutable statement. Closing it again
+/// returns the same statement (200 instead of 201).
+#[utoipa::path(post, path = "/v1/customers/{customer}/periods/{period}/close", tag = "billing",
+    responses((status = 201), (status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((customer, period)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(Action::CloseStatements)?;
+    let customer = scoped(&caller, &customer)?;
+    let key = state.signing_key.clone();
+    let (statement, created) = blocking_with(
+        move |store| Ok(billing::close(store, &key, &customer, &period, Utc::now())?),
+        &state,
+    )
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(statement_response(
+        status,
+        serde_json::to_string(&statement).unwrap_or_default(),
+    ))
+}
+
+/// The customer's closed statements, oldest first.
+#[utoipa::path(get, path = "/v1/customers/{customer}/statements", tag = "billing",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_statements(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
+    let list = blocking_with(
+        move |store| {
+            Ok(billing::statements(store, &customer)?
+                .into_iter()
+                .map(|s| {
+                    json!({"id": s.id, "period": s.period, "currency": s.currency, "total": s.total,
+                           "issued_at": s.issued_at, "lines": s.lines.len()})
+                })
+                .collect::<Vec<_>>())
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(json!({ "statements": list })))
+}
+
+/// A closed statement, exactly as signed and stored.
+#[utoipa::path(get, path = "/v1/statements/{id}", tag = "billing",
+    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn show_statement(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    scoped_id(&caller, &id, "statement")?;
+    let not_found = ApiError::new(ErrorCode::NotFound, format!("no statement \"{id}\""));
+    let stored = blocking_with(move |store| Ok(store.statement(&id)?), &state)
+        .await?
+        .ok_or(not_found)?;
+    Ok(statement_response(StatusCode::OK, stored.body))
+}
+
+/// The evidence bundle of a statement, for `payoff verify`.
+#[utoipa::path(get, path = "/v1/statements/{id}/evidence", tag = "billing",
+    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn evidence(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    scoped_id(&caller, &id, "statement")?;
+    let not_found = ApiError::new(ErrorCode::NotFound, format!("no statement \"{id}\""));
+    let bundle = blocking_with(
+        move |store| {
+            let Some(stored) = store.statement(&id)? else {
+                return Ok(None);
+            };
+            let statement = serde_json::from_str(&stored.body)
+                .map_err(|e| BillingError::Corrupt(format!("statement {id}: {e}")))?;
+            Ok(Some(billing::evidence(store, &statement)?))
+        },
+        &state,
+    )
+    .await?
+    .ok_or(not_found)?;
+    Ok(statement_response(
+        StatusCode::OK,
+        serde_json::to_string(&bundle).unwrap_or_default(),
+    ))
+}
+
+#[derive(Serialize)]
+struct PublicKey {
+    algorithm: &'static str,
+    public_key: String,
+}
+
+/// The provider's statement-signing public key (no authentication).
+#[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200)))]
+pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "keys": [PublicKey {
+        algorithm: "ed25519",
+        public_key: hex::encode(state.signing_key.verifying_key().as_bytes()),
+    }] }))
+}
