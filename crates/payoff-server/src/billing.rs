@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, sign, BillingEvent, Bundle, BundleContract, BundleEvent, CloseError, CloseInput,
-    Contract, ContractVersion, HeadRef, Outcome, Period, Projection, Statement, BUNDLE_FORMAT,
+    Contract, ContractErrors, ContractVersion, HeadRef, Outcome, Period, Projection, Statement,
+    BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
@@ -28,6 +29,90 @@ pub enum BillingError {
     NotEnded { period: String, end: String },
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+}
+
+/// Why an upload is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("{0}")]
+    Invalid(ContractErrors),
+    #[error("{0}")]
+    Refused(String),
+    /// The version would govern a period already closed.
+    #[error("{0}")]
+    Closed(String),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+}
+
+impl From<StoreError> for UploadError {
+    fn from(e: StoreError) -> Self {
+        UploadError::Billing(e.into())
+    }
+}
+
+/// Checks and stores a new contract version for `customer`, effective
+/// from `effective` (default: the contract's start for a first version,
+/// else the first period not closed yet).
+pub fn upload_contract(
+    store: &Store,
+    customer: &str,
+    text: &str,
+    effective: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<StoredContract, UploadError> {
+    let contract =
+        Contract::parse(&format!("{customer}.toml"), text).map_err(UploadError::Invalid)?;
+    if contract.customer != customer {
+        return Err(UploadError::Refused(format!(
+            "contract.customer is \"{}\" but the contract is uploaded for \"{customer}\"",
+            contract.customer
+        )));
+    }
+    let effective = match effective {
+        Some(name) => Some(
+            Period::parse(contract.cadence, name)
+                .map_err(|e| UploadError::Refused(format!("effective: {e}")))?,
+        ),
+        None => None,
+    };
+    let earlier = store.contracts(customer)?;
+    if let Some(first) = earlier.first() {
+        let old = Contract::parse("stored", &first.body)
+            .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+        if old.cadence != contract.cadence {
+            return Err(UploadError::Refused(format!(
+                "contract.period: the customer is billed {}; a new version cannot change it to {}",
+                old.cadence.name(),
+                contract.cadence.name()
+            )));
+        }
+    }
+    let last_closed = store.statements(customer)?.last().map(|s| s.period_start);
+    let effective = match (effective, last_closed) {
+        (Some(p), _) => p,
+        (None, Some(start)) => Period::containing(contract.cadence, start).next(),
+        (None, None) => contract.starts,
+    };
+    if effective.start < contract.starts.start {
+        return Err(UploadError::Refused(format!(
+            "effective: {effective} is before the contract starts ({})",
+            contract.starts
+        )));
+    }
+    if last_closed.is_some_and(|start| effective.start <= start) {
+        return Err(UploadError::Closed(format!(
+            "effective: {effective} is already closed; a new version can only govern periods not closed yet"
+        )));
+    }
+    Ok(store.add_contract(
+        customer,
+        &effective.to_string(),
+        effective.start,
+        &contract.sha256,
+        text,
+        now,
+    )?)
 }
 
 /// A customer's contract versions, loaded and compiled.

@@ -46,6 +46,23 @@ enum Command {
     /// Check the ledger's hash chains.
     #[command(subcommand)]
     Ledger(commands::ledger::LedgerCommand),
+    /// Check, store and simulate contracts.
+    #[command(subcommand)]
+    Contract(commands::billing::ContractCommand),
+    /// Close, preview, show and export statements.
+    #[command(subcommand)]
+    Statement(commands::billing::StatementCommand),
+    /// Verify a statement offline: signature, chain, recomputation.
+    Verify {
+        /// The statement JSON file.
+        statement: std::path::PathBuf,
+        /// The evidence bundle file.
+        #[arg(long)]
+        evidence: std::path::PathBuf,
+        /// The provider's public key (64 hex digits, or a file holding them).
+        #[arg(long)]
+        key: String,
+    },
     /// Measure throughput and latency (release builds).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -95,6 +112,13 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Keys(c) => commands::keys::run(settings, c),
         Command::Events(c) => commands::events::run(settings, c),
         Command::Ledger(c) => commands::ledger::run(settings, c),
+        Command::Contract(c) => commands::billing::contract(settings, c),
+        Command::Statement(c) => commands::billing::statement(settings, c),
+        Command::Verify {
+            statement,
+            evidence,
+            key,
+        } => commands::billing::verify_statement(&statement, &evidence, &key),
         Command::Bench(c) => bench::run(settings, c),
         Command::Demo(args) => demo::run(settings, args),
     }

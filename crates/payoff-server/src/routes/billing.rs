@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    customer_of_id, CloseError, Contract, Decision, Outcome, Period, DISPUTE_ACCEPTED,
-    DISPUTE_OPENED, DISPUTE_REJECTED,
+    customer_of_id, CloseError, Decision, Outcome, Period, DISPUTE_ACCEPTED, DISPUTE_OPENED,
+    DISPUTE_REJECTED,
 };
 use payoff_ledger::validate_event;
 use payoff_store::{AppendRequest, Routed};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::auth::{Action, Caller};
-use crate::billing::{self, BillingError, OutcomeNow};
+use crate::billing::{self, BillingError, OutcomeNow, UploadError};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{check_customer_id, Body, Params};
 use crate::{blocking_with, AppState};
@@ -125,83 +125,27 @@ pub async fn upload_contract(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(ErrorCode::InvalidContract, "the contract is not UTF-8"))?
         .to_owned();
-    let file = format!("{customer}.toml");
-    let contract = Contract::parse(&file, &text).map_err(|errors| {
-        let list: Vec<Value> = errors
-            .0
-            .iter()
-            .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
-            .collect();
-        ApiError::new(ErrorCode::InvalidContract, errors.to_string())
-            .with("errors", Value::Array(list))
-    })?;
-    if contract.customer != customer {
-        return Err(ApiError::new(
-            ErrorCode::InvalidContract,
-            format!(
-                "contract.customer is \"{}\" but the contract is uploaded for \"{customer}\"",
-                contract.customer
-            ),
-        ));
-    }
-    let effective = match &query.effective {
-        Some(name) => Some(
-            Period::parse(contract.cadence, name)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("effective: {e}")))?,
-        ),
-        None => None,
-    };
-    let stored = blocking_with(move |store| {
-        let earlier = store.contracts(&customer)?;
-        let closed = store.statements(&customer)?;
-        if let Some(first) = earlier.first() {
-            let old = Contract::parse("stored", &first.body)
-                .map_err(|e| BillingError::Corrupt(e.to_string()))?;
-            if old.cadence != contract.cadence {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidContract,
-                    format!(
-                        "contract.period: the customer is billed {}; a new version cannot change it to {}",
-                        old.cadence.name(),
-                        contract.cadence.name()
-                    ),
-                ));
-            }
-        }
-        let after_closed = closed.last().map(|s| s.period_start);
-        let effective = match effective {
-            Some(p) => p,
-            None => match after_closed {
-                Some(start) => Period::containing(contract.cadence, start).next(),
-                None => contract.starts,
-            },
-        };
-        if effective.start < contract.starts.start {
-            return Err(ApiError::new(
-                ErrorCode::InvalidContract,
-                format!(
-                    "effective: {effective} is before the contract starts ({})",
-                    contract.starts
-                ),
-            ));
-        }
-        if after_closed.is_some_and(|start| effective.start <= start) {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyExists,
-                format!(
-                    "effective: {effective} is already closed; a new version can only govern periods not closed yet"
-                ),
-            ));
-        }
-        Ok(store.add_contract(
-            &customer,
-            &effective.to_string(),
-            effective.start,
-            &contract.sha256,
-            &text,
-            Utc::now(),
-        )?)
-    }, &state)
+    let effective = query.effective.clone();
+    let stored = blocking_with(
+        move |store| {
+            billing::upload_contract(store, &customer, &text, effective.as_deref(), Utc::now())
+                .map_err(|e| match e {
+                    UploadError::Invalid(errors) => {
+                        let list: Vec<Value> = errors
+                            .0
+                            .iter()
+                            .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
+                            .collect();
+                        ApiError::new(ErrorCode::InvalidContract, errors.to_string())
+                            .with("errors", Value::Array(list))
+                    }
+                    UploadError::Refused(why) => ApiError::new(ErrorCode::InvalidContract, why),
+                    UploadError::Closed(why) => ApiError::new(ErrorCode::AlreadyExists, why),
+                    UploadError::Billing(e) => e.into(),
+                })
+        },
+        &state,
+    )
     .await?;
     Ok((
         StatusCode::CREATED,

@@ -1,5 +1,6 @@
 //! One module per command group; each opens what it needs and prints.
 
+pub mod billing;
 pub mod customers;
 pub mod events;
 pub mod init;

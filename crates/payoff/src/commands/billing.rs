@@ -1,0 +1,420 @@
+//! `payoff contract …`, `payoff statement …` and `payoff verify`.
+//!
+//! `contract check`, `contract simulate` and `verify` are pure: no server,
+//! no database. The others work on the configured database, like
+//! `customers` and `keys`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::Subcommand;
+use payoff_billing::{
+    compute, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract, ContractVersion,
+    HeadRef, Period, Statement,
+};
+use payoff_ledger::{validate_event, EventLimits, Head};
+use payoff_server::billing::{self as shell, UploadError};
+use serde_json::Value;
+
+use crate::commands::init::ensure_signing_key;
+use crate::commands::open_store;
+use crate::settings::Settings;
+use crate::{bad_input, BadInput};
+
+#[derive(Subcommand)]
+pub enum ContractCommand {
+    /// Validate a contract file: exit 0, or 2 with every error, one per line.
+    Check { file: PathBuf },
+    /// Store a new version of a customer's contract.
+    Push {
+        file: PathBuf,
+        /// Default: the customer named in the file.
+        #[arg(long)]
+        customer: Option<String>,
+        /// First period it governs, e.g. 2026-12 [default: the first period not closed].
+        #[arg(long)]
+        effective: Option<String>,
+    },
+    /// List a customer's contract versions.
+    List {
+        #[arg(long)]
+        customer: String,
+    },
+    /// Print, offline, the statement a contract gives for some events.
+    Simulate {
+        file: PathBuf,
+        /// JSON Lines or a JSON array of CloudEvents.
+        #[arg(long)]
+        events: PathBuf,
+        /// The period to print, e.g. 2026-11 (earlier ones are closed first).
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StatementCommand {
+    /// Close a period into a signed statement (again: the same statement).
+    Close {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute the statement a period would close into now.
+    Preview {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a statement.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a customer's statements.
+    List {
+        #[arg(long)]
+        customer: String,
+    },
+    /// Write a statement and its evidence bundle, for `payoff verify`.
+    Evidence {
+        id: String,
+        /// Directory to write `<id>.json` and `<id>.evidence.json` into.
+        #[arg(long, default_value = ".")]
+        output: PathBuf,
+    },
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
+}
+
+fn load_contract(path: &Path) -> anyhow::Result<Contract> {
+    let text = read(path)?;
+    Contract::parse(&path.display().to_string(), &text).map_err(|e| BadInput(e.to_string()).into())
+}
+
+pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ContractCommand::Check { file } => {
+            let c = load_contract(&file)?;
+            println!(
+                "{}: ok: customer {}, {} {}, {} outcome kinds, {} service levels, sha256 {}",
+                file.display(),
+                c.customer,
+                c.currency.code,
+                c.cadence.name(),
+                c.outcomes.len(),
+                c.service_levels.len(),
+                c.sha256
+            );
+        }
+        ContractCommand::Push {
+            file,
+            customer,
+            effective,
+        } => {
+            let text = read(&file)?;
+            let customer = match customer {
+                Some(c) => c,
+                None => load_contract(&file)?.customer,
+            };
+            let store = open_store(settings)?;
+            let stored =
+                shell::upload_contract(&store, &customer, &text, effective.as_deref(), Utc::now())
+                    .map_err(|e| -> anyhow::Error {
+                        match e {
+                            UploadError::Billing(b) => b.into(),
+                            other => BadInput(other.to_string()).into(),
+                        }
+                    })?;
+            println!(
+                "stored contract version {} for {}, effective {}, sha256 {}",
+                stored.version, stored.customer, stored.effective, stored.sha256
+            );
+        }
+        ContractCommand::List { customer } => {
+            let store = open_store(settings)?;
+            for v in store.contracts(&customer)? {
+                println!(
+                    "v{}  effective {}  sha256 {}  uploaded {}",
+                    v.version,
+                    v.effective,
+                    v.sha256,
+                    v.uploaded_at.to_rfc3339()
+                );
+            }
+        }
+        ContractCommand::Simulate {
+            file,
+            events,
+            period,
+            json,
+        } => {
+            let contract = load_contract(&file)?;
+            let (events, head) = read_events(&events)?;
+            let statement = simulate(&contract, &events, head, &period)?;
+            print_statement(&statement, json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads JSON Lines or a JSON array of CloudEvents, validated as the API
+/// would, duplicates (same source and id) dropped as the ledger would.
+fn read_events(path: &Path) -> anyhow::Result<(Vec<BillingEvent>, Head)> {
+    let text = read(path)?;
+    let values: Vec<(usize, Value)> = if text.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<Value>>(&text)
+            .map_err(|e| BadInput(format!("{}: {e}", path.display())))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v))
+            .collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map(|v| (i + 1, v))
+                    .map_err(|e| BadInput(format!("{}:{}: {e}", path.display(), i + 1)))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let limits = EventLimits::default();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut head = Head::EMPTY;
+    for (line, value) in values {
+        let event = validate_event(value, &limits).map_err(|e| {
+            BadInput(format!(
+                "{}:{line}: {}: {}",
+                path.display(),
+                e[0].field,
+                e[0].reason
+            ))
+        })?;
+        if !seen.insert((event.source.clone(), event.id.clone())) {
+            continue;
+        }
+        head = head.append(&event.canonical);
+        let value: Value = serde_json::from_slice(&event.canonical)?;
+        if let Some(e) = BillingEvent::from_json(head.sequence, &value) {
+            out.push(e);
+        }
+    }
+    Ok((out, head))
+}
+
+/// Closes every period from the contract's start to `period` over the
+/// events, as a provider would month after month, and returns the last.
+fn simulate(
+    contract: &Contract,
+    events: &[BillingEvent],
+    head: Head,
+    period: &str,
+) -> anyhow::Result<Statement> {
+    let target =
+        Period::parse(contract.cadence, period).map_err(|e| BadInput(format!("--period: {e}")))?;
+    if target.start < contract.starts.start {
+        return bad_input(format!(
+            "--period: {target} is before the contract starts ({})",
+            contract.starts
+        ));
+    }
+    let versions = [ContractVersion {
+        version: 1,
+        effective: contract.starts,
+        contract,
+    }];
+    let mut prior: Vec<Statement> = Vec::new();
+    let mut p = contract.starts;
+    loop {
+        let statement = compute(&CloseInput {
+            customer: &contract.customer,
+            period: p,
+            versions: &versions,
+            events,
+            head: HeadRef {
+                sequence: head.sequence,
+                hash: head.hash_hex(),
+            },
+            prior: &prior,
+            issued_at: p.end,
+        })?;
+        if p == target {
+            return Ok(statement);
+        }
+        prior.push(statement);
+        p = p.next();
+    }
+}
+
+fn print_statement(s: &Statement, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "statement {}  customer {}  period {} ({} to {})",
+        s.id, s.customer, s.period, s.period_start, s.period_end
+    );
+    println!(
+        "contract v{} sha256 {}  ledger head {} {}",
+        s.contract.version, s.contract.sha256, s.ledger_head.sequence, s.ledger_head.hash
+    );
+    println!(
+        "{:<16} {:<44} {:>10} {:>12} {:>14}",
+        "kind", "description", "quantity", "unit price", "amount"
+    );
+    for l in &s.lines {
+        let kind = serde_json::to_value(l.kind)?;
+        println!(
+            "{:<16} {:<44} {:>10} {:>12} {:>14}",
+            kind.as_str().unwrap_or(""),
+            truncate(&l.description, 44),
+            l.quantity,
+            l.unit_price.clone().unwrap_or_default(),
+            l.amount
+        );
+    }
+    println!("{:>100}", format!("subtotal {} {}", s.subtotal, s.currency));
+    println!("{:>100}", format!("total {} {}", s.total, s.currency));
+    if let Some(sig) = &s.signature {
+        println!("signed ed25519 by {}", sig.public_key);
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+fn billing_error(e: shell::BillingError) -> anyhow::Error {
+    match e {
+        shell::BillingError::Store(s) => crate::commands::user_error(s),
+        shell::BillingError::Corrupt(_) => e.into(),
+        other => BadInput(other.to_string()).into(),
+    }
+}
+
+pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings)?;
+    match command {
+        StatementCommand::Close {
+            customer,
+            period,
+            json,
+        } => {
+            let key = ensure_signing_key(&settings.signing_key_path())?;
+            let (s, created) = shell::close(&store, &key, &customer, &period, Utc::now())
+                .map_err(billing_error)?;
+            if !json {
+                println!(
+                    "{}",
+                    if created {
+                        "closed"
+                    } else {
+                        "already closed; the stored statement:"
+                    }
+                );
+            }
+            print_statement(&s, json)?;
+        }
+        StatementCommand::Preview {
+            customer,
+            period,
+            json,
+        } => {
+            let s =
+                shell::preview(&store, &customer, &period, Utc::now()).map_err(billing_error)?;
+            print_statement(&s, json)?;
+        }
+        StatementCommand::Show { id, json } => {
+            let stored = store
+                .statement(&id)?
+                .ok_or_else(|| BadInput(format!("no statement \"{id}\"")))?;
+            if json {
+                println!("{}", stored.body);
+            } else {
+                print_statement(&serde_json::from_str(&stored.body)?, false)?;
+            }
+        }
+        StatementCommand::List { customer } => {
+            for s in shell::statements(&store, &customer).map_err(billing_error)? {
+                println!(
+                    "{}  {}  total {} {}  issued {}",
+                    s.id, s.period, s.total, s.currency, s.issued_at
+                );
+            }
+        }
+        StatementCommand::Evidence { id, output } => {
+            let stored = store
+                .statement(&id)?
+                .ok_or_else(|| BadInput(format!("no statement \"{id}\"")))?;
+            let statement: Statement = serde_json::from_str(&stored.body)?;
+            let bundle = shell::evidence(&store, &statement).map_err(billing_error)?;
+            std::fs::create_dir_all(&output)?;
+            let s_path = output.join(format!("{id}.json"));
+            let b_path = output.join(format!("{id}.evidence.json"));
+            std::fs::write(&s_path, &stored.body)?;
+            std::fs::write(&b_path, serde_json::to_vec(&bundle)?)?;
+            let key = ensure_signing_key(&settings.signing_key_path())?;
+            println!("wrote {} and {}", s_path.display(), b_path.display());
+            println!(
+                "verify with: payoff verify {} --evidence {} --key {}",
+                s_path.display(),
+                b_path.display(),
+                hex::encode(key.verifying_key().as_bytes())
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payoff verify`: needs no server and no database.
+pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow::Result<ExitCode> {
+    let key_text = if Path::new(key).is_file() {
+        read(Path::new(key))?
+    } else {
+        key.to_string()
+    };
+    let key = parse_public_key(&key_text).map_err(|e| BadInput(format!("--key: {e}")))?;
+    let s: Statement = serde_json::from_str(&read(statement)?)
+        .map_err(|e| BadInput(format!("{}: not a statement: {e}", statement.display())))?;
+    let b: Bundle = serde_json::from_str(&read(evidence)?).map_err(|e| {
+        BadInput(format!(
+            "{}: not an evidence bundle: {e}",
+            evidence.display()
+        ))
+    })?;
+    match verify(&s, &b, &key) {
+        Ok(v) => {
+            println!(
+                "verified: statement {} total {} {}: signature valid, {} events chain to the cited head, recomputed byte for byte",
+                v.statement, v.total, v.currency, v.events
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("NOT VERIFIED: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
