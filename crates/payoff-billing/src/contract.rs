@@ -743,6 +743,22 @@ impl Contract {
         }
     }
 
+    /// Whether an event of this type can matter to this contract; events
+    /// that cannot need not even be parsed.
+    pub fn wants(&self, event_type: &str) -> bool {
+        event_type.starts_with("payoff.dispute.")
+            || self.outcomes.iter().any(|o| {
+                o.when.may_match(event_type)
+                    || o.void_when
+                        .as_ref()
+                        .is_some_and(|v| v.may_match(event_type))
+            })
+            || self
+                .service_levels
+                .iter()
+                .any(|s| s.numerator.may_match(event_type) || s.denominator.may_match(event_type))
+    }
+
     /// The index of an outcome kind by name.
     pub fn outcome_index(&self, name: &str) -> Option<usize> {
         self.outcomes.iter().position(|o| o.name == name)

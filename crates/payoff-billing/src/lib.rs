@@ -29,5 +29,5 @@ pub use projection::{
 };
 pub use statement::{
     compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,
-    HeadRef, Line, LineKind, Signature, Statement,
+    EventSource, HeadRef, Line, LineKind, Signature, Statement,
 };

@@ -192,105 +192,150 @@ impl Projection {
         until: DateTime<Utc>,
         service_period: Option<Period>,
     ) -> Projection {
-        let env = RuleEnv::default();
-        let mut index: HashMap<(usize, String), usize> = HashMap::new();
-        let mut p = Projection {
-            service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
-            ..Projection::default()
-        };
+        let mut projector = Projector::new(customer, contract, until, service_period);
         for event in events {
-            if event.time >= until {
-                continue;
+            projector.feed(event);
+        }
+        projector.finish()
+    }
+}
+
+/// A projection being built, one event at a time, so that a close can
+/// stream the ledger instead of holding it in memory.
+pub struct Projector<'c> {
+    customer: &'c str,
+    contract: &'c Contract,
+    until: DateTime<Utc>,
+    service_period: Option<Period>,
+    env: RuleEnv,
+    index: HashMap<(usize, String), usize>,
+    projection: Projection,
+}
+
+impl<'c> Projector<'c> {
+    pub fn new(
+        customer: &'c str,
+        contract: &'c Contract,
+        until: DateTime<Utc>,
+        service_period: Option<Period>,
+    ) -> Projector<'c> {
+        Projector {
+            customer,
+            contract,
+            until,
+            service_period,
+            env: RuleEnv::default(),
+            index: HashMap::new(),
+            projection: Projection {
+                service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
+                ..Projection::default()
+            },
+        }
+    }
+
+    /// Takes the next event in ledger order.
+    pub fn feed(&mut self, event: &BillingEvent) {
+        let contract = self.contract;
+        let customer = self.customer;
+        let env = &self.env;
+        let until = self.until;
+        let service_period = self.service_period;
+        let index = &mut self.index;
+        let p = &mut self.projection;
+        if event.time >= until {
+            return;
+        }
+        p.events_seen += 1;
+        if event.event_type.starts_with("payoff.dispute.") {
+            record_dispute(customer, contract, index, &mut p.outcomes, event);
+            return;
+        }
+        let mut scope: Option<Scope> = None;
+        let scope_of = |scope: &mut Option<Scope>| {
+            if scope.is_none() {
+                *scope = Some(env.scope(event));
             }
-            p.events_seen += 1;
-            if event.event_type.starts_with("payoff.dispute.") {
-                record_dispute(customer, contract, &index, &mut p.outcomes, event);
-                continue;
-            }
-            let mut scope: Option<Scope> = None;
-            let scope_of = |scope: &mut Option<Scope>| {
-                if scope.is_none() {
-                    *scope = Some(env.scope(event));
-                }
-            };
-            if service_period.is_some_and(|sp| sp.contains(event.time)) {
-                for (i, sl) in contract.service_levels.iter().enumerate() {
-                    let counts = &mut p.service_counts[i];
-                    for (rule, count) in [
-                        (&sl.numerator, &mut counts.numerator),
-                        (&sl.denominator, &mut counts.denominator),
-                    ] {
-                        if rule.may_match(&event.event_type) {
-                            scope_of(&mut scope);
-                            if rule.holds(scope.as_ref().expect("bound")) {
-                                *count += 1;
-                            }
+        };
+        if service_period.is_some_and(|sp| sp.contains(event.time)) {
+            for (i, sl) in contract.service_levels.iter().enumerate() {
+                let counts = &mut p.service_counts[i];
+                for (rule, count) in [
+                    (&sl.numerator, &mut counts.numerator),
+                    (&sl.denominator, &mut counts.denominator),
+                ] {
+                    if rule.may_match(&event.event_type) {
+                        scope_of(&mut scope);
+                        if rule.holds(scope.as_ref().expect("bound")) {
+                            *count += 1;
                         }
                     }
                 }
             }
-            for (kind, rule) in contract.outcomes.iter().enumerate() {
-                let creates = rule.when.may_match(&event.event_type);
-                let voids = rule
-                    .void_when
-                    .as_ref()
-                    .is_some_and(|v| v.may_match(&event.event_type));
-                if !creates && !voids {
-                    continue;
-                }
-                scope_of(&mut scope);
-                let scope = scope.as_ref().expect("bound");
-                let subject = match &rule.subject {
-                    None => event.subject.clone(),
-                    Some(expr) => expr.text(scope).ok(),
-                };
-                let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-                    continue;
-                };
-                let key = (kind, subject);
-                if let Some(&at) = index.get(&key) {
-                    let outcome = &mut p.outcomes[at];
-                    if voids
-                        && outcome.void.is_none()
-                        && event.sequence > outcome.created.sequence
-                        && rule.void_when.as_ref().expect("voids").holds(scope)
-                    {
-                        outcome.void = Some(Mark::of(event));
-                    }
-                    continue;
-                }
-                if !creates || !rule.when.holds(scope) {
-                    continue;
-                }
-                let value = match &rule.price {
-                    Price::Percent {
-                        of: PercentOf::Expression(expr),
-                        ..
-                    } => Some(expr.decimal(scope)),
-                    _ => rule.value.as_ref().map(|v| v.decimal(scope)),
-                };
-                let (value, value_error) = match value {
-                    None => (None, None),
-                    Some(Ok(v)) => (Some(v), None),
-                    Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
-                };
-                let (kind_index, subject) = key;
-                index.insert((kind_index, subject.clone()), p.outcomes.len());
-                p.outcomes.push(Outcome {
-                    id: outcome_id(customer, &rule.name, &subject),
-                    kind,
-                    name: rule.name.clone(),
-                    subject,
-                    created: Mark::of(event),
-                    matures_at: event.time + rule.matures_after,
-                    value,
-                    value_error,
-                    void: None,
-                    disputes: Vec::new(),
-                });
-            }
         }
-        p
+        for (kind, rule) in contract.outcomes.iter().enumerate() {
+            let creates = rule.when.may_match(&event.event_type);
+            let voids = rule
+                .void_when
+                .as_ref()
+                .is_some_and(|v| v.may_match(&event.event_type));
+            if !creates && !voids {
+                return;
+            }
+            scope_of(&mut scope);
+            let scope = scope.as_ref().expect("bound");
+            let subject = match &rule.subject {
+                None => event.subject.clone(),
+                Some(expr) => expr.text(scope).ok(),
+            };
+            let Some(subject) = subject.filter(|s| !s.is_empty()) else {
+                return;
+            };
+            let key = (kind, subject);
+            if let Some(&at) = index.get(&key) {
+                let outcome = &mut p.outcomes[at];
+                if voids
+                    && outcome.void.is_none()
+                    && event.sequence > outcome.created.sequence
+                    && rule.void_when.as_ref().expect("voids").holds(scope)
+                {
+                    outcome.void = Some(Mark::of(event));
+                }
+                return;
+            }
+            if !creates || !rule.when.holds(scope) {
+                return;
+            }
+            let value = match &rule.price {
+                Price::Percent {
+                    of: PercentOf::Expression(expr),
+                    ..
+                } => Some(expr.decimal(scope)),
+                _ => rule.value.as_ref().map(|v| v.decimal(scope)),
+            };
+            let (value, value_error) = match value {
+                None => (None, None),
+                Some(Ok(v)) => (Some(v), None),
+                Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
+            };
+            let (kind_index, subject) = key;
+            index.insert((kind_index, subject.clone()), p.outcomes.len());
+            p.outcomes.push(Outcome {
+                id: outcome_id(customer, &rule.name, &subject),
+                kind,
+                name: rule.name.clone(),
+                subject,
+                created: Mark::of(event),
+                matures_at: event.time + rule.matures_after,
+                value,
+                value_error,
+                void: None,
+                disputes: Vec::new(),
+            });
+        }
+    }
+
+    pub fn finish(self) -> Projection {
+        self.projection
     }
 }
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode};
 use crate::period::Period;
-use crate::projection::{DisputeState, Outcome, Projection};
+use crate::projection::{DisputeState, Outcome, Projection, Projector};
 use crate::BillingEvent;
 
 /// One contract version and the first period it governs.
@@ -116,6 +116,41 @@ pub struct Statement {
     pub signature: Option<Signature>,
 }
 
+/// A customer's events up to a head, replayable in ledger order.
+///
+/// `wants` says, from an event's type alone, whether the close needs it:
+/// a source reading from storage can skip parsing the others.
+pub trait EventSource {
+    fn replay(
+        &self,
+        wants: &dyn Fn(&str) -> bool,
+        sink: &mut dyn FnMut(&BillingEvent),
+    ) -> Result<(), String>;
+}
+
+impl EventSource for [BillingEvent] {
+    fn replay(
+        &self,
+        wants: &dyn Fn(&str) -> bool,
+        sink: &mut dyn FnMut(&BillingEvent),
+    ) -> Result<(), String> {
+        for e in self.iter().filter(|e| wants(&e.event_type)) {
+            sink(e);
+        }
+        Ok(())
+    }
+}
+
+impl EventSource for Vec<BillingEvent> {
+    fn replay(
+        &self,
+        wants: &dyn Fn(&str) -> bool,
+        sink: &mut dyn FnMut(&BillingEvent),
+    ) -> Result<(), String> {
+        self.as_slice().replay(wants, sink)
+    }
+}
+
 /// Everything a close depends on.
 pub struct CloseInput<'a> {
     pub customer: &'a str,
@@ -123,7 +158,7 @@ pub struct CloseInput<'a> {
     /// Every version, in the order they take effect.
     pub versions: &'a [ContractVersion<'a>],
     /// The customer's events up to the head, in ledger order.
-    pub events: &'a [BillingEvent],
+    pub events: &'a dyn EventSource,
     pub head: HeadRef,
     /// Every earlier statement of the customer.
     pub prior: &'a [Statement],
@@ -140,6 +175,8 @@ pub enum CloseError {
     AlreadyClosed(String),
     #[error("an earlier statement is unreadable: {0}")]
     BadPrior(String),
+    #[error("reading the events failed: {0}")]
+    Events(String),
 }
 
 /// The stable id of the statement of `customer` for `period`:
@@ -435,18 +472,40 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
     let billed = Billed::from(input.prior)?;
     let cut = period.end;
 
-    let mut projections: BTreeMap<u32, Projection> = BTreeMap::new();
-    let mut project = |v: &ContractVersion, service: Option<Period>| {
-        projections.entry(v.version).or_insert_with(|| {
-            Projection::run(input.customer, v.contract, input.events, cut, service)
-        });
-    };
-    project(current, Some(period));
+    // One pass over the ledger feeds every version this close needs.
+    let mut projectors: BTreeMap<u32, Projector> = BTreeMap::new();
+    projectors.insert(
+        current.version,
+        Projector::new(input.customer, contract, cut, Some(period)),
+    );
     for p in &earlier {
         if let Some(v) = version_for(input.versions, *p) {
-            project(v, None);
+            projectors
+                .entry(v.version)
+                .or_insert_with(|| Projector::new(input.customer, v.contract, cut, None));
         }
     }
+    let contracts: Vec<&Contract> = input
+        .versions
+        .iter()
+        .filter(|v| projectors.contains_key(&v.version))
+        .map(|v| v.contract)
+        .collect();
+    input
+        .events
+        .replay(
+            &|t: &str| contracts.iter().any(|c| c.wants(t)),
+            &mut |e: &BillingEvent| {
+                for p in projectors.values_mut() {
+                    p.feed(e);
+                }
+            },
+        )
+        .map_err(CloseError::Events)?;
+    let projections: BTreeMap<u32, Projection> = projectors
+        .into_iter()
+        .map(|(v, p)| (v, p.finish()))
+        .collect();
 
     let currency = contract.currency;
     let fmt = |d: Decimal| currency.format(d);

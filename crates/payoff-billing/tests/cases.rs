@@ -166,11 +166,12 @@ fn run_case(dir: &Path) -> Result<usize, String> {
             .unwrap_or(ledger.events.len())
             .min(ledger.events.len());
         let issued_at: DateTime<Utc> = period.end;
+        let known = ledger.events[..n].to_vec();
         let input = CloseInput {
             customer: "case",
             period,
             versions: &versions,
-            events: &ledger.events[..n],
+            events: &known,
             head: head_of(&ledger, n),
             prior: &prior,
             issued_at,

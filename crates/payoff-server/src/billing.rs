@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, sign, BillingEvent, Bundle, BundleContract, BundleEvent, CloseError, CloseInput,
-    Contract, ContractErrors, ContractVersion, HeadRef, Outcome, Period, Projection, Statement,
-    BUNDLE_FORMAT,
+    Contract, ContractErrors, ContractVersion, EventSource, HeadRef, Outcome, Period, Projection,
+    Statement, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
@@ -167,42 +167,26 @@ impl Versions {
     }
 }
 
-/// A customer's events in chain order, with the head they end at and the
-/// canonical bytes (for evidence).
-pub struct LedgerView {
-    pub events: Vec<BillingEvent>,
-    pub canonical: Vec<(u64, Vec<u8>, [u8; 32])>,
+/// A customer's events up to a fixed head, streamed from the store each
+/// time a close replays them, so memory does not grow with the ledger.
+pub struct StoredEvents<'s> {
+    pub store: &'s Store,
+    pub customer: String,
     pub head: Head,
 }
 
-impl LedgerView {
-    /// Reads the whole chain; `keep_bytes` also keeps each event's bytes.
-    pub fn load(
-        store: &Store,
-        customer: &str,
-        keep_bytes: bool,
-    ) -> Result<LedgerView, BillingError> {
-        let mut view = LedgerView {
-            events: Vec::new(),
-            canonical: Vec::new(),
-            head: Head::EMPTY,
-        };
-        store.scan(customer, 0, |row| {
-            let value: serde_json::Value = serde_json::from_slice(&row.canonical)
-                .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", row.sequence)))?;
-            if let Some(e) = BillingEvent::from_json(row.sequence, &value) {
-                view.events.push(e);
-            }
-            view.head = Head {
-                sequence: row.sequence,
-                hash: row.hash,
-            };
-            if keep_bytes {
-                view.canonical.push((row.sequence, row.canonical, row.hash));
-            }
-            Ok(())
+impl<'s> StoredEvents<'s> {
+    /// Pins the customer's current head.
+    pub fn at_head(store: &'s Store, customer: &str) -> Result<StoredEvents<'s>, BillingError> {
+        let head = store.head(customer)?.ok_or_else(|| StoreError::NotFound {
+            what: "customer",
+            id: customer.to_owned(),
         })?;
-        Ok(view)
+        Ok(StoredEvents {
+            store,
+            customer: customer.to_owned(),
+            head,
+        })
     }
 
     pub fn head_ref(&self) -> HeadRef {
@@ -210,6 +194,37 @@ impl LedgerView {
             sequence: self.head.sequence,
             hash: self.head.hash_hex(),
         }
+    }
+
+    /// Every event up to the head, parsed.
+    pub fn all(&self) -> Result<Vec<BillingEvent>, BillingError> {
+        let mut out = Vec::new();
+        self.replay(&|_| true, &mut |e| out.push(e.clone()))
+            .map_err(BillingError::Corrupt)?;
+        Ok(out)
+    }
+}
+
+impl EventSource for StoredEvents<'_> {
+    fn replay(
+        &self,
+        wants: &dyn Fn(&str) -> bool,
+        sink: &mut dyn FnMut(&BillingEvent),
+    ) -> Result<(), String> {
+        let up_to = self.head.sequence;
+        self.store
+            .scan(&self.customer, 0, |row| {
+                if row.sequence > up_to || !wants(&row.event_type) {
+                    return Ok(());
+                }
+                let value: serde_json::Value = serde_json::from_slice(&row.canonical)
+                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", row.sequence)))?;
+                if let Some(e) = BillingEvent::from_json(row.sequence, &value) {
+                    sink(&e);
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -246,13 +261,13 @@ pub fn preview(
     {
         return parse_statement(&stored);
     }
-    let ledger = LedgerView::load(store, customer, false)?;
+    let ledger = StoredEvents::at_head(store, customer)?;
     let list = versions.list();
     Ok(compute(&CloseInput {
         customer,
         period,
         versions: &list,
-        events: &ledger.events,
+        events: &ledger,
         head: ledger.head_ref(),
         prior: &prior,
         issued_at: now,
@@ -288,13 +303,13 @@ pub fn close(
         .iter()
         .map(parse_statement)
         .collect::<Result<_, _>>()?;
-    let ledger = LedgerView::load(store, customer, false)?;
+    let ledger = StoredEvents::at_head(store, customer)?;
     let list = versions.list();
     let mut statement = compute(&CloseInput {
         customer,
         period,
         versions: &list,
-        events: &ledger.events,
+        events: &ledger,
         head: ledger.head_ref(),
         prior: &prior,
         issued_at: now,
@@ -322,20 +337,20 @@ pub fn close(
 pub fn evidence(store: &Store, statement: &Statement) -> Result<Bundle, BillingError> {
     let customer = &statement.customer;
     let versions = store.contracts(customer)?;
-    let ledger = LedgerView::load(store, customer, true)?;
-    let events = ledger
-        .canonical
-        .into_iter()
-        .take_while(|(seq, _, _)| *seq <= statement.ledger_head.sequence)
-        .map(|(sequence, bytes, hash)| {
-            Ok(BundleEvent {
-                sequence,
-                event: String::from_utf8(bytes)
-                    .map_err(|_| BillingError::Corrupt(format!("event {sequence} is not UTF-8")))?,
-                hash: hex::encode(hash),
-            })
-        })
-        .collect::<Result<Vec<_>, BillingError>>()?;
+    let up_to = statement.ledger_head.sequence;
+    let mut events = Vec::new();
+    store.scan(customer, 0, |row| {
+        if row.sequence <= up_to {
+            events.push(BundleEvent {
+                sequence: row.sequence,
+                event: String::from_utf8(row.canonical).map_err(|_| {
+                    StoreError::Corrupt(format!("event {} is not UTF-8", row.sequence))
+                })?,
+                hash: hex::encode(row.hash),
+            });
+        }
+        Ok(())
+    })?;
     let statements = statements(store, customer)?
         .into_iter()
         .filter(|s| statement.depends_on.contains(&s.id))
@@ -375,7 +390,7 @@ pub fn outcomes(
     now: DateTime<Utc>,
 ) -> Result<Vec<OutcomeNow>, BillingError> {
     let versions = Versions::load(store, customer)?;
-    let ledger = LedgerView::load(store, customer, false)?;
+    let events = StoredEvents::at_head(store, customer)?.all()?;
     let closed = statements(store, customer)?;
     let mut billed: std::collections::HashMap<String, String> = Default::default();
     let mut credited: std::collections::HashMap<String, String> = Default::default();
@@ -394,7 +409,7 @@ pub fn outcomes(
     let projection = Projection::run(
         customer,
         versions.latest(),
-        &ledger.events,
+        &events,
         DateTime::<Utc>::MAX_UTC,
         None,
     );

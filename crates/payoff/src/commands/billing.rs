@@ -12,7 +12,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use payoff_billing::{
     compute, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract, ContractVersion,
-    HeadRef, Period, Statement,
+    EventSource, HeadRef, Period, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
 use payoff_server::billing::{self as shell, UploadError};
@@ -222,7 +222,7 @@ fn read_events(path: &Path) -> anyhow::Result<(Vec<BillingEvent>, Head)> {
 /// events, as a provider would month after month, and returns the last.
 fn simulate(
     contract: &Contract,
-    events: &[BillingEvent],
+    events: &dyn EventSource,
     head: Head,
     period: &str,
 ) -> anyhow::Result<Statement> {
