@@ -1,0 +1,437 @@
+//! Contracts, outcomes, disputes and statements through the real API, on
+//! every backend: a two-month life of one customer, checked line by line,
+//! then verified offline and tampered with.
+
+mod common;
+
+use common::{on_every_backend, TestServer};
+use payoff_billing::{parse_public_key, verify, Bundle, Statement, VerifyError};
+use payoff_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const CONTRACT: &str = r#"
+[contract]
+customer = "acme"
+currency = "USD"
+period = "monthly"
+starts = "2026-09-01"
+base_fee = "100.00"
+dispute_within = "400d"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+void_when = 'event.type == "ticket.reopened"'
+matures_after = "72h"
+clawback_within = "30d"
+price = { per_unit = "2.50" }
+"#;
+
+fn ev(id: &str, kind: &str, subject: &str, time: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": kind, "subject": subject,
+           "time": time, "data": {"resolved_by": "ai"}})
+}
+
+impl TestServer {
+    async fn toml(&self, path: &str, key: &str, body: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call(
+                Method::POST,
+                path,
+                Some(key),
+                Some("application/toml"),
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        (s, v)
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value, String) {
+        self.call(Method::GET, path, Some(key), None, Vec::new())
+            .await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.json(Method::POST, path, key, body).await
+    }
+}
+
+fn kinds_and_amounts(statement: &Value) -> Vec<(String, String)> {
+    statement["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap().to_owned(),
+                l["amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_customer_life_closes_into_verifiable_statements() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        server.customer("other").await;
+        let operator = server.key("operator", None).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let viewer = server.key("customer_viewer", Some("acme")).await;
+        let outsider = server.key("customer_admin", Some("other")).await;
+        let contracts = "/v1/customers/acme/contracts";
+
+        // Bad contracts: every error, with its position; nothing stored.
+        let bad = CONTRACT
+            .replace("\"2.50\"", "\"-2.50\"")
+            .replace("\"USD\"", "\"USX\"");
+        let (s, v) = server.toml(contracts, &operator, &bad).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_contract")),
+            "{label}: {v}"
+        );
+        assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{v}");
+        assert!(v["errors"][0]["line"].as_u64().unwrap() > 0);
+        let (s, v) = server
+            .toml(
+                contracts,
+                &operator,
+                &CONTRACT.replace("\"acme\"", "\"other\""),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("contract.customer"),
+            "{v}"
+        );
+        for key in [&agent, &cadmin, &outsider] {
+            let (s, _) = server.toml(contracts, key, CONTRACT).await;
+            assert!(
+                s == StatusCode::FORBIDDEN || s == StatusCode::NOT_FOUND,
+                "{label}: {s}"
+            );
+        }
+        let (_, v, _) = server.get(contracts, &viewer).await;
+        assert_eq!(
+            v["contracts"].as_array().unwrap().len(),
+            0,
+            "nothing was stored: {v}"
+        );
+
+        let (s, v) = server.toml(contracts, &operator, CONTRACT).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        assert_eq!(
+            (v["version"].as_u64(), v["effective"].as_str()),
+            (Some(1), Some("2026-09"))
+        );
+
+        let september = json!([
+            ev("1", "ticket.closed", "T1", "2026-09-05T10:00:00Z"),
+            ev("2", "ticket.closed", "T2", "2026-09-10T10:00:00Z"),
+            ev("3", "ticket.closed", "T3", "2026-09-28T12:00:00Z"),
+            ev("4", "ticket.closed", "T4", "2026-09-12T10:00:00Z"),
+            ev("5", "ticket.reopened", "T4", "2026-09-13T10:00:00Z"),
+        ]);
+        let (s, v) = server
+            .send(&agent, "application/cloudevents-batch+json", &september)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        // Preview: T1 and T2 matured in September; T3 matures in October; T4 was voided.
+        let (s, v, _) = server
+            .get("/v1/customers/acme/periods/2026-09/preview", &viewer)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(
+            kinds_and_amounts(&v),
+            vec![
+                ("base_fee".into(), "100.00".into()),
+                ("outcome".into(), "5.00".into())
+            ]
+        );
+        assert_eq!(v["total"], "105.00");
+
+        // Closing: in order, once, only when ended, only by the provider.
+        let close = |p: &str| format!("/v1/customers/acme/periods/{p}/close");
+        let (s, v) = server.post(&close("2026-10"), &operator, Value::Null).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("period_out_of_order")),
+            "{v}"
+        );
+        let (s, v) = server.post(&close("2099-01"), &operator, Value::Null).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("period_not_ended")),
+            "{v}"
+        );
+        let (s, _) = server.post(&close("2026-09"), &cadmin, Value::Null).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, first, first_text) = server
+            .call(
+                Method::POST,
+                &close("2026-09"),
+                Some(&operator),
+                None,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{first}");
+        assert_eq!(first["total"], "105.00");
+        let (s, _, again) = server
+            .call(
+                Method::POST,
+                &close("2026-09"),
+                Some(&operator),
+                None,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(
+            (s, &again),
+            (StatusCode::OK, &first_text),
+            "closing twice returns the same statement"
+        );
+        let september_id = first["id"].as_str().unwrap().to_owned();
+
+        // Outcome states and evidence.
+        let (_, v, _) = server
+            .get("/v1/customers/acme/outcomes?state=billed", &viewer)
+            .await;
+        let billed: Vec<&str> = v["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["subject"].as_str().unwrap())
+            .collect();
+        assert_eq!(billed, vec!["T1", "T2"], "{v}");
+        let (_, v, _) = server
+            .get("/v1/customers/acme/outcomes?subject=T4", &viewer)
+            .await;
+        assert_eq!(v["outcomes"][0]["state"], "voided", "{v}");
+        let (_, v, _) = server
+            .get("/v1/customers/acme/outcomes?limit=2", &viewer)
+            .await;
+        assert_eq!(
+            (v["outcomes"].as_array().unwrap().len(), v["total"].as_u64()),
+            (2, Some(4))
+        );
+        let (_, page2, _) = server
+            .get(
+                &format!(
+                    "/v1/customers/acme/outcomes?limit=2&cursor={}",
+                    v["next_cursor"].as_str().unwrap()
+                ),
+                &viewer,
+            )
+            .await;
+        assert_eq!(page2["outcomes"].as_array().unwrap().len(), 2);
+        assert!(page2["next_cursor"].is_null());
+        let (s, v, _) = server
+            .get("/v1/customers/acme/outcomes?state=lost", &viewer)
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query"))
+        );
+        let (_, v, _) = server
+            .get("/v1/customers/acme/outcomes?subject=T2", &viewer)
+            .await;
+        let t2 = v["outcomes"][0]["id"].as_str().unwrap().to_owned();
+        let (_, v, _) = server
+            .get("/v1/customers/acme/outcomes?subject=T1", &viewer)
+            .await;
+        let t1 = v["outcomes"][0]["id"].as_str().unwrap().to_owned();
+        let (s, v, _) = server.get(&format!("/v1/outcomes/{t2}"), &viewer).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["evidence"][0]["role"], "created");
+        assert_eq!(v["evidence"][0]["event"]["id"], "2");
+        assert_eq!(v["billed_in"], september_id.as_str());
+
+        // Disputes: customer admins raise, operators decide; one open at a time.
+        let disputes = format!("/v1/outcomes/{t2}/disputes");
+        let (s, _) = server
+            .post(&disputes, &operator, json!({"reason": "x"}))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = server.post(&disputes, &cadmin, json!({})).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{v}"
+        );
+        let (s, v) = server
+            .post(&disputes, &cadmin, json!({"reason": "a human closed it"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["state"], "disputed");
+        let (s, v) = server
+            .post(&disputes, &cadmin, json!({"reason": "again"}))
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("dispute_not_allowed")),
+            "{v}"
+        );
+        let (s, _) = server
+            .post(&format!("{disputes}/accept"), &cadmin, json!({"note": "x"}))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = server
+            .post(
+                &format!("{disputes}/accept"),
+                &operator,
+                json!({"note": "agreed"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["disputes"][0]["decision"]["outcome"], "accepted", "{v}");
+        let (s, v) = server
+            .post(
+                &format!("{disputes}/reject"),
+                &operator,
+                json!({"note": "late"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("dispute_not_allowed")),
+            "{v}"
+        );
+
+        // A late September event, a clawback within 30 days of maturity.
+        let late = json!([
+            ev("6", "ticket.closed", "T5", "2026-09-15T10:00:00Z"),
+            ev("7", "ticket.reopened", "T1", "2026-09-20T10:00:00Z"),
+        ]);
+        let (s, v) = server
+            .send(&agent, "application/cloudevents-batch+json", &late)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, october) = server.post(&close("2026-10"), &operator, Value::Null).await;
+        assert_eq!(s, StatusCode::CREATED, "{october}");
+        assert_eq!(
+            kinds_and_amounts(&october),
+            vec![
+                ("base_fee".into(), "100.00".into()),
+                ("outcome".into(), "2.50".into()),
+                ("adjustment".into(), "2.50".into()),
+                ("adjustment".into(), "-2.50".into()),
+            ],
+            "{label}: {october}"
+        );
+        assert_eq!(october["total"], "102.50");
+        assert_eq!(october["lines"][3]["outcomes"][0], t1.as_str());
+        assert_eq!(october["depends_on"][0], september_id.as_str());
+
+        // A new version only governs periods not closed yet.
+        let v2 = CONTRACT.replace("\"2.50\"", "\"3.00\"");
+        let (s, v) = server
+            .toml(&format!("{contracts}?effective=2026-10"), &operator, &v2)
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_exists")),
+            "{v}"
+        );
+        let (s, v) = server
+            .toml(&format!("{contracts}?effective=2026-11"), &operator, &v2)
+            .await;
+        assert_eq!(
+            (s, v["version"].as_u64()),
+            (StatusCode::CREATED, Some(2)),
+            "{v}"
+        );
+
+        // The dispute was accepted in November: its credit lands on November's
+        // statement, priced by the version that billed September.
+        let (s, november, _) = server
+            .get("/v1/customers/acme/periods/2026-11/preview", &viewer)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{november}");
+        assert_eq!(
+            kinds_and_amounts(&november),
+            vec![
+                ("base_fee".into(), "100.00".into()),
+                ("dispute_credit".into(), "-2.50".into())
+            ],
+            "{label}: {november}"
+        );
+        assert_eq!(november["contract"]["version"], 2);
+        assert_eq!(november["lines"][1]["outcomes"][0], t2.as_str());
+        assert_eq!(november["lines"][1]["contract_version"], 1);
+
+        // Offline verification with the published key, then tampering.
+        let (_, keys, _) = server
+            .call(
+                Method::GET,
+                "/.well-known/payoff/keys",
+                None,
+                None,
+                Vec::new(),
+            )
+            .await;
+        let key = parse_public_key(keys["keys"][0]["public_key"].as_str().unwrap()).unwrap();
+        let october_id = october["id"].as_str().unwrap();
+        let (s, _, statement_text) = server
+            .get(&format!("/v1/statements/{october_id}"), &viewer)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, bundle_text) = server
+            .get(&format!("/v1/statements/{october_id}/evidence"), &viewer)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let statement: Statement = serde_json::from_str(&statement_text).unwrap();
+        let bundle: Bundle = serde_json::from_str(&bundle_text).unwrap();
+        let verified = verify(&statement, &bundle, &key).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(verified.total, "102.50");
+
+        let mut altered = statement.clone();
+        altered.total = "90.00".into();
+        assert!(matches!(
+            verify(&altered, &bundle, &key),
+            Err(VerifyError::Signature { .. })
+        ));
+        let mut altered = bundle.clone();
+        altered.events[2].event = altered.events[2].event.replace("T3", "T9");
+        match verify(&statement, &altered, &key) {
+            Err(VerifyError::Event { sequence: 3, .. }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+        let mut altered = bundle.clone();
+        altered.contracts[0].toml = altered.contracts[0].toml.replace("2.50", "2.60");
+        assert!(matches!(
+            verify(&statement, &altered, &key),
+            Err(VerifyError::Contract { version: 1, .. })
+        ));
+
+        // Another tenant sees none of it.
+        let (_, v, _) = server.get("/v1/customers/acme/outcomes", &outsider).await;
+        assert_eq!(v["code"], "not_found");
+        for path in [
+            format!("/v1/outcomes/{t1}"),
+            format!("/v1/statements/{october_id}"),
+            format!("/v1/statements/{october_id}/evidence"),
+            "/v1/customers/acme/periods/2026-11/preview".into(),
+            "/v1/customers/acme/statements".into(),
+            "/v1/customers/acme/contracts".into(),
+        ] {
+            let (s, v, _) = server.get(&path, &outsider).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{label}: {path}: {v}");
+        }
+        let (s, _) = server
+            .post(&disputes, &outsider, json!({"reason": "mine"}))
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = server.get("/v1/customers/acme/outcomes", &agent).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "agents do not read billing");
+        let (s, _, _) = server
+            .get("/v1/statements/st.nobody.2026-09", &operator)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    });
+}

@@ -1,0 +1,178 @@
+//! The test server shared by the API test files: a real server on
+//! loopback over a scratch database, and helpers to call it.
+#![allow(dead_code)]
+
+use chrono::Utc;
+use payoff_server::{AppState, ServerConfig};
+use payoff_store::scratch::ScratchDb;
+use payoff_store::{LedgerConfig, Role, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Runs an async test body once per backend. Databases are made and
+/// dropped outside the runtime (their PostgreSQL client is blocking).
+pub fn on_every_backend<F: std::future::Future<Output = ()>>(
+    test: impl Fn(String, &'static str) -> F,
+) {
+    for db in ScratchDb::all() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(test(db.url.clone(), db.label));
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    pub async fn start(db_url: &str, config: ServerConfig) -> TestServer {
+        let db_url = db_url.to_owned();
+        let (store, admin) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&db_url).unwrap();
+            let admin = store
+                .create_key(Role::Admin, None, Utc::now())
+                .unwrap()
+                .0
+                .key;
+            (store, admin)
+        })
+        .await
+        .unwrap();
+        let ledger = store.ledger(LedgerConfig::default()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(payoff_server::serve(
+            listener,
+            AppState::new(
+                store.clone(),
+                ledger,
+                config,
+                ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            ),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            url,
+            admin,
+            http: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, String) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .body(body);
+        if let Some(k) = key {
+            request = request.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let media = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        if !status.is_success() {
+            assert_eq!(
+                media, "application/problem+json",
+                "{path}: errors are problem documents: {text}"
+            );
+        }
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let ct = (!body.is_null()).then_some("application/json");
+        let (s, v, _) = self.call(method, path, Some(key), ct, bytes).await;
+        (s, v)
+    }
+
+    pub async fn key(&self, role: &str, customer: Option<&str>) -> String {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &self.admin,
+                json!({"role": role, "customer": customer}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn customer(&self, id: &str) {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                "/v1/customers",
+                &self.admin,
+                json!({"id": id, "name": id.to_uppercase()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    pub async fn head(&self, customer: &str) -> u64 {
+        let (s, v) = self
+            .json(
+                Method::GET,
+                &format!("/v1/ledger/head?customer={customer}"),
+                &self.admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["sequence"].as_u64().unwrap()
+    }
+
+    pub async fn send(&self, key: &str, content_type: &str, body: &Value) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call(
+                Method::POST,
+                "/v1/events",
+                Some(key),
+                Some(content_type),
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (s, v)
+    }
+}
