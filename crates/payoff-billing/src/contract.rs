@@ -743,25 +743,53 @@ impl Contract {
         }
     }
 
-    /// Whether an event of this type can matter to this contract; events
-    /// that cannot need not even be parsed.
-    pub fn wants(&self, event_type: &str) -> bool {
-        event_type.starts_with("payoff.dispute.")
-            || self.outcomes.iter().any(|o| {
-                o.when.may_match(event_type)
-                    || o.void_when
-                        .as_ref()
-                        .is_some_and(|v| v.may_match(event_type))
-            })
-            || self
-                .service_levels
-                .iter()
-                .any(|s| s.numerator.may_match(event_type) || s.denominator.may_match(event_type))
-    }
-
     /// The index of an outcome kind by name.
     pub fn outcome_index(&self, name: &str) -> Option<usize> {
         self.outcomes.iter().position(|o| o.name == name)
+    }
+}
+
+/// Which event types some contracts can need, as plain data that any
+/// thread can consult: a close reads millions of events and skips, without
+/// parsing, those no rule can match.
+#[derive(Debug, Clone, Default)]
+pub struct TypeFilter {
+    any: bool,
+    types: BTreeSet<String>,
+}
+
+impl TypeFilter {
+    pub fn of(contracts: &[&Contract]) -> TypeFilter {
+        let mut filter = TypeFilter::default();
+        let mut add = |rule: &Rule| match rule.pinned_types() {
+            Some(types) => filter.types.extend(types.iter().cloned()),
+            None => filter.any = true,
+        };
+        for c in contracts {
+            for o in &c.outcomes {
+                add(&o.when);
+                if let Some(v) = &o.void_when {
+                    add(v);
+                }
+            }
+            for s in &c.service_levels {
+                add(&s.numerator);
+                add(&s.denominator);
+            }
+        }
+        filter
+    }
+
+    /// Everything: for readers that need every event.
+    pub fn everything() -> TypeFilter {
+        TypeFilter {
+            any: true,
+            types: BTreeSet::new(),
+        }
+    }
+
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.any || event_type.starts_with("payoff.dispute.") || self.types.contains(event_type)
     }
 }
 

@@ -15,7 +15,7 @@ mod statement;
 
 pub use contract::{
     parse_duration, Attribution, Bound, Contract, ContractError, ContractErrors, Credit,
-    HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode,
+    HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode, TypeFilter,
 };
 pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
@@ -25,7 +25,7 @@ pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
     customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome,
-    Projection, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
+    Projection, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
     compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,

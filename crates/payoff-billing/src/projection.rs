@@ -14,6 +14,10 @@ use crate::contract::{Contract, PercentOf, Price};
 use crate::period::Period;
 use crate::rules::{RuleEnv, Scope};
 
+/// The source of the events Payoff records itself (disputes). The API
+/// refuses it from senders, so no one else can decide a dispute.
+pub const PAYOFF_SOURCE: &str = "payoff";
+
 /// Event types the provider writes to record a dispute's life.
 pub const DISPUTE_OPENED: &str = "payoff.dispute.opened";
 pub const DISPUTE_ACCEPTED: &str = "payoff.dispute.accepted";
@@ -246,7 +250,7 @@ impl<'c> Projector<'c> {
             return;
         }
         p.events_seen += 1;
-        if event.event_type.starts_with("payoff.dispute.") {
+        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
             record_dispute(customer, contract, index, &mut p.outcomes, event);
             return;
         }
@@ -279,7 +283,7 @@ impl<'c> Projector<'c> {
                 .as_ref()
                 .is_some_and(|v| v.may_match(&event.event_type));
             if !creates && !voids {
-                return;
+                continue;
             }
             scope_of(&mut scope);
             let scope = scope.as_ref().expect("bound");
@@ -288,7 +292,7 @@ impl<'c> Projector<'c> {
                 Some(expr) => expr.text(scope).ok(),
             };
             let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-                return;
+                continue;
             };
             let key = (kind, subject);
             if let Some(&at) = index.get(&key) {
@@ -300,10 +304,10 @@ impl<'c> Projector<'c> {
                 {
                     outcome.void = Some(Mark::of(event));
                 }
-                return;
+                continue;
             }
             if !creates || !rule.when.holds(scope) {
-                return;
+                continue;
             }
             let value = match &rule.price {
                 Price::Percent {

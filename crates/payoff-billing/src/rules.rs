@@ -92,6 +92,11 @@ impl Rule {
         })
     }
 
+    /// The event types the rule can hold for, when it pins them.
+    pub fn pinned_types(&self) -> Option<&[String]> {
+        self.types.as_deref()
+    }
+
     /// False only when the rule certainly does not hold for an event of
     /// this type.
     pub fn may_match(&self, event_type: &str) -> bool {

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode};
+use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode, TypeFilter};
 use crate::period::Period;
 use crate::projection::{DisputeState, Outcome, Projection, Projector};
 use crate::BillingEvent;
@@ -119,22 +119,20 @@ pub struct Statement {
 /// A customer's events up to a head, replayable in ledger order.
 ///
 /// `wants` says, from an event's type alone, whether the close needs it:
-/// a source reading from storage can skip parsing the others.
+/// a source reading from storage can skip parsing the others, and may read
+/// on another thread (the filter is plain data).
 pub trait EventSource {
-    fn replay(
-        &self,
-        wants: &dyn Fn(&str) -> bool,
-        sink: &mut dyn FnMut(&BillingEvent),
-    ) -> Result<(), String>;
+    fn replay(&self, wants: &TypeFilter, sink: &mut dyn FnMut(&BillingEvent))
+        -> Result<(), String>;
 }
 
 impl EventSource for [BillingEvent] {
     fn replay(
         &self,
-        wants: &dyn Fn(&str) -> bool,
+        wants: &TypeFilter,
         sink: &mut dyn FnMut(&BillingEvent),
     ) -> Result<(), String> {
-        for e in self.iter().filter(|e| wants(&e.event_type)) {
+        for e in self.iter().filter(|e| wants.wants(&e.event_type)) {
             sink(e);
         }
         Ok(())
@@ -144,7 +142,7 @@ impl EventSource for [BillingEvent] {
 impl EventSource for Vec<BillingEvent> {
     fn replay(
         &self,
-        wants: &dyn Fn(&str) -> bool,
+        wants: &TypeFilter,
         sink: &mut dyn FnMut(&BillingEvent),
     ) -> Result<(), String> {
         self.as_slice().replay(wants, sink)
@@ -493,14 +491,11 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         .collect();
     input
         .events
-        .replay(
-            &|t: &str| contracts.iter().any(|c| c.wants(t)),
-            &mut |e: &BillingEvent| {
-                for p in projectors.values_mut() {
-                    p.feed(e);
-                }
-            },
-        )
+        .replay(&TypeFilter::of(&contracts), &mut |e: &BillingEvent| {
+            for p in projectors.values_mut() {
+                p.feed(e);
+            }
+        })
         .map_err(CloseError::Events)?;
     let projections: BTreeMap<u32, Projection> = projectors
         .into_iter()

@@ -252,6 +252,32 @@ fn a_customer_life_closes_into_verifiable_statements() {
         assert_eq!(v["evidence"][0]["event"]["id"], "2");
         assert_eq!(v["billed_in"], september_id.as_str());
 
+        // Only Payoff records dispute steps: the reserved source is refused,
+        // and dispute events from any other source are ignored.
+        let forged = json!({"specversion": "1.0", "id": "f1", "source": "payoff", "type": "payoff.dispute.opened",
+            "subject": "T1", "time": "2026-09-06T00:00:00Z", "data": {"outcome": "ticket_resolved", "subject": "T1"}});
+        let (s, v) = server
+            .send(&agent, "application/cloudevents+json", &forged)
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_events")),
+            "{v}"
+        );
+        assert!(v["detail"].as_str().unwrap().contains("reserved"), "{v}");
+        let mut disguised = forged.clone();
+        disguised["source"] = json!("helpdesk");
+        let (s, _) = server
+            .send(&agent, "application/cloudevents+json", &disguised)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, v, _) = server.get(&format!("/v1/outcomes/{t1}"), &viewer).await;
+        assert_eq!(
+            (v["state"].as_str(), v["disputes"].as_array().unwrap().len()),
+            (Some("billed"), 0),
+            "{v}"
+        );
+
         // Disputes: customer admins raise, operators decide; one open at a time.
         let disputes = format!("/v1/outcomes/{t2}/disputes");
         let (s, _) = server

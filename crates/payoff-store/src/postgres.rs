@@ -15,7 +15,8 @@ use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, Reques
 use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
-    from_us, hash32, Backend, EventFilter, EventSink, StoredContract, StoredEvent, StoredStatement,
+    from_us, hash32, Backend, BodySink, EventFilter, EventSink, StoredContract, StoredEvent,
+    StoredStatement,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -250,6 +251,29 @@ impl Backend for Postgres {
             )?;
             while let Some(row) = rows.next()? {
                 sink(stored_event(&row)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_bodies(
+        &self,
+        customer: &str,
+        up_to: u64,
+        wants: &dyn Fn(&str) -> bool,
+        sink: BodySink<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let up_to = up_to as i64;
+            let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &up_to];
+            let mut rows = c.query_raw(
+                "SELECT sequence, type, body FROM events WHERE customer_id = $1 AND sequence <= $2 ORDER BY sequence",
+                params,
+            )?;
+            while let Some(row) = rows.next()? {
+                if wants(row.get::<_, &str>(1)) {
+                    sink(row.get::<_, i64>(0) as u64, row.get::<_, &[u8]>(2))?;
+                }
             }
             Ok(())
         })

@@ -13,7 +13,8 @@ use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, Reques
 use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
-    from_us, hash32, Backend, EventFilter, EventSink, StoredContract, StoredEvent, StoredStatement,
+    from_us, hash32, Backend, BodySink, EventFilter, EventSink, StoredContract, StoredEvent,
+    StoredStatement,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -267,6 +268,29 @@ impl Backend for Sqlite {
             let rows = stmt.query_map(params![customer, after_sequence as i64], stored_event)?;
             for row in rows {
                 sink(finish_event(row?)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_bodies(
+        &self,
+        customer: &str,
+        up_to: u64,
+        wants: &dyn Fn(&str) -> bool,
+        sink: BodySink<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT sequence, type, body FROM events WHERE customer_id = ?1 AND sequence <= ?2 ORDER BY sequence",
+            )?;
+            let mut rows = stmt.query(params![customer, up_to as i64])?;
+            while let Some(row) = rows.next()? {
+                let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
+                if wants(row.get_ref(1)?.as_str().map_err(corrupt)?) {
+                    let body = row.get_ref(2)?.as_blob().map_err(corrupt)?;
+                    sink(row.get::<_, i64>(0)? as u64, body)?;
+                }
             }
             Ok(())
         })

@@ -88,6 +88,9 @@ pub struct StoredStatement {
     pub issued_at: DateTime<Utc>,
 }
 
+/// Receives `(sequence, canonical bytes)` of each event a scan wants.
+pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
+
 pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
 
 /// What each backend provides; [`Store`] adds the logic they share.
@@ -108,6 +111,13 @@ pub(crate) trait Backend: Send + Sync {
         customer: &str,
         after_sequence: u64,
         sink: EventSink<'_>,
+    ) -> Result<(), StoreError>;
+    fn scan_bodies(
+        &self,
+        customer: &str,
+        up_to: u64,
+        wants: &dyn Fn(&str) -> bool,
+        sink: BodySink<'_>,
     ) -> Result<(), StoreError>;
     /// False when the version number is taken.
     fn insert_contract(&self, contract: &StoredContract) -> Result<bool, StoreError>;
@@ -353,6 +363,19 @@ impl Store {
     /// A customer's statements, oldest period first.
     pub fn statements(&self, customer: &str) -> Result<Vec<StoredStatement>, StoreError> {
         self.backend.statements(Some(customer), None)
+    }
+
+    /// Streams the canonical bytes of a customer's events up to `up_to`, in
+    /// chain order, skipping without copying those whose type `wants`
+    /// refuses: a close reads millions of events and needs few of them.
+    pub fn scan_bodies(
+        &self,
+        customer: &str,
+        up_to: u64,
+        wants: &dyn Fn(&str) -> bool,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.backend.scan_bodies(customer, up_to, wants, &mut sink)
     }
 
     /// Recomputes every customer's chain from the stored bytes and checks

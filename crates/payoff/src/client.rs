@@ -80,6 +80,22 @@ impl ApiClient {
         Self::read(response).await
     }
 
+    /// The exact bytes of a 2xx answer, as text (statements, bundles).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the server at {}: {e}", self.base))?;
+        if !response.status().is_success() {
+            let problem = Self::read(response).await?.err();
+            anyhow::bail!("GET {path} failed: {problem:?}");
+        }
+        Ok(response.text().await?)
+    }
+
     async fn read(response: reqwest::Response) -> anyhow::Result<Result<Value, Problem>> {
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;

@@ -97,7 +97,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let agent = ApiClient::new(&url, &agent_key)?;
 
         let events = generate(args.seed, args.tickets);
-        println!("Payoff demo: Acme Outdoor Co., November 2026 (seed {})", args.seed);
+        println!("Payoff demo: Acme Outdoor Co., October 2026 (seed {})", args.seed);
         println!("sending {} events through {url}/v1/events …", events.len());
         let mut accepted = 0;
         for chunk in events.chunks(500) {
@@ -127,6 +127,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let head = ok(viewer.get_json("/v1/ledger/head").await?)?;
+        let billing = bill_the_month(&provider, &url, &dir).await?;
 
         println!("\nstored: {accepted} events accepted; re-sending 100 of them gave {} duplicates and stored nothing new", again["duplicates"]);
         match conflict {
@@ -142,6 +143,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         for r in &reports {
             println!("chain of {}: {}", r.customer, r.broken.as_deref().unwrap_or("intact (every hash recomputed)"));
         }
+        billing.print();
         println!("\ndata: {} (check it yourself: payoff ledger verify --data-dir {})", dir.display(), dir.display());
 
         if args.no_serve {
@@ -158,6 +160,196 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Acme's contract: a base fee, a success fee per ticket the AI resolved
+/// that stays closed for 72 hours, a share of won deals, and an accuracy
+/// service level.
+const CONTRACT: &str = r#"
+[contract]
+customer = "acme"
+currency = "USD"
+period = "monthly"
+starts = "2026-10-01"
+base_fee = "300.00"
+cap = "2500.00"
+dispute_within = "45d"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+void_when = 'event.type == "ticket.reopened"'
+matures_after = "72h"
+clawback_within = "30d"
+price = { tiers = [ { up_to = 200, price = "1.20" }, { price = "0.90" } ], mode = "graduated" }
+
+[[outcome]]
+name = "deal_won"
+when = 'event.type == "deal.won"'
+value = 'event.data.amount'
+price = { percent_of = "value", rate = "0.03" }
+
+[[service_level]]
+name = "ai_resolution_rate"
+numerator = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+denominator = 'event.type == "ticket.ai_replied"'
+at_least = "0.60"
+min_samples = 50
+credit = "5%"
+"#;
+
+/// What the billing part of the demo established.
+struct Billing {
+    statement: Value,
+    statement_path: PathBuf,
+    bundle_path: PathBuf,
+    public_key: String,
+    verified: String,
+    disputed: String,
+    november: Value,
+}
+
+impl Billing {
+    fn print(&self) {
+        let s = &self.statement;
+        println!(
+            "\nstatement {} for {} ({}), contract v{} sha256 {}…",
+            s["id"].as_str().unwrap_or(""),
+            s["period"].as_str().unwrap_or(""),
+            s["currency"].as_str().unwrap_or(""),
+            s["contract"]["version"],
+            &s["contract"]["sha256"].as_str().unwrap_or("")[..12]
+        );
+        println!("{:<16} {:<56} {:>12}", "LINE", "DESCRIPTION", "AMOUNT");
+        for l in s["lines"].as_array().into_iter().flatten() {
+            println!(
+                "{:<16} {:<56} {:>12}",
+                l["kind"].as_str().unwrap_or(""),
+                l["description"].as_str().unwrap_or(""),
+                l["amount"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "{:>86}",
+            format!(
+                "total {} {}",
+                s["total"].as_str().unwrap_or(""),
+                s["currency"].as_str().unwrap_or("")
+            )
+        );
+        println!("\nverified offline: {}", self.verified);
+        println!(
+            "  payoff verify {} --evidence {} --key {}",
+            self.statement_path.display(),
+            self.bundle_path.display(),
+            self.public_key
+        );
+        println!(
+            "the customer disputed {}; the operator accepted: November's draft already holds {} {}",
+            self.disputed,
+            self.november["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|l| l["kind"] == "dispute_credit")
+                .map(|l| l["amount"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+            "(a dispute_credit line)"
+        );
+    }
+}
+
+/// Uploads the contract, closes October, writes the statement and its
+/// evidence, verifies them offline, and walks one dispute through.
+async fn bill_the_month(
+    provider: &ApiClient,
+    url: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Billing> {
+    let contract = provider
+        .send(
+            reqwest::Method::POST,
+            "/v1/customers/acme/contracts",
+            "application/toml",
+            CONTRACT.as_bytes().to_vec(),
+        )
+        .await?;
+    ok(contract)?;
+    let statement = ok(provider
+        .send(
+            reqwest::Method::POST,
+            "/v1/customers/acme/periods/2026-10/close",
+            "application/json",
+            Vec::new(),
+        )
+        .await?)?;
+    let id = statement["id"].as_str().context("statement id")?.to_owned();
+    let body = provider.get_text(&format!("/v1/statements/{id}")).await?;
+    let bundle = provider
+        .get_text(&format!("/v1/statements/{id}/evidence"))
+        .await?;
+    let statement_path = dir.join(format!("{id}.json"));
+    let bundle_path = dir.join(format!("{id}.evidence.json"));
+    std::fs::write(&statement_path, &body)?;
+    std::fs::write(&bundle_path, &bundle)?;
+    let keys = ok(provider.get_json("/.well-known/payoff/keys").await?)?;
+    let public_key = keys["keys"][0]["public_key"]
+        .as_str()
+        .context("public key")?
+        .to_owned();
+    let verified = payoff_billing::verify(
+        &serde_json::from_str(&body)?,
+        &serde_json::from_str(&bundle)?,
+        &payoff_billing::parse_public_key(&public_key).map_err(anyhow::Error::msg)?,
+    )
+    .map_err(|e| anyhow::anyhow!("the demo statement does not verify: {e}"))?;
+    let verified = format!(
+        "signature, {} chained events and every line recomputed byte for byte",
+        verified.events
+    );
+
+    let customer_admin = ok(provider
+        .post_json(
+            "/v1/keys",
+            &json!({"customer": "acme", "role": "customer_admin"}),
+        )
+        .await?)?["key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let admin = ApiClient::new(url, &customer_admin)?;
+    let billed = ok(admin
+        .get_json("/v1/customers/acme/outcomes?state=billed&name=ticket_resolved&limit=1")
+        .await?)?;
+    let outcome = billed["outcomes"][0]["id"]
+        .as_str()
+        .context("a billed outcome")?
+        .to_owned();
+    ok(admin
+        .post_json(
+            &format!("/v1/outcomes/{outcome}/disputes"),
+            &json!({"reason": "our agent Maria answered this one by phone"}),
+        )
+        .await?)?;
+    ok(provider
+        .post_json(
+            &format!("/v1/outcomes/{outcome}/disputes/accept"),
+            &json!({"note": "confirmed in the call log"}),
+        )
+        .await?)?;
+    let november = ok(provider
+        .get_json("/v1/customers/acme/periods/2026-11/preview")
+        .await?)?;
+    Ok(Billing {
+        statement,
+        statement_path,
+        bundle_path,
+        public_key,
+        verified,
+        disputed: outcome,
+        november,
+    })
 }
 
 fn ok(reply: Result<Value, crate::client::Problem>) -> anyhow::Result<Value> {
@@ -212,7 +404,7 @@ const TOPICS: &[(&str, &[&str])] = &[
 fn generate(seed: u64, tickets: usize) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
     let month = Utc
-        .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+        .with_ymd_and_hms(2026, 10, 1, 0, 0, 0)
         .single()
         .expect("valid date");
     let mut events = Vec::new();

@@ -79,6 +79,7 @@ pub async fn ingest(
             )
         })?;
     let events = decode(&headers, &body, &state)?;
+    refuse_reserved_source(&events)?;
     let request = route(&caller, events)?;
     let (ids, sources): (Vec<String>, Vec<String>) = request
         .events
@@ -136,6 +137,32 @@ pub async fn ingest(
         Err(e @ AppendError::UnknownCustomer(_)) => {
             Err(ApiError::new(ErrorCode::UnknownCustomer, e.to_string()))
         }
+    }
+}
+
+/// The source Payoff writes its own records under (dispute decisions) is
+/// not open to senders: otherwise an agent could decide a dispute.
+fn refuse_reserved_source(events: &[Event]) -> Result<(), ApiError> {
+    let bad: Vec<BatchError> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.source == payoff_billing::PAYOFF_SOURCE)
+        .map(|(index, e)| BatchError {
+            index,
+            id: Some(e.id.clone()),
+            error: FieldError {
+                field: "source".into(),
+                reason: format!(
+                    "\"{}\" is reserved for the records Payoff writes itself",
+                    payoff_billing::PAYOFF_SOURCE
+                ),
+            },
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_events(bad))
     }
 }
 

@@ -1,5 +1,8 @@
 //! `payoff bench ingest`: a real server in a child process on loopback,
-//! driven by concurrent HTTP clients. Run it from a release build.
+//! driven by concurrent HTTP clients; `payoff bench close`: see [`close`].
+//! Run them from a release build.
+
+mod close;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -23,6 +26,8 @@ use crate::settings::Settings;
 pub enum BenchCommand {
     /// Ingest throughput and latency, durable, over HTTP.
     Ingest(IngestArgs),
+    /// Closing a period over a large ledger: time, events/s, peak memory.
+    Close(close::CloseArgs),
 }
 
 #[derive(Args)]
@@ -49,8 +54,11 @@ pub struct IngestArgs {
     json: bool,
 }
 
-pub fn run(_settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Ingest(args) = command;
+pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let args = match command {
+        BenchCommand::Ingest(args) => args,
+        BenchCommand::Close(args) => return close::run(settings, args),
+    };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
     }
@@ -194,7 +202,7 @@ fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<Ch
     Ok(ChildServer { child, url })
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
+pub(crate) fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

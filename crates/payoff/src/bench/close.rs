@@ -1,0 +1,217 @@
+//! `payoff bench close`: closes one month of a large ledger.
+//!
+//! The ledger (by default 10,000,000 events of 1,000,000 support tickets,
+//! each ticket resolved once by the AI) is written once into a SQLite
+//! database under `--dir` and reused by later runs. The close itself runs
+//! in a child process, so that its time and peak memory are its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{Duration, TimeZone, Utc};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use payoff_ledger::{validate_event, EventLimits};
+use payoff_store::{AppendRequest, LedgerConfig, Routed, Store};
+use serde_json::json;
+
+use crate::bad_input;
+use crate::settings::Settings;
+
+#[derive(Args)]
+pub struct CloseArgs {
+    /// Events in the ledger.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Tickets; each is resolved once, so each makes one outcome.
+    #[arg(long, default_value_t = 1_000_000)]
+    outcomes: u64,
+    /// Where the generated ledger is kept between runs.
+    #[arg(long, default_value = "payoff-bench-close")]
+    dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+    /// Internal: the measured close, run in a child process.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+const CUSTOMER: &str = "bench";
+const PERIOD: &str = "2026-10";
+
+/// Graduated tiers, so that pricing does real work.
+const CONTRACT: &str = r#"
+[contract]
+customer = "bench"
+currency = "USD"
+period = "monthly"
+starts = "2026-10-01"
+base_fee = "5000.00"
+cap = "900000.00"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+void_when = 'event.type == "ticket.reopened"'
+matures_after = "72h"
+price = { tiers = [ { up_to = 100000, price = "0.90" }, { up_to = 500000, price = "0.70" }, { price = "0.50" } ], mode = "graduated" }
+"#;
+
+fn marker(dir: &Path, args: &CloseArgs) -> PathBuf {
+    dir.join(format!("ready-{}-{}", args.events, args.outcomes))
+}
+
+pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
+    if args.outcomes == 0 || args.events < args.outcomes * 2 {
+        return bad_input(
+            "--events must be at least twice --outcomes (a ticket is created, then closed)",
+        );
+    }
+    let db = args.dir.join("bench.sqlite");
+    if args.child {
+        return measured_close(&db, &args);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures are only meaningful from `cargo run --release`");
+    }
+    if !marker(&args.dir, &args).exists() {
+        populate(&db, &args)?;
+    }
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args(["bench", "close", "--child", "--json"])
+        .arg("--events")
+        .arg(args.events.to_string())
+        .arg("--outcomes")
+        .arg(args.outcomes.to_string())
+        .arg("--dir")
+        .arg(&args.dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot start the measured close")?;
+    if !child.status.success() {
+        anyhow::bail!("the measured close failed ({})", child.status);
+    }
+    let report: serde_json::Value = serde_json::from_slice(&child.stdout)?;
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "closed {PERIOD} over {} events ({} outcomes billed) in {:.2} s: {:.0} events/s through the projection, peak memory {:.0} MB; total {}",
+            report["events"], report["outcomes_billed"], report["seconds"].as_f64().unwrap_or(0.0),
+            report["events_per_second"].as_f64().unwrap_or(0.0), report["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            report["total"].as_str().unwrap_or("")
+        );
+        println!(
+            "  of which computing the statement {:.2} s, signing its {} canonical bytes the rest",
+            report["compute_seconds"].as_f64().unwrap_or(0.0),
+            report["statement_bytes"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the ledger through the group-commit writer, as ingest would.
+fn populate(db: &Path, args: &CloseArgs) -> anyhow::Result<()> {
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)?;
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    let store = Store::open(&db.display().to_string())?;
+    store.create_customer(CUSTOMER, "Bench Co.", Utc::now())?;
+    payoff_server::billing::upload_contract(&store, CUSTOMER, CONTRACT, None, Utc::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ledger = store.ledger(LedgerConfig::default())?;
+    let limits = EventLimits::default();
+    let tickets = args.outcomes;
+    let per_ticket = args.events / tickets;
+    let extra = args.events - per_ticket * tickets;
+    let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+    // Tickets open over the first 27 days so that all mature in October.
+    let spacing_ms = (27 * 24 * 3_600_000) / tickets as i64;
+    let progress = ProgressBar::new(args.events);
+    progress.set_style(
+        ProgressStyle::with_template("writing the ledger {bar:40} {pos}/{len} {per_sec}")
+            .expect("template"),
+    );
+    let mut batch = Vec::with_capacity(10_000);
+    let mut written = 0u64;
+    for t in 0..tickets {
+        let opened = start + Duration::milliseconds(t as i64 * spacing_ms);
+        let n = per_ticket + u64::from(t < extra);
+        for k in 0..n {
+            let (kind, data) = if k == 0 {
+                (
+                    "ticket.created",
+                    json!({"channel": "email", "text": "My order has not arrived yet, can you check?"}),
+                )
+            } else if k + 1 == n {
+                ("ticket.closed", json!({"resolved_by": "ai"}))
+            } else {
+                (
+                    "ticket.message",
+                    json!({"from": if k % 2 == 1 { "agent" } else { "customer" }, "words": 40 + k}),
+                )
+            };
+            let event = json!({
+                "specversion": "1.0", "id": format!("{t}-{k}"), "source": "helpdesk", "type": kind,
+                "subject": format!("T-{t}"), "time": (opened + Duration::minutes(k as i64 * 7)).to_rfc3339(),
+                "data": data,
+            });
+            let event = validate_event(event, &limits).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            batch.push(Routed {
+                customer: CUSTOMER.into(),
+                event,
+            });
+            if batch.len() == 10_000 {
+                written += batch.len() as u64;
+                append(&ledger, std::mem::take(&mut batch))?;
+                progress.set_position(written);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        append(&ledger, batch)?;
+    }
+    progress.finish_and_clear();
+    std::fs::write(marker(&args.dir, args), b"")?;
+    Ok(())
+}
+
+fn append(ledger: &payoff_store::Ledger, events: Vec<Routed>) -> anyhow::Result<()> {
+    ledger
+        .append_blocking(AppendRequest { events })?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&db.display().to_string())?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let started = Instant::now();
+    let statement = payoff_server::billing::preview(&store, CUSTOMER, PERIOD, Utc::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let computed = started.elapsed().as_secs_f64();
+    let mut signed = statement.clone();
+    payoff_billing::sign(&mut signed, &key);
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = payoff_billing::canonical_bytes(&signed).len();
+    let billed: usize = statement
+        .lines
+        .iter()
+        .filter(|l| l.outcome.is_some())
+        .map(|l| l.outcomes.len())
+        .sum();
+    println!(
+        "{}",
+        json!({
+            "events": args.events, "outcomes_billed": billed, "seconds": seconds,
+            "events_per_second": args.events as f64 / seconds,
+            "peak_rss_mb": super::peak_rss_mb(std::process::id()),
+            "total": statement.total, "statement_bytes": bytes, "compute_seconds": computed,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
