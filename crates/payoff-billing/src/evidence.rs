@@ -189,7 +189,9 @@ pub fn verify(
     {
         return Err(VerifyError::WrongBundle(statement.id.clone()));
     }
-    check_signature(statement, key)?;
+    // A bad signature is reported last, after looking for the place where
+    // the statement and its recomputation differ: that names what changed.
+    let signature = check_signature(statement, key);
     for id in &statement.depends_on {
         let prior = bundle
             .statements
@@ -299,6 +301,7 @@ pub fn verify(
             recomputed,
         });
     }
+    signature?;
     Ok(Verified {
         statement: statement.id.clone(),
         events: head.sequence,

@@ -416,12 +416,30 @@ fn a_customer_life_closes_into_verifiable_statements() {
         let verified = verify(&statement, &bundle, &key).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(verified.total, "102.50");
 
+        // Tampering is found and located.
         let mut altered = statement.clone();
         altered.total = "90.00".into();
+        match verify(&altered, &bundle, &key) {
+            Err(VerifyError::Differs {
+                path,
+                stated,
+                recomputed,
+            }) => {
+                assert_eq!(
+                    (path.as_str(), stated.as_str(), recomputed.as_str()),
+                    ("total", "\"90.00\"", "\"102.50\"")
+                );
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        let mut altered = statement.clone();
+        altered.issued_at = "2030-01-01T00:00:00Z".into();
         assert!(matches!(
             verify(&altered, &bundle, &key),
             Err(VerifyError::Signature { .. })
         ));
+        let other_key = parse_public_key(&"11".repeat(32)).unwrap_or(key);
+        assert!(verify(&statement, &bundle, &other_key).is_err());
         let mut altered = bundle.clone();
         altered.events[2].event = altered.events[2].event.replace("T3", "T9");
         match verify(&statement, &altered, &key) {

@@ -172,7 +172,7 @@ currency = "USD"
 period = "monthly"
 starts = "2026-10-01"
 base_fee = "300.00"
-cap = "2500.00"
+cap = "6000.00"
 dispute_within = "45d"
 
 [[outcome]]
@@ -187,7 +187,7 @@ price = { tiers = [ { up_to = 200, price = "1.20" }, { price = "0.90" } ], mode 
 name = "deal_won"
 when = 'event.type == "deal.won"'
 value = 'event.data.amount'
-price = { percent_of = "value", rate = "0.03" }
+price = { percent_of = "value", rate = "0.02" }
 
 [[service_level]]
 name = "ai_resolution_rate"

@@ -256,3 +256,188 @@ fn settings_come_from_flags_then_environment_then_payoff_toml() {
         .unwrap();
     assert_bad_input(&o, "unknown field `data_dri`");
 }
+
+const CONTRACT: &str = r#"
+[contract]
+customer = "acme"
+currency = "EUR"
+starts = "2026-09-01"
+base_fee = "50.00"
+
+[[outcome]]
+name = "lead_created"
+when = 'event.type == "lead.created"'
+price = { per_unit = "0.10" }
+"#;
+
+#[test]
+fn contracts_close_into_statements_that_verify_offline_and_tampering_fails() {
+    for db in ScratchDb::all() {
+        init(&db);
+        let key = customer_with_key(&db, "acme", "agent");
+        let dir = tempfile::tempdir().unwrap();
+        let contract = dir.path().join("acme.toml");
+
+        // check: every error on its own line, exit 2; nothing needs a database.
+        write(
+            &contract,
+            &CONTRACT
+                .replace("\"EUR\"", "\"EUX\"")
+                .replace("\"0.10\"", "\"ten\""),
+        );
+        let o = payoff(&db, &["contract", "check", contract.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("acme.toml:4:12: currency: \"EUX\""), "{err}");
+        assert!(
+            err.contains("per_unit: \"ten\" is not a decimal number"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 2, "one line per error: {err}");
+        write(&contract, CONTRACT);
+        let o = payoff(&db, &["contract", "check", contract.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+
+        // simulate, offline: 3 leads in September, 2 created twice (duplicates).
+        let events = dir.path().join("events.jsonl");
+        let lines: Vec<String> = [1, 2, 3, 1, 2]
+            .iter()
+            .map(|i| {
+                json!({"specversion": "1.0", "id": format!("e{i}"), "source": "crm", "type": "lead.created",
+                       "subject": format!("L-{i}"), "time": format!("2026-09-0{i}T08:00:00Z")})
+                .to_string()
+            })
+            .collect();
+        write(&events, &lines.join("\n"));
+        let o = payoff(
+            &db,
+            &[
+                "contract",
+                "simulate",
+                contract.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+                "--period",
+                "2026-09",
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let simulated: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(simulated["total"], "50.30", "{simulated}");
+
+        // push, send, close, export evidence, verify.
+        let o = payoff(&db, &["contract", "push", contract.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("version 1"), "{}", stdout(&o));
+        let server = Server::start(&db);
+        let o = command(&db)
+            .args(["events", "send", "--url", &server.url, "--key", &key])
+            .arg(&events)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        server.kill();
+        let o = payoff(
+            &db,
+            &[
+                "statement",
+                "close",
+                "--customer",
+                "acme",
+                "--period",
+                "2026-09",
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}: {}", db.label, stderr(&o));
+        let closed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(closed["total"], "50.30");
+        assert_bad_input(
+            &payoff(
+                &db,
+                &[
+                    "statement",
+                    "close",
+                    "--customer",
+                    "acme",
+                    "--period",
+                    "2026-11",
+                ],
+            ),
+            "period 2026-11 ends at",
+        );
+        assert_bad_input(
+            &payoff(
+                &db,
+                &[
+                    "statement",
+                    "close",
+                    "--customer",
+                    "nobody",
+                    "--period",
+                    "2026-09",
+                ],
+            ),
+            "has no contract",
+        );
+        let out = dir.path().join("out");
+        let o = payoff(
+            &db,
+            &[
+                "statement",
+                "evidence",
+                "st.acme.2026-09",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let public_key = stdout(&o).split("--key ").nth(1).unwrap().trim().to_owned();
+        let statement = out.join("st.acme.2026-09.json");
+        let bundle = out.join("st.acme.2026-09.evidence.json");
+        let verify = |statement: &std::path::Path, bundle: &std::path::Path| {
+            command(&db)
+                .arg("verify")
+                .arg(statement)
+                .arg("--evidence")
+                .arg(bundle)
+                .args(["--key", &public_key])
+                .output()
+                .unwrap()
+        };
+        let o = verify(&statement, &bundle);
+        assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).starts_with("verified: statement st.acme.2026-09 total 50.30 EUR"));
+
+        // One byte changed anywhere: exit 1, naming where.
+        let text = std::fs::read_to_string(&statement).unwrap();
+        let forged = dir.path().join("forged.json");
+        write(
+            &forged,
+            &text.replace("\"total\":\"50.30\"", "\"total\":\"50.20\""),
+        );
+        let o = verify(&forged, &bundle);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stdout(&o).contains("differs from its recomputation at total"),
+            "{}",
+            stdout(&o)
+        );
+        let bundle_text = std::fs::read_to_string(&bundle).unwrap();
+        let forged_bundle = dir.path().join("forged-bundle.json");
+        write(&forged_bundle, &bundle_text.replacen("L-2", "L-7", 1));
+        let o = verify(&statement, &forged_bundle);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stdout(&o).contains("event at sequence 2"), "{}", stdout(&o));
+        write(&forged_bundle, &bundle_text.replacen("0.10", "0.01", 1));
+        let o = verify(&statement, &forged_bundle);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stdout(&o).contains("contract version 1"), "{}", stdout(&o));
+        assert_bad_input(
+            &verify(&statement, &dir.path().join("missing.json")),
+            "missing.json",
+        );
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+}
