@@ -6,6 +6,7 @@
 //! recompute and [`verify`]. Nothing here performs I/O or reads a clock.
 
 mod contract;
+mod economics;
 mod evidence;
 mod money;
 mod period;
@@ -20,6 +21,10 @@ pub use contract::{
 pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
     BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
+};
+pub use economics::{
+    cost_of, Cost, CostLedger, CostReport, ModelPrice, OutcomeCost, PriceTable, Prices, COST_INCURRED,
+    DEFAULT_PRICES, LLM_CALL,
 };
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};

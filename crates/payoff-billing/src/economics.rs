@@ -1,0 +1,461 @@
+//! Cost of service: what each model call and other cost cost, attributed
+//! to the subject it served and, through it, to the outcome it produced.
+//!
+//! Prices are a versioned table, so a price change never rewrites the cost
+//! of calls made before it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::period::Period;
+use crate::projection::{BillingEvent, Outcome};
+
+/// Event type of one model call.
+pub const LLM_CALL: &str = "llm.call";
+/// Event type of any other cost.
+pub const COST_INCURRED: &str = "cost.incurred";
+
+/// Price of one model, in USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub model: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    pub input_per_million: Decimal,
+    pub output_per_million: Decimal,
+    /// Defaults to the input price.
+    #[serde(default)]
+    pub cached_input_per_million: Option<Decimal>,
+}
+
+/// A version of the price table, in force from `effective` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    pub effective: DateTime<Utc>,
+    #[serde(rename = "model")]
+    pub models: Vec<ModelPrice>,
+}
+
+/// List prices of common models (USD per million tokens, late 2026), so
+/// that costs are visible before a provider configures its own.
+pub const DEFAULT_PRICES: &str = r#"
+effective = "2020-01-01T00:00:00Z"
+
+[[model]]
+model = "gpt-4o"
+provider = "openai"
+input_per_million = "2.50"
+output_per_million = "10.00"
+cached_input_per_million = "1.25"
+
+[[model]]
+model = "gpt-4o-mini"
+provider = "openai"
+input_per_million = "0.15"
+output_per_million = "0.60"
+cached_input_per_million = "0.075"
+
+[[model]]
+model = "gpt-4.1"
+provider = "openai"
+input_per_million = "2.00"
+output_per_million = "8.00"
+cached_input_per_million = "0.50"
+
+[[model]]
+model = "gpt-4.1-mini"
+provider = "openai"
+input_per_million = "0.40"
+output_per_million = "1.60"
+cached_input_per_million = "0.10"
+
+[[model]]
+model = "claude-sonnet-4"
+provider = "anthropic"
+input_per_million = "3.00"
+output_per_million = "15.00"
+cached_input_per_million = "0.30"
+
+[[model]]
+model = "claude-haiku-4"
+provider = "anthropic"
+input_per_million = "1.00"
+output_per_million = "5.00"
+cached_input_per_million = "0.10"
+
+[[model]]
+model = "extractive"
+provider = "payoff"
+input_per_million = "0"
+output_per_million = "0"
+"#;
+
+impl PriceTable {
+    /// Parses a price table; errors name the problem.
+    pub fn parse(text: &str) -> Result<PriceTable, String> {
+        let table: PriceTable = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        for m in &table.models {
+            let prices = [
+                Some(m.input_per_million),
+                Some(m.output_per_million),
+                m.cached_input_per_million,
+            ];
+            if prices.iter().flatten().any(|p| p.is_sign_negative()) {
+                return Err(format!("model {}: prices must not be negative", m.model));
+            }
+        }
+        Ok(table)
+    }
+
+    pub fn defaults() -> PriceTable {
+        PriceTable::parse(DEFAULT_PRICES).expect("the default price table parses")
+    }
+}
+
+/// The price tables in force over time: the newest one effective at a
+/// call's time prices it.
+#[derive(Debug, Clone)]
+pub struct Prices {
+    tables: Vec<PriceTable>,
+}
+
+impl Prices {
+    pub fn new(mut tables: Vec<PriceTable>) -> Prices {
+        if tables.is_empty() {
+            tables.push(PriceTable::defaults());
+        }
+        tables.sort_by_key(|t| t.effective);
+        Prices { tables }
+    }
+
+    fn model(&self, model: &str, at: DateTime<Utc>) -> Option<&ModelPrice> {
+        self.tables
+            .iter()
+            .rev()
+            .find(|t| t.effective <= at)
+            .or(self.tables.first())
+            .and_then(|t| t.models.iter().find(|m| m.model == model))
+    }
+}
+
+/// The cost of one event, with why it may be incomplete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cost {
+    pub amount: Decimal,
+    /// The model for calls, the category for other costs.
+    pub label: String,
+    pub is_model: bool,
+    pub agent: Option<String>,
+    pub subject: Option<String>,
+    /// Set when the event could not be priced fully (unknown model,
+    /// another currency): it is counted at zero and shown.
+    pub warning: Option<String>,
+}
+
+fn count(data: &serde_json::Value, key: &str) -> Result<Decimal, String> {
+    match data.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(Decimal::ZERO),
+        Some(v) => match v.as_u64() {
+            Some(n) => Ok(Decimal::from(n)),
+            None => Err(format!("data.{key} must be a whole number of tokens, 0 or more")),
+        },
+    }
+}
+
+/// Prices one event; `None` for events that are not costs. Malformed costs
+/// are returned at zero with a warning, never dropped silently.
+pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
+    let data = &event.data;
+    let text = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let subject = text("subject").or_else(|| event.subject.clone());
+    match event.event_type.as_str() {
+        LLM_CALL => {
+            let model = text("model").unwrap_or_else(|| "unknown".into());
+            let mut cost = Cost {
+                amount: Decimal::ZERO,
+                label: model.clone(),
+                is_model: true,
+                agent: text("agent"),
+                subject,
+                warning: None,
+            };
+            let tokens = (|| {
+                Ok::<_, String>((
+                    count(data, "input_tokens")?,
+                    count(data, "output_tokens")?,
+                    count(data, "cached_input_tokens")?,
+                ))
+            })();
+            match (tokens, prices.model(&model, event.time)) {
+                (Err(e), _) => cost.warning = Some(format!("event {}: {e}; counted at 0", event.id)),
+                (Ok(_), None) => {
+                    cost.warning = Some(format!(
+                        "event {}: model \"{model}\" has no price; counted at 0 until the price table lists it",
+                        event.id
+                    ))
+                }
+                (Ok((input, output, cached)), Some(p)) => {
+                    let million = Decimal::from(1_000_000);
+                    let uncached = (input - cached).max(Decimal::ZERO);
+                    cost.amount = (uncached * p.input_per_million
+                        + cached * p.cached_input_per_million.unwrap_or(p.input_per_million)
+                        + output * p.output_per_million)
+                        / million;
+                }
+            }
+            Some(cost)
+        }
+        COST_INCURRED => {
+            let mut cost = Cost {
+                amount: Decimal::ZERO,
+                label: text("category").unwrap_or_else(|| "other".into()),
+                is_model: false,
+                agent: text("agent"),
+                subject,
+                warning: None,
+            };
+            let amount = data
+                .get("amount")
+                .and_then(|v| match v {
+                    serde_json::Value::String(s) => Decimal::from_str(s).ok(),
+                    serde_json::Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+                    _ => None,
+                });
+            match (amount, text("currency").as_deref()) {
+                (Some(a), Some("USD") | None) if !a.is_sign_negative() => cost.amount = a,
+                (Some(_), Some(other)) if other != "USD" => {
+                    cost.warning = Some(format!(
+                        "event {}: cost in {other}; only USD costs are counted, this one at 0",
+                        event.id
+                    ))
+                }
+                _ => {
+                    cost.warning = Some(format!(
+                        "event {}: data.amount must be a decimal amount, 0 or more; counted at 0",
+                        event.id
+                    ))
+                }
+            }
+            Some(cost)
+        }
+        _ => None,
+    }
+}
+
+/// Cost totals of one period, attributed to subjects and outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CostReport {
+    pub currency: &'static str,
+    pub total: Decimal,
+    pub by_model: BTreeMap<String, Decimal>,
+    pub by_category: BTreeMap<String, Decimal>,
+    pub by_agent: BTreeMap<String, Decimal>,
+    /// Per outcome kind: cost of the subjects that produced one, the
+    /// number of outcomes, and the cost per outcome.
+    pub by_outcome: BTreeMap<String, OutcomeCost>,
+    /// Cost of subjects that produced no outcome of any kind.
+    pub without_outcome: Decimal,
+    /// Cost not tied to any subject.
+    pub unattributed: Decimal,
+    pub calls: u64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCost {
+    pub outcomes: u64,
+    pub cost: Decimal,
+    pub per_outcome: Decimal,
+}
+
+/// Accumulates costs event by event (a month may hold millions of calls).
+#[derive(Debug)]
+pub struct CostLedger<'p> {
+    prices: &'p Prices,
+    period: Period,
+    report: CostReport,
+    by_subject: HashMap<String, Decimal>,
+}
+
+impl<'p> CostLedger<'p> {
+    pub fn new(prices: &'p Prices, period: Period) -> CostLedger<'p> {
+        CostLedger {
+            prices,
+            period,
+            report: CostReport {
+                currency: "USD",
+                ..CostReport::default()
+            },
+            by_subject: HashMap::new(),
+        }
+    }
+
+    /// Event types that carry costs.
+    pub fn wants(event_type: &str) -> bool {
+        event_type == LLM_CALL || event_type == COST_INCURRED
+    }
+
+    pub fn feed(&mut self, event: &BillingEvent) {
+        if !self.period.contains(event.time) {
+            return;
+        }
+        let Some(cost) = cost_of(event, self.prices) else {
+            return;
+        };
+        let r = &mut self.report;
+        if let Some(w) = cost.warning {
+            if r.warnings.len() < 100 {
+                r.warnings.push(w);
+            }
+        }
+        r.total += cost.amount;
+        if cost.is_model {
+            r.calls += 1;
+            *r.by_model.entry(cost.label).or_default() += cost.amount;
+        } else {
+            *r.by_category.entry(cost.label).or_default() += cost.amount;
+        }
+        if let Some(agent) = cost.agent {
+            *r.by_agent.entry(agent).or_default() += cost.amount;
+        }
+        match cost.subject {
+            Some(s) => *self.by_subject.entry(s).or_default() += cost.amount,
+            None => r.unattributed += cost.amount,
+        }
+    }
+
+    /// Attributes subject costs to the outcomes (of any period) those
+    /// subjects produced; the cost of a subject with outcomes of several
+    /// kinds counts for each kind.
+    pub fn finish<'o>(mut self, outcomes: impl IntoIterator<Item = &'o Outcome>) -> CostReport {
+        let mut produced: HashMap<&str, ()> = HashMap::new();
+        for o in outcomes {
+            produced.insert(o.subject.as_str(), ());
+            let entry = self.report.by_outcome.entry(o.name.clone()).or_default();
+            entry.outcomes += 1;
+            entry.cost += self.by_subject.get(&o.subject).copied().unwrap_or_default();
+        }
+        for (subject, cost) in &self.by_subject {
+            if !produced.contains_key(subject.as_str()) {
+                self.report.without_outcome += *cost;
+            }
+        }
+        for c in self.report.by_outcome.values_mut() {
+            if c.outcomes > 0 {
+                c.per_outcome = (c.cost / Decimal::from(c.outcomes)).round_dp(6);
+            }
+        }
+        let round = |d: &mut Decimal| *d = d.round_dp(6);
+        round(&mut self.report.total);
+        round(&mut self.report.without_outcome);
+        round(&mut self.report.unattributed);
+        for map in [
+            &mut self.report.by_model,
+            &mut self.report.by_category,
+            &mut self.report.by_agent,
+        ] {
+            map.values_mut().for_each(round);
+        }
+        for c in self.report.by_outcome.values_mut() {
+            round(&mut c.cost);
+        }
+        self.report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(kind: &str, subject: &str, data: serde_json::Value) -> BillingEvent {
+        BillingEvent {
+            sequence: 1,
+            id: format!("{kind}-{subject}"),
+            source: "s".into(),
+            event_type: kind.into(),
+            subject: Some(subject.into()),
+            time: "2026-10-05T00:00:00Z".parse().unwrap(),
+            data,
+        }
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn calls_are_priced_per_million_tokens_with_cached_input_cheaper() {
+        let prices = Prices::new(vec![]);
+        // gpt-4o-mini: 1,000 input of which 400 cached, 500 output:
+        // 600 × 0.15 + 400 × 0.075 + 500 × 0.60 = 90 + 30 + 300 per million.
+        let c = cost_of(
+            &ev("llm.call", "T1", json!({"model": "gpt-4o-mini", "input_tokens": 1000, "cached_input_tokens": 400, "output_tokens": 500})),
+            &prices,
+        )
+        .unwrap();
+        assert_eq!(c.amount, d("0.00042"));
+        assert!(c.warning.is_none());
+    }
+
+    #[test]
+    fn unknown_models_and_bad_tokens_cost_zero_with_a_warning() {
+        let prices = Prices::new(vec![]);
+        let c = cost_of(&ev("llm.call", "T1", json!({"model": "mystery-9", "input_tokens": 10})), &prices).unwrap();
+        assert_eq!(c.amount, Decimal::ZERO);
+        assert!(c.warning.unwrap().contains("\"mystery-9\" has no price"));
+        let c = cost_of(&ev("llm.call", "T1", json!({"model": "gpt-4o", "input_tokens": -5})), &prices).unwrap();
+        assert!(c.warning.unwrap().contains("input_tokens must be a whole number"));
+        let c = cost_of(&ev("cost.incurred", "T1", json!({"amount": "-3", "category": "human"})), &prices).unwrap();
+        assert!(c.warning.is_some());
+    }
+
+    #[test]
+    fn a_new_price_table_does_not_reprice_earlier_calls() {
+        let mut newer = PriceTable::defaults();
+        newer.effective = "2026-10-10T00:00:00Z".parse().unwrap();
+        newer.models.iter_mut().for_each(|m| m.input_per_million *= Decimal::TEN);
+        let prices = Prices::new(vec![PriceTable::defaults(), newer]);
+        let mut early = ev("llm.call", "T1", json!({"model": "gpt-4o", "input_tokens": 1_000_000}));
+        assert_eq!(cost_of(&early, &prices).unwrap().amount, d("2.50"));
+        early.time = "2026-10-11T00:00:00Z".parse().unwrap();
+        assert_eq!(cost_of(&early, &prices).unwrap().amount, d("25.00"));
+    }
+
+    #[test]
+    fn costs_are_attributed_to_the_outcomes_their_subjects_produced() {
+        let prices = Prices::new(vec![]);
+        let period = Period::parse(crate::Cadence::Monthly, "2026-10").unwrap();
+        let mut ledger = CostLedger::new(&prices, period);
+        for (s, tokens) in [("T1", 1_000_000), ("T1", 1_000_000), ("T2", 1_000_000)] {
+            ledger.feed(&ev("llm.call", s, json!({"model": "gpt-4o", "input_tokens": tokens, "agent": "support"})));
+        }
+        ledger.feed(&ev("cost.incurred", "T3", json!({"amount": "4.00", "category": "human_review"})));
+        let outcome = Outcome {
+            id: "o".into(),
+            kind: 0,
+            name: "ticket_resolved".into(),
+            subject: "T1".into(),
+            created: crate::Mark { sequence: 1, event_id: "e".into(), time: period.start },
+            matures_at: period.start,
+            value: None,
+            value_error: None,
+            void: None,
+            disputes: vec![],
+        };
+        let r = ledger.finish([&outcome]);
+        assert_eq!(r.total, d("11.50"));
+        assert_eq!(r.by_model["gpt-4o"], d("7.50"));
+        assert_eq!(r.by_category["human_review"], d("4.00"));
+        assert_eq!(r.by_outcome["ticket_resolved"].cost, d("5.00"));
+        assert_eq!(r.by_outcome["ticket_resolved"].per_outcome, d("5.00"));
+        assert_eq!(r.without_outcome, d("6.50"));
+        assert_eq!(r.by_agent["support"], d("7.50"));
+    }
+}
