@@ -34,6 +34,11 @@ pub struct Contract {
     pub cap: Option<Decimal>,
     pub rounding: Rounding,
     pub dispute_within: Duration,
+    /// What one unit of work costs the customer without the AI (e.g. a
+    /// human-handled ticket): the baseline of its ROI.
+    pub baseline_unit_cost: Option<Decimal>,
+    /// The yearly licence the contract replaces, for the ROI comparison.
+    pub licence_equivalent: Option<Decimal>,
     pub outcomes: Vec<OutcomeRule>,
     pub service_levels: Vec<ServiceLevel>,
     /// Hex SHA-256 of the file's bytes: what statements cite.
@@ -190,6 +195,8 @@ struct RawContract {
     cap: Option<Text>,
     rounding: Option<Text>,
     dispute_within: Option<Text>,
+    baseline_unit_cost: Option<Text>,
+    licence_equivalent: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +575,14 @@ impl Contract {
                 rule
             }
         };
+        let baseline_unit_cost = c
+            .baseline_unit_cost
+            .as_ref()
+            .map(|v| check.price("baseline_unit_cost", v));
+        let licence_equivalent = c
+            .licence_equivalent
+            .as_ref()
+            .map(|v| check.amount("licence_equivalent", v, currency));
         let dispute_within = match &c.dispute_within {
             Some(v) => check.duration("dispute_within", v),
             None => Some(Duration::days(30)),
@@ -734,6 +749,8 @@ impl Contract {
                 cap,
                 rounding,
                 dispute_within,
+                baseline_unit_cost: baseline_unit_cost.flatten(),
+                licence_equivalent: licence_equivalent.flatten(),
                 outcomes,
                 service_levels,
                 sha256: hex::encode(Sha256::digest(text.as_bytes())),
@@ -786,6 +803,12 @@ impl TypeFilter {
             any: true,
             types: BTreeSet::new(),
         }
+    }
+
+    /// Also wants these event types.
+    pub fn and(mut self, types: &[&str]) -> TypeFilter {
+        self.types.extend(types.iter().map(|t| t.to_string()));
+        self
     }
 
     pub fn wants(&self, event_type: &str) -> bool {

@@ -163,7 +163,9 @@ fn count(data: &serde_json::Value, key: &str) -> Result<Decimal, String> {
         None | Some(serde_json::Value::Null) => Ok(Decimal::ZERO),
         Some(v) => match v.as_u64() {
             Some(n) => Ok(Decimal::from(n)),
-            None => Err(format!("data.{key} must be a whole number of tokens, 0 or more")),
+            None => Err(format!(
+                "data.{key} must be a whole number of tokens, 0 or more"
+            )),
         },
     }
 }
@@ -220,13 +222,11 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
                 subject,
                 warning: None,
             };
-            let amount = data
-                .get("amount")
-                .and_then(|v| match v {
-                    serde_json::Value::String(s) => Decimal::from_str(s).ok(),
-                    serde_json::Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
-                    _ => None,
-                });
+            let amount = data.get("amount").and_then(|v| match v {
+                serde_json::Value::String(s) => Decimal::from_str(s).ok(),
+                serde_json::Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+                _ => None,
+            });
             match (amount, text("currency").as_deref()) {
                 (Some(a), Some("USD") | None) if !a.is_sign_negative() => cost.amount = a,
                 (Some(_), Some(other)) if other != "USD" => {
@@ -407,12 +407,39 @@ mod tests {
     #[test]
     fn unknown_models_and_bad_tokens_cost_zero_with_a_warning() {
         let prices = Prices::new(vec![]);
-        let c = cost_of(&ev("llm.call", "T1", json!({"model": "mystery-9", "input_tokens": 10})), &prices).unwrap();
+        let c = cost_of(
+            &ev(
+                "llm.call",
+                "T1",
+                json!({"model": "mystery-9", "input_tokens": 10}),
+            ),
+            &prices,
+        )
+        .unwrap();
         assert_eq!(c.amount, Decimal::ZERO);
         assert!(c.warning.unwrap().contains("\"mystery-9\" has no price"));
-        let c = cost_of(&ev("llm.call", "T1", json!({"model": "gpt-4o", "input_tokens": -5})), &prices).unwrap();
-        assert!(c.warning.unwrap().contains("input_tokens must be a whole number"));
-        let c = cost_of(&ev("cost.incurred", "T1", json!({"amount": "-3", "category": "human"})), &prices).unwrap();
+        let c = cost_of(
+            &ev(
+                "llm.call",
+                "T1",
+                json!({"model": "gpt-4o", "input_tokens": -5}),
+            ),
+            &prices,
+        )
+        .unwrap();
+        assert!(c
+            .warning
+            .unwrap()
+            .contains("input_tokens must be a whole number"));
+        let c = cost_of(
+            &ev(
+                "cost.incurred",
+                "T1",
+                json!({"amount": "-3", "category": "human"}),
+            ),
+            &prices,
+        )
+        .unwrap();
         assert!(c.warning.is_some());
     }
 
@@ -420,9 +447,16 @@ mod tests {
     fn a_new_price_table_does_not_reprice_earlier_calls() {
         let mut newer = PriceTable::defaults();
         newer.effective = "2026-10-10T00:00:00Z".parse().unwrap();
-        newer.models.iter_mut().for_each(|m| m.input_per_million *= Decimal::TEN);
+        newer
+            .models
+            .iter_mut()
+            .for_each(|m| m.input_per_million *= Decimal::TEN);
         let prices = Prices::new(vec![PriceTable::defaults(), newer]);
-        let mut early = ev("llm.call", "T1", json!({"model": "gpt-4o", "input_tokens": 1_000_000}));
+        let mut early = ev(
+            "llm.call",
+            "T1",
+            json!({"model": "gpt-4o", "input_tokens": 1_000_000}),
+        );
         assert_eq!(cost_of(&early, &prices).unwrap().amount, d("2.50"));
         early.time = "2026-10-11T00:00:00Z".parse().unwrap();
         assert_eq!(cost_of(&early, &prices).unwrap().amount, d("25.00"));
@@ -434,15 +468,27 @@ mod tests {
         let period = Period::parse(crate::Cadence::Monthly, "2026-10").unwrap();
         let mut ledger = CostLedger::new(&prices, period);
         for (s, tokens) in [("T1", 1_000_000), ("T1", 1_000_000), ("T2", 1_000_000)] {
-            ledger.feed(&ev("llm.call", s, json!({"model": "gpt-4o", "input_tokens": tokens, "agent": "support"})));
+            ledger.feed(&ev(
+                "llm.call",
+                s,
+                json!({"model": "gpt-4o", "input_tokens": tokens, "agent": "support"}),
+            ));
         }
-        ledger.feed(&ev("cost.incurred", "T3", json!({"amount": "4.00", "category": "human_review"})));
+        ledger.feed(&ev(
+            "cost.incurred",
+            "T3",
+            json!({"amount": "4.00", "category": "human_review"}),
+        ));
         let outcome = Outcome {
             id: "o".into(),
             kind: 0,
             name: "ticket_resolved".into(),
             subject: "T1".into(),
-            created: crate::Mark { sequence: 1, event_id: "e".into(), time: period.start },
+            created: crate::Mark {
+                sequence: 1,
+                event_id: "e".into(),
+                time: period.start,
+            },
             matures_at: period.start,
             value: None,
             value_error: None,

@@ -18,19 +18,20 @@ pub use contract::{
     parse_duration, Attribution, Bound, Contract, ContractError, ContractErrors, Credit,
     HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode, TypeFilter,
 };
+pub use economics::{
+    cost_of, Cost, CostLedger, CostReport, ModelPrice, OutcomeCost, PriceTable, Prices,
+    COST_INCURRED, DEFAULT_PRICES, LLM_CALL,
+};
 pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
     BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
-};
-pub use economics::{
-    cost_of, Cost, CostLedger, CostReport, ModelPrice, OutcomeCost, PriceTable, Prices, COST_INCURRED,
-    DEFAULT_PRICES, LLM_CALL,
 };
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
     customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome,
-    Projection, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
+    Projection, Projector, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
+    PAYOFF_SOURCE,
 };
 pub use statement::{
     compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,

@@ -26,6 +26,10 @@ pub enum Action {
     CloseStatements,
     RaiseDispute,
     DecideDispute,
+    ManagePrices,
+    ReadEconomics,
+    ManageBudgets,
+    CheckBudget,
 }
 
 /// The built-in role rules.
@@ -44,6 +48,9 @@ pub fn allows(role: Role, action: Action) -> bool {
         ManageContracts | CloseStatements | DecideDispute => matches!(role, Admin | Operator),
         ReadBilling => !matches!(role, Agent),
         RaiseDispute => matches!(role, CustomerAdmin),
+        ManagePrices | ManageBudgets => matches!(role, Admin | Operator),
+        ReadEconomics => matches!(role, Admin | Operator),
+        CheckBudget => matches!(role, Admin | Operator | Agent),
     }
 }
 
@@ -105,6 +112,10 @@ fn describe(action: Action) -> &'static str {
         Action::CloseStatements => "close periods",
         Action::RaiseDispute => "dispute outcomes",
         Action::DecideDispute => "decide disputes",
+        Action::ManagePrices => "change model prices",
+        Action::ReadEconomics => "read costs and margins",
+        Action::ManageBudgets => "set budgets",
+        Action::CheckBudget => "check budgets",
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod economics;
 mod metrics;
 mod openapi;
 pub mod problem;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ledger::router())
         .merge(routes::operations::router())
         .merge(routes::billing::router())
+        .merge(routes::economics::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,

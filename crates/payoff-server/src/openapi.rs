@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{billing, customers, events, keys, ledger};
+use crate::routes::{billing, customers, economics, events, keys, ledger};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,7 +11,9 @@ use crate::routes::{billing, customers, events, keys, ledger};
     paths(events::ingest, events::list, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head,
         billing::upload_contract, billing::list_contracts, billing::list_outcomes, billing::show_outcome,
         billing::raise_dispute, billing::accept_dispute, billing::reject_dispute, billing::preview, billing::close,
-        billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys),
+        billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys,
+        economics::upload_prices, economics::list_prices, economics::show_economics, economics::set_budgets,
+        economics::list_budgets, economics::check_budget, economics::show_roi),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

@@ -22,5 +22,6 @@ pub use access::{
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use error::StoreError;
 pub use store::{
-    ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent, StoredStatement,
+    Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
+    StoredPriceTable, StoredStatement,
 };

@@ -61,6 +61,23 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     );
     CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
     ),
+    (
+        3,
+        "CREATE TABLE price_tables (
+        version INTEGER PRIMARY KEY,
+        effective_us INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        uploaded_us INTEGER NOT NULL
+    );
+    CREATE TABLE budgets (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        agent TEXT NOT NULL,
+        limit_amount TEXT NOT NULL,
+        warn_amount TEXT,
+        updated_us INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, agent)
+    );",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -120,5 +137,22 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         issued_us BIGINT NOT NULL
     );
     CREATE UNIQUE INDEX statements_by_period ON statements (customer_id, period);",
+    ),
+    (
+        3,
+        "CREATE TABLE price_tables (
+        version BIGINT PRIMARY KEY,
+        effective_us BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        uploaded_us BIGINT NOT NULL
+    );
+    CREATE TABLE budgets (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        agent TEXT NOT NULL,
+        limit_amount TEXT NOT NULL,
+        warn_amount TEXT,
+        updated_us BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, agent)
+    );",
     ),
 ];

@@ -13,8 +13,8 @@ use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, Reques
 use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
-    from_us, hash32, Backend, BodySink, EventFilter, EventSink, StoredContract, StoredEvent,
-    StoredStatement,
+    from_us, hash32, Backend, BodySink, Budget, EventFilter, EventSink, StoredContract,
+    StoredEvent, StoredPriceTable, StoredStatement,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -293,6 +293,61 @@ impl Backend for Sqlite {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn insert_price_table(&self, t: &StoredPriceTable) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO price_tables (version, effective_us, body, uploaded_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![t.version, t.effective.timestamp_micros(), t.body, t.uploaded_at.timestamp_micros()],
+            )? == 1)
+        })
+    }
+
+    fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT version, effective_us, body, uploaded_us FROM price_tables ORDER BY version",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredPriceTable {
+                    version: r.get(0)?,
+                    effective: from_us(r.get(1)?),
+                    body: r.get(2)?,
+                    uploaded_at: from_us(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn put_budget(&self, b: &Budget) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO budgets (customer_id, agent, limit_amount, warn_amount, updated_us) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (customer_id, agent) DO UPDATE SET limit_amount = excluded.limit_amount, warn_amount = excluded.warn_amount, updated_us = excluded.updated_us",
+                params![b.customer, b.agent, b.limit, b.warn_at, b.updated_at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT customer_id, agent, limit_amount, warn_amount, updated_us FROM budgets WHERE customer_id = ?1 ORDER BY agent",
+            )?;
+            let rows = stmt.query_map(params![customer], |r| {
+                Ok(Budget {
+                    customer: r.get(0)?,
+                    agent: r.get(1)?,
+                    limit: r.get(2)?,
+                    warn_at: r.get(3)?,
+                    updated_at: from_us(r.get(4)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 

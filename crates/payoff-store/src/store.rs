@@ -88,6 +88,26 @@ pub struct StoredStatement {
     pub issued_at: DateTime<Utc>,
 }
 
+/// One version of the model price table (TOML), immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPriceTable {
+    pub version: u32,
+    pub effective: DateTime<Utc>,
+    pub body: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// A spending limit of a customer (`agent` = `*`) or of one agent serving
+/// it, per billing period, in USD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    pub customer: String,
+    pub agent: String,
+    pub limit: String,
+    pub warn_at: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Receives `(sequence, canonical bytes)` of each event a scan wants.
 pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
 
@@ -119,6 +139,11 @@ pub(crate) trait Backend: Send + Sync {
         wants: &dyn Fn(&str) -> bool,
         sink: BodySink<'_>,
     ) -> Result<(), StoreError>;
+    /// False when the version number is taken.
+    fn insert_price_table(&self, table: &StoredPriceTable) -> Result<bool, StoreError>;
+    fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError>;
+    fn put_budget(&self, budget: &Budget) -> Result<(), StoreError>;
+    fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError>;
     /// False when the version number is taken.
     fn insert_contract(&self, contract: &StoredContract) -> Result<bool, StoreError>;
     fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError>;
@@ -331,6 +356,52 @@ impl Store {
             what: "contract version",
             id: customer.to_owned(),
         })
+    }
+
+    /// Stores a new price table version, numbered one above the last.
+    pub fn add_price_table(
+        &self,
+        effective: DateTime<Utc>,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredPriceTable, StoreError> {
+        for _ in 0..8 {
+            let version = self.price_tables()?.last().map_or(1, |t| t.version + 1);
+            let table = StoredPriceTable {
+                version,
+                effective: trunc_us(effective),
+                body: body.to_owned(),
+                uploaded_at: trunc_us(now),
+            };
+            if self.backend.insert_price_table(&table)? {
+                return Ok(table);
+            }
+        }
+        Err(StoreError::AlreadyExists {
+            what: "price table version",
+            id: "next".into(),
+        })
+    }
+
+    /// Every price table version, oldest first.
+    pub fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
+        self.backend.price_tables()
+    }
+
+    /// Sets (or replaces) a budget.
+    pub fn put_budget(&self, budget: &Budget) -> Result<(), StoreError> {
+        if self.customer(&budget.customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: budget.customer.clone(),
+            });
+        }
+        self.backend.put_budget(budget)
+    }
+
+    /// A customer's budgets: `*` for the customer, then per agent.
+    pub fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
+        self.backend.budgets(customer)
     }
 
     /// Every version of a customer's contract, oldest first.

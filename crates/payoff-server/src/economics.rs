@@ -1,0 +1,321 @@
+//! The shell of cost of service, budgets and ROI: reads a customer's
+//! period from the store and runs the pure cost ledger over it.
+
+use chrono::{DateTime, Utc};
+use payoff_billing::{
+    CostLedger, CostReport, EventSource, Period, PriceTable, Prices, Projector, Statement,
+    TypeFilter, COST_INCURRED, LLM_CALL,
+};
+use payoff_store::{Budget, Store, StoreError};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::str::FromStr;
+
+use crate::billing::{self, BillingError, StoredEvents, Versions};
+
+/// The price tables in force: the stored versions, else the defaults.
+pub fn prices(store: &Store) -> Result<Prices, BillingError> {
+    let mut tables = vec![PriceTable::defaults()];
+    for t in store.price_tables()? {
+        let mut table = PriceTable::parse(&t.body)
+            .map_err(|e| BillingError::Corrupt(format!("price table v{}: {e}", t.version)))?;
+        table.effective = t.effective;
+        tables.push(table);
+    }
+    Ok(Prices::new(tables))
+}
+
+/// Revenue, cost and margin of one customer's period.
+#[derive(Debug, Serialize)]
+pub struct Economics {
+    pub customer: String,
+    pub period: String,
+    /// `closed` when read from the stored statement, else `preview`.
+    pub statement: &'static str,
+    pub currency: String,
+    pub revenue: Vec<RevenueLine>,
+    pub revenue_total: Decimal,
+    pub cost: CostReport,
+    pub gross_margin: Decimal,
+    /// Margin over revenue, in percent; `None` without revenue.
+    pub gross_margin_percent: Option<Decimal>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RevenueLine {
+    pub kind: String,
+    pub description: String,
+    pub amount: Decimal,
+}
+
+fn statement_for(
+    store: &Store,
+    customer: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<(Statement, &'static str), BillingError> {
+    let closed = store
+        .statements(customer)?
+        .into_iter()
+        .find(|s| s.period == period);
+    Ok(match closed {
+        Some(s) => (
+            serde_json::from_str(&s.body).map_err(|e| BillingError::Corrupt(e.to_string()))?,
+            "closed",
+        ),
+        None => (billing::preview(store, customer, period, now)?, "preview"),
+    })
+}
+
+fn amount(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap_or_default()
+}
+
+/// Revenue by statement line against cost by model, category, agent and
+/// outcome kind, for one period.
+pub fn economics(
+    store: &Store,
+    customer: &str,
+    period_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Economics, BillingError> {
+    let versions = Versions::load(store, customer)?;
+    let period = versions.period(period_name)?;
+    let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
+    let cost = period_costs(store, customer, &versions, period)?;
+    let revenue: Vec<RevenueLine> = statement
+        .lines
+        .iter()
+        .map(|l| RevenueLine {
+            kind: serde_json::to_value(l.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            description: l.description.clone(),
+            amount: amount(&l.amount),
+        })
+        .collect();
+    let revenue_total = amount(&statement.total);
+    let gross_margin = revenue_total - cost.total;
+    let gross_margin_percent = (!revenue_total.is_zero())
+        .then(|| (gross_margin * Decimal::ONE_HUNDRED / revenue_total).round_dp(2));
+    Ok(Economics {
+        customer: customer.to_owned(),
+        period: period.to_string(),
+        statement: state,
+        currency: statement.currency,
+        revenue,
+        revenue_total,
+        cost,
+        gross_margin,
+        gross_margin_percent,
+    })
+}
+
+/// One pass over the ledger: costs of the period and the outcomes that
+/// matured in it, so each cost can follow its subject to an outcome.
+fn period_costs(
+    store: &Store,
+    customer: &str,
+    versions: &Versions,
+    period: Period,
+) -> Result<CostReport, BillingError> {
+    let prices = prices(store)?;
+    let contract = versions.latest();
+    let mut ledger = CostLedger::new(&prices, period);
+    let mut projector = Projector::new(customer, contract, period.end, None);
+    let events = StoredEvents::at_head(store, customer)?;
+    let filter = TypeFilter::of(&[contract]).and(&[LLM_CALL, COST_INCURRED]);
+    events
+        .replay(&filter, &mut |e| {
+            if CostLedger::wants(&e.event_type) {
+                ledger.feed(e);
+            } else {
+                projector.feed(e);
+            }
+        })
+        .map_err(BillingError::Corrupt)?;
+    let projection = projector.finish();
+    Ok(ledger.finish(
+        projection
+            .outcomes
+            .iter()
+            .filter(|o| period.contains(o.matures_at) && o.void.is_none()),
+    ))
+}
+
+/// What an agent (or anyone) learns before it spends.
+#[derive(Debug, Serialize)]
+pub struct BudgetCheck {
+    pub allow: bool,
+    pub customer: String,
+    pub agent: Option<String>,
+    pub period: String,
+    pub spent: Decimal,
+    pub limit: Option<Decimal>,
+    pub warn_at: Option<Decimal>,
+    pub warning: bool,
+    /// Why the answer is what it is, in words.
+    pub reason: String,
+}
+
+/// Allow or deny further spending by `agent` for `customer` this period.
+pub fn check_budget(
+    store: &Store,
+    customer: &str,
+    agent: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<BudgetCheck, BillingError> {
+    let cadence = match Versions::load(store, customer) {
+        Ok(v) => v.latest().cadence,
+        Err(BillingError::NoContract(_)) => payoff_billing::Cadence::Monthly,
+        Err(e) => return Err(e),
+    };
+    if store.customer(customer)?.is_none() {
+        return Err(StoreError::NotFound {
+            what: "customer",
+            id: customer.to_owned(),
+        }
+        .into());
+    }
+    let period = Period::containing(cadence, now);
+    let budgets = store.budgets(customer)?;
+    let find = |name: &str| budgets.iter().find(|b| b.agent == name);
+    let prices = prices(store)?;
+    let mut ledger = CostLedger::new(&prices, period);
+    StoredEvents::at_head(store, customer)?
+        .replay(
+            &TypeFilter::default().and(&[LLM_CALL, COST_INCURRED]),
+            &mut |e| ledger.feed(e),
+        )
+        .map_err(BillingError::Corrupt)?;
+    let report = ledger.finish([]);
+    let customer_spent = report.total;
+    let agent_spent = agent.map(|a| report.by_agent.get(a).copied().unwrap_or_default());
+    // The tighter of the customer's and the agent's budget decides.
+    let mut checks: Vec<(&Budget, Decimal, String)> = Vec::new();
+    if let Some(b) = find("*") {
+        checks.push((b, customer_spent, format!("customer {customer}")));
+    }
+    if let (Some(a), Some(spent)) = (agent, agent_spent) {
+        if let Some(b) = find(a) {
+            checks.push((b, spent, format!("agent {a}")));
+        }
+    }
+    let mut answer = BudgetCheck {
+        allow: true,
+        customer: customer.to_owned(),
+        agent: agent.map(str::to_owned),
+        period: period.to_string(),
+        spent: agent_spent.unwrap_or(customer_spent),
+        limit: None,
+        warn_at: None,
+        warning: false,
+        reason: "no budget is set".into(),
+    };
+    for (budget, spent, who) in checks {
+        let limit = amount(&budget.limit);
+        let warn = budget.warn_at.as_deref().map(amount);
+        let reached = spent >= limit;
+        let warned = warn.is_some_and(|w| spent >= w);
+        if answer.limit.is_none() || reached || (warned && answer.allow) {
+            answer.spent = spent;
+            answer.limit = Some(limit);
+            answer.warn_at = warn;
+        }
+        answer.warning |= warned;
+        if reached {
+            answer.allow = false;
+            answer.reason =
+                format!("{who} has spent {spent} of its {limit} USD limit for {period}");
+        } else if answer.allow {
+            answer.reason = format!("{who} has spent {spent} of {limit} USD for {period}");
+        }
+    }
+    Ok(answer)
+}
+
+/// What the customer got for what it paid, against its own baseline.
+#[derive(Debug, Serialize)]
+pub struct Roi {
+    pub customer: String,
+    pub period: String,
+    pub statement: &'static str,
+    pub currency: String,
+    pub outcomes_delivered: u64,
+    pub amount_billed: Decimal,
+    pub effective_price_per_outcome: Option<Decimal>,
+    pub baseline_unit_cost: Option<Decimal>,
+    /// Outcomes × baseline − billed.
+    pub implied_saving: Option<Decimal>,
+    /// The licence the contract replaces, for this period (yearly / 12 or / 52).
+    pub licence_for_period: Option<Decimal>,
+    pub paid_versus_licence: Option<Decimal>,
+}
+
+pub fn roi(
+    store: &Store,
+    customer: &str,
+    period_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Roi, BillingError> {
+    let versions = Versions::load(store, customer)?;
+    let period = versions.period(period_name)?;
+    let contract = versions.latest();
+    let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
+    let delivered: u64 = statement
+        .lines
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.kind,
+                payoff_billing::LineKind::Outcome | payoff_billing::LineKind::Tier
+            )
+        })
+        .map(|l| l.outcomes.len() as u64)
+        .sum();
+    let billed = amount(&statement.total);
+    let round = |d: Decimal| contract.rounding.round(d, contract.currency);
+    let per_year = match contract.cadence {
+        payoff_billing::Cadence::Monthly => Decimal::from(12),
+        payoff_billing::Cadence::Weekly => Decimal::from(52),
+    };
+    let licence = contract.licence_equivalent.map(|l| round(l / per_year));
+    Ok(Roi {
+        customer: customer.to_owned(),
+        period: period.to_string(),
+        statement: state,
+        currency: statement.currency.clone(),
+        outcomes_delivered: delivered,
+        amount_billed: billed,
+        effective_price_per_outcome: (delivered > 0)
+            .then(|| round(billed / Decimal::from(delivered))),
+        baseline_unit_cost: contract.baseline_unit_cost,
+        implied_saving: contract
+            .baseline_unit_cost
+            .map(|b| round(b * Decimal::from(delivered) - billed)),
+        licence_for_period: licence,
+        paid_versus_licence: licence.map(|l| billed - l),
+    })
+}
+
+impl Roi {
+    /// The same figures as one CSV header and one row.
+    pub fn csv(&self) -> String {
+        let opt = |d: Option<Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
+        format!(
+            "customer,period,statement,currency,outcomes_delivered,amount_billed,effective_price_per_outcome,baseline_unit_cost,implied_saving,licence_for_period,paid_versus_licence\n{},{},{},{},{},{},{},{},{},{},{}\n",
+            self.customer,
+            self.period,
+            self.statement,
+            self.currency,
+            self.outcomes_delivered,
+            self.amount_billed,
+            opt(self.effective_price_per_outcome),
+            opt(self.baseline_unit_cost),
+            opt(self.implied_saving),
+            opt(self.licence_for_period),
+            opt(self.paid_versus_licence)
+        )
+    }
+}

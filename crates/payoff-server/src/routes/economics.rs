@@ -1,0 +1,323 @@
+//! Prices, economics, budgets and ROI.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use payoff_billing::PriceTable;
+use payoff_store::Budget;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::economics;
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{check_customer_id, Body, Params};
+use crate::{blocking_with, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/prices", get(list_prices).post(upload_prices))
+        .route("/v1/customers/{customer}/economics", get(show_economics))
+        .route(
+            "/v1/customers/{customer}/budgets",
+            get(list_budgets).put(set_budgets),
+        )
+        .route("/v1/budgets/check", get(check_budget))
+        .route("/v1/customers/{customer}/roi", get(show_roi))
+}
+
+const PRICE_TABLE_BYTES_MAX: usize = 256 * 1024;
+
+fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
+    check_customer_id(customer).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+    caller.customer_scope(Some(customer))
+}
+
+/// Stores a new version of the model price table (TOML with `effective`
+/// and `[[model]]` entries). It may not take effect in the past, so costs
+/// already incurred are never re-priced.
+#[utoipa::path(post, path = "/v1/prices", tag = "economics",
+    request_body(content = String, content_type = "application/toml"),
+    responses((status = 201), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn upload_prices(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::ManagePrices)?;
+    if body.len() > PRICE_TABLE_BYTES_MAX {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a price table is at most {PRICE_TABLE_BYTES_MAX} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the price table is not UTF-8"))?
+        .to_owned();
+    let table = PriceTable::parse(&text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("price table: {e}")))?;
+    let now = Utc::now();
+    if table.effective < now - chrono::Duration::minutes(1) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "effective: {} is in the past; a price table cannot re-price costs already incurred",
+                table.effective.to_rfc3339()
+            ),
+        ));
+    }
+    let stored = blocking_with(
+        move |store| Ok(store.add_price_table(table.effective, &text, now)?),
+        &state,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"version": stored.version, "effective": stored.effective})),
+    ))
+}
+
+/// The default prices and every stored version.
+#[utoipa::path(get, path = "/v1/prices", tag = "economics",
+    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn list_prices(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadEconomics)?;
+    let tables = blocking_with(move |store| Ok(store.price_tables()?), &state).await?;
+    Ok(Json(json!({
+        "defaults": PriceTable::defaults(),
+        "versions": tables,
+    })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// e.g. `2026-10`.
+    period: String,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Revenue by line, cost by model, category, agent and outcome kind, the
+/// cost of subjects without an outcome, gross margin (provider roles).
+#[utoipa::path(get, path = "/v1/customers/{customer}/economics", tag = "economics", params(PeriodQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn show_economics(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Params(q): Params<PeriodQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadEconomics)?;
+    let customer = scoped(&caller, &customer)?;
+    let report = blocking_with(
+        move |store| {
+            Ok(economics::economics(
+                store,
+                &customer,
+                &q.period,
+                Utc::now(),
+            )?)
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// USD per period.
+    limit: String,
+    warn_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    /// The whole customer's limit.
+    customer: Option<Limit>,
+    /// Limits per agent name.
+    #[serde(default)]
+    agents: BTreeMap<String, Limit>,
+}
+
+fn check_limit(who: &str, l: &Limit) -> Result<(), ApiError> {
+    let bad = |field: &str, why: &str| {
+        Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{who}.{field}: {why}"),
+        ))
+    };
+    let limit = match Decimal::from_str(&l.limit) {
+        Ok(d) if !d.is_sign_negative() => d,
+        _ => return bad("limit", "must be a decimal amount of USD, 0 or more"),
+    };
+    if let Some(w) = &l.warn_at {
+        match Decimal::from_str(w) {
+            Ok(d) if !d.is_sign_negative() && d <= limit => {}
+            _ => {
+                return bad(
+                    "warn_at",
+                    "must be a decimal amount between 0 and the limit",
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the customer's budget and its agents' budgets for each period.
+#[utoipa::path(put, path = "/v1/customers/{customer}/budgets", tag = "economics",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn set_budgets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Body(req): Body<BudgetRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ManageBudgets)?;
+    let customer = scoped(&caller, &customer)?;
+    let mut rows = Vec::new();
+    if let Some(l) = &req.customer {
+        check_limit("customer", l)?;
+        rows.push(("*".to_owned(), l));
+    }
+    for (agent, l) in &req.agents {
+        if agent.is_empty() || agent == "*" || agent.len() > 100 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("agents: \"{agent}\" is not an agent name"),
+            ));
+        }
+        check_limit(&format!("agents.{agent}"), l)?;
+        rows.push((agent.clone(), l));
+    }
+    if rows.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "give `customer` and/or `agents` limits",
+        ));
+    }
+    let budgets: Vec<Budget> = rows
+        .into_iter()
+        .map(|(agent, l)| Budget {
+            customer: customer.clone(),
+            agent,
+            limit: l.limit.clone(),
+            warn_at: l.warn_at.clone(),
+            updated_at: Utc::now(),
+        })
+        .collect();
+    let id = customer.clone();
+    let stored = blocking_with(
+        move |store| {
+            for b in &budgets {
+                store.put_budget(b)?;
+            }
+            Ok(store.budgets(&id)?)
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(json!({ "budgets": stored })))
+}
+
+#[utoipa::path(get, path = "/v1/customers/{customer}/budgets", tag = "economics",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_budgets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadEconomics)?;
+    let customer = scoped(&caller, &customer)?;
+    let budgets = blocking_with(move |store| Ok(store.budgets(&customer)?), &state).await?;
+    Ok(Json(json!({ "budgets": budgets })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuery {
+    /// Required with a provider key.
+    customer: Option<String>,
+    agent: Option<String>,
+}
+
+/// Allow or deny: may this agent spend more for this customer now?
+#[utoipa::path(get, path = "/v1/budgets/check", tag = "economics", params(CheckQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn check_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<CheckQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::CheckBudget)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let answer = blocking_with(
+        move |store| {
+            Ok(economics::check_budget(
+                store,
+                &customer,
+                q.agent.as_deref(),
+                Utc::now(),
+            )?)
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
+}
+
+/// Outcomes delivered, amount billed, price per outcome, saving against
+/// the customer's baseline and the licence it replaces. `format=csv` or
+/// `Accept: text/csv` for CSV.
+#[utoipa::path(get, path = "/v1/customers/{customer}/roi", tag = "economics", params(PeriodQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn show_roi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    headers: HeaderMap,
+    Params(q): Params<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
+    let csv = match q.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("format: \"{other}\" is not json or csv"),
+            ))
+        }
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+    };
+    let period = q.period.clone();
+    let roi = blocking_with(
+        move |store| Ok(economics::roi(store, &customer, &period, Utc::now())?),
+        &state,
+    )
+    .await?;
+    Ok(if csv {
+        ([(header::CONTENT_TYPE, "text/csv")], roi.csv()).into_response()
+    } else {
+        Json(serde_json::to_value(roi).unwrap_or_default()).into_response()
+    })
+}
