@@ -71,7 +71,11 @@ pub enum Attribution {
         holdout: Decimal,
         confidence: Decimal,
         bill: HoldoutBill,
+        /// The experiment whose assignments split subjects; default: the
+        /// outcome's name.
         experiment: Option<String>,
+        /// Fewer subjects than this in either arm bills nothing.
+        min_subjects: u64,
     },
 }
 
@@ -760,6 +764,21 @@ impl Contract {
         }
     }
 
+    /// The holdout share of an experiment, from the outcome that names it.
+    pub fn experiment(&self, name: &str) -> Option<(usize, Decimal)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .find_map(|(i, o)| match &o.attribution {
+                Attribution::Holdout {
+                    holdout,
+                    experiment,
+                    ..
+                } if experiment.as_deref().unwrap_or(&o.name) == name => Some((i, *holdout)),
+                _ => None,
+            })
+    }
+
     /// The index of an outcome kind by name.
     pub fn outcome_index(&self, name: &str) -> Option<usize> {
         self.outcomes.iter().position(|o| o.name == name)
@@ -812,7 +831,11 @@ impl TypeFilter {
     }
 
     pub fn wants(&self, event_type: &str) -> bool {
-        self.any || event_type.starts_with("payoff.dispute.") || self.types.contains(event_type)
+        self.any
+            || event_type.starts_with("payoff.dispute.")
+            || event_type == crate::projection::ASSIGNMENT
+            || event_type == crate::holdout::RELEASE
+            || self.types.contains(event_type)
     }
 }
 
@@ -837,7 +860,13 @@ fn attribution(check: &mut Checker, value: &Spanned<toml::Value>) -> Option<Attr
     match value.get_ref() {
         toml::Value::String(s) if s == "direct" => Some(Attribution::Direct),
         toml::Value::Table(t) => {
-            let allowed = ["holdout", "confidence", "bill", "experiment"];
+            let allowed = [
+                "holdout",
+                "confidence",
+                "bill",
+                "experiment",
+                "min_subjects",
+            ];
             if let Some(k) = t.keys().find(|k| !allowed.contains(&k.as_str())) {
                 check.error(span, format!("attribution: unknown key {k:?}"));
                 return None;
@@ -861,7 +890,22 @@ fn attribution(check: &mut Checker, value: &Spanned<toml::Value>) -> Option<Attr
                     }
                 })
             };
-            let holdout = share("holdout", None);
+            let holdout = share("holdout", None).and_then(|h| {
+                if h <= Decimal::new(5, 1) {
+                    Ok(h)
+                } else {
+                    Err(format!(
+                        "attribution: holdout must be in (0, 0.5]: the AI serves the larger arm, got {h}"
+                    ))
+                }
+            });
+            let min_subjects = match t.get("min_subjects") {
+                None => Ok(100),
+                Some(toml::Value::Integer(n)) if *n >= 2 => Ok(*n as u64),
+                Some(_) => {
+                    Err("attribution: min_subjects must be a whole number, 2 or more".to_string())
+                }
+            };
             let confidence = share("confidence", Some(Decimal::new(95, 2)));
             let bill = match t.get("bill").map(|v| v.as_str()) {
                 None | Some(Some("lower_bound")) => Ok(HoldoutBill::LowerBound),
@@ -873,17 +917,21 @@ fn attribution(check: &mut Checker, value: &Spanned<toml::Value>) -> Option<Attr
                 Some(toml::Value::String(s)) => Ok(Some(s.clone())),
                 Some(_) => Err("attribution: experiment must be a string".to_string()),
             };
-            match (holdout, confidence, bill, experiment) {
-                (Ok(holdout), Ok(confidence), Ok(bill), Ok(experiment)) => {
+            match (holdout, confidence, bill, experiment, min_subjects) {
+                (Ok(holdout), Ok(confidence), Ok(bill), Ok(experiment), Ok(min_subjects)) => {
                     Some(Attribution::Holdout {
                         holdout,
                         confidence,
                         bill,
                         experiment,
+                        min_subjects,
                     })
                 }
-                (h, c, b, x) => {
-                    for e in [h.err(), c.err(), b.err(), x.err()].into_iter().flatten() {
+                (h, c, b, x, m) => {
+                    for e in [h.err(), c.err(), b.err(), x.err(), m.err()]
+                        .into_iter()
+                        .flatten()
+                    {
                         check.error(span.clone(), e);
                     }
                     None

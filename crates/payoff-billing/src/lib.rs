@@ -8,6 +8,7 @@
 mod contract;
 mod economics;
 mod evidence;
+mod holdout;
 mod money;
 mod period;
 mod projection;
@@ -26,14 +27,17 @@ pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
     BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
 };
+pub use holdout::{ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
-    customer_of_id, outcome_id, BillingEvent, Decision, Dispute, DisputeState, Mark, Outcome,
-    Projection, Projector, ServiceCounts, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED,
-    PAYOFF_SOURCE,
+    customer_of_id, outcome_id, Assignment, BillingEvent, Decision, Dispute, DisputeState, Mark,
+    Outcome, Projection, Projector, ServiceCounts, ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED,
+    DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
     compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,
     EventSource, HeadRef, Line, LineKind, Signature, Statement,
 };
+
+pub mod attribution;

@@ -18,6 +18,9 @@ use crate::rules::{RuleEnv, Scope};
 /// refuses it from senders, so no one else can decide a dispute.
 pub const PAYOFF_SOURCE: &str = "payoff";
 
+/// Event type of a subject's first assignment to an experiment's arm.
+pub const ASSIGNMENT: &str = "payoff.assignment";
+
 /// Event types the provider writes to record a dispute's life.
 pub const DISPUTE_OPENED: &str = "payoff.dispute.opened";
 pub const DISPUTE_ACCEPTED: &str = "payoff.dispute.accepted";
@@ -184,6 +187,19 @@ pub struct Projection {
     pub service_counts: Vec<ServiceCounts>,
     /// Events the rules looked at (for throughput figures).
     pub events_seen: u64,
+    /// Per experiment, each subject's first assignment: in control or not,
+    /// and when.
+    pub assignments: HashMap<String, HashMap<String, Assignment>>,
+    /// (experiment, period) pairs an operator released despite a
+    /// sample-ratio mismatch.
+    pub releases: std::collections::HashSet<(String, String)>,
+}
+
+/// A subject's arm in a holdout experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub control: bool,
+    pub at: DateTime<Utc>,
 }
 
 impl Projection {
@@ -250,6 +266,32 @@ impl<'c> Projector<'c> {
             return;
         }
         p.events_seen += 1;
+        if event.event_type == crate::holdout::RELEASE && event.source == PAYOFF_SOURCE {
+            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
+            if let (Some(experiment), Some(period)) = (field("experiment"), field("period")) {
+                p.releases
+                    .insert((experiment.to_owned(), period.to_owned()));
+            }
+            return;
+        }
+        if event.event_type == ASSIGNMENT && event.source == PAYOFF_SOURCE {
+            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
+            if let (Some(experiment), Some(arm), Some(subject)) =
+                (field("experiment"), field("arm"), event.subject.as_ref())
+            {
+                if arm == "ai" || arm == "control" {
+                    p.assignments
+                        .entry(experiment.to_owned())
+                        .or_default()
+                        .entry(subject.clone())
+                        .or_insert(Assignment {
+                            control: arm == "control",
+                            at: event.time,
+                        });
+                }
+            }
+            return;
+        }
         if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
             record_dispute(customer, contract, index, &mut p.outcomes, event);
             return;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode, TypeFilter};
+use crate::holdout::{holdout_lines, AttributionFigures};
 use crate::period::Period;
 use crate::projection::{DisputeState, Outcome, Projection, Projector};
 use crate::BillingEvent;
@@ -69,6 +70,9 @@ pub struct Line {
     /// SHA-256 of the sorted outcome ids joined by newlines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcomes_hash: Option<String>,
+    /// For outcomes billed by holdout lift: how the lift was estimated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionFigures>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +311,7 @@ fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge
                     amount: fmt(amount),
                     outcomes_hash: Some(hash_ids(&outcomes)),
                     outcomes,
+                    attribution: None,
                 }
             };
             let mut lines = Vec::new();
@@ -519,6 +524,7 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         amount: fmt(amount),
         outcomes: Vec::new(),
         outcomes_hash: None,
+        attribution: None,
     };
 
     // 1. Base fee.
@@ -544,9 +550,14 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         list.sort_by(|a, b| (a.matures_at, &a.id).cmp(&(b.matures_at, &b.id)));
     }
     let charges = price_period(contract, &own);
-    let outcome_total: Decimal = charges.iter().map(|c| c.amount).sum();
+    let mut outcome_total: Decimal = charges.iter().map(|c| c.amount).sum();
     for c in charges {
         lines.extend(c.lines);
+    }
+    // Outcomes attributed by a holdout: the proven lift only.
+    for line in holdout_lines(contract, projection, period) {
+        outcome_total += Decimal::from_str(&line.amount).expect("formatted here");
+        lines.push(line);
     }
 
     // 3. Cap.
@@ -812,6 +823,7 @@ impl Restatement<'_> {
                 amount: c.currency.format(amount),
                 outcomes_hash: Some(hash_ids(&ids)),
                 outcomes: ids,
+                attribution: None,
             });
         }
         lines

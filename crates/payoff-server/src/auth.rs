@@ -30,6 +30,7 @@ pub enum Action {
     ReadEconomics,
     ManageBudgets,
     CheckBudget,
+    Assign,
 }
 
 /// The built-in role rules.
@@ -50,7 +51,7 @@ pub fn allows(role: Role, action: Action) -> bool {
         RaiseDispute => matches!(role, CustomerAdmin),
         ManagePrices | ManageBudgets => matches!(role, Admin | Operator),
         ReadEconomics => matches!(role, Admin | Operator),
-        CheckBudget => matches!(role, Admin | Operator | Agent),
+        CheckBudget | Assign => matches!(role, Admin | Operator | Agent),
     }
 }
 
@@ -116,6 +117,7 @@ fn describe(action: Action) -> &'static str {
         Action::ReadEconomics => "read costs and margins",
         Action::ManageBudgets => "set budgets",
         Action::CheckBudget => "check budgets",
+        Action::Assign => "ask for holdout assignments",
     }
 }
 

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::operations::router())
         .merge(routes::billing::router())
         .merge(routes::economics::router())
+        .merge(routes::assignments::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,

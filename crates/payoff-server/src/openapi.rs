@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{billing, customers, economics, events, keys, ledger};
+use crate::routes::{assignments, billing, customers, economics, events, keys, ledger};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,8 @@ use crate::routes::{billing, customers, economics, events, keys, ledger};
         billing::raise_dispute, billing::accept_dispute, billing::reject_dispute, billing::preview, billing::close,
         billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys,
         economics::upload_prices, economics::list_prices, economics::show_economics, economics::set_budgets,
-        economics::list_budgets, economics::check_budget, economics::show_roi),
+        economics::list_budgets, economics::check_budget, economics::show_roi,
+        assignments::one, assignments::batch, assignments::release),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

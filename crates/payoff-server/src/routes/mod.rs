@@ -1,5 +1,6 @@
 //! Routers, one per area of the API.
 
+pub mod assignments;
 pub mod billing;
 pub mod customers;
 pub mod economics;

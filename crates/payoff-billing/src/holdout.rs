@@ -1,0 +1,323 @@
+//! Statement lines of outcomes attributed by a holdout: only the lift the
+//! AI arm shows over the control arm is billed.
+//!
+//! Per period and outcome kind: the subjects first assigned in the period,
+//! per arm, and those among them with a billable outcome by the period's
+//! end. For count-priced kinds the rate difference gets the unpooled
+//! normal interval; for value-priced kinds the difference of mean value per
+//! subject gets Welch's interval. Incremental outcomes are the lift times
+//! the AI arm's subjects; `lower_bound` bills the interval's lower end,
+//! never below zero. A sample-ratio mismatch holds the line (nothing
+//! billed) until an operator releases it; too few subjects bills nothing.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::FromPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::attribution::{mean_difference, proportion_difference, sample_ratio_p_value, Interval};
+use crate::contract::{Attribution, Contract, HoldoutBill, OutcomeRule, Price, TierMode};
+use crate::period::Period;
+use crate::projection::{DisputeState, Outcome, Projection};
+use crate::statement::{Line, LineKind};
+
+/// A sample ratio this unlikely under the configured split holds the line.
+pub const SRM_THRESHOLD: f64 = 0.001;
+
+/// Event type of an operator's release of a held holdout line.
+pub const RELEASE: &str = "payoff.attribution.released";
+
+/// One arm's figures on a statement line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmFigures {
+    pub subjects: u64,
+    pub outcomes: u64,
+    /// Outcome rate, or mean value per subject for value-priced kinds.
+    pub per_subject: String,
+    /// SHA-256 of the arm's sorted subjects joined by newlines: the
+    /// evidence (each subject's assignment is an event in the bundle).
+    pub subjects_hash: String,
+}
+
+/// How a holdout line was estimated, printed on the statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributionFigures {
+    pub experiment: String,
+    pub method: String,
+    pub confidence: String,
+    pub bill: String,
+    /// `billed`, `held` (sample-ratio mismatch) or `insufficient`.
+    pub status: String,
+    pub reason: String,
+    pub ai: ArmFigures,
+    pub control: ArmFigures,
+    pub estimate: String,
+    pub low: String,
+    pub high: String,
+    pub srm_p_value: String,
+    /// Incremental outcomes (or value) billed.
+    pub billed_quantity: String,
+}
+
+fn f(x: f64) -> String {
+    format!("{x:.9}")
+}
+
+fn hash_subjects(subjects: &mut [&str]) -> String {
+    subjects.sort_unstable();
+    hex::encode(Sha256::digest(subjects.join("\n").as_bytes()))
+}
+
+/// The charge of `units` outcomes under a count price.
+fn price_units(price: &Price, units: u64) -> Decimal {
+    match price {
+        Price::PerUnit(p) => Decimal::from(units) * p,
+        Price::Tiers { mode, tiers } => {
+            let mut floor = 0u64;
+            let mut total = Decimal::ZERO;
+            for t in tiers {
+                let ceiling = t.up_to.unwrap_or(u64::MAX);
+                match mode {
+                    TierMode::Graduated => {
+                        let n = ceiling.min(units).saturating_sub(floor.min(units));
+                        total += Decimal::from(n) * t.price;
+                    }
+                    TierMode::Volume if units > floor && units <= ceiling => {
+                        total = Decimal::from(units) * t.price;
+                    }
+                    TierMode::Volume => {}
+                }
+                floor = ceiling;
+            }
+            total
+        }
+        Price::Percent { .. } => Decimal::ZERO,
+    }
+}
+
+fn billable(o: &Outcome, cut: DateTime<Utc>) -> bool {
+    o.matures_at < cut
+        && !o.voided_while_pending()
+        && o.void_before(cut).is_none()
+        && matches!(
+            o.dispute_state(cut),
+            DisputeState::None | DisputeState::Rejected
+        )
+}
+
+/// The holdout lines of `period`, kinds in contract order.
+pub(crate) fn holdout_lines(
+    contract: &Contract,
+    projection: &Projection,
+    period: Period,
+) -> Vec<Line> {
+    let cut = period.end;
+    let currency = contract.currency;
+    let mut lines = Vec::new();
+    for (kind, rule) in contract.outcomes.iter().enumerate() {
+        let Attribution::Holdout {
+            holdout,
+            confidence,
+            bill,
+            experiment,
+            min_subjects,
+        } = &rule.attribution
+        else {
+            continue;
+        };
+        let experiment = experiment.clone().unwrap_or_else(|| rule.name.clone());
+        let produced: HashMap<&str, &Outcome> = projection
+            .outcomes
+            .iter()
+            .filter(|o| o.kind == kind && billable(o, cut))
+            .map(|o| (o.subject.as_str(), o))
+            .collect();
+        let (mut ai, mut control): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        if let Some(assigned) = projection.assignments.get(&experiment) {
+            for (subject, a) in assigned {
+                if period.contains(a.at) {
+                    if a.control {
+                        control.push(subject);
+                    } else {
+                        ai.push(subject);
+                    }
+                }
+            }
+        }
+        let released = projection
+            .releases
+            .contains(&(experiment.clone(), period.to_string()));
+        let figures = estimate(
+            rule,
+            &experiment,
+            &produced,
+            (&mut ai, &mut control),
+            to_f64(*holdout),
+            to_f64(*confidence),
+            *bill,
+            *min_subjects,
+            released,
+        );
+        let (quantity, amount, unit_price) = match &rule.price {
+            Price::Percent { rate, .. } => {
+                let value: Decimal = figures.billed_quantity.parse().unwrap_or_default();
+                (figures.billed_quantity.clone(), value * rate, Some(*rate))
+            }
+            price => {
+                let units: u64 = figures.billed_quantity.parse().unwrap_or(0);
+                let unit_price = match price {
+                    Price::PerUnit(p) => Some(*p),
+                    _ => None,
+                };
+                (units.to_string(), price_units(price, units), unit_price)
+            }
+        };
+        let amount = contract.rounding.round(amount, currency);
+        lines.push(Line {
+            kind: LineKind::Outcome,
+            description: format!(
+                "{}: lift over holdout \"{}\" ({}): {}",
+                rule.name, experiment, figures.status, figures.reason
+            ),
+            outcome: Some(rule.name.clone()),
+            service_level: None,
+            period: None,
+            contract_version: None,
+            quantity,
+            included: None,
+            unit_price: unit_price.map(|p| p.normalize().to_string()),
+            amount: currency.format(amount),
+            outcomes: Vec::new(),
+            outcomes_hash: None,
+            attribution: Some(figures),
+        });
+    }
+    lines
+}
+
+fn to_f64(d: Decimal) -> f64 {
+    d.to_string().parse().unwrap_or(0.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn estimate(
+    rule: &OutcomeRule,
+    experiment: &str,
+    produced: &HashMap<&str, &Outcome>,
+    (ai, control): (&mut Vec<&str>, &mut Vec<&str>),
+    holdout: f64,
+    confidence: f64,
+    bill: HoldoutBill,
+    min_subjects: u64,
+    released: bool,
+) -> AttributionFigures {
+    let valued = matches!(rule.price, Price::Percent { .. });
+    let values = |arm: &[&str]| -> Vec<f64> {
+        arm.iter()
+            .map(|s| {
+                produced
+                    .get(s)
+                    .and_then(|o| o.value)
+                    .map(to_f64)
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let count = |arm: &[&str]| arm.iter().filter(|s| produced.contains_key(*s)).count() as u64;
+    let (n_ai, n_c) = (ai.len() as u64, control.len() as u64);
+    let (x_ai, x_c) = (count(ai), count(control));
+    let srm = sample_ratio_p_value(n_ai, n_c, holdout);
+    let (interval, method, per_ai, per_c): (Option<Interval>, &str, f64, f64) = if valued {
+        let (va, vc) = (values(ai), values(control));
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        (
+            mean_difference(&va, &vc, confidence).map(|(i, _)| i),
+            "difference of mean value per subject, Welch's t interval",
+            mean(&va),
+            mean(&vc),
+        )
+    } else {
+        let rate = |x: u64, n: u64| if n == 0 { 0.0 } else { x as f64 / n as f64 };
+        (
+            proportion_difference(x_ai, n_ai, x_c, n_c, confidence),
+            "difference of proportions, unpooled normal (Wald) interval",
+            rate(x_ai, n_ai),
+            rate(x_c, n_c),
+        )
+    };
+    let interval = interval.unwrap_or(Interval {
+        estimate: 0.0,
+        low: 0.0,
+        high: 0.0,
+    });
+    let (status, reason) = if n_ai < min_subjects || n_c < min_subjects {
+        (
+            "insufficient",
+            format!("{n_ai} AI and {n_c} control subjects; at least {min_subjects} in each arm are needed"),
+        )
+    } else if srm < SRM_THRESHOLD && !released {
+        (
+            "held",
+            format!(
+                "the arms ({n_ai} AI, {n_c} control) do not match the {holdout} holdout (p = {srm:.2e}); held until an operator releases it"
+            ),
+        )
+    } else {
+        ("billed", format!("{n_ai} AI and {n_c} control subjects"))
+    };
+    let bound = match bill {
+        HoldoutBill::LowerBound => interval.low,
+        HoldoutBill::Estimate => interval.estimate,
+    };
+    let incremental = if status == "billed" {
+        (bound.max(0.0)) * n_ai as f64
+    } else {
+        0.0
+    };
+    let billed_quantity = if valued {
+        Decimal::from_f64(incremental)
+            .unwrap_or_default()
+            .round_dp(2)
+            .to_string()
+    } else {
+        (incremental.floor() as u64).to_string()
+    };
+    AttributionFigures {
+        experiment: experiment.to_owned(),
+        method: method.to_owned(),
+        confidence: format!("{confidence}"),
+        bill: match bill {
+            HoldoutBill::LowerBound => "lower_bound",
+            HoldoutBill::Estimate => "estimate",
+        }
+        .to_owned(),
+        status: status.to_owned(),
+        reason,
+        ai: ArmFigures {
+            subjects: n_ai,
+            outcomes: x_ai,
+            per_subject: f(per_ai),
+            subjects_hash: hash_subjects(ai),
+        },
+        control: ArmFigures {
+            subjects: n_c,
+            outcomes: x_c,
+            per_subject: f(per_c),
+            subjects_hash: hash_subjects(control),
+        },
+        estimate: f(interval.estimate),
+        low: f(interval.low),
+        high: f(interval.high),
+        srm_p_value: f(srm),
+        billed_quantity,
+    }
+}
