@@ -502,14 +502,13 @@ fn gamma_q(a: f64, x: f64) -> f64 {
 // Student's t
 // ---------------------------------------------------------------------------
 
-/// Lower tail of Student's t at t <= 0, returned as the residual F(t) - p
-/// together with the density f(t). Works on r = |t|/sqrt(df) so that
-/// neither r² overflowing nor 1 - x cancelling costs accuracy:
-/// F(t) = I_x(df/2, 1/2) / 2 with x = 1/(1+r²).
+/// Lower tail of Student's t at t <= 0 for a fixed df:
+/// F(t) = I_x(df/2, 1/2) / 2 with x = 1/(1+r²), r = |t|/sqrt(df).
 struct TLower {
     df: f64,
     a: f64,
     ln_beta: f64,
+    /// ln of the density's constant, 1/(sqrt(df)·B(df/2, 1/2)).
     ln_norm: f64,
 }
 
@@ -525,18 +524,31 @@ impl TLower {
         }
     }
 
-    /// (F(t) - p, f(t)) for t <= 0 and p < 0.5.
-    fn eval(&self, t: f64, p: f64) -> (f64, f64) {
+    /// Evaluates the lower tail at (or next to) `t <= 0`, for p < 1/2.
+    /// Returns the point t' actually used, the residual F(t') - p and the
+    /// density f(t').
+    ///
+    /// t' differs from t only where x >= 1/2: there x is rounded first and t'
+    /// is the point whose x is exactly that double, so 1 - x is exact too.
+    /// Both continued fractions are then evaluated at exact arguments; at
+    /// large df the one in x would otherwise amplify the rounding of x about
+    /// df/2 times (1e-10 at df = 10^6). The final Newton correction from an
+    /// exactly evaluated t' restores the resolution between neighbouring x.
+    fn eval(&self, t: f64, p: f64) -> (f64, f64, f64) {
         let r = t.abs() / self.df.sqrt();
-        let (x, y, ln_1pr2) = if r > 1.0 {
-            let s = 1.0 / (r * r);
-            (s / (1.0 + s), 1.0 / (1.0 + s), 2.0 * r.ln() + s.ln_1p())
+        let (t, x, y, ln_x, ln_y) = if r > 1.0 {
+            // x < 1/2 carries full relative precision; y enters only via ln y.
+            // Logarithms, because r² (or r itself, at tiny df) can overflow.
+            let ln_r = t.abs().ln() - 0.5 * self.df.ln();
+            let s = (-2.0 * ln_r).exp();
+            let ln_1pr2 = 2.0 * ln_r + s.ln_1p();
+            (t, s / (1.0 + s), 1.0 / (1.0 + s), -ln_1pr2, -s.ln_1p())
         } else {
-            let r2 = r * r;
-            (1.0 / (1.0 + r2), r2 / (1.0 + r2), r2.ln_1p())
+            let x = 1.0 / (1.0 + r * r);
+            let y = 1.0 - x; // exact, since x is in [1/2, 1]
+            let t = -(self.df * y / x).sqrt();
+            (t, x, y, (-y).ln_1p(), y.ln())
         };
-        let ln_x = -ln_1pr2;
-        let ln_y = 2.0 * r.ln() - ln_1pr2;
         let a = self.a;
         let residual = if x < (a + 1.0) / (a + 2.5) {
             0.5 * inc_beta_cf(a, 0.5, x, ln_x, ln_y, self.ln_beta) - p
@@ -544,8 +556,31 @@ impl TLower {
             // F = 1/2 - I_y(1/2, a)/2; subtract the exact 1/2 - p first.
             (0.5 - p) - 0.5 * inc_beta_cf(0.5, a, y, ln_y, ln_x, self.ln_beta)
         };
-        let density = (self.ln_norm - 0.5 * (self.df + 1.0) * ln_1pr2).exp();
-        (residual, density)
+        let density = (self.ln_norm + 0.5 * (self.df + 1.0) * ln_x).exp();
+        (t, residual, density)
+    }
+}
+
+/// Points evaluated while inverting: the bracket F(lo) <= p <= F(hi), and
+/// the point with the smallest residual.
+struct Search {
+    lo: f64,
+    hi: f64,
+    best: Option<(f64, f64, f64)>,
+}
+
+impl Search {
+    fn take(&mut self, point: (f64, f64, f64)) {
+        let (t, e, _) = point;
+        if e <= 0.0 {
+            self.lo = self.lo.max(t);
+        }
+        if e >= 0.0 {
+            self.hi = self.hi.min(t);
+        }
+        if self.best.map_or(true, |(_, be, _)| e.abs() < be.abs()) {
+            self.best = Some(point);
+        }
     }
 }
 
@@ -576,97 +611,86 @@ pub fn student_t_quantile(p: f64, df: f64) -> f64 {
     }
 }
 
+/// Above this df the Cornish–Fisher expansion (through df^-4) is exact to
+/// double precision, while the continued fraction would need more than
+/// sqrt(df/2) terms.
+const T_ASYMPTOTIC_DF: f64 = 1e7;
+
 /// t quantile for 0 < p < 0.5 (result < 0).
 fn lower_t_quantile(p: f64, df: f64) -> f64 {
-    let dist = TLower::new(df);
-    // Bracket: F(lo) <= p <= F(hi). F(0) = 1/2 > p.
-    let mut lo = f64::NEG_INFINITY;
-    let mut hi = 0.0_f64;
-
-    // Two starting guesses: Cornish–Fisher (good for moderate and large df)
-    // and the power-law tail F(t) ~ f(t)·|t|/df (good for small df, far tail).
+    // Cornish–Fisher expansion of t in the normal quantile z (Abramowitz &
+    // Stegun 26.7.5): the answer for huge df, a starting point otherwise.
     let z = normal_quantile(p);
-    let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
-    let cornish_fisher = z
-        + (z3 + z) / (4.0 * df)
-        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df * df)
-        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df * df * df);
+    let z2 = z * z;
+    let g1 = z * (z2 + 1.0) / 4.0;
+    let g2 = z * ((5.0 * z2 + 16.0) * z2 + 3.0) / 96.0;
+    let g3 = z * (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) / 384.0;
+    let g4 = z * ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) / 92160.0;
+    let cornish_fisher = z + (g1 + (g2 + (g3 + g4 / df) / df) / df) / df;
+    if df > T_ASYMPTOTIC_DF {
+        return cornish_fisher;
+    }
+
+    let dist = TLower::new(df);
+    let mut search = Search {
+        lo: f64::NEG_INFINITY,
+        hi: 0.0, // F(0) = 1/2 > p
+        best: None,
+    };
+    // Second guess for small df, far in the tail: F(t) ~ f(t)·|t|/df.
     let ln_abs_tail = (dist.ln_norm + 0.5 * (df - 1.0) * df.ln() - p.ln()) / df;
     let tail = -ln_abs_tail.exp();
-
-    let mut best: Option<(f64, f64, f64)> = None; // (t, residual, density)
     for guess in [cornish_fisher, tail] {
-        if !(guess.is_finite() && guess < 0.0) {
-            continue;
-        }
-        let (e, dens) = dist.eval(guess, p);
-        if e <= 0.0 {
-            lo = lo.max(guess);
-        }
-        if e >= 0.0 {
-            hi = hi.min(guess);
-        }
-        if best.map_or(true, |(_, be, _)| e.abs() < be.abs()) {
-            best = Some((guess, e, dens));
+        if guess.is_finite() && guess < 0.0 {
+            search.take(dist.eval(guess, p));
         }
     }
-    let (mut t, mut e, mut dens) = match best {
-        Some(b) => b,
-        None => {
-            let (e, d) = dist.eval(-1.0, p);
-            (-1.0, e, d)
-        }
-    };
-    if e <= 0.0 {
-        lo = lo.max(t);
-    } else {
-        hi = hi.min(t);
+    if search.best.is_none() {
+        search.take(dist.eval(-1.0, p));
     }
     // Find a finite lower end if neither guess gave one.
-    if lo == f64::NEG_INFINITY {
-        let mut probe = hi.min(-1.0);
-        loop {
-            probe *= 2.0;
-            if !probe.is_finite() {
-                return f64::NEG_INFINITY;
-            }
-            let (pe, pd) = dist.eval(probe, p);
-            if pe <= 0.0 {
-                lo = probe;
-                if pe.abs() < e.abs() {
-                    (t, e, dens) = (probe, pe, pd);
-                }
-                break;
-            }
-            hi = probe;
-            (t, e, dens) = (probe, pe, pd);
+    let mut probe = search.hi.min(-1.0);
+    while search.lo == f64::NEG_INFINITY {
+        probe *= 2.0;
+        if !probe.is_finite() {
+            return f64::NEG_INFINITY; // beyond the range of f64
         }
+        search.take(dist.eval(probe, p));
     }
 
+    let (mut t, mut e, mut dens) = search.best.expect("evaluated at least once");
     for _ in 0..2_000 {
         if e == 0.0 {
             return t;
         }
-        let newton = t - e / dens;
-        let next = if dens > 0.0 && newton.is_finite() && newton > lo && newton < hi {
+        let correction = e / dens;
+        let newton = t - correction;
+        let newton_ok =
+            dens > 0.0 && newton.is_finite() && newton > search.lo && newton < search.hi;
+        // From an exactly evaluated point, a Newton step this small is exact
+        // to second order (error ~ correction² · |f'/f|).
+        if newton_ok && correction.abs() <= 1e-10 * t.abs() {
+            return newton;
+        }
+        if search.hi - search.lo <= 4.0 * EPS * search.lo.abs() {
+            return t;
+        }
+        let next = if newton_ok {
             newton
-        } else if hi < 0.0 && lo / hi > 4.0 {
-            -(lo * hi).sqrt()
+        } else if search.hi < 0.0 && search.lo / search.hi > 4.0 {
+            // The bracket spans magnitudes: bisect on a log scale (the
+            // product lo·hi could overflow).
+            -((-search.lo).sqrt() * (-search.hi).sqrt())
         } else {
-            0.5 * (lo + hi)
+            0.5 * (search.lo + search.hi)
         };
-        let step = (next - t).abs();
-        t = next;
-        (e, dens) = dist.eval(t, p);
-        if e <= 0.0 {
-            lo = t;
+        let point = dist.eval(next, p);
+        search.take(point);
+        if point.0 == t {
+            // The step is below the spacing of representable x: done.
+            return if newton_ok { newton } else { t };
         }
-        if e >= 0.0 {
-            hi = t;
-        }
-        if step <= 2.0 * EPS * t.abs() || (hi - lo) <= 2.0 * EPS * t.abs() {
-            break;
-        }
+        (t, e, dens) = point;
     }
     t
 }

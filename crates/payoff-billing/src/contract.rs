@@ -1235,6 +1235,15 @@ credit = "10%"
             errs[0].contains("not the first day of a monthly period"),
             "{errs:?}"
         );
+        for share in ["0.6", "0", "-0.1"] {
+            let errs = errors(&GOOD.replace("holdout = 0.10", &format!("holdout = {share}")));
+            assert!(
+                errs[0].contains("attribution: holdout"),
+                "{share}: {errs:?}"
+            );
+        }
+        let errs = errors(&GOOD.replace("holdout = 0.10", "holdout = 0.10, min_subjects = 1"));
+        assert!(errs[0].contains("min_subjects"), "{errs:?}");
         let errs = errors(&GOOD.replace("credit = \"10%\"", "credit = \"110%\""));
         assert!(errs[0].contains("between 0% and 100%"), "{errs:?}");
     }

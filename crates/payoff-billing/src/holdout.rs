@@ -108,12 +108,9 @@ fn billable(o: &Outcome, cut: DateTime<Utc>) -> bool {
         )
 }
 
-/// The holdout lines of `period`, kinds in contract order.
-pub(crate) fn holdout_lines(
-    contract: &Contract,
-    projection: &Projection,
-    period: Period,
-) -> Vec<Line> {
+/// The holdout lines of `period`, kinds in contract order (public for
+/// benchmarks and tools that estimate lift without closing).
+pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Period) -> Vec<Line> {
     let cut = period.end;
     let currency = contract.currency;
     let mut lines = Vec::new();

@@ -27,7 +27,7 @@ pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
     BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
 };
-pub use holdout::{ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};
+pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{

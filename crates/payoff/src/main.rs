@@ -63,6 +63,10 @@ enum Command {
         #[arg(long)]
         key: String,
     },
+    /// Revenue, cost of service and gross margin of a customer's period.
+    Economics(commands::economics::PeriodArgs),
+    /// What a customer got for what it paid (JSON, or --csv).
+    Roi(commands::economics::PeriodArgs),
     /// Measure throughput and latency (release builds).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -119,6 +123,8 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
             evidence,
             key,
         } => commands::billing::verify_statement(&statement, &evidence, &key),
+        Command::Economics(args) => commands::economics::economics(settings, args),
+        Command::Roi(args) => commands::economics::roi(settings, args),
         Command::Bench(c) => bench::run(settings, c),
         Command::Demo(args) => demo::run(settings, args),
     }

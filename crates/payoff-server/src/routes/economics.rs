@@ -266,19 +266,65 @@ pub async fn check_budget(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::CheckBudget)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
+    let (id, agent) = (customer.clone(), q.agent.clone());
     let answer = blocking_with(
         move |store| {
             Ok(economics::check_budget(
                 store,
-                &customer,
-                q.agent.as_deref(),
+                &id,
+                agent.as_deref(),
                 Utc::now(),
             )?)
         },
         &state,
     )
     .await?;
+    if answer.warning || !answer.allow {
+        record_budget_event(&state, &customer, &answer).await?;
+    }
     Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
+}
+
+/// A budget crossing its warning threshold or its limit is recorded in the
+/// ledger once per day and scope (`payoff.budget.warning` or
+/// `payoff.budget.exceeded`), where alerting can pick it up.
+async fn record_budget_event(
+    state: &AppState,
+    customer: &str,
+    answer: &economics::BudgetCheck,
+) -> Result<(), ApiError> {
+    let kind = if answer.allow {
+        "payoff.budget.warning"
+    } else {
+        "payoff.budget.exceeded"
+    };
+    let day = Utc::now().format("%Y-%m-%d");
+    let scope = answer.agent.as_deref().unwrap_or("*");
+    let event = json!({
+        "specversion": "1.0",
+        "id": format!("{kind}/{scope}/{day}"),
+        "source": payoff_billing::PAYOFF_SOURCE,
+        "type": kind,
+        "time": format!("{day}T00:00:00Z"),
+        "data": { "agent": answer.agent, "period": answer.period, "limit": answer.limit, "warn_at": answer.warn_at },
+    });
+    let event = payoff_ledger::validate_event(event, &state.config.limits).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{}: {}", e[0].field, e[0].reason),
+        )
+    })?;
+    // Recorded already today (perhaps with other figures): that one stands.
+    let _ = state
+        .ledger
+        .append(payoff_store::AppendRequest {
+            events: vec![payoff_store::Routed {
+                customer: customer.to_owned(),
+                event,
+            }],
+        })
+        .await?;
+    Ok(())
 }
 
 /// Outcomes delivered, amount billed, price per outcome, saving against

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::bad_input;
 use crate::settings::Settings;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct CloseArgs {
     /// Events in the ledger.
     #[arg(long, default_value_t = 10_000_000)]
@@ -37,6 +37,26 @@ pub struct CloseArgs {
     #[arg(long, hide = true)]
     child: bool,
 }
+
+impl CloseArgs {
+    /// The bench ledger's database, written first if it is not there yet.
+    pub(super) fn ledger(&self) -> anyhow::Result<PathBuf> {
+        let db = self.dir.join("bench.sqlite");
+        if !marker(&self.dir, self).exists() {
+            populate(&db, self)?;
+        }
+        Ok(db)
+    }
+}
+
+impl CloseArgs {
+    pub(super) fn events_total(&self) -> u64 {
+        self.events
+    }
+}
+
+pub(super) const BENCH_CUSTOMER: &str = CUSTOMER;
+pub(super) const BENCH_PERIOD: &str = PERIOD;
 
 const CUSTOMER: &str = "bench";
 const PERIOD: &str = "2026-10";
@@ -60,7 +80,7 @@ price = { tiers = [ { up_to = 100000, price = "0.90" }, { up_to = 500000, price 
 "#;
 
 fn marker(dir: &Path, args: &CloseArgs) -> PathBuf {
-    dir.join(format!("ready-{}-{}", args.events, args.outcomes))
+    dir.join(format!("ready-v2-{}-{}", args.events, args.outcomes))
 }
 
 pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
@@ -76,9 +96,7 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are only meaningful from `cargo run --release`");
     }
-    if !marker(&args.dir, &args).exists() {
-        populate(&db, &args)?;
-    }
+    args.ledger()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
         .args(["bench", "close", "--child", "--json"])
@@ -149,10 +167,17 @@ fn populate(db: &Path, args: &CloseArgs) -> anyhow::Result<()> {
                 )
             } else if k + 1 == n {
                 ("ticket.closed", json!({"resolved_by": "ai"}))
+            } else if k % 2 == 1 {
+                // The agent's replies: each one a metered model call.
+                (
+                    "llm.call",
+                    json!({"model": "gpt-4o-mini", "input_tokens": 900 + k, "output_tokens": 150,
+                           "latency_ms": 800, "agent": "support"}),
+                )
             } else {
                 (
                     "ticket.message",
-                    json!({"from": if k % 2 == 1 { "agent" } else { "customer" }, "words": 40 + k}),
+                    json!({"from": "customer", "words": 40 + k}),
                 )
             };
             let event = json!({

@@ -2,6 +2,7 @@
 //! driven by concurrent HTTP clients; `payoff bench close`: see [`close`].
 //! Run them from a release build.
 
+mod attribution;
 mod close;
 
 use std::io::{BufRead, BufReader};
@@ -28,6 +29,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Closing a period over a large ledger: time, events/s, peak memory.
     Close(close::CloseArgs),
+    /// Lift over a million subjects; economics of ten million events.
+    Attribution(attribution::AttributionArgs),
 }
 
 #[derive(Args)]
@@ -58,6 +61,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
     let args = match command {
         BenchCommand::Ingest(args) => args,
         BenchCommand::Close(args) => return close::run(settings, args),
+        BenchCommand::Attribution(args) => return attribution::run(settings, args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");

@@ -2,6 +2,7 @@
 
 pub mod billing;
 pub mod customers;
+pub mod economics;
 pub mod events;
 pub mod init;
 pub mod keys;
