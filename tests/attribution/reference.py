@@ -37,6 +37,10 @@ for p in [1e-300, 1e-100, 1e-20, 1e-10, 1e-6, 0.001, 0.01, 0.02425, 0.025, 0.1,
 for df in [1.0, 2.5, 7.3, 30.0, 1000.0]:
     for p in [1e-10, 0.0005, 0.025, 0.05, 0.3, 0.5, 0.7, 0.95, 0.975, 0.995, 0.9999]:
         case("student_t_quantile", float(stats.t.ppf(p, df)), p=p, df=df)
+# Large df: Rust switches to the Cornish-Fisher expansion there, except in the
+# extreme tail (z^2 > df/100), which the last case reaches.
+for df, p in [(2e4, 0.025), (2e4, 0.9995), (1e6, 0.05), (1e6, 0.975), (1e6, 1e-10), (2e4, 1e-60)]:
+    case("student_t_quantile", float(stats.t.ppf(p, df)), p=p, df=df)
 
 # --- chi-square survival function --------------------------------------------
 for df in [1.0, 3.0]:
