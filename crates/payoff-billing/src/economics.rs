@@ -248,6 +248,35 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
     }
 }
 
+/// The envelope of a model call, borrowed from the stored bytes.
+#[derive(Deserialize)]
+struct FastCall<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: FastCallData<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct FastCallData<'a> {
+    #[serde(default, borrow)]
+    model: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    input_tokens: Option<i64>,
+    #[serde(default)]
+    output_tokens: Option<i64>,
+    #[serde(default)]
+    cached_input_tokens: Option<i64>,
+    #[serde(default, borrow)]
+    agent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Cost totals of one period, attributed to subjects and outcomes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CostReport {
@@ -308,6 +337,71 @@ impl<'p> CostLedger<'p> {
         let Some(cost) = cost_of(event, self.prices) else {
             return;
         };
+        self.add(cost);
+    }
+
+    /// Takes a stored event's canonical JSON. Model calls in the common
+    /// shape are read without building a JSON tree (a month may hold
+    /// millions); anything else goes through [`cost_of`]. Returns false for
+    /// events that are not costs.
+    pub fn feed_json(&mut self, sequence: u64, body: &[u8]) -> bool {
+        match serde_json::from_slice::<FastCall>(body) {
+            Ok(call) if call.kind == LLM_CALL => {
+                let Ok(time) = DateTime::parse_from_rfc3339(&call.time) else {
+                    return self.feed_slow(sequence, body);
+                };
+                if !self.period.contains(time.with_timezone(&Utc)) {
+                    return true;
+                }
+                let d = &call.data;
+                let tokens = [d.input_tokens, d.output_tokens, d.cached_input_tokens];
+                let model = self.prices.model(&d.model, time.with_timezone(&Utc));
+                let (Some(price), false) = (model, tokens.iter().any(|t| t.is_some_and(|n| n < 0)))
+                else {
+                    return self.feed_slow(sequence, body);
+                };
+                let [input, output, cached] = tokens.map(|t| Decimal::from(t.unwrap_or(0)));
+                let uncached = (input - cached).max(Decimal::ZERO);
+                let amount = (uncached * price.input_per_million
+                    + cached
+                        * price
+                            .cached_input_per_million
+                            .unwrap_or(price.input_per_million)
+                    + output * price.output_per_million)
+                    / Decimal::from(1_000_000);
+                self.add(Cost {
+                    amount,
+                    label: d.model.to_string(),
+                    is_model: true,
+                    agent: d.agent.as_deref().map(str::to_owned),
+                    subject: d
+                        .subject
+                        .as_deref()
+                        .or(call.subject.as_deref())
+                        .map(str::to_owned),
+                    warning: None,
+                });
+                true
+            }
+            Ok(call) if call.kind != COST_INCURRED => false,
+            _ => self.feed_slow(sequence, body),
+        }
+    }
+
+    fn feed_slow(&mut self, sequence: u64, body: &[u8]) -> bool {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return false;
+        };
+        match BillingEvent::from_json(sequence, &value) {
+            Some(e) if CostLedger::wants(&e.event_type) => {
+                self.feed(&e);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn add(&mut self, cost: Cost) {
         let r = &mut self.report;
         if let Some(w) = cost.warning {
             if r.warnings.len() < 100 {
@@ -322,10 +416,20 @@ impl<'p> CostLedger<'p> {
             *r.by_category.entry(cost.label).or_default() += cost.amount;
         }
         if let Some(agent) = cost.agent {
-            *r.by_agent.entry(agent).or_default() += cost.amount;
+            match r.by_agent.get_mut(&agent) {
+                Some(total) => *total += cost.amount,
+                None => {
+                    r.by_agent.insert(agent, cost.amount);
+                }
+            }
         }
         match cost.subject {
-            Some(s) => *self.by_subject.entry(s).or_default() += cost.amount,
+            Some(s) => match self.by_subject.get_mut(&s) {
+                Some(total) => *total += cost.amount,
+                None => {
+                    self.by_subject.insert(s, cost.amount);
+                }
+            },
             None => r.unattributed += cost.amount,
         }
     }
@@ -460,6 +564,62 @@ mod tests {
         assert_eq!(cost_of(&early, &prices).unwrap().amount, d("2.50"));
         early.time = "2026-10-11T00:00:00Z".parse().unwrap();
         assert_eq!(cost_of(&early, &prices).unwrap().amount, d("25.00"));
+    }
+
+    #[test]
+    fn reading_stored_bytes_gives_the_same_report_as_reading_events() {
+        let prices = Prices::new(vec![]);
+        let period = Period::parse(crate::Cadence::Monthly, "2026-10").unwrap();
+        let events = [
+            ev(
+                "llm.call",
+                "T1",
+                json!({"model": "gpt-4o", "input_tokens": 1234, "output_tokens": 56, "cached_input_tokens": 1000, "agent": "a"}),
+            ),
+            ev(
+                "llm.call",
+                "T2",
+                json!({"model": "gpt-4o-mini", "input_tokens": 10, "subject": "T9"}),
+            ),
+            ev(
+                "llm.call",
+                "T3",
+                json!({"model": "nope", "input_tokens": 10}),
+            ),
+            ev(
+                "llm.call",
+                "T3",
+                json!({"model": "gpt-4o", "input_tokens": -1}),
+            ),
+            ev(
+                "llm.call",
+                "T3",
+                json!({"model": "gpt-4o", "input_tokens": "12"}),
+            ),
+            ev(
+                "cost.incurred",
+                "T4",
+                json!({"amount": "2.5", "category": "review"}),
+            ),
+            ev("ticket.closed", "T4", json!({})),
+        ];
+        let (mut a, mut b) = (
+            CostLedger::new(&prices, period),
+            CostLedger::new(&prices, period),
+        );
+        for (i, e) in events.iter().enumerate() {
+            a.feed(e);
+            let body = serde_json::to_vec(
+                &json!({"id": e.id, "source": e.source, "type": e.event_type,
+                "subject": e.subject, "time": e.time.to_rfc3339(), "data": e.data}),
+            )
+            .unwrap();
+            assert_eq!(
+                b.feed_json(i as u64 + 1, &body),
+                e.event_type != "ticket.closed"
+            );
+        }
+        assert_eq!(a.finish([]), b.finish([]));
     }
 
     #[test]

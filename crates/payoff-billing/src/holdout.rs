@@ -10,8 +10,6 @@
 //! never below zero. A sample-ratio mismatch holds the line (nothing
 //! billed) until an operator releases it; too few subjects bills nothing.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
@@ -37,8 +35,8 @@ pub struct ArmFigures {
     pub outcomes: u64,
     /// Outcome rate, or mean value per subject for value-priced kinds.
     pub per_subject: String,
-    /// SHA-256 of the arm's sorted subjects joined by newlines: the
-    /// evidence (each subject's assignment is an event in the bundle).
+    /// SHA-256 of the arm's subjects in ledger order joined by newlines:
+    /// the evidence (each subject's assignment is an event in the bundle).
     pub subjects_hash: String,
 }
 
@@ -66,9 +64,16 @@ fn f(x: f64) -> String {
     format!("{x:.9}")
 }
 
-fn hash_subjects(subjects: &mut [&str]) -> String {
-    subjects.sort_unstable();
-    hex::encode(Sha256::digest(subjects.join("\n").as_bytes()))
+/// SHA-256 of the subjects in ledger order, joined by newlines.
+fn hash_subjects(subjects: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for (i, s) in subjects.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(s.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// The charge of `units` outcomes under a count price.
@@ -126,21 +131,23 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
             continue;
         };
         let experiment = experiment.clone().unwrap_or_else(|| rule.name.clone());
-        let produced: HashMap<&str, &Outcome> = projection
-            .outcomes
-            .iter()
-            .filter(|o| o.kind == kind && billable(o, cut))
-            .map(|o| (o.subject.as_str(), o))
-            .collect();
         let (mut ai, mut control): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
-        if let Some(assigned) = projection.assignments.get(&experiment) {
-            for (subject, a) in assigned {
-                if period.contains(a.at) {
-                    if a.control {
-                        control.push(subject);
-                    } else {
-                        ai.push(subject);
-                    }
+        let mut produced: Vec<(bool, Option<&Outcome>)> = Vec::new();
+        for (subject, a) in projection
+            .assignments
+            .get(&experiment)
+            .into_iter()
+            .flatten()
+        {
+            if period.contains(a.at) {
+                let outcome = projection
+                    .outcome_for(kind, subject)
+                    .filter(|o| billable(o, cut));
+                produced.push((a.control, outcome));
+                if a.control {
+                    control.push(subject);
+                } else {
+                    ai.push(subject);
                 }
             }
         }
@@ -151,7 +158,7 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
             rule,
             &experiment,
             &produced,
-            (&mut ai, &mut control),
+            (&ai, &control),
             to_f64(*holdout),
             to_f64(*confidence),
             *bill,
@@ -203,8 +210,8 @@ fn to_f64(d: Decimal) -> f64 {
 fn estimate(
     rule: &OutcomeRule,
     experiment: &str,
-    produced: &HashMap<&str, &Outcome>,
-    (ai, control): (&mut Vec<&str>, &mut Vec<&str>),
+    produced: &[(bool, Option<&Outcome>)],
+    (ai, control): (&[&str], &[&str]),
     holdout: f64,
     confidence: f64,
     bill: HoldoutBill,
@@ -212,23 +219,24 @@ fn estimate(
     released: bool,
 ) -> AttributionFigures {
     let valued = matches!(rule.price, Price::Percent { .. });
-    let values = |arm: &[&str]| -> Vec<f64> {
-        arm.iter()
-            .map(|s| {
-                produced
-                    .get(s)
-                    .and_then(|o| o.value)
-                    .map(to_f64)
-                    .unwrap_or(0.0)
-            })
+    let values = |control: bool| -> Vec<f64> {
+        produced
+            .iter()
+            .filter(|(c, _)| *c == control)
+            .map(|(_, o)| o.and_then(|o| o.value).map(to_f64).unwrap_or(0.0))
             .collect()
     };
-    let count = |arm: &[&str]| arm.iter().filter(|s| produced.contains_key(*s)).count() as u64;
+    let count = |control: bool| {
+        produced
+            .iter()
+            .filter(|(c, o)| *c == control && o.is_some())
+            .count() as u64
+    };
     let (n_ai, n_c) = (ai.len() as u64, control.len() as u64);
-    let (x_ai, x_c) = (count(ai), count(control));
+    let (x_ai, x_c) = (count(false), count(true));
     let srm = sample_ratio_p_value(n_ai, n_c, holdout);
     let (interval, method, per_ai, per_c): (Option<Interval>, &str, f64, f64) = if valued {
-        let (va, vc) = (values(ai), values(control));
+        let (va, vc) = (values(false), values(true));
         let mean = |v: &[f64]| {
             if v.is_empty() {
                 0.0

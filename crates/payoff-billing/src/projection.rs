@@ -187,9 +187,11 @@ pub struct Projection {
     pub service_counts: Vec<ServiceCounts>,
     /// Events the rules looked at (for throughput figures).
     pub events_seen: u64,
-    /// Per experiment, each subject's first assignment: in control or not,
-    /// and when.
-    pub assignments: HashMap<String, HashMap<String, Assignment>>,
+    /// Per experiment, the subjects' assignments in ledger order (the
+    /// ledger holds one per experiment and subject: its event id).
+    pub assignments: HashMap<String, Vec<(String, Assignment)>>,
+    /// Per outcome kind, the index in `outcomes` of each subject's outcome.
+    by_subject: Vec<HashMap<String, usize>>,
     /// (experiment, period) pairs an operator released despite a
     /// sample-ratio mismatch.
     pub releases: std::collections::HashSet<(String, String)>,
@@ -203,6 +205,26 @@ pub struct Assignment {
 }
 
 impl Projection {
+    /// The outcome of `kind` for `subject`, if there is one.
+    pub fn outcome_for(&self, kind: usize, subject: &str) -> Option<&Outcome> {
+        self.by_subject
+            .get(kind)
+            .and_then(|m| m.get(subject))
+            .map(|&i| &self.outcomes[i])
+    }
+
+    /// Adds an outcome (for tools and benchmarks that build projections
+    /// without events); the first outcome of a kind and subject stands.
+    pub fn push_outcome(&mut self, outcome: Outcome) {
+        if self.by_subject.len() <= outcome.kind {
+            self.by_subject.resize_with(outcome.kind + 1, HashMap::new);
+        }
+        if !self.by_subject[outcome.kind].contains_key(&outcome.subject) {
+            self.by_subject[outcome.kind].insert(outcome.subject.clone(), self.outcomes.len());
+            self.outcomes.push(outcome);
+        }
+    }
+
     /// Folds `events` (ledger order) with times before `until` through
     /// `contract`. Service levels are counted over `service_period`.
     pub fn run<'e>(
@@ -228,7 +250,6 @@ pub struct Projector<'c> {
     until: DateTime<Utc>,
     service_period: Option<Period>,
     env: RuleEnv,
-    index: HashMap<(usize, String), usize>,
     projection: Projection,
 }
 
@@ -245,9 +266,9 @@ impl<'c> Projector<'c> {
             until,
             service_period,
             env: RuleEnv::default(),
-            index: HashMap::new(),
             projection: Projection {
                 service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
+                by_subject: vec![HashMap::new(); contract.outcomes.len()],
                 ..Projection::default()
             },
         }
@@ -260,7 +281,6 @@ impl<'c> Projector<'c> {
         let env = &self.env;
         let until = self.until;
         let service_period = self.service_period;
-        let index = &mut self.index;
         let p = &mut self.projection;
         if event.time >= until {
             return;
@@ -283,17 +303,19 @@ impl<'c> Projector<'c> {
                     p.assignments
                         .entry(experiment.to_owned())
                         .or_default()
-                        .entry(subject.clone())
-                        .or_insert(Assignment {
-                            control: arm == "control",
-                            at: event.time,
-                        });
+                        .push((
+                            subject.clone(),
+                            Assignment {
+                                control: arm == "control",
+                                at: event.time,
+                            },
+                        ));
                 }
             }
             return;
         }
         if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
-            record_dispute(customer, contract, index, &mut p.outcomes, event);
+            record_dispute(customer, contract, p, event);
             return;
         }
         let mut scope: Option<Scope> = None;
@@ -337,7 +359,7 @@ impl<'c> Projector<'c> {
                 continue;
             };
             let key = (kind, subject);
-            if let Some(&at) = index.get(&key) {
+            if let Some(&at) = p.by_subject[key.0].get(&key.1) {
                 let outcome = &mut p.outcomes[at];
                 if voids
                     && outcome.void.is_none()
@@ -364,7 +386,7 @@ impl<'c> Projector<'c> {
                 Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
             };
             let (kind_index, subject) = key;
-            index.insert((kind_index, subject.clone()), p.outcomes.len());
+            p.by_subject[kind_index].insert(subject.clone(), p.outcomes.len());
             p.outcomes.push(Outcome {
                 id: outcome_id(customer, &rule.name, &subject),
                 kind,
@@ -385,21 +407,15 @@ impl<'c> Projector<'c> {
     }
 }
 
-fn record_dispute(
-    customer: &str,
-    contract: &Contract,
-    index: &HashMap<(usize, String), usize>,
-    outcomes: &mut [Outcome],
-    event: &BillingEvent,
-) {
+fn record_dispute(customer: &str, contract: &Contract, p: &mut Projection, event: &BillingEvent) {
     let field = |k: &str| event.data.get(k).and_then(Value::as_str).unwrap_or("");
     let Some(kind) = contract.outcome_index(field("outcome")) else {
         return;
     };
-    let Some(&at) = index.get(&(kind, field("subject").to_string())) else {
+    let Some(&at) = p.by_subject[kind].get(field("subject")) else {
         return;
     };
-    let outcome = &mut outcomes[at];
+    let outcome = &mut p.outcomes[at];
     debug_assert_eq!(
         outcome.id,
         outcome_id(customer, &outcome.name, &outcome.subject)

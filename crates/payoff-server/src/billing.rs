@@ -205,13 +205,14 @@ impl<'s> StoredEvents<'s> {
     }
 }
 
-impl EventSource for StoredEvents<'_> {
-    /// Reads on a second thread while this one parses and projects: on two
-    /// cores a close of ten million events takes half the time.
-    fn replay(
+impl StoredEvents<'_> {
+    /// Hands over the canonical bytes of every wanted event in ledger
+    /// order, read on a second thread while this one works: on two cores a
+    /// pass over ten million events takes half the time.
+    pub fn replay_bodies(
         &self,
         wants: &TypeFilter,
-        sink: &mut dyn FnMut(&BillingEvent),
+        sink: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), String> {
         type Batch = Vec<(u64, Vec<u8>)>;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
@@ -227,7 +228,7 @@ impl EventSource for StoredEvents<'_> {
                         if batch.len() == 1024 {
                             tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1024)))
                                 .map_err(|_| {
-                                    StoreError::Stopped("the projection stopped".into())
+                                    StoreError::Stopped("the reader's consumer stopped".into())
                                 })?;
                         }
                         Ok(())
@@ -238,27 +239,45 @@ impl EventSource for StoredEvents<'_> {
                 }
                 Ok::<(), StoreError>(())
             });
-            let mut failure = None;
             for batch in rx {
                 for (sequence, body) in batch {
-                    match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(value) => {
-                            if let Some(e) = BillingEvent::from_json(sequence, &value) {
-                                sink(&e);
-                            }
-                        }
-                        Err(e) => {
-                            failure.get_or_insert(format!("event {sequence} is not JSON: {e}"));
-                        }
-                    }
+                    sink(sequence, &body);
                 }
             }
             match reader.join() {
-                Ok(Ok(())) => failure.map_or(Ok(()), Err),
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the event reader panicked".to_string()),
             }
         })
+    }
+}
+
+/// Parses stored bytes for billing; `Err` names the event.
+pub fn parse_stored(sequence: u64, body: &[u8]) -> Result<Option<BillingEvent>, String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map(|value| BillingEvent::from_json(sequence, &value))
+        .map_err(|e| format!("event {sequence} is not JSON: {e}"))
+}
+
+impl EventSource for StoredEvents<'_> {
+    fn replay(
+        &self,
+        wants: &TypeFilter,
+        sink: &mut dyn FnMut(&BillingEvent),
+    ) -> Result<(), String> {
+        let mut failure = None;
+        self.replay_bodies(
+            wants,
+            &mut |sequence, body| match parse_stored(sequence, body) {
+                Ok(Some(e)) => sink(&e),
+                Ok(None) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            },
+        )?;
+        failure.map_or(Ok(()), Err)
     }
 }
 

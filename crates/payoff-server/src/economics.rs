@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    CostLedger, CostReport, EventSource, Period, PriceTable, Prices, Projector, Statement,
-    TypeFilter, COST_INCURRED, LLM_CALL,
+    CostLedger, CostReport, Period, PriceTable, Prices, Projector, Statement, TypeFilter,
+    COST_INCURRED, LLM_CALL,
 };
 use payoff_store::{Budget, Store, StoreError};
 use rust_decimal::Decimal;
@@ -126,15 +126,24 @@ fn period_costs(
     let mut projector = Projector::new(customer, contract, period.end, None);
     let events = StoredEvents::at_head(store, customer)?;
     let filter = TypeFilter::of(&[contract]).and(&[LLM_CALL, COST_INCURRED]);
+    let mut failure = None;
     events
-        .replay(&filter, &mut |e| {
-            if CostLedger::wants(&e.event_type) {
-                ledger.feed(e);
-            } else {
-                projector.feed(e);
+        .replay_bodies(&filter, &mut |sequence, body| {
+            if ledger.feed_json(sequence, body) {
+                return;
+            }
+            match billing::parse_stored(sequence, body) {
+                Ok(Some(e)) => projector.feed(&e),
+                Ok(None) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         })
         .map_err(BillingError::Corrupt)?;
+    if let Some(e) = failure {
+        return Err(BillingError::Corrupt(e));
+    }
     let projection = projector.finish();
     Ok(ledger.finish(
         projection
@@ -184,9 +193,11 @@ pub fn check_budget(
     let prices = prices(store)?;
     let mut ledger = CostLedger::new(&prices, period);
     StoredEvents::at_head(store, customer)?
-        .replay(
+        .replay_bodies(
             &TypeFilter::default().and(&[LLM_CALL, COST_INCURRED]),
-            &mut |e| ledger.feed(e),
+            &mut |sequence, body| {
+                ledger.feed_json(sequence, body);
+            },
         )
         .map_err(BillingError::Corrupt)?;
     let report = ledger.finish([]);

@@ -64,7 +64,13 @@ impl TestServer {
         TestServer {
             url,
             admin,
-            http: reqwest::Client::new(),
+            // A fresh connection per request: a server may close one after
+            // refusing a body it did not read (413), and a pooled reuse of
+            // it would fail the next request for reasons outside the test.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             _stop: stop,
         }
     }

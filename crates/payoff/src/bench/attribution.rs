@@ -1,7 +1,6 @@
 //! `payoff bench attribution`: the lift and its interval over a million
 //! subjects, and the economics of a month of ten million events.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -48,14 +47,14 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
     // A million subjects split by the real assignment hash; the AI resolves
     // 62 % of its tickets, humans 55 % of theirs.
     let mut projection = Projection::default();
-    let mut assigned = HashMap::with_capacity(args.subjects as usize);
+    let mut assigned = Vec::with_capacity(args.subjects as usize);
     for i in 0..args.subjects {
         let subject = format!("T-{i}");
         let arm = assign("bench/support", &subject, 0.1);
         let at = start + Duration::seconds(i as i64 % 2_000_000);
         let resolved = (i * 7919) % 100 < if arm == Arm::Ai { 62 } else { 55 };
         if resolved {
-            projection.outcomes.push(Outcome {
+            projection.push_outcome(Outcome {
                 id: format!("o{i}"),
                 kind: 0,
                 name: "ticket_resolved".into(),
@@ -72,13 +71,13 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
                 disputes: Vec::new(),
             });
         }
-        assigned.insert(
+        assigned.push((
             subject,
             Assignment {
                 control: arm == Arm::Control,
                 at,
             },
-        );
+        ));
     }
     projection.assignments.insert("support".into(), assigned);
     let started = Instant::now();

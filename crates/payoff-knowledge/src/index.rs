@@ -1,0 +1,655 @@
+//! The passage index: tantivy underneath, one index for all customers,
+//! every query confined to one customer and to what the caller may read.
+//!
+//! Confidentiality rests on one rule: the customer and ACL filter is part of
+//! the tantivy query itself, so a passage the caller cannot read is never
+//! matched, never ranked, never counted and never turned into a snippet.
+//! Ranking statistics (document frequencies, average lengths) are also
+//! computed over the readable passages only, so not even a score moves
+//! because of a document the caller cannot see.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
+};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
+    TantivyDocument, TantivyError, Term,
+};
+
+use crate::chunk::chunk;
+use crate::document::{validate_group, Document, DocumentError};
+use crate::text::{analyzer, escape_html, prefix_at_word, terms};
+
+/// ACL principal of a document without groups: any reader of its customer.
+pub const PUBLIC_PRINCIPAL: &str = "public";
+/// Prefix of a group's ACL principal (`group:finance`), so that no group
+/// name can ever equal [`PUBLIC_PRINCIPAL`].
+pub const GROUP_PRINCIPAL_PREFIX: &str = "group:";
+
+/// Longest customer id, in characters.
+pub const CUSTOMER_CHARS_MAX: usize = 128;
+/// Most groups a caller may present in one search.
+pub const CALLER_GROUPS_MAX: usize = 1024;
+/// Longest query, in characters.
+pub const QUERY_CHARS_MAX: usize = 1024;
+/// Distinct query terms used; the rest of a very long query is ignored.
+pub const QUERY_TERMS_MAX: usize = 32;
+/// Most hits one search returns.
+pub const HITS_MAX: usize = 100;
+/// Length of a snippet, in characters.
+pub const SNIPPET_CHARS_MAX: usize = 200;
+
+/// Name under which the analyzer is registered; stored in the schema.
+const TOKENIZER: &str = "payoff_en";
+/// Indexing memory budget. One thread: the machine has two cores and search
+/// must stay responsive while a customer re-indexes.
+const WRITER_HEAP_BYTES: usize = 50_000_000;
+/// A title match says more about a passage than a body match.
+const TITLE_BOOST: Score = 1.5;
+const HEADING_BOOST: Score = 1.5;
+
+/// One ranked passage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub doc_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    /// Heading path above the passage ("Billing > Refunds"), maybe empty.
+    pub heading: String,
+    /// About [`SNIPPET_CHARS_MAX`] characters of the passage, HTML-escaped,
+    /// with query terms in `<b>`; safe to insert into a page as is.
+    pub snippet_html: String,
+    /// The whole passage as plain text (not escaped), for answer extraction.
+    pub text: String,
+    /// BM25 over the passages the caller may read; comparable only within
+    /// one search.
+    pub score: f64,
+}
+
+/// Why an index operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("customer: {reason}")]
+    CustomerInvalid { reason: &'static str },
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("document `{id}` appears twice in one reindex")]
+    DocumentDuplicate { id: String },
+    #[error("caller group `{group}`: {reason}")]
+    CallerGroupInvalid { group: String, reason: &'static str },
+    #[error("caller groups: {count} given, at most {max} allowed")]
+    CallerGroupsTooMany { count: usize, max: usize },
+    #[error("query: {chars} characters, at most {max} allowed")]
+    QueryTooLong { chars: usize, max: usize },
+    #[error("index directory {}: {message}", path.display())]
+    Directory { path: PathBuf, message: String },
+    #[error("index directory {} holds an index of another layout; rebuild it", path.display())]
+    SchemaMismatch { path: PathBuf },
+    #[error("index is locked by another writer: {0}")]
+    Locked(String),
+    #[error("search engine: {0}")]
+    Engine(#[from] TantivyError),
+}
+
+impl IndexError {
+    /// A stable snake_case code for API clients to match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IndexError::CustomerInvalid { .. } => "customer_invalid",
+            IndexError::Document(e) => e.code(),
+            IndexError::DocumentDuplicate { .. } => "document_duplicate",
+            IndexError::CallerGroupInvalid { .. } => "caller_group_invalid",
+            IndexError::CallerGroupsTooMany { .. } => "caller_groups_too_many",
+            IndexError::QueryTooLong { .. } => "query_too_long",
+            IndexError::Directory { .. } => "index_directory_unusable",
+            IndexError::SchemaMismatch { .. } => "index_schema_mismatch",
+            IndexError::Locked(_) => "index_locked",
+            IndexError::Engine(_) => "index_engine_failure",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    customer: Field,
+    /// `customer \0 doc_id`: one term to replace or delete a document's passages.
+    doc_key: Field,
+    doc_id: Field,
+    title: Field,
+    url: Field,
+    heading: Field,
+    text: Field,
+    acl: Field,
+}
+
+impl Fields {
+    /// Searchable fields with their boosts.
+    fn searched(&self) -> [(Field, Score); 3] {
+        [
+            (self.title, TITLE_BOOST),
+            (self.heading, HEADING_BOOST),
+            (self.text, 1.0),
+        ]
+    }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let searchable = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored();
+    let fields = Fields {
+        customer: builder.add_text_field("customer", STRING),
+        doc_key: builder.add_text_field("doc_key", STRING),
+        doc_id: builder.add_text_field("doc_id", STORED),
+        title: builder.add_text_field("title", searchable.clone()),
+        url: builder.add_text_field("url", STORED),
+        heading: builder.add_text_field("heading", searchable.clone()),
+        text: builder.add_text_field("text", searchable),
+        acl: builder.add_text_field("acl", STRING),
+    };
+    (builder.build(), fields)
+}
+
+/// The knowledge of every customer, searchable passage by passage.
+///
+/// Changes (`replace`, `delete`, `reindex`) become visible to `search` at
+/// the next [`KnowledgeIndex::commit`]. The index is `Send + Sync`: share
+/// one behind an `Arc`.
+///
+/// ```
+/// use payoff_knowledge::{Document, KnowledgeIndex};
+/// let index = KnowledgeIndex::in_memory()?;
+/// let doc = Document::new("kb-1", "Returns", None, "Returns are free within 30 days.", vec![])?;
+/// index.replace("acme", &doc)?;
+/// index.commit()?;
+/// let hits = index.search("acme", "free returns", &[], 10)?;
+/// assert_eq!(hits[0].doc_id, "kb-1");
+/// assert!(index.search("globex", "free returns", &[], 10)?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct KnowledgeIndex {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+impl KnowledgeIndex {
+    /// Opens the index stored in `dir`, creating the directory and an empty
+    /// index when there is none. One process may hold it at a time.
+    pub fn open(dir: impl AsRef<Path>) -> Result<KnowledgeIndex, IndexError> {
+        let path = dir.as_ref();
+        let unusable = |message: String| IndexError::Directory {
+            path: path.to_owned(),
+            message,
+        };
+        std::fs::create_dir_all(path).map_err(|e| unusable(e.to_string()))?;
+        let directory = MmapDirectory::open(path).map_err(|e| unusable(e.to_string()))?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(directory, schema).map_err(|e| match e {
+            TantivyError::SchemaError(_) => IndexError::SchemaMismatch {
+                path: path.to_owned(),
+            },
+            other => IndexError::Engine(other),
+        })?;
+        KnowledgeIndex::with_index(index, fields)
+    }
+
+    /// An index that lives in memory only, for tests and benchmarks.
+    pub fn in_memory() -> Result<KnowledgeIndex, IndexError> {
+        let (schema, fields) = schema();
+        KnowledgeIndex::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<KnowledgeIndex, IndexError> {
+        // Tokenizers are not persisted with the index: register on every open.
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let writer = index
+            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
+            .map_err(|e| match e {
+                TantivyError::LockFailure(lock, message) => {
+                    IndexError::Locked(message.unwrap_or_else(|| lock.to_string()))
+                }
+                other => IndexError::Engine(other),
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(KnowledgeIndex {
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+        })
+    }
+
+    /// Adds `document` to `customer`'s knowledge, replacing any document with
+    /// the same id. Returns the number of passages staged.
+    pub fn replace(&self, customer: &str, document: &Document) -> Result<usize, IndexError> {
+        validate_customer(customer)?;
+        document.validate()?;
+        let writer = self.writer();
+        writer.delete_term(self.doc_key(customer, &document.id));
+        self.add_passages(&writer, customer, document)
+    }
+
+    /// Removes `customer`'s document `doc_id`, if there is one.
+    pub fn delete(&self, customer: &str, doc_id: &str) -> Result<(), IndexError> {
+        validate_customer(customer)?;
+        let writer = self.writer();
+        writer.delete_term(self.doc_key(customer, doc_id));
+        Ok(())
+    }
+
+    /// Rebuilds `customer`'s passages from `documents`, the complete set of
+    /// that customer's documents: anything not in it is removed. Every
+    /// document is validated before anything changes. Returns the number of
+    /// passages staged.
+    pub fn reindex(&self, customer: &str, documents: &[Document]) -> Result<usize, IndexError> {
+        validate_customer(customer)?;
+        let mut seen = HashSet::new();
+        for document in documents {
+            document.validate()?;
+            if !seen.insert(document.id.as_str()) {
+                return Err(IndexError::DocumentDuplicate {
+                    id: document.id.clone(),
+                });
+            }
+        }
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_text(self.fields.customer, customer));
+        let mut passages = 0;
+        for document in documents {
+            passages += self.add_passages(&writer, customer, document)?;
+        }
+        Ok(passages)
+    }
+
+    /// Makes every change so far durable and visible to searches.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The best passages of `customer`'s knowledge for `query` that a caller
+    /// belonging to `caller_groups` may read, best first, at most `limit`
+    /// (capped at [`HITS_MAX`]).
+    ///
+    /// The query is free text: it is analysed like the passages and any word
+    /// may match (no query syntax, so no field can be named or escaped from).
+    pub fn search(
+        &self,
+        customer: &str,
+        query: &str,
+        caller_groups: &[String],
+        limit: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        validate_customer(customer)?;
+        validate_caller_groups(caller_groups)?;
+        let chars = query.chars().count();
+        if chars > QUERY_CHARS_MAX {
+            return Err(IndexError::QueryTooLong {
+                chars,
+                max: QUERY_CHARS_MAX,
+            });
+        }
+        let limit = limit.min(HITS_MAX);
+        let query_terms = distinct_terms(query);
+        if limit == 0 || query_terms.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let f = self.fields;
+        let customer_clause = const_zero(TermQuery::new(
+            Term::from_field_text(f.customer, customer),
+            IndexRecordOption::Basic,
+        ));
+        let acl_clause = const_zero(BooleanQuery::new(
+            readable_principals(caller_groups)
+                .into_iter()
+                .map(|principal| {
+                    let term = Term::from_field_text(f.acl, &principal);
+                    let query: Box<dyn Query> =
+                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                    (Occur::Should, query)
+                })
+                .collect(),
+        ));
+        let readable = BooleanQuery::new(vec![
+            (Occur::Must, customer_clause.box_clone()),
+            (Occur::Must, acl_clause.box_clone()),
+        ]);
+        let mut matching: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in &query_terms {
+            for (field, boost) in f.searched() {
+                let term_query = TermQuery::new(
+                    Term::from_field_text(field, term),
+                    IndexRecordOption::WithFreqs,
+                );
+                matching.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(term_query), boost)),
+                ));
+            }
+        }
+        let full = BooleanQuery::new(vec![
+            (Occur::Must, customer_clause),
+            (Occur::Must, acl_clause),
+            (Occur::Must, Box::new(BooleanQuery::new(matching))),
+        ]);
+
+        let searcher = self.reader.searcher();
+        let statistics = ReadableStatistics::compute(&searcher, &readable, f)?;
+        if statistics.docs == 0 {
+            return Ok(Vec::new());
+        }
+        let top = searcher.search_with_statistics_provider(
+            &full,
+            &TopDocs::with_limit(limit).order_by_score(),
+            &statistics,
+        )?;
+        let snippets = self.snippet_generator(&statistics, &query_terms)?;
+
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let stored: TantivyDocument = searcher.doc(address)?;
+            let text_of = |field: Field| -> Option<String> {
+                stored
+                    .get_first(field)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            };
+            let text = text_of(f.text).unwrap_or_default();
+            let snippet = snippets.snippet(&text);
+            let snippet_html = if snippet.is_empty() {
+                // The match was in the title or heading: show the opening.
+                escape_html(&prefix_at_word(&text, SNIPPET_CHARS_MAX))
+            } else {
+                snippet.to_html()
+            };
+            hits.push(Hit {
+                doc_id: text_of(f.doc_id).unwrap_or_default(),
+                title: text_of(f.title).unwrap_or_default(),
+                url: text_of(f.url),
+                heading: text_of(f.heading).unwrap_or_default(),
+                snippet_html,
+                text,
+                score: f64::from(score),
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Highlights weighted by rarity among the readable passages only, so
+    /// which fragment is shown reveals nothing about other passages.
+    fn snippet_generator(
+        &self,
+        statistics: &ReadableStatistics<'_>,
+        query_terms: &[String],
+    ) -> Result<SnippetGenerator, IndexError> {
+        let mut weights = BTreeMap::new();
+        for term in query_terms {
+            let doc_freq = statistics.doc_freq(&Term::from_field_text(self.fields.text, term))?;
+            if doc_freq > 0 {
+                weights.insert(term.clone(), 1.0 / (1.0 + doc_freq as Score));
+            }
+        }
+        Ok(SnippetGenerator::new(
+            weights,
+            analyzer(),
+            self.fields.text,
+            SNIPPET_CHARS_MAX,
+        ))
+    }
+
+    fn add_passages(
+        &self,
+        writer: &IndexWriter,
+        customer: &str,
+        document: &Document,
+    ) -> Result<usize, IndexError> {
+        let f = self.fields;
+        let passages = chunk(&document.body);
+        for passage in &passages {
+            let mut stored = TantivyDocument::new();
+            stored.add_text(f.customer, customer);
+            stored.add_text(f.doc_key, key(customer, &document.id));
+            stored.add_text(f.doc_id, &document.id);
+            stored.add_text(f.title, &document.title);
+            if let Some(url) = &document.url {
+                stored.add_text(f.url, url);
+            }
+            stored.add_text(f.heading, &passage.heading);
+            stored.add_text(f.text, &passage.text);
+            for principal in document_principals(&document.groups) {
+                stored.add_text(f.acl, principal);
+            }
+            writer.add_document(stored)?;
+        }
+        Ok(passages.len())
+    }
+
+    fn doc_key(&self, customer: &str, doc_id: &str) -> Term {
+        Term::from_field_text(self.fields.doc_key, &key(customer, doc_id))
+    }
+
+    /// A panic while holding the writer leaves tantivy's own state
+    /// consistent (each call is atomic), so a poisoned lock is still usable.
+    fn writer(&self) -> MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of passages visible to searches, all customers together: for
+    /// operators and tests, never for callers of `search`.
+    pub fn passage_count(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+/// Customer and document ids may not contain control characters, so `\0`
+/// cannot occur in either and the key is unambiguous.
+fn key(customer: &str, doc_id: &str) -> String {
+    format!("{customer}\0{doc_id}")
+}
+
+fn validate_customer(customer: &str) -> Result<(), IndexError> {
+    let reason = if customer.trim().is_empty() {
+        "must not be empty"
+    } else if customer.chars().count() > CUSTOMER_CHARS_MAX {
+        "longer than 128 characters"
+    } else if customer.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(IndexError::CustomerInvalid { reason })
+}
+
+fn validate_caller_groups(groups: &[String]) -> Result<(), IndexError> {
+    if groups.len() > CALLER_GROUPS_MAX {
+        return Err(IndexError::CallerGroupsTooMany {
+            count: groups.len(),
+            max: CALLER_GROUPS_MAX,
+        });
+    }
+    for group in groups {
+        validate_group(group).map_err(|reason| IndexError::CallerGroupInvalid {
+            group: crate::document::quoted(group),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Who may read a document: everyone of its customer, or its groups.
+fn document_principals(groups: &[String]) -> Vec<String> {
+    if groups.is_empty() {
+        vec![PUBLIC_PRINCIPAL.to_owned()]
+    } else {
+        groups
+            .iter()
+            .map(|g| format!("{GROUP_PRINCIPAL_PREFIX}{g}"))
+            .collect()
+    }
+}
+
+/// What a caller may read: public documents and those of its groups.
+fn readable_principals(caller_groups: &[String]) -> Vec<String> {
+    std::iter::once(PUBLIC_PRINCIPAL.to_owned())
+        .chain(
+            caller_groups
+                .iter()
+                .map(|g| format!("{GROUP_PRINCIPAL_PREFIX}{g}")),
+        )
+        .collect()
+}
+
+fn distinct_terms(query: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    terms(&mut analyzer(), query)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .take(QUERY_TERMS_MAX)
+        .collect()
+}
+
+/// Filter clauses match or not; they must not add to the score.
+fn const_zero(query: impl Query) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(Box::new(query), 0.0))
+}
+
+/// BM25 statistics over the passages one caller may read.
+struct ReadableStatistics<'a> {
+    searcher: &'a tantivy::Searcher,
+    readable: &'a BooleanQuery,
+    docs: u64,
+    tokens: [(Field, u64); 3],
+}
+
+impl<'a> ReadableStatistics<'a> {
+    /// One pass over the readable passages: their number and the total
+    /// length of each searched field.
+    fn compute(
+        searcher: &'a tantivy::Searcher,
+        readable: &'a BooleanQuery,
+        fields: Fields,
+    ) -> Result<ReadableStatistics<'a>, IndexError> {
+        let searched = fields.searched().map(|(field, _)| field);
+        let (docs, lengths) = searcher.search(readable, &LengthCollector { fields: searched })?;
+        Ok(ReadableStatistics {
+            searcher,
+            readable,
+            docs,
+            tokens: [
+                (searched[0], lengths[0]),
+                (searched[1], lengths[1]),
+                (searched[2], lengths[2]),
+            ],
+        })
+    }
+}
+
+impl Bm25StatisticsProvider for ReadableStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        let tokens = self
+            .tokens
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or(0, |(_, n)| *n);
+        // Never zero: BM25 divides by the average length.
+        Ok(tokens.max(1))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, self.readable.box_clone()),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+            ),
+        ]);
+        Ok(self.searcher.search(&query, &Count)? as u64)
+    }
+}
+
+/// Counts matching passages and sums the length (field norm) of three fields.
+struct LengthCollector {
+    fields: [Field; 3],
+}
+
+struct SegmentLengths {
+    norms: [FieldNormReader; 3],
+    docs: u64,
+    lengths: [u64; 3],
+}
+
+impl Collector for LengthCollector {
+    type Fruit = (u64, [u64; 3]);
+    type Child = SegmentLengths;
+
+    fn for_segment(
+        &self,
+        _segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentLengths> {
+        Ok(SegmentLengths {
+            norms: [
+                reader.get_fieldnorms_reader(self.fields[0])?,
+                reader.get_fieldnorms_reader(self.fields[1])?,
+                reader.get_fieldnorms_reader(self.fields[2])?,
+            ],
+            docs: 0,
+            lengths: [0; 3],
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<(u64, [u64; 3])>) -> tantivy::Result<(u64, [u64; 3])> {
+        Ok(fruits
+            .into_iter()
+            .fold((0, [0; 3]), |(docs, mut lengths), (d, l)| {
+                for (total, part) in lengths.iter_mut().zip(l) {
+                    *total += part;
+                }
+                (docs + d, lengths)
+            }))
+    }
+}
+
+impl SegmentCollector for SegmentLengths {
+    type Fruit = (u64, [u64; 3]);
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.docs += 1;
+        for (total, norms) in self.lengths.iter_mut().zip(&self.norms) {
+            *total += u64::from(norms.fieldnorm(doc));
+        }
+    }
+
+    fn harvest(self) -> (u64, [u64; 3]) {
+        (self.docs, self.lengths)
+    }
+}
