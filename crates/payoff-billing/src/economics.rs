@@ -248,6 +248,77 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
     }
 }
 
+/// What a stored event's bytes say about cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonCost {
+    NotACost,
+    /// A cost outside the period asked about.
+    Outside,
+    Cost(Cost),
+}
+
+/// Prices a stored event's canonical JSON for `period`. Model calls in the
+/// common shape are read without building a JSON tree (a month may hold
+/// millions); anything else goes through [`cost_of`]. Pure, so a reader
+/// thread can do it.
+pub fn cost_of_json(prices: &Prices, period: Period, sequence: u64, body: &[u8]) -> JsonCost {
+    let slow = || {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return JsonCost::NotACost;
+        };
+        match BillingEvent::from_json(sequence, &value) {
+            Some(e) if CostLedger::wants(&e.event_type) => {
+                if !period.contains(e.time) {
+                    return JsonCost::Outside;
+                }
+                cost_of(&e, prices).map_or(JsonCost::NotACost, JsonCost::Cost)
+            }
+            _ => JsonCost::NotACost,
+        }
+    };
+    let call = match serde_json::from_slice::<FastCall>(body) {
+        Ok(call) if call.kind == LLM_CALL => call,
+        Ok(call) if call.kind != COST_INCURRED => return JsonCost::NotACost,
+        _ => return slow(),
+    };
+    let Ok(time) = DateTime::parse_from_rfc3339(&call.time) else {
+        return slow();
+    };
+    let time = time.with_timezone(&Utc);
+    if !period.contains(time) {
+        return JsonCost::Outside;
+    }
+    let d = &call.data;
+    let tokens = [d.input_tokens, d.output_tokens, d.cached_input_tokens];
+    let (Some(price), false) = (
+        prices.model(&d.model, time),
+        tokens.iter().any(|t| t.is_some_and(|n| n < 0)),
+    ) else {
+        return slow();
+    };
+    let [input, output, cached] = tokens.map(|t| Decimal::from(t.unwrap_or(0)));
+    let uncached = (input - cached).max(Decimal::ZERO);
+    let amount = (uncached * price.input_per_million
+        + cached
+            * price
+                .cached_input_per_million
+                .unwrap_or(price.input_per_million)
+        + output * price.output_per_million)
+        / Decimal::from(1_000_000);
+    JsonCost::Cost(Cost {
+        amount,
+        label: d.model.to_string(),
+        is_model: true,
+        agent: d.agent.as_deref().map(str::to_owned),
+        subject: d
+            .subject
+            .as_deref()
+            .or(call.subject.as_deref())
+            .map(str::to_owned),
+        warning: None,
+    })
+}
+
 /// The envelope of a model call, borrowed from the stored bytes.
 #[derive(Deserialize)]
 struct FastCall<'a> {
@@ -340,68 +411,21 @@ impl<'p> CostLedger<'p> {
         self.add(cost);
     }
 
-    /// Takes a stored event's canonical JSON. Model calls in the common
-    /// shape are read without building a JSON tree (a month may hold
-    /// millions); anything else goes through [`cost_of`]. Returns false for
-    /// events that are not costs.
+    /// Takes a stored event's canonical JSON; false for events that are
+    /// not costs. See [`cost_of_json`].
     pub fn feed_json(&mut self, sequence: u64, body: &[u8]) -> bool {
-        match serde_json::from_slice::<FastCall>(body) {
-            Ok(call) if call.kind == LLM_CALL => {
-                let Ok(time) = DateTime::parse_from_rfc3339(&call.time) else {
-                    return self.feed_slow(sequence, body);
-                };
-                if !self.period.contains(time.with_timezone(&Utc)) {
-                    return true;
-                }
-                let d = &call.data;
-                let tokens = [d.input_tokens, d.output_tokens, d.cached_input_tokens];
-                let model = self.prices.model(&d.model, time.with_timezone(&Utc));
-                let (Some(price), false) = (model, tokens.iter().any(|t| t.is_some_and(|n| n < 0)))
-                else {
-                    return self.feed_slow(sequence, body);
-                };
-                let [input, output, cached] = tokens.map(|t| Decimal::from(t.unwrap_or(0)));
-                let uncached = (input - cached).max(Decimal::ZERO);
-                let amount = (uncached * price.input_per_million
-                    + cached
-                        * price
-                            .cached_input_per_million
-                            .unwrap_or(price.input_per_million)
-                    + output * price.output_per_million)
-                    / Decimal::from(1_000_000);
-                self.add(Cost {
-                    amount,
-                    label: d.model.to_string(),
-                    is_model: true,
-                    agent: d.agent.as_deref().map(str::to_owned),
-                    subject: d
-                        .subject
-                        .as_deref()
-                        .or(call.subject.as_deref())
-                        .map(str::to_owned),
-                    warning: None,
-                });
+        match cost_of_json(self.prices, self.period, sequence, body) {
+            JsonCost::NotACost => false,
+            JsonCost::Outside => true,
+            JsonCost::Cost(cost) => {
+                self.add(cost);
                 true
             }
-            Ok(call) if call.kind != COST_INCURRED => false,
-            _ => self.feed_slow(sequence, body),
         }
     }
 
-    fn feed_slow(&mut self, sequence: u64, body: &[u8]) -> bool {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return false;
-        };
-        match BillingEvent::from_json(sequence, &value) {
-            Some(e) if CostLedger::wants(&e.event_type) => {
-                self.feed(&e);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn add(&mut self, cost: Cost) {
+    /// Adds a cost priced elsewhere (e.g. on a reader thread).
+    pub fn add(&mut self, cost: Cost) {
         let r = &mut self.report;
         if let Some(w) = cost.warning {
             if r.warnings.len() < 100 {

@@ -20,8 +20,8 @@ pub use contract::{
     HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode, TypeFilter,
 };
 pub use economics::{
-    cost_of, Cost, CostLedger, CostReport, ModelPrice, OutcomeCost, PriceTable, Prices,
-    COST_INCURRED, DEFAULT_PRICES, LLM_CALL,
+    cost_of, cost_of_json, Cost, CostLedger, CostReport, JsonCost, ModelPrice, OutcomeCost,
+    PriceTable, Prices, COST_INCURRED, DEFAULT_PRICES, LLM_CALL,
 };
 pub use evidence::{
     bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,

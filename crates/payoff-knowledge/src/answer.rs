@@ -22,6 +22,9 @@ const SCORE_HALF: f64 = 2.0;
 const PASSAGE_WEIGHT: f64 = 0.25;
 /// Small preference for earlier sentences: passages tend to lead with the point.
 const POSITION_PENALTY: f64 = 0.01;
+/// A sentence after the first must score at least this share of the best
+/// one: a weak sentence that happens to add a word makes an answer worse.
+const FOLLOWER_SCORE_MIN: f64 = 0.6;
 
 /// The source of a cited sentence; `n` is the number in its `[n]` marker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,10 +88,16 @@ pub fn answer_extractive(hits: &[Hit], question: &str) -> Answer {
     }
 
     let mut passage_terms = BTreeSet::new();
+    let mut framing: Vec<BTreeSet<String>> = Vec::new();
     for hit in top {
-        for field in [&hit.title, &hit.heading, &hit.text] {
-            passage_terms.extend(terms(&mut analyzer, field));
-        }
+        let frame: BTreeSet<String> =
+            terms(&mut analyzer, &format!("{} {}", hit.title, hit.heading))
+                .into_iter()
+                .filter(|t| question_terms.contains(t))
+                .collect();
+        passage_terms.extend(frame.iter().cloned());
+        passage_terms.extend(terms(&mut analyzer, &hit.text));
+        framing.push(frame);
     }
     let covered = question_terms.intersection(&passage_terms).count();
     if covered * 2 <= question_terms.len() {
@@ -121,23 +130,29 @@ pub fn answer_extractive(hits: &[Hit], question: &str) -> Answer {
     }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
 
-    // Greedy: the best sentence, then only sentences that add a question
-    // word not yet answered, so the answer does not repeat itself.
+    // Greedy: the best sentence, then only strong sentences that add a
+    // question word not yet answered, so the answer does not repeat itself.
+    // A sentence also answers the words of its passage's title and heading:
+    // they frame it for the reader, who sees them in the citation.
+    let Some(first) = candidates.first() else {
+        return Answer::none();
+    };
     let mut picked: Vec<&Candidate> = Vec::new();
-    let mut answered: BTreeSet<&String> = BTreeSet::new();
+    let mut answered: BTreeSet<String> = BTreeSet::new();
+    let mut in_sentences: BTreeSet<&String> = BTreeSet::new();
     for candidate in &candidates {
         if picked.len() == ANSWER_SENTENCES_MAX {
             break;
         }
         let adds = candidate.overlap.iter().any(|t| !answered.contains(t));
+        let strong = candidate.score >= FOLLOWER_SCORE_MIN * first.score;
         let repeats = picked.iter().any(|p| p.sentence == candidate.sentence);
-        if (picked.is_empty() || adds) && !repeats {
-            answered.extend(&candidate.overlap);
+        if picked.is_empty() || (adds && strong && !repeats) {
+            answered.extend(candidate.overlap.iter().cloned());
+            answered.extend(framing[candidate.rank].iter().cloned());
+            in_sentences.extend(&candidate.overlap);
             picked.push(candidate);
         }
-    }
-    if picked.is_empty() {
-        return Answer::none();
     }
     // Read in document order: best passage first, sentences as written.
     picked.sort_by_key(|c| (c.rank, c.position));
@@ -159,7 +174,8 @@ pub fn answer_extractive(hits: &[Hit], question: &str) -> Answer {
         parts.push(format!("{} [{n}]", candidate.sentence));
     }
 
-    let coverage = answered.len() as f64 / question_terms.len() as f64;
+    // Confidence counts only words the quoted sentences themselves contain.
+    let coverage = in_sentences.len() as f64 / question_terms.len() as f64;
     let retrieval = best.score / (best.score + SCORE_HALF);
     Answer {
         text: parts.join(" "),
@@ -188,8 +204,18 @@ mod tests {
     #[test]
     fn cites_each_sentence_and_numbers_documents_in_order() {
         let hits = [
-            hit("refunds", "Refunds", "Refunds are paid within five business days. We love you.", 6.0),
-            hit("cards", "Cards", "Refunds go back to the original card.", 4.0),
+            hit(
+                "refunds",
+                "Refunds",
+                "Refunds are paid within five business days. We love you.",
+                6.0,
+            ),
+            hit(
+                "cards",
+                "Cards",
+                "Refunds go back to the original card.",
+                4.0,
+            ),
         ];
         let a = answer_extractive(&hits, "When are refunds paid back to my card?");
         assert!(!a.no_answer);
@@ -198,14 +224,29 @@ mod tests {
             "Refunds are paid within five business days. [1] Refunds go back to the original card. [2]"
         );
         assert_eq!(a.citations.len(), 2);
-        assert_eq!((a.citations[0].n, a.citations[0].doc_id.as_str()), (1, "refunds"));
-        assert_eq!((a.citations[1].n, a.citations[1].doc_id.as_str()), (2, "cards"));
-        assert!(a.confidence > 0.5 && a.confidence <= 1.0, "{}", a.confidence);
+        assert_eq!(
+            (a.citations[0].n, a.citations[0].doc_id.as_str()),
+            (1, "refunds")
+        );
+        assert_eq!(
+            (a.citations[1].n, a.citations[1].doc_id.as_str()),
+            (2, "cards")
+        );
+        assert!(
+            a.confidence > 0.5 && a.confidence <= 1.0,
+            "{}",
+            a.confidence
+        );
     }
 
     #[test]
     fn half_the_question_is_not_enough() {
-        let hits = [hit("returns", "Returns", "Returns are free within 30 days.", 6.0)];
+        let hits = [hit(
+            "returns",
+            "Returns",
+            "Returns are free within 30 days.",
+            6.0,
+        )];
         let a = answer_extractive(&hits, "How do I return a spaceship?");
         assert_eq!(a, Answer::none());
     }

@@ -179,7 +179,8 @@ fn article(rng: &mut SplitMix64, number: usize, sections: usize) -> (String, Doc
     // Skewed: the first customer has the most articles, as real tenants do.
     let customer = CUSTOMERS[rng.below(CUSTOMERS.len()).min(rng.below(CUSTOMERS.len()))];
     let topic = rng.pick(TOPICS);
-    let title = fill(rng, rng.pick(topic.titles));
+    let title_template = rng.pick(topic.titles);
+    let title = fill(rng, title_template);
     let mut body = format!("# {title}\n\n");
     let mut headings: Vec<&str> = topic.sections.to_vec();
     for _ in 0..sections {
@@ -207,21 +208,24 @@ fn article(rng: &mut SplitMix64, number: usize, sections: usize) -> (String, Doc
     (customer.to_owned(), document)
 }
 
-/// Two or three paragraphs, between the passage word limits in total, so the
-/// chunker keeps the section as one passage.
+/// A few paragraphs of distinct sentences, at most `PASSAGE_WORDS_MAX`
+/// words in all, so the chunker keeps the section as one passage.
 fn section_text(rng: &mut SplitMix64, topic: &Topic) -> String {
     let target = PASSAGE_WORDS_MIN + rng.below(PASSAGE_WORDS_MAX - PASSAGE_WORDS_MIN - 30);
+    let mut templates: Vec<&str> = topic.sentences.to_vec();
     let mut paragraphs: Vec<Vec<String>> = vec![Vec::new()];
     let mut words = 0;
-    while words < target {
-        let sentence = fill(rng, rng.pick(topic.sentences));
+    while words < target && !templates.is_empty() {
+        let template = templates.swap_remove(rng.below(templates.len()));
+        let sentence = fill(rng, template);
         let n = sentence.split_whitespace().count();
         if words + n > PASSAGE_WORDS_MAX {
             break;
         }
         words += n;
-        paragraphs.last_mut().map(|p| p.push(sentence));
-        if paragraphs.last().is_some_and(|p| p.len() >= 3) && rng.below(2) == 0 {
+        let paragraph = paragraphs.last_mut().expect("starts with one paragraph");
+        paragraph.push(sentence);
+        if paragraph.len() >= 3 && rng.below(2) == 0 {
             paragraphs.push(Vec::new());
         }
     }
@@ -241,7 +245,8 @@ fn fill(rng: &mut SplitMix64, template: &str) -> String {
         ("{carrier}", CARRIERS),
     ] {
         while out.contains(placeholder) {
-            out = out.replacen(placeholder, rng.pick(choices), 1);
+            let choice: &&str = rng.pick(choices);
+            out = out.replacen(placeholder, choice, 1);
         }
     }
     while out.contains("{days}") {
@@ -270,6 +275,17 @@ mod tests {
             }
         }
         assert_ne!(synthetic_corpus(20, 1), synthetic_corpus(20, 2));
+    }
+
+    #[test]
+    fn no_sentence_repeats_within_a_section() {
+        for (_, d) in synthetic_corpus(200, 5) {
+            for passage in chunk(&d.body) {
+                let sentences = crate::text::split_sentences(&passage.text);
+                let distinct: std::collections::HashSet<_> = sentences.iter().collect();
+                assert_eq!(distinct.len(), sentences.len(), "{}", passage.text);
+            }
+        }
     }
 
     #[test]

@@ -112,19 +112,35 @@ fn sections(body: &str) -> Vec<Section> {
             });
             continue;
         }
+        if is_list_item(trimmed) {
+            // Each item is a paragraph of its own: items rarely end with a
+            // period, and must not run into one sentence.
+            end_paragraph(&mut paragraph, out.last_mut());
+        }
         paragraph.push(strip_inline(trimmed.trim_start_matches('>').trim_start()));
     }
     end_paragraph(&mut paragraph, out.last_mut());
     out
 }
 
+/// `- item`, `* item`, `+ item`, `1. item` or `1) item`.
+fn is_list_item(line: &str) -> bool {
+    if line.starts_with("- ") || line.starts_with("* ") || line.starts_with("+ ") {
+        return true;
+    }
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && (line[digits..].starts_with(". ") || line[digits..].starts_with(") "))
+}
+
+/// Lines of one paragraph are soft-wrapped prose: joined before the
+/// sentences are found, so a sentence broken over two lines stays whole.
 fn end_paragraph(lines: &mut Vec<String>, section: Option<&mut Section>) {
     let Some(section) = section else { return };
+    let joined = lines.join(" ");
+    lines.clear();
     let mut sentences = Vec::new();
-    for line in lines.drain(..) {
-        for sentence in split_sentences(&line) {
-            cut_words(sentence, &mut sentences);
-        }
+    for sentence in split_sentences(&joined) {
+        cut_words(sentence, &mut sentences);
     }
     if !sentences.is_empty() {
         section.paragraphs.push(sentences);
@@ -140,7 +156,7 @@ fn cut_words(sentence: &str, out: &mut Vec<String>) {
 }
 
 /// An ATX heading (`## Text ##`, at most three spaces of indent).
-fn heading(line: &str) -> Option<(usize, String)> {
+pub(crate) fn heading(line: &str) -> Option<(usize, String)> {
     let indent = line.len() - line.trim_start_matches(' ').len();
     if indent > 3 {
         return None;
@@ -162,7 +178,10 @@ fn heading(line: &str) -> Option<(usize, String)> {
 /// code ticks, link and image syntax (keeping their text), and the escape
 /// of a leading `#`.
 fn strip_inline(line: &str) -> String {
-    let line = line.strip_prefix('\\').filter(|l| l.starts_with('#')).unwrap_or(line);
+    let line = line
+        .strip_prefix('\\')
+        .filter(|l| l.starts_with('#'))
+        .unwrap_or(line);
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while !rest.is_empty() {
@@ -209,11 +228,10 @@ struct Packer {
 impl Packer {
     fn paragraph(&mut self, sentences: &[String]) {
         let paragraph_words: usize = sentences.iter().map(|s| word_count(s)).sum();
-        if self.words + paragraph_words > PASSAGE_WORDS_MAX {
-            if self.words >= PASSAGE_WORDS_MIN {
-                self.flush();
-            }
-            // Still no room: the paragraph is poured sentence by sentence.
+        // A passage long enough closes rather than split the paragraph;
+        // a short one is filled up sentence by sentence below.
+        if self.words + paragraph_words > PASSAGE_WORDS_MAX && self.words >= PASSAGE_WORDS_MIN {
+            self.flush();
         }
         for (i, sentence) in sentences.iter().enumerate() {
             let words = word_count(sentence);
@@ -245,15 +263,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn words(n: usize, tag: &str) -> String {
-        (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>().join(" ") + "."
+        (0..n)
+            .map(|i| format!("{tag}{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + "."
     }
 
     #[test]
     fn keeps_the_heading_path_above_each_passage() {
         let body = "Intro text.\n\n# Billing\n\nAbout billing.\n\n## Refunds\n\nRefund text.\n\n\
                     ### Timing\n\nFive days.\n\n## Invoices\n\nInvoice text.\n\n# Shipping\n\nShip text.";
-        let got: Vec<(String, String)> =
-            chunk(body).into_iter().map(|p| (p.heading, p.text)).collect();
+        let got: Vec<(String, String)> = chunk(body)
+            .into_iter()
+            .map(|p| (p.heading, p.text))
+            .collect();
         let want = [
             ("", "Intro text."),
             ("Billing", "About billing."),
@@ -262,14 +286,21 @@ mod tests {
             ("Billing > Invoices", "Invoice text."),
             ("Shipping", "Ship text."),
         ];
-        let want: Vec<(String, String)> =
-            want.iter().map(|(h, t)| (h.to_string(), t.to_string())).collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(h, t)| (h.to_string(), t.to_string()))
+            .collect();
         assert_eq!(got, want);
     }
 
     #[test]
     fn closes_at_a_paragraph_end_once_long_enough() {
-        let body = format!("{}\n\n{}\n\n{}", words(100, "a"), words(50, "b"), words(100, "c"));
+        let body = format!(
+            "{}\n\n{}\n\n{}",
+            words(100, "a"),
+            words(50, "b"),
+            words(100, "c")
+        );
         let passages = chunk(&body);
         assert_eq!(passages.len(), 2);
         assert_eq!(word_count(&passages[0].text), 150);
@@ -289,14 +320,36 @@ mod tests {
 
     #[test]
     fn strips_inline_markdown_but_not_code_content() {
-        let p = chunk("See **the** [portal](https://x.example) and `cfg` ![logo](l.png).\n\n\\#1 tip");
+        let p =
+            chunk("See **the** [portal](https://x.example) and `cfg` ![logo](l.png).\n\n\\#1 tip");
         assert_eq!(p[0].text, "See the portal and cfg logo.\n#1 tip");
     }
 
     #[test]
     fn hash_inside_code_fence_is_not_a_heading() {
         let p = chunk("# Real\n\n```\n# comment\n```");
-        assert_eq!(p, vec![Passage { heading: "Real".into(), text: "# comment".into() }]);
+        assert_eq!(
+            p,
+            vec![Passage {
+                heading: "Real".into(),
+                text: "# comment".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn soft_wrapped_sentences_stay_whole_and_list_items_stay_apart() {
+        let p =
+            chunk("Refunds are paid\nwithin five days.\n- first item\n- second\n  item\n1. third");
+        assert_eq!(
+            split_sentences(&p[0].text),
+            vec![
+                "Refunds are paid within five days.",
+                "- first item",
+                "- second item",
+                "1. third"
+            ]
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub struct Document {
 }
 
 impl Document {
-    /// Builds a document, sorting and de-duplicating `groups`, and validates it.
+    /// Validates a document, then sorts and de-duplicates its `groups` (so an
+    /// error's `groups[i]` points into the list as given).
     ///
     /// ```
     /// use payoff_knowledge::Document;
@@ -52,11 +53,9 @@ impl Document {
         title: impl Into<String>,
         url: Option<String>,
         body: impl Into<String>,
-        mut groups: Vec<String>,
+        groups: Vec<String>,
     ) -> Result<Document, DocumentError> {
-        groups.sort();
-        groups.dedup();
-        let document = Document {
+        let mut document = Document {
             id: id.into(),
             title: title.into(),
             url,
@@ -64,6 +63,8 @@ impl Document {
             groups,
         };
         document.validate()?;
+        document.groups.sort();
+        document.groups.dedup();
         Ok(document)
     }
 
@@ -127,15 +128,27 @@ pub enum DocumentError {
     #[error("document `{id}`: field `title`: must not be empty")]
     TitleEmpty { id: String },
     #[error("document `{id}`: field `title`: {chars} characters, at most {max} allowed")]
-    TitleTooLong { id: String, chars: usize, max: usize },
+    TitleTooLong {
+        id: String,
+        chars: usize,
+        max: usize,
+    },
     #[error("document `{id}`: field `url`: {reason}")]
     UrlInvalid { id: String, reason: &'static str },
     #[error("document `{id}`: field `body`: must not be empty")]
     BodyEmpty { id: String },
     #[error("document `{id}`: field `body`: {bytes} bytes, at most {max} allowed")]
-    BodyTooLarge { id: String, bytes: usize, max: usize },
+    BodyTooLarge {
+        id: String,
+        bytes: usize,
+        max: usize,
+    },
     #[error("document `{id}`: field `groups`: {count} groups, at most {max} allowed")]
-    GroupsTooMany { id: String, count: usize, max: usize },
+    GroupsTooMany {
+        id: String,
+        count: usize,
+        max: usize,
+    },
     #[error("document `{id}`: field `groups[{index}]`: `{group}` {reason}")]
     GroupInvalid {
         id: String,
@@ -237,20 +250,41 @@ mod tests {
 
     #[test]
     fn groups_are_sorted_and_deduplicated() {
-        let d = Document::new("a", "t", None, "b", vec!["hr".into(), "finance".into(), "hr".into()])
-            .unwrap();
+        let d = Document::new(
+            "a",
+            "t",
+            None,
+            "b",
+            vec!["hr".into(), "finance".into(), "hr".into()],
+        )
+        .unwrap();
         assert_eq!(d.groups, vec!["finance", "hr"]);
     }
 
     #[test]
     fn urls_must_be_web_links_or_paths() {
         for ok in ["https://x.example/a", "http://x", "/help/a"] {
-            let d = Document { url: Some(ok.into()), ..doc() };
+            let d = Document {
+                url: Some(ok.into()),
+                ..doc()
+            };
             assert_eq!(d.validate(), Ok(()), "{ok}");
         }
-        for bad in ["javascript:alert(1)", "//evil.example", "data:text/html,x", "https://a b"] {
-            let d = Document { url: Some(bad.into()), ..doc() };
-            assert_eq!(d.validate().unwrap_err().code(), "document_url_invalid", "{bad}");
+        for bad in [
+            "javascript:alert(1)",
+            "//evil.example",
+            "data:text/html,x",
+            "https://a b",
+        ] {
+            let d = Document {
+                url: Some(bad.into()),
+                ..doc()
+            };
+            assert_eq!(
+                d.validate().unwrap_err().code(),
+                "document_url_invalid",
+                "{bad}"
+            );
         }
     }
 
@@ -267,7 +301,10 @@ mod tests {
 
     #[test]
     fn long_values_are_shortened_in_messages() {
-        let d = Document { groups: vec!["X".repeat(1000)], ..doc() };
+        let d = Document {
+            groups: vec!["X".repeat(1000)],
+            ..doc()
+        };
         let message = d.validate().unwrap_err().to_string();
         assert!(message.len() < 300, "{message}");
         assert!(message.contains("groups[0]"), "{message}");

@@ -8,7 +8,8 @@
 //! computed over the readable passages only, so not even a score moves
 //! because of a document the caller cannot see.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -540,6 +541,8 @@ struct ReadableStatistics<'a> {
     readable: &'a BooleanQuery,
     docs: u64,
     tokens: [(Field, u64); 3],
+    /// Ranking and snippets ask for the same terms; each is counted once.
+    doc_freqs: RefCell<HashMap<Term, u64>>,
 }
 
 impl<'a> ReadableStatistics<'a> {
@@ -561,6 +564,7 @@ impl<'a> ReadableStatistics<'a> {
                 (searched[1], lengths[1]),
                 (searched[2], lengths[2]),
             ],
+            doc_freqs: RefCell::new(HashMap::new()),
         })
     }
 }
@@ -581,14 +585,19 @@ impl Bm25StatisticsProvider for ReadableStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some(known) = self.doc_freqs.borrow().get(term) {
+            return Ok(*known);
+        }
         let query = BooleanQuery::new(vec![
-            (Occur::Must, self.readable.box_clone()),
+            (Occur::Must, Box::new(self.readable.clone())),
             (
                 Occur::Must,
                 Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
             ),
         ]);
-        Ok(self.searcher.search(&query, &Count)? as u64)
+        let doc_freq = self.searcher.search(&query, &Count)? as u64;
+        self.doc_freqs.borrow_mut().insert(term.clone(), doc_freq);
+        Ok(doc_freq)
     }
 }
 
@@ -651,5 +660,27 @@ impl SegmentCollector for SegmentLengths {
 
     fn harvest(self) -> (u64, [u64; 3]) {
         (self.docs, self.lengths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<KnowledgeIndex>();
+    }
+
+    #[test]
+    fn principals_are_prefixed_so_no_group_means_everyone() {
+        assert_eq!(document_principals(&[]), ["public"]);
+        let groups = vec!["public".to_owned(), "hr".to_owned()];
+        assert_eq!(document_principals(&groups), ["group:public", "group:hr"]);
+        assert_eq!(
+            readable_principals(&groups),
+            ["public", "group:public", "group:hr"]
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::chunk::heading;
 use crate::document::{validate_id, Document, DocumentError, BODY_BYTES_MAX};
 use crate::html::{self, escape_leading_hash};
 use crate::text::prefix_at_word;
@@ -92,8 +93,12 @@ pub fn parse_document(
 pub enum JsonLinesError {
     /// Not a JSON object of the expected shape; serde's message names the
     /// field (missing, unknown or of the wrong type).
-    #[error("line {line}: {message}")]
-    Json { line: usize, message: String },
+    #[error("line {line}, column {column}: {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("line {line}: {source}")]
     Document {
         line: usize,
@@ -151,11 +156,7 @@ pub fn parse_json_lines(input: &str) -> Result<Vec<Document>, JsonLinesError> {
                 max: DOCUMENTS_PER_BATCH_MAX,
             });
         }
-        let raw: RawDocument =
-            serde_json::from_str(raw_line).map_err(|e| JsonLinesError::Json {
-                line,
-                message: e.to_string(),
-            })?;
+        let raw: RawDocument = serde_json::from_str(raw_line).map_err(|e| json_error(line, &e))?;
         let document = Document::new(raw.id, raw.title, raw.url, raw.body.trim(), raw.groups)
             .map_err(|source| JsonLinesError::Document { line, source })?;
         documents.push(document);
@@ -163,12 +164,24 @@ pub fn parse_json_lines(input: &str) -> Result<Vec<Document>, JsonLinesError> {
     Ok(documents)
 }
 
+/// serde_json counts lines within the one line it was given; its position
+/// suffix is replaced by the line in the upload and the column.
+fn json_error(line: usize, error: &serde_json::Error) -> JsonLinesError {
+    let full = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    JsonLinesError::Json {
+        line,
+        column: error.column(),
+        message: full.strip_suffix(&suffix).unwrap_or(&full).to_owned(),
+    }
+}
+
 fn first_markdown_heading(markdown: &str) -> Option<String> {
-    markdown.lines().find_map(|line| {
-        let rest = line.trim_start().strip_prefix('#')?;
-        let text = rest.trim_start_matches('#').trim().trim_end_matches('#').trim();
-        (!text.is_empty()).then(|| text.to_owned())
-    })
+    markdown
+        .lines()
+        .filter_map(heading)
+        .map(|(_, text)| text)
+        .find(|text| !text.is_empty())
 }
 
 fn first_line(text: &str) -> Option<String> {

@@ -2,8 +2,8 @@
 //! agree on what a word, a sentence and a stop word are.
 
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
-    TextAnalyzer, TokenStream,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    TokenStream,
 };
 
 /// Words that carry no topic: Lucene's English list plus the pronouns and
@@ -13,11 +13,11 @@ use tantivy::tokenizer::{
 pub(crate) const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
     "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
-    "they", "this", "to", "was", "will", "with", "i", "me", "my", "we", "our", "you", "your",
-    "he", "she", "his", "her", "its", "them", "do", "does", "did", "can", "could", "should",
-    "would", "may", "might", "must", "have", "has", "had", "am", "been", "being", "how", "what",
-    "when", "where", "which", "who", "whom", "why", "so", "too", "very", "just", "about",
-    "from", "up", "out", "here", "get", "got", "please", "any", "some",
+    "they", "this", "to", "was", "will", "with", "i", "me", "my", "we", "our", "you", "your", "he",
+    "she", "his", "her", "its", "them", "do", "does", "did", "can", "could", "should", "would",
+    "may", "might", "must", "have", "has", "had", "am", "been", "being", "how", "what", "when",
+    "where", "which", "who", "whom", "why", "so", "too", "very", "just", "about", "from", "up",
+    "out", "here", "get", "got", "please", "any", "some",
 ];
 
 /// The longest token kept, in bytes: longer ones are base64 blobs or URLs,
@@ -30,7 +30,10 @@ pub(crate) fn analyzer() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(TOKEN_BYTES_MAX))
         .filter(LowerCaser)
         .filter(StopWordFilter::remove(
-            STOP_WORDS.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>(),
+            STOP_WORDS
+                .iter()
+                .map(|w| (*w).to_owned())
+                .collect::<Vec<_>>(),
         ))
         .filter(Stemmer::new(Language::English))
         .build()
@@ -76,7 +79,7 @@ pub(crate) fn split_sentences(text: &str) -> Vec<&str> {
                 continue;
             }
             let candidate = &line[start..=i];
-            if b == b'.' && ends_with_abbreviation(candidate) {
+            if b == b'.' && (ends_with_abbreviation(candidate) || is_number(candidate)) {
                 continue;
             }
             push_trimmed(&mut out, candidate);
@@ -85,6 +88,12 @@ pub(crate) fn split_sentences(text: &str) -> Vec<&str> {
         push_trimmed(&mut out, &line[start..]);
     }
     out
+}
+
+/// `1.` alone is an ordered-list marker, not a sentence.
+fn is_number(candidate: &str) -> bool {
+    let digits = candidate.trim().trim_end_matches('.');
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn ends_with_abbreviation(candidate: &str) -> bool {
@@ -155,18 +164,27 @@ mod tests {
 
     #[test]
     fn decimals_do_not_end_a_sentence() {
-        assert_eq!(split_sentences("It costs 4.99 today. Yes."), vec!["It costs 4.99 today.", "Yes."]);
+        assert_eq!(
+            split_sentences("It costs 4.99 today. Yes."),
+            vec!["It costs 4.99 today.", "Yes."]
+        );
     }
 
     #[test]
     fn analyzer_stems_and_drops_stop_words() {
         let mut a = analyzer();
-        assert_eq!(terms(&mut a, "How do I return my Orders?"), vec!["return", "order"]);
+        assert_eq!(
+            terms(&mut a, "How do I return my Orders?"),
+            vec!["return", "order"]
+        );
     }
 
     #[test]
     fn escape_covers_markup_characters() {
-        assert_eq!(escape_html(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape_html(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

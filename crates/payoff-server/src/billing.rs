@@ -206,25 +206,26 @@ impl<'s> StoredEvents<'s> {
 }
 
 impl StoredEvents<'_> {
-    /// Hands over the canonical bytes of every wanted event in ledger
-    /// order, read on a second thread while this one works: on two cores a
-    /// pass over ten million events takes half the time.
-    pub fn replay_bodies(
+    /// Reads every wanted event in ledger order on a second thread, which
+    /// also runs `parse` on its bytes, while this thread consumes the
+    /// results: on two cores a pass over ten million events takes half the
+    /// time.
+    pub fn replay_parsed<T: Send>(
         &self,
         wants: &TypeFilter,
-        sink: &mut dyn FnMut(u64, &[u8]),
+        parse: &(dyn Fn(u64, &[u8]) -> T + Sync),
+        sink: &mut dyn FnMut(T),
     ) -> Result<(), String> {
-        type Batch = Vec<(u64, Vec<u8>)>;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(8);
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                let mut batch: Batch = Vec::with_capacity(1024);
+                let mut batch: Vec<T> = Vec::with_capacity(1024);
                 self.store.scan_bodies(
                     &self.customer,
                     self.head.sequence,
                     &|t| wants.wants(t),
                     |sequence, body| {
-                        batch.push((sequence, body.to_vec()));
+                        batch.push(parse(sequence, body));
                         if batch.len() == 1024 {
                             tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1024)))
                                 .map_err(|_| {
@@ -240,8 +241,8 @@ impl StoredEvents<'_> {
                 Ok::<(), StoreError>(())
             });
             for batch in rx {
-                for (sequence, body) in batch {
-                    sink(sequence, &body);
+                for item in batch {
+                    sink(item);
                 }
             }
             match reader.join() {
@@ -266,10 +267,14 @@ impl EventSource for StoredEvents<'_> {
         wants: &TypeFilter,
         sink: &mut dyn FnMut(&BillingEvent),
     ) -> Result<(), String> {
+        // The reader copies bytes; this thread parses and projects, which
+        // balances the two threads of a close best (measured).
         let mut failure = None;
-        self.replay_bodies(
+        let copy = |sequence: u64, body: &[u8]| (sequence, body.to_vec());
+        self.replay_parsed(
             wants,
-            &mut |sequence, body| match parse_stored(sequence, body) {
+            &copy,
+            &mut |(sequence, body)| match parse_stored(sequence, &body) {
                 Ok(Some(e)) => sink(&e),
                 Ok(None) => {}
                 Err(e) => {
@@ -294,8 +299,27 @@ pub fn statements(store: &Store, customer: &str) -> Result<Vec<Statement>, Billi
         .collect()
 }
 
-/// Computes the statement a close would give now, without storing it.
+/// The statement of a period: the stored one if the period is closed,
+/// else the one a close would give now (not stored, not signed).
 pub fn preview(
+    store: &Store,
+    customer: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<Statement, BillingError> {
+    if let Some(stored) = store
+        .statements(customer)?
+        .into_iter()
+        .find(|s| s.period == period)
+    {
+        return parse_statement(&stored);
+    }
+    recompute(store, customer, period, now)
+}
+
+/// Computes a period's statement from the ledger as it is now, against
+/// the statements closed before it, whether or not the period is closed.
+pub fn recompute(
     store: &Store,
     customer: &str,
     period: &str,
@@ -307,13 +331,6 @@ pub fn preview(
         .into_iter()
         .filter(|s| s.period_start < rfc3339(period.start))
         .collect();
-    if let Some(stored) = store
-        .statements(customer)?
-        .into_iter()
-        .find(|s| s.period == period.to_string())
-    {
-        return parse_statement(&stored);
-    }
     let ledger = StoredEvents::at_head(store, customer)?;
     let list = versions.list();
     Ok(compute(&CloseInput {

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    CostLedger, CostReport, Period, PriceTable, Prices, Projector, Statement, TypeFilter,
-    COST_INCURRED, LLM_CALL,
+    cost_of_json, CostLedger, CostReport, JsonCost, Period, PriceTable, Prices, Projector,
+    Statement, TypeFilter, COST_INCURRED, LLM_CALL,
 };
 use payoff_store::{Budget, Store, StoreError};
 use rust_decimal::Decimal;
@@ -127,17 +127,20 @@ fn period_costs(
     let events = StoredEvents::at_head(store, customer)?;
     let filter = TypeFilter::of(&[contract]).and(&[LLM_CALL, COST_INCURRED]);
     let mut failure = None;
+    // Costs are priced and events parsed on the reader thread; this one
+    // only adds up and projects.
+    let parse = |sequence: u64, body: &[u8]| match cost_of_json(&prices, period, sequence, body) {
+        JsonCost::NotACost => Err(billing::parse_stored(sequence, body)),
+        cost => Ok(cost),
+    };
     events
-        .replay_bodies(&filter, &mut |sequence, body| {
-            if ledger.feed_json(sequence, body) {
-                return;
-            }
-            match billing::parse_stored(sequence, body) {
-                Ok(Some(e)) => projector.feed(&e),
-                Ok(None) => {}
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+        .replay_parsed(&filter, &parse, &mut |parsed| match parsed {
+            Ok(JsonCost::Cost(cost)) => ledger.add(cost),
+            Ok(_) => {}
+            Err(Ok(Some(e))) => projector.feed(&e),
+            Err(Ok(None)) => {}
+            Err(Err(e)) => {
+                failure.get_or_insert(e);
             }
         })
         .map_err(BillingError::Corrupt)?;
@@ -193,10 +196,13 @@ pub fn check_budget(
     let prices = prices(store)?;
     let mut ledger = CostLedger::new(&prices, period);
     StoredEvents::at_head(store, customer)?
-        .replay_bodies(
+        .replay_parsed(
             &TypeFilter::default().and(&[LLM_CALL, COST_INCURRED]),
-            &mut |sequence, body| {
-                ledger.feed_json(sequence, body);
+            &|sequence, body| cost_of_json(&prices, period, sequence, body),
+            &mut |cost| {
+                if let JsonCost::Cost(cost) = cost {
+                    ledger.add(cost);
+                }
             },
         )
         .map_err(BillingError::Corrupt)?;

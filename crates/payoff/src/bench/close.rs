@@ -216,7 +216,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&db.display().to_string())?;
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
     let started = Instant::now();
-    let statement = payoff_server::billing::preview(&store, CUSTOMER, PERIOD, Utc::now())
+    let statement = payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, Utc::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let mut signed = statement.clone();
