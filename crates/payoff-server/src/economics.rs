@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    cost_of_json, CostLedger, CostReport, JsonCost, Period, PriceTable, Prices, Projector,
-    Statement, TypeFilter, COST_INCURRED, LLM_CALL,
+    cost_of_json, BillingEvent, CostLedger, CostReport, JsonCost, Period, PriceTable, Prices,
+    Projector, Statement, TypeFilter, COST_INCURRED, LLM_CALL,
 };
 use payoff_store::{Budget, Store, StoreError};
 use rust_decimal::Decimal;
@@ -129,17 +129,21 @@ fn period_costs(
     let mut failure = None;
     // Costs are priced and events parsed on the reader thread; this one
     // only adds up and projects.
+    enum Parsed {
+        Cost(JsonCost),
+        Event(Result<Option<BillingEvent>, String>),
+    }
     let parse = |sequence: u64, body: &[u8]| match cost_of_json(&prices, period, sequence, body) {
-        JsonCost::NotACost => Err(billing::parse_stored(sequence, body)),
-        cost => Ok(cost),
+        JsonCost::NotACost => Parsed::Event(billing::parse_stored(sequence, body)),
+        cost => Parsed::Cost(cost),
     };
     events
         .replay_parsed(&filter, &parse, &mut |parsed| match parsed {
-            Ok(JsonCost::Cost(cost)) => ledger.add(cost),
-            Ok(_) => {}
-            Err(Ok(Some(e))) => projector.feed(&e),
-            Err(Ok(None)) => {}
-            Err(Err(e)) => {
+            Parsed::Cost(JsonCost::Cost(cost)) => ledger.add(cost),
+            Parsed::Cost(_) => {}
+            Parsed::Event(Ok(Some(e))) => projector.feed(&e),
+            Parsed::Event(Ok(None)) => {}
+            Parsed::Event(Err(e)) => {
                 failure.get_or_insert(e);
             }
         })

@@ -78,6 +78,20 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         PRIMARY KEY (customer_id, agent)
     );",
     ),
+    (
+        4,
+        "CREATE TABLE key_groups (
+        key_id TEXT PRIMARY KEY REFERENCES api_keys(key_id),
+        groups TEXT NOT NULL
+    );
+    CREATE TABLE knowledge_documents (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        doc_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_us INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, doc_id)
+    );",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -153,6 +167,20 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         warn_amount TEXT,
         updated_us BIGINT NOT NULL,
         PRIMARY KEY (customer_id, agent)
+    );",
+    ),
+    (
+        4,
+        "CREATE TABLE key_groups (
+        key_id TEXT PRIMARY KEY REFERENCES api_keys(key_id),
+        groups TEXT NOT NULL
+    );
+    CREATE TABLE knowledge_documents (
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        doc_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_us BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, doc_id)
     );",
     ),
 ];

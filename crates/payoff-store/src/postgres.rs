@@ -279,6 +279,64 @@ impl Backend for Postgres {
         })
     }
 
+    fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO key_groups (key_id, groups) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET groups = excluded.groups",
+                &[&key_id, &groups],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query_opt(
+                "SELECT groups FROM key_groups WHERE key_id = $1",
+                &[&key_id],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn put_document(
+        &self,
+        customer: &str,
+        doc_id: &str,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO knowledge_documents (customer_id, doc_id, body, updated_us) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (customer_id, doc_id) DO UPDATE SET body = excluded.body, updated_us = excluded.updated_us",
+                &[&customer, &doc_id, &body, &at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM knowledge_documents WHERE customer_id = $1 AND doc_id = $2",
+                &[&customer, &doc_id],
+            )? == 1)
+        })
+    }
+
+    fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query(
+                "SELECT customer_id, body FROM knowledge_documents WHERE ($1::TEXT IS NULL OR customer_id = $1) ORDER BY customer_id, doc_id",
+                &[&customer],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
     fn insert_price_table(&self, t: &StoredPriceTable) -> Result<bool, StoreError> {
         self.readers.with(|c| {
             Ok(c.execute(

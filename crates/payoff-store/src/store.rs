@@ -139,6 +139,20 @@ pub(crate) trait Backend: Send + Sync {
         wants: &dyn Fn(&str) -> bool,
         sink: BodySink<'_>,
     ) -> Result<(), StoreError>;
+    fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError>;
+    fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError>;
+    /// Inserts or replaces a knowledge document (its JSON).
+    fn put_document(
+        &self,
+        customer: &str,
+        doc_id: &str,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// False when there was no such document.
+    fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError>;
+    /// Every document of a customer (or of all customers), as JSON.
+    fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError>;
     /// False when the version number is taken.
     fn insert_price_table(&self, table: &StoredPriceTable) -> Result<bool, StoreError>;
     fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError>;
@@ -356,6 +370,38 @@ impl Store {
             what: "contract version",
             id: customer.to_owned(),
         })
+    }
+
+    /// The groups a key reads knowledge as (JSON array), if set.
+    pub fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        self.backend.key_groups(key_id)
+    }
+
+    /// Sets the groups a key reads knowledge as (JSON array).
+    pub fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError> {
+        self.backend.set_key_groups(key_id, groups)
+    }
+
+    /// Stores (or replaces) a knowledge document's JSON: the index is
+    /// rebuilt from these.
+    pub fn put_document(
+        &self,
+        customer: &str,
+        doc_id: &str,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .put_document(customer, doc_id, body, trunc_us(at))
+    }
+
+    pub fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError> {
+        self.backend.delete_document(customer, doc_id)
+    }
+
+    /// `(customer, document JSON)` of one customer or of all.
+    pub fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+        self.backend.documents(customer)
     }
 
     /// Stores a new price table version, numbered one above the last.

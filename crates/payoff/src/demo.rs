@@ -245,7 +245,7 @@ impl Billing {
             self.public_key
         );
         println!(
-            "the customer disputed {}; the operator accepted: November's draft already holds {} {}",
+            "the customer disputed {}; the operator accepted: November's draft already holds {} (a dispute_credit line)",
             self.disputed,
             self.november["lines"]
                 .as_array()
@@ -254,8 +254,7 @@ impl Billing {
                 .filter(|l| l["kind"] == "dispute_credit")
                 .map(|l| l["amount"].as_str().unwrap_or("").to_owned())
                 .collect::<Vec<_>>()
-                .join(", "),
-            "(a dispute_credit line)"
+                .join(", ")
         );
     }
 }
