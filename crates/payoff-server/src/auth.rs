@@ -31,6 +31,8 @@ pub enum Action {
     ManageBudgets,
     CheckBudget,
     Assign,
+    ManageKnowledge,
+    SearchKnowledge,
 }
 
 /// The built-in role rules.
@@ -52,6 +54,8 @@ pub fn allows(role: Role, action: Action) -> bool {
         ManagePrices | ManageBudgets => matches!(role, Admin | Operator),
         ReadEconomics => matches!(role, Admin | Operator),
         CheckBudget | Assign => matches!(role, Admin | Operator | Agent),
+        ManageKnowledge => matches!(role, Admin | Operator | CustomerAdmin),
+        SearchKnowledge => true,
     }
 }
 
@@ -118,6 +122,8 @@ fn describe(action: Action) -> &'static str {
         Action::ManageBudgets => "set budgets",
         Action::CheckBudget => "check budgets",
         Action::Assign => "ask for holdout assignments",
+        Action::ManageKnowledge => "change knowledge documents",
+        Action::SearchKnowledge => "search knowledge",
     }
 }
 

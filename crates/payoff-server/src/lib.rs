@@ -50,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The provider's key: it signs every statement this server closes.
     pub signing_key: Arc<SigningKey>,
+    /// The knowledge index (in memory unless [`AppState::with_knowledge`]).
+    pub knowledge: Arc<payoff_knowledge::KnowledgeIndex>,
 }
 
 impl AppState {
@@ -65,7 +67,39 @@ impl AppState {
             config,
             metrics: Arc::new(Metrics::default()),
             signing_key: Arc::new(signing_key),
+            knowledge: Arc::new(
+                payoff_knowledge::KnowledgeIndex::in_memory()
+                    .expect("an in-memory index always opens"),
+            ),
         }
+    }
+
+    /// Uses an index kept on disk (beside the database).
+    pub fn with_knowledge(mut self, index: payoff_knowledge::KnowledgeIndex) -> Self {
+        self.knowledge = Arc::new(index);
+        self
+    }
+
+    /// Rebuilds the knowledge index from the stored documents, e.g. for an
+    /// in-memory index at start.
+    pub fn load_knowledge(&self) -> Result<usize, ApiError> {
+        let documents = routes::knowledge::stored_documents(&self.store, None)?;
+        let mut by_customer: std::collections::BTreeMap<String, Vec<payoff_knowledge::Document>> =
+            Default::default();
+        for (customer, d) in documents {
+            by_customer.entry(customer).or_default().push(d);
+        }
+        let mut passages = 0;
+        for (customer, docs) in by_customer {
+            passages += self
+                .knowledge
+                .reindex(&customer, &docs)
+                .map_err(|e| ApiError::new(problem::ErrorCode::Unavailable, e.to_string()))?;
+        }
+        self.knowledge
+            .commit()
+            .map_err(|e| ApiError::new(problem::ErrorCode::Unavailable, e.to_string()))?;
+        Ok(passages)
     }
 }
 
@@ -80,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::billing::router())
         .merge(routes::economics::router())
         .merge(routes::assignments::router())
+        .merge(routes::knowledge::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{assignments, billing, customers, economics, events, keys, ledger};
+use crate::routes::{assignments, billing, customers, economics, events, keys, knowledge, ledger};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,8 @@ use crate::routes::{assignments, billing, customers, economics, events, keys, le
         billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys,
         economics::upload_prices, economics::list_prices, economics::show_economics, economics::set_budgets,
         economics::list_budgets, economics::check_budget, economics::show_roi,
-        assignments::one, assignments::batch, assignments::release),
+        assignments::one, assignments::batch, assignments::release,
+        knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

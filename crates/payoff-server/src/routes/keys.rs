@@ -32,6 +32,9 @@ pub struct NewKeyRequest {
     pub customer: Option<String>,
     /// admin, operator, customer_admin, customer_viewer, agent or auditor.
     pub role: String,
+    /// The knowledge groups this key reads as (e.g. `["finance"]`).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -117,9 +120,40 @@ pub async fn create(
             format!("the role {} may not create {role} keys", caller.0.role),
         ));
     }
+    let groups = match &request.groups {
+        None => None,
+        Some(groups) => {
+            if groups.len() > 64 {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "groups: at most 64",
+                ));
+            }
+            for g in groups {
+                let ok = !g.is_empty()
+                    && g.len() <= 64
+                    && g.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:@-".contains(&b)
+                    });
+                if !ok {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("groups: \"{g}\" is not a group name (1-64 of a-z 0-9 _ . : @ -)"),
+                    ));
+                }
+            }
+            Some(serde_json::to_string(groups).unwrap_or_default())
+        }
+    };
     let store = state.store.clone();
-    let (new, info) =
-        blocking(move || store.create_key(role, request.customer.as_deref(), Utc::now())).await?;
+    let (new, info) = blocking(move || {
+        let (new, info) = store.create_key(role, request.customer.as_deref(), Utc::now())?;
+        if let Some(groups) = groups {
+            store.set_key_groups(&info.key_id, &groups)?;
+        }
+        Ok((new, info))
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {

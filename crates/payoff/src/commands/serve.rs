@@ -31,9 +31,20 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let ledger = store.ledger(LedgerConfig::default())?;
-        let state = AppState::new(store.clone(), ledger, settings.server, signing_key);
+        // The search index lives beside the database and is rebuilt from the
+        // stored documents at start, so it never disagrees with them.
+        let index_dir = settings.data_dir.join("knowledge");
+        std::fs::create_dir_all(&index_dir)
+            .with_context(|| format!("cannot create {}", index_dir.display()))?;
+        let index = payoff_knowledge::KnowledgeIndex::open(&index_dir).with_context(|| {
+            format!("cannot open the knowledge index in {}", index_dir.display())
+        })?;
+        let state = AppState::new(store.clone(), ledger, settings.server, signing_key)
+            .with_knowledge(index);
+        let passages = tokio::task::block_in_place(|| state.load_knowledge())
+            .map_err(|e| anyhow::anyhow!("cannot rebuild the knowledge index: {}", e.detail))?;
         println!(
-            "payoff listening on http://{} ({} database)",
+            "payoff listening on http://{} ({} database, {passages} knowledge passages)",
             listener.local_addr()?,
             store.backend_name()
         );

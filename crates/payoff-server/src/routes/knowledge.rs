@@ -1,0 +1,319 @@
+//! `/v1/knowledge`: documents with their readers, search with sources, and
+//! answers that cite them. Every search filters by the caller's groups
+//! inside the index query.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use payoff_knowledge::{answer_extractive, Document};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{Body, Params};
+use crate::{blocking_with, AppState};
+
+/// Most documents in one upload.
+const DOCUMENTS_MAX: usize = 1000;
+/// Longest question or query.
+pub const QUESTION_CHARS_MAX: usize = 2000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/knowledge/documents", post(upload))
+        .route("/v1/knowledge/documents/{id}", delete(remove))
+        .route("/v1/knowledge/search", get(search))
+        .route("/v1/knowledge/answer", post(answer))
+        .route("/v1/knowledge/reindex", post(reindex))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerQuery {
+    /// Required with a provider key.
+    customer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDocument {
+    id: String,
+    title: String,
+    url: Option<String>,
+    body: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+fn index_error(e: payoff_knowledge::IndexError) -> ApiError {
+    use payoff_knowledge::IndexError as E;
+    match e {
+        E::Engine(_) | E::Directory { .. } | E::SchemaMismatch { .. } | E::Locked { .. } => {
+            tracing::error!(error = %e, "knowledge index failure");
+            ApiError::new(ErrorCode::Unavailable, e.to_string())
+        }
+        other => ApiError::new(ErrorCode::InvalidRequest, other.to_string()),
+    }
+}
+
+/// Adds or replaces documents (by id): a JSON object or an array of up to
+/// 1,000 `{id, title, url, body, groups}`. A document with no groups is
+/// readable by the whole customer. All are checked before any is stored.
+#[utoipa::path(post, path = "/v1/knowledge/documents", tag = "knowledge", params(CustomerQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<CustomerQuery>,
+    Body(upload): Body<Value>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ManageKnowledge)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let items = match upload {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "send a document object or an array of them",
+            ))
+        }
+    };
+    let raw = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value::<NewDocument>(item)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("document {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if raw.is_empty() || raw.len() > DOCUMENTS_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("give 1 to {DOCUMENTS_MAX} documents"),
+        ));
+    }
+    let mut documents = Vec::with_capacity(raw.len());
+    for (i, d) in raw.into_iter().enumerate() {
+        let doc = Document::new(d.id, d.title, d.url, d.body, d.groups)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("document {i}: {e}")))?;
+        documents.push(doc);
+    }
+    let index = state.knowledge.clone();
+    let n = documents.len();
+    blocking_with(
+        move |store| {
+            if store.customer(&customer)?.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownCustomer,
+                    format!("unknown customer \"{customer}\""),
+                ));
+            }
+            for d in &documents {
+                let body = serde_json::to_string(d).unwrap_or_default();
+                store.put_document(&customer, &d.id, &body, Utc::now())?;
+                index.replace(&customer, d).map_err(index_error)?;
+            }
+            index.commit().map_err(index_error)?;
+            Ok(())
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(json!({ "stored": n })))
+}
+
+/// Deletes a document from the store and the index.
+#[utoipa::path(delete, path = "/v1/knowledge/documents/{id}", tag = "knowledge", params(CustomerQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<CustomerQuery>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Action::ManageKnowledge)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let index = state.knowledge.clone();
+    blocking_with(
+        move |store| {
+            if !store.delete_document(&customer, &id)? {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no document \"{id}\""),
+                ));
+            }
+            index.delete(&customer, &id).map_err(index_error)?;
+            index.commit().map_err(index_error)?;
+            Ok(())
+        },
+        &state,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rebuilds a customer's passages from its stored documents.
+#[utoipa::path(post, path = "/v1/knowledge/reindex", tag = "knowledge", params(CustomerQuery),
+    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn reindex(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<CustomerQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ManageKnowledge)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let index = state.knowledge.clone();
+    let passages = blocking_with(
+        move |store| {
+            let documents = stored_documents(store, Some(&customer))?;
+            let docs: Vec<Document> = documents.into_iter().map(|(_, d)| d).collect();
+            let n = index.reindex(&customer, &docs).map_err(index_error)?;
+            index.commit().map_err(index_error)?;
+            Ok(n)
+        },
+        &state,
+    )
+    .await?;
+    Ok(Json(json!({ "passages": passages })))
+}
+
+/// The stored documents of one customer or of all.
+pub fn stored_documents(
+    store: &payoff_store::Store,
+    customer: Option<&str>,
+) -> Result<Vec<(String, Document)>, ApiError> {
+    store
+        .documents(customer)?
+        .into_iter()
+        .map(|(c, body)| {
+            let unreadable = |e: String| {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("a stored document is unreadable: {e}"),
+                )
+            };
+            let d: NewDocument =
+                serde_json::from_str(&body).map_err(|e| unreadable(e.to_string()))?;
+            Document::new(d.id, d.title, d.url, d.body, d.groups)
+                .map(|d| (c, d))
+                .map_err(|e| unreadable(e.to_string()))
+        })
+        .collect()
+}
+
+/// The groups a request reads as: an agent acting for an end user passes
+/// that user's groups; every other key reads as the groups it was given.
+async fn reader_groups(
+    state: &AppState,
+    caller: &Caller,
+    passed: Option<Vec<String>>,
+) -> Result<Vec<String>, ApiError> {
+    if let Some(groups) = passed {
+        if caller.0.role != payoff_store::Role::Agent {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "groups: only an agent key may act for a user's groups; other keys read as their own",
+            ));
+        }
+        return Ok(groups);
+    }
+    let key_id = caller.0.key_id.clone();
+    let stored = blocking_with(move |store| Ok(store.key_groups(&key_id)?), state).await?;
+    Ok(stored
+        .and_then(|g| serde_json::from_str(&g).ok())
+        .unwrap_or_default())
+}
+
+fn split_groups(text: Option<&str>) -> Option<Vec<String>> {
+    text.map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() || text.chars().count() > QUESTION_CHARS_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{field}: must be 1 to {QUESTION_CHARS_MAX} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: String,
+    /// For agent keys acting for an end user: that user's groups, comma-separated.
+    groups: Option<String>,
+    /// 1 to 50, default 10.
+    limit: Option<usize>,
+    customer: Option<String>,
+}
+
+/// Passages the caller may read, best first, with highlighted snippets.
+#[utoipa::path(get, path = "/v1/knowledge/search", tag = "knowledge", params(SearchQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::SearchKnowledge)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    check_text("q", &q.q)?;
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "limit: must be 1 to 50",
+        ));
+    }
+    let groups = reader_groups(&state, &caller, split_groups(q.groups.as_deref())).await?;
+    let index = state.knowledge.clone();
+    let hits = tokio::task::spawn_blocking(move || index.search(&customer, &q.q, &groups, limit))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+        .map_err(index_error)?;
+    Ok(Json(json!({ "hits": hits })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    question: String,
+    groups: Option<Vec<String>>,
+    customer: Option<String>,
+}
+
+/// An answer whose sentences cite the passages they came from, or
+/// `no_answer` when the knowledge the caller may read does not cover it.
+#[utoipa::path(post, path = "/v1/knowledge/answer", tag = "knowledge",
+    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn answer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<AnswerRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::SearchKnowledge)?;
+    let customer = caller.customer_scope(req.customer.as_deref())?;
+    check_text("question", &req.question)?;
+    let groups = reader_groups(&state, &caller, req.groups).await?;
+    let index = state.knowledge.clone();
+    let question = req.question.clone();
+    let hits = tokio::task::spawn_blocking(move || index.search(&customer, &question, &groups, 5))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+        .map_err(index_error)?;
+    let answer = answer_extractive(&hits, &req.question);
+    Ok(Json(json!({ "answer": answer, "provider": "extractive" })))
+}
