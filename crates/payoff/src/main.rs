@@ -63,6 +63,9 @@ enum Command {
         #[arg(long)]
         key: String,
     },
+    /// Add documents to the knowledge base, or rebuild its index (through a server).
+    #[command(subcommand)]
+    Knowledge(commands::knowledge::KnowledgeCommand),
     /// Revenue, cost of service and gross margin of a customer's period.
     Economics(commands::economics::PeriodArgs),
     /// What a customer got for what it paid (JSON, or --csv).
@@ -123,6 +126,7 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
             evidence,
             key,
         } => commands::billing::verify_statement(&statement, &evidence, &key),
+        Command::Knowledge(c) => commands::knowledge::run(settings, c),
         Command::Economics(args) => commands::economics::economics(settings, args),
         Command::Roi(args) => commands::economics::roi(settings, args),
         Command::Bench(c) => bench::run(settings, c),

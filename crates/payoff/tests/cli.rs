@@ -441,3 +441,55 @@ fn contracts_close_into_statements_that_verify_offline_and_tampering_fails() {
         let _ = std::fs::remove_dir_all(data_dir(&db));
     }
 }
+
+#[test]
+fn knowledge_add_sends_a_folder_and_names_a_bad_file() {
+    let db = ScratchDb::sqlite();
+    init(&db);
+    let key = customer_with_key(&db, "acme", "customer_admin");
+    let server = Server::start(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let kb = dir.path().join("kb");
+    std::fs::create_dir_all(kb.join("billing")).unwrap();
+    write(
+        &kb.join("returns.md"),
+        "# Returns\n\nYou can return any item within 30 days of delivery.\n",
+    );
+    write(
+        &kb.join("billing/invoices.html"),
+        "<h1>Invoices</h1><p>Invoices are emailed on the first day of each month.</p>",
+    );
+    write(
+        &kb.join("internal.jsonl"),
+        &json!({"id": "runbook", "title": "Refund runbook", "body": "Refunds over 500 need a second approver.", "groups": ["finance"]}).to_string(),
+    );
+    write(&kb.join("notes.bin"), "ignored: not a document format");
+    let run = |args: &[&str]| {
+        command(&db)
+            .args(args)
+            .args(["--url", &server.url, "--key", &key])
+            .output()
+            .unwrap()
+    };
+    let o = run(&["knowledge", "add", kb.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "stored 3 documents");
+    let o = run(&["knowledge", "reindex"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("reindexed: "), "{}", stdout(&o));
+    let passages: u64 = stdout(&o)
+        .trim()
+        .rsplit(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(passages >= 3, "{passages}");
+    let empty = dir.path().join("empty.md");
+    write(&empty, "   \n");
+    assert_bad_input(
+        &run(&["knowledge", "add", empty.to_str().unwrap()]),
+        "empty.md",
+    );
+    server.kill();
+}

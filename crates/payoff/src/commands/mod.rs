@@ -6,6 +6,7 @@ pub mod economics;
 pub mod events;
 pub mod init;
 pub mod keys;
+pub mod knowledge;
 pub mod ledger;
 pub mod serve;
 
