@@ -197,6 +197,65 @@ fn only_the_lift_over_the_holdout_is_billed() {
         assert_eq!(a["low"], format!("{:.9}", interval.low));
         assert!(a["method"].as_str().unwrap().contains("unpooled"), "{a}");
         assert_eq!(preview["total"], line["amount"]);
+
+        // Offline, over the exported ledger (as `payoff contract simulate`
+        // does), the same figures come out.
+        let mut events = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (_, page) = server
+                .json(
+                    Method::GET,
+                    &format!("/v1/events?customer=acme&limit=1000{cursor}"),
+                    &operator,
+                    Value::Null,
+                )
+                .await;
+            for e in page["events"].as_array().unwrap() {
+                events.push(
+                    payoff_billing::BillingEvent::from_json(
+                        e["sequence"].as_u64().unwrap(),
+                        &e["event"],
+                    )
+                    .unwrap(),
+                );
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        let contract = payoff_billing::Contract::parse("c.toml", &contract(20)).unwrap();
+        let period_now = payoff_billing::Period::parse(contract.cadence, &period()).unwrap();
+        let versions = [payoff_billing::ContractVersion {
+            version: 1,
+            effective: contract.starts,
+            contract: &contract,
+        }];
+        let offline = payoff_billing::compute(&payoff_billing::CloseInput {
+            customer: "acme",
+            period: period_now,
+            versions: &versions,
+            events: &events,
+            head: payoff_billing::HeadRef {
+                sequence: events.len() as u64,
+                hash: String::new(),
+            },
+            prior: &[],
+            issued_at: Utc::now(),
+        })
+        .unwrap();
+        let offline_line = offline
+            .lines
+            .iter()
+            .find(|l| l.attribution.is_some())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&offline_line.attribution).unwrap(),
+            line["attribution"],
+            "{label}"
+        );
+        assert_eq!(offline_line.amount, line["amount"].as_str().unwrap());
     });
 }
 
