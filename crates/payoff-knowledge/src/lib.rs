@@ -6,9 +6,10 @@
 //! answers searches with the ACL inside the query, so nothing a caller may
 //! not read can influence what they see; [`answer_extractive`] stitches cited
 //! sentences from the hits, or says it has no answer. [`synthetic_corpus`]
-//! generates articles for benchmarks.
+//! generates articles for benchmarks. [`OpenAiProvider`] asks an
+//! OpenAI-compatible chat-completions endpoint for a cited answer instead.
 //!
-//! No HTTP here: the server maps [`IndexError::code`] and
+//! The server maps [`IndexError::code`] and
 //! [`DocumentError::code`] to responses.
 
 mod answer;
@@ -18,6 +19,7 @@ mod document;
 mod html;
 mod index;
 mod input;
+mod provider;
 mod text;
 
 pub use answer::{
@@ -37,3 +39,4 @@ pub use index::{
 pub use input::{
     parse_document, parse_json_lines, DocumentMeta, Format, JsonLinesError, DOCUMENTS_PER_BATCH_MAX,
 };
+pub use provider::{OpenAiConfig, OpenAiProvider, ProviderError, Usage, NO_ANSWER, SYSTEM_PROMPT};

@@ -4,6 +4,7 @@ mod acl;
 mod answer;
 mod index;
 mod input;
+mod provider;
 
 use payoff_knowledge::{Document, Hit, KnowledgeIndex};
 
