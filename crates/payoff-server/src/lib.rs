@@ -157,6 +157,43 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// One of the records Payoff writes into a customer's ledger itself (source
+/// `payoff`: dispute steps, assignments, releases, budget crossings),
+/// checked like any sent event.
+pub(crate) fn own_event(
+    state: &AppState,
+    customer: &str,
+    event: serde_json::Value,
+) -> Result<payoff_store::Routed, ApiError> {
+    let event = payoff_ledger::validate_event(event, &state.config.limits).map_err(|e| {
+        ApiError::new(
+            problem::ErrorCode::InvalidRequest,
+            format!("{}: {}", e[0].field, e[0].reason),
+        )
+    })?;
+    Ok(payoff_store::Routed {
+        customer: customer.to_owned(),
+        event,
+    })
+}
+
+/// Appends one of Payoff's own records. The inner `Err` says a record
+/// with that id was stored earlier with other content; it stands.
+pub(crate) async fn record_own(
+    state: &AppState,
+    customer: &str,
+    event: serde_json::Value,
+) -> Result<Result<(), payoff_store::AppendError>, ApiError> {
+    let routed = own_event(state, customer, event)?;
+    Ok(state
+        .ledger
+        .append(payoff_store::AppendRequest {
+            events: vec![routed],
+        })
+        .await?
+        .map(|_| ()))
+}
+
 /// Runs blocking work that needs the store and may fail with any API error.
 pub(crate) async fn blocking_with<T: Send + 'static>(
     f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,

@@ -9,8 +9,7 @@ use axum::{Json, Router};
 use chrono::{DurationRound, Utc};
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{ASSIGNMENT, PAYOFF_SOURCE};
-use payoff_ledger::validate_event;
-use payoff_store::{AppendRequest, Routed};
+use payoff_store::AppendRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -19,7 +18,7 @@ use crate::auth::{Action, Caller};
 use crate::billing::Versions;
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
-use crate::{blocking_with, AppState};
+use crate::{blocking_with, own_event, record_own, AppState};
 
 /// Most subjects in one batch request.
 const BATCH_MAX: usize = 10_000;
@@ -88,22 +87,8 @@ pub async fn release(
         "time": (period.end - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "data": { "experiment": req.experiment, "period": period.to_string(), "by": caller.0.key_id },
     });
-    let event = validate_event(event, &state.config.limits).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{}: {}", e[0].field, e[0].reason),
-        )
-    })?;
     // Released twice (by anyone): the first release stands.
-    let _ = state
-        .ledger
-        .append(AppendRequest {
-            events: vec![Routed {
-                customer: customer.clone(),
-                event,
-            }],
-        })
-        .await?;
+    let _ = record_own(&state, &customer, event).await?;
     Ok(Json(
         json!({"customer": customer, "period": period.to_string(), "experiment": req.experiment, "released": true}),
     ))
@@ -177,16 +162,7 @@ async fn record(
             "time": day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "data": { "experiment": experiment, "arm": arm.name() },
         });
-        let event = validate_event(event, &state.config.limits).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("{}: {}", e[0].field, e[0].reason),
-            )
-        })?;
-        events.push(Routed {
-            customer: customer.to_owned(),
-            event,
-        });
+        events.push(own_event(state, customer, event)?);
     }
     let whole = state
         .ledger

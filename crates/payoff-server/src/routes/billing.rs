@@ -11,8 +11,6 @@ use payoff_billing::{
     customer_of_id, CloseError, Decision, Outcome, Period, DISPUTE_ACCEPTED, DISPUTE_OPENED,
     DISPUTE_REJECTED,
 };
-use payoff_ledger::validate_event;
-use payoff_store::{AppendRequest, Routed};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -21,7 +19,7 @@ use crate::auth::{Action, Caller};
 use crate::billing::{self, BillingError, OutcomeNow, UploadError};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{check_customer_id, Body, Params};
-use crate::{blocking_with, AppState};
+use crate::{blocking_with, record_own, AppState};
 
 /// Largest contract file accepted.
 pub const CONTRACT_BYTES_MAX: usize = 256 * 1024;
@@ -456,22 +454,7 @@ async fn dispute_step(
         "time": rfc3339(now),
         "data": { "outcome": o.name, "subject": o.subject, text_field: text, "by": by },
     });
-    let event = validate_event(event, &state.config.limits).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{}: {}", e[0].field, e[0].reason),
-        )
-    })?;
-    let appended = state
-        .ledger
-        .append(AppendRequest {
-            events: vec![Routed {
-                customer: customer.clone(),
-                event,
-            }],
-        })
-        .await?;
-    if let Err(e) = appended {
+    if let Err(e) = record_own(&state, &customer, event).await? {
         return refuse(format!("{e}; another decision was recorded first"));
     }
     let view = blocking_with(

@@ -20,7 +20,7 @@ use crate::auth::{Action, Caller};
 use crate::economics;
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{check_customer_id, Body, Params};
-use crate::{blocking_with, AppState};
+use crate::{blocking_with, record_own, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -308,22 +308,8 @@ async fn record_budget_event(
         "time": format!("{day}T00:00:00Z"),
         "data": { "agent": answer.agent, "period": answer.period, "limit": answer.limit, "warn_at": answer.warn_at },
     });
-    let event = payoff_ledger::validate_event(event, &state.config.limits).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{}: {}", e[0].field, e[0].reason),
-        )
-    })?;
     // Recorded already today (perhaps with other figures): that one stands.
-    let _ = state
-        .ledger
-        .append(payoff_store::AppendRequest {
-            events: vec![payoff_store::Routed {
-                customer: customer.to_owned(),
-                event,
-            }],
-        })
-        .await?;
+    let _ = record_own(state, customer, event).await?;
     Ok(())
 }
 
