@@ -8,6 +8,7 @@
 
 mod access;
 mod append;
+pub mod audit;
 mod error;
 mod migrations;
 mod pool;
@@ -20,8 +21,9 @@ pub use access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
 };
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use error::StoreError;
 pub use store::{
-    Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
+    AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
     StoredPriceTable, StoredStatement,
 };

@@ -3,6 +3,16 @@
 //! A migration is never edited once released: a change of schema is a new
 //! version appended to the list of each backend.
 
+/// The migrations not applied yet, in order. Every missing version counts,
+/// not only those above the highest applied: branches developed side by
+/// side may land their versions out of order.
+pub(crate) fn pending<'a>(
+    all: &'a [(i64, &'a str)],
+    applied: &'a [i64],
+) -> impl Iterator<Item = &'a (i64, &'a str)> {
+    all.iter().filter(move |(v, _)| !applied.contains(v))
+}
+
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
         1,
@@ -90,6 +100,33 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         body TEXT NOT NULL,
         updated_us INTEGER NOT NULL,
         PRIMARY KEY (customer_id, doc_id)
+    );",
+    ),
+    (
+        6,
+        "CREATE TABLE audit_log (
+        sequence INTEGER PRIMARY KEY,
+        at_us INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        customer_id TEXT,
+        action TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        body TEXT NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_by_customer ON audit_log (customer_id, sequence);
+    CREATE TABLE agent_pauses (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        paused_by TEXT NOT NULL,
+        paused_us INTEGER NOT NULL,
+        PRIMARY KEY (agent, customer_id)
+    );
+    CREATE TABLE agent_cursors (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (agent, customer_id)
     );",
     ),
 ];
@@ -181,6 +218,33 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         body TEXT NOT NULL,
         updated_us BIGINT NOT NULL,
         PRIMARY KEY (customer_id, doc_id)
+    );",
+    ),
+    (
+        6,
+        "CREATE TABLE audit_log (
+        sequence BIGINT PRIMARY KEY,
+        at_us BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        customer_id TEXT,
+        action TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        body TEXT NOT NULL,
+        hash BYTEA NOT NULL
+    );
+    CREATE INDEX audit_by_customer ON audit_log (customer_id, sequence);
+    CREATE TABLE agent_pauses (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        paused_by TEXT NOT NULL,
+        paused_us BIGINT NOT NULL,
+        PRIMARY KEY (agent, customer_id)
+    );
+    CREATE TABLE agent_cursors (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        PRIMARY KEY (agent, customer_id)
     );",
     ),
 ];

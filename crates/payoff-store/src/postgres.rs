@@ -12,11 +12,12 @@ use postgres::{Client, Config, NoTls, Row};
 
 use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
-    from_us, hash32, Backend, BodySink, Budget, EventFilter, EventSink, StoredContract,
-    StoredEvent, StoredPriceTable, StoredStatement,
+    audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
+    EventSink, StoredContract, StoredEvent, StoredPriceTable, StoredStatement,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -54,13 +55,12 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     // Several nodes may start at once; one migrates, the others wait.
     tx.execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)")?;
-    let applied: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-            &[],
-        )?
-        .get(0);
-    for (version, sql) in migrations::POSTGRES.iter().filter(|(v, _)| *v > applied) {
+    let applied: Vec<i64> = tx
+        .query("SELECT version FROM schema_migrations", &[])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in migrations::pending(migrations::POSTGRES, &applied) {
         tx.batch_execute(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations VALUES ($1, $2)",
@@ -447,6 +447,126 @@ impl Backend for Postgres {
                 issued_at: from_us(r.get(5)),
             })
             .collect())
+        })
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.readers.with(|c| {
+            let mut tx = c.transaction()?;
+            // Readers go on; other audit writers wait for this one.
+            tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
+            let last = tx
+                .query_opt(
+                    "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
+            let (record, body) = next_audit(last, entry)?;
+            tx.execute(
+                "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&(record.sequence as i64), &entry.at.timestamp_micros(), &entry.actor, &entry.customer, &entry.action, &entry.decision, &body, &&record.hash[..]],
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.readers.with(|c| {
+            let rows = c.query(
+                "SELECT sequence, body, hash FROM audit_log
+                 WHERE ($1::TEXT IS NULL OR customer_id = $1) AND ($2::TEXT IS NULL OR actor = $2)
+                   AND ($3::TEXT IS NULL OR strpos(action, $3) > 0) AND ($4::TEXT IS NULL OR decision = $4)
+                   AND ($5::BIGINT IS NULL OR at_us >= $5) AND ($6::BIGINT IS NULL OR at_us < $6)
+                   AND sequence > $7
+                 ORDER BY sequence LIMIT $8",
+                &[
+                    &f.customer,
+                    &f.actor,
+                    &f.action,
+                    &f.decision,
+                    &f.since.map(|t| t.timestamp_micros()),
+                    &f.until.map(|t| t.timestamp_micros()),
+                    &(f.after_sequence.unwrap_or(0) as i64),
+                    &(f.limit as i64),
+                ],
+            )?;
+            rows.iter()
+                .map(|r| audit_record(r.get(0), r.get::<_, &str>(1), r.get::<_, &[u8]>(2)))
+                .collect()
+        })
+    }
+
+    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut rows = c.query_raw(
+                "SELECT sequence, body, hash FROM audit_log ORDER BY sequence",
+                std::iter::empty::<i64>(),
+            )?;
+            while let Some(r) = rows.next()? {
+                sink(r.get::<_, i64>(0) as u64, r.get(1), r.get(2));
+            }
+            Ok(())
+        })
+    }
+
+    fn set_agent_pause(&self, p: &AgentPause, paused: bool) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            if paused {
+                c.execute(
+                    "INSERT INTO agent_pauses (agent, customer_id, paused_by, paused_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&p.agent, &p.customer, &p.paused_by, &p.paused_at.timestamp_micros()],
+                )?;
+            } else {
+                c.execute(
+                    "DELETE FROM agent_pauses WHERE agent = $1 AND customer_id = $2",
+                    &[&p.agent, &p.customer],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query(
+                "SELECT agent, customer_id, paused_by, paused_us FROM agent_pauses ORDER BY agent, customer_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| AgentPause {
+                agent: r.get(0),
+                customer: r.get(1),
+                paused_by: r.get(2),
+                paused_at: from_us(r.get(3)),
+            })
+            .collect())
+        })
+    }
+
+    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.query_opt(
+                "SELECT sequence FROM agent_cursors WHERE agent = $1 AND customer_id = $2",
+                &[&agent, &customer],
+            )?
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .unwrap_or(0))
+        })
+    }
+
+    fn set_agent_cursor(
+        &self,
+        agent: &str,
+        customer: &str,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO agent_cursors (agent, customer_id, sequence) VALUES ($1, $2, $3)
+                 ON CONFLICT (agent, customer_id) DO UPDATE SET sequence = excluded.sequence",
+                &[&agent, &customer, &(sequence as i64)],
+            )?;
+            Ok(())
         })
     }
 }

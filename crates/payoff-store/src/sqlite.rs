@@ -10,11 +10,12 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
-    from_us, hash32, Backend, BodySink, Budget, EventFilter, EventSink, StoredContract,
-    StoredEvent, StoredPriceTable, StoredStatement,
+    audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
+    EventSink, StoredContract, StoredEvent, StoredPriceTable, StoredStatement,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -54,12 +55,11 @@ impl Sqlite {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)")?;
-    let applied: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    for (version, sql) in migrations::SQLITE.iter().filter(|(v, _)| *v > applied) {
+    let applied: Vec<i64> = tx
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (version, sql) in migrations::pending(migrations::SQLITE, &applied) {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations VALUES (?1, ?2)",
@@ -466,6 +466,138 @@ impl Backend for Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.readers.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let last: Option<(i64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (record, body) = next_audit(last.map(|(s, h)| (s, h)), entry)?;
+            tx.execute(
+                "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![record.sequence as i64, entry.at.timestamp_micros(), entry.actor, entry.customer, entry.action, entry.decision, body, &record.hash[..]],
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT sequence, body, hash FROM audit_log
+                 WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR actor = ?2)
+                   AND (?3 IS NULL OR instr(action, ?3) > 0) AND (?4 IS NULL OR decision = ?4)
+                   AND (?5 IS NULL OR at_us >= ?5) AND (?6 IS NULL OR at_us < ?6)
+                   AND sequence > ?7
+                 ORDER BY sequence LIMIT ?8",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    f.customer,
+                    f.actor,
+                    f.action,
+                    f.decision,
+                    f.since.map(|t| t.timestamp_micros()),
+                    f.until.map(|t| t.timestamp_micros()),
+                    f.after_sequence.unwrap_or(0) as i64,
+                    f.limit as i64
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )?;
+            rows.map(|row| {
+                let (sequence, body, hash) = row?;
+                audit_record(sequence, &body, &hash)
+            })
+            .collect()
+        })
+    }
+
+    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT sequence, body, hash FROM audit_log ORDER BY sequence")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                sink(r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn set_agent_pause(&self, p: &AgentPause, paused: bool) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            if paused {
+                c.execute(
+                    "INSERT INTO agent_pauses (agent, customer_id, paused_by, paused_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    params![p.agent, p.customer, p.paused_by, p.paused_at.timestamp_micros()],
+                )?;
+            } else {
+                c.execute(
+                    "DELETE FROM agent_pauses WHERE agent = ?1 AND customer_id = ?2",
+                    params![p.agent, p.customer],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT agent, customer_id, paused_by, paused_us FROM agent_pauses ORDER BY agent, customer_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(AgentPause {
+                    agent: r.get(0)?,
+                    customer: r.get(1)?,
+                    paused_by: r.get(2)?,
+                    paused_at: from_us(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
+        self.readers.with(|c| {
+            let v: Option<i64> = c
+                .query_row(
+                    "SELECT sequence FROM agent_cursors WHERE agent = ?1 AND customer_id = ?2",
+                    params![agent, customer],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(v.unwrap_or(0) as u64)
+        })
+    }
+
+    fn set_agent_cursor(
+        &self,
+        agent: &str,
+        customer: &str,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO agent_cursors (agent, customer_id, sequence) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent, customer_id) DO UPDATE SET sequence = excluded.sequence",
+                params![agent, customer, sequence as i64],
+            )?;
+            Ok(())
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
 };
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
+use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
 use crate::StoreError;
 
 /// An event as stored in a customer's chain.
@@ -108,6 +109,16 @@ pub struct Budget {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A kill switch that is on: `agent` takes no action for `customer`
+/// (`*`: for every customer) until it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentPause {
+    pub agent: String,
+    pub customer: String,
+    pub paused_by: String,
+    pub paused_at: DateTime<Utc>,
+}
+
 /// Receives `(sequence, canonical bytes)` of each event a scan wants.
 pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
 
@@ -169,6 +180,22 @@ pub(crate) trait Backend: Send + Sync {
         customer: Option<&str>,
         id: Option<&str>,
     ) -> Result<Vec<StoredStatement>, StoreError>;
+    /// Appends to the audit chain in one transaction that excludes every
+    /// other audit writer, so sequences have no gaps and no forks.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError>;
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// `(sequence, body, hash)` of every audit record, in order.
+    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError>;
+    fn set_agent_pause(&self, pause: &AgentPause, paused: bool) -> Result<(), StoreError>;
+    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError>;
+    /// The last ledger sequence an agent has handled for a customer.
+    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError>;
+    fn set_agent_cursor(
+        &self,
+        agent: &str,
+        customer: &str,
+        sequence: u64,
+    ) -> Result<(), StoreError>;
 }
 
 /// The database of one Payoff installation.
@@ -495,6 +522,72 @@ impl Store {
         self.backend.scan_bodies(customer, up_to, wants, &mut sink)
     }
 
+    /// Records one entry in the audit chain.
+    pub fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.backend.append_audit(entry)
+    }
+
+    /// Audit records matching `filter`, oldest first.
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.backend.audit(filter)
+    }
+
+    /// Recomputes the whole audit chain from the stored rows.
+    pub fn verify_audit(&self) -> Result<AuditReport, StoreError> {
+        let mut rows = Vec::new();
+        self.backend.audit_rows(&mut |sequence, body, hash| {
+            rows.push(
+                serde_json::from_str::<serde_json::Value>(&body)
+                    .map_err(|e| format!("its stored body is not JSON: {e}"))
+                    .and_then(|mut v| {
+                        if v.get("sequence").and_then(serde_json::Value::as_u64) != Some(sequence) {
+                            return Err(format!(
+                                "its body says another sequence than row {sequence}"
+                            ));
+                        }
+                        v["hash"] = hex::encode(hash).into();
+                        Ok(v)
+                    }),
+            )
+        })?;
+        Ok(verify_audit(rows))
+    }
+
+    /// Turns an agent's kill switch on (`paused`) or off.
+    pub fn set_agent_pause(&self, pause: &AgentPause, paused: bool) -> Result<(), StoreError> {
+        self.backend.set_agent_pause(pause, paused)
+    }
+
+    pub fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
+        self.backend.agent_pauses()
+    }
+
+    /// The pause that stops `agent` for `customer`, if any.
+    pub fn agent_paused(
+        &self,
+        agent: &str,
+        customer: &str,
+    ) -> Result<Option<AgentPause>, StoreError> {
+        Ok(self
+            .backend
+            .agent_pauses()?
+            .into_iter()
+            .find(|p| p.agent == agent && (p.customer == customer || p.customer == "*")))
+    }
+
+    pub fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
+        self.backend.agent_cursor(agent, customer)
+    }
+
+    pub fn set_agent_cursor(
+        &self,
+        agent: &str,
+        customer: &str,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
+        self.backend.set_agent_cursor(agent, customer, sequence)
+    }
+
     /// Recomputes every customer's chain from the stored bytes and checks
     /// that the columns beside them and the stored head agree.
     pub fn verify(&self) -> Result<Vec<ChainReport>, StoreError> {
@@ -587,5 +680,46 @@ pub(crate) fn hash32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
             "a stored hash has {} bytes instead of 32",
             bytes.len()
         ))
+    })
+}
+
+/// The record that follows `last` (`(sequence, hash)` of the newest row),
+/// and the body to store with it.
+pub(crate) fn next_audit(
+    last: Option<(i64, Vec<u8>)>,
+    entry: &AuditEntry,
+) -> Result<(AuditRecord, String), StoreError> {
+    let head = match last {
+        None => payoff_ledger::Head::EMPTY,
+        Some((sequence, hash)) => payoff_ledger::Head {
+            sequence: sequence as u64,
+            hash: hash32(&hash)?,
+        },
+    };
+    let body = crate::audit::audit_body(head.sequence + 1, entry);
+    let next = head.append(&body);
+    let body = String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((
+        AuditRecord {
+            sequence: next.sequence,
+            entry: entry.clone(),
+            hash: next.hash,
+        },
+        body,
+    ))
+}
+
+/// A stored audit row read back.
+pub(crate) fn audit_record(
+    sequence: i64,
+    body: &str,
+    hash: &[u8],
+) -> Result<AuditRecord, StoreError> {
+    let entry: AuditEntry = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("audit record {sequence}: {e}")))?;
+    Ok(AuditRecord {
+        sequence: sequence as u64,
+        entry,
+        hash: hash32(hash)?,
     })
 }

@@ -1,0 +1,195 @@
+//! The audit log: who did what to which resource, the decision and why.
+//!
+//! It is a chain of its own, apart from the customers' ledgers: a refused
+//! request must leave a trace without changing a customer's billing data.
+//! Record `n` hashes as `SHA-256(hash_{n-1} || canonical JSON of record n)`
+//! from 32 zero bytes, the rule of the ledger, so one verifier serves both
+//! and an export can be checked offline.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use payoff_ledger::{canonical_json, Head};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One thing that happened, before it takes its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// UTC, to the microsecond.
+    pub at: DateTime<Utc>,
+    /// The key id (`key_…`) or `agent:<name>`; `anonymous` when no valid key was shown.
+    pub actor: String,
+    pub role: Option<String>,
+    /// The customer whose data was touched, when there is one.
+    pub customer: Option<String>,
+    /// A route (`POST /v1/customers/{customer}/contracts`) or an agent action (`send_reply`).
+    pub action: String,
+    /// The concrete resource: a path, a ticket, an approval.
+    pub resource: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Why, in words: the status and problem of a request, or the policy's reasons.
+    pub reason: String,
+    /// The policies that decided, when a policy decided.
+    #[serde(default)]
+    pub policy_ids: Vec<String>,
+}
+
+/// An entry with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub sequence: u64,
+    pub entry: AuditEntry,
+    pub hash: [u8; 32],
+}
+
+/// Which records to list, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub customer: Option<String>,
+    pub actor: Option<String>,
+    /// Matches records whose action contains this text.
+    pub action: Option<String>,
+    pub decision: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub after_sequence: Option<u64>,
+    pub limit: usize,
+}
+
+/// The bytes a record's hash covers: its sequence and entry, canonical.
+pub fn audit_body(sequence: u64, entry: &AuditEntry) -> Vec<u8> {
+    canonical_json(&body_value(sequence, entry))
+}
+
+fn body_value(sequence: u64, entry: &AuditEntry) -> Value {
+    serde_json::json!({
+        "sequence": sequence,
+        "at": entry.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "actor": entry.actor,
+        "role": entry.role,
+        "customer": entry.customer,
+        "action": entry.action,
+        "resource": entry.resource,
+        "decision": entry.decision,
+        "reason": entry.reason,
+        "policy_ids": entry.policy_ids,
+    })
+}
+
+impl AuditRecord {
+    /// The record as one line of an export: its body plus its hash.
+    pub fn to_json(&self) -> Value {
+        let mut v = body_value(self.sequence, &self.entry);
+        v["hash"] = Value::String(hex::encode(self.hash));
+        v
+    }
+}
+
+/// The check of an audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    pub records: u64,
+    pub head_hash: String,
+    /// The first broken link, in words; `None` when the chain is intact.
+    pub broken: Option<String>,
+}
+
+/// Checks records given in order (from the database or an export): each
+/// sequence follows the last, and each hash is the chain rule applied to
+/// the record's own content. Names the first record that fails.
+pub fn verify_audit(records: impl IntoIterator<Item = Result<Value, String>>) -> AuditReport {
+    let mut head = Head::EMPTY;
+    for (i, record) in records.into_iter().enumerate() {
+        let at = i as u64 + 1;
+        let broken = |why: String, head: &Head| AuditReport {
+            records: head.sequence,
+            head_hash: head.hash_hex(),
+            broken: Some(format!("record {at}: {why}")),
+        };
+        let mut value = match record {
+            Ok(v) => v,
+            Err(e) => return broken(e, &head),
+        };
+        let Some(hash) = value
+            .as_object_mut()
+            .and_then(|o| o.remove("hash"))
+            .and_then(|h| h.as_str().map(str::to_owned))
+        else {
+            return broken("has no \"hash\"".into(), &head);
+        };
+        if value.get("sequence").and_then(Value::as_u64) != Some(at) {
+            return broken(format!("its sequence is not {at}"), &head);
+        }
+        let next = head.append(&canonical_json(&value));
+        if next.hash_hex() != hash {
+            return broken(
+                "its content does not match its hash (altered, or an earlier record was)".into(),
+                &head,
+            );
+        }
+        head = next;
+    }
+    AuditReport {
+        records: head.sequence,
+        head_hash: head.hash_hex(),
+        broken: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(actor: &str) -> AuditEntry {
+        AuditEntry {
+            at: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            actor: actor.into(),
+            role: Some("operator".into()),
+            customer: Some("acme".into()),
+            action: "POST /v1/customers/{customer}/contracts".into(),
+            resource: "/v1/customers/acme/contracts".into(),
+            decision: "allow".into(),
+            reason: "201".into(),
+            policy_ids: vec![],
+        }
+    }
+
+    fn chain(actors: &[&str]) -> Vec<Value> {
+        let mut head = Head::EMPTY;
+        actors
+            .iter()
+            .map(|a| {
+                let e = entry(a);
+                head = head.append(&audit_body(head.sequence + 1, &e));
+                AuditRecord {
+                    sequence: head.sequence,
+                    entry: e,
+                    hash: head.hash,
+                }
+                .to_json()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_any_change_is_named() {
+        let records = chain(&["key_a", "key_b", "key_c"]);
+        let ok = verify_audit(records.iter().cloned().map(Ok));
+        assert_eq!(ok.records, 3);
+        assert_eq!(ok.broken, None);
+
+        let mut altered = records.clone();
+        altered[1]["decision"] = "deny".into();
+        let report = verify_audit(altered.into_iter().map(Ok));
+        assert_eq!(report.records, 1);
+        assert!(report.broken.unwrap().starts_with("record 2:"));
+
+        let mut dropped = records.clone();
+        dropped.remove(0);
+        let report = verify_audit(dropped.into_iter().map(Ok));
+        assert!(report.broken.unwrap().contains("sequence is not 1"));
+
+        let report = verify_audit(vec![Err("not JSON".to_string())]);
+        assert_eq!(report.broken.as_deref(), Some("record 1: not JSON"));
+    }
+}
