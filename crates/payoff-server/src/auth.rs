@@ -33,6 +33,11 @@ pub enum Action {
     Assign,
     ManageKnowledge,
     SearchKnowledge,
+    ReadAudit,
+    SubmitTickets,
+    ReadApprovals,
+    DecideApprovals,
+    ControlAgents,
 }
 
 /// The built-in role rules.
@@ -56,6 +61,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         CheckBudget | Assign => matches!(role, Admin | Operator | Agent),
         ManageKnowledge => matches!(role, Admin | Operator | CustomerAdmin),
         SearchKnowledge => true,
+        ReadAudit => matches!(role, Admin | Operator | Auditor | CustomerAdmin),
+        SubmitTickets => matches!(role, Admin | Operator | Agent),
+        ReadApprovals => !matches!(role, Agent),
+        DecideApprovals | ControlAgents => matches!(role, Admin | Operator | CustomerAdmin),
     }
 }
 
@@ -124,6 +133,11 @@ fn describe(action: Action) -> &'static str {
         Action::Assign => "ask for holdout assignments",
         Action::ManageKnowledge => "change knowledge documents",
         Action::SearchKnowledge => "search knowledge",
+        Action::ReadAudit => "read the audit log",
+        Action::SubmitTickets => "hand tickets to an agent",
+        Action::ReadApprovals => "read approvals",
+        Action::DecideApprovals => "approve or reject agent replies",
+        Action::ControlAgents => "pause or resume agents",
     }
 }
 
@@ -154,6 +168,12 @@ impl FromRequestParts<AppState> for Caller {
             .to_owned();
         let store = state.store.clone();
         let principal = crate::blocking(move || store.authenticate(&presented)).await?;
+        if let (Some(p), Some(slot)) = (
+            &principal,
+            parts.extensions.get::<crate::audit::CallerSlot>(),
+        ) {
+            *slot.0.lock().expect("caller slot") = Some(p.clone());
+        }
         principal.map(Caller).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidApiKey,

@@ -2,6 +2,8 @@
 //! and pure core. Routers are composed per area (`routes::*`); every error
 //! leaves through [`problem::ApiError`].
 
+pub mod answers;
+mod audit;
 pub mod auth;
 pub mod billing;
 pub mod economics;
@@ -9,6 +11,7 @@ mod metrics;
 mod openapi;
 pub mod problem;
 mod routes;
+pub mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +55,10 @@ pub struct AppState {
     pub signing_key: Arc<SigningKey>,
     /// The knowledge index (in memory unless [`AppState::with_knowledge`]).
     pub knowledge: Arc<payoff_knowledge::KnowledgeIndex>,
+    /// Drafts answers for the knowledge route and the support agent.
+    pub answerer: Arc<answers::Answerer>,
+    /// The support agent's settings.
+    pub support: Arc<support::SupportConfig>,
 }
 
 impl AppState {
@@ -71,7 +78,21 @@ impl AppState {
                 payoff_knowledge::KnowledgeIndex::in_memory()
                     .expect("an in-memory index always opens"),
             ),
+            answerer: Arc::new(answers::Answerer::Extractive),
+            support: Arc::new(support::SupportConfig::default()),
         }
+    }
+
+    /// Drafts answers with `answerer` instead of the extractive default.
+    pub fn with_answerer(mut self, answerer: answers::Answerer) -> Self {
+        self.answerer = Arc::new(answerer);
+        self
+    }
+
+    /// Runs the support agent with `config` instead of the defaults.
+    pub fn with_support(mut self, config: support::SupportConfig) -> Self {
+        self.support = Arc::new(config);
+        self
     }
 
     /// Uses an index kept on disk (beside the database).
@@ -115,12 +136,18 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::economics::router())
         .merge(routes::assignments::router())
         .merge(routes::knowledge::router())
+        .merge(routes::audit::router())
+        .merge(routes::agents::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,
                 "no such route; see /openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::record,
@@ -134,12 +161,23 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    // The support agent works tickets that arrive as ledger events and
+    // expires approvals, beside the requests.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let agent = tokio::spawn(support::run(
+        state.clone(),
+        std::time::Duration::from_secs(1),
+        stop.clone(),
+    ));
+    let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    stop.notify_one();
+    let _ = agent.await;
+    served
 }
 
 /// Runs blocking storage work off the async workers.

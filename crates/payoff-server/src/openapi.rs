@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{assignments, billing, customers, economics, events, keys, knowledge, ledger};
+use crate::routes::{
+    agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +17,9 @@ use crate::routes::{assignments, billing, customers, economics, events, keys, kn
         economics::upload_prices, economics::list_prices, economics::show_economics, economics::set_budgets,
         economics::list_budgets, economics::check_budget, economics::show_roi,
         assignments::one, assignments::batch, assignments::release,
-        knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer),
+        knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer,
+        audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
+        agents::list_approvals, agents::approve, agents::reject),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

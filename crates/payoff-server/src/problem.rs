@@ -36,6 +36,8 @@ error_codes! {
     InvalidQuery => (BAD_REQUEST, "invalid_query", "A query parameter is invalid"),
     EventConflict => (CONFLICT, "event_conflict", "An event with this source and id was stored with different content"),
     AlreadyExists => (CONFLICT, "already_exists", "It already exists"),
+    AlreadyDecided => (CONFLICT, "already_decided", "It was decided already"),
+    AgentPaused => (CONFLICT, "agent_paused", "The agent is paused"),
     InvalidContract => (BAD_REQUEST, "invalid_contract", "The contract is invalid; nothing was stored"),
     NoContract => (NOT_FOUND, "no_contract", "The customer has no contract"),
     PeriodNotEnded => (CONFLICT, "period_not_ended", "The period has not ended"),
@@ -115,6 +117,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response.extensions_mut().insert(crate::audit::ProblemNote {
+            code: self.code.code(),
+            detail: self.detail,
+        });
         response
     }
 }

@@ -28,9 +28,45 @@ clawback_within = "30d"
 price = { per_unit = "2.50" }
 "#;
 
+/// The test's months, written 2026-09, 2026-10 and 2026-11 below, are
+/// shifted to the two months before this one and this one: the server stamps
+/// decisions (a dispute accepted) with the real clock, and the credit lands
+/// in the month that is open now.
+fn shift(text: &str) -> String {
+    let now = chrono::Utc::now().date_naive();
+    let month = |back: u32| {
+        let d = now - chrono::Months::new(back);
+        d.format("%Y-%m").to_string()
+    };
+    // One pass, so a month already shifted is not shifted again.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("2026-") {
+        out.push_str(&rest[..at]);
+        let token = rest.get(at..at + 7).unwrap_or_default();
+        let shifted = match token {
+            "2026-09" => month(2),
+            "2026-10" => month(1),
+            "2026-11" => month(0),
+            _ => rest[at..at + 5].to_owned(),
+        };
+        let used = if shifted.len() == 7 { 7 } else { 5 };
+        out.push_str(&shifted);
+        rest = &rest[at + used..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Noon on the last day of the first month: it matures (72 h) in the second.
+fn last_noon_of_first_month() -> String {
+    let second = chrono::NaiveDate::parse_from_str(&shift("2026-10-01"), "%Y-%m-%d").unwrap();
+    format!("{}T12:00:00Z", second.pred_opt().unwrap())
+}
+
 fn ev(id: &str, kind: &str, subject: &str, time: &str) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": kind, "subject": subject,
-           "time": time, "data": {"resolved_by": "ai"}})
+           "time": shift(time), "data": {"resolved_by": "ai"}})
 }
 
 impl TestServer {
@@ -122,17 +158,19 @@ fn a_customer_life_closes_into_verifiable_statements() {
             "nothing was stored: {v}"
         );
 
-        let (s, v) = server.toml(contracts, &operator, CONTRACT).await;
+        let (s, v) = server.toml(contracts, &operator, &shift(CONTRACT)).await;
         assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
         assert_eq!(
             (v["version"].as_u64(), v["effective"].as_str()),
-            (Some(1), Some("2026-09"))
+            (Some(1), Some(shift("2026-09").as_str()))
         );
 
+        let mut t3 = ev("3", "ticket.closed", "T3", "2026-09-01T00:00:00Z");
+        t3["time"] = last_noon_of_first_month().into();
         let september = json!([
             ev("1", "ticket.closed", "T1", "2026-09-05T10:00:00Z"),
             ev("2", "ticket.closed", "T2", "2026-09-10T10:00:00Z"),
-            ev("3", "ticket.closed", "T3", "2026-09-28T12:00:00Z"),
+            t3,
             ev("4", "ticket.closed", "T4", "2026-09-12T10:00:00Z"),
             ev("5", "ticket.reopened", "T4", "2026-09-13T10:00:00Z"),
         ]);
@@ -143,7 +181,10 @@ fn a_customer_life_closes_into_verifiable_statements() {
 
         // Preview: T1 and T2 matured in September; T3 matures in October; T4 was voided.
         let (s, v, _) = server
-            .get("/v1/customers/acme/periods/2026-09/preview", &viewer)
+            .get(
+                &shift("/v1/customers/acme/periods/2026-09/preview"),
+                &viewer,
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {v}");
         assert_eq!(
@@ -156,7 +197,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
         assert_eq!(v["total"], "105.00");
 
         // Closing: in order, once, only when ended, only by the provider.
-        let close = |p: &str| format!("/v1/customers/acme/periods/{p}/close");
+        let close = |p: &str| shift(&format!("/v1/customers/acme/periods/{p}/close"));
         let (s, v) = server.post(&close("2026-10"), &operator, Value::Null).await;
         assert_eq!(
             (s, v["code"].as_str()),
@@ -255,7 +296,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
         // Only Payoff records dispute steps: the reserved source is refused,
         // and dispute events from any other source are ignored.
         let forged = json!({"specversion": "1.0", "id": "f1", "source": "payoff", "type": "payoff.dispute.opened",
-            "subject": "T1", "time": "2026-09-06T00:00:00Z", "data": {"outcome": "ticket_resolved", "subject": "T1"}});
+            "subject": "T1", "time": shift("2026-09-06T00:00:00Z"), "data": {"outcome": "ticket_resolved", "subject": "T1"}});
         let (s, v) = server
             .send(&agent, "application/cloudevents+json", &forged)
             .await;
@@ -355,9 +396,13 @@ fn a_customer_life_closes_into_verifiable_statements() {
         assert_eq!(october["depends_on"][0], september_id.as_str());
 
         // A new version only governs periods not closed yet.
-        let v2 = CONTRACT.replace("\"2.50\"", "\"3.00\"");
+        let v2 = shift(CONTRACT).replace("\"2.50\"", "\"3.00\"");
         let (s, v) = server
-            .toml(&format!("{contracts}?effective=2026-10"), &operator, &v2)
+            .toml(
+                &shift(&format!("{contracts}?effective=2026-10")),
+                &operator,
+                &v2,
+            )
             .await;
         assert_eq!(
             (s, v["code"].as_str()),
@@ -365,7 +410,11 @@ fn a_customer_life_closes_into_verifiable_statements() {
             "{v}"
         );
         let (s, v) = server
-            .toml(&format!("{contracts}?effective=2026-11"), &operator, &v2)
+            .toml(
+                &shift(&format!("{contracts}?effective=2026-11")),
+                &operator,
+                &v2,
+            )
             .await;
         assert_eq!(
             (s, v["version"].as_u64()),
@@ -376,7 +425,10 @@ fn a_customer_life_closes_into_verifiable_statements() {
         // The dispute was accepted in November: its credit lands on November's
         // statement, priced by the version that billed September.
         let (s, november, _) = server
-            .get("/v1/customers/acme/periods/2026-11/preview", &viewer)
+            .get(
+                &shift("/v1/customers/acme/periods/2026-11/preview"),
+                &viewer,
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{november}");
         assert_eq!(
@@ -460,7 +512,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
             format!("/v1/outcomes/{t1}"),
             format!("/v1/statements/{october_id}"),
             format!("/v1/statements/{october_id}/evidence"),
-            "/v1/customers/acme/periods/2026-11/preview".into(),
+            shift("/v1/customers/acme/periods/2026-11/preview"),
             "/v1/customers/acme/statements".into(),
             "/v1/customers/acme/contracts".into(),
         ] {
@@ -474,7 +526,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
         let (s, _, _) = server.get("/v1/customers/acme/outcomes", &agent).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "agents do not read billing");
         let (s, _, _) = server
-            .get("/v1/statements/st.nobody.2026-09", &operator)
+            .get(&shift("/v1/statements/st.nobody.2026-09"), &operator)
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     });

@@ -479,7 +479,7 @@ impl Backend for Sqlite {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let (record, body) = next_audit(last.map(|(s, h)| (s, h)), entry)?;
+            let (record, body) = next_audit(last, entry)?;
             tx.execute(
                 "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![record.sequence as i64, entry.at.timestamp_micros(), entry.actor, entry.customer, entry.action, entry.decision, body, &record.hash[..]],

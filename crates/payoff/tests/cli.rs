@@ -362,10 +362,10 @@ fn contracts_close_into_statements_that_verify_offline_and_tampering_fails() {
                     "--customer",
                     "acme",
                     "--period",
-                    "2026-11",
+                    "2099-01",
                 ],
             ),
-            "period 2026-11 ends at",
+            "period 2099-01 ends at",
         );
         assert_bad_input(
             &payoff(

@@ -142,7 +142,7 @@ async fn holdout(state: &AppState, customer: &str, experiment: &str) -> Result<f
 
 /// Records first assignments. Their time is the UTC day, so a retry the
 /// same day is a duplicate; on a later day the stored record stands.
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     customer: &str,
     experiment: &str,

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use payoff_knowledge::{answer_extractive, Document};
+use payoff_knowledge::Document;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -310,10 +310,18 @@ pub async fn answer(
     let groups = reader_groups(&state, &caller, req.groups).await?;
     let index = state.knowledge.clone();
     let question = req.question.clone();
-    let hits = tokio::task::spawn_blocking(move || index.search(&customer, &question, &groups, 5))
+    let searched = customer.clone();
+    let hits = tokio::task::spawn_blocking(move || index.search(&searched, &question, &groups, 5))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
         .map_err(index_error)?;
-    let answer = answer_extractive(&hits, &req.question);
-    Ok(Json(json!({ "answer": answer, "provider": "extractive" })))
+    let meter = crate::answers::Meter {
+        customer: &customer,
+        agent: "knowledge",
+        subject: None,
+    };
+    let answer = crate::answers::draft(&state, &hits, &req.question, meter).await?;
+    Ok(Json(
+        json!({ "answer": answer, "provider": state.answerer.name() }),
+    ))
 }

@@ -1,6 +1,8 @@
 //! Routers, one per area of the API.
 
+pub mod agents;
 pub mod assignments;
+pub mod audit;
 pub mod billing;
 pub mod customers;
 pub mod economics;
@@ -32,6 +34,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             )),
             Err(e) => Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
         }
+    }
+}
+
+/// A JSON body that may be left out entirely (then `T::default()`), for
+/// actions whose every field is optional.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("body: {e}")))
     }
 }
 

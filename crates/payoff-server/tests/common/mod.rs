@@ -33,6 +33,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(db_url: &str, config: ServerConfig) -> TestServer {
+        Self::start_with(db_url, config, |s| s).await
+    }
+
+    /// Starts a server whose state `customize` adjusts (agent settings,
+    /// answer provider).
+    pub async fn start_with(
+        db_url: &str,
+        config: ServerConfig,
+        customize: impl FnOnce(AppState) -> AppState,
+    ) -> TestServer {
         let db_url = db_url.to_owned();
         let (store, admin) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&db_url).unwrap();
@@ -51,12 +61,12 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(payoff_server::serve(
             listener,
-            AppState::new(
+            customize(AppState::new(
                 store.clone(),
                 ledger,
                 config,
                 ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-            ),
+            )),
             async {
                 let _ = stopped.await;
             },

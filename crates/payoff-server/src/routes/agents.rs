@@ -1,0 +1,253 @@
+//! The support agent's routes: tickets in, the approval queue, and the
+//! kill switch.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use payoff_store::AgentPause;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{Body, OptionalBody, Params};
+use crate::support::{self, approvals::Status, Choice, Handled, Ticket, AGENT};
+use crate::{blocking_with, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents/support/tickets", post(submit))
+        .route("/v1/agents/{agent}", get(show_agent))
+        .route("/v1/agents/{agent}/pause", post(pause))
+        .route("/v1/agents/{agent}/resume", post(resume))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/reject", post(reject))
+}
+
+/// Hands a ticket to the support agent and says what it did.
+#[utoipa::path(post, path = "/v1/agents/support/tickets", tag = "agents",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(ticket): Body<Ticket>,
+) -> Result<Json<Handled>, ApiError> {
+    caller.require(Action::SubmitTickets)?;
+    let customer = caller.customer_scope(ticket.customer.as_deref())?;
+    Ok(Json(
+        support::handle(&state, &customer, ticket, true).await?,
+    ))
+}
+
+fn known_agent(agent: &str) -> Result<(), ApiError> {
+    if agent == AGENT {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no agent \"{agent}\"; the agents are: {AGENT}"),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Provider keys: pause for this customer only (default: every customer).
+    customer: Option<String>,
+}
+
+/// Which customer a pause concerns: a customer key's own; a provider key's
+/// named one, or `*` for all.
+fn pause_scope(caller: &Caller, named: Option<String>) -> Result<String, ApiError> {
+    match (&caller.0.customer, named) {
+        (None, None) => Ok("*".to_owned()),
+        (_, named) => caller.customer_scope(named.as_deref()),
+    }
+}
+
+async fn switch(
+    state: &AppState,
+    caller: &Caller,
+    agent: &str,
+    req: PauseRequest,
+    paused: bool,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ControlAgents)?;
+    known_agent(agent)?;
+    let customer = pause_scope(caller, req.customer)?;
+    let pause = AgentPause {
+        agent: agent.to_owned(),
+        customer,
+        paused_by: caller.0.key_id.clone(),
+        paused_at: Utc::now(),
+    };
+    let stored = pause.clone();
+    blocking_with(move |s| Ok(s.set_agent_pause(&stored, paused)?), state).await?;
+    Ok(Json(
+        json!({ "agent": agent, "customer": pause.customer, "paused": paused }),
+    ))
+}
+
+/// The kill switch: the agent takes no action (tickets go to people) until resumed.
+#[utoipa::path(post, path = "/v1/agents/{agent}/pause", tag = "agents",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+    OptionalBody(body): OptionalBody<PauseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    switch(&state, &caller, &agent, body, true).await
+}
+
+/// Turns the kill switch off again.
+#[utoipa::path(post, path = "/v1/agents/{agent}/resume", tag = "agents",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+    OptionalBody(body): OptionalBody<PauseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    switch(&state, &caller, &agent, body, false).await
+}
+
+/// Whether the agent is paused, and for whom (a customer key sees only
+/// what concerns its customer).
+#[utoipa::path(get, path = "/v1/agents/{agent}", tag = "agents",
+    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn show_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadApprovals)?;
+    known_agent(&agent)?;
+    let pauses = blocking_with(move |s| Ok(s.agent_pauses()?), &state).await?;
+    let visible: Vec<&AgentPause> = pauses
+        .iter()
+        .filter(|p| p.agent == agent && (p.customer == "*" || caller.sees(Some(&p.customer))))
+        .collect();
+    Ok(Json(json!({ "agent": agent, "paused": visible })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ApprovalQuery {
+    /// Required with a provider key.
+    customer: Option<String>,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    status: Option<String>,
+}
+
+/// The approval queue of a customer, newest first.
+#[utoipa::path(get, path = "/v1/approvals", tag = "agents", params(ApprovalQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn list_approvals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ApprovalQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadApprovals)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let wanted = match q.status.as_deref() {
+        None => None,
+        Some("pending") => Some(Status::Pending),
+        Some("approved") => Some(Status::Approved),
+        Some("rejected") => Some(Status::Rejected),
+        Some("expired") => Some(Status::Expired),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "status: must be pending, approved, rejected or expired",
+            ))
+        }
+    };
+    let mut list = blocking_with(move |s| support::approvals(s, &customer), &state).await?;
+    list.retain(|a| wanted.is_none_or(|w| a.status == w));
+    list.reverse();
+    Ok(Json(json!({ "approvals": list })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    customer: Option<String>,
+    /// Approve: the text to send instead of the draft.
+    text: Option<String>,
+    /// Reject: why, for the person who takes the ticket.
+    reason: Option<String>,
+}
+
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    req: DecisionRequest,
+    approve: bool,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::DecideApprovals)?;
+    let customer = caller.customer_scope(req.customer.as_deref())?;
+    if req
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 2000)
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "reason: at most 2000 characters",
+        ));
+    }
+    let choice = if approve {
+        if req.reason.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "reason: only a rejection takes a reason",
+            ));
+        }
+        Choice::Approve { text: req.text }
+    } else {
+        if req.text.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "text: only an approval takes a text",
+            ));
+        }
+        Choice::Reject { reason: req.reason }
+    };
+    let approval = support::decide_approval(&state, &customer, &id, &caller.0, choice).await?;
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::to_value(approval).unwrap_or_default()),
+    ))
+}
+
+/// Sends the drafted reply (or the approver's edited text).
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "agents",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<DecisionRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    decide(state, caller, id, body, true).await
+}
+
+/// Refuses the draft; the ticket goes to a person.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "agents",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<DecisionRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    decide(state, caller, id, body, false).await
+}

@@ -1,0 +1,121 @@
+//! `/v1/audit`: the audit trail, filtered; customer keys see their own
+//! customer's records only.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use payoff_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::Params;
+use crate::{blocking, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/audit", get(list))
+        .route("/v1/audit/verify", get(verify))
+}
+
+const LIMIT_MAX: usize = 1000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Provider keys: only this customer's records.
+    customer: Option<String>,
+    /// A key id or `agent:<name>`.
+    actor: Option<String>,
+    /// Text the action contains, e.g. `contracts` or `send_reply`.
+    action: Option<String>,
+    /// `allow`, `deny` or `fail`.
+    decision: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<u64>,
+    /// 1 to 1000, default 100.
+    limit: Option<usize>,
+}
+
+/// Audit records, oldest first, each with its hash in the chain.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadAudit)?;
+    let customer = match (&caller.0.customer, q.customer) {
+        (None, named) => named,
+        (Some(_), named) => Some(caller.customer_scope(named.as_deref())?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit: must be 1 to {LIMIT_MAX}"),
+        ));
+    }
+    if let Some(d) = &q.decision {
+        if !["allow", "deny", "fail"].contains(&d.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "decision: must be allow, deny or fail",
+            ));
+        }
+    }
+    for (field, text) in [("actor", &q.actor), ("action", &q.action)] {
+        if text.as_ref().is_some_and(|t| t.is_empty() || t.len() > 256) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("{field}: must be 1 to 256 characters"),
+            ));
+        }
+    }
+    let filter = AuditFilter {
+        customer,
+        actor: q.actor,
+        action: q.action,
+        decision: q.decision,
+        since: q.since,
+        until: q.until,
+        after_sequence: q.cursor,
+        limit: limit + 1,
+    };
+    let store = state.store.clone();
+    let mut records = blocking(move || store.audit(&filter)).await?;
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_cursor = more.then(|| records.last().map(|r| r.sequence)).flatten();
+    Ok(Json(json!({
+        "records": records.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+/// Recomputes the whole audit chain (provider keys only: it spans every
+/// customer).
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadAudit)?;
+    if caller.0.customer.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the whole audit chain spans every customer; only provider keys may verify it",
+        ));
+    }
+    let store = state.store.clone();
+    let report = blocking(move || store.verify_audit()).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}

@@ -1,0 +1,880 @@
+//! The support agent: takes a ticket, asks for its holdout arm, checks the
+//! budget, drafts a cited reply with the requester's permissions,
+//! classifies the ticket, and lets the reply rule decide whether the reply
+//! goes out, waits for a person, or the ticket goes to a person.
+//!
+//! Every step that acts leaves its audit record *before* the act, and every
+//! act is a record in the customer's ledger (source `payoff`), so outcomes,
+//! costs and statements follow from the ledger alone.
+
+pub mod approvals;
+pub mod triage;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use payoff_billing::attribution::{assign, Arm};
+use payoff_billing::{ASSIGNMENT, PAYOFF_SOURCE};
+use payoff_store::{AuditEntry, EventFilter, Principal, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::answers::{draft, Meter};
+use crate::problem::{ApiError, ErrorCode};
+use crate::{blocking_with, record_own, AppState};
+use approvals::{Approval, Record, Status};
+use triage::{classify, decide, Category, Decision, ReplyRule, Verdict};
+
+/// The agent's name in budgets, costs, pauses and the audit log.
+pub const AGENT: &str = "support";
+pub const TICKET_CREATED: &str = "ticket.created";
+pub const AI_REPLIED: &str = "ticket.ai_replied";
+pub const ESCALATED: &str = "ticket.escalated";
+/// The source of tickets handed over through the agent's route.
+pub const HELPDESK_SOURCE: &str = "helpdesk";
+
+const TICKET_ID_CHARS_MAX: usize = 128;
+const TICKET_TEXT_CHARS_MAX: usize = 20_000;
+const GROUPS_MAX: usize = 64;
+
+/// The support agent's settings.
+#[derive(Debug, Clone)]
+pub struct SupportConfig {
+    /// The holdout experiment in the customer's contract.
+    pub experiment: String,
+    pub categories: Vec<Category>,
+    pub rule: ReplyRule,
+    /// How long a reply waits for a person.
+    pub approval_ttl: Duration,
+    /// What an expired approval does: escalate (default) or send.
+    pub on_expiry: Verdict,
+}
+
+impl Default for SupportConfig {
+    fn default() -> Self {
+        SupportConfig {
+            experiment: AGENT.to_owned(),
+            categories: triage::default_categories(),
+            rule: ReplyRule::default(),
+            approval_ttl: Duration::hours(24),
+            on_expiry: Verdict::Escalate,
+        }
+    }
+}
+
+/// A ticket as a help desk hands it over.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    pub id: String,
+    pub subject: String,
+    pub body: String,
+    pub requester: String,
+    /// The requester's groups: the agent reads only what they may read.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Provider keys: whose ticket it is.
+    #[serde(default, skip_serializing)]
+    pub customer: Option<String>,
+    /// When the ticket was opened (default: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+}
+
+impl Ticket {
+    /// Checks sizes and shapes; the error names the field.
+    pub fn check(&self) -> Result<(), ApiError> {
+        let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidRequest, m));
+        let id_ok = !self.id.is_empty()
+            && self.id.chars().count() <= TICKET_ID_CHARS_MAX
+            && self.id.chars().all(|c| c.is_ascii_graphic());
+        if !id_ok {
+            return bad(format!(
+                "id: must be 1 to {TICKET_ID_CHARS_MAX} printable ASCII characters without spaces"
+            ));
+        }
+        for (field, text) in [
+            ("subject", &self.subject),
+            ("body", &self.body),
+            ("requester", &self.requester),
+        ] {
+            if text.trim().is_empty() || text.chars().count() > TICKET_TEXT_CHARS_MAX {
+                return bad(format!(
+                    "{field}: must be 1 to {TICKET_TEXT_CHARS_MAX} characters"
+                ));
+            }
+        }
+        if self.groups.len() > GROUPS_MAX
+            || self.groups.iter().any(|g| g.is_empty() || g.len() > 64)
+        {
+            return bad(format!(
+                "groups: at most {GROUPS_MAX} names of 1 to 64 characters"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the agent did with a ticket.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handled {
+    pub ticket: String,
+    /// `ai` or `control`; `null` when the contract has no holdout.
+    pub arm: Option<&'static str>,
+    /// `replied`, `awaiting_approval`, `escalated`, `left_to_humans`, or
+    /// `already_handled`.
+    pub status: &'static str,
+    pub category: Option<String>,
+    pub confidence: Option<f64>,
+    pub reply: Option<String>,
+    pub citations: Vec<Value>,
+    pub approval: Option<String>,
+    pub policy_ids: Vec<String>,
+    pub reason: String,
+}
+
+impl Handled {
+    fn plain(
+        ticket: &str,
+        arm: Option<&'static str>,
+        status: &'static str,
+        reason: String,
+    ) -> Self {
+        Handled {
+            ticket: ticket.to_owned(),
+            arm,
+            status,
+            category: None,
+            confidence: None,
+            reply: None,
+            citations: Vec::new(),
+            approval: None,
+            policy_ids: Vec::new(),
+            reason,
+        }
+    }
+}
+
+fn now_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The id of the approval of a ticket: stable, so a retried ticket finds it.
+pub fn approval_id(customer: &str, ticket: &str) -> String {
+    let digest = Sha256::digest(format!("{customer}\0{ticket}").as_bytes());
+    format!("apr_{}", &hex::encode(digest)[..20])
+}
+
+async fn audit(
+    state: &AppState,
+    customer: &str,
+    action: &str,
+    resource: String,
+    decision: &str,
+    reason: &str,
+    policy_ids: &[String],
+) -> Result<(), ApiError> {
+    crate::audit::write(
+        state,
+        AuditEntry {
+            at: Utc::now(),
+            actor: format!("agent:{AGENT}"),
+            role: Some("agent".into()),
+            customer: Some(customer.to_owned()),
+            action: action.to_owned(),
+            resource,
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            policy_ids: policy_ids.to_vec(),
+        },
+    )
+    .await
+}
+
+/// Records one of the agent's own acts. A record with the same id and
+/// other content already stands: the act was done before (a retry), so
+/// it is not repeated.
+async fn act(
+    state: &AppState,
+    customer: &str,
+    id: String,
+    kind: &str,
+    subject: &str,
+    data: Value,
+) -> Result<bool, ApiError> {
+    let event = json!({
+        "specversion": "1.0", "id": id, "source": PAYOFF_SOURCE, "type": kind,
+        "subject": subject, "time": now_text(Utc::now()), "data": data,
+    });
+    Ok(record_own(state, customer, event).await?.is_ok())
+}
+
+/// The `data` of the ticket recorded under `ticket` by the agent's route.
+fn recorded_ticket(store: &Store, customer: &str, ticket: &str) -> Result<Option<Value>, ApiError> {
+    let page = store.events(&EventFilter {
+        customer: customer.to_owned(),
+        subject: Some(ticket.to_owned()),
+        event_type: Some(TICKET_CREATED.to_owned()),
+        limit: 1000,
+        ..Default::default()
+    })?;
+    Ok(page
+        .events
+        .iter()
+        .find(|e| e.source == HELPDESK_SOURCE && e.id == ticket)
+        .and_then(|e| serde_json::from_slice::<Value>(&e.canonical).ok())
+        .map(|body| body["data"].clone()))
+}
+
+/// The earlier acts of the agent on a ticket, from the ledger.
+fn earlier(
+    store: &Store,
+    customer: &str,
+    ticket: &str,
+) -> Result<Option<(&'static str, Option<&'static str>)>, ApiError> {
+    let page = store.events(&EventFilter {
+        customer: customer.to_owned(),
+        subject: Some(ticket.to_owned()),
+        limit: 1000,
+        ..Default::default()
+    })?;
+    let mut arm = None;
+    let mut status = None;
+    for e in page.events.iter().filter(|e| e.source == PAYOFF_SOURCE) {
+        match e.event_type.as_str() {
+            ASSIGNMENT => {
+                let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
+                arm = Some(if body["data"]["arm"] == "control" {
+                    "control"
+                } else {
+                    "ai"
+                });
+            }
+            AI_REPLIED => status = Some("replied"),
+            ESCALATED => status = status.or(Some("escalated")),
+            approvals::REQUESTED => status = status.or(Some("awaiting_approval")),
+            _ => {}
+        }
+    }
+    Ok(match (arm, status) {
+        (_, Some(s)) => Some((s, arm)),
+        (Some("control"), None) => Some(("left_to_humans", arm)),
+        _ => None,
+    })
+}
+
+/// Handles one ticket. With `record_ticket`, the ticket is first recorded
+/// as a `ticket.created` event (when it came through the agent's route
+/// rather than the ledger). Handling a ticket twice does nothing new.
+pub async fn handle(
+    state: &AppState,
+    customer: &str,
+    ticket: Ticket,
+    record_ticket: bool,
+) -> Result<Handled, ApiError> {
+    ticket.check()?;
+    if record_ticket {
+        let time = ticket.time.unwrap_or_else(Utc::now);
+        let data = json!({ "subject": ticket.subject, "body": ticket.body, "requester": ticket.requester, "groups": ticket.groups });
+        let event = json!({
+            "specversion": "1.0", "id": ticket.id, "source": HELPDESK_SOURCE, "type": TICKET_CREATED,
+            "subject": ticket.id, "time": now_text(time), "data": data,
+        });
+        if let Err(e) = record_own(state, customer, event).await? {
+            // A retry without a time of its own is stamped anew; it is the
+            // same ticket when everything else is the same.
+            let (c, id) = (customer.to_owned(), ticket.id.clone());
+            let stored = blocking_with(move |s| recorded_ticket(s, &c, &id), state).await?;
+            if ticket.time.is_some() || stored.as_ref() != Some(&data) {
+                return Err(ApiError::new(ErrorCode::EventConflict, format!("id: {e}")));
+            }
+        }
+    }
+    let (c, t) = (customer.to_owned(), ticket.id.clone());
+    if let Some((status, arm)) = blocking_with(move |s| earlier(s, &c, &t), state).await? {
+        return Ok(Handled::plain(
+            &ticket.id,
+            arm,
+            "already_handled",
+            format!("the ticket was {status} before"),
+        ));
+    }
+    let resource = format!("ticket/{}", ticket.id);
+
+    // The kill switch stops every act but the hand-over to people.
+    let c = customer.to_owned();
+    if let Some(pause) = blocking_with(move |s| Ok(s.agent_paused(AGENT, &c)?), state).await? {
+        let reason = format!(
+            "the support agent is paused (by {} at {})",
+            pause.paused_by,
+            now_text(pause.paused_at)
+        );
+        audit(state, customer, "escalate", resource, "allow", &reason, &[]).await?;
+        escalate(state, customer, &ticket.id, &reason, None).await?;
+        return Ok(Handled::plain(&ticket.id, None, "escalated", reason));
+    }
+
+    // Holdout: control tickets are left to people, untouched.
+    let arm = holdout_arm(state, customer, &ticket.id).await?;
+    if arm == Some(Arm::Control) {
+        let reason = "the ticket is in the control arm of the holdout".to_owned();
+        audit(
+            state,
+            customer,
+            "leave_to_humans",
+            resource,
+            "allow",
+            &reason,
+            &[],
+        )
+        .await?;
+        return Ok(Handled::plain(
+            &ticket.id,
+            Some("control"),
+            "left_to_humans",
+            reason,
+        ));
+    }
+    let arm_name = arm.map(|a| a.name());
+
+    // Budget: stop before spending.
+    let c = customer.to_owned();
+    let budget = blocking_with(
+        move |s| {
+            if s.budgets(&c)?
+                .iter()
+                .all(|b| b.agent != "*" && b.agent != AGENT)
+            {
+                return Ok(None);
+            }
+            Ok(Some(crate::economics::check_budget(
+                s,
+                &c,
+                Some(AGENT),
+                Utc::now(),
+            )?))
+        },
+        state,
+    )
+    .await?;
+    if let Some(check) = budget.filter(|b| !b.allow) {
+        let reason = format!("budget: {}", check.reason);
+        audit(
+            state,
+            customer,
+            "escalate",
+            resource,
+            "allow",
+            &reason,
+            &["builtin.budget".into()],
+        )
+        .await?;
+        escalate(state, customer, &ticket.id, &reason, None).await?;
+        return Ok(Handled::plain(&ticket.id, arm_name, "escalated", reason));
+    }
+
+    // Draft with the requester's permissions.
+    let question = format!("{}\n{}", ticket.subject, ticket.body);
+    let (index, c, q, groups) = (
+        state.knowledge.clone(),
+        customer.to_owned(),
+        question.clone(),
+        ticket.groups.clone(),
+    );
+    let hits = tokio::task::spawn_blocking(move || index.search(&c, &q, &groups, 5))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let meter = Meter {
+        customer,
+        agent: AGENT,
+        subject: Some(&ticket.id),
+    };
+    let answer = match draft(state, &hits, &question, meter).await {
+        Ok(a) => a,
+        Err(e) => {
+            let reason = format!("no draft: {}", e.detail);
+            audit(
+                state,
+                customer,
+                "escalate",
+                resource,
+                "allow",
+                &reason,
+                &["builtin.model_failure".into()],
+            )
+            .await?;
+            escalate(state, customer, &ticket.id, &reason, None).await?;
+            return Ok(Handled::plain(&ticket.id, arm_name, "escalated", reason));
+        }
+    };
+    let category = classify(&state.support.categories, &question);
+    let decision: Decision = decide(
+        &state.support.rule,
+        answer.no_answer,
+        answer.confidence,
+        &category,
+    );
+    let citations: Vec<Value> = answer
+        .citations
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
+    let draft_data = json!({
+        "ticket": ticket.id, "agent": AGENT, "reply": answer.text, "citations": citations,
+        "confidence": answer.confidence, "category": category, "requester": ticket.requester,
+        "policy_ids": decision.policy_ids, "reason": decision.reason,
+    });
+    audit(
+        state,
+        customer,
+        decision.verdict.action(),
+        resource,
+        "allow",
+        &decision.reason,
+        &decision.policy_ids,
+    )
+    .await?;
+
+    let mut handled = Handled {
+        ticket: ticket.id.clone(),
+        arm: arm_name,
+        status: "",
+        category: Some(category.clone()),
+        confidence: Some(answer.confidence),
+        reply: (!answer.no_answer).then(|| answer.text.clone()),
+        citations,
+        approval: None,
+        policy_ids: decision.policy_ids.clone(),
+        reason: decision.reason.clone(),
+    };
+    match decision.verdict {
+        Verdict::Send => {
+            act(
+                state,
+                customer,
+                format!("reply/{}", ticket.id),
+                AI_REPLIED,
+                &ticket.id,
+                draft_data,
+            )
+            .await?;
+            handled.status = "replied";
+        }
+        Verdict::NeedsApproval => {
+            let id = approval_id(customer, &ticket.id);
+            let mut data = draft_data;
+            data["approval"] = id.clone().into();
+            data["expires_at"] = now_text(Utc::now() + state.support.approval_ttl).into();
+            data["on_expiry"] = state.support.on_expiry.action().into();
+            act(
+                state,
+                customer,
+                format!("approval/{id}"),
+                approvals::REQUESTED,
+                &ticket.id,
+                data,
+            )
+            .await?;
+            handled.status = "awaiting_approval";
+            handled.approval = Some(id);
+        }
+        Verdict::Escalate => {
+            escalate(
+                state,
+                customer,
+                &ticket.id,
+                &decision.reason,
+                Some(draft_data),
+            )
+            .await?;
+            handled.status = "escalated";
+        }
+    }
+    Ok(handled)
+}
+
+async fn escalate(
+    state: &AppState,
+    customer: &str,
+    ticket: &str,
+    reason: &str,
+    draft: Option<Value>,
+) -> Result<(), ApiError> {
+    let data = json!({ "ticket": ticket, "agent": AGENT, "reason": reason, "draft": draft });
+    act(
+        state,
+        customer,
+        format!("escalation/{ticket}"),
+        ESCALATED,
+        ticket,
+        data,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The ticket's arm when the customer's contract runs the agent's holdout
+/// experiment; its first assignment is recorded like any other.
+async fn holdout_arm(
+    state: &AppState,
+    customer: &str,
+    ticket: &str,
+) -> Result<Option<Arm>, ApiError> {
+    let (c, experiment) = (customer.to_owned(), state.support.experiment.clone());
+    let share = blocking_with(
+        move |s| match crate::billing::Versions::load(s, &c) {
+            Ok(v) => Ok(v.latest().experiment(&experiment).map(|(_, share)| share)),
+            Err(crate::billing::BillingError::NoContract(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        state,
+    )
+    .await?;
+    let Some(share) = share else {
+        return Ok(None);
+    };
+    let share = share.to_string().parse::<f64>().unwrap_or(0.0);
+    let experiment = &state.support.experiment;
+    let arm = assign(&format!("{customer}/{experiment}"), ticket, share);
+    crate::routes::assignments::record(state, customer, experiment, &[(ticket.to_owned(), arm)])
+        .await?;
+    Ok(Some(arm))
+}
+
+/// Every approval of a customer, oldest first.
+pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiError> {
+    let mut events = Vec::new();
+    for kind in approvals::TYPES {
+        let mut after = None;
+        loop {
+            let page = store.events(&EventFilter {
+                customer: customer.to_owned(),
+                event_type: Some(kind.to_owned()),
+                after_sequence: after,
+                limit: 1000,
+                ..Default::default()
+            })?;
+            events.extend(
+                page.events
+                    .into_iter()
+                    .filter(|e| e.source == PAYOFF_SOURCE),
+            );
+            match page.next_cursor {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+    }
+    events.sort_by_key(|e| e.sequence);
+    let parsed: Vec<(String, DateTime<Utc>, Value)> = events
+        .into_iter()
+        .map(|e| {
+            let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
+            (e.event_type, e.time, body["data"].clone())
+        })
+        .collect();
+    Ok(approvals::fold(parsed.iter().map(|(t, time, data)| {
+        Record {
+            event_type: t,
+            time: *time,
+            data,
+        }
+    })))
+}
+
+/// A person's decision on a pending approval.
+pub enum Choice {
+    Approve { text: Option<String> },
+    Reject { reason: Option<String> },
+}
+
+/// Applies a person's decision (or the expiry default) and performs what
+/// follows: the reply goes out, or the ticket goes to a person.
+pub async fn decide_approval(
+    state: &AppState,
+    customer: &str,
+    id: &str,
+    by: &Principal,
+    choice: Choice,
+) -> Result<Approval, ApiError> {
+    let (role, by) = (by.role.as_str(), by.key_id.as_str());
+    let (c, wanted) = (customer.to_owned(), id.to_owned());
+    let approval = blocking_with(
+        move |s| Ok(approvals(s, &c)?.into_iter().find(|a| a.id == wanted)),
+        state,
+    )
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
+    if approval.status != Status::Pending {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!("approval {id} was already {:?}", approval.status).to_lowercase(),
+        ));
+    }
+    if approval.expires_at <= Utc::now() {
+        expire(state, customer, &approval).await?;
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!("approval {id} expired at {}", now_text(approval.expires_at)),
+        ));
+    }
+    let c = customer.to_owned();
+    if blocking_with(move |s| Ok(s.agent_paused(AGENT, &c)?), state)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            ErrorCode::AgentPaused,
+            "the support agent is paused: resume it before replies go out",
+        ));
+    }
+    let resource = format!("approval/{id}");
+    let (kind, mut data, follow) = match choice {
+        Choice::Approve { text } => {
+            if let Some(t) = &text {
+                if t.trim().is_empty() || t.chars().count() > TICKET_TEXT_CHARS_MAX {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("text: must be 1 to {TICKET_TEXT_CHARS_MAX} characters"),
+                    ));
+                }
+            }
+            let edited = text.is_some();
+            (
+                approvals::APPROVED,
+                json!({ "approval": id, "by": by, "text": text, "edited": edited }),
+                Verdict::Send,
+            )
+        }
+        Choice::Reject { reason } => (
+            approvals::REJECTED,
+            json!({ "approval": id, "by": by, "reason": reason }),
+            Verdict::Escalate,
+        ),
+    };
+    data["ticket"] = approval.ticket.clone().into();
+    let action = if follow == Verdict::Send {
+        "approve"
+    } else {
+        "reject"
+    };
+    crate::audit::write(
+        state,
+        AuditEntry {
+            at: Utc::now(),
+            actor: by.to_owned(),
+            role: Some(role.to_owned()),
+            customer: Some(customer.to_owned()),
+            action: action.to_owned(),
+            resource,
+            decision: "allow".into(),
+            reason: format!("ticket {}", approval.ticket),
+            policy_ids: Vec::new(),
+        },
+    )
+    .await?;
+    if !act(
+        state,
+        customer,
+        format!("approval/{id}/decision"),
+        kind,
+        &approval.ticket,
+        data.clone(),
+    )
+    .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!("approval {id} was decided by someone else just now"),
+        ));
+    }
+    follow_up(
+        state,
+        customer,
+        &approval,
+        follow,
+        data.get("text").and_then(Value::as_str),
+        by,
+    )
+    .await?;
+    let (c, wanted) = (customer.to_owned(), id.to_owned());
+    blocking_with(
+        move |s| Ok(approvals(s, &c)?.into_iter().find(|a| a.id == wanted)),
+        state,
+    )
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))
+}
+
+async fn follow_up(
+    state: &AppState,
+    customer: &str,
+    approval: &Approval,
+    verdict: Verdict,
+    text: Option<&str>,
+    by: &str,
+) -> Result<(), ApiError> {
+    let mut data = approval.request.clone();
+    if let Some(obj) = data.as_object_mut() {
+        for k in ["approval", "expires_at", "on_expiry"] {
+            obj.remove(k);
+        }
+    }
+    match verdict {
+        Verdict::Send => {
+            if let Some(t) = text {
+                data["reply"] = t.into();
+            }
+            data["approved_by"] = by.into();
+            act(
+                state,
+                customer,
+                format!("reply/{}", approval.ticket),
+                AI_REPLIED,
+                &approval.ticket,
+                data,
+            )
+            .await?;
+        }
+        _ => {
+            let reason = format!("the drafted reply was not approved ({by})");
+            escalate(state, customer, &approval.ticket, &reason, Some(data)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the expiry default to an approval whose time is up. The
+/// record's time is the expiry itself, so sweeps racing each other write
+/// the same record once.
+pub async fn expire(state: &AppState, customer: &str, approval: &Approval) -> Result<(), ApiError> {
+    let by = format!("agent:{AGENT}");
+    let resource = format!("approval/{}", approval.id);
+    let follow = if approval.on_expiry == "send_reply" {
+        Verdict::Send
+    } else {
+        Verdict::Escalate
+    };
+    audit(
+        state,
+        customer,
+        "expire",
+        resource,
+        "allow",
+        &format!("expired; default: {}", follow.action()),
+        &["builtin.expiry".into()],
+    )
+    .await?;
+    let event = json!({
+        "specversion": "1.0", "id": format!("approval/{}/decision", approval.id), "source": PAYOFF_SOURCE,
+        "type": approvals::EXPIRED, "subject": approval.ticket, "time": now_text(approval.expires_at),
+        "data": { "approval": approval.id, "ticket": approval.ticket, "by": by },
+    });
+    if record_own(state, customer, event).await?.is_ok() {
+        follow_up(state, customer, approval, follow, None, &by).await?;
+    }
+    Ok(())
+}
+
+/// One pass of the background work: tickets that arrived as ledger events
+/// since the last pass, and approvals whose time is up. Returns how many
+/// tickets were handled.
+pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
+    let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
+    let mut handled = 0;
+    for customer in customers.iter().map(|c| c.id.clone()) {
+        let c = customer.clone();
+        let (cursor, page) = blocking_with(
+            move |s| {
+                let cursor = s.agent_cursor(AGENT, &c)?;
+                let page = s.events(&EventFilter {
+                    customer: c.clone(),
+                    event_type: Some(TICKET_CREATED.to_owned()),
+                    after_sequence: Some(cursor),
+                    limit: 200,
+                    ..Default::default()
+                })?;
+                Ok((cursor, page))
+            },
+            state,
+        )
+        .await?;
+        let mut last = cursor;
+        for event in page.events {
+            last = event.sequence;
+            let body: Value = serde_json::from_slice(&event.canonical).unwrap_or_default();
+            let data = &body["data"];
+            let text = |k: &str| {
+                data.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let ticket = Ticket {
+                id: event.subject.clone().unwrap_or_else(|| event.id.clone()),
+                subject: text("subject"),
+                body: text("body"),
+                requester: text("requester"),
+                groups: data
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                customer: None,
+                time: Some(event.time),
+            };
+            match handle(state, &customer, ticket, false).await {
+                Ok(_) => handled += 1,
+                // A malformed ticket is left to people; the audit says why.
+                Err(e) if e.code == ErrorCode::InvalidRequest => {
+                    let resource =
+                        format!("ticket/{}", event.subject.as_deref().unwrap_or(&event.id));
+                    audit(state, &customer, "skip", resource, "fail", &e.detail, &[]).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if last != cursor {
+            let c = customer.clone();
+            blocking_with(move |s| Ok(s.set_agent_cursor(AGENT, &c, last)?), state).await?;
+        }
+        let c = customer.clone();
+        let due: Vec<Approval> = blocking_with(move |s| approvals(s, &c), state)
+            .await?
+            .into_iter()
+            .filter(|a| a.status == Status::Pending && a.expires_at <= Utc::now())
+            .collect();
+        for a in due {
+            expire(state, &customer, &a).await?;
+        }
+    }
+    Ok(handled)
+}
+
+/// Runs [`work_once`] whenever woken and at least every `every`, until
+/// `stop` is notified.
+pub async fn run(
+    state: AppState,
+    every: std::time::Duration,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let mut seen_errors = BTreeSet::new();
+    loop {
+        if let Err(e) = work_once(&state).await {
+            if seen_errors.insert(e.detail.clone()) {
+                tracing::error!(error = %e.detail, "support agent pass failed");
+            }
+        }
+        tokio::select! {
+            _ = stop.notified() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The support agent through the real API, on every backend: replies,
+//! approvals, escalations, the holdout, the kill switch, permissions,
+//! tickets from the ledger, and the audit trail of every act.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Utc};
+use common::{on_every_backend, TestServer};
+use payoff_billing::attribution::{assign, Arm};
+use payoff_server::support::SupportConfig;
+use payoff_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn contract() -> String {
+    let now = Utc::now();
+    format!(
+        r#"
+[contract]
+customer = "acme"
+currency = "USD"
+starts = "{}-{:02}-01"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.ai_replied"'
+attribution = {{ holdout = 0.2, confidence = 0.95, bill = "lower_bound", experiment = "support" }}
+price = {{ per_unit = "1.50" }}
+"#,
+        now.year(),
+        now.month()
+    )
+}
+
+/// Ticket ids of the arm wanted, as the server will assign them.
+fn ticket_in(arm: Arm, n: usize) -> String {
+    (0..)
+        .map(|i| format!("T-{n}-{i}"))
+        .find(|t| assign("acme/support", t, 0.2) == arm)
+        .unwrap()
+}
+
+struct Fixture {
+    server: TestServer,
+    operator: String,
+    agent: String,
+    approver: String,
+    viewer: String,
+    outsider: String,
+}
+
+async fn setup(db_url: &str, config: SupportConfig) -> Fixture {
+    let server =
+        TestServer::start_with(db_url, ServerConfig::default(), |s| s.with_support(config)).await;
+    server.customer("acme").await;
+    server.customer("globex").await;
+    let operator = server.key("operator", None).await;
+    let (s, v, _) = server
+        .call(
+            Method::POST,
+            "/v1/customers/acme/contracts",
+            Some(&operator),
+            Some("application/toml"),
+            contract().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let approver = server.key("customer_admin", Some("acme")).await;
+    let docs = json!([
+        {"id": "returns", "title": "Returning an item", "url": "https://help.acme.test/returns",
+         "body": "# Returns\nYou can return an item within 30 days of delivery. Print the prepaid return label from your account page and drop the parcel at any post office."},
+        {"id": "refunds", "title": "Refunds", "body": "# Refunds\nRefunds are paid to the original card within five business days after the returned parcel arrives at our warehouse."},
+        {"id": "vip", "title": "VIP shipping", "groups": ["vip"],
+         "body": "# VIP shipping\nVIP members get free express shipping on every order placed before noon."},
+    ]);
+    let (s, v) = server
+        .json(Method::POST, "/v1/knowledge/documents", &approver, docs)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    Fixture {
+        agent: server.key("agent", Some("acme")).await,
+        viewer: server.key("customer_viewer", Some("acme")).await,
+        outsider: server.key("customer_admin", Some("globex")).await,
+        approver,
+        operator,
+        server,
+    }
+}
+
+impl Fixture {
+    async fn ticket(
+        &self,
+        id: &str,
+        subject: &str,
+        body: &str,
+        groups: &[&str],
+    ) -> (StatusCode, Value) {
+        self.server
+            .json(
+                Method::POST,
+                "/v1/agents/support/tickets",
+                &self.agent,
+                json!({"id": id, "subject": subject, "body": body, "requester": "jane@example.com", "groups": groups}),
+            )
+            .await
+    }
+
+    async fn events_of(&self, kind: &str) -> Vec<Value> {
+        let (s, v) = self
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/events?customer=acme&type={kind}&limit=1000"),
+                &self.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|listed| listed["event"].clone())
+            .collect()
+    }
+
+    async fn audit(&self, query: &str) -> Vec<Value> {
+        let (s, v) = self
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/audit?{query}"),
+                &self.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["records"].as_array().unwrap().clone()
+    }
+}
+
+const RETURN_SUBJECT: &str = "Return label";
+const RETURN_BODY: &str = "Where do I print the return label?";
+
+#[test]
+fn a_confident_reply_goes_out_with_citations_and_leaves_records() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let id = ticket_in(Arm::Ai, 1);
+        let (s, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(v["status"], "replied", "{label}: {v}");
+        assert_eq!(v["arm"], "ai");
+        assert_eq!(v["category"], "returns");
+        assert!(v["reply"].as_str().unwrap().contains("[1]"), "{v}");
+        assert_eq!(v["citations"][0]["doc_id"], "returns");
+        assert_eq!(v["policy_ids"], json!(["builtin.auto_send"]));
+
+        let replies = f.events_of("ticket.ai_replied").await;
+        assert_eq!(replies.len(), 1, "{label}");
+        assert_eq!(replies[0]["subject"], id.as_str());
+        assert_eq!(replies[0]["source"], "payoff");
+        assert_eq!(f.events_of("ticket.created").await.len(), 1);
+        assert_eq!(f.events_of("payoff.assignment").await.len(), 1);
+
+        let acts = f.audit("actor=agent:support").await;
+        assert_eq!(acts.len(), 1, "{label}: {acts:?}");
+        assert_eq!(acts[0]["action"], "send_reply");
+        assert_eq!(acts[0]["resource"], format!("ticket/{id}"));
+        assert_eq!(acts[0]["policy_ids"], json!(["builtin.auto_send"]));
+
+        // The same ticket again: nothing new happens.
+        let (s, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (StatusCode::OK, Some("already_handled")),
+            "{v}"
+        );
+        assert_eq!(f.events_of("ticket.ai_replied").await.len(), 1);
+        // The same id with other content is a conflict.
+        let (s, v) = f.ticket(&id, "Something else", RETURN_BODY, &[]).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    })
+}
+
+#[test]
+fn control_tickets_are_left_to_people_and_unknown_questions_escalate() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let control = ticket_in(Arm::Control, 2);
+        let (_, v) = f.ticket(&control, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(
+            (v["status"].as_str(), v["arm"].as_str()),
+            (Some("left_to_humans"), Some("control")),
+            "{label}: {v}"
+        );
+
+        let unknown = ticket_in(Arm::Ai, 3);
+        let (_, v) = f
+            .ticket(
+                &unknown,
+                "Quantum entanglement",
+                "Explain quantum chromodynamics gluon confinement",
+                &[],
+            )
+            .await;
+        assert_eq!(v["status"], "escalated", "{v}");
+        assert_eq!(v["policy_ids"], json!(["builtin.no_answer"]));
+        assert!(f.events_of("ticket.ai_replied").await.is_empty());
+        let escalated = f.events_of("ticket.escalated").await;
+        assert_eq!(escalated.len(), 1);
+        assert_eq!(escalated[0]["subject"], unknown.as_str());
+    })
+}
+
+#[test]
+fn the_requesters_groups_bound_what_the_agent_reads() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let q = (
+            "Express shipping for VIP",
+            "Do VIP members get free express shipping before noon?",
+        );
+        let outsider = ticket_in(Arm::Ai, 4);
+        let (_, v) = f.ticket(&outsider, q.0, q.1, &[]).await;
+        assert!(
+            !v.to_string().contains("VIP members get free"),
+            "{label}: a restricted article leaked: {v}"
+        );
+        assert!(
+            v["citations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["doc_id"] != "vip"),
+            "{v}"
+        );
+        let member = ticket_in(Arm::Ai, 5);
+        let (_, v) = f.ticket(&member, q.0, q.1, &["vip"]).await;
+        assert_eq!(v["citations"][0]["doc_id"], "vip", "{label}: {v}");
+    })
+}
+
+#[test]
+fn approvals_are_approved_with_edits_rejected_and_decided_once() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let billing = "When will my refund be paid to my card?";
+        let first = ticket_in(Arm::Ai, 6);
+        let (_, v) = f.ticket(&first, "Refund payment", billing, &[]).await;
+        assert_eq!(v["status"], "awaiting_approval", "{label}: {v}");
+        assert_eq!(v["category"], "billing");
+        let approval = v["approval"].as_str().unwrap().to_owned();
+
+        let (s, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=pending",
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let queue = v["approvals"].as_array().unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0]["id"], approval.as_str());
+        assert_eq!(queue[0]["request"]["citations"][0]["doc_id"], "refunds");
+        assert!(queue[0]["request"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("five business days"));
+
+        // Viewers, agents and other customers may not decide.
+        let path = format!("/v1/approvals/{approval}/approve");
+        let (s, _) = f
+            .server
+            .json(Method::POST, &path, &f.viewer, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = f
+            .server
+            .json(Method::POST, &path, &f.agent, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = f
+            .server
+            .json(Method::POST, &path, &f.outsider, Value::Null)
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "another customer's approval does not exist for it"
+        );
+        let (s, v) = f
+            .server
+            .json(Method::POST, &path, &f.approver, json!({"text": ""}))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["detail"].as_str().unwrap().starts_with("text:"), "{v}");
+
+        let edited = "Your refund reaches your card within five business days. [1]";
+        let (s, v) = f
+            .server
+            .json(Method::POST, &path, &f.approver, json!({"text": edited}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(v["status"], "approved");
+        assert_eq!(v["final_text"], edited);
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{approval}/reject"),
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["code"], "already_decided");
+        let replies = f.events_of("ticket.ai_replied").await;
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0]["data"]["reply"], edited);
+        let approver_id = f.approver.split('_').nth(1).unwrap();
+        assert_eq!(replies[0]["data"]["approved_by"], approver_id);
+
+        let second = ticket_in(Arm::Ai, 7);
+        let (_, v) = f.ticket(&second, "Refund payment", billing, &[]).await;
+        let approval2 = v["approval"].as_str().unwrap().to_owned();
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{approval2}/reject"),
+                &f.approver,
+                json!({"reason": "tone"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (StatusCode::OK, Some("rejected")),
+            "{v}"
+        );
+        let escalated = f.events_of("ticket.escalated").await;
+        assert_eq!(escalated.len(), 1);
+        assert_eq!(escalated[0]["subject"], second.as_str());
+
+        let decisions = f.audit("action=approve&decision=allow").await;
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert_eq!(decisions[0]["resource"], format!("approval/{approval}"));
+        assert_eq!(f.audit("action=reject&decision=allow").await.len(), 1);
+    })
+}
+
+#[test]
+fn the_kill_switch_stops_every_act_until_resumed() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let queued = ticket_in(Arm::Ai, 8);
+        let (_, v) = f
+            .ticket(
+                &queued,
+                "Refund payment",
+                "When will my refund be paid to my card?",
+                &[],
+            )
+            .await;
+        let approval = v["approval"].as_str().unwrap().to_owned();
+
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/pause",
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/pause",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(v["customer"], "acme");
+
+        let id = ticket_in(Arm::Ai, 9);
+        let (_, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(v["status"], "escalated", "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("paused"));
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{approval}/approve"),
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("agent_paused")),
+            "{v}"
+        );
+        assert!(f.events_of("ticket.ai_replied").await.is_empty());
+
+        let (s, v) = f
+            .server
+            .json(Method::GET, "/v1/agents/support", &f.viewer, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["paused"].as_array().unwrap().len(), 1, "{v}");
+        let (_, v) = f
+            .server
+            .json(Method::GET, "/v1/agents/support", &f.outsider, Value::Null)
+            .await;
+        assert!(
+            v["paused"].as_array().unwrap().is_empty(),
+            "acme's pause is not globex's business: {v}"
+        );
+
+        let (s, _) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/resume",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{approval}/approve"),
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let next = ticket_in(Arm::Ai, 10);
+        let (_, v) = f.ticket(&next, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(v["status"], "replied", "{v}");
+
+        // A provider pause without a customer stops the agent for everyone.
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/pause",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["customer"].as_str()),
+            (StatusCode::OK, Some("*")),
+            "{v}"
+        );
+        let last = ticket_in(Arm::Ai, 11);
+        let (_, v) = f.ticket(&last, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(v["status"], "escalated", "{v}");
+        let (s, _) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/nobody/pause",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    })
+}
+
+/// Polls `check` until it holds or ten seconds pass.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
+    on_every_backend(|db_url, label| async move {
+        let config = SupportConfig {
+            approval_ttl: chrono::Duration::zero(),
+            ..SupportConfig::default()
+        };
+        let f = setup(&db_url, config).await;
+        let replied = ticket_in(Arm::Ai, 12);
+        let queued = ticket_in(Arm::Ai, 13);
+        let event = |id: &str, subject: &str, body: &str| {
+            json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": "ticket.created", "subject": id,
+                   "data": {"subject": subject, "body": body, "requester": "sam@example.com", "groups": []}})
+        };
+        let batch = json!([
+            event(&replied, RETURN_SUBJECT, RETURN_BODY),
+            event(
+                &queued,
+                "Refund payment",
+                "When will my refund be paid to my card?"
+            ),
+        ]);
+        let (s, v) = f
+            .server
+            .send(&f.agent, "application/cloudevents-batch+json", &batch)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        eventually("the reply to the ledger ticket", || async {
+            f.events_of("ticket.ai_replied").await.len() == 1
+        })
+        .await;
+        eventually("the expiry of the queued reply", || async {
+            f.events_of("ticket.escalated").await.len() == 1
+        })
+        .await;
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=expired",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["approvals"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["approvals"][0]["ticket"], queued.as_str());
+        assert_eq!(
+            f.events_of("ticket.ai_replied").await[0]["subject"],
+            replied.as_str()
+        );
+    })
+}
+
+#[test]
+fn bad_tickets_are_refused_with_the_field_named() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let cases = [
+            (
+                json!({"id": "", "subject": "s", "body": "b", "requester": "r"}),
+                "id:",
+            ),
+            (
+                json!({"id": "has space", "subject": "s", "body": "b", "requester": "r"}),
+                "id:",
+            ),
+            (
+                json!({"id": "T", "subject": " ", "body": "b", "requester": "r"}),
+                "subject:",
+            ),
+            (
+                json!({"id": "T", "subject": "s", "body": "x".repeat(20_001), "requester": "r"}),
+                "body:",
+            ),
+            (
+                json!({"id": "T", "subject": "s", "body": "b", "requester": "r", "groups": [""]}),
+                "groups:",
+            ),
+        ];
+        for (body, field) in cases {
+            let (s, v) = f
+                .server
+                .json(Method::POST, "/v1/agents/support/tickets", &f.agent, body)
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {v}");
+            assert!(
+                v["detail"].as_str().unwrap().starts_with(field),
+                "{field}: {v}"
+            );
+        }
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/tickets",
+                &f.agent,
+                json!({"id": "T"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, _) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/tickets",
+                &f.viewer,
+                json!({"id": "T", "subject": "s", "body": "b", "requester": "r"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=maybe",
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            f.events_of("ticket.created").await.is_empty(),
+            "nothing was recorded"
+        );
+        // Every refusal of a role is in the audit log.
+        assert!(f
+            .audit("decision=deny")
+            .await
+            .iter()
+            .any(|r| r["action"] == "POST /v1/agents/support/tickets"));
+    })
+}
