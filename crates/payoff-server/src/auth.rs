@@ -1,7 +1,11 @@
 //! Who is calling, and what their role lets them do.
 //!
-//! The permission table lives here, in one place, so that the table-driven
-//! test of every route against every role has one source to check.
+//! The permissions are the shipped Cedar role rules (`payoff-policy`),
+//! consulted here in one place, so that the table-driven test of every
+//! route against every role has one source to check.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -11,61 +15,82 @@ use payoff_store::{Principal, Role};
 use crate::problem::{ApiError, ErrorCode};
 use crate::AppState;
 
-/// What a request wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    IngestEvents,
-    ReadEvents,
-    ReadLedgerHead,
-    ListCustomers,
-    ReadCustomer,
-    CreateCustomer,
-    ManageKeys,
-    ManageContracts,
-    ReadBilling,
-    CloseStatements,
-    RaiseDispute,
-    DecideDispute,
-    ManagePrices,
-    ReadEconomics,
-    ManageBudgets,
-    CheckBudget,
-    Assign,
-    ManageKnowledge,
-    SearchKnowledge,
-    ReadAudit,
-    SubmitTickets,
-    ReadApprovals,
-    DecideApprovals,
-    ControlAgents,
+macro_rules! actions {
+    ($($variant:ident => ($name:literal, $describe:literal)),* $(,)?) => {
+        /// What a request wants to do.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($variant),*
+        }
+
+        impl Action {
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// The action's name in the Cedar schema and the role rules.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name),*
+                }
+            }
+
+            fn describe(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $describe),*
+                }
+            }
+        }
+    };
 }
 
-/// The built-in role rules.
+actions! {
+    IngestEvents => ("ingest_events", "send events"),
+    ReadEvents => ("read_events", "read events"),
+    ReadLedgerHead => ("read_ledger_head", "read the ledger head"),
+    ListCustomers => ("list_customers", "list customers"),
+    ReadCustomer => ("read_customer", "read customers"),
+    CreateCustomer => ("create_customer", "create customers"),
+    ManageKeys => ("manage_keys", "manage API keys"),
+    ManageContracts => ("manage_contracts", "upload contracts"),
+    ReadBilling => ("read_billing", "read contracts, outcomes and statements"),
+    CloseStatements => ("close_statements", "close periods"),
+    RaiseDispute => ("raise_dispute", "dispute outcomes"),
+    DecideDispute => ("decide_dispute", "decide disputes"),
+    ManagePrices => ("manage_prices", "change model prices"),
+    ReadEconomics => ("read_economics", "read costs and margins"),
+    ManageBudgets => ("manage_budgets", "set budgets"),
+    CheckBudget => ("check_budget", "check budgets"),
+    Assign => ("assign", "ask for holdout assignments"),
+    ManageKnowledge => ("manage_knowledge", "change knowledge documents"),
+    SearchKnowledge => ("search_knowledge", "search knowledge"),
+    ReadAudit => ("read_audit", "read the audit log"),
+    SubmitTickets => ("submit_tickets", "hand tickets to an agent"),
+    ReadApprovals => ("read_approvals", "read approvals"),
+    DecideApprovals => ("decide_approvals", "approve or reject agent replies"),
+    ControlAgents => ("control_agents", "pause or resume agents"),
+    ReadPolicies => ("read_policies", "read agent policies"),
+    ManagePolicies => ("manage_policies", "upload agent policies"),
+    ReadWebhooks => ("read_webhooks", "read webhook subscriptions and deliveries"),
+    ManageWebhooks => ("manage_webhooks", "manage webhook subscriptions"),
+}
+
+/// Every role's decision on every action, from the shipped Cedar role
+/// rules. Their inputs are only the role and the action, so each is
+/// evaluated once, not on every request.
+static ROLE_TABLE: LazyLock<HashMap<(Role, Action), bool>> = LazyLock::new(|| {
+    let rules = payoff_policy::RoleRules::shipped();
+    Role::ALL
+        .iter()
+        .flat_map(|&role| Action::ALL.iter().map(move |&action| (role, action)))
+        .map(|(role, action)| {
+            let allowed = rules.decide(role.as_str(), action.name()).allowed;
+            ((role, action), allowed)
+        })
+        .collect()
+});
+
+/// The built-in role rules (`payoff-policy`'s `roles.cedar`).
 pub fn allows(role: Role, action: Action) -> bool {
-    use Action::*;
-    use Role::*;
-    match action {
-        IngestEvents => matches!(role, Admin | Operator | CustomerAdmin | Agent),
-        ReadEvents => matches!(
-            role,
-            Admin | Operator | CustomerAdmin | CustomerViewer | Auditor
-        ),
-        ReadLedgerHead | ReadCustomer => true,
-        ListCustomers | CreateCustomer => role.is_provider(),
-        ManageKeys => matches!(role, Admin | Operator | CustomerAdmin),
-        ManageContracts | CloseStatements | DecideDispute => matches!(role, Admin | Operator),
-        ReadBilling => !matches!(role, Agent),
-        RaiseDispute => matches!(role, CustomerAdmin),
-        ManagePrices | ManageBudgets => matches!(role, Admin | Operator),
-        ReadEconomics => matches!(role, Admin | Operator),
-        CheckBudget | Assign => matches!(role, Admin | Operator | Agent),
-        ManageKnowledge => matches!(role, Admin | Operator | CustomerAdmin),
-        SearchKnowledge => true,
-        ReadAudit => matches!(role, Admin | Operator | Auditor | CustomerAdmin),
-        SubmitTickets => matches!(role, Admin | Operator | Agent),
-        ReadApprovals => !matches!(role, Agent),
-        DecideApprovals | ControlAgents => matches!(role, Admin | Operator | CustomerAdmin),
-    }
+    ROLE_TABLE.get(&(role, action)).copied().unwrap_or(false)
 }
 
 /// The authenticated caller of a request.
@@ -79,7 +104,7 @@ impl Caller {
         } else {
             Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("the role {} may not {}", self.0.role, describe(action)),
+                format!("the role {} may not {}", self.0.role, action.describe()),
             ))
         }
     }
@@ -109,35 +134,6 @@ impl Caller {
             None => true,
             Some(own) => customer == Some(own.as_str()),
         }
-    }
-}
-
-fn describe(action: Action) -> &'static str {
-    match action {
-        Action::IngestEvents => "send events",
-        Action::ReadEvents => "read events",
-        Action::ReadLedgerHead => "read the ledger head",
-        Action::ListCustomers => "list customers",
-        Action::ReadCustomer => "read customers",
-        Action::CreateCustomer => "create customers",
-        Action::ManageKeys => "manage API keys",
-        Action::ManageContracts => "upload contracts",
-        Action::ReadBilling => "read contracts, outcomes and statements",
-        Action::CloseStatements => "close periods",
-        Action::RaiseDispute => "dispute outcomes",
-        Action::DecideDispute => "decide disputes",
-        Action::ManagePrices => "change model prices",
-        Action::ReadEconomics => "read costs and margins",
-        Action::ManageBudgets => "set budgets",
-        Action::CheckBudget => "check budgets",
-        Action::Assign => "ask for holdout assignments",
-        Action::ManageKnowledge => "change knowledge documents",
-        Action::SearchKnowledge => "search knowledge",
-        Action::ReadAudit => "read the audit log",
-        Action::SubmitTickets => "hand tickets to an agent",
-        Action::ReadApprovals => "read approvals",
-        Action::DecideApprovals => "approve or reject agent replies",
-        Action::ControlAgents => "pause or resume agents",
     }
 }
 

@@ -16,6 +16,7 @@ mod postgres;
 pub mod scratch;
 mod sqlite;
 mod store;
+pub mod webhooks;
 
 pub use access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
@@ -25,5 +26,6 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use error::StoreError;
 pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
-    StoredPriceTable, StoredStatement,
+    StoredPolicy, StoredPriceTable, StoredStatement,
 };
+pub use webhooks::{DeliveryStatus, WebhookDelivery, WebhookSubscription};

@@ -129,6 +129,46 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         PRIMARY KEY (agent, customer_id)
     );",
     ),
+    (
+        7,
+        "CREATE TABLE agent_policies (
+        customer_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        uploaded_by TEXT NOT NULL,
+        uploaded_us INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, version)
+    );
+    CREATE TABLE webhook_subscriptions (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        event_types TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        deleted_us INTEGER
+    );
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_us INTEGER NOT NULL,
+        lease_until_us INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        created_us INTEGER NOT NULL,
+        delivered_us INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us);
+    CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -246,5 +286,45 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         sequence BIGINT NOT NULL,
         PRIMARY KEY (agent, customer_id)
     );",
+    ),
+    (
+        7,
+        "CREATE TABLE agent_policies (
+        customer_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        uploaded_by TEXT NOT NULL,
+        uploaded_us BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, version)
+    );
+    CREATE TABLE webhook_subscriptions (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        event_types TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        cursor BIGINT NOT NULL,
+        deleted_us BIGINT
+    );
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        event_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_attempt_us BIGINT NOT NULL,
+        lease_until_us BIGINT NOT NULL,
+        last_status BIGINT,
+        last_error TEXT,
+        created_us BIGINT NOT NULL,
+        delivered_us BIGINT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us);
+    CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
     ),
 ];

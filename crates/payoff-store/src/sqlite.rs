@@ -15,7 +15,10 @@ use crate::migrations;
 use crate::pool::Pool;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
-    EventSink, StoredContract, StoredEvent, StoredPriceTable, StoredStatement,
+    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
+};
+use crate::webhooks::{
+    event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -600,6 +603,206 @@ impl Backend for Sqlite {
             Ok(())
         })
     }
+
+    fn insert_policy(&self, p: &StoredPolicy) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO agent_policies (customer_id, version, body, sha256, uploaded_by, uploaded_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![p.customer, p.version, p.body, p.sha256, p.uploaded_by, p.uploaded_at.timestamp_micros()],
+            )? == 1)
+        })
+    }
+
+    fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT customer_id, version, body, sha256, uploaded_by, uploaded_us FROM agent_policies WHERE customer_id = ?1 ORDER BY version",
+            )?;
+            let rows = stmt.query_map(params![customer], |r| {
+                Ok(StoredPolicy {
+                    customer: r.get(0)?,
+                    version: r.get(1)?,
+                    body: r.get(2)?,
+                    sha256: r.get(3)?,
+                    uploaded_by: r.get(4)?,
+                    uploaded_at: from_us(r.get(5)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn insert_webhook(&self, w: &WebhookSubscription) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "INSERT INTO webhook_subscriptions (id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+                params![w.id, w.customer, w.url, event_types_text(&w.event_types), w.secret, w.created_by, w.created_at.timestamp_micros(), w.cursor as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us FROM webhook_subscriptions
+                 WHERE (?1 IS NULL OR customer_id = ?1) ORDER BY created_us, id",
+            )?;
+            let rows = stmt.query_map(params![customer], |r| {
+                Ok(WebhookSubscription {
+                    id: r.get(0)?,
+                    customer: r.get(1)?,
+                    url: r.get(2)?,
+                    event_types: event_types_parse(&r.get::<_, String>(3)?),
+                    secret: r.get(4)?,
+                    created_by: r.get(5)?,
+                    created_at: from_us(r.get(6)?),
+                    cursor: r.get::<_, i64>(7)? as u64,
+                    deleted_at: r.get::<_, Option<i64>>(8)?.map(from_us),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            Ok(c.execute(
+                "UPDATE webhook_subscriptions SET deleted_us = ?2 WHERE id = ?1 AND deleted_us IS NULL",
+                params![id, at.timestamp_micros()],
+            )? == 1)
+        })
+    }
+
+    fn advance_webhook(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        deliveries: &[WebhookDelivery],
+    ) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let moved = tx.execute(
+                "UPDATE webhook_subscriptions SET cursor = ?3 WHERE id = ?1 AND cursor = ?2",
+                params![id, from as i64, to as i64],
+            )?;
+            if moved != 1 {
+                return Ok(false);
+            }
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO webhook_deliveries (id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, lease_until_us, last_status, last_error, created_us, delivered_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+                )?;
+                for d in deliveries {
+                    insert.execute(params![
+                        d.id,
+                        d.subscription,
+                        d.customer,
+                        d.sequence as i64,
+                        d.event_type,
+                        d.status.as_str(),
+                        d.attempts,
+                        d.next_attempt_at.timestamp_micros(),
+                        d.last_status,
+                        d.last_error,
+                        d.created_at.timestamp_micros(),
+                        d.delivered_at.map(|t| t.timestamp_micros()),
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.readers.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claimed = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "UPDATE webhook_deliveries SET lease_until_us = ?2
+                     WHERE id IN (SELECT id FROM webhook_deliveries
+                                  WHERE status = 'pending' AND next_attempt_us <= ?1 AND lease_until_us <= ?1
+                                  ORDER BY next_attempt_us, id LIMIT ?3)
+                     RETURNING {DELIVERY_COLUMNS}"
+                ))?;
+                let rows = stmt.query_map(
+                    params![
+                        now.timestamp_micros(),
+                        lease_until.timestamp_micros(),
+                        limit as i64
+                    ],
+                    delivery_row,
+                )?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            Ok(claimed)
+        })
+    }
+
+    fn finish_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_us = ?4, lease_until_us = 0,
+                 last_status = ?5, last_error = ?6, delivered_us = ?7 WHERE id = ?1",
+                params![
+                    d.id,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.next_attempt_at.timestamp_micros(),
+                    d.last_status,
+                    d.last_error,
+                    d.delivered_at.map(|t| t.timestamp_micros()),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn deliveries(
+        &self,
+        subscription: &str,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![subscription, after_sequence as i64, limit as i64],
+                delivery_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookDelivery> {
+    Ok(WebhookDelivery {
+        id: r.get(0)?,
+        subscription: r.get(1)?,
+        customer: r.get(2)?,
+        sequence: r.get::<_, i64>(3)? as u64,
+        event_type: r.get(4)?,
+        status: DeliveryStatus::parse(&r.get::<_, String>(5)?),
+        attempts: r.get(6)?,
+        next_attempt_at: from_us(r.get(7)?),
+        last_status: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: from_us(r.get(10)?),
+        delivered_at: r.get::<_, Option<i64>>(11)?.map(from_us),
+    })
 }
 
 struct SqliteWriter {

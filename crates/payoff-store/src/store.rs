@@ -12,6 +12,7 @@ use crate::access::{
 };
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
+use crate::webhooks::{WebhookDelivery, WebhookSubscription};
 use crate::StoreError;
 
 /// An event as stored in a customer's chain.
@@ -119,6 +120,20 @@ pub struct AgentPause {
     pub paused_at: DateTime<Utc>,
 }
 
+/// One uploaded version of a customer's agent rules (Cedar): immutable
+/// once stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPolicy {
+    pub customer: String,
+    pub version: u32,
+    pub sha256: String,
+    /// The Cedar text exactly as uploaded.
+    pub body: String,
+    /// The key id that uploaded it.
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
 /// Receives `(sequence, canonical bytes)` of each event a scan wants.
 pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
 
@@ -196,6 +211,42 @@ pub(crate) trait Backend: Send + Sync {
         customer: &str,
         sequence: u64,
     ) -> Result<(), StoreError>;
+    /// False when the version number is taken.
+    fn insert_policy(&self, policy: &StoredPolicy) -> Result<bool, StoreError>;
+    /// A customer's agent rules, oldest version first.
+    fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError>;
+    fn insert_webhook(&self, subscription: &WebhookSubscription) -> Result<(), StoreError>;
+    /// Subscriptions (deleted ones too), oldest first.
+    fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError>;
+    /// False when there was no such live subscription.
+    fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Moves a subscription's cursor from `from` to `to` and inserts the
+    /// deliveries it passed, in one transaction; false (nothing written)
+    /// when the cursor is no longer at `from`.
+    fn advance_webhook(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        deliveries: &[WebhookDelivery],
+    ) -> Result<bool, StoreError>;
+    /// Leases up to `limit` pending deliveries due at `now` until
+    /// `lease_until`, oldest first.
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Stores the outcome of an attempt and releases the lease.
+    fn finish_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError>;
+    /// A subscription's deliveries after `after_sequence`, oldest first.
+    fn deliveries(
+        &self,
+        subscription: &str,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
 }
 
 /// The database of one Payoff installation.
@@ -586,6 +637,112 @@ impl Store {
         sequence: u64,
     ) -> Result<(), StoreError> {
         self.backend.set_agent_cursor(agent, customer, sequence)
+    }
+
+    /// Stores a new version of a customer's agent rules, numbered one
+    /// above the last. The text must have been checked by the caller.
+    pub fn add_policy(
+        &self,
+        customer: &str,
+        sha256: &str,
+        body: &str,
+        uploaded_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredPolicy, StoreError> {
+        if self.customer(customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: customer.to_owned(),
+            });
+        }
+        // Two uploads at once race for the same number; the loser retries.
+        for _ in 0..8 {
+            let version = self
+                .backend
+                .policies(customer)?
+                .last()
+                .map_or(1, |p| p.version + 1);
+            let policy = StoredPolicy {
+                customer: customer.to_owned(),
+                version,
+                sha256: sha256.to_owned(),
+                body: body.to_owned(),
+                uploaded_by: uploaded_by.to_owned(),
+                uploaded_at: trunc_us(now),
+            };
+            if self.backend.insert_policy(&policy)? {
+                return Ok(policy);
+            }
+        }
+        Err(StoreError::AlreadyExists {
+            what: "policy version",
+            id: customer.to_owned(),
+        })
+    }
+
+    /// Every version of a customer's agent rules, oldest first.
+    pub fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
+        self.backend.policies(customer)
+    }
+
+    /// Stores a new webhook subscription.
+    pub fn add_webhook(&self, subscription: &WebhookSubscription) -> Result<(), StoreError> {
+        if self.customer(&subscription.customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: subscription.customer.clone(),
+            });
+        }
+        self.backend.insert_webhook(subscription)
+    }
+
+    /// Subscriptions of a customer (or all), deleted ones included.
+    pub fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+        self.backend.webhooks(customer)
+    }
+
+    /// Stops a subscription; its delivery log stays readable.
+    pub fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.backend.delete_webhook(id, at)
+    }
+
+    /// See [`Backend::advance_webhook`].
+    pub fn advance_webhook(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        deliveries: &[WebhookDelivery],
+    ) -> Result<bool, StoreError> {
+        self.backend.advance_webhook(id, from, to, deliveries)
+    }
+
+    /// See [`Backend::claim_deliveries`].
+    pub fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        // RETURNING gives rows in no particular order.
+        let mut claimed = self.backend.claim_deliveries(now, lease_until, limit)?;
+        claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(claimed)
+    }
+
+    /// Stores the outcome of an attempt and releases the lease.
+    pub fn finish_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError> {
+        self.backend.finish_delivery(delivery)
+    }
+
+    /// A subscription's delivery log after `after_sequence`, oldest first.
+    pub fn deliveries(
+        &self,
+        subscription: &str,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.backend.deliveries(subscription, after_sequence, limit)
     }
 
     /// Recomputes every customer's chain from the stored bytes and checks

@@ -1,0 +1,48 @@
+//! Payoff's authorization rules, written in Cedar.
+//!
+//! Two policy sets, each with its schema:
+//! - the **role rules** (`roles.cedar`, `roles.cedarschema`), shipped:
+//!   which role may do which action of the API ([`RoleRules`]);
+//! - the **agent rules** (`agent.cedarschema`): the built-in rules of the
+//!   support agent (`agent.cedar`, with thresholds from its settings) plus,
+//!   per customer, the customer's own rules, checked against the schema
+//!   when they are uploaded ([`AgentRules`], [`check_customer_rules`]).
+//!   Kept apart from the role rules so that no customer rule can ever
+//!   reach an action of the API.
+//!
+//! Cedar denies by default and a `forbid` beats any `permit`. Every
+//! decision names the policies that made it, so the audit log can say why.
+//! Pure: no I/O, no clock.
+
+mod agent;
+mod problems;
+mod roles;
+
+pub use agent::{AgentDecision, AgentRules, ReplyRule, TicketFacts, Verdict};
+pub use problems::{PolicyErrors, Problem};
+pub use roles::{RoleDecision, RoleRules};
+
+/// The Cedar schema of the role rules.
+pub const ROLE_SCHEMA: &str = include_str!("roles.cedarschema");
+
+/// The Cedar schema of agent rules, the customers' own included.
+pub const AGENT_SCHEMA: &str = include_str!("agent.cedarschema");
+
+/// The shipped role rules.
+pub const ROLE_POLICIES: &str = include_str!("roles.cedar");
+
+/// The limit on a customer's rules, in bytes.
+pub const CUSTOMER_RULES_BYTES_MAX: usize = 64 * 1024;
+
+/// Checks a customer's rules against the schema and the built-in agent
+/// rules (default thresholds), and returns the ids of its policies.
+pub fn check_customer_rules(text: &str) -> Result<Vec<String>, PolicyErrors> {
+    let rules = AgentRules::builtin(&ReplyRule::default())?.with_customer("customer", text)?;
+    Ok(rules.customer_policy_ids())
+}
+
+fn schema(text: &str) -> cedar_policy::Schema {
+    let (schema, _warnings) = cedar_policy::Schema::from_cedarschema_str(text)
+        .expect("the shipped schemas parse (checked by the tests of this crate)");
+    schema
+}

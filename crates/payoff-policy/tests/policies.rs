@@ -1,0 +1,176 @@
+//! The shipped rules against their specifications: the role table in
+//! `roles.table` and the agent cases in `agent_cases.toml`.
+
+use payoff_policy::{check_customer_rules, AgentRules, ReplyRule, RoleRules, TicketFacts, Verdict};
+use serde::Deserialize;
+
+const ROLES: [&str; 6] = [
+    "admin",
+    "operator",
+    "customer_admin",
+    "customer_viewer",
+    "agent",
+    "auditor",
+];
+
+#[test]
+fn the_role_rules_match_the_table_and_validate() {
+    let rules = RoleRules::shipped();
+    assert_eq!(rules.validate(), Vec::<String>::new());
+    let table = include_str!("roles.table");
+    let mut rows = 0;
+    for line in table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), 1 + ROLES.len(), "row: {line}");
+        for (role, cell) in ROLES.iter().zip(&cells[1..]) {
+            let d = rules.decide(role, cells[0]);
+            assert_eq!(d.allowed, *cell == "y", "{role} {}: {d:?}", cells[0]);
+            if d.allowed {
+                assert_eq!(d.policy_ids, vec![format!("role.{role}")]);
+            } else {
+                assert!(d.policy_ids.is_empty(), "{d:?}");
+            }
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 28);
+    // Unknown roles and actions: denied, never an error.
+    assert!(!rules.decide("root", "read_events").allowed);
+    assert!(!rules.decide("admin", "drop_tables").allowed);
+    assert!(!rules.decide("admin\"", "read\"events").allowed);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    case: Vec<Case>,
+    invalid: Vec<Invalid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    rules: Option<String>,
+    #[serde(default)]
+    facts: Facts,
+    verdict: Verdict,
+    policy_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Facts {
+    category: String,
+    confidence: f64,
+    no_answer: bool,
+    citations: usize,
+    requester: String,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            category: "returns".into(),
+            confidence: 0.9,
+            no_answer: false,
+            citations: 1,
+            requester: "jane@example.test".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Invalid {
+    name: String,
+    rules: String,
+    error: String,
+    line: usize,
+}
+
+fn cases() -> Cases {
+    toml::from_str(include_str!("agent_cases.toml")).expect("agent_cases.toml parses")
+}
+
+#[test]
+fn agent_decisions_follow_the_table_of_cases() {
+    let builtin = AgentRules::builtin(&ReplyRule::default()).unwrap();
+    for case in cases().case {
+        let rules = match &case.rules {
+            Some(text) => builtin
+                .with_customer("acme.v1", text)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name)),
+            None => builtin.clone(),
+        };
+        let f = &case.facts;
+        let d = rules.decide(
+            "support",
+            &TicketFacts {
+                ticket: "T-1",
+                customer: "acme",
+                category: &f.category,
+                confidence: f.confidence,
+                no_answer: f.no_answer,
+                citations: f.citations,
+                requester: &f.requester,
+            },
+        );
+        assert_eq!(
+            (d.verdict, &d.policy_ids),
+            (case.verdict, &case.policy_ids),
+            "{}: {}",
+            case.name,
+            d.reason
+        );
+        assert!(!d.reason.is_empty());
+    }
+}
+
+#[test]
+fn rules_that_do_not_validate_are_refused_with_their_position() {
+    for case in cases().invalid {
+        let errors =
+            check_customer_rules(&case.rules).expect_err(&format!("{}: accepted", case.name));
+        let first = &errors.problems[0];
+        assert!(
+            errors.to_string().contains(&case.error),
+            "{}: {errors}",
+            case.name
+        );
+        assert_eq!(first.line, case.line, "{}: {errors}", case.name);
+    }
+}
+
+#[test]
+fn checked_rules_name_their_policies() {
+    let ids = check_customer_rules(
+        "@id(\"careful\")\nforbid(principal, action, resource) when { resource.confidence.lessThan(decimal(\"0.8\")) };\nforbid(principal, action, resource) when { resource.category == \"legal\" };",
+    )
+    .unwrap();
+    assert_eq!(ids, vec!["customer.careful", "customer.policy1"]);
+    let huge = format!(
+        "{}forbid(principal, action, resource);",
+        "// padding\n".repeat(7000)
+    );
+    assert!(check_customer_rules(&huge)
+        .unwrap_err()
+        .to_string()
+        .contains("at most"));
+}
+
+#[test]
+fn thresholds_outside_zero_to_one_are_refused() {
+    let rule = ReplyRule {
+        auto_send_min: 1.5,
+        ..ReplyRule::default()
+    };
+    assert!(AgentRules::builtin(&rule)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("auto_send_min"));
+}
