@@ -93,6 +93,8 @@ pub struct AgentRules {
     schema: Schema,
     /// Policy id → the `@reason` its author gave.
     reasons: HashMap<String, String>,
+    /// The Cedar text of the built-in rules, thresholds filled in.
+    builtin_text: String,
     customer_ids: Vec<String>,
 }
 
@@ -130,6 +132,7 @@ impl AgentRules {
             set,
             schema: crate::schema(crate::AGENT_SCHEMA),
             customer_ids: Vec::new(),
+            builtin_text: text.clone(),
         };
         rules.validated(&text)?;
         Ok(rules)
@@ -179,9 +182,16 @@ impl AgentRules {
             set,
             schema: self.schema.clone(),
             customer_ids,
+            builtin_text: self.builtin_text.clone(),
         };
         rules.validated(text)?;
         Ok(rules)
+    }
+
+    /// The built-in rules as Cedar text, thresholds filled in: what a
+    /// customer's rules are added to.
+    pub fn text(&self) -> &str {
+        &self.builtin_text
     }
 
     /// The ids of the customer's own policies, as decisions name them.

@@ -59,6 +59,8 @@ pub struct AppState {
     pub answerer: Arc<answers::Answerer>,
     /// The support agent's settings.
     pub support: Arc<support::SupportConfig>,
+    /// The agent rules (built-in and per customer) the support agent obeys.
+    pub agent_policies: Arc<support::AgentPolicies>,
 }
 
 impl AppState {
@@ -80,6 +82,10 @@ impl AppState {
             ),
             answerer: Arc::new(answers::Answerer::Extractive),
             support: Arc::new(support::SupportConfig::default()),
+            agent_policies: Arc::new(
+                support::AgentPolicies::new(&support::SupportConfig::default().rule)
+                    .expect("the default reply rule compiles (checked by payoff-policy's tests)"),
+            ),
         }
     }
 
@@ -89,10 +95,15 @@ impl AppState {
         self
     }
 
-    /// Runs the support agent with `config` instead of the defaults.
-    pub fn with_support(mut self, config: support::SupportConfig) -> Self {
+    /// Runs the support agent with `config` instead of the defaults; fails
+    /// when its reply rule does not make valid policies.
+    pub fn with_support(
+        mut self,
+        config: support::SupportConfig,
+    ) -> Result<Self, payoff_policy::PolicyErrors> {
+        self.agent_policies = Arc::new(support::AgentPolicies::new(&config.rule)?);
         self.support = Arc::new(config);
-        self
+        Ok(self)
     }
 
     /// Uses an index kept on disk (beside the database).
@@ -138,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::knowledge::router())
         .merge(routes::audit::router())
         .merge(routes::agents::router())
+        .merge(routes::policies::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,

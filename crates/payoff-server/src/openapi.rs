@@ -5,6 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
+    policies,
 };
 
 #[derive(OpenApi)]
@@ -19,7 +20,8 @@ use crate::routes::{
         assignments::one, assignments::batch, assignments::release,
         knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer,
         audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
-        agents::list_approvals, agents::approve, agents::reject),
+        agents::list_approvals, agents::approve, agents::reject,
+        policies::upload_policies, policies::list_policies),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

@@ -39,6 +39,7 @@ error_codes! {
     AlreadyDecided => (CONFLICT, "already_decided", "It was decided already"),
     AgentPaused => (CONFLICT, "agent_paused", "The agent is paused"),
     InvalidContract => (BAD_REQUEST, "invalid_contract", "The contract is invalid; nothing was stored"),
+    InvalidPolicy => (BAD_REQUEST, "invalid_policy", "The policies do not validate; nothing was stored"),
     NoContract => (NOT_FOUND, "no_contract", "The customer has no contract"),
     PeriodNotEnded => (CONFLICT, "period_not_ended", "The period has not ended"),
     PeriodOutOfOrder => (CONFLICT, "period_out_of_order", "Close the earlier periods first"),

@@ -52,8 +52,10 @@ struct Fixture {
 }
 
 async fn setup(db_url: &str, config: SupportConfig) -> Fixture {
-    let server =
-        TestServer::start_with(db_url, ServerConfig::default(), |s| s.with_support(config)).await;
+    let server = TestServer::start_with(db_url, ServerConfig::default(), |s| {
+        s.with_support(config).unwrap()
+    })
+    .await;
     server.customer("acme").await;
     server.customer("globex").await;
     let operator = server.key("operator", None).await;
@@ -623,5 +625,97 @@ fn bad_tickets_are_refused_with_the_field_named() {
             .await
             .iter()
             .any(|r| r["action"] == "POST /v1/agents/support/tickets"));
+    })
+}
+
+#[test]
+fn customer_rules_are_checked_versioned_and_decide_with_their_ids() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let path = "/v1/customers/acme/policies";
+        let upload = |key: String, text: &'static str| {
+            let server = &f.server;
+            async move {
+                server
+                    .call(
+                        Method::POST,
+                        path,
+                        Some(&key),
+                        Some("application/cedar"),
+                        text.as_bytes().to_vec(),
+                    )
+                    .await
+            }
+        };
+        // A rule that does not validate: every error with its line; nothing stored.
+        let (s, v, _) = upload(
+            f.approver.clone(),
+            "@id(\"careful\")\nforbid(principal, action, resource)\nwhen { resource.confidance.lessThan(decimal(\"0.9\")) };",
+        )
+        .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_policy")),
+            "{label}: {v}"
+        );
+        assert_eq!(v["errors"][0]["line"], 3, "{v}");
+        let (_, v, _) = f
+            .server
+            .call(Method::GET, path, Some(&f.viewer), None, Vec::new())
+            .await;
+        assert!(v["versions"].as_array().unwrap().is_empty(), "{v}");
+        assert!(v["builtin"].as_str().unwrap().contains("builtin.auto_send"));
+
+        // Viewers read, never write; other customers see nothing.
+        let rule = "@id(\"careful\")\n@reason(\"a person reads what is not near certain\")\nforbid(principal, action == Payoff::Action::\"send_reply\", resource)\nwhen { resource.confidence.lessThan(decimal(\"0.99\")) };";
+        let (s, _, _) = upload(f.viewer.clone(), rule).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _, _) = upload(f.outsider.clone(), rule).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = f
+            .server
+            .call(Method::GET, path, Some(&f.outsider), None, Vec::new())
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        let (s, v, _) = upload(f.approver.clone(), rule).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["policy_ids"], json!(["acme.v1.careful"]));
+
+        // The same ticket that went out alone now waits for a person, and
+        // the decision names the customer's rule.
+        let id = ticket_in(Arm::Ai, 14);
+        let (_, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(v["status"], "awaiting_approval", "{label}: {v}");
+        assert_eq!(
+            v["policy_ids"],
+            json!(["acme.v1.careful", "builtin.approval"]),
+            "{v}"
+        );
+        let acts = f
+            .audit("actor=agent:support&action=queue_for_approval")
+            .await;
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert_eq!(
+            acts[0]["policy_ids"],
+            json!(["acme.v1.careful", "builtin.approval"])
+        );
+        assert!(acts[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a person reads"));
+
+        // A second version replaces the first.
+        let (s, v, _) = upload(
+            f.approver.clone(),
+            "@id(\"no_returns\")\nforbid(principal, action in Payoff::Action::\"agent_action\", resource)\nwhen { resource.category == \"returns\" };",
+        )
+        .await;
+        assert_eq!((s, v["version"].as_u64()), (StatusCode::CREATED, Some(2)));
+        let id = ticket_in(Arm::Ai, 15);
+        let (_, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+        assert_eq!(v["status"], "escalated", "{v}");
+        assert_eq!(v["policy_ids"], json!(["acme.v2.no_returns"]));
     })
 }

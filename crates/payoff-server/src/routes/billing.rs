@@ -75,7 +75,7 @@ impl From<BillingError> for ApiError {
 }
 
 /// Scopes a path customer to the caller (404 for another tenant's).
-fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
+pub(crate) fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
     check_customer_id(customer).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
     caller.customer_scope(Some(customer))
 }

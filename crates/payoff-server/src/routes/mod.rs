@@ -11,6 +11,7 @@ pub mod keys;
 pub mod knowledge;
 pub mod ledger;
 pub mod operations;
+pub mod policies;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -10,7 +10,8 @@
 pub mod approvals;
 pub mod triage;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use payoff_billing::attribution::{assign, Arm};
@@ -24,7 +25,8 @@ use crate::answers::{draft, Meter};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, record_own, AppState};
 use approvals::{Approval, Record, Status};
-use triage::{classify, decide, Category, Decision, ReplyRule, Verdict};
+use payoff_policy::{AgentRules, PolicyErrors, ReplyRule, TicketFacts, Verdict};
+use triage::{classify, Category};
 
 /// The agent's name in budgets, costs, pauses and the audit log.
 pub const AGENT: &str = "support";
@@ -410,12 +412,29 @@ pub async fn handle(
         }
     };
     let category = classify(&state.support.categories, &question);
-    let decision: Decision = decide(
-        &state.support.rule,
-        answer.no_answer,
-        answer.confidence,
-        &category,
-    );
+    let c = customer.to_owned();
+    let policies = state.agent_policies.clone();
+    let rules = blocking_with(move |s| Ok(policies.for_customer(s, &c)), state).await?;
+    let decision = match rules {
+        Ok(rules) => rules.decide(
+            AGENT,
+            &TicketFacts {
+                ticket: &ticket.id,
+                customer,
+                category: &category,
+                confidence: answer.confidence,
+                no_answer: answer.no_answer,
+                citations: answer.citations.len(),
+                requester: &ticket.requester,
+            },
+        ),
+        // Rules that no longer compile decide nothing: a person does.
+        Err(why) => payoff_policy::AgentDecision {
+            verdict: Verdict::Escalate,
+            policy_ids: vec!["builtin.broken_rules".into()],
+            reason: why,
+        },
+    };
     let citations: Vec<Value> = answer
         .citations
         .iter()
@@ -541,6 +560,59 @@ async fn holdout_arm(
     crate::routes::assignments::record(state, customer, experiment, &[(ticket.to_owned(), arm)])
         .await?;
     Ok(Some(arm))
+}
+
+/// The agent rules in force: the built-in ones (from the settings) and,
+/// per customer, those plus the customer's latest uploaded version,
+/// compiled once per version.
+pub struct AgentPolicies {
+    builtin: AgentRules,
+    compiled: Mutex<HashMap<String, (u32, Arc<AgentRules>)>>,
+}
+
+impl AgentPolicies {
+    pub fn new(rule: &ReplyRule) -> Result<AgentPolicies, PolicyErrors> {
+        Ok(AgentPolicies {
+            builtin: AgentRules::builtin(rule)?,
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The built-in rules, which uploaded customer rules are checked with.
+    pub fn builtin(&self) -> &AgentRules {
+        &self.builtin
+    }
+
+    /// The rules deciding for `customer` now; `Err` says why the stored
+    /// rules cannot be used (the agent then hands tickets to people).
+    pub fn for_customer(&self, store: &Store, customer: &str) -> Result<Arc<AgentRules>, String> {
+        let latest = store
+            .policies(customer)
+            .map_err(|e| format!("the customer's rules could not be read: {e}"))?
+            .pop();
+        let Some(latest) = latest else {
+            return Ok(Arc::new(self.builtin.clone()));
+        };
+        let mut compiled = self.compiled.lock().expect("policy cache");
+        if let Some((version, rules)) = compiled.get(customer) {
+            if *version == latest.version {
+                return Ok(rules.clone());
+            }
+        }
+        let label = format!("{customer}.v{}", latest.version);
+        let rules = Arc::new(
+            self.builtin
+                .with_customer(&label, &latest.body)
+                .map_err(|e| {
+                    format!(
+                        "the customer's rules v{} do not compile: {e}",
+                        latest.version
+                    )
+                })?,
+        );
+        compiled.insert(customer.to_owned(), (latest.version, rules.clone()));
+        Ok(rules)
+    }
 }
 
 /// Every approval of a customer, oldest first.

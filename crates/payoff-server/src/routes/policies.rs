@@ -1,0 +1,112 @@
+//! A customer's own agent rules (Cedar): uploaded as versions, checked
+//! against the schema first, and read back with the built-in rules they
+//! add to.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::billing::scoped;
+use crate::{blocking_with, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/customers/{customer}/policies",
+        get(list_policies).post(upload_policies),
+    )
+}
+
+/// The problem of rules that do not validate, each error with its position.
+pub(crate) fn invalid_policy(errors: &payoff_policy::PolicyErrors) -> ApiError {
+    let list: Vec<Value> = errors
+        .problems
+        .iter()
+        .map(|p| json!({"line": p.line, "column": p.column, "message": p.message}))
+        .collect();
+    ApiError::new(ErrorCode::InvalidPolicy, errors.to_string()).with("errors", Value::Array(list))
+}
+
+/// Uploads a new version of the customer's agent rules (Cedar text).
+/// Nothing is stored unless every policy validates against the schema.
+#[utoipa::path(post, path = "/v1/customers/{customer}/policies", tag = "policies",
+    request_body(content = String, content_type = "application/cedar"),
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
+    security(("bearer" = [])))]
+pub async fn upload_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::ManagePolicies)?;
+    let customer = scoped(&caller, &customer)?;
+    if body.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "agent rules are at most {} bytes",
+                payoff_policy::CUSTOMER_RULES_BYTES_MAX
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidPolicy, "the rules are not UTF-8"))?
+        .to_owned();
+    let checked = state
+        .agent_policies
+        .builtin()
+        .with_customer(&customer, &text)
+        .map_err(|e| invalid_policy(&e))?;
+    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let by = caller.0.key_id.clone();
+    let stored = blocking_with(
+        move |store| Ok(store.add_policy(&customer, &sha256, &text, &by, Utc::now())?),
+        &state,
+    )
+    .await?;
+    let prefix = format!("{}.", stored.customer);
+    let label = format!("{}.v{}.", stored.customer, stored.version);
+    let ids: Vec<String> = checked
+        .customer_policy_ids()
+        .iter()
+        .map(|id| id.replacen(&prefix, &label, 1))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "customer": stored.customer,
+            "version": stored.version,
+            "sha256": stored.sha256,
+            "policy_ids": ids,
+            "uploaded_by": stored.uploaded_by,
+            "uploaded_at": stored.uploaded_at,
+        })),
+    ))
+}
+
+/// Every version of the customer's agent rules, oldest first; the last is
+/// in force, beside the built-in rules.
+#[utoipa::path(get, path = "/v1/customers/{customer}/policies", tag = "policies",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadPolicies)?;
+    let customer = scoped(&caller, &customer)?;
+    let c = customer.clone();
+    let versions = blocking_with(move |store| Ok(store.policies(&c)?), &state).await?;
+    Ok(Json(json!({
+        "customer": customer,
+        "builtin": state.agent_policies.builtin().text(),
+        "versions": versions,
+    })))
+}
