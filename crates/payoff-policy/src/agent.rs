@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityUid, PolicyId, PolicySet,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, PolicyId, PolicySet, RestrictedExpression,
+    Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -277,11 +277,10 @@ impl AgentRules {
         facts: &TicketFacts<'_>,
     ) -> (bool, Vec<String>, Vec<String>) {
         let refused = |why: String| (false, Vec::new(), vec![why]);
-        let uid = |kind: &str, id: &str| EntityUid::from_str(&format!("Payoff::{kind}::{id:?}"));
-        let (Ok(principal), Ok(action_uid), Ok(resource)) = (
-            uid("Agent", agent),
-            uid("Action", action),
-            uid("Ticket", facts.ticket),
+        let (Some(principal), Some(action_uid), Some(resource)) = (
+            crate::uid("Agent", agent),
+            crate::uid("Action", action),
+            crate::uid("Ticket", facts.ticket),
         ) else {
             return refused("the request could not be formed".into());
         };

@@ -46,3 +46,8 @@ fn schema(text: &str) -> cedar_policy::Schema {
         .expect("the shipped schemas parse (checked by the tests of this crate)");
     schema
 }
+
+/// The entity `Payoff::<kind>::"<id>"`; `None` if it cannot be written.
+fn uid(kind: &str, id: &str) -> Option<cedar_policy::EntityUid> {
+    std::str::FromStr::from_str(&format!("Payoff::{kind}::{id:?}")).ok()
+}

@@ -3,9 +3,7 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityUid, PolicySet, Request, Schema,
-};
+use cedar_policy::{Authorizer, Context, Decision, Entities, Entity, PolicySet, Request, Schema};
 
 use crate::ROLE_POLICIES;
 
@@ -53,12 +51,11 @@ impl RoleRules {
             allowed: false,
             policy_ids: Vec::new(),
         };
-        let uid = |kind: &str, id: &str| EntityUid::from_str(&format!("Payoff::{kind}::{id:?}"));
-        let (Ok(role_uid), Ok(key), Ok(action), Ok(customer)) = (
-            uid("Role", role),
-            uid("Key", "caller"),
-            uid("Action", action),
-            uid("Customer", "any"),
+        let (Some(role_uid), Some(key), Some(action), Some(customer)) = (
+            crate::uid("Role", role),
+            crate::uid("Key", "caller"),
+            crate::uid("Action", action),
+            crate::uid("Customer", "any"),
         ) else {
             return denied;
         };

@@ -12,6 +12,7 @@ mod openapi;
 pub mod problem;
 mod routes;
 pub mod support;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,11 +29,13 @@ use problem::ApiError;
 pub use routes::check_customer_id;
 
 /// Limits and settings of one server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub limits: EventLimits,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
+    /// How outgoing webhooks are paced.
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
         Self {
             limits: EventLimits::default(),
             body_bytes_max: 16 * 1024 * 1024,
+            webhooks: webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct AppState {
     pub support: Arc<support::SupportConfig>,
     /// The agent rules (built-in and per customer) the support agent obeys.
     pub agent_policies: Arc<support::AgentPolicies>,
+    /// The client of outgoing webhooks.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -86,6 +92,7 @@ impl AppState {
                 support::AgentPolicies::new(&support::SupportConfig::default().rule)
                     .expect("the default reply rule compiles (checked by payoff-policy's tests)"),
             ),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -150,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::agents::router())
         .merge(routes::policies::router())
+        .merge(routes::webhooks::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,
@@ -173,22 +181,28 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The support agent works tickets that arrive as ledger events and
-    // expires approvals, beside the requests.
-    let stop = Arc::new(tokio::sync::Notify::new());
+    // Beside the requests: the support agent works tickets that arrive as
+    // ledger events and expires approvals; the webhook outbox delivers.
+    let (stop_agent, stop_webhooks) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let agent = tokio::spawn(support::run(
         state.clone(),
         std::time::Duration::from_secs(1),
-        stop.clone(),
+        stop_agent.clone(),
     ));
+    let outbox = tokio::spawn(webhooks::run(state.clone(), stop_webhooks.clone()));
     let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    stop.notify_one();
+    stop_agent.notify_one();
+    stop_webhooks.notify_one();
     let _ = agent.await;
+    let _ = outbox.await;
     served
 }
 

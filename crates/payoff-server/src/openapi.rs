@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
-    policies,
+    policies, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -21,7 +21,8 @@ use crate::routes::{
         knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer,
         audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
         agents::list_approvals, agents::approve, agents::reject,
-        policies::upload_policies, policies::list_policies),
+        policies::upload_policies, policies::list_policies,
+        webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries),
     components(schemas(
         events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use chrono::{Datelike, Utc};
-use common::{on_every_backend, TestServer};
+use common::{eventually, on_every_backend, TestServer};
 use payoff_billing::attribution::{assign, Arm};
 use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
@@ -481,18 +479,6 @@ fn the_kill_switch_stops_every_act_until_resumed() {
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     })
-}
-
-/// Polls `check` until it holds or ten seconds pass.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use payoff_knowledge::OpenAiConfig;
 use payoff_ledger::EventLimits;
+use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
 use serde::Deserialize;
 
@@ -43,6 +45,35 @@ struct FileSettings {
     body_bytes_max: Option<usize>,
     batch_events_max: Option<usize>,
     event_bytes_max: Option<usize>,
+    model: Option<ModelSettings>,
+    support: Option<SupportSettings>,
+}
+
+/// `[model]`: an OpenAI-compatible endpoint that drafts answers. Without
+/// it, the offline extractive answerer does.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Up to `/chat/completions`, e.g. `http://localhost:8000/v1`.
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// The name of the environment variable holding the API key (keys do
+    /// not belong in files).
+    pub api_key_env: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+}
+
+/// `[support]`: the support agent's thresholds and approval window.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSettings {
+    pub auto_send_min: Option<f64>,
+    pub approval_min: Option<f64>,
+    pub approval_categories: Option<Vec<String>>,
+    pub approval_ttl_hours: Option<u32>,
+    /// `escalate` (default) or `send_reply`.
+    pub on_expiry: Option<String>,
 }
 
 /// Settings after every source has been applied.
@@ -54,6 +85,9 @@ pub struct Settings {
     pub url: String,
     pub key: Option<String>,
     pub server: ServerConfig,
+    /// The answer model; `None`: the extractive answerer.
+    pub model: Option<OpenAiConfig>,
+    pub support: SupportConfig,
 }
 
 impl Settings {
@@ -95,7 +129,10 @@ impl Settings {
                     .or(file.event_bytes_max)
                     .unwrap_or(defaults.limits.event_bytes_max),
             },
+            ..defaults
         };
+        let model = model_config(file.model.unwrap_or_default())?;
+        let support = support_config(file.support.unwrap_or_default())?;
         Ok(Settings {
             data_dir,
             database,
@@ -107,6 +144,8 @@ impl Settings {
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
             key: args.key.clone().or(file.key),
             server,
+            model,
+            support,
         })
     }
 
@@ -139,4 +178,61 @@ fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text)
         .map_err(|e| BadInput(format!("{}: {}", path.display(), e.message())).into())
+}
+
+/// The model endpoint from `PAYOFF_MODEL_URL` / `PAYOFF_MODEL` /
+/// `PAYOFF_MODEL_KEY`, then `[model]`; none when no URL is given.
+fn model_config(file: ModelSettings) -> anyhow::Result<Option<OpenAiConfig>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(base_url) = env("PAYOFF_MODEL_URL").or(file.base_url) else {
+        return Ok(None);
+    };
+    let Some(model) = env("PAYOFF_MODEL").or(file.model) else {
+        return bad_input("model: a model URL needs a model name (PAYOFF_MODEL or [model] model)");
+    };
+    let api_key = match (env("PAYOFF_MODEL_KEY"), &file.api_key_env) {
+        (Some(k), _) => Some(k),
+        (None, Some(var)) => match env(var) {
+            Some(k) => Some(k),
+            None => return bad_input(format!("model.api_key_env: the variable {var} is not set")),
+        },
+        (None, None) => None,
+    };
+    Ok(Some(OpenAiConfig {
+        base_url,
+        model,
+        api_key,
+        timeout: std::time::Duration::from_millis(file.timeout_ms.unwrap_or(30_000)),
+        max_retries: file.max_retries.unwrap_or(2),
+        initial_backoff: std::time::Duration::from_millis(500),
+    }))
+}
+
+fn support_config(file: SupportSettings) -> anyhow::Result<SupportConfig> {
+    let mut config = SupportConfig::default();
+    if let Some(v) = file.auto_send_min {
+        config.rule.auto_send_min = v;
+    }
+    if let Some(v) = file.approval_min {
+        config.rule.approval_min = v;
+    }
+    if let Some(v) = file.approval_categories {
+        config.rule.approval_categories = v;
+    }
+    if let Some(h) = file.approval_ttl_hours {
+        config.approval_ttl = chrono::Duration::hours(i64::from(h));
+    }
+    config.on_expiry = match file.on_expiry.as_deref() {
+        None | Some("escalate") => payoff_policy::Verdict::Escalate,
+        Some("send_reply") => payoff_policy::Verdict::Send,
+        Some(other) => {
+            return bad_input(format!(
+                "support.on_expiry: \"{other}\" is not escalate or send_reply"
+            ))
+        }
+    };
+    if let Err(e) = payoff_policy::AgentRules::builtin(&config.rule) {
+        return bad_input(format!("support: {e}"));
+    }
+    Ok(config)
 }

@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod ledger;
 pub mod operations;
 pub mod policies;
+pub mod webhooks;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -192,3 +192,19 @@ impl TestServer {
         (s, v)
     }
 }
+
+/// Polls `check` until it holds or ten seconds pass (then fails, naming
+/// `what`): for work the server does in the background.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

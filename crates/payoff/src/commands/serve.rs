@@ -39,14 +39,22 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let index = payoff_knowledge::KnowledgeIndex::open(&index_dir).with_context(|| {
             format!("cannot open the knowledge index in {}", index_dir.display())
         })?;
-        let state = AppState::new(store.clone(), ledger, settings.server, signing_key)
-            .with_knowledge(index);
+        let mut state = AppState::new(store.clone(), ledger, settings.server.clone(), signing_key)
+            .with_knowledge(index)
+            .with_support(settings.support.clone())
+            .map_err(|e| crate::BadInput(format!("support: {e}")))?;
+        if let Some(model) = &settings.model {
+            let provider = payoff_knowledge::OpenAiProvider::new(model.clone())
+                .map_err(|e| crate::BadInput(format!("model: {e}")))?;
+            state = state.with_answerer(payoff_server::answers::Answerer::OpenAi(provider));
+        }
         let passages = tokio::task::block_in_place(|| state.load_knowledge())
             .map_err(|e| anyhow::anyhow!("cannot rebuild the knowledge index: {}", e.detail))?;
         println!(
-            "payoff listening on http://{} ({} database, {passages} knowledge passages)",
+            "payoff listening on http://{} ({} database, {passages} knowledge passages, {} answers)",
             listener.local_addr()?,
-            store.backend_name()
+            store.backend_name(),
+            state.answerer.name()
         );
         payoff_server::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())

@@ -1,0 +1,210 @@
+//! `/v1/webhooks`: a customer's subscriptions to its ledger's events, and
+//! their delivery log.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::Utc;
+use payoff_store::WebhookSubscription;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::{Body, Params};
+use crate::webhooks::{check_subscription, new_secret};
+use crate::{blocking_with, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list).post(create))
+        .route("/v1/webhooks/{id}", delete(remove))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+}
+
+const SUBSCRIPTIONS_MAX: usize = 32;
+const DELIVERIES_LIMIT_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// Where deliveries are POSTed (http or https).
+    url: String,
+    /// Exact types, prefixes ending in `*` (`ticket.*`), or `*`.
+    event_types: Vec<String>,
+    /// Provider keys: whose events.
+    customer: Option<String>,
+}
+
+fn view(w: &WebhookSubscription) -> Value {
+    json!({
+        "id": w.id, "customer": w.customer, "url": w.url, "event_types": w.event_types,
+        "created_by": w.created_by, "created_at": w.created_at, "deleted_at": w.deleted_at,
+    })
+}
+
+/// Subscribes a URL to event types. The signing secret is in this reply
+/// only; deliveries start with the next event recorded.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<NewSubscription>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::ManageWebhooks)?;
+    let customer = caller.customer_scope(request.customer.as_deref())?;
+    check_subscription(&request.url, &request.event_types)?;
+    let mut id = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let by = caller.0.key_id.clone();
+    let created = blocking_with(
+        move |s| {
+            let live = s
+                .webhooks(Some(&customer))?
+                .iter()
+                .filter(|w| w.deleted_at.is_none())
+                .count();
+            if live >= SUBSCRIPTIONS_MAX {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("a customer has at most {SUBSCRIPTIONS_MAX} subscriptions; delete one first"),
+                ));
+            }
+            let head = s.head(&customer)?.ok_or_else(|| {
+                ApiError::new(ErrorCode::UnknownCustomer, "unknown customer")
+            })?;
+            let subscription = WebhookSubscription {
+                id: format!("wh_{}", hex::encode(id)),
+                customer,
+                url: request.url,
+                event_types: request.event_types,
+                secret: new_secret(),
+                created_by: by,
+                created_at: Utc::now(),
+                cursor: head.sequence,
+                deleted_at: None,
+            };
+            s.add_webhook(&subscription)?;
+            Ok(subscription)
+        },
+        &state,
+    )
+    .await?;
+    let mut body = view(&created);
+    body["secret"] = created.secret.clone().into();
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Provider keys: one customer's only (default: all).
+    customer: Option<String>,
+}
+
+/// Subscriptions, deleted ones included (with `deleted_at`); never secrets.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadWebhooks)?;
+    let customer = match (&caller.0.customer, q.customer) {
+        (None, named) => named,
+        (Some(_), named) => Some(caller.customer_scope(named.as_deref())?),
+    };
+    let all = blocking_with(move |s| Ok(s.webhooks(customer.as_deref())?), &state).await?;
+    Ok(Json(
+        json!({ "webhooks": all.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+/// The subscription `id` if the caller sees its customer (else 404).
+async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<WebhookSubscription, ApiError> {
+    let found = blocking_with(
+        move |s| Ok(s.webhooks(None)?.into_iter().find(|w| w.id == id)),
+        state,
+    )
+    .await?;
+    found
+        .filter(|w| caller.sees(Some(&w.customer)))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such webhook subscription"))
+}
+
+/// Stops a subscription: nothing new is enqueued, deliveries still
+/// pending fail with that reason, and the log stays readable.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ManageWebhooks)?;
+    let sub = visible(&state, &caller, id).await?;
+    let sub_id = sub.id.clone();
+    let deleted =
+        blocking_with(move |s| Ok(s.delete_webhook(&sub_id, Utc::now())?), &state).await?;
+    if !deleted {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "the subscription was deleted already",
+        ));
+    }
+    Ok(Json(json!({ "id": sub.id, "deleted": true })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// The `next_cursor` of the previous page.
+    cursor: Option<u64>,
+    /// 1 to 1000, default 100.
+    limit: Option<usize>,
+}
+
+/// The delivery log of a subscription, in ledger order: status, attempts,
+/// the last HTTP status or error, and when it is tried next.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(DeliveryQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<DeliveryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadWebhooks)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=DELIVERIES_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit: must be 1 to {DELIVERIES_LIMIT_MAX}"),
+        ));
+    }
+    let sub = visible(&state, &caller, id).await?;
+    let after = q.cursor.unwrap_or(0);
+    let mut list = blocking_with(
+        move |s| Ok(s.deliveries(&sub.id, after, limit + 1)?),
+        &state,
+    )
+    .await?;
+    let more = list.len() > limit;
+    list.truncate(limit);
+    let next_cursor = more.then(|| list.last().map(|d| d.sequence)).flatten();
+    Ok(Json(
+        json!({ "deliveries": list, "next_cursor": next_cursor }),
+    ))
+}

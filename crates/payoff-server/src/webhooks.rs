@@ -1,0 +1,308 @@
+//! Outgoing webhooks: every ledger event a subscription asks for is
+//! delivered to its URL, signed in the Standard Webhooks format
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
+//! HMAC-SHA256 of "id.timestamp.body">`), retried with exponential backoff.
+//!
+//! Deliveries are rows in the store before anything is sent (see
+//! `payoff_store::webhooks`), so a restart loses nothing: the next pass
+//! picks up what is pending. The body is the event's canonical JSON, read
+//! from the ledger, so a receiver can check it against an export.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use payoff_store::{DeliveryStatus, EventFilter, Store, WebhookDelivery, WebhookSubscription};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::problem::{ApiError, ErrorCode};
+use crate::{blocking_with, AppState};
+
+/// How deliveries are paced.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The wait before each retry; a delivery fails for good after
+    /// `backoff.len() + 1` attempts.
+    pub backoff: Vec<StdDuration>,
+    /// How long one attempt may take.
+    pub timeout: StdDuration,
+    /// How often the outbox is looked at.
+    pub poll: StdDuration,
+}
+
+impl Default for WebhookSettings {
+    /// The schedule Standard Webhooks suggests, roughly: 5 s, 5 min,
+    /// 30 min, 2 h, 5 h, 10 h, 10 h.
+    fn default() -> Self {
+        let s = StdDuration::from_secs;
+        WebhookSettings {
+            backoff: vec![
+                s(5),
+                s(300),
+                s(1800),
+                s(7200),
+                s(18_000),
+                s(36_000),
+                s(36_000),
+            ],
+            timeout: s(10),
+            poll: s(1),
+        }
+    }
+}
+
+const SECRET_PREFIX: &str = "whsec_";
+const EVENTS_PAGE: usize = 500;
+const CLAIM_MAX: usize = 50;
+const LEASE: Duration = Duration::seconds(60);
+const ERROR_CHARS_MAX: usize = 500;
+
+/// A new signing secret: `whsec_` and 32 random bytes in base64.
+pub fn new_secret() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+/// The `webhook-signature` header of one message.
+pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret))
+        .unwrap_or_else(|_| secret.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// One pass: enqueue what subscriptions have not looked at yet, then send
+/// what is due. Returns how many deliveries were attempted.
+pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
+    let subscriptions = blocking_with(
+        |s| {
+            let all = s.webhooks(None)?;
+            for sub in all.iter().filter(|w| w.deleted_at.is_none()) {
+                enqueue(s, sub, Utc::now())?;
+            }
+            Ok(all)
+        },
+        state,
+    )
+    .await?;
+    let by_id: Arc<HashMap<String, WebhookSubscription>> = Arc::new(
+        subscriptions
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect(),
+    );
+    let now = Utc::now();
+    let claimed = blocking_with(
+        move |s| Ok(s.claim_deliveries(now, now + LEASE, CLAIM_MAX)?),
+        state,
+    )
+    .await?;
+    let attempted = claimed.len();
+    let mut sends = tokio::task::JoinSet::new();
+    for delivery in claimed {
+        let (state, by_id) = (state.clone(), by_id.clone());
+        sends.spawn(async move { attempt(&state, &by_id, delivery).await });
+    }
+    while let Some(done) = sends.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e.detail, "a webhook delivery could not be recorded")
+            }
+            Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
+        }
+    }
+    Ok(attempted)
+}
+
+/// Moves `sub`'s cursor over the ledger, one page at a time, leaving a
+/// delivery for every event it wants.
+fn enqueue(store: &Store, sub: &WebhookSubscription, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let mut cursor = sub.cursor;
+    loop {
+        let page = store.events(&EventFilter {
+            customer: sub.customer.clone(),
+            after_sequence: Some(cursor),
+            limit: EVENTS_PAGE,
+            ..Default::default()
+        })?;
+        let Some(last) = page.events.last().map(|e| e.sequence) else {
+            return Ok(());
+        };
+        let deliveries: Vec<WebhookDelivery> = page
+            .events
+            .iter()
+            .filter(|e| sub.wants(&e.event_type))
+            .map(|e| WebhookDelivery::new(sub, e.sequence, &e.event_type, now))
+            .collect();
+        if !store.advance_webhook(&sub.id, cursor, last, &deliveries)? {
+            // Another node moved it first; it enqueued these.
+            return Ok(());
+        }
+        cursor = last;
+        if page.events.len() < EVENTS_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+async fn attempt(
+    state: &AppState,
+    subscriptions: &HashMap<String, WebhookSubscription>,
+    mut delivery: WebhookDelivery,
+) -> Result<(), ApiError> {
+    let now = Utc::now();
+    let outcome = match subscriptions
+        .get(&delivery.subscription)
+        .filter(|s| s.deleted_at.is_none())
+    {
+        None => Err((None, "the subscription was deleted".to_owned(), true)),
+        Some(sub) => {
+            let (customer, sequence) = (delivery.customer.clone(), delivery.sequence);
+            let body = blocking_with(
+                move |s| {
+                    Ok(s.events(&EventFilter {
+                        customer,
+                        after_sequence: Some(sequence.saturating_sub(1)),
+                        limit: 1,
+                        ..Default::default()
+                    })?
+                    .events
+                    .into_iter()
+                    .find(|e| e.sequence == sequence)
+                    .map(|e| e.canonical))
+                },
+                state,
+            )
+            .await?;
+            match body {
+                None => Err((None, "the event is not in the ledger".to_owned(), true)),
+                Some(body) => send(state, sub, &delivery.id, body).await,
+            }
+        }
+    };
+    delivery.attempts += 1;
+    match outcome {
+        Ok(status) => {
+            delivery.status = DeliveryStatus::Delivered;
+            delivery.last_status = Some(status);
+            delivery.last_error = None;
+            delivery.delivered_at = Some(Utc::now());
+        }
+        Err((status, error, final_)) => {
+            delivery.last_status = status;
+            delivery.last_error = Some(error.chars().take(ERROR_CHARS_MAX).collect());
+            let backoff = &state.config.webhooks.backoff;
+            match backoff.get(delivery.attempts as usize - 1) {
+                Some(wait) if !final_ => {
+                    delivery.next_attempt_at =
+                        now + Duration::from_std(*wait).unwrap_or(Duration::hours(10));
+                }
+                _ => delivery.status = DeliveryStatus::Failed,
+            }
+        }
+    }
+    blocking_with(move |s| Ok(s.finish_delivery(&delivery)?), state).await
+}
+
+/// POSTs one signed message; `Err((status, why, final))`.
+async fn send(
+    state: &AppState,
+    sub: &WebhookSubscription,
+    id: &str,
+    body: Vec<u8>,
+) -> Result<u16, (Option<u16>, String, bool)> {
+    let timestamp = Utc::now().timestamp();
+    let signature = signature(&sub.secret, id, timestamp, &body);
+    let response = state
+        .http
+        .post(&sub.url)
+        .timeout(state.config.webhooks.timeout)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| (None, describe(&e), false))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(status.as_u16())
+    } else {
+        // 410 Gone: the receiver says never again.
+        let final_ = status == reqwest::StatusCode::GONE;
+        Err((Some(status.as_u16()), status.to_string(), final_))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Runs [`work_once`] every `poll` until `stop` is notified.
+pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
+    let poll = state.config.webhooks.poll;
+    loop {
+        if let Err(e) = work_once(&state).await {
+            tracing::error!(error = %e.detail, "webhook pass failed");
+        }
+        tokio::select! {
+            _ = stop.notified() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Checks a subscription's URL and event types; the error names the field.
+pub fn check_subscription(url: &str, event_types: &[String]) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidRequest, m));
+    let parsed = reqwest::Url::parse(url);
+    let ok = url.len() <= 2048
+        && parsed
+            .as_ref()
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !ok {
+        return bad("url: must be an http or https URL of at most 2048 characters".into());
+    }
+    if event_types.is_empty() || event_types.len() > 32 {
+        return bad("event_types: list 1 to 32 event types".into());
+    }
+    for t in event_types {
+        let body = t.strip_suffix('*').unwrap_or(t);
+        let ok = t.len() <= 128
+            && (t == "*" || !body.is_empty())
+            && body
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return bad(format!(
+                "event_types: \"{t}\" is not an event type (letters, digits, . _ -, optionally ending in *)"
+            ));
+        }
+    }
+    Ok(())
+}
