@@ -644,7 +644,6 @@ impl Store {
     pub fn add_policy(
         &self,
         customer: &str,
-        sha256: &str,
         body: &str,
         uploaded_by: &str,
         now: DateTime<Utc>,
@@ -665,7 +664,7 @@ impl Store {
             let policy = StoredPolicy {
                 customer: customer.to_owned(),
                 version,
-                sha256: sha256.to_owned(),
+                sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())),
                 body: body.to_owned(),
                 uploaded_by: uploaded_by.to_owned(),
                 uploaded_at: trunc_us(now),

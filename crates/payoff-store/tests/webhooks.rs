@@ -44,7 +44,7 @@ fn policy_versions_count_up_and_need_a_customer() {
         let all = store.policies("acme").unwrap();
         assert_eq!(all, vec![v1, v2]);
         assert!(store.policies("other").unwrap().is_empty());
-        assert!(store.add_policy("nobody", "cc", "x", "k1", at(4)).is_err());
+        assert!(store.add_policy("nobody", "x", "k1", at(4)).is_err());
     }
 }
 

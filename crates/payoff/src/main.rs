@@ -70,6 +70,15 @@ enum Command {
     Economics(commands::economics::PeriodArgs),
     /// What a customer got for what it paid (JSON, or --csv).
     Roi(commands::economics::PeriodArgs),
+    /// The agents' kill switch.
+    #[command(subcommand)]
+    Agent(commands::agents::AgentCommand),
+    /// Export and verify the audit chain.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Check, store and list customers' agent rules (Cedar).
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
     /// Measure throughput and latency (release builds).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -129,6 +138,9 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Knowledge(c) => commands::knowledge::run(settings, c),
         Command::Economics(args) => commands::economics::economics(settings, args),
         Command::Roi(args) => commands::economics::roi(settings, args),
+        Command::Agent(c) => commands::agents::run(settings, c),
+        Command::Audit(c) => commands::audit::run(settings, c),
+        Command::Policy(c) => commands::policy::run(settings, c),
         Command::Bench(c) => bench::run(settings, c),
         Command::Demo(args) => demo::run(settings, args),
     }

@@ -9,7 +9,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
@@ -64,10 +63,9 @@ pub async fn upload_policies(
         .builtin()
         .with_customer(&customer, &text)
         .map_err(|e| invalid_policy(&e))?;
-    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
     let by = caller.0.key_id.clone();
     let stored = blocking_with(
-        move |store| Ok(store.add_policy(&customer, &sha256, &text, &by, Utc::now())?),
+        move |store| Ok(store.add_policy(&customer, &text, &by, Utc::now())?),
         &state,
     )
     .await?;

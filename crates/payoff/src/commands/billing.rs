@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::commands::init::ensure_signing_key;
 use crate::commands::open_store;
+use crate::commands::read_text;
 use crate::settings::Settings;
 use crate::{bad_input, BadInput};
 
@@ -96,12 +97,8 @@ pub enum StatementCommand {
     },
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
-}
-
 fn load_contract(path: &Path) -> anyhow::Result<Contract> {
-    let text = read(path)?;
+    let text = read_text(path)?;
     Contract::parse(&path.display().to_string(), &text).map_err(|e| BadInput(e.to_string()).into())
 }
 
@@ -125,7 +122,7 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
             customer,
             effective,
         } => {
-            let text = read(&file)?;
+            let text = read_text(&file)?;
             let customer = match customer {
                 Some(c) => c,
                 None => load_contract(&file)?.customer,
@@ -174,7 +171,7 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
 /// Reads JSON Lines or a JSON array of CloudEvents, validated as the API
 /// would, duplicates (same source and id) dropped as the ledger would.
 fn read_events(path: &Path) -> anyhow::Result<(Vec<BillingEvent>, Head)> {
-    let text = read(path)?;
+    let text = read_text(path)?;
     let values: Vec<(usize, Value)> = if text.trim_start().starts_with('[') {
         serde_json::from_str::<Vec<Value>>(&text)
             .map_err(|e| BadInput(format!("{}: {e}", path.display())))?
@@ -391,14 +388,14 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
 /// `payoff verify`: needs no server and no database.
 pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow::Result<ExitCode> {
     let key_text = if Path::new(key).is_file() {
-        read(Path::new(key))?
+        read_text(Path::new(key))?
     } else {
         key.to_string()
     };
     let key = parse_public_key(&key_text).map_err(|e| BadInput(format!("--key: {e}")))?;
-    let s: Statement = serde_json::from_str(&read(statement)?)
+    let s: Statement = serde_json::from_str(&read_text(statement)?)
         .map_err(|e| BadInput(format!("{}: not a statement: {e}", statement.display())))?;
-    let b: Bundle = serde_json::from_str(&read(evidence)?).map_err(|e| {
+    let b: Bundle = serde_json::from_str(&read_text(evidence)?).map_err(|e| {
         BadInput(format!(
             "{}: not an evidence bundle: {e}",
             evidence.display()

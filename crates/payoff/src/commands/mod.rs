@@ -1,5 +1,7 @@
 //! One module per command group; each opens what it needs and prints.
 
+pub mod agents;
+pub mod audit;
 pub mod billing;
 pub mod customers;
 pub mod economics;
@@ -8,6 +10,7 @@ pub mod init;
 pub mod keys;
 pub mod knowledge;
 pub mod ledger;
+pub mod policy;
 pub mod serve;
 
 use anyhow::Context;
@@ -36,4 +39,34 @@ pub fn user_error(e: payoff_store::StoreError) -> anyhow::Error {
         | payoff_store::StoreError::NotFound { .. } => crate::BadInput(e.to_string()).into(),
         other => other.into(),
     }
+}
+
+/// A text file the user named; a missing or unreadable one is bad input.
+pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| crate::BadInput(format!("{}: {e}", path.display())).into())
+}
+
+/// Records an action taken from the command line in the audit chain, so
+/// that local commands leave the same trail as the API.
+pub fn audit_local(
+    store: &Store,
+    customer: Option<&str>,
+    action: &str,
+    resource: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    store.append_audit(&payoff_store::AuditEntry {
+        at: chrono::Utc::now(),
+        actor: format!("cli:{user}"),
+        role: None,
+        customer: customer.map(str::to_owned),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        decision: "allow".into(),
+        reason: reason.to_owned(),
+        policy_ids: Vec::new(),
+    })?;
+    Ok(())
 }

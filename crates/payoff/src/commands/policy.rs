@@ -1,0 +1,107 @@
+//! `payoff policy check|push|list`: a customer's agent rules (Cedar).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::Subcommand;
+use payoff_policy::AgentRules;
+
+use crate::commands::{audit_local, open_store, read_text, user_error};
+use crate::settings::Settings;
+use crate::BadInput;
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Check rules against the schema and the built-in rules, offline;
+    /// exit 2 with every error as FILE:LINE:COLUMN.
+    Check { file: PathBuf },
+    /// Store the rules as the customer's next version (checked first).
+    Push {
+        file: PathBuf,
+        #[arg(long)]
+        customer: String,
+    },
+    /// A customer's rule versions; --show prints the one in force.
+    List {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        show: bool,
+    },
+}
+
+pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let builtin = AgentRules::builtin(&settings.support.rule)
+        .map_err(|e| BadInput(format!("support: {e}")))?;
+    match command {
+        PolicyCommand::Check { file } => {
+            let ids = checked(&builtin, &file, "customer")?;
+            println!(
+                "{}: ok, {} policies: {}",
+                file.display(),
+                ids.len(),
+                ids.join(", ")
+            );
+        }
+        PolicyCommand::Push { file, customer } => {
+            checked(&builtin, &file, &customer)?;
+            let text = read_text(&file)?;
+            let store = open_store(settings)?;
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let stored = store
+                .add_policy(&customer, &text, &format!("cli:{user}"), Utc::now())
+                .map_err(user_error)?;
+            audit_local(
+                &store,
+                Some(&customer),
+                "push_policies",
+                &format!("policies/{customer}/v{}", stored.version),
+                &format!("sha256 {}", stored.sha256),
+            )?;
+            println!(
+                "stored agent rules version {} for {customer}, sha256 {}",
+                stored.version, stored.sha256
+            );
+        }
+        PolicyCommand::List { customer, show } => {
+            let store = open_store(settings)?;
+            let versions = store.policies(&customer)?;
+            if versions.is_empty() {
+                println!("{customer}: no rules of its own; the built-in rules decide");
+            }
+            for v in &versions {
+                println!(
+                    "v{}  {}  {}  sha256 {}",
+                    v.version,
+                    v.uploaded_at.to_rfc3339(),
+                    v.uploaded_by,
+                    v.sha256
+                );
+            }
+            if show {
+                match versions.last() {
+                    Some(v) => println!("\n{}", v.body),
+                    None => println!("\n{}", builtin.text()),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ids of the rules in `file`, or every problem as `file:line:column`.
+fn checked(builtin: &AgentRules, file: &PathBuf, label: &str) -> anyhow::Result<Vec<String>> {
+    let text = read_text(file)?;
+    match builtin.with_customer(label, &text) {
+        Ok(rules) => Ok(rules.customer_policy_ids()),
+        Err(errors) => {
+            let lines: Vec<String> = errors
+                .problems
+                .iter()
+                .map(|p| format!("{}:{}:{}: {}", file.display(), p.line, p.column, p.message))
+                .collect();
+            Err(BadInput(lines.join("\n")).into())
+        }
+    }
+}
