@@ -1,6 +1,6 @@
 //! `payoff policy check|push|list`: a customer's agent rules (Cedar).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -91,7 +91,7 @@ pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCo
 }
 
 /// The ids of the rules in `file`, or every problem as `file:line:column`.
-fn checked(builtin: &AgentRules, file: &PathBuf, label: &str) -> anyhow::Result<Vec<String>> {
+fn checked(builtin: &AgentRules, file: &Path, label: &str) -> anyhow::Result<Vec<String>> {
     let text = read_text(file)?;
     match builtin.with_customer(label, &text) {
         Ok(rules) => Ok(rules.customer_policy_ids()),
