@@ -12,12 +12,12 @@ use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn contract() -> String {
+fn contract(customer: &str) -> String {
     let now = Utc::now();
     format!(
         r#"
 [contract]
-customer = "acme"
+customer = "{customer}"
 currency = "USD"
 starts = "{}-{:02}-01"
 
@@ -28,20 +28,25 @@ attribution = {{ holdout = 0.2, confidence = 0.95, bill = "lower_bound", experim
 price = {{ per_unit = "1.50" }}
 "#,
         now.year(),
-        now.month()
+        now.month(),
     )
 }
 
 /// Ticket ids of the arm wanted, as the server will assign them.
 fn ticket_in(arm: Arm, n: usize) -> String {
+    ticket_in_for("acme", arm, n)
+}
+
+fn ticket_in_for(customer: &str, arm: Arm, n: usize) -> String {
     (0..)
         .map(|i| format!("T-{n}-{i}"))
-        .find(|t| assign("acme/support", t, 0.2) == arm)
+        .find(|t| assign(&format!("{customer}/support"), t, 0.2) == arm)
         .unwrap()
 }
 
 struct Fixture {
     server: TestServer,
+    customer: String,
     operator: String,
     agent: String,
     approver: String,
@@ -54,42 +59,49 @@ async fn setup(db_url: &str, config: SupportConfig) -> Fixture {
         s.with_support(config).unwrap()
     })
     .await;
-    server.customer("acme").await;
-    server.customer("globex").await;
-    let operator = server.key("operator", None).await;
-    let (s, v, _) = server
-        .call(
-            Method::POST,
-            "/v1/customers/acme/contracts",
-            Some(&operator),
-            Some("application/toml"),
-            contract().into_bytes(),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let approver = server.key("customer_admin", Some("acme")).await;
-    let docs = json!([
-        {"id": "returns", "title": "Returning an item", "url": "https://help.acme.test/returns",
-         "body": "# Returns\nYou can return an item within 30 days of delivery. Print the prepaid return label from your account page and drop the parcel at any post office."},
-        {"id": "refunds", "title": "Refunds", "body": "# Refunds\nRefunds are paid to the original card within five business days after the returned parcel arrives at our warehouse."},
-        {"id": "vip", "title": "VIP shipping", "groups": ["vip"],
-         "body": "# VIP shipping\nVIP members get free express shipping on every order placed before noon."},
-    ]);
-    let (s, v) = server
-        .json(Method::POST, "/v1/knowledge/documents", &approver, docs)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    Fixture {
-        agent: server.key("agent", Some("acme")).await,
-        viewer: server.key("customer_viewer", Some("acme")).await,
-        outsider: server.key("customer_admin", Some("globex")).await,
-        approver,
-        operator,
-        server,
-    }
+    Fixture::on(server, "acme").await
 }
 
 impl Fixture {
+    /// A customer `customer` (and another, `<customer>-other`) with a
+    /// holdout contract, keys of every role and three articles.
+    async fn on(server: TestServer, customer: &str) -> Fixture {
+        let outsider_customer = format!("{customer}-other");
+        server.customer(customer).await;
+        server.customer(&outsider_customer).await;
+        let operator = server.key("operator", None).await;
+        let (s, v, _) = server
+            .call(
+                Method::POST,
+                &format!("/v1/customers/{customer}/contracts"),
+                Some(&operator),
+                Some("application/toml"),
+                contract(customer).into_bytes(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let approver = server.key("customer_admin", Some(customer)).await;
+        let docs = json!([
+            {"id": "returns", "title": "Returning an item", "url": "https://help.acme.test/returns",
+             "body": "# Returns\nYou can return an item within 30 days of delivery. Print the prepaid return label from your account page and drop the parcel at any post office."},
+            {"id": "refunds", "title": "Refunds", "body": "# Refunds\nRefunds are paid to the original card within five business days after the returned parcel arrives at our warehouse."},
+            {"id": "vip", "title": "VIP shipping", "groups": ["vip"],
+             "body": "# VIP shipping\nVIP members get free express shipping on every order placed before noon."},
+        ]);
+        let (s, v) = server
+            .json(Method::POST, "/v1/knowledge/documents", &approver, docs)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        Fixture {
+            agent: server.key("agent", Some(customer)).await,
+            viewer: server.key("customer_viewer", Some(customer)).await,
+            outsider: server.key("customer_admin", Some(&outsider_customer)).await,
+            approver,
+            operator,
+            server,
+            customer: customer.to_owned(),
+        }
+    }
     async fn ticket(
         &self,
         id: &str,
@@ -112,7 +124,10 @@ impl Fixture {
             .server
             .json(
                 Method::GET,
-                &format!("/v1/events?customer=acme&type={kind}&limit=1000"),
+                &format!(
+                    "/v1/events?customer={}&type={kind}&limit=1000",
+                    self.customer
+                ),
                 &self.operator,
                 Value::Null,
             )
@@ -131,7 +146,7 @@ impl Fixture {
             .server
             .json(
                 Method::GET,
-                &format!("/v1/audit?{query}"),
+                &format!("/v1/audit?customer={}&{query}", self.customer),
                 &self.operator,
                 Value::Null,
             )
@@ -703,5 +718,99 @@ fn customer_rules_are_checked_versioned_and_decide_with_their_ids() {
         let (_, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
         assert_eq!(v["status"], "escalated", "{v}");
         assert_eq!(v["policy_ids"], json!(["acme.v2.no_returns"]));
+    })
+}
+
+/// A local server speaking the chat-completions wire format: `/good`
+/// answers with a cited reply and its token usage, `/garbage` with 200
+/// and no JSON, `/hang` never in time.
+async fn model_server() -> String {
+    use axum::routing::post;
+    let good = || async {
+        axum::Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000,
+            "model": "local-test-model",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                "content": "Print the prepaid return label from your account page and drop the parcel at any post office. [1]"}}],
+            "usage": {"prompt_tokens": 321, "completion_tokens": 23, "total_tokens": 344}
+        }))
+    };
+    let app = axum::Router::new()
+        .route("/good/chat/completions", post(good))
+        .route(
+            "/garbage/chat/completions",
+            post(|| async { "<html>oops</html>" }),
+        )
+        .route(
+            "/hang/chat/completions",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[test]
+fn model_calls_are_metered_and_a_broken_model_hands_the_ticket_to_a_person() {
+    on_every_backend(|db_url, label| async move {
+        let base = model_server().await;
+        for (path, replied) in [("good", true), ("garbage", false), ("hang", false)] {
+            let provider = payoff_knowledge::OpenAiProvider::new(payoff_knowledge::OpenAiConfig {
+                base_url: format!("{base}/{path}"),
+                model: "local-test-model".into(),
+                api_key: Some("sk-test".into()),
+                timeout: std::time::Duration::from_millis(300),
+                max_retries: 1,
+                initial_backoff: std::time::Duration::from_millis(10),
+            })
+            .unwrap();
+            let server = TestServer::start_with(&db_url, ServerConfig::default(), |s| {
+                s.with_answerer(payoff_server::answers::Answerer::OpenAi(provider))
+            })
+            .await;
+            let f = Fixture::on(server, &format!("acme-{path}")).await;
+            let id = ticket_in_for(&f.customer, Arm::Ai, 16);
+            let (s, v) = f.ticket(&id, RETURN_SUBJECT, RETURN_BODY, &[]).await;
+            assert_eq!(s, StatusCode::OK, "{label} {path}: {v}");
+            if replied {
+                assert_eq!(v["status"], "replied", "{label}: {v}");
+                let calls = f.events_of("llm.call").await;
+                assert_eq!(calls.len(), 1, "{calls:?}");
+                let data = &calls[0]["data"];
+                assert_eq!(
+                    (
+                        data["model"].as_str(),
+                        data["input_tokens"].as_u64(),
+                        data["output_tokens"].as_u64()
+                    ),
+                    (Some("local-test-model"), Some(321), Some(23))
+                );
+                assert_eq!(
+                    (data["agent"].as_str(), data["subject"].as_str()),
+                    (Some("support"), Some(id.as_str()))
+                );
+            } else {
+                assert_eq!(v["status"], "escalated", "{label} {path}: {v}");
+                assert!(
+                    v["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("the answer model failed"),
+                    "{v}"
+                );
+                assert!(f.events_of("ticket.ai_replied").await.is_empty());
+                let acts = f.audit("actor=agent:support&action=escalate").await;
+                assert_eq!(
+                    acts.len(),
+                    1,
+                    "an escalation is never an unlogged act: {acts:?}"
+                );
+                assert_eq!(acts[0]["policy_ids"], json!(["builtin.model_failure"]));
+            }
+        }
     })
 }
