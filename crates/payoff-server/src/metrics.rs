@@ -121,12 +121,15 @@ pub(crate) async fn record(
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.observe(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let mut response = next.run(request).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .observe(&method, &route, response.status().as_u16(), elapsed);
+    // The time spent in the server, for clients and benchmarks that want
+    // it apart from the network (W3C Server Timing).
+    if let Ok(value) = format!("app;dur={:.3}", elapsed * 1000.0).parse() {
+        response.headers_mut().insert("server-timing", value);
+    }
     response
 }

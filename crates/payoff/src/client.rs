@@ -96,6 +96,37 @@ impl ApiClient {
         Ok(response.text().await?)
     }
 
+    /// Like [`ApiClient::send`], and also the time the server says it
+    /// spent (its `server-timing: app;dur=…` header), in milliseconds.
+    pub async fn timed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(Result<Value, Problem>, Option<f64>)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.key)
+            .body(body);
+        if let Some(ct) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the server at {}: {e}", self.base))?;
+        let server_ms = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("dur=").nth(1))
+            .and_then(|d| d.split([';', ',']).next())
+            .and_then(|d| d.trim().parse::<f64>().ok());
+        Ok((Self::read(response).await?, server_ms))
+    }
+
     async fn read(response: reqwest::Response) -> anyhow::Result<Result<Value, Problem>> {
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;

@@ -2,8 +2,10 @@
 //! driven by concurrent HTTP clients; `payoff bench close`: see [`close`].
 //! Run them from a release build.
 
+mod agent;
 mod attribution;
 mod close;
+mod search;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -31,6 +33,10 @@ pub enum BenchCommand {
     Close(close::CloseArgs),
     /// Lift over a million subjects; economics of ten million events.
     Attribution(attribution::AttributionArgs),
+    /// Knowledge search with permissions, many concurrent clients.
+    Search(search::SearchArgs),
+    /// The support agent's own work per ticket (extractive answers).
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +68,8 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
         BenchCommand::Ingest(args) => args,
         BenchCommand::Close(args) => return close::run(settings, args),
         BenchCommand::Attribution(args) => return attribution::run(settings, args),
+        BenchCommand::Search(args) => return search::run(args),
+        BenchCommand::Agent(args) => return agent::run(args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
@@ -339,4 +347,43 @@ fn physical_reference(args: &IngestArgs) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     let took = sqlite_reference_insert(&dir.path().join("reference.db"), "bench", &events)?;
     Ok(args.events as f64 / took.as_secs_f64())
+}
+
+/// Latencies of one workload, in milliseconds.
+#[derive(Default)]
+pub(crate) struct Latencies(Vec<f64>);
+
+impl Latencies {
+    pub(crate) fn push(&mut self, ms: f64) {
+        self.0.push(ms);
+    }
+
+    pub(crate) fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `q` quantile (nearest rank), 0 when empty.
+    pub(crate) fn quantile(&mut self, q: f64) -> f64 {
+        self.0.sort_unstable_by(f64::total_cmp);
+        let n = self.0.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        self.0[rank - 1]
+    }
+
+    pub(crate) fn summary(&mut self) -> Value {
+        json!({
+            "count": self.len(),
+            "p50_ms": self.quantile(0.50),
+            "p95_ms": self.quantile(0.95),
+            "p99_ms": self.quantile(0.99),
+            "max_ms": self.quantile(1.0),
+        })
+    }
 }
