@@ -3,7 +3,7 @@
 //! One entry point serves the knowledge route and the support agent, so a
 //! model call can never be made without its `llm.call` record.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use payoff_knowledge::{answer_extractive, Answer, Hit, OpenAiProvider};
 use serde_json::json;
 
@@ -55,7 +55,7 @@ pub async fn draft(
         )
     })?;
     if usage.input_tokens + usage.output_tokens > 0 {
-        let now = Utc::now();
+        let now = state.now();
         let mut data = json!({
             "model": usage.model,
             "input_tokens": usage.input_tokens,

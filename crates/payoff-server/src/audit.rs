@@ -12,7 +12,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use chrono::Utc;
 use payoff_store::{AuditEntry, Principal};
 
 use crate::AppState;
@@ -104,7 +103,7 @@ pub(crate) async fn record(
         None => status.as_u16().to_string(),
     };
     let entry = AuditEntry {
-        at: Utc::now(),
+        at: state.now(),
         actor: principal
             .as_ref()
             .map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone()),

@@ -6,6 +6,7 @@ pub mod answers;
 mod audit;
 pub mod auth;
 pub mod billing;
+pub mod clock;
 pub mod economics;
 mod metrics;
 mod openapi;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub agent_policies: Arc<support::AgentPolicies>,
     /// The client of outgoing webhooks.
     pub http: reqwest::Client,
+    /// Business time (see [`clock::Clock`]).
+    pub clock: clock::Clock,
 }
 
 impl AppState {
@@ -93,7 +96,19 @@ impl AppState {
                     .expect("the default reply rule compiles (checked by payoff-policy's tests)"),
             ),
             http: reqwest::Client::new(),
+            clock: clock::Clock::System,
         }
+    }
+
+    /// Runs on `clock` instead of the system clock (simulations).
+    pub fn with_clock(mut self, clock: clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Business time now.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// Drafts answers with `answerer` instead of the extractive default.

@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use payoff_store::AgentPause;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -84,7 +83,7 @@ async fn switch(
         agent: agent.to_owned(),
         customer,
         paused_by: caller.0.key_id.clone(),
-        paused_at: Utc::now(),
+        paused_at: state.now(),
     };
     let stored = pause.clone();
     blocking_with(move |s| Ok(s.set_agent_pause(&stored, paused)?), state).await?;

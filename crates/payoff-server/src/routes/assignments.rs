@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DurationRound, Utc};
+use chrono::DurationRound;
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{ASSIGNMENT, PAYOFF_SOURCE};
 use payoff_store::AppendRequest;
@@ -148,9 +148,10 @@ pub(crate) async fn record(
     experiment: &str,
     arms: &[(String, Arm)],
 ) -> Result<(), ApiError> {
-    let day = Utc::now()
+    let day = state
+        .now()
         .duration_trunc(chrono::Duration::days(1))
-        .unwrap_or_else(|_| Utc::now());
+        .unwrap_or_else(|_| state.now());
     let mut events = Vec::with_capacity(arms.len());
     for (subject, arm) in arms {
         let event = json!({

@@ -124,9 +124,10 @@ pub async fn upload_contract(
         .map_err(|_| ApiError::new(ErrorCode::InvalidContract, "the contract is not UTF-8"))?
         .to_owned();
     let effective = query.effective.clone();
+    let now = state.now();
     let stored = blocking_with(
         move |store| {
-            billing::upload_contract(store, &customer, &text, effective.as_deref(), Utc::now())
+            billing::upload_contract(store, &customer, &text, effective.as_deref(), now)
                 .map_err(|e| match e {
                     UploadError::Invalid(errors) => {
                         let list: Vec<Value> = errors
@@ -244,9 +245,10 @@ pub async fn list_outcomes(
             )
         })?,
     };
+    let now = state.now();
     let page = blocking_with(
         move |store| {
-            let all = billing::outcomes(store, &customer, Utc::now())?;
+            let all = billing::outcomes(store, &customer, now)?;
             let period = match &q.period {
                 None => None,
                 Some(p) => Some(
@@ -282,8 +284,9 @@ fn find_outcome(
     store: &payoff_store::Store,
     customer: &str,
     id: &str,
+    now: chrono::DateTime<Utc>,
 ) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
-    let outcome = billing::outcomes(store, customer, Utc::now())?
+    let outcome = billing::outcomes(store, customer, now)?
         .into_iter()
         .find(|o| o.outcome.id == id)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
@@ -355,9 +358,10 @@ pub async fn show_outcome(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::ReadBilling)?;
     let customer = scoped_id(&caller, &id, "outcome")?;
+    let now = state.now();
     let view = blocking_with(
         move |store| {
-            let (o, evidence) = find_outcome(store, &customer, &id)?;
+            let (o, evidence) = find_outcome(store, &customer, &id, now)?;
             Ok(outcome_detail(&o, evidence, &customer))
         },
         &state,
@@ -402,9 +406,10 @@ async fn dispute_step(
     let customer = scoped_id(&caller, &id, "outcome")?;
     let by = caller.0.key_id.clone();
     let (store_customer, lookup_id) = (customer.clone(), id.clone());
+    let now = state.now();
     let (outcome, dispute_within, window_end) = blocking_with(
         move |store| {
-            let (o, _) = find_outcome(store, &store_customer, &lookup_id)?;
+            let (o, _) = find_outcome(store, &store_customer, &lookup_id, now)?;
             let versions = billing::Versions::load(store, &store_customer)?;
             let c = versions.latest();
             let end = Period::containing(c.cadence, o.outcome.matures_at).end + c.dispute_within;
@@ -415,7 +420,7 @@ async fn dispute_step(
     .await?;
     let o = &outcome.outcome;
     let open = o.disputes.last().is_some_and(|d| d.decision.is_none());
-    let now = Utc::now();
+    let now = state.now();
     let refuse = |why: String| Err(ApiError::new(ErrorCode::DisputeNotAllowed, why));
     match kind {
         DISPUTE_OPENED if open => {
@@ -459,7 +464,7 @@ async fn dispute_step(
     }
     let view = blocking_with(
         move |store| {
-            let (o, evidence) = find_outcome(store, &customer, &id)?;
+            let (o, evidence) = find_outcome(store, &customer, &id, now)?;
             Ok(outcome_detail(&o, evidence, &customer))
         },
         &state,
@@ -523,8 +528,9 @@ pub async fn preview(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
+    let now = state.now();
     let statement = blocking_with(
-        move |store| Ok(billing::preview(store, &customer, &period, Utc::now())?),
+        move |store| Ok(billing::preview(store, &customer, &period, now)?),
         &state,
     )
     .await?;
@@ -547,8 +553,9 @@ pub async fn close(
     caller.require(Action::CloseStatements)?;
     let customer = scoped(&caller, &customer)?;
     let key = state.signing_key.clone();
+    let now = state.now();
     let (statement, created) = blocking_with(
-        move |store| Ok(billing::close(store, &key, &customer, &period, Utc::now())?),
+        move |store| Ok(billing::close(store, &key, &customer, &period, now)?),
         &state,
     )
     .await?;

@@ -72,7 +72,7 @@ pub async fn create(
         ));
     }
     let store = state.store.clone();
-    let customer = blocking(move || store.create_customer(&new.id, &name, Utc::now())).await?;
+    let customer = blocking(move || store.create_customer(&new.id, &name, state.now())).await?;
     Ok((StatusCode::CREATED, Json(customer.into())))
 }
 

@@ -6,7 +6,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use payoff_billing::PriceTable;
 use payoff_store::Budget;
 use rust_decimal::Decimal;
@@ -64,7 +63,7 @@ pub async fn upload_prices(
         .to_owned();
     let table = PriceTable::parse(&text)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("price table: {e}")))?;
-    let now = Utc::now();
+    let now = state.now();
     if table.effective < now - chrono::Duration::minutes(1) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -121,15 +120,9 @@ pub async fn show_economics(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::ReadEconomics)?;
     let customer = scoped(&caller, &customer)?;
+    let now = state.now();
     let report = blocking_with(
-        move |store| {
-            Ok(economics::economics(
-                store,
-                &customer,
-                &q.period,
-                Utc::now(),
-            )?)
-        },
+        move |store| Ok(economics::economics(store, &customer, &q.period, now)?),
         &state,
     )
     .await?;
@@ -218,7 +211,7 @@ pub async fn set_budgets(
             agent,
             limit: l.limit.clone(),
             warn_at: l.warn_at.clone(),
-            updated_at: Utc::now(),
+            updated_at: state.now(),
         })
         .collect();
     let id = customer.clone();
@@ -267,15 +260,9 @@ pub async fn check_budget(
     caller.require(Action::CheckBudget)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let (id, agent) = (customer.clone(), q.agent.clone());
+    let now = state.now();
     let answer = blocking_with(
-        move |store| {
-            Ok(economics::check_budget(
-                store,
-                &id,
-                agent.as_deref(),
-                Utc::now(),
-            )?)
-        },
+        move |store| Ok(economics::check_budget(store, &id, agent.as_deref(), now)?),
         &state,
     )
     .await?;
@@ -298,7 +285,7 @@ async fn record_budget_event(
     } else {
         "payoff.budget.exceeded"
     };
-    let day = Utc::now().format("%Y-%m-%d");
+    let day = state.now().format("%Y-%m-%d");
     let scope = answer.agent.as_deref().unwrap_or("*");
     let event = json!({
         "specversion": "1.0",
@@ -342,8 +329,9 @@ pub async fn show_roi(
             .is_some_and(|a| a.contains("text/csv")),
     };
     let period = q.period.clone();
+    let now = state.now();
     let roi = blocking_with(
-        move |store| Ok(economics::roi(store, &customer, &period, Utc::now())?),
+        move |store| Ok(economics::roi(store, &customer, &period, now)?),
         &state,
     )
     .await?;

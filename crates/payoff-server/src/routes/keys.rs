@@ -147,7 +147,7 @@ pub async fn create(
     };
     let store = state.store.clone();
     let (new, info) = blocking(move || {
-        let (new, info) = store.create_key(role, request.customer.as_deref(), Utc::now())?;
+        let (new, info) = store.create_key(role, request.customer.as_deref(), state.now())?;
         if let Some(groups) = groups {
             store.set_key_groups(&info.key_id, &groups)?;
         }
@@ -224,6 +224,6 @@ pub async fn revoke(
         ));
     }
     let store = state.store.clone();
-    let revoked = blocking(move || store.revoke_key(&key.key_id, Utc::now())).await?;
+    let revoked = blocking(move || store.revoke_key(&key.key_id, state.now())).await?;
     Ok(Json(revoked.into()))
 }

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use payoff_knowledge::Document;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -105,6 +104,7 @@ pub async fn upload(
     }
     let index = state.knowledge.clone();
     let n = documents.len();
+    let now = state.now();
     blocking_with(
         move |store| {
             if store.customer(&customer)?.is_none() {
@@ -115,7 +115,7 @@ pub async fn upload(
             }
             for d in &documents {
                 let body = serde_json::to_string(d).unwrap_or_default();
-                store.put_document(&customer, &d.id, &body, Utc::now())?;
+                store.put_document(&customer, &d.id, &body, now)?;
                 index.replace(&customer, d).map_err(index_error)?;
             }
             index.commit().map_err(index_error)?;

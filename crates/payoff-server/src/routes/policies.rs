@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::auth::{Action, Caller};
@@ -64,8 +63,9 @@ pub async fn upload_policies(
         .with_customer(&customer, &text)
         .map_err(|e| invalid_policy(&e))?;
     let by = caller.0.key_id.clone();
+    let now = state.now();
     let stored = blocking_with(
-        move |store| Ok(store.add_policy(&customer, &text, &by, Utc::now())?),
+        move |store| Ok(store.add_policy(&customer, &text, &by, now)?),
         &state,
     )
     .await?;

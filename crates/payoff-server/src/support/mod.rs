@@ -180,7 +180,7 @@ async fn audit(
     crate::audit::write(
         state,
         AuditEntry {
-            at: Utc::now(),
+            at: state.now(),
             actor: format!("agent:{AGENT}"),
             role: Some("agent".into()),
             customer: Some(customer.to_owned()),
@@ -207,7 +207,7 @@ async fn act(
 ) -> Result<bool, ApiError> {
     let event = json!({
         "specversion": "1.0", "id": id, "source": PAYOFF_SOURCE, "type": kind,
-        "subject": subject, "time": now_text(Utc::now()), "data": data,
+        "subject": subject, "time": now_text(state.now()), "data": data,
     });
     Ok(record_own(state, customer, event).await?.is_ok())
 }
@@ -342,6 +342,7 @@ pub async fn handle(
 
     // Budget: stop before spending.
     let c = customer.to_owned();
+    let now = state.now();
     let budget = blocking_with(
         move |s| {
             if s.budgets(&c)?
@@ -354,7 +355,7 @@ pub async fn handle(
                 s,
                 &c,
                 Some(AGENT),
-                Utc::now(),
+                now,
             )?))
         },
         state,
@@ -485,7 +486,7 @@ pub async fn handle(
             let id = approval_id(customer, &ticket.id);
             let mut data = draft_data;
             data["approval"] = id.clone().into();
-            data["expires_at"] = now_text(Utc::now() + state.support.approval_ttl).into();
+            data["expires_at"] = now_text(state.now() + state.support.approval_ttl).into();
             data["on_expiry"] = state.support.on_expiry.action().into();
             act(
                 state,
@@ -685,7 +686,7 @@ pub async fn decide_approval(
             format!("approval {id} was already {:?}", approval.status).to_lowercase(),
         ));
     }
-    if approval.expires_at <= Utc::now() {
+    if approval.expires_at <= state.now() {
         expire(state, customer, &approval).await?;
         return Err(ApiError::new(
             ErrorCode::AlreadyDecided,
@@ -735,7 +736,7 @@ pub async fn decide_approval(
     crate::audit::write(
         state,
         AuditEntry {
-            at: Utc::now(),
+            at: state.now(),
             actor: by.to_owned(),
             role: Some(role.to_owned()),
             customer: Some(customer.to_owned()),
@@ -921,7 +922,7 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
         let due: Vec<Approval> = blocking_with(move |s| approvals(s, &c), state)
             .await?
             .into_iter()
-            .filter(|a| a.status == Status::Pending && a.expires_at <= Utc::now())
+            .filter(|a| a.status == Status::Pending && a.expires_at <= state.now())
             .collect();
         for a in due {
             expire(state, &customer, &a).await?;
