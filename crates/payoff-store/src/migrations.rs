@@ -169,6 +169,11 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us);
     CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
     ),
+    (
+        9,
+        "CREATE INDEX events_by_type ON events (customer_id, type, sequence);
+    CREATE INDEX events_by_subject ON events (customer_id, subject, sequence);",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -326,5 +331,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us);
     CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
+    ),
+    (
+        9,
+        "CREATE INDEX events_by_type ON events (customer_id, type, sequence);
+    CREATE INDEX events_by_subject ON events (customer_id, subject, sequence);",
     ),
 ];

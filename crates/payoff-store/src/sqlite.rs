@@ -235,13 +235,25 @@ impl Backend for Sqlite {
 
     fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
+            // Only the filters given become conditions, so SQLite can use
+            // the index by type or by subject (an `?3 IS NULL OR type = ?3`
+            // would hide it); the others are written so they always hold.
+            let when = |given: bool, condition: &'static str, unused: &'static str| {
+                if given {
+                    condition
+                } else {
+                    unused
+                }
+            };
+            let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE customer_id = ?1 AND sequence > ?2
-                   AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR subject = ?4)
+                 WHERE customer_id = ?1 AND sequence > ?2 AND {} AND {}
                    AND (?5 IS NULL OR time_us >= ?5) AND (?6 IS NULL OR time_us < ?6)
-                 ORDER BY sequence LIMIT ?7"
-            ))?;
+                 ORDER BY sequence LIMIT ?7",
+                when(filter.event_type.is_some(), "type = ?3", "?3 IS NULL"),
+                when(filter.subject.is_some(), "subject = ?4", "?4 IS NULL"),
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![
                     filter.customer,

@@ -33,8 +33,10 @@ pub const AGENT: &str = "support";
 pub const TICKET_CREATED: &str = "ticket.created";
 pub const AI_REPLIED: &str = "ticket.ai_replied";
 pub const ESCALATED: &str = "ticket.escalated";
-/// The source of tickets handed over through the agent's route.
-pub const HELPDESK_SOURCE: &str = "helpdesk";
+/// The source of tickets handed over through the agent's route. The
+/// background pass leaves them alone: the route handles them itself, and
+/// two handlers of one ticket at once would race.
+pub const ROUTE_SOURCE: &str = "payoff-agents-support";
 
 const TICKET_ID_CHARS_MAX: usize = 128;
 const TICKET_TEXT_CHARS_MAX: usize = 20_000;
@@ -224,7 +226,7 @@ fn recorded_ticket(store: &Store, customer: &str, ticket: &str) -> Result<Option
     Ok(page
         .events
         .iter()
-        .find(|e| e.source == HELPDESK_SOURCE && e.id == ticket)
+        .find(|e| e.source == ROUTE_SOURCE && e.id == ticket)
         .and_then(|e| serde_json::from_slice::<Value>(&e.canonical).ok())
         .map(|body| body["data"].clone()))
 }
@@ -280,7 +282,7 @@ pub async fn handle(
         let time = ticket.time.unwrap_or_else(Utc::now);
         let data = json!({ "subject": ticket.subject, "body": ticket.body, "requester": ticket.requester, "groups": ticket.groups });
         let event = json!({
-            "specversion": "1.0", "id": ticket.id, "source": HELPDESK_SOURCE, "type": TICKET_CREATED,
+            "specversion": "1.0", "id": ticket.id, "source": ROUTE_SOURCE, "type": TICKET_CREATED,
             "subject": ticket.id, "time": now_text(time), "data": data,
         });
         if let Err(e) = record_own(state, customer, event).await? {
@@ -877,6 +879,9 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
         let mut last = cursor;
         for event in page.events {
             last = event.sequence;
+            if event.source == ROUTE_SOURCE {
+                continue;
+            }
             let body: Value = serde_json::from_slice(&event.canonical).unwrap_or_default();
             let data = &body["data"];
             let text = |k: &str| {
