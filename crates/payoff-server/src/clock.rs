@@ -4,39 +4,67 @@
 //! audit records) happens when the simulated business says it does.
 //! Operational timing (webhook retries, leases) stays on real time.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// Where "now" comes from.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]
     System,
-    /// Microseconds since the epoch, moved by [`Clock::set`].
-    Manual(Arc<AtomicI64>),
+    /// Set by hand; after [`Clock::run`], it moves on at real speed.
+    Manual(Arc<Mutex<Manual>>),
+}
+
+#[derive(Debug)]
+pub struct Manual {
+    at: DateTime<Utc>,
+    running_since: Option<Instant>,
 }
 
 impl Clock {
-    /// A clock standing at `at` until set again.
+    /// A clock standing at `at` until set again or run.
     pub fn manual(at: DateTime<Utc>) -> Clock {
-        Clock::Manual(Arc::new(AtomicI64::new(at.timestamp_micros())))
+        Clock::Manual(Arc::new(Mutex::new(Manual {
+            at,
+            running_since: None,
+        })))
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
-            Clock::Manual(us) => {
-                DateTime::from_timestamp_micros(us.load(Ordering::SeqCst)).unwrap_or_default()
+            Clock::Manual(m) => {
+                let m = m.lock().expect("clock");
+                match m.running_since {
+                    None => m.at,
+                    Some(since) => {
+                        m.at + Duration::from_std(since.elapsed()).unwrap_or(Duration::zero())
+                    }
+                }
             }
         }
     }
 
-    /// Moves a manual clock (a system clock cannot be set: no-op).
+    /// Stops a manual clock at `at` (a system clock cannot be set: no-op).
     pub fn set(&self, at: DateTime<Utc>) {
-        if let Clock::Manual(us) = self {
-            us.store(at.timestamp_micros(), Ordering::SeqCst);
+        if let Clock::Manual(m) = self {
+            *m.lock().expect("clock") = Manual {
+                at,
+                running_since: None,
+            };
+        }
+    }
+
+    /// Lets a manual clock move on at real speed from where it stands.
+    pub fn run(&self) {
+        if let Clock::Manual(m) = self {
+            let mut m = m.lock().expect("clock");
+            if m.running_since.is_none() {
+                m.running_since = Some(Instant::now());
+            }
         }
     }
 }
@@ -46,13 +74,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_manual_clock_stands_still_until_set_and_clones_share_it() {
+    fn a_manual_clock_stands_still_until_set_or_run_and_clones_share_it() {
         let t = DateTime::from_timestamp(1_700_000_000, 123_000).unwrap();
         let clock = Clock::manual(t);
         let copy = clock.clone();
         assert_eq!(clock.now(), t);
-        copy.set(t + chrono::Duration::hours(3));
-        assert_eq!(clock.now(), t + chrono::Duration::hours(3));
+        copy.set(t + Duration::hours(3));
+        assert_eq!(clock.now(), t + Duration::hours(3));
+        clock.run();
+        let later = clock.now();
+        assert!(later >= t + Duration::hours(3) && later < t + Duration::hours(4));
         assert!(Clock::System.now() > t);
     }
 }

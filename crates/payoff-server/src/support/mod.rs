@@ -380,7 +380,7 @@ pub async fn handle(
     }
 
     // Draft with the requester's permissions.
-    let question = format!("{}\n{}", ticket.subject, ticket.body);
+    let question = triage::request_text(&ticket.subject, &ticket.body);
     let (index, c, q, groups) = (
         state.knowledge.clone(),
         customer.to_owned(),

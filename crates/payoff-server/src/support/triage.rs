@@ -81,9 +81,101 @@ pub fn classify(categories: &[Category], text: &str) -> String {
     best.map_or_else(|| OTHER.to_owned(), |(name, _)| name.to_owned())
 }
 
+const GREETINGS: &[&str] = &["hi", "hello", "hey", "dear", "good", "greetings"];
+const SIGN_OFFS: &[&str] = &[
+    "thanks",
+    "thank",
+    "regards",
+    "best",
+    "cheers",
+    "sincerely",
+    "kind",
+    "many",
+    "cordially",
+];
+
+/// What a ticket asks, without the greeting and the sign-off: the words
+/// that are there for politeness are not part of the question, and they
+/// would make every answer look as if it missed something.
+pub fn request_text(subject: &str, body: &str) -> String {
+    let first_word = |line: &str| {
+        line.split(|c: char| !c.is_alphanumeric())
+            .find(|w| !w.is_empty())
+            .unwrap_or("")
+            .to_lowercase()
+    };
+    let short = |line: &str| line.split_whitespace().count() <= 4;
+    let mut lines: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // "Hi," alone, or "Hi team, where is…" on the first line.
+    if let Some(first) = lines.first_mut() {
+        if GREETINGS.contains(&first_word(first).as_str()) {
+            match first.split_once(',') {
+                Some((greeting, rest)) if greeting.split_whitespace().count() <= 3 => {
+                    *first = rest.trim();
+                }
+                _ if short(first) => *first = "",
+                _ => {}
+            }
+        }
+    }
+    // "Thanks,\nAnna" or "Regards, Anna" at the end.
+    while let Some(last) = lines.last() {
+        let sign_off = SIGN_OFFS.contains(&first_word(last).as_str()) && short(last);
+        let name_only = lines.len() > 1
+            && last.split_whitespace().count() <= 2
+            && !last.contains('?')
+            && lines
+                .get(lines.len() - 2)
+                .is_some_and(|l| SIGN_OFFS.contains(&first_word(l).as_str()) && short(l));
+        if sign_off || name_only {
+            lines.pop();
+        } else {
+            break;
+        }
+    }
+    let body = lines
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{subject}\n{body}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn greetings_and_sign_offs_are_not_part_of_the_request() {
+        let cases = [
+            (
+                "Hi,\nWhere is my parcel?\nThanks,\nAnna",
+                "Where is my parcel?",
+            ),
+            (
+                "Hello team, where is my parcel?\nRegards, Ben",
+                "where is my parcel?",
+            ),
+            ("Where is my parcel?\nCheers", "Where is my parcel?"),
+            (
+                "Good morning,\n\nI was charged twice.\n\nKind regards,\nCarla Silva",
+                "I was charged twice.",
+            ),
+            // Nothing to strip; and a question that starts with "Thanks" stays.
+            (
+                "Thanks for the refund, but why only half?",
+                "Thanks for the refund, but why only half?",
+            ),
+            ("Dear Acme, my tent pole broke.", "my tent pole broke."),
+        ];
+        for (body, want) in cases {
+            assert_eq!(request_text("S", body), format!("S\n{want}"), "{body:?}");
+        }
+    }
 
     #[test]
     fn the_most_pointed_to_category_wins_and_nothing_means_other() {
