@@ -129,6 +129,17 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         PRIMARY KEY (agent, customer_id)
     );",
     ),
+    (
+        8,
+        "CREATE TABLE dashboard_sessions (
+        token_hash BLOB PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(key_id),
+        csrf_token TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_us);",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -246,5 +257,16 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         sequence BIGINT NOT NULL,
         PRIMARY KEY (agent, customer_id)
     );",
+    ),
+    (
+        8,
+        "CREATE TABLE dashboard_sessions (
+        token_hash BYTEA PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(key_id),
+        csrf_token TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_us);",
     ),
 ];

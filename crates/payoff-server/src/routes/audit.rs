@@ -88,6 +88,7 @@ pub async fn list(
         until: q.until,
         after_sequence: q.cursor,
         limit: limit + 1,
+        ..Default::default()
     };
     let store = state.store.clone();
     let mut records = blocking(move || store.audit(&filter)).await?;
