@@ -46,8 +46,10 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
     }
     // The ledger is the record of accepted events and assignments, and an
     // approval decision writes its own, richer record.
-    let recorded_elsewhere =
-        route == "/v1/events" || route == "/v1/assignments" || route.starts_with("/v1/approvals/");
+    let recorded_elsewhere = route == "/v1/events"
+        || route == "/v1/assignments"
+        || route.starts_with("/v1/approvals/")
+        || route == "/ui/customers/{customer}/approvals/decide";
     !(recorded_elsewhere && status.is_success())
 }
 

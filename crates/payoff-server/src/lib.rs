@@ -6,6 +6,7 @@ pub mod answers;
 mod audit;
 pub mod auth;
 pub mod billing;
+mod dashboard;
 pub mod economics;
 mod metrics;
 mod openapi;
@@ -138,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::knowledge::router())
         .merge(routes::audit::router())
         .merge(routes::agents::router())
+        .merge(dashboard::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,
