@@ -125,7 +125,7 @@ period = "monthly"
 starts = "${starts}"
 base_fee = "200.00"
 cap = "5000.00"
-baseline_unit_cost = "4.50"
+baseline_unit_cost = "30.00"
 licence_equivalent = "12000.00"
 
 [[outcome]]
@@ -232,6 +232,10 @@ async function start() {
     const handled = await call(base, "POST", "/v1/agents/support/tickets", agent, {
       id, subject, body, requester: `shopper${i}@example.com`, time: iso(new Date(closeAt.getTime() - 3600e3)),
     });
+    if (handled.arm === "ai") {
+      later.push({ specversion: "1.0", id: `${id}-llm`, source: "payoff/agents/support", type: "llm.call", subject: id,
+        time: iso(closeAt), data: { model: "gpt-4o-mini", input_tokens: between(600, 2400), output_tokens: between(80, 400), agent: "support" } });
+    }
     const solved = handled.status === "replied" ? random() < 0.85 : random() < 0.45;
     if (solved) {
       later.push({ specversion: "1.0", id: `${id}-closed`, source: "helpdesk", type: "ticket.closed", subject: id,

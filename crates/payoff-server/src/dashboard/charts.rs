@@ -12,7 +12,11 @@ use rust_decimal::Decimal;
 
 use crate::dashboard::format::grouped;
 
+/// Natural widths in pixels: a chart is drawn 1:1 (its text at the
+/// stylesheet's size) and only shrinks to fit a narrower card.
 const WIDTH: f64 = 760.0;
+const DAILY_WIDTH: f64 = 1000.0;
+const AMOUNTS_WIDTH: f64 = 560.0;
 
 /// A step of 1, 2 or 5 times a power of ten that splits `span` into about
 /// `ticks` parts.
@@ -59,7 +63,7 @@ pub fn daily_counts(title: &str, unit: &str, days: &[NaiveDate], series: &[Serie
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0);
     let (left, right, top, bottom, height) = (56.0, 12.0, 12.0, 40.0, 240.0);
-    let plot_w = WIDTH - left - right;
+    let plot_w = DAILY_WIDTH - left - right;
     let plot_h = height - top - bottom;
     let step = nice_step(max as f64, 4.0).max(1.0);
     let ceiling = ((max as f64 / step).ceil() * step).max(step);
@@ -101,9 +105,9 @@ pub fn daily_counts(title: &str, unit: &str, days: &[NaiveDate], series: &[Serie
             @if max == 0 {
                 p.muted { "Nothing was counted in this period." }
             } @else {
-                svg viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(title) {
+                svg viewBox=(format!("0 0 {DAILY_WIDTH} {height}")) width=(DAILY_WIDTH) height=(height) role="img" aria-label=(title) {
                     @for t in &ticks {
-                        line.grid x1=(left) x2=(WIDTH - right) y1=(y(*t)) y2=(y(*t)) {}
+                        line.grid x1=(left) x2=(DAILY_WIDTH - right) y1=(y(*t)) y2=(y(*t)) {}
                         text.axis x=(left - 6.0) y=(y(*t) + 4.0) text-anchor="end" { (tick(*t, step)) }
                     }
                     text.axis transform=(format!("translate(14 {}) rotate(-90)", top + plot_h / 2.0)) text-anchor="middle" { (unit) }
@@ -113,7 +117,7 @@ pub fn daily_counts(title: &str, unit: &str, days: &[NaiveDate], series: &[Serie
                     @for (d, day) in days.iter().enumerate().step_by(label_every) {
                         text.axis x=(left + d as f64 * slot + slot / 2.0) y=(top + plot_h + 16.0) text-anchor="middle" { (day.format("%d")) }
                     }
-                    line.baseline x1=(left) x2=(WIDTH - right) y1=(top + plot_h) y2=(top + plot_h) {}
+                    line.baseline x1=(left) x2=(DAILY_WIDTH - right) y1=(top + plot_h) y2=(top + plot_h) {}
                     text.axis x=(left + plot_w / 2.0) y=(height - 4.0) text-anchor="middle" {
                         "day of the month (UTC)"
                     }
@@ -146,14 +150,14 @@ pub fn amounts(title: &str, unit: &str, bars: &[Bar]) -> Markup {
     let low = values.iter().copied().fold(0.0, f64::min);
     let high = values.iter().copied().fold(0.0, f64::max);
     let span = (high - low).max(f64::MIN_POSITIVE);
-    let (label_w, value_w, row) = (190.0, 150.0, 30.0);
-    let plot_w = WIDTH - label_w - value_w;
+    let (label_w, value_w, row) = (150.0, 120.0, 30.0);
+    let plot_w = AMOUNTS_WIDTH - label_w - value_w;
     let x = |v: f64| label_w + (v - low) / span * plot_w;
     let height = row * bars.len() as f64 + 26.0;
     html! {
         figure.chart {
             figcaption { (title) }
-            svg viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(title) {
+            svg viewBox=(format!("0 0 {AMOUNTS_WIDTH} {height}")) width=(AMOUNTS_WIDTH) height=(height) role="img" aria-label=(title) {
                 @for (i, (bar, v)) in bars.iter().zip(&values).enumerate() {
                     @let y = i as f64 * row + 4.0;
                     @let (from, to) = (x(0.0).min(x(*v)), x(0.0).max(x(*v)));
@@ -199,7 +203,7 @@ pub fn interval(i: &Interval<'_>) -> Markup {
     html! {
         figure.chart {
             figcaption { (i.title) }
-            svg viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(i.title) {
+            svg viewBox=(format!("0 0 {WIDTH} {height}")) width=(WIDTH) height=(height) role="img" aria-label=(i.title) {
                 line.baseline x1=(left) x2=(WIDTH - right) y1=(axis_y) y2=(axis_y) {}
                 @for k in first..=last {
                     @let v = k as f64 * step;
@@ -215,12 +219,17 @@ pub fn interval(i: &Interval<'_>) -> Markup {
                 circle.estimate cx=(x(i.estimate)) cy="47" r="6" {
                     title { "estimate " (figure(i.estimate)) " " (i.unit) }
                 }
-                text.value x=(x(i.low)) y="34" text-anchor="middle" { (figure(i.low)) }
-                text.value x=(x(i.high)) y="34" text-anchor="middle" { (figure(i.high)) }
+                text.value x=(x(i.low)) y="34" text-anchor="middle" { "low " (figure(i.low)) }
+                text.value x=(x(i.high)) y="34" text-anchor="middle" { "high " (figure(i.high)) }
                 text.value x=(x(i.estimate)) y="70" text-anchor="middle" { "estimate " (figure(i.estimate)) }
                 path.billed d=(format!("M {} 58 l -6 -10 h 12 z", x(i.billed))) {
                     title { (i.billed_label) ": " (figure(i.billed)) " " (i.unit) }
                 }
+            }
+            ul.legend {
+                li { span.swatch.interval {} "interval: " (figure(i.low)) " to " (figure(i.high)) " " (i.unit) }
+                li { span.swatch.estimate {} "estimate: " (figure(i.estimate)) }
+                li { span.swatch.billed {} (i.billed_label) ": " strong { (figure(i.billed)) } " (never below zero)" }
             }
         }
     }
@@ -241,7 +250,7 @@ pub fn budget(label: &str, spent: Decimal, limit: Decimal, warn_at: Option<Decim
         "good"
     };
     html! {
-        svg.budget viewBox=(format!("0 0 {WIDTH} {height}")) role="img"
+        svg.budget viewBox=(format!("0 0 {WIDTH} {height}")) width=(WIDTH) height=(height) role="img"
             aria-label=(format!("{label}: {spent} of {limit} USD")) {
             rect.track x=(left) y="4" width=(x(f(limit))) height="18" rx="3" {}
             rect class=(class) x=(left) y="4" width=(x(f(spent)).max(1.0)) height="18" rx="3" {}

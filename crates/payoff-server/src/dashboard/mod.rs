@@ -20,7 +20,7 @@ mod layout;
 mod pages;
 mod session;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{OriginalUri, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -88,7 +88,6 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "there is no such dashboard page")
         })
-        .layer(DefaultBodyLimit::max(FORM_BYTES_MAX))
         .layer(axum::middleware::from_fn(pages_layer));
     Router::new().route("/", get(session::home)).nest("/ui", ui)
 }
@@ -98,8 +97,11 @@ pub fn router() -> Router<AppState> {
 /// here), and adds the headers that keep the pages from being framed,
 /// sniffed, cached or given foreign scripts.
 async fn pages_layer(request: Request, next: Next) -> Response {
+    // The path as the browser asked for it (nesting strips `/ui`).
     let wanted = request
-        .uri()
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().clone(), |o| o.0.clone())
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let is_get = request.method() == axum::http::Method::GET;

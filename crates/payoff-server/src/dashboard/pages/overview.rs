@@ -342,12 +342,12 @@ fn lift(s: &Statement) -> Markup {
             @let (low, estimate, high) = (number(&a.low) * scale, number(&a.estimate) * scale, number(&a.high) * scale);
             @let billed = if a.bill == "lower_bound" { low } else { estimate }.max(0.0);
             h3 { (line.outcome.as_deref().unwrap_or("")) " " span class=(format!("badge {}", if a.status == "billed" { "good" } else { "warn" })) { (a.status) } }
-            (charts::interval(&charts::Interval {
+            @if a.ai.subjects > 0 && a.control.subjects > 0 { (charts::interval(&charts::Interval {
                 title: &format!("Lift of the AI arm over the control arm, {} % confidence", number(&a.confidence) * 100.0),
                 unit: &unit,
                 low, estimate, high, billed,
                 billed_label: if a.bill == "lower_bound" { "billed at the lower bound" } else { "billed at the estimate" },
-            }))
+            })) }
             p {
                 "AI arm: " strong { (grouped(&a.ai.subjects.to_string())) } " subjects, " (grouped(&a.ai.outcomes.to_string())) " outcomes"
                 @if proportions { " (" (points(number(&a.ai.per_subject))) " %)" }
