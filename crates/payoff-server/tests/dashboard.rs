@@ -297,7 +297,10 @@ impl Fixture {
 }
 
 fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     html[at..at + 64].to_owned()
 }
 
@@ -331,16 +334,37 @@ fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
 
         // A wrong key, and an agent's key, are refused with the form again.
         for (key, status, says) in [
-            ("pyk_0000000000000000_".to_owned() + &"0".repeat(64), StatusCode::UNAUTHORIZED, "unknown or has been revoked"),
-            ("not a key".to_owned(), StatusCode::UNAUTHORIZED, "unknown or has been revoked"),
-            (f.agent.clone(), StatusCode::FORBIDDEN, "agent keys are for machines"),
+            (
+                "pyk_0000000000000000_".to_owned() + &"0".repeat(64),
+                StatusCode::UNAUTHORIZED,
+                "unknown or has been revoked",
+            ),
+            (
+                "not a key".to_owned(),
+                StatusCode::UNAUTHORIZED,
+                "unknown or has been revoked",
+            ),
+            (
+                f.agent.clone(),
+                StatusCode::FORBIDDEN,
+                "agent keys are for machines",
+            ),
         ] {
             let page = f
-                .request(Method::POST, "/ui/login", None, Some(&[("key", &key)]), None)
+                .request(
+                    Method::POST,
+                    "/ui/login",
+                    None,
+                    Some(&[("key", &key)]),
+                    None,
+                )
                 .await;
             assert_eq!(page.status, status, "{label}: {}", page.body);
             assert!(page.body.contains(says), "{}", page.body);
-            assert!(page.body.contains("name=\"key\""), "the form is shown again");
+            assert!(
+                page.body.contains("name=\"key\""),
+                "the form is shown again"
+            );
         }
 
         // A customer's person lands on their overview; a provider's on the list.
@@ -374,7 +398,10 @@ fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
                 None,
             )
             .await;
-        assert_eq!(page.location.as_deref(), Some("/ui/customers/acme/overview"));
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/ui/customers/acme/overview")
+        );
 
         // Logout ends the session on the server: the old cookie opens nothing.
         let page = f
@@ -386,7 +413,10 @@ fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
         assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert!(page.location.unwrap().starts_with("/ui/login"));
         // The other session lives on.
-        assert_eq!(f.get(&ui("overview"), &operator).await.status, StatusCode::OK);
+        assert_eq!(
+            f.get(&ui("overview"), &operator).await.status,
+            StatusCode::OK
+        );
 
         // Refused logins are in the audit log.
         let (s, v) = f
@@ -427,14 +457,30 @@ fn forms_without_the_sessions_csrf_token_are_refused() {
         ] {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let page = f
-                .request(Method::POST, &ui("disputes"), Some(&admin), Some(&fields), origin)
+                .request(
+                    Method::POST,
+                    &ui("disputes"),
+                    Some(&admin),
+                    Some(&fields),
+                    origin,
+                )
                 .await;
-            assert_eq!(page.status, StatusCode::FORBIDDEN, "{label}, {why}: {}", page.body);
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{label}, {why}: {}",
+                page.body
+            );
             assert!(page.content_type.starts_with("text/html"), "{why}");
         }
         let (_, v) = f
             .server
-            .json(Method::GET, &format!("/v1/outcomes/{outcome}"), &f.admin, Value::Null)
+            .json(
+                Method::GET,
+                &format!("/v1/outcomes/{outcome}"),
+                &f.admin,
+                Value::Null,
+            )
             .await;
         assert_eq!(v["disputes"], json!([]), "{label}: nothing was recorded");
         // Logout needs the token too.
@@ -497,14 +543,27 @@ fn each_page_shows_only_what_the_role_may_see() {
         // decides, a viewer and an auditor do neither.
         let page = f.get(&ui("outcomes"), &f.login(&f.admin).await).await;
         let outcome = ui(&format!("outcomes/{}", outcome_on(&page.body)));
-        for (key, disputes) in [(&f.admin, true), (&f.viewer, false), (&f.auditor, false), (&f.operator, false)] {
+        for (key, disputes) in [
+            (&f.admin, true),
+            (&f.viewer, false),
+            (&f.auditor, false),
+            (&f.operator, false),
+        ] {
             let page = f.get(&outcome, &f.login(key).await).await;
             assert_eq!(page.status, StatusCode::OK);
-            assert_eq!(page.body.contains("Dispute this outcome"), disputes, "{label}");
+            assert_eq!(
+                page.body.contains("Dispute this outcome"),
+                disputes,
+                "{label}"
+            );
         }
         for (key, decides) in [(&f.admin, true), (&f.viewer, false), (&f.auditor, false)] {
             let page = f.get(&ui("approvals"), &f.login(key).await).await;
-            assert!(page.body.contains("Charged twice"), "{label}: {}", page.body);
+            assert!(
+                page.body.contains("Charged twice"),
+                "{label}: {}",
+                page.body
+            );
             assert_eq!(page.body.contains("Approve and send"), decides);
         }
         // A viewer's forged decision is refused on the server.
@@ -513,7 +572,11 @@ fn each_page_shows_only_what_the_role_may_see() {
             .post(
                 &ui("approvals/decide"),
                 &viewer,
-                &[("csrf", &viewer.csrf), ("approval", "apr_x"), ("decision", "approve")],
+                &[
+                    ("csrf", &viewer.csrf),
+                    ("approval", "apr_x"),
+                    ("decision", "approve"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{label}");
@@ -522,10 +585,16 @@ fn each_page_shows_only_what_the_role_may_see() {
         let list = f.get("/ui/customers", &operator).await;
         assert!(list.body.contains("/ui/customers/globex/overview"));
         let go = f.get("/ui/go?customer=globex", &operator).await;
-        assert_eq!(go.location.as_deref(), Some("/ui/customers/globex/overview"));
+        assert_eq!(
+            go.location.as_deref(),
+            Some("/ui/customers/globex/overview")
+        );
         // A customer's person is sent to their own customer instead.
         let list = f.get("/ui/customers", &viewer).await;
-        assert_eq!(list.location.as_deref(), Some("/ui/customers/acme/overview"));
+        assert_eq!(
+            list.location.as_deref(),
+            Some("/ui/customers/acme/overview")
+        );
     });
 }
 
@@ -553,7 +622,12 @@ fn another_customers_pages_answer_404() {
         ]);
         for path in &paths {
             let page = f.get(path, &outsider).await;
-            assert_eq!(page.status, StatusCode::NOT_FOUND, "{label}: {path}: {}", page.body);
+            assert_eq!(
+                page.status,
+                StatusCode::NOT_FOUND,
+                "{label}: {path}: {}",
+                page.body
+            );
             assert!(!page.body.contains("T-1"), "{path} leaks nothing");
         }
         // Forms naming the other customer, or its outcomes, change nothing.
@@ -561,7 +635,11 @@ fn another_customers_pages_answer_404() {
             .post(
                 &ui("disputes"),
                 &outsider,
-                &[("csrf", &outsider.csrf), ("outcome", &outcome), ("reason", "mine")],
+                &[
+                    ("csrf", &outsider.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "mine"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{label}");
@@ -569,13 +647,22 @@ fn another_customers_pages_answer_404() {
             .post(
                 "/ui/customers/globex/disputes",
                 &outsider,
-                &[("csrf", &outsider.csrf), ("outcome", &outcome), ("reason", "mine")],
+                &[
+                    ("csrf", &outsider.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "mine"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{label}");
         let (_, v) = f
             .server
-            .json(Method::GET, &format!("/v1/outcomes/{outcome}"), &f.admin, Value::Null)
+            .json(
+                Method::GET,
+                &format!("/v1/outcomes/{outcome}"),
+                &f.admin,
+                Value::Null,
+            )
             .await;
         assert_eq!(v["disputes"], json!([]), "{label}");
         // The outsider's own pages work.
@@ -601,7 +688,11 @@ fn hostile_strings_stay_text() {
             .post(
                 &ui("disputes"),
                 &admin,
-                &[("csrf", &admin.csrf), ("outcome", &hostile_outcome), ("reason", HOSTILE_REASON)],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &hostile_outcome),
+                    ("reason", HOSTILE_REASON),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
@@ -618,17 +709,32 @@ fn hostile_strings_stay_text() {
         ];
         for (session, path) in pages {
             let page = f.get(&path, session).await;
-            assert_eq!(page.status, StatusCode::OK, "{label}: {path}: {}", page.body);
+            assert_eq!(
+                page.status,
+                StatusCode::OK,
+                "{label}: {path}: {}",
+                page.body
+            );
             for raw in ["<script>alert", "<img src=x", "href=\"javascript:"] {
                 assert!(!page.body.contains(raw), "{path} contains {raw}");
             }
-            assert!(page.body.contains("&lt;"), "{path} shows the markup as text");
+            assert!(
+                page.body.contains("&lt;"),
+                "{path} shows the markup as text"
+            );
             let csp = page.csp.unwrap_or_default();
             assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         }
-        assert!(f.get(&ui("overview"), &admin).await.body.contains("Acme &lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt; &amp; Co"));
+        assert!(f
+            .get(&ui("overview"), &admin)
+            .await
+            .body
+            .contains("Acme &lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt; &amp; Co"));
         let knowledge = f.get(&ui("knowledge?q=refund+card"), &admin).await.body;
-        assert!(knowledge.contains("&lt;img src=x onerror=alert(&quot;doc&quot;)&gt;Refunds"), "{knowledge}");
+        assert!(
+            knowledge.contains("&lt;img src=x onerror=alert(&quot;doc&quot;)&gt;Refunds"),
+            "{knowledge}"
+        );
         // The error page of a hostile query escapes it too.
         let page = f.get(&ui("outcomes?state=%3Cscript%3E"), &admin).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST);
@@ -643,11 +749,25 @@ fn knowledge_answers_with_the_viewers_groups_only() {
         let q = ui("knowledge?q=staff+refund+limit+approve");
         let viewer = f.get(&q, &f.login(&f.viewer).await).await;
         assert_eq!(viewer.status, StatusCode::OK, "{label}");
-        assert!(!viewer.body.contains(RESTRICTED_TITLE), "{label}: {}", viewer.body);
-        assert!(!viewer.body.contains("150 USD"), "{label}: not a word of it");
+        assert!(
+            !viewer.body.contains(RESTRICTED_TITLE),
+            "{label}: {}",
+            viewer.body
+        );
+        assert!(
+            !viewer.body.contains("150 USD"),
+            "{label}: not a word of it"
+        );
         let member = f.get(&q, &f.login(&f.admin).await).await;
-        assert!(member.body.contains(RESTRICTED_TITLE), "{label}: {}", member.body);
-        assert!(member.body.contains("finance"), "the page names the reader's groups");
+        assert!(
+            member.body.contains(RESTRICTED_TITLE),
+            "{label}: {}",
+            member.body
+        );
+        assert!(
+            member.body.contains("finance"),
+            "the page names the reader's groups"
+        );
     });
 }
 
@@ -666,12 +786,20 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .post(
                 &ui("disputes"),
                 &admin,
-                &[("csrf", &admin.csrf), ("outcome", &outcome), ("reason", "not solved")],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "not solved"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
         let listed = f.get(page.location.as_deref().unwrap(), &admin).await;
-        assert!(listed.body.contains("Dispute raised for outcome"), "{}", listed.body);
+        assert!(
+            listed.body.contains("Dispute raised for outcome"),
+            "{}",
+            listed.body
+        );
         assert!(listed.body.contains(&outcome));
         assert_eq!(f.state_of(&outcome).await, "disputed");
         // A rejection needs its note, as in the API.
@@ -679,7 +807,11 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .post(
                 &ui("disputes/decide"),
                 &operator,
-                &[("csrf", &operator.csrf), ("outcome", &outcome), ("decision", "reject")],
+                &[
+                    ("csrf", &operator.csrf),
+                    ("outcome", &outcome),
+                    ("decision", "reject"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{label}");
@@ -688,13 +820,23 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .post(
                 &ui("disputes/decide"),
                 &operator,
-                &[("csrf", &operator.csrf), ("outcome", &outcome), ("decision", "accept")],
+                &[
+                    ("csrf", &operator.csrf),
+                    ("outcome", &outcome),
+                    ("decision", "accept"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
         assert_eq!(f.state_of(&outcome).await, "voided");
-        let shown = f.get(&ui(&format!("outcomes/{outcome}")), &admin).await.body;
-        assert!(shown.contains("state-voided"), "the page says what the API says");
+        let shown = f
+            .get(&ui(&format!("outcomes/{outcome}")), &admin)
+            .await
+            .body;
+        assert!(
+            shown.contains("state-voided"),
+            "the page says what the API says"
+        );
 
         // Approving the queued reply sends it and is audited.
         let queue = f.get(&ui("approvals"), &admin).await.body;
@@ -704,13 +846,23 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .post(
                 &ui("approvals/decide"),
                 &admin,
-                &[("csrf", &admin.csrf), ("approval", &approval), ("decision", "approve"), ("text", "Refunded today.")],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("approval", &approval),
+                    ("decision", "approve"),
+                    ("text", "Refunded today."),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
         let (_, v) = f
             .server
-            .json(Method::GET, "/v1/approvals?customer=acme", &f.operator, Value::Null)
+            .json(
+                Method::GET,
+                "/v1/approvals?customer=acme",
+                &f.operator,
+                Value::Null,
+            )
             .await;
         assert_eq!(v["approvals"][0]["status"], "approved", "{v}");
         assert_eq!(v["approvals"][0]["final_text"], "Refunded today.");
@@ -721,7 +873,11 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .post(
                 &ui("approvals/decide"),
                 &admin,
-                &[("csrf", &admin.csrf), ("approval", &approval), ("decision", "reject")],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("approval", &approval),
+                    ("decision", "reject"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::CONFLICT, "{label}");
@@ -737,15 +893,28 @@ fn the_statement_page_agrees_with_the_api_and_verifies() {
         let id = format!("st.acme.{}", f.last_month);
         let (s, signed) = f
             .server
-            .json(Method::GET, &format!("/v1/statements/{id}"), &f.viewer, Value::Null)
+            .json(
+                Method::GET,
+                &format!("/v1/statements/{id}"),
+                &f.viewer,
+                Value::Null,
+            )
             .await;
         assert_eq!(s, StatusCode::OK);
         let total = signed["total"].as_str().unwrap();
         let page = f.get(&ui(&format!("statements/{id}")), &viewer).await;
         assert_eq!(page.status, StatusCode::OK, "{label}: {}", page.body);
-        assert!(page.body.contains(&format!("statement-total\">{total} USD<")), "{}", page.body);
+        assert!(
+            page.body
+                .contains(&format!("statement-total\">{total} USD<")),
+            "{}",
+            page.body
+        );
         let overview = f.get(&ui("overview"), &viewer).await.body;
-        assert!(overview.contains(&format!("{total} USD")), "the overview shows the closed period");
+        assert!(
+            overview.contains(&format!("{total} USD")),
+            "the overview shows the closed period"
+        );
         let verification = f
             .get(&ui(&format!("statements/{id}/verification")), &viewer)
             .await;
@@ -754,20 +923,42 @@ fn the_statement_page_agrees_with_the_api_and_verifies() {
         // Downloads are the API's bytes.
         let (_, _, raw) = f
             .server
-            .call(Method::GET, &format!("/v1/statements/{id}"), Some(&f.viewer), None, vec![])
+            .call(
+                Method::GET,
+                &format!("/v1/statements/{id}"),
+                Some(&f.viewer),
+                None,
+                vec![],
+            )
             .await;
         let json = f
-            .get(&ui(&format!("statements/{id}/download/statement.json")), &viewer)
+            .get(
+                &ui(&format!("statements/{id}/download/statement.json")),
+                &viewer,
+            )
             .await;
         assert_eq!(json.body, raw);
         let csv = f
-            .get(&ui(&format!("statements/{id}/download/statement.csv")), &viewer)
+            .get(
+                &ui(&format!("statements/{id}/download/statement.csv")),
+                &viewer,
+            )
             .await;
         assert!(csv.content_type.starts_with("text/csv"));
-        assert!(csv.body.ends_with(&format!("\"{total}\",\"0\"\n")), "{}", csv.body);
+        assert!(
+            csv.body.ends_with(&format!("\"{total}\",\"0\"\n")),
+            "{}",
+            csv.body
+        );
         let (_, _, api_csv) = f
             .server
-            .call(Method::GET, &format!("/v1/statements/{id}?format=csv"), Some(&f.viewer), None, vec![])
+            .call(
+                Method::GET,
+                &format!("/v1/statements/{id}?format=csv"),
+                Some(&f.viewer),
+                None,
+                vec![],
+            )
             .await;
         assert_eq!(csv.body, api_csv);
     });
@@ -779,12 +970,36 @@ fn errors_are_readable_pages() {
         let f = setup(&db).await;
         let admin = f.login(&f.admin).await;
         for (path, status, says) in [
-            ("/ui/nowhere", StatusCode::NOT_FOUND, "no such dashboard page"),
-            (&*ui("outcomes?state=nope"), StatusCode::BAD_REQUEST, "is not one of"),
-            (&*ui("outcomes?from=yesterday"), StatusCode::BAD_REQUEST, "is not a date"),
-            (&*ui("outcomes/out.acme.000000000000000000000000"), StatusCode::NOT_FOUND, "no outcome"),
-            (&*ui("statements/preview/2001-13"), StatusCode::BAD_REQUEST, "period"),
-            (&*ui("contract?version=99"), StatusCode::NOT_FOUND, "no contract version 99"),
+            (
+                "/ui/nowhere",
+                StatusCode::NOT_FOUND,
+                "no such dashboard page",
+            ),
+            (
+                &*ui("outcomes?state=nope"),
+                StatusCode::BAD_REQUEST,
+                "is not one of",
+            ),
+            (
+                &*ui("outcomes?from=yesterday"),
+                StatusCode::BAD_REQUEST,
+                "is not a date",
+            ),
+            (
+                &*ui("outcomes/out.acme.000000000000000000000000"),
+                StatusCode::NOT_FOUND,
+                "no outcome",
+            ),
+            (
+                &*ui("statements/preview/2001-13"),
+                StatusCode::BAD_REQUEST,
+                "period",
+            ),
+            (
+                &*ui("contract?version=99"),
+                StatusCode::NOT_FOUND,
+                "no contract version 99",
+            ),
             ("/ui/assets/nothing.js", StatusCode::NOT_FOUND, "no asset"),
         ] {
             let page = f.get(path, &admin).await;
@@ -799,7 +1014,11 @@ fn errors_are_readable_pages() {
             .post(
                 &ui("disputes"),
                 &admin,
-                &[("csrf", &admin.csrf), ("outcome", "out.acme.x"), ("reason", &big)],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", "out.acme.x"),
+                    ("reason", &big),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{label}");
@@ -811,11 +1030,19 @@ fn errors_are_readable_pages() {
             .post(
                 &ui("disputes"),
                 &admin,
-                &[("csrf", &admin.csrf), ("outcome", &outcome), ("reason", &long)],
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &outcome),
+                    ("reason", &long),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST);
-        assert!(page.body.contains("at most 2000 characters"), "{}", page.body);
+        assert!(
+            page.body.contains("at most 2000 characters"),
+            "{}",
+            page.body
+        );
         // Assets are served from the binary.
         let css = f.get("/ui/assets/style.css", &admin).await;
         assert_eq!(css.status, StatusCode::OK);

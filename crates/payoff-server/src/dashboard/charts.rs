@@ -59,7 +59,12 @@ pub struct Series {
 /// Stacked bars: how many of each series happened on each day.
 pub fn daily_counts(title: &str, unit: &str, days: &[NaiveDate], series: &[Series]) -> Markup {
     let totals: Vec<u64> = (0..days.len())
-        .map(|d| series.iter().map(|s| s.counts.get(d).copied().unwrap_or(0)).sum())
+        .map(|d| {
+            series
+                .iter()
+                .map(|s| s.counts.get(d).copied().unwrap_or(0))
+                .sum()
+        })
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0);
     let (left, right, top, bottom, height) = (56.0, 12.0, 12.0, 40.0, 240.0);

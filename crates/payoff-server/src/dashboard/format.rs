@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn only_web_addresses_become_links() {
-        assert_eq!(web_href("https://help.acme.test/a"), Some("https://help.acme.test/a"));
+        assert_eq!(
+            web_href("https://help.acme.test/a"),
+            Some("https://help.acme.test/a")
+        );
         assert_eq!(web_href(" JavaScript:alert(1)"), None);
         assert_eq!(web_href("data:text/html,x"), None);
         assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd/%C3%A9");

@@ -151,5 +151,9 @@ async fn pages_layer(request: Request, next: Next) -> Response {
 
 /// A redirect after a form (303: the browser follows with a GET).
 pub(crate) fn see_other(target: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, target.to_owned())]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, target.to_owned())],
+    )
+        .into_response()
 }

@@ -111,10 +111,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             "the form was sent from another site; open the dashboard and try again",
         )
     };
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Err(refused());
         }

@@ -32,7 +32,11 @@ pub struct Done {
 }
 
 /// The requester's subject and text of a ticket, from its creation event.
-fn question(store: &payoff_store::Store, customer: &str, ticket: &str) -> Result<Option<(String, String)>, ApiError> {
+fn question(
+    store: &payoff_store::Store,
+    customer: &str,
+    ticket: &str,
+) -> Result<Option<(String, String)>, ApiError> {
     let page = store.events(&EventFilter {
         customer: customer.to_owned(),
         event_type: Some(TICKET_CREATED.to_owned()),

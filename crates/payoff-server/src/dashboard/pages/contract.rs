@@ -40,10 +40,7 @@ pub async fn show(
         .iter()
         .find(|v| v.version == wanted)
         .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("no contract version {wanted}"),
-            )
+            ApiError::new(ErrorCode::NotFound, format!("no contract version {wanted}"))
         })?;
     let contract = Contract::parse(&format!("contract v{}", stored.version), &stored.body)
         .map_err(|e| BillingError::Corrupt(e.to_string()))?;

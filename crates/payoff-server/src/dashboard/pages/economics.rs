@@ -47,8 +47,11 @@ pub async fn show(
             };
             let now = Utc::now();
             let closed = billing::statements(store, &id)?;
-            let choices = period_choices(&closed, Period::containing(versions.latest().cadence, now));
-            let period = versions.period(&chosen_period(q.asked(), &choices))?.to_string();
+            let choices =
+                period_choices(&closed, Period::containing(versions.latest().cadence, now));
+            let period = versions
+                .period(&chosen_period(q.asked(), &choices))?
+                .to_string();
             let report = economics::economics(store, &id, &period, now)?;
             let mut budgets = Vec::new();
             for b in store.budgets(&id)? {
@@ -63,7 +66,10 @@ pub async fn show(
                     Err(BillingError::NoContract(_) | BillingError::BadPeriod(_)) => None,
                     Err(e) => return Err(e.into()),
                 };
-                margins.push(Margin { customer: other, economics });
+                margins.push(Margin {
+                    customer: other,
+                    economics,
+                });
             }
             Ok(Some((choices, report, budgets, margins)))
         },
@@ -71,7 +77,9 @@ pub async fn show(
     )
     .await?;
     let body = match loaded {
-        None => html! { p.muted { "This customer has no contract yet: nothing is billed, so there is no margin." } },
+        None => {
+            html! { p.muted { "This customer has no contract yet: nothing is billed, so there is no margin." } }
+        }
         Some((choices, report, budgets, margins)) => html! {
             (period_picker(&ctx.path("economics"), &choices, &report.period))
             (figures(&report))

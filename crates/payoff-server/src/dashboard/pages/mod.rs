@@ -44,7 +44,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Filters<T> {
 
 /// The start (UTC) of a `YYYY-MM-DD` day a date field gives, or of the
 /// day after it (`after`), for half-open ranges.
-fn day_start(field: &str, text: Option<&str>, after: bool) -> Result<Option<DateTime<Utc>>, ApiError> {
+fn day_start(
+    field: &str,
+    text: Option<&str>,
+    after: bool,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(text) = text else { return Ok(None) };
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
         ApiError::new(
@@ -52,7 +56,11 @@ fn day_start(field: &str, text: Option<&str>, after: bool) -> Result<Option<Date
             format!("{field}: \"{text}\" is not a date (YYYY-MM-DD)"),
         )
     })?;
-    let day = if after { day.succ_opt().unwrap_or(day) } else { day };
+    let day = if after {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
     Ok(Some(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
 }
 

@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::{day_start, state_badge, Filters};
 use crate::auth::Action;
 use crate::billing::{self, OutcomeNow};
-use crate::dashboard::format::{datetime, datetime_text, duration, grouped, short_hash, url_encode};
+use crate::dashboard::format::{
+    datetime, datetime_text, duration, grouped, short_hash, url_encode,
+};
 use crate::dashboard::layout::{self, csrf, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
@@ -148,13 +150,12 @@ fn history(ctx: &Ctx, o: &OutcomeNow, now: DateTime<Utc>) -> Vec<(DateTime<Utc>,
         ));
     }
     for d in &out.disputes {
-        steps.push((
-            d.opened.time,
-            html! { "Disputed: " q { (d.reason) } },
-        ));
+        steps.push((d.opened.time, html! { "Disputed: " q { (d.reason) } }));
         if let Some((decision, mark, note)) = &d.decision {
             let word = match decision {
-                Decision::Accepted => "Dispute accepted: the outcome is not billed (or credited if it was)",
+                Decision::Accepted => {
+                    "Dispute accepted: the outcome is not billed (or credited if it was)"
+                }
                 Decision::Rejected => "Dispute rejected: billable again",
             };
             steps.push((

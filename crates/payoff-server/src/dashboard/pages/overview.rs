@@ -42,10 +42,7 @@ pub(super) struct PeriodChoice {
     pub closed: bool,
 }
 
-pub(super) fn period_choices(
-    closed: &[Statement],
-    current: Period,
-) -> Vec<PeriodChoice> {
+pub(super) fn period_choices(closed: &[Statement], current: Period) -> Vec<PeriodChoice> {
     let mut list: Vec<PeriodChoice> = closed
         .iter()
         .map(|s| PeriodChoice {
@@ -120,7 +117,10 @@ fn load(
     let first = period.start.date_naive();
     let days: Vec<NaiveDate> = first
         .iter_days()
-        .take_while(|d| d.and_hms_opt(0, 0, 0).is_some_and(|t| t.and_utc() < period.end))
+        .take_while(|d| {
+            d.and_hms_opt(0, 0, 0)
+                .is_some_and(|t| t.and_utc() < period.end)
+        })
         .collect();
     let mut counts: BTreeMap<&str, Vec<u64>> = versions
         .latest()
@@ -128,7 +128,10 @@ fn load(
         .iter()
         .map(|o| (o.name.as_str(), vec![0; days.len()]))
         .collect();
-    for o in outcomes.iter().filter(|o| period.contains(o.outcome.created.time)) {
+    for o in outcomes
+        .iter()
+        .filter(|o| period.contains(o.outcome.created.time))
+    {
         let day = (o.outcome.created.time.date_naive() - first).num_days() as usize;
         if let Some(slot) = counts
             .get_mut(o.outcome.name.as_str())

@@ -176,7 +176,12 @@ pub async fn show(
             pre { "payoff verify " (s.id) ".json --evidence " (s.id) ".evidence.json --key " (key) }
         }
     };
-    Ok(layout::page(&ctx, Tab::Statements, &format!("Statement {}", s.period), body))
+    Ok(layout::page(
+        &ctx,
+        Tab::Statements,
+        &format!("Statement {}", s.period),
+        body,
+    ))
 }
 
 pub async fn preview(
@@ -197,7 +202,12 @@ pub async fn preview(
         h2 { "Lines" }
         (lines(&ctx, &s))
     };
-    Ok(layout::page(&ctx, Tab::Statements, &format!("Preview {}", s.period), body))
+    Ok(layout::page(
+        &ctx,
+        Tab::Statements,
+        &format!("Preview {}", s.period),
+        body,
+    ))
 }
 
 /// The badge's answer: verified or not, and why, in a sentence.
