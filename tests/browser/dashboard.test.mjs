@@ -227,8 +227,8 @@ test("every page opens for an operator, and logging out ends the session", { ski
   for (const name of ["overview", "outcomes", "statements", "disputes", "approvals", "knowledge", "audit", "contract", "economics"]) {
     await open(page, ui(name));
     assert.equal(await page.locator("section.error").count(), 0, `${name} renders without an error`);
+    await shot(page, `operator-${name}`);
   }
-  await shot(page, "contract");
   await Promise.all([page.waitForURL(/\/ui\/login/), page.click("form.logout button")]);
   await shot(page, "login");
   const response = await page.goto(ui("overview"));

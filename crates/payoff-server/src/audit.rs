@@ -50,7 +50,8 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
         || route == "/v1/assignments"
         || route.starts_with("/v1/approvals/")
         || route == "/ui/customers/{customer}/approvals/decide";
-    !(recorded_elsewhere && status.is_success())
+    // A dashboard form answers a success with a redirect.
+    !(recorded_elsewhere && (status.is_success() || status.is_redirection()))
 }
 
 /// The customer a request's path or query names (a customer key's own

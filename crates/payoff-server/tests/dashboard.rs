@@ -868,6 +868,20 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
         assert_eq!(v["approvals"][0]["final_text"], "Refunded today.");
         let audit = f.get(&ui("audit?action=approve"), &admin).await.body;
         assert!(audit.contains(&format!("approval/{approval}")), "{audit}");
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/audit?customer=acme&action=approvals/decide&decision=allow",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            v["records"],
+            json!([]),
+            "{label}: the decision's own record is the one"
+        );
         // Deciding it again is a readable conflict, not a crash.
         let page = f
             .post(

@@ -21,7 +21,7 @@ use crate::support::{self, approvals::Approval, approvals::Status, TICKET_CREATE
 use crate::{blocking_with, AppState};
 
 /// Pending approvals shown per page (each looks up its ticket).
-const PENDING_SHOWN_MAX: usize = 25;
+const PENDING_SHOWN_MAX: usize = 10;
 /// Decided approvals shown below them.
 const DECIDED_SHOWN_MAX: usize = 50;
 

@@ -86,7 +86,7 @@ pub async fn list(
                         @let e = &r.entry;
                         tr {
                             td.num { (r.sequence) }
-                            td { (datetime(e.at)) }
+                            td.when { (datetime(e.at)) }
                             td { span.mono { (e.actor) } @if let Some(role) = &e.role { br; span.muted { (role) } } }
                             td.mono { (e.action) }
                             td.mono { (e.resource) }

@@ -81,7 +81,7 @@ pub async fn list(
                             td.mono { a href=(ctx.path(&format!("outcomes/{}", o.outcome.id))) { (o.outcome.id) } }
                             td { (o.outcome.name) br; span.muted { (o.outcome.subject) } }
                             td { (state_badge(o.state)) }
-                            td { (datetime(d.opened.time)) }
+                            td.when { (datetime(d.opened.time)) }
                             td { (d.reason) }
                             td {
                                 @match &d.decision {

@@ -124,7 +124,7 @@ fn per_outcome(e: &Economics) -> Markup {
     html! {
         @if bars.is_empty() { h3 { "Cost per outcome" } p.muted { "No outcome matured in this period." } }
         @else {
-            (charts::amounts(&format!("Cost per outcome, {}", e.period), &format!("{usd} per outcome"), &bars))
+            (charts::amounts(&format!("Cost per outcome, {} ({usd} per outcome)", e.period), usd, &bars))
             table {
                 thead { tr { th { "Kind" } th.num { "Outcomes" } th.num { "Cost" } th.num { "Per outcome" } } }
                 tbody { @for (kind, c) in &e.cost.by_outcome {

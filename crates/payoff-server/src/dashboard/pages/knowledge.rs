@@ -46,7 +46,7 @@ pub async fn search(
         p.muted {
             "You read what everyone at " (ctx.customer.name) " may read"
             @if groups.is_empty() { ", and no restricted group." }
-            @else { ", and the groups " @for (i, g) in groups.iter().enumerate() { @if i > 0 { ", " } strong { (g) } } "." }
+            @else { ", and what the members of " @for (i, g) in groups.iter().enumerate() { @if i > 0 { ", " } strong { (g) } } " may read." }
             " Documents restricted to other groups are never searched for you."
         }
         @if let Some((hits, answer)) = &found {

@@ -34,6 +34,8 @@ pub struct ListQuery {
     state: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// Outcomes maturing in this period (a statement's lines link here).
+    period: Option<String>,
     cursor: Option<String>,
 }
 
@@ -45,6 +47,7 @@ impl ListQuery {
             ("state", &self.state),
             ("from", &self.from),
             ("to", &self.to),
+            ("period", &self.period),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={}", url_encode(v)));
@@ -69,6 +72,7 @@ pub async fn list(
         state: q.state.clone(),
         since: day_start("from", q.from.as_deref(), false)?,
         until: day_start("to", q.to.as_deref(), true)?,
+        period: q.period.clone(),
         cursor: q.cursor.clone(),
         limit: Some(PAGE_SIZE),
         ..Default::default()
@@ -100,6 +104,7 @@ pub async fn list(
             } }
             label { "Recognised from" input type="date" name="from" value=[q.from.as_deref()]; }
             label { "to (inclusive)" input type="date" name="to" value=[q.to.as_deref()]; }
+            label { "Maturing in period" input type="text" name="period" value=[q.period.as_deref()] size="8" placeholder="YYYY-MM"; }
             button type="submit" { "Filter" }
         }
         p.muted { (grouped(&page.total.to_string())) " outcomes match." }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Action;
 use crate::billing;
-use crate::dashboard::format::{datetime_text, grouped, money, short_hash};
+use crate::dashboard::format::{datetime_text, grouped, money, short_hash, url_encode};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
@@ -98,7 +98,7 @@ fn lines(ctx: &Ctx, s: &Statement) -> Markup {
                         td.num { (money(&l.amount, currency)) }
                         td {
                             @if !l.outcomes.is_empty() {
-                                a href=(ctx.path(&format!("outcomes?kind={}", l.outcome.as_deref().unwrap_or("")))) { (grouped(&l.outcomes.len().to_string())) " outcomes" }
+                                a href=(ctx.path(&format!("outcomes?kind={}&period={}", url_encode(l.outcome.as_deref().unwrap_or("")), l.period.as_deref().unwrap_or(&s.period)))) { (grouped(&l.outcomes.len().to_string())) " outcomes" }
                                 @if let Some(h) = &l.outcomes_hash { br; span.muted.mono title=(h) { "sha256 " (short_hash(h)) } }
                             }
                             @if let Some(a) = &l.attribution {
