@@ -236,7 +236,8 @@ async function start() {
       later.push({ specversion: "1.0", id: `${id}-llm`, source: "payoff/agents/support", type: "llm.call", subject: id,
         time: iso(closeAt), data: { model: "gpt-4o-mini", input_tokens: between(600, 2400), output_tokens: between(80, 400), agent: "support" } });
     }
-    const solved = handled.status === "replied" ? random() < 0.85 : random() < 0.45;
+    // People alone solve fewer tickets than with the agent's drafts.
+    const solved = handled.arm === "control" ? random() < 0.45 : random() < 0.8;
     if (solved) {
       later.push({ specversion: "1.0", id: `${id}-closed`, source: "helpdesk", type: "ticket.closed", subject: id,
         time: iso(closeAt), data: { resolved_by: handled.arm === "ai" && handled.status === "replied" ? "ai" : "human" } });
