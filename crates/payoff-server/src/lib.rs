@@ -1,6 +1,7 @@
-//! The Payoff HTTP API: a thin translation between requests and the store
-//! and pure core. Routers are composed per area (`routes::*`); every error
-//! leaves through [`problem::ApiError`].
+//! The Payoff HTTP API and web dashboard: a thin translation between
+//! requests and the store and pure core. Routers are composed per area
+//! (`routes::*`, and `dashboard` for the pages at `/` and `/ui/…`); every
+//! error leaves through [`problem::ApiError`].
 
 pub mod answers;
 mod audit;
