@@ -45,9 +45,12 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
     }
     // The ledger is the record of accepted events and assignments, and an
     // approval decision writes its own, richer record.
-    let recorded_elsewhere =
-        route == "/v1/events" || route == "/v1/assignments" || route.starts_with("/v1/approvals/");
-    !(recorded_elsewhere && status.is_success())
+    let recorded_elsewhere = route == "/v1/events"
+        || route == "/v1/assignments"
+        || route.starts_with("/v1/approvals/")
+        || route == "/ui/customers/{customer}/approvals/decide";
+    // A dashboard form answers a success with a redirect.
+    !(recorded_elsewhere && (status.is_success() || status.is_redirection()))
 }
 
 /// The customer a request's path or query names (a customer key's own

@@ -94,6 +94,7 @@ pub fn allows(role: Role, action: Action) -> bool {
 }
 
 /// The authenticated caller of a request.
+#[derive(Clone)]
 pub struct Caller(pub Principal);
 
 impl Caller {

@@ -443,6 +443,54 @@ pub fn evidence(store: &Store, statement: &Statement) -> Result<Bundle, BillingE
     })
 }
 
+/// A statement's lines as CSV (RFC 4180), then its subtotal and total:
+/// for a spreadsheet. The signed JSON remains the statement of record.
+pub fn statement_csv(statement: &Statement) -> String {
+    // Quoted always; a text cell a spreadsheet would run as a formula is
+    // prefixed with an apostrophe.
+    fn cell(text: &str, is_text: bool) -> String {
+        let guarded = if is_text && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{text}")
+        } else {
+            text.to_owned()
+        };
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    }
+    let mut out = String::from(
+        "statement,period,currency,kind,description,outcome,concerns_period,quantity,included,unit_price,amount,outcomes\n",
+    );
+    let mut row = |kind: &str, line: Option<&payoff_billing::Line>, amount: &str| {
+        let text = |t: Option<&String>| cell(t.map_or("", String::as_str), true);
+        let number = |t: Option<&String>| cell(t.map_or("", String::as_str), false);
+        let fields = [
+            cell(&statement.id, true),
+            cell(&statement.period, true),
+            cell(&statement.currency, true),
+            cell(kind, true),
+            text(line.map(|l| &l.description)),
+            text(line.and_then(|l| l.outcome.as_ref())),
+            text(line.and_then(|l| l.period.as_ref())),
+            number(line.map(|l| &l.quantity)),
+            number(line.and_then(|l| l.included.as_ref())),
+            number(line.and_then(|l| l.unit_price.as_ref())),
+            cell(amount, false),
+            cell(&line.map_or(0, |l| l.outcomes.len()).to_string(), false),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    };
+    for line in &statement.lines {
+        let kind = serde_json::to_value(line.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        row(&kind, Some(line), &line.amount);
+    }
+    row("subtotal", None, &statement.subtotal);
+    row("total", None, &statement.total);
+    out
+}
+
 /// An outcome with the state it is in now.
 pub struct OutcomeNow {
     pub outcome: Outcome,

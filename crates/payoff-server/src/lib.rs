@@ -1,12 +1,14 @@
-//! The Payoff HTTP API: a thin translation between requests and the store
-//! and pure core. Routers are composed per area (`routes::*`); every error
-//! leaves through [`problem::ApiError`].
+//! The Payoff HTTP API and web dashboard: a thin translation between
+//! requests and the store and pure core. Routers are composed per area
+//! (`routes::*`, and `dashboard` for the pages at `/` and `/ui/…`); every
+//! error leaves through [`problem::ApiError`].
 
 pub mod answers;
 mod audit;
 pub mod auth;
 pub mod billing;
 pub mod clock;
+mod dashboard;
 pub mod economics;
 mod metrics;
 mod openapi;
@@ -173,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::router())
         .merge(routes::policies::router())
         .merge(routes::webhooks::router())
+        .merge(dashboard::router())
         .fallback(|| async {
             ApiError::new(
                 problem::ErrorCode::NotFound,

@@ -27,6 +27,8 @@ macro_rules! error_codes {
 error_codes! {
     MissingApiKey => (UNAUTHORIZED, "missing_api_key", "An API key is required"),
     InvalidApiKey => (UNAUTHORIZED, "invalid_api_key", "The API key is unknown or revoked"),
+    NotLoggedIn => (UNAUTHORIZED, "not_logged_in", "Log in to the dashboard first"),
+    CsrfRejected => (FORBIDDEN, "csrf_rejected", "The form's security token is missing, stale or from another site"),
     Forbidden => (FORBIDDEN, "forbidden", "This key's role may not do this"),
     CustomerMismatch => (FORBIDDEN, "customer_mismatch", "This key belongs to another customer"),
     NotFound => (NOT_FOUND, "not_found", "Not found"),

@@ -42,7 +42,7 @@ pub struct AuditRecord {
     pub hash: [u8; 32],
 }
 
-/// Which records to list, oldest first.
+/// Which records to list, oldest first unless `newest_first`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub customer: Option<String>,
@@ -53,7 +53,22 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub after_sequence: Option<u64>,
+    /// Only records before this sequence (the cursor of a newest-first page).
+    pub before_sequence: Option<u64>,
+    /// Newest first, as a person reading a log wants it.
+    pub newest_first: bool,
     pub limit: usize,
+}
+
+impl AuditFilter {
+    /// `ASC` or `DESC`, for the backends' queries.
+    pub(crate) fn direction(&self) -> &'static str {
+        if self.newest_first {
+            "DESC"
+        } else {
+            "ASC"
+        }
+    }
 }
 
 /// The bytes a record's hash covers: its sequence and entry, canonical.

@@ -14,6 +14,7 @@ mod migrations;
 mod pool;
 mod postgres;
 pub mod scratch;
+mod session;
 mod sqlite;
 mod store;
 pub mod webhooks;
@@ -24,6 +25,7 @@ pub use access::{
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use error::StoreError;
+pub use session::NewSession;
 pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
     StoredPolicy, StoredPriceTable, StoredStatement,

@@ -170,6 +170,17 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
     ),
     (
+        8,
+        "CREATE TABLE dashboard_sessions (
+        token_hash BLOB PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(key_id),
+        csrf_token TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_us);",
+    ),
+    (
         9,
         "CREATE INDEX events_by_type ON events (customer_id, type, sequence);
     CREATE INDEX events_by_subject ON events (customer_id, subject, sequence);",
@@ -331,6 +342,17 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us);
     CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, sequence);",
+    ),
+    (
+        8,
+        "CREATE TABLE dashboard_sessions (
+        token_hash BYTEA PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(key_id),
+        csrf_token TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_us);",
     ),
     (
         9,

@@ -15,6 +15,7 @@ use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, Reques
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::migrations;
 use crate::pool::Pool;
+use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
     EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
@@ -476,12 +477,15 @@ impl Backend for Postgres {
     fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         self.readers.with(|c| {
             let rows = c.query(
-                "SELECT sequence, body, hash FROM audit_log
+                &format!(
+                    "SELECT sequence, body, hash FROM audit_log
                  WHERE ($1::TEXT IS NULL OR customer_id = $1) AND ($2::TEXT IS NULL OR actor = $2)
                    AND ($3::TEXT IS NULL OR strpos(action, $3) > 0) AND ($4::TEXT IS NULL OR decision = $4)
                    AND ($5::BIGINT IS NULL OR at_us >= $5) AND ($6::BIGINT IS NULL OR at_us < $6)
-                   AND sequence > $7
-                 ORDER BY sequence LIMIT $8",
+                   AND sequence > $7 AND ($9::BIGINT IS NULL OR sequence < $9)
+                 ORDER BY sequence {} LIMIT $8",
+                    f.direction()
+                ),
                 &[
                     &f.customer,
                     &f.actor,
@@ -491,6 +495,7 @@ impl Backend for Postgres {
                     &f.until.map(|t| t.timestamp_micros()),
                     &(f.after_sequence.unwrap_or(0) as i64),
                     &(f.limit as i64),
+                    &f.before_sequence.map(|b| b as i64),
                 ],
             )?;
             rows.iter()
@@ -750,6 +755,47 @@ impl Backend for Postgres {
             .iter()
             .map(delivery_row)
             .collect())
+        })
+    }
+
+    fn insert_session(&self, s: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "DELETE FROM dashboard_sessions WHERE expires_us <= $1",
+                &[&now.timestamp_micros()],
+            )?;
+            c.execute(
+                "INSERT INTO dashboard_sessions (token_hash, key_id, csrf_token, created_us, expires_us) VALUES ($1, $2, $3, $4, $5)",
+                &[&&s.token_hash[..], &s.key_id, &s.csrf_token, &s.created_at.timestamp_micros(), &s.expires_at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        self.readers.with(|c| {
+            Ok(c
+                .query_opt(
+                    "SELECT key_id, csrf_token, created_us, expires_us FROM dashboard_sessions WHERE token_hash = $1",
+                    &[&&token_hash[..]],
+                )?
+                .map(|r| SessionRow {
+                    token_hash: *token_hash,
+                    key_id: r.get(0),
+                    csrf_token: r.get(1),
+                    created_at: from_us(r.get(2)),
+                    expires_at: from_us(r.get(3)),
+                }))
+        })
+    }
+
+    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            let n = c.execute(
+                "DELETE FROM dashboard_sessions WHERE token_hash = $1",
+                &[&&token_hash[..]],
+            )?;
+            Ok(n > 0)
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, Reques
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::migrations;
 use crate::pool::Pool;
+use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
     EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
@@ -506,14 +507,15 @@ impl Backend for Sqlite {
 
     fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT sequence, body, hash FROM audit_log
                  WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR actor = ?2)
                    AND (?3 IS NULL OR instr(action, ?3) > 0) AND (?4 IS NULL OR decision = ?4)
                    AND (?5 IS NULL OR at_us >= ?5) AND (?6 IS NULL OR at_us < ?6)
-                   AND sequence > ?7
-                 ORDER BY sequence LIMIT ?8",
-            )?;
+                   AND sequence > ?7 AND (?9 IS NULL OR sequence < ?9)
+                 ORDER BY sequence {} LIMIT ?8",
+                f.direction()
+            ))?;
             let rows = stmt.query_map(
                 params![
                     f.customer,
@@ -523,7 +525,8 @@ impl Backend for Sqlite {
                     f.since.map(|t| t.timestamp_micros()),
                     f.until.map(|t| t.timestamp_micros()),
                     f.after_sequence.unwrap_or(0) as i64,
-                    f.limit as i64
+                    f.limit as i64,
+                    f.before_sequence.map(|b| b as i64)
                 ],
                 |r| {
                     Ok((
@@ -794,6 +797,50 @@ impl Backend for Sqlite {
                 delivery_row,
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn insert_session(&self, s: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            c.execute(
+                "DELETE FROM dashboard_sessions WHERE expires_us <= ?1",
+                params![now.timestamp_micros()],
+            )?;
+            c.execute(
+                "INSERT INTO dashboard_sessions (token_hash, key_id, csrf_token, created_us, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&s.token_hash[..], s.key_id, s.csrf_token, s.created_at.timestamp_micros(), s.expires_at.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        self.readers.with(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT key_id, csrf_token, created_us, expires_us FROM dashboard_sessions WHERE token_hash = ?1",
+                )?
+                .query_row(params![&token_hash[..]], |r| {
+                    Ok(SessionRow {
+                        token_hash: *token_hash,
+                        key_id: r.get(0)?,
+                        csrf_token: r.get(1)?,
+                        created_at: from_us(r.get(2)?),
+                        expires_at: from_us(r.get(3)?),
+                    })
+                })
+                .optional()?;
+            Ok(row)
+        })
+    }
+
+    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.readers.with(|c| {
+            let n = c.execute(
+                "DELETE FROM dashboard_sessions WHERE token_hash = ?1",
+                params![&token_hash[..]],
+            )?;
+            Ok(n > 0)
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::access::{
 };
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
+use crate::session::{self, NewSession, SessionRow};
 use crate::webhooks::{WebhookDelivery, WebhookSubscription};
 use crate::StoreError;
 
@@ -247,6 +248,11 @@ pub(crate) trait Backend: Send + Sync {
         after_sequence: u64,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Stores a new session and deletes those expired before `now`.
+    fn insert_session(&self, session: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError>;
+    /// False when there was no such session.
+    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError>;
 }
 
 /// The database of one Payoff installation.
@@ -742,6 +748,70 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         self.backend.deliveries(subscription, after_sequence, limit)
+    }
+
+    /// Opens a dashboard session for the key `key_id`, valid until
+    /// `now + ttl`; sessions expired by now are deleted on the way.
+    pub fn open_session(
+        &self,
+        key_id: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<NewSession, StoreError> {
+        let (token, csrf_token) = session::generate();
+        let token_hash = session::hash_token(&token).expect("a generated token has the shape");
+        let row = SessionRow {
+            token_hash,
+            key_id: key_id.to_owned(),
+            csrf_token: csrf_token.clone(),
+            created_at: trunc_us(now),
+            expires_at: trunc_us(now + ttl),
+        };
+        self.backend.insert_session(&row, now)?;
+        Ok(NewSession {
+            token,
+            csrf_token,
+            expires_at: row.expires_at,
+        })
+    }
+
+    /// The principal and CSRF token of a live session; `None` for a
+    /// malformed, unknown or expired token, or one whose key was revoked.
+    pub fn session(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Principal, String)>, StoreError> {
+        let Some(hash) = session::hash_token(token) else {
+            return Ok(None);
+        };
+        let Some(row) = self.backend.session(&hash)? else {
+            return Ok(None);
+        };
+        if row.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(self
+            .key(&row.key_id)?
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| {
+                (
+                    Principal {
+                        key_id: k.key_id,
+                        role: k.role,
+                        customer: k.customer,
+                    },
+                    row.csrf_token,
+                )
+            }))
+    }
+
+    /// Ends a session (logout); false when there was none.
+    pub fn close_session(&self, token: &str) -> Result<bool, StoreError> {
+        match session::hash_token(token) {
+            Some(hash) => self.backend.delete_session(&hash),
+            None => Ok(false),
+        }
     }
 
     /// Recomputes every customer's chain from the stored bytes and checks

@@ -145,6 +145,22 @@ fn filters_select_by_customer_actor_action_decision_and_time() {
             }),
             [3]
         );
+        assert_eq!(
+            seqs(AuditFilter {
+                newest_first: true,
+                ..Default::default()
+            }),
+            [4, 3, 2, 1]
+        );
+        assert_eq!(
+            seqs(AuditFilter {
+                newest_first: true,
+                before_sequence: Some(4),
+                customer: Some("acme".into()),
+                ..Default::default()
+            }),
+            [3, 1]
+        );
         let back = &store
             .audit(&AuditFilter {
                 limit: 1,

@@ -177,14 +177,16 @@ pub async fn list_approvals(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
-    customer: Option<String>,
+    pub(crate) customer: Option<String>,
     /// Approve: the text to send instead of the draft.
-    text: Option<String>,
+    pub(crate) text: Option<String>,
     /// Reject: why, for the person who takes the ticket.
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
-async fn decide(
+/// Approves or rejects a pending approval: the one path of the API and
+/// the dashboard.
+pub(crate) async fn decide(
     state: AppState,
     caller: Caller,
     id: String,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use payoff_store::AuditFilter;
+use payoff_store::{AuditFilter, AuditRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -23,34 +23,35 @@ pub fn router() -> Router<AppState> {
 
 const LIMIT_MAX: usize = 1000;
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Provider keys: only this customer's records.
-    customer: Option<String>,
+    pub(crate) customer: Option<String>,
     /// A key id or `agent:<name>`.
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Text the action contains, e.g. `contracts` or `send_reply`.
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// `allow`, `deny` or `fail`.
-    decision: Option<String>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<u64>,
+    pub(crate) decision: Option<String>,
+    pub(crate) since: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
+    /// `oldest` (default) or `newest` first.
+    pub(crate) order: Option<String>,
+    /// The `next_cursor` of the previous page (in the same order).
+    pub(crate) cursor: Option<u64>,
     /// 1 to 1000, default 100.
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
-/// Audit records, oldest first, each with its hash in the chain.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(q): Params<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+/// One page of the audit records a caller may read, and the cursor of
+/// the next: what the API lists and the dashboard shows.
+pub(crate) async fn page(
+    state: &AppState,
+    caller: &Caller,
+    q: AuditQuery,
+) -> Result<(Vec<AuditRecord>, Option<u64>), ApiError> {
     caller.require(Action::ReadAudit)?;
     let customer = match (&caller.0.customer, q.customer) {
         (None, named) => named,
@@ -79,6 +80,21 @@ pub async fn list(
             ));
         }
     }
+    let newest_first = match q.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "order: must be oldest or newest",
+            ))
+        }
+    };
+    let (after_sequence, before_sequence) = if newest_first {
+        (None, q.cursor)
+    } else {
+        (q.cursor, None)
+    };
     let filter = AuditFilter {
         customer,
         actor: q.actor,
@@ -86,7 +102,9 @@ pub async fn list(
         decision: q.decision,
         since: q.since,
         until: q.until,
-        after_sequence: q.cursor,
+        after_sequence,
+        before_sequence,
+        newest_first,
         limit: limit + 1,
     };
     let store = state.store.clone();
@@ -94,6 +112,19 @@ pub async fn list(
     let more = records.len() > limit;
     records.truncate(limit);
     let next_cursor = more.then(|| records.last().map(|r| r.sequence)).flatten();
+    Ok((records, next_cursor))
+}
+
+/// Audit records, oldest first (or `order=newest`), each with its hash in
+/// the chain.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (records, next_cursor) = page(&state, &caller, q).await?;
     Ok(Json(json!({
         "records": records.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         "next_cursor": next_cursor,

@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use crate::auth::{Action, Caller};
 use crate::billing::{self, BillingError, OutcomeNow, UploadError};
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{check_customer_id, Body, Params};
+use crate::routes::{check_customer_id, wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
 
 /// Largest contract file accepted.
@@ -81,7 +81,7 @@ pub(crate) fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError
 }
 
 /// The customer an outcome or statement id belongs to, if the caller sees it.
-fn scoped_id(caller: &Caller, id: &str, what: &str) -> Result<String, ApiError> {
+pub(crate) fn scoped_id(caller: &Caller, id: &str, what: &str) -> Result<String, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("no {what} \"{id}\""));
     let customer = customer_of_id(id).ok_or_else(not_found)?;
     if !caller.sees(Some(customer)) {
@@ -172,21 +172,25 @@ pub async fn list_contracts(
     Ok(Json(json!({ "contracts": versions })))
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeQuery {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// pending, billable, billed, voided, disputed or credited.
-    state: Option<String>,
-    subject: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) subject: Option<String>,
     /// Outcomes maturing in this period.
-    period: Option<String>,
-    cursor: Option<String>,
+    pub(crate) period: Option<String>,
+    /// Outcomes created at or after this time.
+    pub(crate) since: Option<DateTime<Utc>>,
+    /// Outcomes created before this time.
+    pub(crate) until: Option<DateTime<Utc>>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 1000; default 100.
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
-const STATES: [&str; 6] = [
+pub(crate) const STATES: [&str; 6] = [
     "pending", "billable", "billed", "voided", "disputed", "credited",
 ];
 
@@ -210,17 +214,22 @@ fn outcome_view(o: &OutcomeNow) -> Value {
     })
 }
 
-/// Lists outcomes with filters; ordered by creation, paged by cursor.
-#[utoipa::path(get, path = "/v1/customers/{customer}/outcomes", tag = "billing", params(OutcomeQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
-pub async fn list_outcomes(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(customer): Path<String>,
-    Params(q): Params<OutcomeQuery>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
-    let customer = scoped(&caller, &customer)?;
+/// One page of a customer's outcomes that match a query.
+pub(crate) struct OutcomePage {
+    pub items: Vec<OutcomeNow>,
+    pub total: usize,
+    pub offset: usize,
+    pub next_cursor: Option<String>,
+}
+
+/// The outcomes matching `q`, ordered by creation, one page of them: what
+/// the API lists and the dashboard shows.
+pub(crate) fn outcome_page(
+    store: &payoff_store::Store,
+    customer: &str,
+    q: &OutcomeQuery,
+    now: DateTime<Utc>,
+) -> Result<OutcomePage, ApiError> {
     if let Some(s) = &q.state {
         if !STATES.contains(&s.as_str()) {
             return Err(ApiError::new(
@@ -245,42 +254,55 @@ pub async fn list_outcomes(
             )
         })?,
     };
+    let all = billing::outcomes(store, customer, now)?;
+    let period = match &q.period {
+        None => None,
+        Some(p) => Some(
+            billing::Versions::load(store, customer)?
+                .period(p)
+                .map_err(ApiError::from)?,
+        ),
+    };
+    let matching: Vec<OutcomeNow> = all
+        .into_iter()
+        .filter(|o| q.name.as_ref().is_none_or(|n| &o.outcome.name == n))
+        .filter(|o| q.state.as_ref().is_none_or(|s| o.state == s))
+        .filter(|o| q.subject.as_ref().is_none_or(|s| &o.outcome.subject == s))
+        .filter(|o| period.is_none_or(|p: Period| p.contains(o.outcome.matures_at)))
+        .filter(|o| q.since.is_none_or(|t| o.outcome.created.time >= t))
+        .filter(|o| q.until.is_none_or(|t| o.outcome.created.time < t))
+        .collect();
+    let total = matching.len();
+    let next_cursor = (offset + limit < total).then(|| (offset + limit).to_string());
+    Ok(OutcomePage {
+        items: matching.into_iter().skip(offset).take(limit).collect(),
+        total,
+        offset,
+        next_cursor,
+    })
+}
+
+/// Lists outcomes with filters; ordered by creation, paged by cursor.
+#[utoipa::path(get, path = "/v1/customers/{customer}/outcomes", tag = "billing", params(OutcomeQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn list_outcomes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Params(q): Params<OutcomeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    let customer = scoped(&caller, &customer)?;
     let now = state.now();
-    let page = blocking_with(
-        move |store| {
-            let all = billing::outcomes(store, &customer, now)?;
-            let period = match &q.period {
-                None => None,
-                Some(p) => Some(
-                    billing::Versions::load(store, &customer)?
-                        .period(p)
-                        .map_err(ApiError::from)?,
-                ),
-            };
-            let matching: Vec<&OutcomeNow> = all
-                .iter()
-                .filter(|o| q.name.as_ref().is_none_or(|n| &o.outcome.name == n))
-                .filter(|o| q.state.as_ref().is_none_or(|s| o.state == s))
-                .filter(|o| q.subject.as_ref().is_none_or(|s| &o.outcome.subject == s))
-                .filter(|o| period.is_none_or(|p: Period| p.contains(o.outcome.matures_at)))
-                .collect();
-            let items: Vec<Value> = matching
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|o| outcome_view(o))
-                .collect();
-            let next = (offset + limit < matching.len()).then(|| (offset + limit).to_string());
-            Ok(json!({ "outcomes": items, "next_cursor": next, "total": matching.len() }))
-        },
-        &state,
-    )
-    .await?;
-    Ok(Json(page))
+    let page = blocking_with(move |store| outcome_page(store, &customer, &q, now), &state).await?;
+    let items: Vec<Value> = page.items.iter().map(outcome_view).collect();
+    Ok(Json(
+        json!({ "outcomes": items, "next_cursor": page.next_cursor, "total": page.total }),
+    ))
 }
 
 /// Finds one outcome by id with its evidence events.
-fn find_outcome(
+pub(crate) fn find_outcome(
     store: &payoff_store::Store,
     customer: &str,
     id: &str,
@@ -473,6 +495,52 @@ async fn dispute_step(
     Ok(Json(view))
 }
 
+/// One step of a dispute, as the API and the dashboard take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DisputeStep {
+    /// A customer admin disputes an outcome (a reason is required).
+    Raise,
+    /// An operator accepts the open dispute (a note is optional).
+    Accept,
+    /// An operator rejects the open dispute (a note is required).
+    Reject,
+}
+
+impl DisputeStep {
+    fn action(self) -> Action {
+        match self {
+            DisputeStep::Raise => Action::RaiseDispute,
+            DisputeStep::Accept | DisputeStep::Reject => Action::DecideDispute,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            DisputeStep::Raise => DISPUTE_OPENED,
+            DisputeStep::Accept => DISPUTE_ACCEPTED,
+            DisputeStep::Reject => DISPUTE_REJECTED,
+        }
+    }
+}
+
+/// Checks the caller's role and the text, then records the step: the one
+/// path by which the API and the dashboard change a dispute.
+pub(crate) async fn dispute(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    step: DisputeStep,
+    text: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(step.action())?;
+    let text = match step {
+        DisputeStep::Raise => note(text, "reason", true)?,
+        DisputeStep::Accept => note(text, "note", false)?,
+        DisputeStep::Reject => note(text, "note", true)?,
+    };
+    dispute_step(state, caller, id, step.kind(), text).await
+}
+
 /// A customer admin disputes one outcome, within `dispute_within`.
 #[utoipa::path(post, path = "/v1/outcomes/{id}/disputes", tag = "billing",
     responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
@@ -482,9 +550,7 @@ pub async fn raise_dispute(
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::RaiseDispute)?;
-    let reason = note(req.reason, "reason", true)?;
-    let view = dispute_step(state, caller, id, DISPUTE_OPENED, reason).await?;
+    let view = dispute(state, caller, id, DisputeStep::Raise, req.reason).await?;
     Ok((StatusCode::CREATED, view))
 }
 
@@ -498,9 +564,7 @@ pub async fn accept_dispute(
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::DecideDispute)?;
-    let text = note(req.note, "note", false)?;
-    dispute_step(state, caller, id, DISPUTE_ACCEPTED, text).await
+    dispute(state, caller, id, DisputeStep::Accept, req.note).await
 }
 
 /// An operator rejects the open dispute with a note: the outcome is
@@ -513,9 +577,7 @@ pub async fn reject_dispute(
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::DecideDispute)?;
-    let text = note(req.note, "note", true)?;
-    dispute_step(state, caller, id, DISPUTE_REJECTED, text).await
+    dispute(state, caller, id, DisputeStep::Reject, req.note).await
 }
 
 /// The statement the period would close into now (not stored, not signed).
@@ -596,21 +658,62 @@ pub async fn list_statements(
     Ok(Json(json!({ "statements": list })))
 }
 
-/// A closed statement, exactly as signed and stored.
-#[utoipa::path(get, path = "/v1/statements/{id}", tag = "billing",
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    /// `json` (default: the signed statement) or `csv` (its lines).
+    format: Option<String>,
+}
+
+/// A closed statement of a customer the caller sees, as stored.
+pub(crate) fn stored_statement(
+    store: &payoff_store::Store,
+    caller: &Caller,
+    id: &str,
+) -> Result<payoff_store::StoredStatement, ApiError> {
+    caller.require(Action::ReadBilling)?;
+    scoped_id(caller, id, "statement")?;
+    store
+        .statement(id)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no statement \"{id}\"")))
+}
+
+/// A closed statement, exactly as signed and stored; `format=csv` (or
+/// `Accept: text/csv`) for its lines as CSV.
+#[utoipa::path(get, path = "/v1/statements/{id}", tag = "billing", params(FormatQuery),
     responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_statement(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Params(q): Params<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::ReadBilling)?;
-    scoped_id(&caller, &id, "statement")?;
-    let not_found = ApiError::new(ErrorCode::NotFound, format!("no statement \"{id}\""));
-    let stored = blocking_with(move |store| Ok(store.statement(&id)?), &state)
-        .await?
-        .ok_or(not_found)?;
-    Ok(statement_response(StatusCode::OK, stored.body))
+    let csv = wants_csv(q.format.as_deref(), &headers)?;
+    let stored = blocking_with(move |store| stored_statement(store, &caller, &id), &state).await?;
+    if !csv {
+        return Ok(statement_response(StatusCode::OK, stored.body));
+    }
+    let statement = serde_json::from_str(&stored.body)
+        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.id)))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv")],
+        billing::statement_csv(&statement),
+    )
+        .into_response())
+}
+
+/// A closed statement the caller sees with its evidence bundle.
+pub(crate) fn statement_with_evidence(
+    store: &payoff_store::Store,
+    caller: &Caller,
+    id: &str,
+) -> Result<(payoff_billing::Statement, payoff_billing::Bundle), ApiError> {
+    let stored = stored_statement(store, caller, id)?;
+    let statement = serde_json::from_str(&stored.body)
+        .map_err(|e| BillingError::Corrupt(format!("statement {id}: {e}")))?;
+    let bundle = billing::evidence(store, &statement)?;
+    Ok((statement, bundle))
 }
 
 /// The evidence bundle of a statement, for `payoff verify`.
@@ -621,22 +724,11 @@ pub async fn evidence(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::ReadBilling)?;
-    scoped_id(&caller, &id, "statement")?;
-    let not_found = ApiError::new(ErrorCode::NotFound, format!("no statement \"{id}\""));
-    let bundle = blocking_with(
-        move |store| {
-            let Some(stored) = store.statement(&id)? else {
-                return Ok(None);
-            };
-            let statement = serde_json::from_str(&stored.body)
-                .map_err(|e| BillingError::Corrupt(format!("statement {id}: {e}")))?;
-            Ok(Some(billing::evidence(store, &statement)?))
-        },
+    let (_, bundle) = blocking_with(
+        move |store| statement_with_evidence(store, &caller, &id),
         &state,
     )
-    .await?
-    .ok_or(not_found)?;
+    .await?;
     Ok(statement_response(
         StatusCode::OK,
         serde_json::to_string(&bundle).unwrap_or_default(),
@@ -649,11 +741,17 @@ struct PublicKey {
     public_key: String,
 }
 
+/// The key published at `/.well-known/payoff/keys`: what statements are
+/// checked against.
+pub(crate) fn published_key(state: &AppState) -> ed25519_dalek::VerifyingKey {
+    state.signing_key.verifying_key()
+}
+
 /// The provider's statement-signing public key (no authentication).
 #[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200)))]
 pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "keys": [PublicKey {
         algorithm: "ed25519",
-        public_key: hex::encode(state.signing_key.verifying_key().as_bytes()),
+        public_key: hex::encode(published_key(&state).as_bytes()),
     }] }))
 }

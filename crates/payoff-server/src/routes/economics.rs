@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use crate::auth::{Action, Caller};
 use crate::economics;
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{check_customer_id, Body, Params};
+use crate::routes::{check_customer_id, wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -314,20 +314,7 @@ pub async fn show_roi(
 ) -> Result<Response, ApiError> {
     caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
-    let csv = match q.format.as_deref() {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                format!("format: \"{other}\" is not json or csv"),
-            ))
-        }
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv")),
-    };
+    let csv = wants_csv(q.format.as_deref(), &headers)?;
     let period = q.period.clone();
     let now = state.now();
     let roi = blocking_with(

@@ -295,6 +295,34 @@ pub struct AnswerRequest {
     customer: Option<String>,
 }
 
+/// The passages a caller may read for `question` and the answer drawn
+/// from them: the one path of the API's answers and the dashboard's
+/// knowledge page.
+pub(crate) async fn ask(
+    state: &AppState,
+    caller: &Caller,
+    customer: &str,
+    question: &str,
+    groups: Option<Vec<String>>,
+) -> Result<(Vec<payoff_knowledge::Hit>, payoff_knowledge::Answer), ApiError> {
+    caller.require(Action::SearchKnowledge)?;
+    check_text("question", question)?;
+    let groups = reader_groups(state, caller, groups).await?;
+    let index = state.knowledge.clone();
+    let (searched, asked) = (customer.to_owned(), question.to_owned());
+    let hits = tokio::task::spawn_blocking(move || index.search(&searched, &asked, &groups, 5))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+        .map_err(index_error)?;
+    let meter = crate::answers::Meter {
+        customer,
+        agent: "knowledge",
+        subject: None,
+    };
+    let answer = crate::answers::draft(state, &hits, question, meter).await?;
+    Ok((hits, answer))
+}
+
 /// An answer whose sentences cite the passages they came from, or
 /// `no_answer` when the knowledge the caller may read does not cover it.
 #[utoipa::path(post, path = "/v1/knowledge/answer", tag = "knowledge",
@@ -306,21 +334,7 @@ pub async fn answer(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::SearchKnowledge)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
-    check_text("question", &req.question)?;
-    let groups = reader_groups(&state, &caller, req.groups).await?;
-    let index = state.knowledge.clone();
-    let question = req.question.clone();
-    let searched = customer.clone();
-    let hits = tokio::task::spawn_blocking(move || index.search(&searched, &question, &groups, 5))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
-        .map_err(index_error)?;
-    let meter = crate::answers::Meter {
-        customer: &customer,
-        agent: "knowledge",
-        subject: None,
-    };
-    let answer = crate::answers::draft(&state, &hits, &req.question, meter).await?;
+    let (_, answer) = ask(&state, &caller, &customer, &req.question, req.groups).await?;
     Ok(Json(
         json!({ "answer": answer, "provider": state.answerer.name() }),
     ))

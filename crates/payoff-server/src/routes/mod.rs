@@ -76,6 +76,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
+/// Whether a response should be CSV: `format=csv`, or no `format` and an
+/// `Accept` header asking for `text/csv`.
+pub(crate) fn wants_csv(
+    format: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("format: \"{other}\" is not json or csv"),
+        )),
+        None => Ok(headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))),
+    }
+}
+
 /// Customer ids: lowercase letters, digits, `-` and `_`, 1 to 64 long,
 /// so they are safe in URLs, file names and logs.
 pub fn check_customer_id(id: &str) -> Result<(), String> {

@@ -1,0 +1,1066 @@
+//! The web dashboard through a real server, on every backend: login and
+//! logout, CSRF refusals, what each role sees on each page, tenant
+//! isolation of every page, escaping of hostile strings, readable error
+//! pages, and the dashboard agreeing with the API.
+
+mod common;
+
+use chrono::{Datelike, Months, Utc};
+use common::{on_every_backend, TestServer};
+use payoff_policy::ReplyRule;
+use payoff_server::support::SupportConfig;
+use payoff_server::ServerConfig;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const HOSTILE_NAME: &str = "Acme <script>alert(\"name\")</script> & Co";
+const HOSTILE_SUBJECT: &str = "<script>alert(\"subject\")</script>";
+const HOSTILE_TITLE: &str = "<img src=x onerror=alert(\"doc\")>Refunds";
+const HOSTILE_REASON: &str = "<script>alert(\"reason\")</script> wrong";
+const RESTRICTED_TITLE: &str = "Staff refund limits";
+
+/// Every page of a customer, by path below `/ui/customers/{c}/`.
+const PAGES: [&str; 9] = [
+    "overview",
+    "outcomes",
+    "statements",
+    "disputes",
+    "approvals",
+    "knowledge",
+    "audit",
+    "contract",
+    "economics",
+];
+
+struct Fixture {
+    server: TestServer,
+    /// A client that does not follow redirects, so they can be checked.
+    http: reqwest::Client,
+    operator: String,
+    admin: String,
+    viewer: String,
+    auditor: String,
+    agent: String,
+    outsider: String,
+    last_month: String,
+}
+
+/// A browser's session: its cookie and the CSRF token its pages carry.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    content_type: String,
+    csp: Option<String>,
+    body: String,
+}
+
+fn month_start(back: u32) -> chrono::NaiveDate {
+    let today = Utc::now().date_naive();
+    let first = today.with_day(1).unwrap();
+    first - Months::new(back)
+}
+
+fn contract() -> String {
+    format!(
+        r#"
+[contract]
+customer = "acme"
+currency = "USD"
+starts = "{}"
+base_fee = "100.00"
+dispute_within = "400d"
+licence_equivalent = "6000.00"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+void_when = 'event.type == "ticket.reopened"'
+matures_after = "72h"
+price = {{ per_unit = "2.50" }}
+"#,
+        month_start(1)
+    )
+}
+
+async fn setup(db_url: &str) -> Fixture {
+    // Every billing draft waits for a person, however unsure the agent is.
+    let rule = ReplyRule {
+        approval_min: 0.0,
+        ..ReplyRule::default()
+    };
+    let server = TestServer::start_with(db_url, ServerConfig::default(), |s| {
+        s.with_support(SupportConfig {
+            rule,
+            ..SupportConfig::default()
+        })
+        .unwrap()
+    })
+    .await;
+    let (s, v) = server
+        .json(
+            Method::POST,
+            "/v1/customers",
+            &server.admin,
+            json!({"id": "acme", "name": HOSTILE_NAME}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    server.customer("globex").await;
+    let operator = server.key("operator", None).await;
+    let (s, v) = server
+        .json(
+            Method::POST,
+            "/v1/keys",
+            &server.admin,
+            json!({"role": "customer_admin", "customer": "acme", "groups": ["finance"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let admin = v["key"].as_str().unwrap().to_owned();
+    let (s, v, _) = server
+        .call(
+            Method::POST,
+            "/v1/customers/acme/contracts",
+            Some(&operator),
+            Some("application/toml"),
+            contract().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let docs = json!([
+        {"id": "refunds", "title": HOSTILE_TITLE, "url": "https://help.acme.test/refunds",
+         "body": "# Refunds\nRefunds are paid to the original card within five business days after the returned parcel arrives. A refund for a double charge on your card is issued at once."},
+        {"id": "limits", "title": RESTRICTED_TITLE, "groups": ["finance"],
+         "body": "# Staff refund limits\nStaff may approve a refund up to 150 USD alone; above the limit the finance lead approves."},
+    ]);
+    let (s, v) = server
+        .json(Method::POST, "/v1/knowledge/documents", &admin, docs)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let agent = server.key("agent", Some("acme")).await;
+    let last = month_start(1);
+    let day = |d: u32| format!("{}-{:02}T12:00:00Z", last.format("%Y-%m"), d);
+    let mut events = Vec::new();
+    for (i, subject) in ["T-1", "T-2", HOSTILE_SUBJECT].iter().enumerate() {
+        events.push(json!({"specversion": "1.0", "id": format!("closed-{i}"), "source": "helpdesk",
+            "type": "ticket.closed", "subject": subject, "time": day(2 + i as u32), "data": {"resolved_by": "ai"}}));
+    }
+    let (s, v) = server
+        .send(&agent, "application/cloudevents-batch+json", &json!(events))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let last_month = last.format("%Y-%m").to_string();
+    let (s, v) = server
+        .json(
+            Method::POST,
+            &format!("/v1/customers/acme/periods/{last_month}/close"),
+            &operator,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // This month: an open outcome, and a billing question the agent
+    // drafts an answer to and queues for approval.
+    let (s, v) = server
+        .send(
+            &agent,
+            "application/cloudevents+json",
+            &json!({"specversion": "1.0", "id": "closed-now", "source": "helpdesk", "type": "ticket.closed",
+                    "subject": "T-NOW", "time": Utc::now().to_rfc3339(), "data": {"resolved_by": "ai"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = server
+        .json(
+            Method::POST,
+            "/v1/agents/support/tickets",
+            &agent,
+            json!({"id": "T-BILL", "subject": "Charged twice", "requester": "jane@example.com",
+                   "body": "I was charged twice on my card <script>alert(\"ticket\")</script>, when is the refund paid?"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "awaiting_approval", "{v}");
+    Fixture {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
+        viewer: server.key("customer_viewer", Some("acme")).await,
+        auditor: server.key("auditor", Some("acme")).await,
+        outsider: server.key("customer_admin", Some("globex")).await,
+        operator,
+        admin,
+        agent,
+        server,
+        last_month,
+    }
+}
+
+impl Fixture {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        form: Option<&[(&str, &str)]>,
+        origin: Option<&str>,
+    ) -> Page {
+        let mut r = self
+            .http
+            .request(method, format!("{}{}", self.server.url, path));
+        if let Some(s) = session {
+            r = r.header(COOKIE, &s.cookie);
+        }
+        if let Some(fields) = form {
+            r = r
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string(fields).unwrap());
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let response = r.send().await.unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        Page {
+            status: response.status(),
+            location: header(LOCATION.as_str()),
+            content_type: header("content-type").unwrap_or_default(),
+            csp: header("content-security-policy"),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str, session: &Session) -> Page {
+        self.request(Method::GET, path, Some(session), None, None)
+            .await
+    }
+
+    async fn post(&self, path: &str, session: &Session, fields: &[(&str, &str)]) -> Page {
+        self.request(Method::POST, path, Some(session), Some(fields), None)
+            .await
+    }
+
+    /// Logs in with `key` through the form, as a browser does.
+    async fn login(&self, key: &str) -> Session {
+        let response = self
+            .http
+            .post(format!("{}/ui/login", self.server.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([("key", key)]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(set.contains("HttpOnly"), "{set}");
+        assert!(set.contains("SameSite=Strict"), "{set}");
+        assert!(set.contains("Path=/"), "{set}");
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let home = response.headers()[LOCATION].to_str().unwrap().to_owned();
+        let mut session = Session {
+            cookie,
+            csrf: String::new(),
+        };
+        let page = self.get(&home, &session).await;
+        assert_eq!(page.status, StatusCode::OK, "{home}: {}", page.body);
+        session.csrf = csrf_of(&page.body);
+        session
+    }
+}
+
+impl Fixture {
+    /// An outcome's state as the API says it.
+    async fn state_of(&self, outcome: &str) -> String {
+        let (_, v) = self
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/outcomes/{outcome}"),
+                &self.operator,
+                Value::Null,
+            )
+            .await;
+        v["state"].as_str().unwrap().to_owned()
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..at + 64].to_owned()
+}
+
+fn ui(page: &str) -> String {
+    format!("/ui/customers/acme/{page}")
+}
+
+/// The first outcome id on a page.
+fn outcome_on(html: &str) -> String {
+    let at = html.find("out.acme.").expect("an outcome id");
+    html[at..at + 33].to_owned()
+}
+
+#[test]
+fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        // Nobody logged in: every page sends to the login, and back.
+        let anonymous = Session {
+            cookie: "payoff_session=pys_nope".into(),
+            csrf: String::new(),
+        };
+        let page = f.get(&ui("outcomes?state=billed"), &anonymous).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/ui/login?next=/ui/customers/acme/outcomes%3Fstate%3Dbilled")
+        );
+        let page = f.get("/", &anonymous).await;
+        assert_eq!(page.location.as_deref(), Some("/ui/login"));
+
+        // A wrong key, and an agent's key, are refused with the form again.
+        for (key, status, says) in [
+            (
+                "pyk_0000000000000000_".to_owned() + &"0".repeat(64),
+                StatusCode::UNAUTHORIZED,
+                "unknown or has been revoked",
+            ),
+            (
+                "not a key".to_owned(),
+                StatusCode::UNAUTHORIZED,
+                "unknown or has been revoked",
+            ),
+            (
+                f.agent.clone(),
+                StatusCode::FORBIDDEN,
+                "agent keys are for machines",
+            ),
+        ] {
+            let page = f
+                .request(
+                    Method::POST,
+                    "/ui/login",
+                    None,
+                    Some(&[("key", &key)]),
+                    None,
+                )
+                .await;
+            assert_eq!(page.status, status, "{label}: {}", page.body);
+            assert!(page.body.contains(says), "{}", page.body);
+            assert!(
+                page.body.contains("name=\"key\""),
+                "the form is shown again"
+            );
+        }
+
+        // A customer's person lands on their overview; a provider's on the list.
+        let viewer = f.login(&f.viewer).await;
+        assert_eq!(
+            f.get("/", &viewer).await.location.as_deref(),
+            Some("/ui/customers/acme/overview")
+        );
+        let operator = f.login(&f.operator).await;
+        assert_eq!(
+            f.get("/", &operator).await.location.as_deref(),
+            Some("/ui/customers")
+        );
+        // Back to the page asked for, but never to another site.
+        let page = f
+            .request(
+                Method::POST,
+                "/ui/login",
+                None,
+                Some(&[("key", &f.viewer), ("next", "/ui/customers/acme/audit")]),
+                None,
+            )
+            .await;
+        assert_eq!(page.location.as_deref(), Some("/ui/customers/acme/audit"));
+        let page = f
+            .request(
+                Method::POST,
+                "/ui/login",
+                None,
+                Some(&[("key", &f.viewer), ("next", "//evil.test/ui/x")]),
+                None,
+            )
+            .await;
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/ui/customers/acme/overview")
+        );
+
+        // Logout ends the session on the server: the old cookie opens nothing.
+        let page = f
+            .post("/ui/logout", &viewer, &[("csrf", &viewer.csrf)])
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/ui/login"));
+        let page = f.get(&ui("overview"), &viewer).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert!(page.location.unwrap().starts_with("/ui/login"));
+        // The other session lives on.
+        assert_eq!(
+            f.get(&ui("overview"), &operator).await.status,
+            StatusCode::OK
+        );
+
+        // Refused logins are in the audit log.
+        let (s, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/audit?action=/ui/login&decision=deny",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["records"].as_array().unwrap().len(), 3, "{label}: {v}");
+    });
+}
+
+#[test]
+fn forms_without_the_sessions_csrf_token_are_refused() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let admin = f.login(&f.admin).await;
+        let other = f.login(&f.admin).await;
+        assert_ne!(admin.csrf, other.csrf, "each session has its own token");
+        let page = f.get(&ui("outcomes"), &admin).await;
+        let outcome = outcome_on(&page.body);
+        let raise = |csrf: &str| {
+            vec![
+                ("csrf", csrf.to_owned()),
+                ("outcome", outcome.clone()),
+                ("reason", "wrong".to_owned()),
+            ]
+        };
+        for (fields, origin, why) in [
+            (raise("")[1..].to_vec(), None, "no token"),
+            (raise(&other.csrf), None, "another session's token"),
+            (raise(&"0".repeat(64)), None, "a made-up token"),
+            (raise(&admin.csrf), Some("http://evil.test"), "another site"),
+        ] {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let page = f
+                .request(
+                    Method::POST,
+                    &ui("disputes"),
+                    Some(&admin),
+                    Some(&fields),
+                    origin,
+                )
+                .await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{label}, {why}: {}",
+                page.body
+            );
+            assert!(page.content_type.starts_with("text/html"), "{why}");
+        }
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/outcomes/{outcome}"),
+                &f.admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["disputes"], json!([]), "{label}: nothing was recorded");
+        // Logout needs the token too.
+        let page = f.post("/ui/logout", &admin, &[]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert_eq!(f.get(&ui("overview"), &admin).await.status, StatusCode::OK);
+        // With it, the form works.
+        let fields = raise(&admin.csrf);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = f.post(&ui("disputes"), &admin, &fields).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+    });
+}
+
+#[test]
+fn each_page_shows_only_what_the_role_may_see() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        // Pages a role may not open answer 403; the tab is not offered.
+        let table: [(&str, &str, &[&str]); 4] = [
+            ("operator", &f.operator, &[]),
+            ("customer_admin", &f.admin, &["economics"]),
+            ("customer_viewer", &f.viewer, &["economics", "audit"]),
+            ("auditor", &f.auditor, &["economics"]),
+        ];
+        for (role, key, refused) in table {
+            let session = f.login(key).await;
+            for page in PAGES {
+                let got = f.get(&ui(page), &session).await;
+                let want = if refused.contains(&page) {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::OK
+                };
+                assert_eq!(got.status, want, "{label}: {role} {page}: {}", got.body);
+                assert!(got.content_type.starts_with("text/html"), "{role} {page}");
+                let tab = format!("href=\"/ui/customers/acme/{page}\"");
+                if refused.contains(&page) {
+                    assert!(got.body.contains("may not"), "{role} {page}: {}", got.body);
+                } else {
+                    assert!(got.body.contains(&tab), "{role} sees the {page} tab");
+                }
+            }
+            let overview = f.get(&ui("overview"), &session).await.body;
+            for page in refused {
+                assert!(
+                    !overview.contains(&format!("href=\"/ui/customers/acme/{page}\"")),
+                    "{role} is not offered {page}"
+                );
+            }
+            // Costs are the provider's: only its overview compares them.
+            assert_eq!(
+                overview.contains("Cost against revenue"),
+                role == "operator",
+                "{role}"
+            );
+        }
+
+        // Forms follow the roles: a customer admin disputes, an operator
+        // decides, a viewer and an auditor do neither.
+        let page = f.get(&ui("outcomes"), &f.login(&f.admin).await).await;
+        let outcome = ui(&format!("outcomes/{}", outcome_on(&page.body)));
+        for (key, disputes) in [
+            (&f.admin, true),
+            (&f.viewer, false),
+            (&f.auditor, false),
+            (&f.operator, false),
+        ] {
+            let page = f.get(&outcome, &f.login(key).await).await;
+            assert_eq!(page.status, StatusCode::OK);
+            assert_eq!(
+                page.body.contains("Dispute this outcome"),
+                disputes,
+                "{label}"
+            );
+        }
+        for (key, decides) in [(&f.admin, true), (&f.viewer, false), (&f.auditor, false)] {
+            let page = f.get(&ui("approvals"), &f.login(key).await).await;
+            assert!(
+                page.body.contains("Charged twice"),
+                "{label}: {}",
+                page.body
+            );
+            assert_eq!(page.body.contains("Approve and send"), decides);
+        }
+        // A viewer's forged decision is refused on the server.
+        let viewer = f.login(&f.viewer).await;
+        let page = f
+            .post(
+                &ui("approvals/decide"),
+                &viewer,
+                &[
+                    ("csrf", &viewer.csrf),
+                    ("approval", "apr_x"),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{label}");
+        // The operator picks among every customer.
+        let operator = f.login(&f.operator).await;
+        let list = f.get("/ui/customers", &operator).await;
+        assert!(list.body.contains("/ui/customers/globex/overview"));
+        let go = f.get("/ui/go?customer=globex", &operator).await;
+        assert_eq!(
+            go.location.as_deref(),
+            Some("/ui/customers/globex/overview")
+        );
+        // A customer's person is sent to their own customer instead.
+        let list = f.get("/ui/customers", &viewer).await;
+        assert_eq!(
+            list.location.as_deref(),
+            Some("/ui/customers/acme/overview")
+        );
+    });
+}
+
+#[test]
+fn another_customers_pages_answer_404() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let admin = f.login(&f.admin).await;
+        let statement = format!("st.acme.{}", f.last_month);
+        let outcome = outcome_on(&f.get(&ui("outcomes"), &admin).await.body);
+        let outsider = f.login(&f.outsider).await;
+        let mut paths: Vec<String> = PAGES.iter().map(|p| ui(p)).collect();
+        paths.extend([
+            ui(&format!("outcomes/{outcome}")),
+            ui(&format!("statements/{statement}")),
+            ui(&format!("statements/{statement}/verification")),
+            ui(&format!("statements/{statement}/download/statement.json")),
+            ui(&format!("statements/{statement}/download/evidence.json")),
+            ui(&format!("statements/preview/{}", f.last_month)),
+            // Their own customer's path with acme's ids in it.
+            format!("/ui/customers/globex/outcomes/{outcome}"),
+            format!("/ui/customers/globex/statements/{statement}"),
+            format!("/ui/customers/globex/statements/{statement}/download/statement.json"),
+            "/ui/customers/nobody/overview".to_owned(),
+        ]);
+        for path in &paths {
+            let page = f.get(path, &outsider).await;
+            assert_eq!(
+                page.status,
+                StatusCode::NOT_FOUND,
+                "{label}: {path}: {}",
+                page.body
+            );
+            assert!(!page.body.contains("T-1"), "{path} leaks nothing");
+        }
+        // Forms naming the other customer, or its outcomes, change nothing.
+        let page = f
+            .post(
+                &ui("disputes"),
+                &outsider,
+                &[
+                    ("csrf", &outsider.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "mine"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{label}");
+        let page = f
+            .post(
+                "/ui/customers/globex/disputes",
+                &outsider,
+                &[
+                    ("csrf", &outsider.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "mine"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{label}");
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/outcomes/{outcome}"),
+                &f.admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["disputes"], json!([]), "{label}");
+        // The outsider's own pages work.
+        let page = f.get("/ui/customers/globex/overview", &outsider).await;
+        assert_eq!(page.status, StatusCode::OK, "{label}");
+    });
+}
+
+#[test]
+fn hostile_strings_stay_text() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let admin = f.login(&f.admin).await;
+        let operator = f.login(&f.operator).await;
+        // A dispute whose reason is markup.
+        let outcomes = f.get(&ui("outcomes"), &admin).await.body;
+        let at = outcomes
+            .find("&lt;script&gt;alert(&quot;subject&quot;)")
+            .expect("the hostile subject, escaped");
+        let start = outcomes[..at].rfind("out.acme.").unwrap();
+        let hostile_outcome = outcomes[start..start + 33].to_owned();
+        let page = f
+            .post(
+                &ui("disputes"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &hostile_outcome),
+                    ("reason", HOSTILE_REASON),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        let pages = [
+            (&operator, "/ui/customers".to_owned()),
+            (&operator, ui("overview")),
+            (&admin, ui("outcomes")),
+            (&admin, ui(&format!("outcomes/{hostile_outcome}"))),
+            (&admin, ui("disputes")),
+            (&operator, ui("disputes")),
+            (&admin, ui("approvals")),
+            (&admin, ui("knowledge?q=refund+card")),
+            (&admin, ui("audit")),
+        ];
+        for (session, path) in pages {
+            let page = f.get(&path, session).await;
+            assert_eq!(
+                page.status,
+                StatusCode::OK,
+                "{label}: {path}: {}",
+                page.body
+            );
+            for raw in ["<script>alert", "<img src=x", "href=\"javascript:"] {
+                assert!(!page.body.contains(raw), "{path} contains {raw}");
+            }
+            assert!(
+                page.body.contains("&lt;"),
+                "{path} shows the markup as text"
+            );
+            let csp = page.csp.unwrap_or_default();
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        }
+        assert!(f
+            .get(&ui("overview"), &admin)
+            .await
+            .body
+            .contains("Acme &lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt; &amp; Co"));
+        let knowledge = f.get(&ui("knowledge?q=refund+card"), &admin).await.body;
+        assert!(
+            knowledge.contains("&lt;img src=x onerror=alert(&quot;doc&quot;)&gt;Refunds"),
+            "{knowledge}"
+        );
+        // The error page of a hostile query escapes it too.
+        let page = f.get(&ui("outcomes?state=%3Cscript%3E"), &admin).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(!page.body.contains("<script>"), "{}", page.body);
+    });
+}
+
+#[test]
+fn knowledge_answers_with_the_viewers_groups_only() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let q = ui("knowledge?q=staff+refund+limit+approve");
+        let viewer = f.get(&q, &f.login(&f.viewer).await).await;
+        assert_eq!(viewer.status, StatusCode::OK, "{label}");
+        assert!(
+            !viewer.body.contains(RESTRICTED_TITLE),
+            "{label}: {}",
+            viewer.body
+        );
+        assert!(
+            !viewer.body.contains("150 USD"),
+            "{label}: not a word of it"
+        );
+        let member = f.get(&q, &f.login(&f.admin).await).await;
+        assert!(
+            member.body.contains(RESTRICTED_TITLE),
+            "{label}: {}",
+            member.body
+        );
+        assert!(
+            member.body.contains("finance"),
+            "the page names the reader's groups"
+        );
+    });
+}
+
+#[test]
+fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let admin = f.login(&f.admin).await;
+        let operator = f.login(&f.operator).await;
+        // The open outcome of this month.
+        let month = Utc::now().format("%Y-%m-01");
+        let list = f.get(&ui(&format!("outcomes?from={month}")), &admin).await;
+        let outcome = outcome_on(&list.body);
+        assert_eq!(f.state_of(&outcome).await, "pending");
+        let page = f
+            .post(
+                &ui("disputes"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &outcome),
+                    ("reason", "not solved"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        let listed = f.get(page.location.as_deref().unwrap(), &admin).await;
+        assert!(
+            listed.body.contains("Dispute raised for outcome"),
+            "{}",
+            listed.body
+        );
+        assert!(listed.body.contains(&outcome));
+        assert_eq!(f.state_of(&outcome).await, "disputed");
+        // A rejection needs its note, as in the API.
+        let page = f
+            .post(
+                &ui("disputes/decide"),
+                &operator,
+                &[
+                    ("csrf", &operator.csrf),
+                    ("outcome", &outcome),
+                    ("decision", "reject"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{label}");
+        assert!(page.body.contains("note: is required"), "{}", page.body);
+        let page = f
+            .post(
+                &ui("disputes/decide"),
+                &operator,
+                &[
+                    ("csrf", &operator.csrf),
+                    ("outcome", &outcome),
+                    ("decision", "accept"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        assert_eq!(f.state_of(&outcome).await, "voided");
+        let shown = f
+            .get(&ui(&format!("outcomes/{outcome}")), &admin)
+            .await
+            .body;
+        assert!(
+            shown.contains("state-voided"),
+            "the page says what the API says"
+        );
+
+        // Approving the queued reply sends it and is audited.
+        let queue = f.get(&ui("approvals"), &admin).await.body;
+        let at = queue.find("name=\"approval\" value=\"").unwrap() + 23;
+        let approval = queue[at..at + 24].to_owned();
+        let page = f
+            .post(
+                &ui("approvals/decide"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("approval", &approval),
+                    ("decision", "approve"),
+                    ("text", "Refunded today."),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?customer=acme",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["approvals"][0]["status"], "approved", "{v}");
+        assert_eq!(v["approvals"][0]["final_text"], "Refunded today.");
+        let audit = f.get(&ui("audit?action=approve"), &admin).await.body;
+        assert!(audit.contains(&format!("approval/{approval}")), "{audit}");
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/audit?customer=acme&action=approvals/decide&decision=allow",
+                &f.operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            v["records"],
+            json!([]),
+            "{label}: the decision's own record is the one"
+        );
+        // Deciding it again is a readable conflict, not a crash.
+        let page = f
+            .post(
+                &ui("approvals/decide"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("approval", &approval),
+                    ("decision", "reject"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::CONFLICT, "{label}");
+        assert!(page.body.contains("already"), "{}", page.body);
+    });
+}
+
+#[test]
+fn the_statement_page_agrees_with_the_api_and_verifies() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let viewer = f.login(&f.viewer).await;
+        let id = format!("st.acme.{}", f.last_month);
+        let (s, signed) = f
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/statements/{id}"),
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let total = signed["total"].as_str().unwrap();
+        let page = f.get(&ui(&format!("statements/{id}")), &viewer).await;
+        assert_eq!(page.status, StatusCode::OK, "{label}: {}", page.body);
+        assert!(
+            page.body
+                .contains(&format!("statement-total\">{total} USD<")),
+            "{}",
+            page.body
+        );
+        let overview = f.get(&ui("overview"), &viewer).await.body;
+        assert!(
+            overview.contains(&format!("{total} USD")),
+            "the overview shows the closed period"
+        );
+        let verification = f
+            .get(&ui(&format!("statements/{id}/verification")), &viewer)
+            .await;
+        let v: Value = serde_json::from_str(&verification.body).unwrap();
+        assert_eq!(v["verified"], true, "{label}: {v}");
+        // Downloads are the API's bytes.
+        let (_, _, raw) = f
+            .server
+            .call(
+                Method::GET,
+                &format!("/v1/statements/{id}"),
+                Some(&f.viewer),
+                None,
+                vec![],
+            )
+            .await;
+        let json = f
+            .get(
+                &ui(&format!("statements/{id}/download/statement.json")),
+                &viewer,
+            )
+            .await;
+        assert_eq!(json.body, raw);
+        let csv = f
+            .get(
+                &ui(&format!("statements/{id}/download/statement.csv")),
+                &viewer,
+            )
+            .await;
+        assert!(csv.content_type.starts_with("text/csv"));
+        assert!(
+            csv.body.ends_with(&format!("\"{total}\",\"0\"\n")),
+            "{}",
+            csv.body
+        );
+        let (_, _, api_csv) = f
+            .server
+            .call(
+                Method::GET,
+                &format!("/v1/statements/{id}?format=csv"),
+                Some(&f.viewer),
+                None,
+                vec![],
+            )
+            .await;
+        assert_eq!(csv.body, api_csv);
+    });
+}
+
+#[test]
+fn errors_are_readable_pages() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let admin = f.login(&f.admin).await;
+        for (path, status, says) in [
+            (
+                "/ui/nowhere",
+                StatusCode::NOT_FOUND,
+                "no such dashboard page",
+            ),
+            (
+                &*ui("outcomes?state=nope"),
+                StatusCode::BAD_REQUEST,
+                "is not one of",
+            ),
+            (
+                &*ui("outcomes?from=yesterday"),
+                StatusCode::BAD_REQUEST,
+                "is not a date",
+            ),
+            (
+                &*ui("outcomes/out.acme.000000000000000000000000"),
+                StatusCode::NOT_FOUND,
+                "no outcome",
+            ),
+            (
+                &*ui("statements/preview/2001-13"),
+                StatusCode::BAD_REQUEST,
+                "period",
+            ),
+            (
+                &*ui("contract?version=99"),
+                StatusCode::NOT_FOUND,
+                "no contract version 99",
+            ),
+            ("/ui/assets/nothing.js", StatusCode::NOT_FOUND, "no asset"),
+        ] {
+            let page = f.get(path, &admin).await;
+            assert_eq!(page.status, status, "{label}: {path}: {}", page.body);
+            assert!(page.content_type.starts_with("text/html"), "{path}");
+            assert!(page.body.contains(says), "{path}: {}", page.body);
+            assert!(page.body.contains("Back to the dashboard"), "{path}");
+        }
+        // A form larger than the limit is refused whole.
+        let big = "x".repeat(300 * 1024);
+        let page = f
+            .post(
+                &ui("disputes"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", "out.acme.x"),
+                    ("reason", &big),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{label}");
+        assert!(page.body.contains("KiB"), "{}", page.body);
+        // A reason longer than the API allows is refused with the API's words.
+        let long = "y".repeat(2001);
+        let outcome = outcome_on(&f.get(&ui("outcomes"), &admin).await.body);
+        let page = f
+            .post(
+                &ui("disputes"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("outcome", &outcome),
+                    ("reason", &long),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(
+            page.body.contains("at most 2000 characters"),
+            "{}",
+            page.body
+        );
+        // Assets are served from the binary.
+        let css = f.get("/ui/assets/style.css", &admin).await;
+        assert_eq!(css.status, StatusCode::OK);
+        assert!(css.content_type.starts_with("text/css"));
+    });
+}
