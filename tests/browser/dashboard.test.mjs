@@ -1,7 +1,7 @@
 // The dashboard end to end, in Debian's Chromium driven by playwright-core
 // (no browser is ever downloaded). A server must be running: its
-// logins.json (written by `node fixture.mjs start` or by `payoff demo`)
-// is PAYOFF_LOGINS, default artifacts/browser/data/logins.json.
+// logins.json (written by `payoff demo`, which `node demo.mjs start` runs)
+// is PAYOFF_LOGINS, default artifacts/browser/demo/logins.json.
 //
 // Without /usr/bin/chromium (or PAYOFF_CHROMIUM) the tests are skipped with
 // a message, unless PAYOFF_BROWSER_TESTS=required, when that is a failure.
@@ -18,7 +18,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "..", "..");
 const chromiumPath = process.env.PAYOFF_CHROMIUM || "/usr/bin/chromium";
 const required = process.env.PAYOFF_BROWSER_TESTS === "required";
-const loginsFile = process.env.PAYOFF_LOGINS || path.join(repo, "artifacts", "browser", "data", "logins.json");
+const loginsFile = process.env.PAYOFF_LOGINS || path.join(repo, "artifacts", "browser", "demo", "logins.json");
 const shots = process.env.PAYOFF_ARTIFACTS || path.join(repo, "artifacts", "browser", "screenshots");
 
 const haveChromium = fs.existsSync(chromiumPath);
@@ -39,7 +39,7 @@ const shared = {};
 
 before(async () => {
   if (!run) return;
-  assert.ok(fs.existsSync(loginsFile), `no ${loginsFile}: start a server first (node tests/browser/fixture.mjs start), or set PAYOFF_LOGINS`);
+  assert.ok(fs.existsSync(loginsFile), `no ${loginsFile}: start a server first (node tests/browser/demo.mjs start), or set PAYOFF_LOGINS`);
   logins = JSON.parse(fs.readFileSync(loginsFile, "utf8"));
   fs.mkdirSync(shots, { recursive: true });
   const { chromium } = await import("playwright-core");
@@ -146,9 +146,9 @@ test("a customer viewer cannot open the economics page", { skip }, async () => {
 
 test("a customer admin raises a dispute and sees it listed", { skip }, async () => {
   const page = await login("customer_admin");
-  // A recent outcome, so that its dispute window is open.
-  const month = new Date().toISOString().slice(0, 7);
-  for (const filter of [`state=billable&from=${month}-01`, `state=pending&from=${month}-01`, "state=billable"]) {
+  // An outcome billed on the closed statement (its dispute window is open),
+  // else one still to be billed.
+  for (const filter of [`state=billed&period=${logins.period}`, "state=billable", "state=pending"]) {
     await open(page, ui(`outcomes?${filter}`));
     if ((await page.locator("#outcomes tbody a").count()) > 0) break;
   }
@@ -156,7 +156,7 @@ test("a customer admin raises a dispute and sees it listed", { skip }, async () 
   const first = page.locator("#outcomes tbody a").first();
   shared.outcome = (await first.textContent()).trim();
   await Promise.all([page.waitForURL(/\/outcomes\/out\./), first.click()]);
-  assert.match(await page.textContent("#outcome-state"), /billable|pending/);
+  assert.match(await page.textContent("#outcome-state"), /billed|billable|pending/);
   await page.fill('#dispute textarea[name="reason"]', "The customer says this ticket was solved by our own staff.");
   await shot(page, "outcome");
   await Promise.all([page.waitForURL(/\/disputes\?done=raised/), page.click('#dispute button[type="submit"]')]);

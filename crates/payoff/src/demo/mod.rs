@@ -258,7 +258,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "admin": admin.key, "operator": keys.operator, "customer_admin": keys.customer_admin,
                 "customer_viewer": keys.customer_viewer, "auditor": keys.auditor,
             },
-            "restricted": {"group": STAFF, "article_title": RESTRICTED_TITLE, "query": RESTRICTED_QUERY},
+            "restricted": {"group": STAFF, "article_title": RESTRICTED_TITLE, "query": RESTRICTED_QUERY, "member": "customer_admin"},
         });
         std::fs::write(dir.join("logins.json"), serde_json::to_string_pretty(&logins)?)?;
         println!("\nEvidence, keys and data: {}", dir.display());
