@@ -240,6 +240,25 @@ impl Backend for Postgres {
         })
     }
 
+    fn event_by_key(
+        &self,
+        customer: &str,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.readers.with(|c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = $1 AND source = $2 AND event_id = $3"
+                ),
+                &[&customer, &source, &id],
+            )?
+            .as_ref()
+            .map(stored_event)
+            .transpose()
+        })
+    }
+
     fn scan(
         &self,
         customer: &str,

@@ -271,6 +271,23 @@ impl Backend for Sqlite {
         })
     }
 
+    fn event_by_key(
+        &self,
+        customer: &str,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.readers.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ?1 AND source = ?2 AND event_id = ?3"
+            ))?;
+            let row = stmt
+                .query_row(params![customer, source, id], stored_event)
+                .optional()?;
+            row.map(finish_event).transpose()
+        })
+    }
+
     fn scan(
         &self,
         customer: &str,

@@ -153,6 +153,13 @@ pub(crate) trait Backend: Send + Sync {
     fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     fn head(&self, customer: &str) -> Result<Option<Head>, StoreError>;
     fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The event stored under its idempotency key, if any.
+    fn event_by_key(
+        &self,
+        customer: &str,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError>;
     fn scan(
         &self,
         customer: &str,
@@ -388,6 +395,17 @@ impl Store {
     }
 
     /// One page of a customer's events matching `filter`.
+    /// The event of `customer` stored under `(source, id)`, if any: one
+    /// lookup in the index that makes ingestion idempotent.
+    pub fn event_by_key(
+        &self,
+        customer: &str,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.backend.event_by_key(customer, source, id)
+    }
+
     pub fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         let limit = filter.limit.max(1);
         let mut query = filter.clone();

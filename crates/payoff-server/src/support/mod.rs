@@ -216,17 +216,8 @@ async fn act(
 
 /// The `data` of the ticket recorded under `ticket` by the agent's route.
 fn recorded_ticket(store: &Store, customer: &str, ticket: &str) -> Result<Option<Value>, ApiError> {
-    let page = store.events(&EventFilter {
-        customer: customer.to_owned(),
-        subject: Some(ticket.to_owned()),
-        event_type: Some(TICKET_CREATED.to_owned()),
-        limit: 1000,
-        ..Default::default()
-    })?;
-    Ok(page
-        .events
-        .iter()
-        .find(|e| e.source == ROUTE_SOURCE && e.id == ticket)
+    Ok(store
+        .event_by_key(customer, ROUTE_SOURCE, ticket)?
         .and_then(|e| serde_json::from_slice::<Value>(&e.canonical).ok())
         .map(|body| body["data"].clone()))
 }
@@ -643,20 +634,44 @@ pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiErro
         }
     }
     events.sort_by_key(|e| e.sequence);
+    Ok(fold_stored(events))
+}
+
+/// Folds Payoff's approval records, in ledger order, into approvals.
+fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Vec<Approval> {
     let parsed: Vec<(String, DateTime<Utc>, Value)> = events
         .into_iter()
+        .filter(|e| e.source == PAYOFF_SOURCE && approvals::TYPES.contains(&e.event_type.as_str()))
         .map(|e| {
             let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
             (e.event_type, e.time, body["data"].clone())
         })
         .collect();
-    Ok(approvals::fold(parsed.iter().map(|(t, time, data)| {
-        Record {
-            event_type: t,
-            time: *time,
-            data,
-        }
-    })))
+    approvals::fold(parsed.iter().map(|(t, time, data)| Record {
+        event_type: t,
+        time: *time,
+        data,
+    }))
+}
+
+/// One approval, found by the key of its request record and folded from
+/// its ticket's records alone.
+pub fn find_approval(
+    store: &Store,
+    customer: &str,
+    id: &str,
+) -> Result<Option<Approval>, ApiError> {
+    let Some(request) = store.event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}"))?
+    else {
+        return Ok(None);
+    };
+    let page = store.events(&EventFilter {
+        customer: customer.to_owned(),
+        subject: request.subject.clone(),
+        limit: 1000,
+        ..Default::default()
+    })?;
+    Ok(fold_stored(page.events).into_iter().find(|a| a.id == id))
 }
 
 /// A person's decision on a pending approval.
@@ -676,12 +691,9 @@ pub async fn decide_approval(
 ) -> Result<Approval, ApiError> {
     let (role, by) = (by.role.as_str(), by.key_id.as_str());
     let (c, wanted) = (customer.to_owned(), id.to_owned());
-    let approval = blocking_with(
-        move |s| Ok(approvals(s, &c)?.into_iter().find(|a| a.id == wanted)),
-        state,
-    )
-    .await?
-    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
+    let approval = blocking_with(move |s| find_approval(s, &c, &wanted), state)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
     if approval.status != Status::Pending {
         return Err(ApiError::new(
             ErrorCode::AlreadyDecided,
@@ -775,12 +787,9 @@ pub async fn decide_approval(
     )
     .await?;
     let (c, wanted) = (customer.to_owned(), id.to_owned());
-    blocking_with(
-        move |s| Ok(approvals(s, &c)?.into_iter().find(|a| a.id == wanted)),
-        state,
-    )
-    .await?
-    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))
+    blocking_with(move |s| find_approval(s, &c, &wanted), state)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))
 }
 
 async fn follow_up(
@@ -923,29 +932,49 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
             let c = customer.clone();
             blocking_with(move |s| Ok(s.set_agent_cursor(AGENT, &c, last)?), state).await?;
         }
+    }
+    Ok(handled)
+}
+
+/// Applies the expiry default to every approval whose time is up.
+pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
+    let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
+    for customer in customers.into_iter().map(|c| c.id) {
         let c = customer.clone();
+        let now = state.now();
         let due: Vec<Approval> = blocking_with(move |s| approvals(s, &c), state)
             .await?
             .into_iter()
-            .filter(|a| a.status == Status::Pending && a.expires_at <= state.now())
+            .filter(|a| a.status == Status::Pending && a.expires_at <= now)
             .collect();
         for a in due {
             expire(state, &customer, &a).await?;
         }
     }
-    Ok(handled)
+    Ok(())
 }
 
-/// Runs [`work_once`] whenever woken and at least every `every`, until
-/// `stop` is notified.
+/// Runs [`work_once`] every `every`, and [`expire_due`] every tenth of
+/// the approval window (between `every` and 30 s: reading every approval
+/// is the costly part), until `stop` is notified.
 pub async fn run(
     state: AppState,
     every: std::time::Duration,
     stop: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut seen_errors = BTreeSet::new();
+    let sweep_every = (state.support.approval_ttl / 10)
+        .to_std()
+        .unwrap_or_default()
+        .clamp(every, std::time::Duration::from_secs(30));
+    let mut last_sweep: Option<std::time::Instant> = None;
     loop {
-        if let Err(e) = work_once(&state).await {
+        let mut pass = work_once(&state).await.map(|_| ());
+        if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+            last_sweep = Some(std::time::Instant::now());
+            pass = pass.and(expire_due(&state).await);
+        }
+        if let Err(e) = pass {
             if seen_errors.insert(e.detail.clone()) {
                 tracing::error!(error = %e.detail, "support agent pass failed");
             }

@@ -246,7 +246,7 @@ pub fn tickets(
                     reviewed: rng.gen(),
                     tier_two: rng.gen(),
                     reaction_h: hours(&mut rng, 1.2).min(72.0),
-                    human_wait_h: hours(&mut rng, 9.0).min(60.0),
+                    human_wait_h: hours(&mut rng, 5.0).min(30.0),
                     human_work_h: 0.2 + hours(&mut rng, 1.0).min(8.0),
                     triage_tokens: (rng.gen_range(2_400..4_200), rng.gen_range(60..320)),
                 },

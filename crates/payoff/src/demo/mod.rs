@@ -63,9 +63,10 @@ const RESTRICTED_TITLE: &str = "Refund approval limits (internal)";
 const RESTRICTED_QUERY: &str = "refund approval limits supervisor";
 
 /// Acme's contract: a base fee; a fee per extra ticket resolved within a
-/// day, proven against the support holdout; 3 % of the expected value of
-/// the extra qualified leads, proven against the leads holdout; 1 % of the
-/// deals won from leads the AI qualified; and an accuracy service level.
+/// day, proven against the support holdout; 0.2 % of the expected value
+/// of the extra qualified leads, proven against the leads holdout; 0.2 %
+/// of the deals won from leads the AI qualified; and an accuracy service
+/// level.
 fn contract(month: &str) -> String {
     format!(
         r#"[contract]
@@ -87,20 +88,20 @@ when = 'event.type == "ticket.closed" && event.data.minutes_open <= 1440'
 void_when = 'event.type == "ticket.reopened"'
 matures_after = "72h"
 attribution = {{ holdout = 0.10, confidence = 0.95, bill = "lower_bound", experiment = "support" }}
-price = {{ per_unit = "1.60" }}
+price = {{ per_unit = "0.60" }}
 
 [[outcome]]
 name = "qualified_lead"
 when = 'event.type == "lead.stage_changed" && event.data.stage == "SQL"'
 value = 'event.data.expected_value'
 attribution = {{ holdout = 0.10, confidence = 0.95, bill = "lower_bound", experiment = "leads" }}
-price = {{ percent_of = "value", rate = "0.03" }}
+price = {{ percent_of = "value", rate = "0.002" }}
 
 [[outcome]]
 name = "deal_won"
 when = 'event.type == "deal.won" && event.data.qualified_by == "ai"'
 value = 'event.data.amount'
-price = {{ percent_of = "value", rate = "0.01" }}
+price = {{ percent_of = "value", rate = "0.002" }}
 
 [[service_level]]
 name = "answer_accuracy"

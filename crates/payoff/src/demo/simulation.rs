@@ -93,6 +93,46 @@ pub struct Simulation<'a> {
     pub tally: Tally,
 }
 
+/// Acme's support staff works 8 am to 6 pm Mountain Time (UTC-7) on
+/// weekdays and 9 am to 1 pm on Saturdays.
+fn staffed(local: chrono::NaiveDateTime) -> Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)> {
+    use chrono::{Datelike, Weekday};
+    let day = local.date();
+    let (from, to) = match day.weekday() {
+        Weekday::Sun => return None,
+        Weekday::Sat => (9, 13),
+        _ => (8, 18),
+    };
+    Some((day.and_hms_opt(from, 0, 0)?, day.and_hms_opt(to, 0, 0)?))
+}
+
+/// `hours` of the staff's working time after `t`: a ticket handed to
+/// people on a Friday evening waits for Monday.
+pub(crate) fn working_hours_after(t: DateTime<Utc>, hours: f64) -> DateTime<Utc> {
+    let offset = Duration::hours(7);
+    let mut local = (t - offset).naive_utc();
+    let mut left = Duration::seconds((hours * 3600.0) as i64);
+    // A month has at most 31 working days; a bound keeps bad input finite.
+    for _ in 0..400 {
+        match staffed(local) {
+            Some((open, close)) if local < close => {
+                local = local.max(open);
+                let take = left.min(close - local);
+                local += take;
+                left -= take;
+                if left <= Duration::zero() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        local = (local.date() + Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or(local);
+    }
+    DateTime::from_naive_utc_and_offset(local, Utc) + offset
+}
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -255,7 +295,7 @@ impl<'a> Simulation<'a> {
                 match status.as_str() {
                     "replied" => self.at(now + after(react), Action::Reacts(i)),
                     "awaiting_approval" => {}
-                    _ => self.at(now + after(wait), Action::PersonTakes(i)),
+                    _ => self.at(working_hours_after(now, wait), Action::PersonTakes(i)),
                 }
             }
             Action::Reacts(i) => {
@@ -293,7 +333,7 @@ impl<'a> Simulation<'a> {
                     self.emit(Some(i), "acme-helpdesk", "ticket.customer_replied", &id, now,
                         json!({"sentiment": "negative", "text": "That does not answer my question, I need to talk to someone."}));
                     let wait = t.draws.human_wait_h / 2.0;
-                    self.at(now + after(wait), Action::PersonTakes(i));
+                    self.at(working_hours_after(now, wait), Action::PersonTakes(i));
                 }
             }
             Action::Reopens(i) => {
@@ -308,13 +348,14 @@ impl<'a> Simulation<'a> {
                 );
                 self.tally.reopened += 1;
                 let wait = self.tickets[i].draws.human_wait_h;
-                self.at(now + after(wait), Action::PersonTakes(i));
+                self.at(working_hours_after(now, wait), Action::PersonTakes(i));
             }
             Action::PersonTakes(i) => {
                 let t = &self.tickets[i];
                 let id = t.id.clone();
+                // Tier two needs another two working days or so.
                 let work = if t.draws.tier_two < TIER_TWO_RATE {
-                    24.0 + 30.0 * t.draws.human_work_h / 8.0
+                    20.0 + 10.0 * t.draws.human_work_h / 8.0
                 } else {
                     t.draws.human_work_h
                 };
@@ -326,7 +367,7 @@ impl<'a> Simulation<'a> {
                     now,
                     json!({"by": "acme support staff"}),
                 );
-                self.at(now + after(work), Action::PersonSolves(i));
+                self.at(working_hours_after(now, work), Action::PersonSolves(i));
             }
             Action::PersonSolves(i) => {
                 let t = &self.tickets[i];
@@ -511,13 +552,37 @@ impl<'a> Simulation<'a> {
                 .map_err(|p| anyhow::anyhow!("deciding {approval}: {p}"))?;
             *self.tally.approvals.entry(what).or_default() += 1;
             let wait = Duration::seconds((d.reaction_h * 3600.0) as i64);
-            let person = Duration::seconds((d.human_wait_h * 1200.0) as i64);
+            let person = d.human_wait_h / 3.0;
             if what == "rejected" {
-                self.at(now + person, Action::PersonTakes(i));
+                self.at(working_hours_after(now, person), Action::PersonTakes(i));
             } else {
                 self.at(now + wait, Action::Reacts(i));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn people_work_office_hours_mountain_time() {
+        // Monday 2 November 2026, 10:00 Mountain = 17:00 UTC: two hours on.
+        assert_eq!(working_hours_after(utc(2, 17, 0), 2.0), utc(2, 19, 0));
+        // Monday 17:00 Mountain: one hour today, two more on Tuesday from 8.
+        assert_eq!(working_hours_after(utc(3, 0, 0), 3.0), utc(3, 17, 0));
+        // Friday 6 November 17:30 Mountain: half an hour, then Saturday 9:00.
+        assert_eq!(working_hours_after(utc(7, 0, 30), 1.0), utc(7, 16, 30));
+        // Saturday 12:00 Mountain: one hour, then Monday from 8.
+        assert_eq!(working_hours_after(utc(7, 19, 0), 3.0), utc(9, 17, 0));
+        // Sunday: nothing happens before Monday 8:00.
+        assert_eq!(working_hours_after(utc(8, 18, 0), 0.5), utc(9, 15, 30));
     }
 }
