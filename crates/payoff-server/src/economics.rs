@@ -256,6 +256,30 @@ pub fn check_budget(
     Ok(answer)
 }
 
+/// The units of work a statement line delivered, as the baseline counts
+/// them: the outcomes of a count-priced kind (per unit or tiers), or for a
+/// holdout-attributed one the incremental outcomes billed. Value-priced
+/// kinds (a share of a deal) are not units of work.
+fn units_of_work(contract: &payoff_billing::Contract, line: &payoff_billing::Line) -> u64 {
+    let kind = line
+        .outcome
+        .as_deref()
+        .and_then(|name| contract.outcomes.iter().find(|o| o.name == name));
+    match kind {
+        None => 0,
+        Some(k) if matches!(k.price, payoff_billing::Price::Percent { .. }) => 0,
+        Some(_) => match &line.attribution {
+            Some(a) => a
+                .billed_quantity
+                .parse::<Decimal>()
+                .ok()
+                .and_then(|q| rust_decimal::prelude::ToPrimitive::to_u64(&q.floor()))
+                .unwrap_or(0),
+            None => line.outcomes.len() as u64,
+        },
+    }
+}
+
 /// What the customer got for what it paid, against its own baseline.
 #[derive(Debug, Serialize)]
 pub struct Roi {
@@ -282,8 +306,12 @@ pub fn roi(
 ) -> Result<Roi, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let contract = versions.latest();
     let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
+    let list = versions.list();
+    let contract = list
+        .iter()
+        .find(|v| v.version == statement.contract.version)
+        .map_or(versions.latest(), |v| v.contract);
     let delivered: u64 = statement
         .lines
         .iter()
@@ -293,7 +321,7 @@ pub fn roi(
                 payoff_billing::LineKind::Outcome | payoff_billing::LineKind::Tier
             )
         })
-        .map(|l| l.outcomes.len() as u64)
+        .map(|l| units_of_work(contract, l))
         .sum();
     let billed = amount(&statement.total);
     let round = |d: Decimal| contract.rounding.round(d, contract.currency);
@@ -338,5 +366,63 @@ impl Roi {
             opt(self.licence_for_period),
             opt(self.paid_versus_licence)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn units_of_work_count_outcomes_and_lifts_but_not_shares_of_value() {
+        let contract = payoff_billing::Contract::parse(
+            "c.toml",
+            r#"
+[contract]
+customer = "acme"
+currency = "USD"
+starts = "2026-11-01"
+
+[[outcome]]
+name = "resolved"
+when = 'event.type == "ticket.closed"'
+price = { per_unit = "1.00" }
+
+[[outcome]]
+name = "proven"
+when = 'event.type == "ticket.closed"'
+attribution = { holdout = 0.1 }
+price = { per_unit = "0.50" }
+
+[[outcome]]
+name = "deal"
+when = 'event.type == "deal.won"'
+value = 'event.data.amount'
+price = { percent_of = "value", rate = "0.01" }
+"#,
+        )
+        .unwrap();
+        let line =
+            |v: serde_json::Value| serde_json::from_value::<payoff_billing::Line>(v).unwrap();
+        let direct = line(
+            json!({"kind": "outcome", "description": "", "outcome": "resolved",
+            "quantity": "3", "amount": "3.00", "outcomes": ["a", "b", "c"]}),
+        );
+        assert_eq!(units_of_work(&contract, &direct), 3);
+        let deal = line(
+            json!({"kind": "outcome", "description": "", "outcome": "deal",
+            "quantity": "2", "amount": "40.00", "outcomes": ["d", "e"]}),
+        );
+        assert_eq!(units_of_work(&contract, &deal), 0);
+        let arm = json!({"subjects": 1, "outcomes": 1, "per_subject": "1", "subjects_hash": ""});
+        let lift = line(
+            json!({"kind": "outcome", "description": "", "outcome": "proven",
+            "quantity": "41.7", "amount": "20.85", "attribution": {
+                "experiment": "proven", "method": "", "confidence": "0.95", "bill": "lower_bound",
+                "status": "billed", "reason": "", "ai": arm, "control": arm, "estimate": "0.2",
+                "low": "0.1", "high": "0.3", "srm_p_value": "0.5", "billed_quantity": "41.7"}}),
+        );
+        assert_eq!(units_of_work(&contract, &lift), 41);
     }
 }

@@ -603,16 +603,20 @@ fn print_summary(tally: &simulation::Tally, report: &Report, worked: std::time::
     );
     let r = &report.roi;
     println!(
-        "\nFor Acme: {} outcomes for {} USD ({} USD each); at {} USD per ticket handled by staff that saves {} USD;",
+        "\nFor Acme: {} units of work for {} USD ({} USD each); at {} USD per ticket handled by staff that saves {} USD;",
         r["outcomes_delivered"],
         text(&r["amount_billed"]),
         text(&r["effective_price_per_outcome"]),
         text(&r["baseline_unit_cost"]),
         text(&r["implied_saving"])
     );
+    let versus = text(&r["paid_versus_licence"]);
+    let versus = match versus.strip_prefix('-') {
+        Some(less) => format!("{less} USD less than that"),
+        None => format!("{versus} USD more than that"),
+    };
     println!(
-        "  the licence it replaces costs {} USD a month: Acme paid {} USD against it",
+        "  the licence it replaces costs {} USD a month; Acme paid {versus}",
         text(&r["licence_for_period"]),
-        text(&r["paid_versus_licence"])
     );
 }

@@ -428,9 +428,9 @@ impl<'a> Simulation<'a> {
                     json!({"company": l.company, "source": "website"}),
                 );
                 let (chance, delay) = if ai {
-                    (0.34, l.qualify_h * 0.4)
+                    (0.40, l.qualify_h * 0.4)
                 } else {
-                    (0.25, l.qualify_h * 1.5)
+                    (0.22, l.qualify_h * 1.5)
                 };
                 if l.qualifies < chance {
                     self.at(now + after(delay), Action::LeadQualified(i, ai));
