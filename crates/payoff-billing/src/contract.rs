@@ -830,6 +830,27 @@ impl TypeFilter {
         self
     }
 
+    /// The event types wanted, for a store to select; `None` for every
+    /// event. The projection's own types are always among them.
+    pub fn types(&self) -> Option<Vec<&str>> {
+        if self.any {
+            return None;
+        }
+        let mut types: Vec<&str> = self.types.iter().map(String::as_str).collect();
+        for own in [
+            crate::projection::DISPUTE_OPENED,
+            crate::projection::DISPUTE_ACCEPTED,
+            crate::projection::DISPUTE_REJECTED,
+            crate::projection::ASSIGNMENT,
+            crate::holdout::RELEASE,
+        ] {
+            if !types.contains(&own) {
+                types.push(own);
+            }
+        }
+        Some(types)
+    }
+
     pub fn wants(&self, event_type: &str) -> bool {
         self.any
             || event_type.starts_with("payoff.dispute.")

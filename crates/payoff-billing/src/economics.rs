@@ -10,14 +10,12 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::period::Period;
 use crate::projection::{BillingEvent, Outcome};
 
-/// Event type of one model call.
-pub const LLM_CALL: &str = "llm.call";
-/// Event type of any other cost.
-pub const COST_INCURRED: &str = "cost.incurred";
+pub use payoff_ledger::{ModelCall, COST_INCURRED, LLM_CALL};
 
 /// Price of one model, in USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,11 +156,11 @@ pub struct Cost {
     pub warning: Option<String>,
 }
 
-fn count(data: &serde_json::Value, key: &str) -> Result<Decimal, String> {
+fn count(data: &serde_json::Value, key: &str) -> Result<u64, String> {
     match data.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(Decimal::ZERO),
+        None | Some(serde_json::Value::Null) => Ok(0),
         Some(v) => match v.as_u64() {
-            Some(n) => Ok(Decimal::from(n)),
+            Some(n) => Ok(n),
             None => Err(format!(
                 "data.{key} must be a whole number of tokens, 0 or more"
             )),
@@ -179,14 +177,6 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
     match event.event_type.as_str() {
         LLM_CALL => {
             let model = text("model").unwrap_or_else(|| "unknown".into());
-            let mut cost = Cost {
-                amount: Decimal::ZERO,
-                label: model.clone(),
-                is_model: true,
-                agent: text("agent"),
-                subject,
-                warning: None,
-            };
             let tokens = (|| {
                 Ok::<_, String>((
                     count(data, "input_tokens")?,
@@ -194,24 +184,23 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
                     count(data, "cached_input_tokens")?,
                 ))
             })();
-            match (tokens, prices.model(&model, event.time)) {
-                (Err(e), _) => cost.warning = Some(format!("event {}: {e}; counted at 0", event.id)),
-                (Ok(_), None) => {
-                    cost.warning = Some(format!(
-                        "event {}: model \"{model}\" has no price; counted at 0 until the price table lists it",
-                        event.id
-                    ))
+            let call = |(input_tokens, output_tokens, cached_input_tokens)| ModelCall {
+                model: Cow::Borrowed(model.as_str()),
+                agent: text("agent").map(Cow::Owned),
+                subject: subject.clone().map(Cow::Owned),
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+            };
+            Some(match tokens {
+                Ok(tokens) => cost_of_call(prices, &event.id, event.time, &call(tokens)),
+                Err(e) => {
+                    let mut cost = cost_of_call(prices, &event.id, event.time, &call((0, 0, 0)));
+                    cost.amount = Decimal::ZERO;
+                    cost.warning = Some(format!("event {}: {e}; counted at 0", event.id));
+                    cost
                 }
-                (Ok((input, output, cached)), Some(p)) => {
-                    let million = Decimal::from(1_000_000);
-                    let uncached = (input - cached).max(Decimal::ZERO);
-                    cost.amount = (uncached * p.input_per_million
-                        + cached * p.cached_input_per_million.unwrap_or(p.input_per_million)
-                        + output * p.output_per_million)
-                        / million;
-                }
-            }
-            Some(cost)
+            })
         }
         COST_INCURRED => {
             let mut cost = Cost {
@@ -248,104 +237,37 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
     }
 }
 
-/// What a stored event's bytes say about cost.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonCost {
-    NotACost,
-    /// A cost outside the period asked about.
-    Outside,
-    Cost(Cost),
-}
-
-/// Prices a stored event's canonical JSON for `period`. Model calls in the
-/// common shape are read without building a JSON tree (a month may hold
-/// millions); anything else goes through [`cost_of`]. Pure, so a reader
-/// thread can do it.
-pub fn cost_of_json(prices: &Prices, period: Period, sequence: u64, body: &[u8]) -> JsonCost {
-    let slow = || {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return JsonCost::NotACost;
-        };
-        match BillingEvent::from_json(sequence, &value) {
-            Some(e) if CostLedger::wants(&e.event_type) => {
-                if !period.contains(e.time) {
-                    return JsonCost::Outside;
-                }
-                cost_of(&e, prices).map_or(JsonCost::NotACost, JsonCost::Cost)
-            }
-            _ => JsonCost::NotACost,
-        }
+/// Prices one model call made at `time` (event `id`, named in a warning
+/// when the model has no price: it is then counted at zero, never dropped).
+pub fn cost_of_call(prices: &Prices, id: &str, time: DateTime<Utc>, call: &ModelCall<'_>) -> Cost {
+    let (amount, warning) = match prices.model(&call.model, time) {
+        Some(p) => (price_tokens(p, call), None),
+        None => (
+            Decimal::ZERO,
+            Some(format!(
+                "event {id}: model \"{}\" has no price; counted at 0 until the price table lists it",
+                call.model
+            )),
+        ),
     };
-    let call = match serde_json::from_slice::<FastCall>(body) {
-        Ok(call) if call.kind == LLM_CALL => call,
-        Ok(call) if call.kind != COST_INCURRED => return JsonCost::NotACost,
-        _ => return slow(),
-    };
-    let Ok(time) = DateTime::parse_from_rfc3339(&call.time) else {
-        return slow();
-    };
-    let time = time.with_timezone(&Utc);
-    if !period.contains(time) {
-        return JsonCost::Outside;
-    }
-    let d = &call.data;
-    let tokens = [d.input_tokens, d.output_tokens, d.cached_input_tokens];
-    let (Some(price), false) = (
-        prices.model(&d.model, time),
-        tokens.iter().any(|t| t.is_some_and(|n| n < 0)),
-    ) else {
-        return slow();
-    };
-    let [input, output, cached] = tokens.map(|t| Decimal::from(t.unwrap_or(0)));
-    let uncached = (input - cached).max(Decimal::ZERO);
-    let amount = (uncached * price.input_per_million
-        + cached
-            * price
-                .cached_input_per_million
-                .unwrap_or(price.input_per_million)
-        + output * price.output_per_million)
-        / Decimal::from(1_000_000);
-    JsonCost::Cost(Cost {
+    Cost {
         amount,
-        label: d.model.to_string(),
+        label: call.model.to_string(),
         is_model: true,
-        agent: d.agent.as_deref().map(str::to_owned),
-        subject: d
-            .subject
-            .as_deref()
-            .or(call.subject.as_deref())
-            .map(str::to_owned),
-        warning: None,
-    })
+        agent: call.agent.as_deref().map(str::to_owned),
+        subject: call.subject.as_deref().map(str::to_owned),
+        warning,
+    }
 }
 
-/// The envelope of a model call, borrowed from the stored bytes.
-#[derive(Deserialize)]
-struct FastCall<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    time: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    subject: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    data: FastCallData<'a>,
-}
-
-#[derive(Deserialize, Default)]
-struct FastCallData<'a> {
-    #[serde(default, borrow)]
-    model: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    input_tokens: Option<i64>,
-    #[serde(default)]
-    output_tokens: Option<i64>,
-    #[serde(default)]
-    cached_input_tokens: Option<i64>,
-    #[serde(default, borrow)]
-    agent: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    subject: Option<std::borrow::Cow<'a, str>>,
+/// Exact: a division by a million only moves the decimal point.
+fn price_tokens(p: &ModelPrice, call: &ModelCall<'_>) -> Decimal {
+    let uncached = Decimal::from(call.input_tokens.saturating_sub(call.cached_input_tokens));
+    let cached = Decimal::from(call.cached_input_tokens);
+    (uncached * p.input_per_million
+        + cached * p.cached_input_per_million.unwrap_or(p.input_per_million)
+        + Decimal::from(call.output_tokens) * p.output_per_million)
+        / Decimal::from(1_000_000)
 }
 
 /// Cost totals of one period, attributed to subjects and outcomes.
@@ -380,7 +302,8 @@ pub struct CostLedger<'p> {
     prices: &'p Prices,
     period: Period,
     report: CostReport,
-    by_subject: HashMap<String, Decimal>,
+    /// Millions of lookups a month: a fast seeded hasher.
+    by_subject: HashMap<String, Decimal, foldhash::fast::RandomState>,
 }
 
 impl<'p> CostLedger<'p> {
@@ -392,7 +315,7 @@ impl<'p> CostLedger<'p> {
                 currency: "USD",
                 ..CostReport::default()
             },
-            by_subject: HashMap::new(),
+            by_subject: HashMap::default(),
         }
     }
 
@@ -411,50 +334,78 @@ impl<'p> CostLedger<'p> {
         self.add(cost);
     }
 
-    /// Takes a stored event's canonical JSON; false for events that are
-    /// not costs. See [`cost_of_json`].
-    pub fn feed_json(&mut self, sequence: u64, body: &[u8]) -> bool {
-        match cost_of_json(self.prices, self.period, sequence, body) {
-            JsonCost::NotACost => false,
-            JsonCost::Outside => true,
-            JsonCost::Cost(cost) => {
-                self.add(cost);
-                true
+    /// Adds a model call read from the cost index: priced here without
+    /// copying its labels, since a month may hold millions of calls.
+    pub fn add_call(&mut self, id: &str, time: DateTime<Utc>, call: &ModelCall<'_>) {
+        if !self.period.contains(time) {
+            return;
+        }
+        match self.prices.model(&call.model, time) {
+            Some(p) => {
+                let amount = price_tokens(p, call);
+                self.tally(
+                    amount,
+                    &call.model,
+                    true,
+                    call.agent.as_deref(),
+                    call.subject.as_deref(),
+                );
             }
+            None => self.add(cost_of_call(self.prices, id, time, call)),
         }
     }
 
-    /// Adds a cost priced elsewhere (e.g. on a reader thread).
+    /// Adds a cost priced elsewhere.
     pub fn add(&mut self, cost: Cost) {
-        let r = &mut self.report;
         if let Some(w) = cost.warning {
-            if r.warnings.len() < 100 {
-                r.warnings.push(w);
+            if self.report.warnings.len() < 100 {
+                self.report.warnings.push(w);
             }
         }
-        r.total += cost.amount;
-        if cost.is_model {
-            r.calls += 1;
-            *r.by_model.entry(cost.label).or_default() += cost.amount;
-        } else {
-            *r.by_category.entry(cost.label).or_default() += cost.amount;
-        }
-        if let Some(agent) = cost.agent {
-            match r.by_agent.get_mut(&agent) {
-                Some(total) => *total += cost.amount,
+        self.tally(
+            cost.amount,
+            &cost.label,
+            cost.is_model,
+            cost.agent.as_deref(),
+            cost.subject.as_deref(),
+        );
+    }
+
+    fn tally(
+        &mut self,
+        amount: Decimal,
+        label: &str,
+        is_model: bool,
+        agent: Option<&str>,
+        subject: Option<&str>,
+    ) {
+        fn bump(map: &mut BTreeMap<String, Decimal>, key: &str, amount: Decimal) {
+            match map.get_mut(key) {
+                Some(total) => *total += amount,
                 None => {
-                    r.by_agent.insert(agent, cost.amount);
+                    map.insert(key.to_owned(), amount);
                 }
             }
         }
-        match cost.subject {
-            Some(s) => match self.by_subject.get_mut(&s) {
-                Some(total) => *total += cost.amount,
+        let r = &mut self.report;
+        r.total += amount;
+        if is_model {
+            r.calls += 1;
+            bump(&mut r.by_model, label, amount);
+        } else {
+            bump(&mut r.by_category, label, amount);
+        }
+        if let Some(agent) = agent {
+            bump(&mut r.by_agent, agent, amount);
+        }
+        match subject {
+            Some(s) => match self.by_subject.get_mut(s) {
+                Some(total) => *total += amount,
                 None => {
-                    self.by_subject.insert(s, cost.amount);
+                    self.by_subject.insert(s.to_owned(), amount);
                 }
             },
-            None => r.unattributed += cost.amount,
+            None => r.unattributed += amount,
         }
     }
 
@@ -462,7 +413,7 @@ impl<'p> CostLedger<'p> {
     /// subjects produced; the cost of a subject with outcomes of several
     /// kinds counts for each kind.
     pub fn finish<'o>(mut self, outcomes: impl IntoIterator<Item = &'o Outcome>) -> CostReport {
-        let mut produced: HashMap<&str, ()> = HashMap::new();
+        let mut produced: HashMap<&str, (), foldhash::fast::RandomState> = HashMap::default();
         for o in outcomes {
             produced.insert(o.subject.as_str(), ());
             let entry = self.report.by_outcome.entry(o.name.clone()).or_default();
@@ -591,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn reading_stored_bytes_gives_the_same_report_as_reading_events() {
+    fn indexed_calls_give_the_same_report_as_reading_events() {
         let prices = Prices::new(vec![]);
         let period = Period::parse(crate::Cadence::Monthly, "2026-10").unwrap();
         let events = [
@@ -631,18 +582,23 @@ mod tests {
             CostLedger::new(&prices, period),
             CostLedger::new(&prices, period),
         );
-        for (i, e) in events.iter().enumerate() {
+        let mut fast = 0;
+        for e in &events {
             a.feed(e);
             let body = serde_json::to_vec(
                 &json!({"id": e.id, "source": e.source, "type": e.event_type,
                 "subject": e.subject, "time": e.time.to_rfc3339(), "data": e.data}),
             )
             .unwrap();
-            assert_eq!(
-                b.feed_json(i as u64 + 1, &body),
-                e.event_type != "ticket.closed"
-            );
+            // The cost index keeps calls in the common shape; the rest are
+            // read whole.
+            match ModelCall::read(&body) {
+                Some(call) => b.add_call(&e.id, e.time, &call),
+                None => b.feed(e),
+            }
+            fast += usize::from(ModelCall::read(&body).is_some());
         }
+        assert_eq!(fast, 3);
         assert_eq!(a.finish([]), b.finish([]));
     }
 

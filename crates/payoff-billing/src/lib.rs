@@ -20,7 +20,7 @@ pub use contract::{
     HoldoutBill, OutcomeRule, PercentOf, Price, ServiceLevel, Tier, TierMode, TypeFilter,
 };
 pub use economics::{
-    cost_of, cost_of_json, Cost, CostLedger, CostReport, JsonCost, ModelPrice, OutcomeCost,
+    cost_of, cost_of_call, Cost, CostLedger, CostReport, ModelCall, ModelPrice, OutcomeCost,
     PriceTable, Prices, COST_INCURRED, DEFAULT_PRICES, LLM_CALL,
 };
 pub use evidence::{

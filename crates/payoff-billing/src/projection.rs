@@ -5,6 +5,10 @@
 
 use std::collections::HashMap;
 
+/// Outcome of a kind by subject: looked up once per subject of every
+/// holdout and every event of a close, so with a fast (seeded) hasher.
+type SubjectIndex = HashMap<String, usize, foldhash::fast::RandomState>;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -187,11 +191,11 @@ pub struct Projection {
     pub service_counts: Vec<ServiceCounts>,
     /// Events the rules looked at (for throughput figures).
     pub events_seen: u64,
-    /// Per experiment, the subjects' assignments in ledger order (the
-    /// ledger holds one per experiment and subject: its event id).
-    pub assignments: HashMap<String, Vec<(String, Assignment)>>,
+    /// Per experiment, the subjects' assignments in ledger order, and
+    /// each subject's arm (see [`Projection::assign`]).
+    assignments: HashMap<String, Experiment>,
     /// Per outcome kind, the index in `outcomes` of each subject's outcome.
-    by_subject: Vec<HashMap<String, usize>>,
+    by_subject: Vec<SubjectIndex>,
     /// (experiment, period) pairs an operator released despite a
     /// sample-ratio mismatch.
     pub releases: std::collections::HashSet<(String, String)>,
@@ -204,7 +208,42 @@ pub struct Assignment {
     pub at: DateTime<Utc>,
 }
 
+/// The subjects of one holdout experiment.
+#[derive(Debug, Default)]
+struct Experiment {
+    in_order: Vec<(String, Assignment)>,
+    by_subject: HashMap<String, Assignment, foldhash::fast::RandomState>,
+}
+
 impl Projection {
+    /// Records a subject's arm; its first assignment stands (the ledger
+    /// holds one per experiment and subject, keyed by its event id).
+    pub fn assign(&mut self, experiment: &str, subject: &str, assignment: Assignment) {
+        let e = match self.assignments.get_mut(experiment) {
+            Some(e) => e,
+            None => self.assignments.entry(experiment.to_owned()).or_default(),
+        };
+        if !e.by_subject.contains_key(subject) {
+            e.by_subject.insert(subject.to_owned(), assignment);
+            e.in_order.push((subject.to_owned(), assignment));
+        }
+    }
+
+    /// An experiment's assignments in ledger order.
+    pub fn assignments(&self, experiment: &str) -> &[(String, Assignment)] {
+        self.assignments
+            .get(experiment)
+            .map_or(&[], |e| e.in_order.as_slice())
+    }
+
+    /// A subject's assignment in an experiment.
+    pub fn assignment_of(&self, experiment: &str, subject: &str) -> Option<Assignment> {
+        self.assignments
+            .get(experiment)
+            .and_then(|e| e.by_subject.get(subject))
+            .copied()
+    }
+
     /// The outcome of `kind` for `subject`, if there is one.
     pub fn outcome_for(&self, kind: usize, subject: &str) -> Option<&Outcome> {
         self.by_subject
@@ -217,7 +256,8 @@ impl Projection {
     /// without events); the first outcome of a kind and subject stands.
     pub fn push_outcome(&mut self, outcome: Outcome) {
         if self.by_subject.len() <= outcome.kind {
-            self.by_subject.resize_with(outcome.kind + 1, HashMap::new);
+            self.by_subject
+                .resize_with(outcome.kind + 1, SubjectIndex::default);
         }
         if !self.by_subject[outcome.kind].contains_key(&outcome.subject) {
             self.by_subject[outcome.kind].insert(outcome.subject.clone(), self.outcomes.len());
@@ -268,7 +308,7 @@ impl<'c> Projector<'c> {
             env: RuleEnv::default(),
             projection: Projection {
                 service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
-                by_subject: vec![HashMap::new(); contract.outcomes.len()],
+                by_subject: vec![SubjectIndex::default(); contract.outcomes.len()],
                 ..Projection::default()
             },
         }
@@ -300,16 +340,14 @@ impl<'c> Projector<'c> {
                 (field("experiment"), field("arm"), event.subject.as_ref())
             {
                 if arm == "ai" || arm == "control" {
-                    p.assignments
-                        .entry(experiment.to_owned())
-                        .or_default()
-                        .push((
-                            subject.clone(),
-                            Assignment {
-                                control: arm == "control",
-                                at: event.time,
-                            },
-                        ));
+                    p.assign(
+                        experiment,
+                        subject,
+                        Assignment {
+                            control: arm == "control",
+                            at: event.time,
+                        },
+                    );
                 }
             }
             return;

@@ -4,10 +4,12 @@
 //!
 //! Nothing here performs I/O or reads a clock: storage and HTTP call in.
 
+mod calls;
 mod canonical;
 mod chain;
 mod event;
 
+pub use calls::{ModelCall, COST_INCURRED, LLM_CALL};
 pub use canonical::{canonical_json, canonical_json_into};
 pub use chain::{verify_chain, ChainBreak, ChainLink, Head, GENESIS_HASH};
 pub use event::{

@@ -223,7 +223,7 @@ impl StoredEvents<'_> {
                 self.store.scan_bodies(
                     &self.customer,
                     self.head.sequence,
-                    &|t| wants.wants(t),
+                    wants.types().as_deref(),
                     |sequence, body| {
                         batch.push(parse(sequence, body));
                         if batch.len() == 1024 {

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    cost_of_json, BillingEvent, CostLedger, CostReport, JsonCost, Period, PriceTable, Prices,
-    Projector, Statement, TypeFilter, COST_INCURRED, LLM_CALL,
+    CostLedger, CostReport, EventSource, Period, PriceTable, Prices, Projector, Statement,
+    TypeFilter,
 };
-use payoff_store::{Budget, Store, StoreError};
+use payoff_store::{Budget, CostFact, Store, StoreError};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::str::FromStr;
@@ -112,8 +112,9 @@ pub fn economics(
     })
 }
 
-/// One pass over the ledger: costs of the period and the outcomes that
-/// matured in it, so each cost can follow its subject to an outcome.
+/// The costs of the period from the cost index, on a thread of their own,
+/// while this one projects the outcomes (from the contract's event types
+/// only), so each cost can follow its subject to an outcome.
 fn period_costs(
     store: &Store,
     customer: &str,
@@ -122,35 +123,19 @@ fn period_costs(
 ) -> Result<CostReport, BillingError> {
     let prices = prices(store)?;
     let contract = versions.latest();
-    let mut ledger = CostLedger::new(&prices, period);
-    let mut projector = Projector::new(customer, contract, period.end, None);
     let events = StoredEvents::at_head(store, customer)?;
-    let filter = TypeFilter::of(&[contract]).and(&[LLM_CALL, COST_INCURRED]);
-    let mut failure = None;
-    // Costs are priced and events parsed on the reader thread; this one
-    // only adds up and projects.
-    enum Parsed {
-        Cost(JsonCost),
-        Event(Result<Option<BillingEvent>, String>),
-    }
-    let parse = |sequence: u64, body: &[u8]| match cost_of_json(&prices, period, sequence, body) {
-        JsonCost::NotACost => Parsed::Event(billing::parse_stored(sequence, body)),
-        cost => Parsed::Cost(cost),
-    };
-    events
-        .replay_parsed(&filter, &parse, &mut |parsed| match parsed {
-            Parsed::Cost(JsonCost::Cost(cost)) => ledger.add(cost),
-            Parsed::Cost(_) => {}
-            Parsed::Event(Ok(Some(e))) => projector.feed(&e),
-            Parsed::Event(Ok(None)) => {}
-            Parsed::Event(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-        })
-        .map_err(BillingError::Corrupt)?;
-    if let Some(e) = failure {
-        return Err(BillingError::Corrupt(e));
-    }
+    let mut projector = Projector::new(customer, contract, period.end, None);
+    let (ledger, replayed) = std::thread::scope(|scope| {
+        let (prices, head) = (&prices, events.head.sequence);
+        let costs = scope.spawn(move || costs_of(store, customer, head, prices, period));
+        let replayed = events.replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e));
+        let ledger = costs
+            .join()
+            .unwrap_or_else(|_| Err(BillingError::Corrupt("the cost reader panicked".into())));
+        (ledger, replayed)
+    });
+    replayed.map_err(BillingError::Corrupt)?;
+    let ledger = ledger?;
     let projection = projector.finish();
     Ok(ledger.finish(
         projection
@@ -158,6 +143,40 @@ fn period_costs(
             .iter()
             .filter(|o| period.contains(o.matures_at) && o.void.is_none()),
     ))
+}
+
+/// Every cost of `period` among the customer's events up to `up_to`.
+fn costs_of<'p>(
+    store: &Store,
+    customer: &str,
+    up_to: u64,
+    prices: &'p Prices,
+    period: Period,
+) -> Result<CostLedger<'p>, BillingError> {
+    let mut ledger = CostLedger::new(prices, period);
+    let mut failure = None;
+    store.scan_costs(customer, up_to, period.start, period.end, |fact| {
+        match fact {
+            CostFact::Call {
+                event_id,
+                time,
+                call,
+                ..
+            } => ledger.add_call(event_id, time, &call),
+            CostFact::Event { sequence, body } => match billing::parse_stored(sequence, body) {
+                Ok(Some(e)) => ledger.feed(&e),
+                Ok(None) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            },
+        }
+        Ok(())
+    })?;
+    match failure {
+        Some(e) => Err(BillingError::Corrupt(e)),
+        None => Ok(ledger),
+    }
 }
 
 /// What an agent (or anyone) learns before it spends.
@@ -198,18 +217,8 @@ pub fn check_budget(
     let budgets = store.budgets(customer)?;
     let find = |name: &str| budgets.iter().find(|b| b.agent == name);
     let prices = prices(store)?;
-    let mut ledger = CostLedger::new(&prices, period);
-    StoredEvents::at_head(store, customer)?
-        .replay_parsed(
-            &TypeFilter::default().and(&[LLM_CALL, COST_INCURRED]),
-            &|sequence, body| cost_of_json(&prices, period, sequence, body),
-            &mut |cost| {
-                if let JsonCost::Cost(cost) = cost {
-                    ledger.add(cost);
-                }
-            },
-        )
-        .map_err(BillingError::Corrupt)?;
+    let head = StoredEvents::at_head(store, customer)?.head.sequence;
+    let ledger = costs_of(store, customer, head, &prices, period)?;
     let report = ledger.finish([]);
     let customer_spent = report.total;
     let agent_spent = agent.map(|a| report.by_agent.get(a).copied().unwrap_or_default());

@@ -9,6 +9,7 @@
 mod access;
 mod append;
 pub mod audit;
+mod costs;
 mod error;
 mod migrations;
 mod pool;
@@ -24,6 +25,7 @@ pub use access::{
 };
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
+pub use costs::CostFact;
 pub use error::StoreError;
 pub use session::NewSession;
 pub use store::{

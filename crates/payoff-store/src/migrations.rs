@@ -185,6 +185,25 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         "CREATE INDEX events_by_type ON events (customer_id, type, sequence);
     CREATE INDEX events_by_subject ON events (customer_id, subject, sequence);",
     ),
+    (
+        10,
+        "CREATE TABLE cost_facts (
+        customer_id TEXT NOT NULL,
+        time_us INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        model TEXT,
+        agent TEXT,
+        subject TEXT,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cached_input_tokens INTEGER,
+        PRIMARY KEY (customer_id, time_us, sequence)
+    ) WITHOUT ROWID;
+    INSERT INTO cost_facts (customer_id, time_us, sequence, event_id)
+        SELECT customer_id, time_us, sequence, event_id FROM events
+        WHERE type IN ('llm.call', 'cost.incurred');",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -359,4 +378,24 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         "CREATE INDEX events_by_type ON events (customer_id, type, sequence);
     CREATE INDEX events_by_subject ON events (customer_id, subject, sequence);",
     ),
+    (
+        10,
+        "CREATE TABLE cost_facts (
+        customer_id TEXT NOT NULL,
+        time_us BIGINT NOT NULL,
+        sequence BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        model TEXT,
+        agent TEXT,
+        subject TEXT,
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        cached_input_tokens BIGINT,
+        PRIMARY KEY (customer_id, time_us, sequence)
+    );
+    INSERT INTO cost_facts (customer_id, time_us, sequence, event_id)
+        SELECT customer_id, time_us, sequence, event_id FROM events
+        WHERE type IN ('llm.call', 'cost.incurred');",
+    ),
+
 ];

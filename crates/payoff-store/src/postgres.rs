@@ -2,17 +2,19 @@
 //! sharing one database. Every session runs with `synchronous_commit = on`,
 //! and ledger heads are row-locked, so nodes append to a chain one at a time.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use payoff_ledger::Head;
+use payoff_ledger::{Head, ModelCall};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Row};
 
 use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::costs::{self, CostFact, CostSink};
 use crate::migrations;
 use crate::pool::Pool;
 use crate::session::SessionRow;
@@ -283,20 +285,83 @@ impl Backend for Postgres {
         &self,
         customer: &str,
         up_to: u64,
-        wants: &dyn Fn(&str) -> bool,
+        types: Option<&[&str]>,
         sink: BodySink<'_>,
     ) -> Result<(), StoreError> {
         self.readers.with(|c| {
             let up_to = up_to as i64;
-            let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &up_to];
+            let mut rows = match types {
+                None => {
+                    let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &up_to];
+                    c.query_raw(
+                        "SELECT sequence, body FROM events WHERE customer_id = $1 AND sequence <= $2 ORDER BY sequence",
+                        params,
+                    )?
+                }
+                Some(types) => {
+                    let params: [&(dyn postgres::types::ToSql + Sync); 3] =
+                        [&customer, &up_to, &types];
+                    c.query_raw(
+                        "SELECT sequence, body FROM events WHERE customer_id = $1 AND sequence <= $2
+                         AND type = ANY($3::TEXT[]) ORDER BY sequence",
+                        params,
+                    )?
+                }
+            };
+            while let Some(row) = rows.next()? {
+                sink(row.get::<_, i64>(0) as u64, row.get::<_, &[u8]>(1))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_costs(
+        &self,
+        customer: &str,
+        up_to: u64,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        sink: CostSink<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let (from, until, up_to) = (from.timestamp_micros(), until.timestamp_micros(), up_to as i64);
+            let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&customer, &from, &until, &up_to];
+            {
             let mut rows = c.query_raw(
-                "SELECT sequence, type, body FROM events WHERE customer_id = $1 AND sequence <= $2 ORDER BY sequence",
+                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens
+                 FROM cost_facts WHERE customer_id = $1 AND time_us >= $2 AND time_us < $3 AND sequence <= $4
+                 AND model IS NOT NULL ORDER BY time_us, sequence",
                 params,
             )?;
             while let Some(row) = rows.next()? {
-                if wants(row.get::<_, &str>(1)) {
-                    sink(row.get::<_, i64>(0) as u64, row.get::<_, &[u8]>(2))?;
-                }
+                let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+                sink(CostFact::Call {
+                    sequence: row.get::<_, i64>(0) as u64,
+                    event_id: row.get(1),
+                    time: from_us(row.get(2)),
+                    call: ModelCall {
+                        model: Cow::Borrowed(row.get(3)),
+                        agent: row.get::<_, Option<&str>>(4).map(Cow::Borrowed),
+                        subject: row.get::<_, Option<&str>>(5).map(Cow::Borrowed),
+                        input_tokens: count(6),
+                        output_tokens: count(7),
+                        cached_input_tokens: count(8),
+                    },
+                })?;
+            }
+            }
+            let mut rows = c.query_raw(
+                "SELECT f.sequence, e.body FROM cost_facts f
+                 JOIN events e ON e.customer_id = f.customer_id AND e.sequence = f.sequence
+                 WHERE f.customer_id = $1 AND f.time_us >= $2 AND f.time_us < $3 AND f.sequence <= $4
+                 AND f.model IS NULL ORDER BY f.time_us, f.sequence",
+                params,
+            )?;
+            while let Some(row) = rows.next()? {
+                sink(CostFact::Event {
+                    sequence: row.get::<_, i64>(0) as u64,
+                    body: row.get(1),
+                })?;
             }
             Ok(())
         })
@@ -938,6 +1003,48 @@ impl LedgerTx for PostgresTx<'_> {
                 &[
                     &customers, &sequences, &sources, &ids, &types, &subjects, &times, &recorded,
                     &bodies, &hashes,
+                ],
+            )?;
+        }
+        let facts: Vec<(&NewRow<'_>, Option<ModelCall<'_>>)> = rows
+            .iter()
+            .filter_map(|r| costs::indexed(r.event).map(|call| (r, call)))
+            .collect();
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let statement = self.tx.prepare(
+            "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens)
+             SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+                                  $8::BIGINT[], $9::BIGINT[], $10::BIGINT[])",
+        )?;
+        for chunk in facts.chunks(INSERT_ROWS_MAX) {
+            let customers: Vec<&str> = chunk.iter().map(|(r, _)| r.customer).collect();
+            let times: Vec<i64> = chunk.iter().map(|(r, _)| r.time_us).collect();
+            let sequences: Vec<i64> = chunk.iter().map(|(r, _)| r.sequence as i64).collect();
+            let ids: Vec<&str> = chunk.iter().map(|(r, _)| r.event.id.as_str()).collect();
+            let field = |f: for<'c> fn(&'c ModelCall<'c>) -> Option<&'c str>| -> Vec<Option<&str>> {
+                chunk.iter().map(|(_, c)| c.as_ref().and_then(f)).collect()
+            };
+            let count = |f: fn(&ModelCall<'_>) -> u64| -> Vec<Option<i64>> {
+                chunk
+                    .iter()
+                    .map(|(_, c)| c.as_ref().map(|c| costs::tokens(f(c))))
+                    .collect()
+            };
+            self.tx.execute(
+                &statement,
+                &[
+                    &customers,
+                    &times,
+                    &sequences,
+                    &ids,
+                    &field(|c| Some(c.model.as_ref())),
+                    &field(|c| c.agent.as_deref()),
+                    &field(|c| c.subject.as_deref()),
+                    &count(|c| c.input_tokens),
+                    &count(|c| c.output_tokens),
+                    &count(|c| c.cached_input_tokens),
                 ],
             )?;
         }

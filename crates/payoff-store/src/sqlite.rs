@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use payoff_ledger::Head;
+use payoff_ledger::{Head, ModelCall};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::borrow::Cow;
 
 use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::costs::{self, CostFact, CostSink};
 use crate::migrations;
 use crate::pool::Pool;
 use crate::session::SessionRow;
@@ -310,20 +312,84 @@ impl Backend for Sqlite {
         &self,
         customer: &str,
         up_to: u64,
-        wants: &dyn Fn(&str) -> bool,
+        types: Option<&[&str]>,
         sink: BodySink<'_>,
     ) -> Result<(), StoreError> {
+        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
         self.readers.with(|c| {
+            if let Some(types) = types.filter(|t| few_enough(c, customer, up_to, t)) {
+                return merge_by_type(c, customer, up_to, types, sink);
+            }
             let mut stmt = c.prepare_cached(
                 "SELECT sequence, type, body FROM events WHERE customer_id = ?1 AND sequence <= ?2 ORDER BY sequence",
             )?;
             let mut rows = stmt.query(params![customer, up_to as i64])?;
             while let Some(row) = rows.next()? {
-                let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
-                if wants(row.get_ref(1)?.as_str().map_err(corrupt)?) {
+                let kind = row.get_ref(1)?.as_str().map_err(corrupt)?;
+                if types.is_none_or(|t| t.contains(&kind)) {
                     let body = row.get_ref(2)?.as_blob().map_err(corrupt)?;
                     sink(row.get::<_, i64>(0)? as u64, body)?;
                 }
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_costs(
+        &self,
+        customer: &str,
+        up_to: u64,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        sink: CostSink<'_>,
+    ) -> Result<(), StoreError> {
+        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
+        let range = params![
+            customer,
+            from.timestamp_micros(),
+            until.timestamp_micros(),
+            up_to as i64
+        ];
+        self.readers.with(|c| {
+            let mut calls = c.prepare_cached(
+                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens
+                 FROM cost_facts WHERE customer_id = ?1 AND time_us >= ?2 AND time_us < ?3 AND sequence <= ?4
+                 AND model IS NOT NULL ORDER BY time_us, sequence",
+            )?;
+            let mut rows = calls.query(range)?;
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| -> Result<Option<&str>, StoreError> {
+                    row.get_ref(i)?.as_str_or_null().map_err(corrupt)
+                };
+                let count = |i: usize| -> Result<u64, StoreError> {
+                    Ok(row.get::<_, i64>(i)?.max(0) as u64)
+                };
+                sink(CostFact::Call {
+                    sequence: row.get::<_, i64>(0)? as u64,
+                    event_id: text(1)?.unwrap_or_default(),
+                    time: from_us(row.get(2)?),
+                    call: ModelCall {
+                        model: Cow::Borrowed(text(3)?.unwrap_or_default()),
+                        agent: text(4)?.map(Cow::Borrowed),
+                        subject: text(5)?.map(Cow::Borrowed),
+                        input_tokens: count(6)?,
+                        output_tokens: count(7)?,
+                        cached_input_tokens: count(8)?,
+                    },
+                })?;
+            }
+            let mut others = c.prepare_cached(
+                "SELECT f.sequence, e.body FROM cost_facts f
+                 JOIN events e ON e.customer_id = f.customer_id AND e.sequence = f.sequence
+                 WHERE f.customer_id = ?1 AND f.time_us >= ?2 AND f.time_us < ?3 AND f.sequence <= ?4
+                 AND f.model IS NULL ORDER BY f.time_us, f.sequence",
+            )?;
+            let mut rows = others.query(range)?;
+            while let Some(row) = rows.next()? {
+                sink(CostFact::Event {
+                    sequence: row.get::<_, i64>(0)? as u64,
+                    body: row.get_ref(1)?.as_blob().map_err(corrupt)?,
+                })?;
             }
             Ok(())
         })
@@ -982,6 +1048,10 @@ fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError>
         "INSERT INTO events (customer_id, sequence, source, event_id, type, subject, time_us, recorded_us, body, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
+    let mut facts = conn.prepare_cached(
+        "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
     for row in rows {
         stmt.execute(params![
             row.customer,
@@ -995,6 +1065,86 @@ fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError>
             row.event.canonical,
             &row.hash[..]
         ])?;
+        if let Some(call) = costs::indexed(row.event) {
+            let call = call.as_ref();
+            facts.execute(params![
+                row.customer,
+                row.time_us,
+                row.sequence as i64,
+                row.event.id,
+                call.map(|c| c.model.as_ref()),
+                call.and_then(|c| c.agent.as_deref()),
+                call.and_then(|c| c.subject.as_deref()),
+                call.map(|c| costs::tokens(c.input_tokens)),
+                call.map(|c| costs::tokens(c.output_tokens)),
+                call.map(|c| costs::tokens(c.cached_input_tokens)),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the events of `types` are few enough (a third of the ledger or
+/// less) that reading them through the index by type beats one pass over
+/// every event; counted on the index alone, and only up to that third.
+fn few_enough(c: &Connection, customer: &str, up_to: u64, types: &[&str]) -> bool {
+    let third = (up_to / 3) as i64;
+    let mut seen = 0i64;
+    for t in types {
+        let n: rusqlite::Result<i64> = c.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY events_by_type
+             WHERE customer_id = ?1 AND type = ?2 AND sequence <= ?3 LIMIT ?4)",
+            params![customer, t, up_to as i64, third - seen + 1],
+            |r| r.get(0),
+        );
+        seen += n.unwrap_or(i64::MAX / 2);
+        if seen > third {
+            return false;
+        }
+    }
+    true
+}
+
+/// The events of `types` in chain order: one walk of the index by type per
+/// type, merged by sequence.
+fn merge_by_type(
+    c: &Connection,
+    customer: &str,
+    up_to: u64,
+    types: &[&str],
+    sink: BodySink<'_>,
+) -> Result<(), StoreError> {
+    let mut statements = types
+        .iter()
+        .map(|_| {
+            c.prepare(
+                "SELECT sequence, body FROM events INDEXED BY events_by_type
+                 WHERE customer_id = ?1 AND type = ?2 AND sequence <= ?3 ORDER BY sequence",
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cursors = statements
+        .iter_mut()
+        .zip(types)
+        .map(|(s, t)| s.query(params![customer, t, up_to as i64]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = |rows: &mut rusqlite::Rows<'_>| -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(match rows.next()? {
+            Some(row) => Some((row.get::<_, i64>(0)? as u64, row.get(1)?)),
+            None => None,
+        })
+    };
+    let mut heads = cursors
+        .iter_mut()
+        .map(next)
+        .collect::<Result<Vec<_>, _>>()?;
+    while let Some(i) = (0..heads.len())
+        .filter(|&i| heads[i].is_some())
+        .min_by_key(|&i| heads[i].as_ref().map(|(s, _)| *s))
+    {
+        let (sequence, body) = heads[i].take().expect("a head");
+        sink(sequence, &body)?;
+        heads[i] = next(&mut cursors[i])?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::access::{
 };
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
+use crate::costs::{CostFact, CostSink};
 use crate::session::{self, NewSession, SessionRow};
 use crate::webhooks::{WebhookDelivery, WebhookSubscription};
 use crate::StoreError;
@@ -170,8 +171,16 @@ pub(crate) trait Backend: Send + Sync {
         &self,
         customer: &str,
         up_to: u64,
-        wants: &dyn Fn(&str) -> bool,
+        types: Option<&[&str]>,
         sink: BodySink<'_>,
+    ) -> Result<(), StoreError>;
+    fn scan_costs(
+        &self,
+        customer: &str,
+        up_to: u64,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        sink: CostSink<'_>,
     ) -> Result<(), StoreError>;
     fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError>;
     fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError>;
@@ -585,16 +594,33 @@ impl Store {
     }
 
     /// Streams the canonical bytes of a customer's events up to `up_to`, in
-    /// chain order, skipping without copying those whose type `wants`
-    /// refuses: a close reads millions of events and needs few of them.
+    /// chain order: all of them, or only those of the given `types`, which
+    /// the database selects through its index by type. A close reads
+    /// millions of events and needs few of them.
     pub fn scan_bodies(
         &self,
         customer: &str,
         up_to: u64,
-        wants: &dyn Fn(&str) -> bool,
+        types: Option<&[&str]>,
         mut sink: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.backend.scan_bodies(customer, up_to, wants, &mut sink)
+        self.backend.scan_bodies(customer, up_to, types, &mut sink)
+    }
+
+    /// Streams the customer's costs with a time in `[from, until)` among
+    /// its events up to `up_to`, from the cost index: model calls as
+    /// their fields, in time order, then every other cost as its stored
+    /// bytes, in time order.
+    pub fn scan_costs(
+        &self,
+        customer: &str,
+        up_to: u64,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        mut sink: impl FnMut(CostFact<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .scan_costs(customer, up_to, from, until, &mut sink)
     }
 
     /// Records one entry in the audit chain.

@@ -357,3 +357,137 @@ fn keys_authenticate_until_revoked() {
         assert!(store.create_customer("acme", "again", Utc::now()).is_err());
     }
 }
+
+fn typed(id: &str, kind: &str, time: &str, data: serde_json::Value) -> Event {
+    validate_event(
+        json!({"specversion": "1.0", "id": id, "source": "agent", "type": kind,
+               "subject": "T-1", "time": time, "data": data}),
+        &EventLimits::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn scans_select_by_type_in_chain_order_and_costs_come_from_the_index() {
+    use payoff_store::CostFact;
+    for db in ScratchDb::all() {
+        let (store, ledger) = setup(&db);
+        let nov = "2026-11-02T09:00:00Z";
+        let mut events = vec![
+            typed(
+                "c1",
+                "llm.call",
+                nov,
+                json!({"model": "gpt-4o", "input_tokens": 10, "agent": "support"}),
+            ),
+            typed("m1", "ticket.message", nov, json!({})),
+            typed(
+                "x1",
+                "cost.incurred",
+                nov,
+                json!({"amount": "2.50", "category": "review"}),
+            ),
+            // Negative tokens: not the common shape, so read whole.
+            typed(
+                "c2",
+                "llm.call",
+                nov,
+                json!({"model": "gpt-4o", "input_tokens": -1}),
+            ),
+            typed(
+                "c3",
+                "llm.call",
+                "2026-12-01T00:00:00Z",
+                json!({"model": "gpt-4o"}),
+            ),
+            typed("k1", "ticket.closed", nov, json!({})),
+        ];
+        // Enough other events that reading by type is the cheaper way.
+        events.extend((0..20).map(|i| event(&format!("n{i}"), "noise")));
+        ledger
+            .append_blocking(request("acme", events))
+            .unwrap()
+            .unwrap();
+        ledger
+            .append_blocking(request(
+                "globex",
+                vec![typed("g1", "llm.call", nov, json!({"model": "gpt-4o"}))],
+            ))
+            .unwrap()
+            .unwrap();
+        let mut seen = Vec::new();
+        store
+            .scan_bodies(
+                "acme",
+                100,
+                Some(&["ticket.closed", "ticket.message"]),
+                |s, body| {
+                    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                    seen.push((s, v["id"].as_str().unwrap().to_owned()));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            seen,
+            [(2, "m1".to_owned()), (6, "k1".to_owned())],
+            "{}",
+            db.label
+        );
+        let mut all = 0;
+        store
+            .scan_bodies("acme", 100, None, |_, _| {
+                all += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(all, 26, "{}", db.label);
+
+        let (from, until) = (
+            "2026-11-01T00:00:00Z".parse().unwrap(),
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+        );
+        let mut facts = Vec::new();
+        store
+            .scan_costs("acme", 100, from, until, |fact| {
+                facts.push(match fact {
+                    CostFact::Call {
+                        sequence,
+                        event_id,
+                        call,
+                        ..
+                    } => {
+                        format!(
+                            "{sequence} {event_id} {} {:?} {}",
+                            call.model, call.agent, call.input_tokens
+                        )
+                    }
+                    CostFact::Event { sequence, body } => {
+                        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                        format!("{sequence} whole {}", v["id"])
+                    }
+                });
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            facts,
+            [
+                "1 c1 gpt-4o Some(\"support\") 10",
+                "3 whole \"x1\"",
+                "4 whole \"c2\""
+            ],
+            "{}: December's call and globex's are not November's costs of acme",
+            db.label
+        );
+        // Pinned to a head: later events are not read.
+        let mut early = 0;
+        store
+            .scan_costs("acme", 2, from, until, |_| {
+                early += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(early, 1, "{}", db.label);
+    }
+}

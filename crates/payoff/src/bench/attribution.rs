@@ -47,7 +47,6 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
     // A million subjects split by the real assignment hash; the AI resolves
     // 62 % of its tickets, humans 55 % of theirs.
     let mut projection = Projection::default();
-    let mut assigned = Vec::with_capacity(args.subjects as usize);
     for i in 0..args.subjects {
         let subject = format!("T-{i}");
         let arm = assign("bench/support", &subject, 0.1);
@@ -71,15 +70,15 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
                 disputes: Vec::new(),
             });
         }
-        assigned.push((
-            subject,
+        projection.assign(
+            "support",
+            &subject,
             Assignment {
                 control: arm == Arm::Control,
                 at,
             },
-        ));
+        );
     }
-    projection.assignments.insert("support".into(), assigned);
     let started = Instant::now();
     let lines = holdout_lines(&contract, &projection, period);
     let lift_ms = started.elapsed().as_secs_f64() * 1000.0;
