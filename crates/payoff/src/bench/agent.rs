@@ -120,7 +120,7 @@ price = {{ per_unit = "0.90" }}
                 serde_json::to_value(d)
             })
             .collect::<Result<_, _>>()?;
-        for chunk in docs.chunks(1000) {
+        for chunk in docs.chunks(super::search::UPLOAD_DOCUMENTS_MAX) {
             ed.post_json("/v1/knowledge/documents", &Value::Array(chunk.to_vec()))
                 .await?
                 .map_err(|p| anyhow::anyhow!("upload refused: {p}"))?;

@@ -66,7 +66,8 @@ const CALLERS: &[(Role, &[&str], Option<&str>)] = &[
     (Role::Agent, &[], Some("support")),
 ];
 
-const UPLOAD_DOCUMENTS_MAX: usize = 1000;
+/// Documents per upload: well inside the request size limit (2 MiB).
+pub(super) const UPLOAD_DOCUMENTS_MAX: usize = 250;
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     if args.clients == 0 || args.queries == 0 || args.passages == 0 {
