@@ -266,9 +266,11 @@ pub fn check_budget(
 }
 
 /// The units of work a statement line delivered, as the baseline counts
-/// them: the outcomes of a count-priced kind (per unit or tiers), or for a
-/// holdout-attributed one the incremental outcomes billed. Value-priced
-/// kinds (a share of a deal) are not units of work.
+/// them: the outcomes of a count-priced kind (per unit or tiers) and, for a
+/// holdout-attributed one, the outcomes of the AI arm: that is the work
+/// people did not have to do, even though only the lift over the control
+/// arm is billed. Value-priced kinds (a share of a deal) are not units of
+/// work.
 fn units_of_work(contract: &payoff_billing::Contract, line: &payoff_billing::Line) -> u64 {
     let kind = line
         .outcome
@@ -278,12 +280,7 @@ fn units_of_work(contract: &payoff_billing::Contract, line: &payoff_billing::Lin
         None => 0,
         Some(k) if matches!(k.price, payoff_billing::Price::Percent { .. }) => 0,
         Some(_) => match &line.attribution {
-            Some(a) => a
-                .billed_quantity
-                .parse::<Decimal>()
-                .ok()
-                .and_then(|q| rust_decimal::prelude::ToPrimitive::to_u64(&q.floor()))
-                .unwrap_or(0),
+            Some(a) => a.ai.outcomes,
             None => line.outcomes.len() as u64,
         },
     }
@@ -384,7 +381,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn units_of_work_count_outcomes_and_lifts_but_not_shares_of_value() {
+    fn units_of_work_count_outcomes_and_the_ai_arm_but_not_shares_of_value() {
         let contract = payoff_billing::Contract::parse(
             "c.toml",
             r#"
@@ -424,14 +421,15 @@ price = { percent_of = "value", rate = "0.01" }
             "quantity": "2", "amount": "40.00", "outcomes": ["d", "e"]}),
         );
         assert_eq!(units_of_work(&contract, &deal), 0);
-        let arm = json!({"subjects": 1, "outcomes": 1, "per_subject": "1", "subjects_hash": ""});
+        let arm = |n: u64| json!({"subjects": 500, "outcomes": n, "per_subject": "0.5", "subjects_hash": ""});
         let lift = line(
             json!({"kind": "outcome", "description": "", "outcome": "proven",
-            "quantity": "41.7", "amount": "20.85", "attribution": {
+            "quantity": "41", "amount": "20.50", "attribution": {
                 "experiment": "proven", "method": "", "confidence": "0.95", "bill": "lower_bound",
-                "status": "billed", "reason": "", "ai": arm, "control": arm, "estimate": "0.2",
-                "low": "0.1", "high": "0.3", "srm_p_value": "0.5", "billed_quantity": "41.7"}}),
+                "status": "billed", "reason": "", "ai": arm(380), "control": arm(30), "estimate": "0.2",
+                "low": "0.1", "high": "0.3", "srm_p_value": "0.5", "billed_quantity": "41"}}),
         );
-        assert_eq!(units_of_work(&contract, &lift), 41);
+        // The AI arm's outcomes are the work done; the lift is what is billed.
+        assert_eq!(units_of_work(&contract, &lift), 380);
     }
 }

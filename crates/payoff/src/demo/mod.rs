@@ -538,19 +538,41 @@ fn print_summary(tally: &simulation::Tally, report: &Report, worked: std::time::
         report.verified_events
     );
     for line in s["lines"].as_array().into_iter().flatten() {
+        // A holdout line's figures follow on their own lines.
+        let description = text(&line["description"]);
+        let description = match line["attribution"].is_object() {
+            true => description
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            false => description.to_owned(),
+        };
         println!(
             "  {:<18} {:<64} {:>11}",
             text(&line["kind"]),
-            text(&line["description"])
-                .chars()
-                .take(64)
-                .collect::<String>(),
+            description.chars().take(64).collect::<String>(),
             text(&line["amount"])
         );
         let f = &line["attribution"];
         if f.is_object() {
+            let valued = text(&f["method"]).contains("mean value");
+            let billed = match (text(&f["status"]), valued) {
+                ("billed", false) => format!(
+                    "billed at the {}: {} incremental outcomes",
+                    text(&f["bill"]).replace('_', " "),
+                    text(&f["billed_quantity"])
+                ),
+                ("billed", true) => format!(
+                    "billed at the {}: {} {} of incremental value",
+                    text(&f["bill"]).replace('_', " "),
+                    short(&f["billed_quantity"]),
+                    text(&s["currency"])
+                ),
+                (status, _) => format!("{status}: nothing billed"),
+            };
             println!(
-                "  {:<18} AI arm {} subjects at {}, holdout {} at {}; lift {} [{}, {}] at {} confidence ({}), {}: billed {}",
+                "  {:<18} AI arm {} subjects at {}, holdout {} at {}; lift {} [{}, {}] at {} confidence",
                 "",
                 f["ai"]["subjects"],
                 short(&f["ai"]["per_subject"]),
@@ -560,10 +582,8 @@ fn print_summary(tally: &simulation::Tally, report: &Report, worked: std::time::
                 short(&f["low"]),
                 short(&f["high"]),
                 percent(&f["confidence"]),
-                text(&f["method"]),
-                text(&f["status"]),
-                short(&f["billed_quantity"])
             );
+            println!("  {:<18} ({}); {billed}", "", text(&f["method"]));
         }
     }
     println!(
