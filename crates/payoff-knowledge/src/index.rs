@@ -8,10 +8,9 @@
 //! computed over the readable passages only, so not even a score moves
 //! because of a document the caller cannot see.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
@@ -189,6 +188,7 @@ pub struct KnowledgeIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    statistics: Mutex<StatisticsCache>,
 }
 
 impl KnowledgeIndex {
@@ -237,6 +237,7 @@ impl KnowledgeIndex {
             reader,
             writer: Mutex::new(writer),
             fields,
+            statistics: Mutex::new(StatisticsCache::default()),
         })
     }
 
@@ -357,8 +358,9 @@ impl KnowledgeIndex {
         ]);
 
         let searcher = self.reader.searcher();
-        let statistics = ReadableStatistics::compute(&searcher, &readable, f)?;
-        if statistics.docs == 0 {
+        let principals = readable_principals(caller_groups);
+        let statistics = self.readable_statistics(&searcher, &readable, customer, principals)?;
+        if statistics.known.docs == 0 {
             return Ok(Vec::new());
         }
         let top = searcher.search_with_statistics_provider(
@@ -395,6 +397,55 @@ impl KnowledgeIndex {
             });
         }
         Ok(hits)
+    }
+
+    /// The statistics of what a caller may read: the same customer and
+    /// groups search again and again between two commits, so they are kept
+    /// per searcher generation (and forgotten at the next one).
+    fn readable_statistics<'s>(
+        &self,
+        searcher: &'s tantivy::Searcher,
+        readable: &'s BooleanQuery,
+        customer: &str,
+        mut principals: Vec<String>,
+    ) -> Result<ReadableStatistics<'s>, IndexError> {
+        principals.sort();
+        principals.dedup();
+        let generation = searcher.generation().generation_id();
+        let key = (customer.to_owned(), principals);
+        let cached = {
+            let mut cache = self
+                .statistics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.generation != generation {
+                cache.generation = generation;
+                cache.entries.clear();
+            }
+            cache.entries.get(&key).cloned()
+        };
+        let readable_set = match cached {
+            Some(known) => known,
+            None => {
+                let computed = Arc::new(Readable::compute(searcher, readable, self.fields)?);
+                let mut cache = self
+                    .statistics
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cache.generation == generation {
+                    if cache.entries.len() >= STATISTICS_CACHED_MAX {
+                        cache.entries.clear();
+                    }
+                    cache.entries.insert(key, computed.clone());
+                }
+                computed
+            }
+        };
+        Ok(ReadableStatistics {
+            searcher,
+            readable,
+            known: readable_set,
+        })
     }
 
     /// Highlights weighted by rarity among the readable passages only, so
@@ -535,43 +586,60 @@ fn const_zero(query: impl Query) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(Box::new(query), 0.0))
 }
 
-/// BM25 statistics over the passages one caller may read.
-struct ReadableStatistics<'a> {
-    searcher: &'a tantivy::Searcher,
-    readable: &'a BooleanQuery,
-    docs: u64,
-    tokens: [(Field, u64); 3],
-    /// Ranking and snippets ask for the same terms; each is counted once.
-    doc_freqs: RefCell<HashMap<Term, u64>>,
+/// Callers' statistics kept at once; beyond it the cache starts afresh.
+const STATISTICS_CACHED_MAX: usize = 1024;
+/// Document frequencies kept per caller's statistics.
+const DOC_FREQS_CACHED_MAX: usize = 100_000;
+
+/// Statistics of readable passages by (customer, principals), valid for
+/// one searcher generation.
+#[derive(Default)]
+struct StatisticsCache {
+    generation: u64,
+    entries: HashMap<(String, Vec<String>), Arc<Readable>>,
 }
 
-impl<'a> ReadableStatistics<'a> {
-    /// One pass over the readable passages: their number and the total
-    /// length of each searched field.
+/// What one caller may read, in numbers: how many passages, the total
+/// length of each searched field, and the document frequencies asked so
+/// far.
+struct Readable {
+    docs: u64,
+    tokens: [(Field, u64); 3],
+    doc_freqs: Mutex<HashMap<Term, u64>>,
+}
+
+impl Readable {
+    /// One pass over the readable passages.
     fn compute(
-        searcher: &'a tantivy::Searcher,
-        readable: &'a BooleanQuery,
+        searcher: &tantivy::Searcher,
+        readable: &BooleanQuery,
         fields: Fields,
-    ) -> Result<ReadableStatistics<'a>, IndexError> {
+    ) -> Result<Readable, IndexError> {
         let searched = fields.searched().map(|(field, _)| field);
         let (docs, lengths) = searcher.search(readable, &LengthCollector { fields: searched })?;
-        Ok(ReadableStatistics {
-            searcher,
-            readable,
+        Ok(Readable {
             docs,
             tokens: [
                 (searched[0], lengths[0]),
                 (searched[1], lengths[1]),
                 (searched[2], lengths[2]),
             ],
-            doc_freqs: RefCell::new(HashMap::new()),
+            doc_freqs: Mutex::new(HashMap::new()),
         })
     }
+}
+
+/// BM25 statistics over the passages one caller may read.
+struct ReadableStatistics<'a> {
+    searcher: &'a tantivy::Searcher,
+    readable: &'a BooleanQuery,
+    known: Arc<Readable>,
 }
 
 impl Bm25StatisticsProvider for ReadableStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
         let tokens = self
+            .known
             .tokens
             .iter()
             .find(|(f, _)| *f == field)
@@ -581,11 +649,17 @@ impl Bm25StatisticsProvider for ReadableStatistics<'_> {
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
-        Ok(self.docs)
+        Ok(self.known.docs)
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        if let Some(known) = self.doc_freqs.borrow().get(term) {
+        let freqs = || {
+            self.known
+                .doc_freqs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some(known) = freqs().get(term) {
             return Ok(*known);
         }
         let query = BooleanQuery::new(vec![
@@ -596,7 +670,10 @@ impl Bm25StatisticsProvider for ReadableStatistics<'_> {
             ),
         ]);
         let doc_freq = self.searcher.search(&query, &Count)? as u64;
-        self.doc_freqs.borrow_mut().insert(term.clone(), doc_freq);
+        let mut freqs = freqs();
+        if freqs.len() < DOC_FREQS_CACHED_MAX {
+            freqs.insert(term.clone(), doc_freq);
+        }
         Ok(doc_freq)
     }
 }
