@@ -760,4 +760,55 @@ mod tests {
             ["public", "group:public", "group:hr"]
         );
     }
+
+    #[test]
+    fn kept_statistics_follow_every_commit_and_each_caller() {
+        let index = KnowledgeIndex::in_memory().unwrap();
+        let doc = |id: &str, body: &str, groups: &[&str]| {
+            Document::new(
+                id,
+                id,
+                None,
+                body,
+                groups.iter().map(|g| g.to_string()).collect(),
+            )
+            .unwrap()
+        };
+        index
+            .replace("acme", &doc("a", "refund policy for tents", &[]))
+            .unwrap();
+        index
+            .replace("acme", &doc("b", "shipping times", &[]))
+            .unwrap();
+        index.commit().unwrap();
+        let score = |groups: &[String]| index.search("acme", "refund", groups, 5).unwrap()[0].score;
+        let before = score(&[]);
+        assert_eq!(
+            before,
+            score(&[]),
+            "the same statistics give the same score"
+        );
+        // A finance-only passage moves the score for finance readers only.
+        index
+            .replace(
+                "acme",
+                &doc("c", "refund approvals by finance", &["finance"]),
+            )
+            .unwrap();
+        index.commit().unwrap();
+        assert_eq!(
+            score(&[]),
+            before,
+            "what a caller cannot read changes nothing"
+        );
+        let finance = score(&["finance".to_owned()]);
+        assert_ne!(finance, before, "a finance reader's statistics include it");
+        // Another readable passage with the word: the kept statistics are
+        // those of the new generation.
+        index
+            .replace("acme", &doc("d", "refund by card", &[]))
+            .unwrap();
+        index.commit().unwrap();
+        assert_ne!(score(&[]), before);
+    }
 }
