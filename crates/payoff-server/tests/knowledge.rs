@@ -215,3 +215,46 @@ fn search_and_answers_respect_groups_and_customers() {
         assert_eq!(doc_ids(&v), vec!["salary"]);
     });
 }
+
+#[test]
+fn a_document_of_the_largest_size_uploads_and_a_larger_request_is_refused_whole() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        let editor = server.key("customer_admin", Some("acme")).await;
+        // Words up to the largest body a document may have (2 MiB).
+        let words = "tent pole repair kit ".repeat(2 * 1024 * 1024 / 21);
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/knowledge/documents",
+                &editor,
+                json!({"id": "big", "title": "Repairs", "body": words}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        // Ten of them in one request are over the upload limit: nothing stored.
+        let many: Vec<Value> = (0..10)
+            .map(|i| json!({"id": format!("many-{i}"), "title": "Repairs", "body": words}))
+            .collect();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/knowledge/documents",
+                &editor,
+                Value::Array(many),
+            )
+            .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{label}: {v}");
+        assert_eq!(v["code"], "payload_too_large", "{v}");
+        let (_, v) = server
+            .json(
+                Method::GET,
+                "/v1/knowledge/search?q=repair",
+                &editor,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(doc_ids(&v), vec!["big"], "{label}: {v}");
+    });
+}

@@ -18,12 +18,17 @@ use crate::{blocking_with, AppState};
 
 /// Most documents in one upload.
 const DOCUMENTS_MAX: usize = 1000;
+/// Largest upload: several documents of the largest size, escaped as JSON.
+pub const UPLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Longest question or query.
 pub const QUESTION_CHARS_MAX: usize = 2000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/knowledge/documents", post(upload))
+        .route(
+            "/v1/knowledge/documents",
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
+        )
         .route("/v1/knowledge/documents/{id}", delete(remove))
         .route("/v1/knowledge/search", get(search))
         .route("/v1/knowledge/answer", post(answer))

@@ -34,6 +34,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             )),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is over this route's size limit; send it in smaller parts",
+                ))
+            }
             Err(e) => Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
         }
     }

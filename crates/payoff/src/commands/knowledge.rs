@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use payoff_knowledge::{parse_document, parse_json_lines, Document, DocumentMeta, Format};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::client::ApiClient;
 use crate::settings::Settings;
@@ -134,13 +134,14 @@ pub fn run(settings: &Settings, command: KnowledgeCommand) -> anyhow::Result<Exi
             if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            for chunk in documents.chunks(100) {
-                let body = serde_json::to_value(chunk)?;
+            for chunk in uploads(&documents)? {
+                let n = chunk.len() as u64;
+                let body = Value::Array(chunk);
                 let path = format!("/v1/knowledge/documents{}", query(&customer));
                 runtime
                     .block_on(client.post_json(&path, &body))?
                     .map_err(|p| BadInput(format!("the server refused the documents: {p}")))?;
-                progress.inc(chunk.len() as u64);
+                progress.inc(n);
             }
             progress.finish_and_clear();
             println!("stored {} documents", documents.len());
@@ -154,4 +155,45 @@ pub fn run(settings: &Settings, command: KnowledgeCommand) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The documents in requests of at most 100 documents and 8 MiB, well
+/// inside the server's upload limit (16 MiB); a document alone is never
+/// over it (its body is at most 2 MiB).
+fn uploads<T: serde::Serialize>(documents: &[T]) -> anyhow::Result<Vec<Vec<Value>>> {
+    const DOCUMENTS: usize = 100;
+    const BYTES: usize = 8 * 1024 * 1024;
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    let mut bytes = 0;
+    for d in documents {
+        let value = serde_json::to_value(d)?;
+        let size = value.to_string().len();
+        match out.last_mut() {
+            Some(last) if last.len() < DOCUMENTS && bytes + size <= BYTES => {
+                bytes += size;
+                last.push(value);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![value]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_stay_under_a_hundred_documents_and_eight_mib() {
+        let small: Vec<String> = (0..250).map(|i| format!("doc {i}")).collect();
+        let sizes: Vec<usize> = uploads(&small).unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let big: Vec<String> = (0..9).map(|_| "x".repeat(2 * 1024 * 1024)).collect();
+        let parts = uploads(&big).unwrap();
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+        assert_eq!(parts.concat().len(), 9, "nothing is left out");
+    }
 }
