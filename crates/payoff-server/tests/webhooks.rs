@@ -414,3 +414,66 @@ fn pending_deliveries_survive_a_restart() {
         .await;
     })
 }
+
+#[test]
+fn a_budget_crossing_reaches_its_subscriber_signed() {
+    on_every_backend(|db_url, label| async move {
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let server = TestServer::start(&db_url, fast()).await;
+        server.customer("acme").await;
+        let operator = server.key("operator", None).await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let (s, created) = server
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                &cadmin,
+                json!({"url": format!("{hook}/hook"), "event_types": ["payoff.budget.*"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        let (s, v) = server
+            .json(
+                Method::PUT,
+                "/v1/customers/acme/budgets",
+                &operator,
+                json!({"customer": {"limit": "1.00", "warn_at": "0.20"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        // 100k input tokens of gpt-4o cost 0.25: past the warning, under the limit.
+        let spend = json!({"specversion": "1.0", "id": "c-1", "source": "agent", "type": "llm.call",
+            "subject": "T9", "time": chrono::Utc::now().to_rfc3339(),
+            "data": {"model": "gpt-4o", "input_tokens": 100_000, "agent": "support"}});
+        let (s, v) = server
+            .send(&agent, "application/cloudevents+json", &spend)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, c) = server
+            .json(
+                Method::GET,
+                "/v1/budgets/check?agent=support",
+                &agent,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, c["allow"].as_bool(), c["warning"].as_bool()),
+            (StatusCode::OK, Some(true), Some(true)),
+            "{c}"
+        );
+        eventually("the warning delivered", || async {
+            !receiver.received.lock().unwrap().is_empty()
+        })
+        .await;
+        let (headers, body) = receiver.received.lock().unwrap()[0].clone();
+        verify(&secret, &headers, &body).unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["type"], "payoff.budget.warning", "{label}: {event}");
+        assert_eq!(event["source"], "payoff", "{event}");
+    });
+}
