@@ -91,6 +91,44 @@ fn the_demo_month_closes_into_a_verifiable_statement_the_same_every_time() {
         "about a tenth held out: {control}"
     );
 
+    // Offline, from the exported events and the contract in the evidence:
+    // `payoff contract simulate` reads the arms from the assignment events
+    // and gives the same holdout figures and total.
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(a.join(format!("{id}.evidence.json"))).unwrap())
+            .unwrap();
+    let contract = root.path().join("acme.toml");
+    std::fs::write(&contract, bundle["contracts"][0]["toml"].as_str().unwrap()).unwrap();
+    let exported = root.path().join("acme.jsonl");
+    let o = Command::new(BIN)
+        .args(["events", "export", "--customer", "acme", "--output"])
+        .arg(&exported)
+        .arg("--data-dir")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new(BIN)
+        .args(["contract", "simulate"])
+        .arg(&contract)
+        .arg("--events")
+        .arg(&exported)
+        .args(["--period", &last_month(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let simulated: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(simulated["total"], statement["total"]);
+    let figures = |s: &Value| -> Vec<Value> {
+        s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["attribution"].clone())
+            .collect()
+    };
+    assert_eq!(figures(&simulated), figures(&statement));
+
     let logins: Value =
         serde_json::from_slice(&std::fs::read(a.join("logins.json")).unwrap()).unwrap();
     for role in [
