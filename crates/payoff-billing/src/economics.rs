@@ -412,13 +412,30 @@ impl<'p> CostLedger<'p> {
     /// Attributes subject costs to the outcomes (of any period) those
     /// subjects produced; the cost of a subject with outcomes of several
     /// kinds counts for each kind.
-    pub fn finish<'o>(mut self, outcomes: impl IntoIterator<Item = &'o Outcome>) -> CostReport {
+    pub fn finish<'o>(self, outcomes: impl IntoIterator<Item = &'o Outcome>) -> CostReport {
+        self.finish_by(
+            outcomes
+                .into_iter()
+                .map(|o| (o.name.as_str(), o.subject.as_str())),
+        )
+    }
+
+    /// [`CostLedger::finish`] with the outcomes as (kind name, subject), as
+    /// a closed period keeps them.
+    pub fn finish_by<'o>(
+        mut self,
+        outcomes: impl IntoIterator<Item = (&'o str, &'o str)>,
+    ) -> CostReport {
         let mut produced: HashMap<&str, (), foldhash::fast::RandomState> = HashMap::default();
-        for o in outcomes {
-            produced.insert(o.subject.as_str(), ());
-            let entry = self.report.by_outcome.entry(o.name.clone()).or_default();
+        for (name, subject) in outcomes {
+            produced.insert(subject, ());
+            let cost = self.by_subject.get(subject).copied().unwrap_or_default();
+            let entry = match self.report.by_outcome.get_mut(name) {
+                Some(entry) => entry,
+                None => self.report.by_outcome.entry(name.to_owned()).or_default(),
+            };
             entry.outcomes += 1;
-            entry.cost += self.by_subject.get(&o.subject).copied().unwrap_or_default();
+            entry.cost += cost;
         }
         for (subject, cost) in &self.by_subject {
             if !produced.contains_key(subject.as_str()) {

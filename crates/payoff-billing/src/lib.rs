@@ -36,8 +36,9 @@ pub use projection::{
     DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
-    compute, statement_id, version_for, CloseError, CloseInput, ContractRef, ContractVersion,
-    EventSource, HeadRef, Line, LineKind, Signature, Statement,
+    compute, compute_with_outcomes, period_outcomes, statement_id, version_for, CloseError,
+    CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, Line, LineKind, PeriodOutcomes,
+    Signature, Statement,
 };
 
 pub mod attribution;

@@ -445,6 +445,19 @@ fn direct(contract: &Contract, o: &Outcome) -> bool {
 
 /// Closes (or previews) one period.
 pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
+    compute_with_outcomes(input).map(|(statement, _)| statement)
+}
+
+/// The outcomes of a period, by kind name and subject: those that matured in
+/// it and were not voided, billed or not. Costs are attributed to them
+/// (cost per outcome kind), so a close keeps them beside its statement.
+pub type PeriodOutcomes = Vec<(String, String)>;
+
+/// [`compute`], also returning the [`PeriodOutcomes`] of the projection it
+/// closed from, so that a store can keep them without a second pass.
+pub fn compute_with_outcomes(
+    input: &CloseInput,
+) -> Result<(Statement, PeriodOutcomes), CloseError> {
     let period = input.period;
     let current = version_for(input.versions, period)
         .ok_or_else(|| CloseError::NoContract(period.to_string()))?;
@@ -713,7 +726,8 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         .sum();
     let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
     depends_on.sort();
-    Ok(Statement {
+    let outcomes = period_outcomes(projection, period);
+    let statement = Statement {
         id: statement_id(input.customer, &period.to_string()),
         customer: input.customer.to_string(),
         period: period.to_string(),
@@ -732,7 +746,18 @@ pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
         depends_on,
         issued_at: rfc3339(input.issued_at),
         signature: None,
-    })
+    };
+    Ok((statement, outcomes))
+}
+
+/// The outcomes of `projection` that matured in `period`, not voided.
+pub fn period_outcomes(projection: &Projection, period: Period) -> PeriodOutcomes {
+    projection
+        .outcomes
+        .iter()
+        .filter(|o| period.contains(o.matures_at) && o.void.is_none())
+        .map(|o| (o.name.clone(), o.subject.clone()))
+        .collect()
 }
 
 /// Adds (or removes) `change` to every kind's list, keeping (maturity, id) order.

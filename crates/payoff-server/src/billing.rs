@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
-    compute, sign, BillingEvent, Bundle, BundleContract, BundleEvent, CloseError, CloseInput,
-    Contract, ContractErrors, ContractVersion, EventSource, HeadRef, Outcome, Period, Projection,
-    Statement, TypeFilter, BUNDLE_FORMAT,
+    compute, compute_with_outcomes, sign, BillingEvent, Bundle, BundleContract, BundleEvent,
+    CloseError, CloseInput, Contract, ContractErrors, ContractVersion, EventSource, HeadRef,
+    Outcome, Period, Projection, Statement, TypeFilter, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
@@ -375,7 +375,7 @@ pub fn close(
         .collect::<Result<_, _>>()?;
     let ledger = StoredEvents::at_head(store, customer)?;
     let list = versions.list();
-    let mut statement = compute(&CloseInput {
+    let (mut statement, outcomes) = compute_with_outcomes(&CloseInput {
         customer,
         period,
         versions: &list,
@@ -389,14 +389,17 @@ pub fn close(
         &serde_json::to_value(&statement).expect("statements serialise"),
     ))
     .expect("canonical JSON is UTF-8");
-    let saved = store.save_statement(StoredStatement {
-        id: statement.id.clone(),
-        customer: customer.to_owned(),
-        period: statement.period.clone(),
-        period_start: period.start,
-        body: body.clone(),
-        issued_at: now,
-    })?;
+    let saved = store.save_statement(
+        StoredStatement {
+            id: statement.id.clone(),
+            customer: customer.to_owned(),
+            period: statement.period.clone(),
+            period_start: period.start,
+            body: body.clone(),
+            issued_at: now,
+        },
+        &outcomes,
+    )?;
     // A concurrent close may have stored its statement first; that one stands.
     let created = saved.body == body;
     Ok((parse_statement(&saved)?, created))

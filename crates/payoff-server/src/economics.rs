@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    CostLedger, CostReport, EventSource, Period, PriceTable, Prices, Projector, Statement,
-    TypeFilter,
+    CostLedger, CostReport, EventSource, Period, PeriodOutcomes, PriceTable, Prices, Projector,
+    Statement, TypeFilter,
 };
 use payoff_store::{Budget, CostFact, Store, StoreError};
 use rust_decimal::Decimal;
@@ -82,7 +82,7 @@ pub fn economics(
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
     let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
-    let cost = period_costs(store, customer, &versions, period)?;
+    let cost = period_costs(store, customer, &versions, period, state == "closed")?;
     let revenue: Vec<RevenueLine> = statement
         .lines
         .iter()
@@ -113,36 +113,55 @@ pub fn economics(
 }
 
 /// The costs of the period from the cost index, on a thread of their own,
-/// while this one projects the outcomes (from the contract's event types
-/// only), so each cost can follow its subject to an outcome.
+/// while this one reads the outcomes they are attributed to: those kept
+/// with the statement of a closed period (the outcomes it closed on), or
+/// else a projection of the contract's event types.
 fn period_costs(
     store: &Store,
     customer: &str,
     versions: &Versions,
     period: Period,
+    closed: bool,
 ) -> Result<CostReport, BillingError> {
     let prices = prices(store)?;
     let contract = versions.latest();
     let events = StoredEvents::at_head(store, customer)?;
-    let mut projector = Projector::new(customer, contract, period.end, None);
-    let (ledger, replayed) = std::thread::scope(|scope| {
-        let (prices, head) = (&prices, events.head.sequence);
+    let (prices, head) = (&prices, events.head.sequence);
+    let (ledger, outcomes) = std::thread::scope(|scope| {
         let costs = scope.spawn(move || costs_of(store, customer, head, prices, period));
-        let replayed = events.replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e));
+        let outcomes = period_outcomes(store, &events, contract, period, closed);
         let ledger = costs
             .join()
             .unwrap_or_else(|_| Err(BillingError::Corrupt("the cost reader panicked".into())));
-        (ledger, replayed)
+        (ledger, outcomes)
     });
-    replayed.map_err(BillingError::Corrupt)?;
-    let ledger = ledger?;
-    let projection = projector.finish();
-    Ok(ledger.finish(
-        projection
-            .outcomes
-            .iter()
-            .filter(|o| period.contains(o.matures_at) && o.void.is_none()),
-    ))
+    let (ledger, outcomes) = (ledger?, outcomes?);
+    Ok(ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))))
+}
+
+/// The period's outcomes by (kind, subject).
+fn period_outcomes(
+    store: &Store,
+    events: &StoredEvents<'_>,
+    contract: &payoff_billing::Contract,
+    period: Period,
+    closed: bool,
+) -> Result<PeriodOutcomes, BillingError> {
+    if closed {
+        let mut kept = Vec::new();
+        let found = store.scan_period_outcomes(&events.customer, &period.to_string(), |k, s| {
+            kept.push((k.to_owned(), s.to_owned()));
+            Ok(())
+        })?;
+        if found {
+            return Ok(kept);
+        }
+    }
+    let mut projector = Projector::new(&events.customer, contract, period.end, None);
+    events
+        .replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e))
+        .map_err(BillingError::Corrupt)?;
+    Ok(payoff_billing::period_outcomes(&projector.finish(), period))
 }
 
 /// Every cost of `period` among the customer's events up to `up_to`.

@@ -314,5 +314,31 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
             e2["cost"]["total"], "10.00",
             "a future price table does not re-price September"
         );
+
+        // Closed, the period's outcomes come from what the close kept, not
+        // from a projection: the same report.
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers/acme/periods/2026-09/close",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        let (_, closed) = server
+            .json(
+                Method::GET,
+                "/v1/customers/acme/economics?period=2026-09",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(closed["statement"], "closed", "{closed}");
+        assert_eq!(closed["cost"], e2["cost"], "{label}");
+        assert_eq!(
+            closed["cost"]["by_outcome"]["ticket_resolved"]["outcomes"],
+            2
+        );
     });
 }

@@ -204,6 +204,17 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         SELECT customer_id, time_us, sequence, event_id FROM events
         WHERE type IN ('llm.call', 'cost.incurred');",
     ),
+    (
+        11,
+        "ALTER TABLE statements ADD COLUMN outcomes_kept INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE period_outcomes (
+        customer_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        PRIMARY KEY (customer_id, period, kind, subject)
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -397,5 +408,15 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         SELECT customer_id, time_us, sequence, event_id FROM events
         WHERE type IN ('llm.call', 'cost.incurred');",
     ),
-
+    (
+        11,
+        "ALTER TABLE statements ADD COLUMN outcomes_kept BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE TABLE period_outcomes (
+        customer_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        PRIMARY KEY (customer_id, period, kind, subject)
+    );",
+    ),
 ];

@@ -536,12 +536,64 @@ impl Backend for Sqlite {
         })
     }
 
-    fn insert_statement(&self, s: &StoredStatement) -> Result<bool, StoreError> {
+    fn insert_statement(
+        &self,
+        s: &StoredStatement,
+        outcomes: &[(String, String)],
+    ) -> Result<bool, StoreError> {
         self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING",
                 params![s.id, s.customer, s.period, s.period_start.timestamp_micros(), s.body, s.issued_at.timestamp_micros()],
-            )? == 1)
+            )? == 1;
+            if inserted {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO period_outcomes (customer_id, period, kind, subject) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?;
+                for (kind, subject) in outcomes {
+                    insert.execute(params![s.customer, s.period, kind, subject])?;
+                }
+                drop(insert);
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    fn scan_period_outcomes(
+        &self,
+        customer: &str,
+        period: &str,
+        sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
+        self.readers.with(|c| {
+            let tx = c.transaction()?;
+            let kept: Option<bool> = tx
+                .query_row(
+                    "SELECT outcomes_kept FROM statements WHERE customer_id = ?1 AND period = ?2",
+                    params![customer, period],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if kept != Some(true) {
+                return Ok(false);
+            }
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT kind, subject FROM period_outcomes WHERE customer_id = ?1 AND period = ?2",
+                )?;
+                let mut rows = stmt.query(params![customer, period])?;
+                while let Some(row) = rows.next()? {
+                    sink(
+                        row.get_ref(0)?.as_str().map_err(corrupt)?,
+                        row.get_ref(1)?.as_str().map_err(corrupt)?,
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
         })
     }
 

@@ -205,7 +205,17 @@ pub(crate) trait Backend: Send + Sync {
     fn insert_contract(&self, contract: &StoredContract) -> Result<bool, StoreError>;
     fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError>;
     /// False when the customer's period (or the id) is already stored.
-    fn insert_statement(&self, statement: &StoredStatement) -> Result<bool, StoreError>;
+    fn insert_statement(
+        &self,
+        statement: &StoredStatement,
+        outcomes: &[(String, String)],
+    ) -> Result<bool, StoreError>;
+    fn scan_period_outcomes(
+        &self,
+        customer: &str,
+        period: &str,
+        sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError>;
     /// A customer's statements by period, or the one with `id`.
     fn statements(
         &self,
@@ -566,13 +576,16 @@ impl Store {
         self.backend.contracts(customer)
     }
 
-    /// Stores a closed statement. If the period was closed meanwhile, the
-    /// statement stored first wins and is returned: a period closes once.
+    /// Stores a closed statement and, in the same transaction, the
+    /// period's outcomes by (kind, subject) that costs are attributed to.
+    /// If the period was closed meanwhile, the statement stored first wins
+    /// and is returned: a period closes once.
     pub fn save_statement(
         &self,
         statement: StoredStatement,
+        outcomes: &[(String, String)],
     ) -> Result<StoredStatement, StoreError> {
-        if self.backend.insert_statement(&statement)? {
+        if self.backend.insert_statement(&statement, outcomes)? {
             return Ok(statement);
         }
         self.statements(&statement.customer)?
@@ -582,6 +595,19 @@ impl Store {
                 what: "statement",
                 id: statement.id.clone(),
             })
+    }
+
+    /// Streams the outcomes (kind, subject) kept with a closed period's
+    /// statement; `false` when none were kept (not closed, or closed before
+    /// they were).
+    pub fn scan_period_outcomes(
+        &self,
+        customer: &str,
+        period: &str,
+        mut sink: impl FnMut(&str, &str) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.backend
+            .scan_period_outcomes(customer, period, &mut sink)
     }
 
     pub fn statement(&self, id: &str) -> Result<Option<StoredStatement>, StoreError> {

@@ -80,7 +80,7 @@ price = { tiers = [ { up_to = 100000, price = "0.90" }, { up_to = 500000, price 
 "#;
 
 fn marker(dir: &Path, args: &CloseArgs) -> PathBuf {
-    dir.join(format!("ready-v3-{}-{}", args.events, args.outcomes))
+    dir.join(format!("ready-v4-{}-{}", args.events, args.outcomes))
 }
 
 pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
