@@ -229,7 +229,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
             }
             div.tile {
                 span.figure { (o.roi.effective_price_per_outcome.map_or("–".to_owned(), |p| money(p, currency))) }
-                span.caption { "per billed outcome" }
+                span.caption { "per unit of work delivered" }
             }
             @if let Some(saving) = o.roi.implied_saving {
                 div.tile {
@@ -357,7 +357,10 @@ fn lift(s: &Statement) -> Markup {
                 @if proportions { " (" (points(number(&a.ai.per_subject))) " %)" }
                 "; control arm: " strong { (grouped(&a.control.subjects.to_string())) } " subjects, " (grouped(&a.control.outcomes.to_string())) " outcomes"
                 @if proportions { " (" (points(number(&a.control.per_subject))) " %)" }
-                ". Billed: " strong { (a.billed_quantity) } " incremental, " (money(&line.amount, &s.currency)) "."
+                ". Billed: "
+                @if proportions { strong { (grouped(&a.billed_quantity)) } " incremental outcomes" }
+                @else { strong { (money(&a.billed_quantity, &s.currency)) } " of incremental value" }
+                ", " (money(&line.amount, &s.currency)) "."
             }
             p.muted { (a.reason) ". " (a.method) "." }
         }
