@@ -824,12 +824,6 @@ impl TypeFilter {
         }
     }
 
-    /// Also wants these event types.
-    pub fn and(mut self, types: &[&str]) -> TypeFilter {
-        self.types.extend(types.iter().map(|t| t.to_string()));
-        self
-    }
-
     /// The event types wanted, for a store to select; `None` for every
     /// event. The projection's own types are always among them.
     pub fn types(&self) -> Option<Vec<&str>> {

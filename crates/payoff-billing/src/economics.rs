@@ -4,7 +4,7 @@
 //! Prices are a versioned table, so a price change never rewrites the cost
 //! of calls made before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -196,7 +196,6 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
                 Ok(tokens) => cost_of_call(prices, &event.id, event.time, &call(tokens)),
                 Err(e) => {
                     let mut cost = cost_of_call(prices, &event.id, event.time, &call((0, 0, 0)));
-                    cost.amount = Decimal::ZERO;
                     cost.warning = Some(format!("event {}: {e}; counted at 0", event.id));
                     cost
                 }
@@ -319,11 +318,6 @@ impl<'p> CostLedger<'p> {
         }
     }
 
-    /// Event types that carry costs.
-    pub fn wants(event_type: &str) -> bool {
-        event_type == LLM_CALL || event_type == COST_INCURRED
-    }
-
     pub fn feed(&mut self, event: &BillingEvent) {
         if !self.period.contains(event.time) {
             return;
@@ -379,24 +373,16 @@ impl<'p> CostLedger<'p> {
         agent: Option<&str>,
         subject: Option<&str>,
     ) {
-        fn bump(map: &mut BTreeMap<String, Decimal>, key: &str, amount: Decimal) {
-            match map.get_mut(key) {
-                Some(total) => *total += amount,
-                None => {
-                    map.insert(key.to_owned(), amount);
-                }
-            }
-        }
         let r = &mut self.report;
         r.total += amount;
         if is_model {
             r.calls += 1;
-            bump(&mut r.by_model, label, amount);
+            *entry(&mut r.by_model, label) += amount;
         } else {
-            bump(&mut r.by_category, label, amount);
+            *entry(&mut r.by_category, label) += amount;
         }
         if let Some(agent) = agent {
-            bump(&mut r.by_agent, agent, amount);
+            *entry(&mut r.by_agent, agent) += amount;
         }
         match subject {
             Some(s) => match self.by_subject.get_mut(s) {
@@ -426,19 +412,16 @@ impl<'p> CostLedger<'p> {
         mut self,
         outcomes: impl IntoIterator<Item = (&'o str, &'o str)>,
     ) -> CostReport {
-        let mut produced: HashMap<&str, (), foldhash::fast::RandomState> = HashMap::default();
+        let mut produced: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
         for (name, subject) in outcomes {
-            produced.insert(subject, ());
+            produced.insert(subject);
             let cost = self.by_subject.get(subject).copied().unwrap_or_default();
-            let entry = match self.report.by_outcome.get_mut(name) {
-                Some(entry) => entry,
-                None => self.report.by_outcome.entry(name.to_owned()).or_default(),
-            };
-            entry.outcomes += 1;
-            entry.cost += cost;
+            let kind = entry(&mut self.report.by_outcome, name);
+            kind.outcomes += 1;
+            kind.cost += cost;
         }
         for (subject, cost) in &self.by_subject {
-            if !produced.contains_key(subject.as_str()) {
+            if !produced.contains(subject.as_str()) {
                 self.report.without_outcome += *cost;
             }
         }
@@ -463,6 +446,15 @@ impl<'p> CostLedger<'p> {
         }
         self.report
     }
+}
+
+/// The entry of `key`, made on first use: keys are copied once per label,
+/// not once per cost.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 #[cfg(test)]

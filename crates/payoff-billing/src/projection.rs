@@ -244,14 +244,6 @@ impl Projection {
             .copied()
     }
 
-    /// The outcome of `kind` for `subject`, if there is one.
-    pub fn outcome_for(&self, kind: usize, subject: &str) -> Option<&Outcome> {
-        self.by_subject
-            .get(kind)
-            .and_then(|m| m.get(subject))
-            .map(|&i| &self.outcomes[i])
-    }
-
     /// Adds an outcome (for tools and benchmarks that build projections
     /// without events); the first outcome of a kind and subject stands.
     pub fn push_outcome(&mut self, outcome: Outcome) {

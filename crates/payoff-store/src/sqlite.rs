@@ -315,10 +315,11 @@ impl Backend for Sqlite {
         types: Option<&[&str]>,
         sink: BodySink<'_>,
     ) -> Result<(), StoreError> {
-        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
         self.readers.with(|c| {
-            if let Some(types) = types.filter(|t| few_enough(c, customer, up_to, t)) {
-                return merge_by_type(c, customer, up_to, types, sink);
+            if let Some(types) = types {
+                if few_enough(c, customer, up_to, types)? {
+                    return merge_by_type(c, customer, up_to, types, sink);
+                }
             }
             let mut stmt = c.prepare_cached(
                 "SELECT sequence, type, body FROM events WHERE customer_id = ?1 AND sequence <= ?2 ORDER BY sequence",
@@ -343,7 +344,6 @@ impl Backend for Sqlite {
         until: DateTime<Utc>,
         sink: CostSink<'_>,
     ) -> Result<(), StoreError> {
-        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
         let range = params![
             customer,
             from.timestamp_micros(),
@@ -567,7 +567,6 @@ impl Backend for Sqlite {
         period: &str,
         sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
-        let corrupt = |e: rusqlite::types::FromSqlError| StoreError::Corrupt(e.to_string());
         self.readers.with(|c| {
             let tx = c.transaction()?;
             let kept: Option<bool> = tx
@@ -1136,25 +1135,34 @@ fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError>
     Ok(())
 }
 
+/// A stored value of the wrong type: the database was changed by hand.
+fn corrupt(e: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 /// Whether the events of `types` are few enough (a third of the ledger or
 /// less) that reading them through the index by type beats one pass over
 /// every event; counted on the index alone, and only up to that third.
-fn few_enough(c: &Connection, customer: &str, up_to: u64, types: &[&str]) -> bool {
+fn few_enough(
+    c: &Connection,
+    customer: &str,
+    up_to: u64,
+    types: &[&str],
+) -> Result<bool, StoreError> {
     let third = (up_to / 3) as i64;
     let mut seen = 0i64;
     for t in types {
-        let n: rusqlite::Result<i64> = c.query_row(
+        seen += c.query_row(
             "SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY events_by_type
              WHERE customer_id = ?1 AND type = ?2 AND sequence <= ?3 LIMIT ?4)",
             params![customer, t, up_to as i64, third - seen + 1],
-            |r| r.get(0),
-        );
-        seen += n.unwrap_or(i64::MAX / 2);
+            |r| r.get::<_, i64>(0),
+        )?;
         if seen > third {
-            return false;
+            return Ok(false);
         }
     }
-    true
+    Ok(true)
 }
 
 /// The events of `types` in chain order: one walk of the index by type per
