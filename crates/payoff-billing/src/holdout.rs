@@ -64,48 +64,9 @@ fn f(x: f64) -> String {
     format!("{x:.9}")
 }
 
-/// One arm's subjects in ledger order: how many, and the SHA-256 of them
-/// joined by newlines (the evidence of who was in the arm).
-#[derive(Default)]
-struct Subjects {
-    count: u64,
-    hash: Sha256,
-}
-
-impl Subjects {
-    fn add(&mut self, subject: &str) {
-        if self.count > 0 {
-            self.hash.update(b"\n");
-        }
-        self.hash.update(subject.as_bytes());
-        self.count += 1;
-    }
-}
-
-/// One arm's billable outcomes and, for value-priced kinds, their values.
-struct Produced {
-    count: u64,
-    values: Option<Vec<f64>>,
-}
-
-impl Produced {
-    fn new(valued: bool) -> Produced {
-        Produced {
-            count: 0,
-            values: valued.then(Vec::new),
-        }
-    }
-
-    fn add(&mut self, outcome: &Outcome) {
-        self.count += 1;
-        if let Some(values) = &mut self.values {
-            values.push(outcome.value.map(to_f64).unwrap_or(0.0));
-        }
-    }
-}
-
-/// One arm: its subjects, their outcomes and, for value-priced kinds, a
-/// value per subject (an outcome's, else 0).
+/// One arm's subjects as they are read: how many, how many produced an
+/// outcome, their values (for value-priced kinds), and the SHA-256 of the
+/// subjects in ledger order joined by newlines.
 struct Arm {
     subjects: u64,
     outcomes: u64,
@@ -114,16 +75,33 @@ struct Arm {
 }
 
 impl Arm {
-    fn new(subjects: Subjects, produced: Produced) -> Arm {
-        let values = produced.values.map(|mut v| {
-            v.resize((subjects.count as usize).max(v.len()), 0.0);
-            v
-        });
+    fn new(valued: bool) -> Arm {
         Arm {
-            subjects: subjects.count,
-            outcomes: produced.count,
-            values,
-            hash: subjects.hash,
+            subjects: 0,
+            outcomes: 0,
+            values: valued.then(Vec::new),
+            hash: Sha256::new(),
+        }
+    }
+
+    fn subjects(&mut self, subjects: u64, hash: Sha256) {
+        self.subjects = subjects;
+        self.hash = hash;
+    }
+
+    fn add_outcome(&mut self, outcome: &Outcome) {
+        self.outcomes += 1;
+        if let Some(values) = &mut self.values {
+            values.push(outcome.value.map(to_f64).unwrap_or(0.0));
+        }
+    }
+
+    /// Per subject values: those of the outcomes, then 0 for each subject
+    /// without one.
+    fn per_subject_values(&mut self) {
+        let subjects = self.subjects as usize;
+        if let Some(values) = &mut self.values {
+            values.resize(subjects.max(values.len()), 0.0);
         }
     }
 
@@ -213,34 +191,42 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
         // outcomes: each billable outcome finds its subject's arm, rather
         // than each subject its outcome (a million subjects must take well
         // under a tenth of a second).
+        let (mut ai, mut control) = (Arm::new(valued), Arm::new(valued));
         let subjects = || {
-            let (mut ai, mut control) = (Subjects::default(), Subjects::default());
+            let (mut ai, mut control) = (Sha256::new(), Sha256::new());
+            let (mut n_ai, mut n_c) = (0u64, 0u64);
             for (subject, a) in projection.assignments(&experiment) {
                 if period.contains(a.at) {
-                    if a.control { &mut control } else { &mut ai }.add(subject);
+                    let (hash, n) = if a.control {
+                        (&mut control, &mut n_c)
+                    } else {
+                        (&mut ai, &mut n_ai)
+                    };
+                    if *n > 0 {
+                        hash.update(b"\n");
+                    }
+                    hash.update(subject.as_bytes());
+                    *n += 1;
                 }
             }
-            (ai, control)
+            ((n_ai, ai), (n_c, control))
         };
-        let (mut ai, mut control) = (Produced::new(valued), Produced::new(valued));
-        let (ai_subjects, control_subjects) = std::thread::scope(|scope| {
+        let ((n_ai, hash_ai), (n_c, hash_c)) = std::thread::scope(|scope| {
             let subjects = scope.spawn(subjects);
             for o in projection.outcomes.iter().filter(|o| o.kind == kind) {
                 let Some(a) = projection.assignment_of(&experiment, &o.subject) else {
                     continue;
                 };
                 if period.contains(a.at) && billable(o, cut) {
-                    if a.control { &mut control } else { &mut ai }.add(o);
+                    if a.control { &mut control } else { &mut ai }.add_outcome(o);
                 }
             }
             subjects
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
-        let (ai, control) = (
-            Arm::new(ai_subjects, ai),
-            Arm::new(control_subjects, control),
-        );
+        ai.subjects(n_ai, hash_ai);
+        control.subjects(n_c, hash_c);
         let released = projection
             .releases
             .contains(&(experiment.clone(), period.to_string()));
@@ -303,6 +289,9 @@ fn estimate(
     min_subjects: u64,
     released: bool,
 ) -> AttributionFigures {
+    let (mut ai, mut control) = (ai, control);
+    ai.per_subject_values();
+    control.per_subject_values();
     let (n_ai, n_c) = (ai.subjects, control.subjects);
     let valued = ai.values.is_some();
     let srm = sample_ratio_p_value(n_ai, n_c, holdout);
