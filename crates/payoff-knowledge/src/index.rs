@@ -8,28 +8,31 @@
 //! computed over the readable passages only, so not even a score moves
 //! because of a document the caller cannot see.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::{IndexSettings, SegmentId};
 use tantivy::query::{
-    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyScorer, EnableScoring,
+    Explanation, Occur, Query, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{PreTokenizedString, TextAnalyzer, Token, TokenStream};
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
-    TantivyDocument, TantivyError, Term,
+    BitSet, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal,
+    SegmentReader, TantivyDocument, TantivyError, Term, COLLECT_BLOCK_BUFFER_LEN, TERMINATED,
 };
 
 use crate::chunk::chunk;
 use crate::document::{validate_group, Document, DocumentError};
+use crate::snippet::Snippets;
 use crate::text::{analyzer, escape_html, prefix_at_word, terms};
 
 /// ACL principal of a document without groups: any reader of its customer.
@@ -127,10 +130,17 @@ struct Fields {
     /// `customer \0 doc_id`: one term to replace or delete a document's passages.
     doc_key: Field,
     doc_id: Field,
+    /// Shown as stored; searched through `title_terms`.
     title: Field,
     url: Field,
     heading: Field,
     text: Field,
+    /// The analysed words of title, heading and text, each prefixed by the
+    /// customer (`acme\0refund`): a word's postings hold one customer's
+    /// passages only, so ranking never walks another customer's.
+    title_terms: Field,
+    heading_terms: Field,
+    text_terms: Field,
     acl: Field,
 }
 
@@ -138,33 +148,47 @@ impl Fields {
     /// Searchable fields with their boosts.
     fn searched(&self) -> [(Field, Score); 3] {
         [
-            (self.title, TITLE_BOOST),
-            (self.heading, HEADING_BOOST),
-            (self.text, 1.0),
+            (self.title_terms, TITLE_BOOST),
+            (self.heading_terms, HEADING_BOOST),
+            (self.text_terms, 1.0),
         ]
     }
 }
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    let searchable = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(TOKENIZER)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-        .set_stored();
+    // Pre-tokenised by `customer_terms`: the tokenizer is never run on them.
+    let searchable = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let fields = Fields {
         customer: builder.add_text_field("customer", STRING),
         doc_key: builder.add_text_field("doc_key", STRING),
         doc_id: builder.add_text_field("doc_id", STORED),
-        title: builder.add_text_field("title", searchable.clone()),
+        title: builder.add_text_field("title", STORED),
         url: builder.add_text_field("url", STORED),
-        heading: builder.add_text_field("heading", searchable.clone()),
-        text: builder.add_text_field("text", searchable),
+        heading: builder.add_text_field("heading", STORED),
+        text: builder.add_text_field("text", STORED),
+        title_terms: builder.add_text_field("title_terms", searchable.clone()),
+        heading_terms: builder.add_text_field("heading_terms", searchable.clone()),
+        text_terms: builder.add_text_field("text_terms", searchable),
         acl: builder.add_text_field("acl", STRING),
     };
     (builder.build(), fields)
+}
+
+/// Stored passages in small blocks: every hit shown decompresses the block
+/// holding it, and a 16 KiB block (tantivy's default) cost a fifth of a
+/// search.
+const DOCSTORE_BLOCK_BYTES: usize = 4096;
+
+fn settings() -> IndexSettings {
+    IndexSettings {
+        docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+        ..IndexSettings::default()
+    }
 }
 
 /// The knowledge of every customer, searchable passage by passage.
@@ -203,19 +227,27 @@ impl KnowledgeIndex {
         std::fs::create_dir_all(path).map_err(|e| unusable(e.to_string()))?;
         let directory = MmapDirectory::open(path).map_err(|e| unusable(e.to_string()))?;
         let (schema, fields) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(|e| match e {
-            TantivyError::SchemaError(_) => IndexError::SchemaMismatch {
-                path: path.to_owned(),
-            },
-            other => IndexError::Engine(other),
-        })?;
+        let index = Index::builder()
+            .schema(schema)
+            .settings(settings())
+            .open_or_create(directory)
+            .map_err(|e| match e {
+                TantivyError::SchemaError(_) => IndexError::SchemaMismatch {
+                    path: path.to_owned(),
+                },
+                other => IndexError::Engine(other),
+            })?;
         KnowledgeIndex::with_index(index, fields)
     }
 
     /// An index that lives in memory only, for tests and benchmarks.
     pub fn in_memory() -> Result<KnowledgeIndex, IndexError> {
         let (schema, fields) = schema();
-        KnowledgeIndex::with_index(Index::create_in_ram(schema), fields)
+        let index = Index::builder()
+            .schema(schema)
+            .settings(settings())
+            .create_in_ram()?;
+        KnowledgeIndex::with_index(index, fields)
     }
 
     fn with_index(index: Index, fields: Fields) -> Result<KnowledgeIndex, IndexError> {
@@ -319,30 +351,11 @@ impl KnowledgeIndex {
         }
 
         let f = self.fields;
-        let customer_clause = const_zero(TermQuery::new(
-            Term::from_field_text(f.customer, customer),
-            IndexRecordOption::Basic,
-        ));
-        let acl_clause = const_zero(BooleanQuery::new(
-            readable_principals(caller_groups)
-                .into_iter()
-                .map(|principal| {
-                    let term = Term::from_field_text(f.acl, &principal);
-                    let query: Box<dyn Query> =
-                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
-                    (Occur::Should, query)
-                })
-                .collect(),
-        ));
-        let readable = BooleanQuery::new(vec![
-            (Occur::Must, customer_clause.box_clone()),
-            (Occur::Must, acl_clause.box_clone()),
-        ]);
         let mut matching: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &query_terms {
             for (field, boost) in f.searched() {
                 let term_query = TermQuery::new(
-                    Term::from_field_text(field, term),
+                    Term::from_field_text(field, &key(customer, term)),
                     IndexRecordOption::WithFreqs,
                 );
                 matching.push((
@@ -351,24 +364,21 @@ impl KnowledgeIndex {
                 ));
             }
         }
-        let full = BooleanQuery::new(vec![
-            (Occur::Must, customer_clause),
-            (Occur::Must, acl_clause),
-            (Occur::Must, Box::new(BooleanQuery::new(matching))),
-        ]);
-
         let searcher = self.reader.searcher();
-        let principals = readable_principals(caller_groups);
-        let statistics = self.readable_statistics(&searcher, &readable, customer, principals)?;
+        let statistics = self.readable_statistics(&searcher, customer, caller_groups)?;
         if statistics.known.docs == 0 {
             return Ok(Vec::new());
         }
+        let full = WithinReadable {
+            matching: BooleanQuery::new(matching),
+            readable: statistics.known.clone(),
+        };
         let top = searcher.search_with_statistics_provider(
             &full,
             &TopDocs::with_limit(limit).order_by_score(),
             &statistics,
         )?;
-        let snippets = self.snippet_generator(&statistics, &query_terms)?;
+        let mut snippets = self.snippets(&statistics, customer, &query_terms)?;
 
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -379,13 +389,10 @@ impl KnowledgeIndex {
                     .and_then(|v| v.as_str().map(str::to_owned))
             };
             let text = text_of(f.text).unwrap_or_default();
-            let snippet = snippets.snippet(&text);
-            let snippet_html = if snippet.is_empty() {
+            let snippet_html = snippets.html(&text).unwrap_or_else(|| {
                 // The match was in the title or heading: show the opening.
                 escape_html(&prefix_at_word(&text, SNIPPET_CHARS_MAX))
-            } else {
-                snippet.to_html()
-            };
+            });
             hits.push(Hit {
                 doc_id: text_of(f.doc_id).unwrap_or_default(),
                 title: text_of(f.title).unwrap_or_default(),
@@ -405,10 +412,10 @@ impl KnowledgeIndex {
     fn readable_statistics<'s>(
         &self,
         searcher: &'s tantivy::Searcher,
-        readable: &'s BooleanQuery,
         customer: &str,
-        mut principals: Vec<String>,
+        caller_groups: &[String],
     ) -> Result<ReadableStatistics<'s>, IndexError> {
+        let mut principals = readable_principals(caller_groups);
         principals.sort();
         principals.dedup();
         let generation = searcher.generation().generation_id();
@@ -418,24 +425,32 @@ impl KnowledgeIndex {
                 .statistics
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if cache.generation != generation {
+            // Generations only grow; a search still on an older searcher
+            // computes its own and keeps nothing.
+            if cache.generation < generation {
                 cache.generation = generation;
                 cache.entries.clear();
+                cache.bytes = 0;
             }
-            cache.entries.get(&key).cloned()
+            (cache.generation == generation)
+                .then(|| cache.entries.get(&key).cloned())
+                .flatten()
         };
         let readable_set = match cached {
             Some(known) => known,
             None => {
-                let computed = Arc::new(Readable::compute(searcher, readable, self.fields)?);
+                let readable = self.readable_query(customer, &key.1);
+                let computed = Arc::new(Readable::compute(searcher, &readable, self.fields)?);
                 let mut cache = self
                     .statistics
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 if cache.generation == generation {
-                    if cache.entries.len() >= STATISTICS_CACHED_MAX {
+                    if cache.bytes + computed.bytes > READABLE_CACHED_BYTES_MAX {
                         cache.entries.clear();
+                        cache.bytes = 0;
                     }
+                    cache.bytes += computed.bytes;
                     cache.entries.insert(key, computed.clone());
                 }
                 computed
@@ -443,31 +458,53 @@ impl KnowledgeIndex {
         };
         Ok(ReadableStatistics {
             searcher,
-            readable,
             known: readable_set,
         })
     }
 
+    /// The passages of `customer` that one of `principals` may read.
+    fn readable_query(&self, customer: &str, principals: &[String]) -> BooleanQuery {
+        let f = self.fields;
+        let customer_clause = const_zero(TermQuery::new(
+            Term::from_field_text(f.customer, customer),
+            IndexRecordOption::Basic,
+        ));
+        let acl_clause = const_zero(BooleanQuery::new(
+            principals
+                .iter()
+                .map(|principal| {
+                    let term = Term::from_field_text(f.acl, principal);
+                    let query: Box<dyn Query> =
+                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                    (Occur::Should, query)
+                })
+                .collect(),
+        ));
+        BooleanQuery::new(vec![
+            (Occur::Must, customer_clause),
+            (Occur::Must, acl_clause),
+        ])
+    }
+
     /// Highlights weighted by rarity among the readable passages only, so
     /// which fragment is shown reveals nothing about other passages.
-    fn snippet_generator(
+    fn snippets(
         &self,
         statistics: &ReadableStatistics<'_>,
+        customer: &str,
         query_terms: &[String],
-    ) -> Result<SnippetGenerator, IndexError> {
-        let mut weights = BTreeMap::new();
+    ) -> Result<Snippets, IndexError> {
+        let mut weights = HashMap::new();
         for term in query_terms {
-            let doc_freq = statistics.doc_freq(&Term::from_field_text(self.fields.text, term))?;
+            let doc_freq = statistics.doc_freq(&Term::from_field_text(
+                self.fields.text_terms,
+                &key(customer, term),
+            ))?;
             if doc_freq > 0 {
                 weights.insert(term.clone(), 1.0 / (1.0 + doc_freq as Score));
             }
         }
-        Ok(SnippetGenerator::new(
-            weights,
-            analyzer(),
-            self.fields.text,
-            SNIPPET_CHARS_MAX,
-        ))
+        Ok(Snippets::new(weights, SNIPPET_CHARS_MAX))
     }
 
     fn add_passages(
@@ -478,6 +515,8 @@ impl KnowledgeIndex {
     ) -> Result<usize, IndexError> {
         let f = self.fields;
         let passages = chunk(&document.body);
+        let mut analyzer = analyzer();
+        let title_terms = customer_terms(&mut analyzer, customer, &document.title);
         for passage in &passages {
             let mut stored = TantivyDocument::new();
             stored.add_text(f.customer, customer);
@@ -489,6 +528,15 @@ impl KnowledgeIndex {
             }
             stored.add_text(f.heading, &passage.heading);
             stored.add_text(f.text, &passage.text);
+            stored.add_pre_tokenized_text(f.title_terms, title_terms.clone());
+            stored.add_pre_tokenized_text(
+                f.heading_terms,
+                customer_terms(&mut analyzer, customer, &passage.heading),
+            );
+            stored.add_pre_tokenized_text(
+                f.text_terms,
+                customer_terms(&mut analyzer, customer, &passage.text),
+            );
             for principal in document_principals(&document.groups) {
                 stored.add_text(f.acl, principal);
             }
@@ -515,9 +563,28 @@ impl KnowledgeIndex {
 }
 
 /// Customer and document ids may not contain control characters, so `\0`
-/// cannot occur in either and the key is unambiguous.
+/// cannot occur in either and the key is unambiguous (nor in a word, which
+/// the analyzer cuts at anything but letters and digits).
 fn key(customer: &str, doc_id: &str) -> String {
     format!("{customer}\0{doc_id}")
+}
+
+/// `text` analysed as search analyses queries, each word prefixed by the
+/// customer like [`key`].
+fn customer_terms(analyzer: &mut TextAnalyzer, customer: &str, text: &str) -> PreTokenizedString {
+    let mut stream = analyzer.token_stream(text);
+    let mut tokens = Vec::new();
+    while stream.advance() {
+        let token = stream.token();
+        tokens.push(Token {
+            text: key(customer, &token.text),
+            ..token.clone()
+        });
+    }
+    PreTokenizedString {
+        text: text.to_owned(),
+        tokens,
+    }
 }
 
 fn validate_customer(customer: &str) -> Result<(), IndexError> {
@@ -586,25 +653,34 @@ fn const_zero(query: impl Query) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(Box::new(query), 0.0))
 }
 
-/// Callers' statistics kept at once; beyond it the cache starts afresh.
-const STATISTICS_CACHED_MAX: usize = 1024;
+/// Memory kept for what callers may read (mostly one bit per passage per
+/// caller); beyond it the cache starts afresh.
+const READABLE_CACHED_BYTES_MAX: usize = 64 << 20;
 /// Document frequencies kept per caller's statistics.
 const DOC_FREQS_CACHED_MAX: usize = 100_000;
 
-/// Statistics of readable passages by (customer, principals), valid for
-/// one searcher generation.
+/// What callers may read by (customer, principals), valid for one searcher
+/// generation.
 #[derive(Default)]
 struct StatisticsCache {
     generation: u64,
+    bytes: usize,
     entries: HashMap<(String, Vec<String>), Arc<Readable>>,
 }
 
-/// What one caller may read, in numbers: how many passages, the total
-/// length of each searched field, and the document frequencies asked so
-/// far.
+/// What one caller may read: the passages themselves, one bit set per
+/// segment, and in numbers: how many, the total length of each searched
+/// field, and the document frequencies asked so far.
+///
+/// Searching within the bit set costs one lookup per candidate, where
+/// intersecting the customer and ACL postings cost a walk over every
+/// readable passage on every search.
 struct Readable {
+    segments: HashMap<SegmentId, BitSet>,
     docs: u64,
     tokens: [(Field, u64); 3],
+    /// Size of the bit sets, for the cache's bound.
+    bytes: usize,
     doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
@@ -616,23 +692,63 @@ impl Readable {
         fields: Fields,
     ) -> Result<Readable, IndexError> {
         let searched = fields.searched().map(|(field, _)| field);
-        let (docs, lengths) = searcher.search(readable, &LengthCollector { fields: searched })?;
-        Ok(Readable {
-            docs,
-            tokens: [
-                (searched[0], lengths[0]),
-                (searched[1], lengths[1]),
-                (searched[2], lengths[2]),
-            ],
+        let parts = searcher.search(readable, &ReadableCollector { fields: searched })?;
+        let mut known = Readable {
+            segments: HashMap::with_capacity(parts.len()),
+            docs: 0,
+            tokens: searched.map(|field| (field, 0)),
+            bytes: 0,
             doc_freqs: Mutex::new(HashMap::new()),
-        })
+        };
+        for part in parts {
+            known.docs += part.docs;
+            for ((_, total), length) in known.tokens.iter_mut().zip(part.lengths) {
+                *total += length;
+            }
+            known.bytes += part.passages.max_value() as usize / 8 + 8;
+            known.segments.insert(part.segment, part.passages);
+        }
+        Ok(known)
+    }
+
+    /// The passages of `segment` the caller may read; `None` (nothing)
+    /// for a segment these statistics did not see.
+    fn passages(&self, segment: SegmentId) -> Option<&BitSet> {
+        self.segments.get(&segment)
+    }
+
+    /// Readable passages holding `term`.
+    fn count_holding(&self, searcher: &tantivy::Searcher, term: &Term) -> tantivy::Result<u64> {
+        let mut count = 0;
+        let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
+        for reader in searcher.segment_readers() {
+            let Some(passages) = self.passages(reader.segment_id()) else {
+                continue;
+            };
+            let Some(mut postings) = reader
+                .inverted_index(term.field())?
+                .read_postings(term, IndexRecordOption::Basic)?
+            else {
+                continue;
+            };
+            loop {
+                let filled = postings.fill_buffer(&mut buffer);
+                count += buffer[..filled]
+                    .iter()
+                    .filter(|&&doc| passages.contains(doc))
+                    .count() as u64;
+                if filled < buffer.len() {
+                    break;
+                }
+            }
+        }
+        Ok(count)
     }
 }
 
 /// BM25 statistics over the passages one caller may read.
 struct ReadableStatistics<'a> {
     searcher: &'a tantivy::Searcher,
-    readable: &'a BooleanQuery,
     known: Arc<Readable>,
 }
 
@@ -662,14 +778,7 @@ impl Bm25StatisticsProvider for ReadableStatistics<'_> {
         if let Some(known) = freqs().get(term) {
             return Ok(*known);
         }
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, Box::new(self.readable.clone())),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-            ),
-        ]);
-        let doc_freq = self.searcher.search(&query, &Count)? as u64;
+        let doc_freq = self.known.count_holding(self.searcher, term)?;
         let mut freqs = freqs();
         if freqs.len() < DOC_FREQS_CACHED_MAX {
             freqs.insert(term.clone(), doc_freq);
@@ -678,32 +787,183 @@ impl Bm25StatisticsProvider for ReadableStatistics<'_> {
     }
 }
 
-/// Counts matching passages and sums the length (field norm) of three fields.
-struct LengthCollector {
+/// The matching passages a caller may read, ranked as `matching` ranks them.
+///
+/// Top-k search keeps its pruning (block-max WAND over the term postings):
+/// the readable set only decides which candidates enter the top k, the way
+/// tantivy itself skips deleted passages.
+#[derive(Clone)]
+struct WithinReadable {
+    matching: BooleanQuery,
+    readable: Arc<Readable>,
+}
+
+impl std::fmt::Debug for WithinReadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithinReadable")
+            .field("matching", &self.matching)
+            .field("readable_passages", &self.readable.docs)
+            .finish()
+    }
+}
+
+impl Query for WithinReadable {
+    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(WithinReadableWeight {
+            matching: self.matching.weight(enable_scoring)?,
+            readable: self.readable.clone(),
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        self.matching.query_terms(visitor);
+    }
+}
+
+struct WithinReadableWeight {
+    matching: Box<dyn Weight>,
+    readable: Arc<Readable>,
+}
+
+impl Weight for WithinReadableWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        if self.readable.passages(reader.segment_id()).is_none() {
+            return Ok(Box::new(EmptyScorer));
+        }
+        let mut scorer = ReadableScorer {
+            matching: self.matching.scorer(reader, boost)?,
+            readable: self.readable.clone(),
+            segment: reader.segment_id(),
+        };
+        if !scorer.readable(scorer.matching.doc()) {
+            scorer.advance();
+        }
+        Ok(Box::new(scorer))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let readable = self
+            .readable
+            .passages(reader.segment_id())
+            .is_some_and(|passages| passages.contains(doc));
+        if !readable {
+            return Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not match"
+            )));
+        }
+        self.matching.explain(reader, doc)
+    }
+
+    fn for_each_pruning(
+        &self,
+        threshold: Score,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score) -> Score,
+    ) -> tantivy::Result<()> {
+        let Some(passages) = self.readable.passages(reader.segment_id()) else {
+            return Ok(());
+        };
+        let mut threshold = threshold;
+        self.matching
+            .for_each_pruning(threshold, reader, &mut |doc, score| {
+                if passages.contains(doc) {
+                    threshold = callback(doc, score);
+                }
+                threshold
+            })
+    }
+}
+
+/// The matching scorer, stepping over passages the caller may not read.
+struct ReadableScorer {
+    matching: Box<dyn Scorer>,
+    readable: Arc<Readable>,
+    segment: SegmentId,
+}
+
+impl ReadableScorer {
+    fn readable(&self, doc: DocId) -> bool {
+        doc == TERMINATED
+            || self
+                .readable
+                .passages(self.segment)
+                .is_some_and(|passages| passages.contains(doc))
+    }
+}
+
+impl DocSet for ReadableScorer {
+    fn advance(&mut self) -> DocId {
+        loop {
+            let doc = self.matching.advance();
+            if self.readable(doc) {
+                return doc;
+            }
+        }
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        let doc = self.matching.seek(target);
+        if self.readable(doc) {
+            doc
+        } else {
+            self.advance()
+        }
+    }
+
+    fn doc(&self) -> DocId {
+        self.matching.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.matching.size_hint()
+    }
+}
+
+impl Scorer for ReadableScorer {
+    fn score(&mut self) -> Score {
+        self.matching.score()
+    }
+}
+
+/// Collects the matching passages of each segment with their number and
+/// the total length (field norm) of three fields.
+struct ReadableCollector {
     fields: [Field; 3],
 }
 
-struct SegmentLengths {
+struct SegmentReadable {
+    segment: SegmentId,
     norms: [FieldNormReader; 3],
+    passages: BitSet,
     docs: u64,
     lengths: [u64; 3],
 }
 
-impl Collector for LengthCollector {
-    type Fruit = (u64, [u64; 3]);
-    type Child = SegmentLengths;
+/// What one segment holds of what a caller may read.
+struct ReadablePart {
+    segment: SegmentId,
+    passages: BitSet,
+    docs: u64,
+    lengths: [u64; 3],
+}
+
+impl Collector for ReadableCollector {
+    type Fruit = Vec<ReadablePart>;
+    type Child = SegmentReadable;
 
     fn for_segment(
         &self,
         _segment: SegmentOrdinal,
         reader: &SegmentReader,
-    ) -> tantivy::Result<SegmentLengths> {
-        Ok(SegmentLengths {
+    ) -> tantivy::Result<SegmentReadable> {
+        Ok(SegmentReadable {
+            segment: reader.segment_id(),
             norms: [
                 reader.get_fieldnorms_reader(self.fields[0])?,
                 reader.get_fieldnorms_reader(self.fields[1])?,
                 reader.get_fieldnorms_reader(self.fields[2])?,
             ],
+            passages: BitSet::with_max_value(reader.max_doc()),
             docs: 0,
             lengths: [0; 3],
         })
@@ -713,30 +973,29 @@ impl Collector for LengthCollector {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<(u64, [u64; 3])>) -> tantivy::Result<(u64, [u64; 3])> {
-        Ok(fruits
-            .into_iter()
-            .fold((0, [0; 3]), |(docs, mut lengths), (d, l)| {
-                for (total, part) in lengths.iter_mut().zip(l) {
-                    *total += part;
-                }
-                (docs + d, lengths)
-            }))
+    fn merge_fruits(&self, fruits: Vec<ReadablePart>) -> tantivy::Result<Vec<ReadablePart>> {
+        Ok(fruits)
     }
 }
 
-impl SegmentCollector for SegmentLengths {
-    type Fruit = (u64, [u64; 3]);
+impl SegmentCollector for SegmentReadable {
+    type Fruit = ReadablePart;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
+        self.passages.insert(doc);
         self.docs += 1;
         for (total, norms) in self.lengths.iter_mut().zip(&self.norms) {
             *total += u64::from(norms.fieldnorm(doc));
         }
     }
 
-    fn harvest(self) -> (u64, [u64; 3]) {
-        (self.docs, self.lengths)
+    fn harvest(self) -> ReadablePart {
+        ReadablePart {
+            segment: self.segment,
+            passages: self.passages,
+            docs: self.docs,
+            lengths: self.lengths,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ mod html;
 mod index;
 mod input;
 mod provider;
+mod snippet;
 mod text;
 
 pub use answer::{

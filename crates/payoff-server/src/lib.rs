@@ -72,6 +72,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Business time (see [`clock::Clock`]).
     pub clock: clock::Clock,
+    /// Searches allowed to run at once: one per core (see
+    /// [`routes::knowledge::passages`]).
+    pub search_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -99,6 +102,9 @@ impl AppState {
             ),
             http: reqwest::Client::new(),
             clock: clock::Clock::System,
+            search_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
         }
     }
 

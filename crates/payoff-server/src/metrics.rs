@@ -2,11 +2,12 @@
 //! conflicts. No label ever carries a customer, so `/metrics` reveals no
 //! tenant's data.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -121,15 +122,37 @@ pub(crate) async fn record(
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let mut response = next.run(request).await;
+    let (mut response, waited) = WAITED
+        .scope(Cell::new(Duration::ZERO), async {
+            let response = next.run(request).await;
+            (response, WAITED.with(Cell::get))
+        })
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     state
         .metrics
         .observe(&method, &route, response.status().as_u16(), elapsed);
     // The time spent in the server, for clients and benchmarks that want
-    // it apart from the network (W3C Server Timing).
-    if let Ok(value) = format!("app;dur={:.3}", elapsed * 1000.0).parse() {
+    // it apart from the network (W3C Server Timing), and the part of it
+    // spent waiting for a free core.
+    let timing = format!(
+        "app;dur={:.3}, wait;dur={:.3}",
+        elapsed * 1000.0,
+        waited.as_secs_f64() * 1000.0
+    );
+    if let Ok(value) = timing.parse() {
         response.headers_mut().insert("server-timing", value);
     }
     response
+}
+
+tokio::task_local! {
+    /// Time the request being served has waited for a search slot.
+    static WAITED: Cell<Duration>;
+}
+
+/// Adds `waited` to the current request's wait (see [`record`]); nothing
+/// outside a request.
+pub(crate) fn note_wait(waited: Duration) {
+    let _ = WAITED.try_with(|w| w.set(w.get() + waited));
 }

@@ -22,6 +22,33 @@ pub struct ApiClient {
     key: String,
 }
 
+/// What a reply's `server-timing` header says, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerTiming {
+    /// From the request's arrival to its answer (`app`).
+    pub app: f64,
+    /// Of which waiting for a free core (`wait`; 0 when not given).
+    pub wait: f64,
+}
+
+impl ServerTiming {
+    /// Reads `app;dur=1.5, wait;dur=0.2`; `None` without an `app` metric.
+    fn parse(header: &str) -> Option<ServerTiming> {
+        let duration = |name: &str| {
+            header.split(',').find_map(|metric| {
+                let mut parts = metric.split(';').map(str::trim);
+                (parts.next() == Some(name))
+                    .then(|| parts.find_map(|p| p.strip_prefix("dur=")?.parse::<f64>().ok()))
+                    .flatten()
+            })
+        };
+        Some(ServerTiming {
+            app: duration("app")?,
+            wait: duration("wait").unwrap_or(0.0),
+        })
+    }
+}
+
 impl ApiClient {
     pub fn new(base: &str, key: &str) -> anyhow::Result<ApiClient> {
         let http = reqwest::Client::builder()
@@ -97,14 +124,14 @@ impl ApiClient {
     }
 
     /// Like [`ApiClient::send`], and also the time the server says it
-    /// spent (its `server-timing: app;dur=…` header), in milliseconds.
+    /// spent (its `server-timing` header).
     pub async fn timed(
         &self,
         method: reqwest::Method,
         path: &str,
         content_type: Option<&str>,
         body: Vec<u8>,
-    ) -> anyhow::Result<(Result<Value, Problem>, Option<f64>)> {
+    ) -> anyhow::Result<(Result<Value, Problem>, Option<ServerTiming>)> {
         let mut request = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -117,14 +144,12 @@ impl ApiClient {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the server at {}: {e}", self.base))?;
-        let server_ms = response
+        let timing = response
             .headers()
             .get("server-timing")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("dur=").nth(1))
-            .and_then(|d| d.split([';', ',']).next())
-            .and_then(|d| d.trim().parse::<f64>().ok());
-        Ok((Self::read(response).await?, server_ms))
+            .and_then(ServerTiming::parse);
+        Ok((Self::read(response).await?, timing))
     }
 
     async fn read(response: reqwest::Response) -> anyhow::Result<Result<Value, Problem>> {
@@ -147,5 +172,37 @@ impl ApiClient {
             detail: text("detail"),
             body,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerTiming;
+
+    #[test]
+    fn server_timing_names_its_metrics() {
+        assert_eq!(
+            ServerTiming::parse("app;dur=12.5, wait;dur=3.25"),
+            Some(ServerTiming {
+                app: 12.5,
+                wait: 3.25
+            })
+        );
+        assert_eq!(
+            ServerTiming::parse("wait;dur=1, app;dur=2"),
+            Some(ServerTiming {
+                app: 2.0,
+                wait: 1.0
+            })
+        );
+        assert_eq!(
+            ServerTiming::parse("app;dur=0.5"),
+            Some(ServerTiming {
+                app: 0.5,
+                wait: 0.0
+            })
+        );
+        assert_eq!(ServerTiming::parse("db;dur=4"), None);
+        assert_eq!(ServerTiming::parse("app;dur=x"), None);
     }
 }

@@ -372,16 +372,9 @@ pub async fn handle(
 
     // Draft with the requester's permissions.
     let question = triage::request_text(&ticket.subject, &ticket.body);
-    let (index, c, q, groups) = (
-        state.knowledge.clone(),
-        customer.to_owned(),
-        question.clone(),
-        ticket.groups.clone(),
-    );
-    let hits = tokio::task::spawn_blocking(move || index.search(&c, &q, &groups, 5))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let hits =
+        crate::routes::knowledge::passages(state, customer, &question, ticket.groups.clone(), 5)
+            .await?;
     let meter = Meter {
         customer,
         agent: AGENT,

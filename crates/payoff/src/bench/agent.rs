@@ -161,7 +161,11 @@ price = {{ per_unit = "0.90" }}
                         )
                         .await?;
                     let reply = reply.map_err(|p| anyhow::anyhow!("ticket refused: {p}"))?;
-                    server.push(timing.ok_or_else(|| anyhow::anyhow!("no server-timing header"))?);
+                    server.push(
+                        timing
+                            .ok_or_else(|| anyhow::anyhow!("no server-timing header"))?
+                            .app,
+                    );
                     let status = reply["status"].as_str().unwrap_or("?").to_owned();
                     *statuses
                         .lock()

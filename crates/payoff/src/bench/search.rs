@@ -140,13 +140,17 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let next = Arc::new(AtomicUsize::new(0));
     let with_hits = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let (mut server_ms, mut client_ms) = runtime.block_on(async {
+    let (mut server_ms, mut waited_ms, mut client_ms) = runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..args.clients {
             let (clients, next, with_hits) = (clients.clone(), next.clone(), with_hits.clone());
             let total = args.queries;
             tasks.push(tokio::spawn(async move {
-                let (mut server, mut client) = (Latencies::default(), Latencies::default());
+                let (mut server, mut waited, mut client) = (
+                    Latencies::default(),
+                    Latencies::default(),
+                    Latencies::default(),
+                );
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
@@ -164,21 +168,29 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
                         .await?;
                     client.push(sent.elapsed().as_secs_f64() * 1000.0);
                     let reply = reply.map_err(|p| anyhow::anyhow!("search refused: {p}"))?;
-                    server.push(timing.ok_or_else(|| anyhow::anyhow!("no server-timing header"))?);
+                    let timing =
+                        timing.ok_or_else(|| anyhow::anyhow!("no server-timing header"))?;
+                    server.push(timing.app);
+                    waited.push(timing.wait);
                     if reply["hits"].as_array().is_some_and(|h| !h.is_empty()) {
                         with_hits.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                anyhow::Ok((server, client))
+                anyhow::Ok((server, waited, client))
             }));
         }
-        let (mut server, mut client) = (Latencies::default(), Latencies::default());
+        let (mut server, mut waited, mut client) = (
+            Latencies::default(),
+            Latencies::default(),
+            Latencies::default(),
+        );
         for task in tasks {
-            let (s, c) = task.await??;
+            let (s, w, c) = task.await??;
             server.extend(s);
+            waited.extend(w);
             client.extend(c);
         }
-        anyhow::Ok((server, client))
+        anyhow::Ok((server, waited, client))
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = json!({
@@ -190,6 +202,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         "queries_per_s": args.queries as f64 / elapsed,
         "share_with_hits": with_hits.load(Ordering::Relaxed) as f64 / args.queries as f64,
         "server": server_ms.summary(),
+        "server_waiting_for_a_core": waited_ms.summary(),
         "client": client_ms.summary(),
         "server_peak_rss_mb": super::peak_rss_mb(server.child.id()),
     });
@@ -205,6 +218,11 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
             server_ms.quantile(0.5),
             server_ms.quantile(0.95),
             server_ms.quantile(0.99)
+        );
+        println!(
+            "    of which waiting for a free core: p50 {:.2} ms, p95 {:.2} ms",
+            waited_ms.quantile(0.5),
+            waited_ms.quantile(0.95)
         );
         println!(
             "  at the client: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",

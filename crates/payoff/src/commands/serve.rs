@@ -36,7 +36,21 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let index_dir = settings.data_dir.join("knowledge");
         std::fs::create_dir_all(&index_dir)
             .with_context(|| format!("cannot create {}", index_dir.display()))?;
-        let index = payoff_knowledge::KnowledgeIndex::open(&index_dir).with_context(|| {
+        let index = match payoff_knowledge::KnowledgeIndex::open(&index_dir) {
+            // An index of an older layout: it holds nothing the stored
+            // documents do not, and they are indexed again below.
+            Err(payoff_knowledge::IndexError::SchemaMismatch { .. }) => {
+                eprintln!(
+                    "note: the knowledge index in {} has an older layout; rebuilding it",
+                    index_dir.display()
+                );
+                std::fs::remove_dir_all(&index_dir)
+                    .with_context(|| format!("cannot remove {}", index_dir.display()))?;
+                payoff_knowledge::KnowledgeIndex::open(&index_dir)
+            }
+            opened => opened,
+        }
+        .with_context(|| {
             format!("cannot open the knowledge index in {}", index_dir.display())
         })?;
         let mut state = AppState::new(store.clone(), ledger, settings.server.clone(), signing_key)
