@@ -53,8 +53,10 @@ const STEMS_KEPT_MAX: usize = 200_000;
 /// English stems of the words seen so far. Snowball stemming was a third
 /// of a search's time (every shown passage is analysed again for its
 /// snippet), and the same few thousand words come back again and again.
-static STEMS: LazyLock<RwLock<HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>>> =
-    LazyLock::new(Default::default);
+static STEMS: LazyLock<RwLock<Stems>> = LazyLock::new(Default::default);
+
+/// Word → stem.
+type Stems = HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>;
 
 /// The Snowball English stemmer, remembering what it has stemmed: gives
 /// exactly the stems of tantivy's `Stemmer` for English.
