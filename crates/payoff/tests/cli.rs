@@ -492,4 +492,22 @@ fn knowledge_add_sends_a_folder_and_names_a_bad_file() {
         "empty.md",
     );
     server.kill();
+
+    // An index of another layout (an older release's) is rebuilt from the
+    // stored documents at the next start.
+    let index_dir = data_dir(&db).join("knowledge");
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    std::fs::create_dir_all(&index_dir).unwrap();
+    let mut older = tantivy::schema::Schema::builder();
+    older.add_text_field("text", tantivy::schema::TEXT);
+    drop(tantivy::Index::create_in_dir(&index_dir, older.build()).unwrap());
+    let server = Server::start(&db);
+    assert!(
+        server
+            .banner
+            .contains(&format!(", {passages} knowledge passages")),
+        "{}",
+        server.banner
+    );
+    server.kill();
 }

@@ -71,6 +71,8 @@ pub fn assert_bad_input(o: &Output, needle: &str) {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The line the server printed when it was ready.
+    pub banner: String,
 }
 
 impl Server {
@@ -90,7 +92,11 @@ impl Server {
             .find(|w| w.starts_with("http://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
-        Server { child, url }
+        Server {
+            child,
+            url,
+            banner: line,
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, nothing the server can do about it.
