@@ -24,7 +24,7 @@ use tantivy::query::{
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::tokenizer::{PreTokenizedString, TextAnalyzer, Token, TokenStream};
+use tantivy::tokenizer::{BoxTokenStream, TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy::{
     BitSet, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal,
     SegmentReader, TantivyDocument, TantivyError, Term, COLLECT_BLOCK_BUFFER_LEN, TERMINATED,
@@ -55,7 +55,7 @@ pub const HITS_MAX: usize = 100;
 pub const SNIPPET_CHARS_MAX: usize = 200;
 
 /// Name under which the analyzer is registered; stored in the schema.
-const TOKENIZER: &str = "payoff_en";
+const TOKENIZER: &str = "payoff_customer_en";
 /// Indexing memory budget. One thread: the machine has two cores and search
 /// must stay responsive while a customer re-indexes.
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -157,7 +157,7 @@ impl Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    // Pre-tokenised by `customer_terms`: the tokenizer is never run on them.
+    // Given `customer \0 text` (see `CustomerWords`).
     let searchable = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(TOKENIZER)
@@ -252,7 +252,12 @@ impl KnowledgeIndex {
 
     fn with_index(index: Index, fields: Fields) -> Result<KnowledgeIndex, IndexError> {
         // Tokenizers are not persisted with the index: register on every open.
-        index.tokenizers().register(TOKENIZER, analyzer());
+        index.tokenizers().register(
+            TOKENIZER,
+            TextAnalyzer::from(CustomerWords {
+                analyzer: analyzer(),
+            }),
+        );
         let writer = index
             .writer_with_num_threads(1, WRITER_HEAP_BYTES)
             .map_err(|e| match e {
@@ -515,8 +520,7 @@ impl KnowledgeIndex {
     ) -> Result<usize, IndexError> {
         let f = self.fields;
         let passages = chunk(&document.body);
-        let mut analyzer = analyzer();
-        let title_terms = customer_terms(&mut analyzer, customer, &document.title);
+        let title_terms = key(customer, &document.title);
         for passage in &passages {
             let mut stored = TantivyDocument::new();
             stored.add_text(f.customer, customer);
@@ -528,15 +532,9 @@ impl KnowledgeIndex {
             }
             stored.add_text(f.heading, &passage.heading);
             stored.add_text(f.text, &passage.text);
-            stored.add_pre_tokenized_text(f.title_terms, title_terms.clone());
-            stored.add_pre_tokenized_text(
-                f.heading_terms,
-                customer_terms(&mut analyzer, customer, &passage.heading),
-            );
-            stored.add_pre_tokenized_text(
-                f.text_terms,
-                customer_terms(&mut analyzer, customer, &passage.text),
-            );
+            stored.add_text(f.title_terms, &title_terms);
+            stored.add_text(f.heading_terms, key(customer, &passage.heading));
+            stored.add_text(f.text_terms, key(customer, &passage.text));
             for principal in document_principals(&document.groups) {
                 stored.add_text(f.acl, principal);
             }
@@ -562,28 +560,57 @@ impl KnowledgeIndex {
     }
 }
 
-/// Customer and document ids may not contain control characters, so `\0`
-/// cannot occur in either and the key is unambiguous (nor in a word, which
-/// the analyzer cuts at anything but letters and digits).
-fn key(customer: &str, doc_id: &str) -> String {
-    format!("{customer}\0{doc_id}")
+/// `rest` (a document id, a word, a text to analyse) under `customer`.
+/// Customer ids may not contain control characters, so the first `\0` ends
+/// the customer and the key is unambiguous.
+fn key(customer: &str, rest: &str) -> String {
+    format!("{customer}\0{rest}")
 }
 
-/// `text` analysed as search analyses queries, each word prefixed by the
-/// customer like [`key`].
-fn customer_terms(analyzer: &mut TextAnalyzer, customer: &str, text: &str) -> PreTokenizedString {
-    let mut stream = analyzer.token_stream(text);
-    let mut tokens = Vec::new();
-    while stream.advance() {
-        let token = stream.token();
-        tokens.push(Token {
-            text: key(customer, &token.text),
-            ..token.clone()
-        });
+/// The tokenizer of the per-customer word fields: reads `customer \0 text`
+/// and gives the words of `text` as [`analyzer`] gives them, each prefixed
+/// like [`key`]. Analysis stays in tantivy's indexing thread, beside the
+/// request that stages the passages.
+#[derive(Clone)]
+struct CustomerWords {
+    analyzer: TextAnalyzer,
+}
+
+impl Tokenizer for CustomerWords {
+    type TokenStream<'a> = CustomerWordStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CustomerWordStream<'a> {
+        // Customer ids hold no control character: the first `\0` ends it.
+        let (customer, words) = text.split_once('\0').unwrap_or(("", text));
+        CustomerWordStream {
+            customer,
+            words: self.analyzer.token_stream(words),
+        }
     }
-    PreTokenizedString {
-        text: text.to_owned(),
-        tokens,
+}
+
+struct CustomerWordStream<'a> {
+    customer: &'a str,
+    words: BoxTokenStream<'a>,
+}
+
+impl TokenStream for CustomerWordStream<'_> {
+    fn advance(&mut self) -> bool {
+        if !self.words.advance() {
+            return false;
+        }
+        let word = &mut self.words.token_mut().text;
+        word.insert(0, '\0');
+        word.insert_str(0, self.customer);
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.words.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.words.token_mut()
     }
 }
 
@@ -1018,6 +1045,19 @@ mod tests {
             readable_principals(&groups),
             ["public", "group:public", "group:hr"]
         );
+    }
+
+    #[test]
+    fn words_are_indexed_under_their_customer() {
+        let mut words = TextAnalyzer::from(CustomerWords {
+            analyzer: analyzer(),
+        });
+        let mut stream = words.token_stream("acme\0Refunds to your cards");
+        let mut seen = Vec::new();
+        while stream.advance() {
+            seen.push(stream.token().text.clone());
+        }
+        assert_eq!(seen, ["acme\0refund", "acme\0card"]);
     }
 
     #[test]
