@@ -54,7 +54,8 @@ pub const HITS_MAX: usize = 100;
 /// Length of a snippet, in characters.
 pub const SNIPPET_CHARS_MAX: usize = 200;
 
-/// Name under which the analyzer is registered; stored in the schema.
+/// Name under which the per-customer analyzer ([`CustomerWords`]) is
+/// registered; stored in the schema.
 const TOKENIZER: &str = "payoff_customer_en";
 /// Indexing memory budget. One thread: the machine has two cores and search
 /// must stay responsive while a customer re-indexes.
@@ -451,11 +452,12 @@ impl KnowledgeIndex {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 if cache.generation == generation {
-                    if cache.bytes + computed.bytes > READABLE_CACHED_BYTES_MAX {
+                    let bytes = computed.bytes();
+                    if cache.bytes + bytes > READABLE_CACHED_BYTES_MAX {
                         cache.entries.clear();
                         cache.bytes = 0;
                     }
-                    cache.bytes += computed.bytes;
+                    cache.bytes += bytes;
                     cache.entries.insert(key, computed.clone());
                 }
                 computed
@@ -703,11 +705,9 @@ struct StatisticsCache {
 /// intersecting the customer and ACL postings cost a walk over every
 /// readable passage on every search.
 struct Readable {
-    segments: HashMap<SegmentId, BitSet>,
+    segments: HashMap<SegmentId, Arc<BitSet>>,
     docs: u64,
     tokens: [(Field, u64); 3],
-    /// Size of the bit sets, for the cache's bound.
-    bytes: usize,
     doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
@@ -724,24 +724,30 @@ impl Readable {
             segments: HashMap::with_capacity(parts.len()),
             docs: 0,
             tokens: searched.map(|field| (field, 0)),
-            bytes: 0,
             doc_freqs: Mutex::new(HashMap::new()),
         };
         for part in parts {
-            known.docs += part.docs;
+            known.docs += part.passages.len() as u64;
             for ((_, total), length) in known.tokens.iter_mut().zip(part.lengths) {
                 *total += length;
             }
-            known.bytes += part.passages.max_value() as usize / 8 + 8;
-            known.segments.insert(part.segment, part.passages);
+            known.segments.insert(part.segment, Arc::new(part.passages));
         }
         Ok(known)
     }
 
     /// The passages of `segment` the caller may read; `None` (nothing)
     /// for a segment these statistics did not see.
-    fn passages(&self, segment: SegmentId) -> Option<&BitSet> {
+    fn passages(&self, segment: SegmentId) -> Option<&Arc<BitSet>> {
         self.segments.get(&segment)
+    }
+
+    /// Memory held by the bit sets, for the cache's bound.
+    fn bytes(&self) -> usize {
+        self.segments
+            .values()
+            .map(|passages| passages.max_value() as usize / 8 + 8)
+            .sum()
     }
 
     /// Readable passages holding `term`.
@@ -854,13 +860,12 @@ struct WithinReadableWeight {
 
 impl Weight for WithinReadableWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        if self.readable.passages(reader.segment_id()).is_none() {
+        let Some(passages) = self.readable.passages(reader.segment_id()) else {
             return Ok(Box::new(EmptyScorer));
-        }
+        };
         let mut scorer = ReadableScorer {
             matching: self.matching.scorer(reader, boost)?,
-            readable: self.readable.clone(),
-            segment: reader.segment_id(),
+            passages: passages.clone(),
         };
         if !scorer.readable(scorer.matching.doc()) {
             scorer.advance();
@@ -904,17 +909,13 @@ impl Weight for WithinReadableWeight {
 /// The matching scorer, stepping over passages the caller may not read.
 struct ReadableScorer {
     matching: Box<dyn Scorer>,
-    readable: Arc<Readable>,
-    segment: SegmentId,
+    /// The readable passages of the scorer's segment.
+    passages: Arc<BitSet>,
 }
 
 impl ReadableScorer {
     fn readable(&self, doc: DocId) -> bool {
-        doc == TERMINATED
-            || self
-                .readable
-                .passages(self.segment)
-                .is_some_and(|passages| passages.contains(doc))
+        doc == TERMINATED || self.passages.contains(doc)
     }
 }
 
@@ -959,18 +960,14 @@ struct ReadableCollector {
 }
 
 struct SegmentReadable {
-    segment: SegmentId,
     norms: [FieldNormReader; 3],
-    passages: BitSet,
-    docs: u64,
-    lengths: [u64; 3],
+    part: ReadablePart,
 }
 
 /// What one segment holds of what a caller may read.
 struct ReadablePart {
     segment: SegmentId,
     passages: BitSet,
-    docs: u64,
     lengths: [u64; 3],
 }
 
@@ -984,15 +981,16 @@ impl Collector for ReadableCollector {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentReadable> {
         Ok(SegmentReadable {
-            segment: reader.segment_id(),
             norms: [
                 reader.get_fieldnorms_reader(self.fields[0])?,
                 reader.get_fieldnorms_reader(self.fields[1])?,
                 reader.get_fieldnorms_reader(self.fields[2])?,
             ],
-            passages: BitSet::with_max_value(reader.max_doc()),
-            docs: 0,
-            lengths: [0; 3],
+            part: ReadablePart {
+                segment: reader.segment_id(),
+                passages: BitSet::with_max_value(reader.max_doc()),
+                lengths: [0; 3],
+            },
         })
     }
 
@@ -1009,20 +1007,14 @@ impl SegmentCollector for SegmentReadable {
     type Fruit = ReadablePart;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        self.passages.insert(doc);
-        self.docs += 1;
-        for (total, norms) in self.lengths.iter_mut().zip(&self.norms) {
+        self.part.passages.insert(doc);
+        for (total, norms) in self.part.lengths.iter_mut().zip(&self.norms) {
             *total += u64::from(norms.fieldnorm(doc));
         }
     }
 
     fn harvest(self) -> ReadablePart {
-        ReadablePart {
-            segment: self.segment,
-            passages: self.passages,
-            docs: self.docs,
-            lengths: self.lengths,
-        }
+        self.part
     }
 }
 
