@@ -31,9 +31,9 @@ pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, RELEASE, SRM_TH
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
-    customer_of_id, outcome_id, Assignment, BillingEvent, Decision, Dispute, DisputeState, Mark,
-    Outcome, Projection, Projector, ServiceCounts, ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED,
-    DISPUTE_REJECTED, PAYOFF_SOURCE,
+    customer_of_id, dispute_window_end, outcome_id, Assignment, BillingEvent, Decision, Dispute,
+    DisputeState, Mark, Outcome, OutcomeRules, OutcomeSlots, Projection, Projector, ServiceCounts,
+    ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, statement_id, version_for, CloseError,

@@ -247,13 +247,8 @@ impl Projection {
     /// Adds an outcome (for tools and benchmarks that build projections
     /// without events); the first outcome of a kind and subject stands.
     pub fn push_outcome(&mut self, outcome: Outcome) {
-        if self.by_subject.len() <= outcome.kind {
-            self.by_subject
-                .resize_with(outcome.kind + 1, SubjectIndex::default);
-        }
-        if !self.by_subject[outcome.kind].contains_key(&outcome.subject) {
-            self.by_subject[outcome.kind].insert(outcome.subject.clone(), self.outcomes.len());
-            self.outcomes.push(outcome);
+        if self.slot(outcome.kind, &outcome.subject).is_none() {
+            self.create(outcome);
         }
     }
 
@@ -274,14 +269,237 @@ impl Projection {
     }
 }
 
+/// Where an outcome fold keeps its outcomes: the in-memory [`Projection`]
+/// of a close, or the rows of a read model that a shell loaded for the
+/// events at hand (see [`OutcomeRules::touches`]).
+pub trait OutcomeSlots {
+    /// The outcome of `kind` for `subject`, if one was created.
+    fn slot(&mut self, kind: usize, subject: &str) -> Option<&mut Outcome>;
+    /// Keeps a new outcome; none of its kind and subject exists yet.
+    fn create(&mut self, outcome: Outcome);
+}
+
+impl OutcomeSlots for Projection {
+    fn slot(&mut self, kind: usize, subject: &str) -> Option<&mut Outcome> {
+        let at = *self.by_subject.get(kind)?.get(subject)?;
+        Some(&mut self.outcomes[at])
+    }
+
+    fn create(&mut self, outcome: Outcome) {
+        if self.by_subject.len() <= outcome.kind {
+            self.by_subject
+                .resize_with(outcome.kind + 1, SubjectIndex::default);
+        }
+        debug_assert!(!self.by_subject[outcome.kind].contains_key(&outcome.subject));
+        self.by_subject[outcome.kind].insert(outcome.subject.clone(), self.outcomes.len());
+        self.outcomes.push(outcome);
+    }
+}
+
+/// The outcome rules of one contract for one customer: how one event
+/// creates, voids or disputes outcomes. Each outcome depends only on the
+/// events of its own kind and subject, so a read model can apply an event
+/// to the few outcomes it touches instead of replaying the ledger; the
+/// close's [`Projector`] applies the very same rules in memory.
+pub struct OutcomeRules<'c> {
+    customer: &'c str,
+    contract: &'c Contract,
+    env: RuleEnv,
+}
+
+impl<'c> OutcomeRules<'c> {
+    pub fn new(customer: &'c str, contract: &'c Contract) -> OutcomeRules<'c> {
+        OutcomeRules {
+            customer,
+            contract,
+            env: RuleEnv::default(),
+        }
+    }
+
+    /// Does any outcome rule look at events of this type?
+    pub fn wants(&self, event: &BillingEvent) -> bool {
+        (event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE)
+            || self.contract.outcomes.iter().any(|rule| {
+                rule.when.may_match(&event.event_type)
+                    || rule
+                        .void_when
+                        .as_ref()
+                        .is_some_and(|v| v.may_match(&event.event_type))
+            })
+    }
+
+    /// The (kind, subject) outcomes `event` may create, void or dispute:
+    /// what a read model loads before it [`apply`](Self::apply)s the event.
+    pub fn touches(&self, event: &BillingEvent) -> Vec<(usize, String)> {
+        let mut keys = Vec::new();
+        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
+            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
+            if let (Some(kind), Some(subject)) = (
+                field("outcome").and_then(|o| self.contract.outcome_index(o)),
+                field("subject"),
+            ) {
+                keys.push((kind, subject.to_owned()));
+            }
+            return keys;
+        }
+        let mut scope = None;
+        for (kind, rule) in self.contract.outcomes.iter().enumerate() {
+            if let Some(subject) = self.subject_for(rule, event, &mut scope) {
+                keys.push((kind, subject));
+            }
+        }
+        keys
+    }
+
+    /// The subject an outcome rule reads off `event`, if the rule looks at
+    /// events of its type at all.
+    fn subject_for(
+        &self,
+        rule: &crate::contract::OutcomeRule,
+        event: &BillingEvent,
+        scope: &mut Option<Scope>,
+    ) -> Option<String> {
+        let creates = rule.when.may_match(&event.event_type);
+        let voids = rule
+            .void_when
+            .as_ref()
+            .is_some_and(|v| v.may_match(&event.event_type));
+        if !creates && !voids {
+            return None;
+        }
+        let subject = match &rule.subject {
+            None => event.subject.clone(),
+            Some(expr) => expr.text(self.bind(event, scope)).ok(),
+        };
+        subject.filter(|s| !s.is_empty())
+    }
+
+    fn bind<'s>(&self, event: &BillingEvent, scope: &'s mut Option<Scope>) -> &'s Scope {
+        scope.get_or_insert_with(|| self.env.scope(event))
+    }
+
+    /// Applies one event (ledger order) to the outcomes it touches.
+    pub fn apply(&self, event: &BillingEvent, slots: &mut dyn OutcomeSlots) {
+        self.apply_bound(event, &mut None, slots);
+    }
+
+    /// [`apply`](Self::apply) with an event scope the caller may already
+    /// have bound (the projector shares it with the service-level rules).
+    fn apply_bound(
+        &self,
+        event: &BillingEvent,
+        scope: &mut Option<Scope>,
+        slots: &mut dyn OutcomeSlots,
+    ) {
+        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
+            self.record_dispute(slots, event);
+            return;
+        }
+        for (kind, rule) in self.contract.outcomes.iter().enumerate() {
+            let Some(subject) = self.subject_for(rule, event, scope) else {
+                continue;
+            };
+            let scope = self.bind(event, scope);
+            if let Some(outcome) = slots.slot(kind, &subject) {
+                if outcome.void.is_none()
+                    && event.sequence > outcome.created.sequence
+                    && rule
+                        .void_when
+                        .as_ref()
+                        .is_some_and(|v| v.may_match(&event.event_type) && v.holds(scope))
+                {
+                    outcome.void = Some(Mark::of(event));
+                }
+                continue;
+            }
+            if !rule.when.may_match(&event.event_type) || !rule.when.holds(scope) {
+                continue;
+            }
+            let value = match &rule.price {
+                Price::Percent {
+                    of: PercentOf::Expression(expr),
+                    ..
+                } => Some(expr.decimal(scope)),
+                _ => rule.value.as_ref().map(|v| v.decimal(scope)),
+            };
+            let (value, value_error) = match value {
+                None => (None, None),
+                Some(Ok(v)) => (Some(v), None),
+                Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
+            };
+            slots.create(Outcome {
+                id: outcome_id(self.customer, &rule.name, &subject),
+                kind,
+                name: rule.name.clone(),
+                subject,
+                created: Mark::of(event),
+                matures_at: event.time + rule.matures_after,
+                value,
+                value_error,
+                void: None,
+                disputes: Vec::new(),
+            });
+        }
+    }
+
+    fn record_dispute(&self, slots: &mut dyn OutcomeSlots, event: &BillingEvent) {
+        let contract = self.contract;
+        let field = |k: &str| event.data.get(k).and_then(Value::as_str).unwrap_or("");
+        let Some(kind) = contract.outcome_index(field("outcome")) else {
+            return;
+        };
+        let Some(outcome) = slots.slot(kind, field("subject")) else {
+            return;
+        };
+        debug_assert_eq!(
+            outcome.id,
+            outcome_id(self.customer, &outcome.name, &outcome.subject)
+        );
+        let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
+        match (event.event_type.as_str(), open) {
+            (DISPUTE_OPENED, None) => {
+                if event.time <= dispute_window_end(contract, outcome)
+                    && event.sequence > outcome.created.sequence
+                {
+                    outcome.disputes.push(Dispute {
+                        opened: Mark::of(event),
+                        reason: field("reason").to_string(),
+                        decision: None,
+                    });
+                }
+            }
+            (DISPUTE_ACCEPTED, Some(d)) => {
+                d.decision = Some((
+                    Decision::Accepted,
+                    Mark::of(event),
+                    field("note").to_string(),
+                ))
+            }
+            (DISPUTE_REJECTED, Some(d)) => {
+                d.decision = Some((
+                    Decision::Rejected,
+                    Mark::of(event),
+                    field("note").to_string(),
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The last moment `outcome` may be disputed under `contract` (the version
+/// that governs it): `dispute_within` after the end of the period it
+/// matures in. The one place this rule lives; the API asks it too.
+pub fn dispute_window_end(contract: &Contract, outcome: &Outcome) -> DateTime<Utc> {
+    Period::containing(contract.cadence, outcome.matures_at).end + contract.dispute_within
+}
+
 /// A projection being built, one event at a time, so that a close can
 /// stream the ledger instead of holding it in memory.
 pub struct Projector<'c> {
-    customer: &'c str,
-    contract: &'c Contract,
+    rules: OutcomeRules<'c>,
     until: DateTime<Utc>,
     service_period: Option<Period>,
-    env: RuleEnv,
     projection: Projection,
 }
 
@@ -293,11 +511,9 @@ impl<'c> Projector<'c> {
         service_period: Option<Period>,
     ) -> Projector<'c> {
         Projector {
-            customer,
-            contract,
+            rules: OutcomeRules::new(customer, contract),
             until,
             service_period,
-            env: RuleEnv::default(),
             projection: Projection {
                 service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
                 by_subject: vec![SubjectIndex::default(); contract.outcomes.len()],
@@ -308,13 +524,9 @@ impl<'c> Projector<'c> {
 
     /// Takes the next event in ledger order.
     pub fn feed(&mut self, event: &BillingEvent) {
-        let contract = self.contract;
-        let customer = self.customer;
-        let env = &self.env;
-        let until = self.until;
-        let service_period = self.service_period;
+        let contract = self.rules.contract;
         let p = &mut self.projection;
-        if event.time >= until {
+        if event.time >= self.until {
             return;
         }
         p.events_seen += 1;
@@ -344,139 +556,29 @@ impl<'c> Projector<'c> {
             }
             return;
         }
-        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
-            record_dispute(customer, contract, p, event);
-            return;
-        }
         let mut scope: Option<Scope> = None;
-        let scope_of = |scope: &mut Option<Scope>| {
-            if scope.is_none() {
-                *scope = Some(env.scope(event));
-            }
-        };
-        if service_period.is_some_and(|sp| sp.contains(event.time)) {
+        if self
+            .service_period
+            .is_some_and(|sp| sp.contains(event.time))
+        {
             for (i, sl) in contract.service_levels.iter().enumerate() {
                 let counts = &mut p.service_counts[i];
                 for (rule, count) in [
                     (&sl.numerator, &mut counts.numerator),
                     (&sl.denominator, &mut counts.denominator),
                 ] {
-                    if rule.may_match(&event.event_type) {
-                        scope_of(&mut scope);
-                        if rule.holds(scope.as_ref().expect("bound")) {
-                            *count += 1;
-                        }
+                    if rule.may_match(&event.event_type)
+                        && rule.holds(self.rules.bind(event, &mut scope))
+                    {
+                        *count += 1;
                     }
                 }
             }
         }
-        for (kind, rule) in contract.outcomes.iter().enumerate() {
-            let creates = rule.when.may_match(&event.event_type);
-            let voids = rule
-                .void_when
-                .as_ref()
-                .is_some_and(|v| v.may_match(&event.event_type));
-            if !creates && !voids {
-                continue;
-            }
-            scope_of(&mut scope);
-            let scope = scope.as_ref().expect("bound");
-            let subject = match &rule.subject {
-                None => event.subject.clone(),
-                Some(expr) => expr.text(scope).ok(),
-            };
-            let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            let key = (kind, subject);
-            if let Some(&at) = p.by_subject[key.0].get(&key.1) {
-                let outcome = &mut p.outcomes[at];
-                if voids
-                    && outcome.void.is_none()
-                    && event.sequence > outcome.created.sequence
-                    && rule.void_when.as_ref().expect("voids").holds(scope)
-                {
-                    outcome.void = Some(Mark::of(event));
-                }
-                continue;
-            }
-            if !creates || !rule.when.holds(scope) {
-                continue;
-            }
-            let value = match &rule.price {
-                Price::Percent {
-                    of: PercentOf::Expression(expr),
-                    ..
-                } => Some(expr.decimal(scope)),
-                _ => rule.value.as_ref().map(|v| v.decimal(scope)),
-            };
-            let (value, value_error) = match value {
-                None => (None, None),
-                Some(Ok(v)) => (Some(v), None),
-                Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
-            };
-            let (kind_index, subject) = key;
-            p.by_subject[kind_index].insert(subject.clone(), p.outcomes.len());
-            p.outcomes.push(Outcome {
-                id: outcome_id(customer, &rule.name, &subject),
-                kind,
-                name: rule.name.clone(),
-                subject,
-                created: Mark::of(event),
-                matures_at: event.time + rule.matures_after,
-                value,
-                value_error,
-                void: None,
-                disputes: Vec::new(),
-            });
-        }
+        self.rules.apply_bound(event, &mut scope, p);
     }
 
     pub fn finish(self) -> Projection {
         self.projection
-    }
-}
-
-fn record_dispute(customer: &str, contract: &Contract, p: &mut Projection, event: &BillingEvent) {
-    let field = |k: &str| event.data.get(k).and_then(Value::as_str).unwrap_or("");
-    let Some(kind) = contract.outcome_index(field("outcome")) else {
-        return;
-    };
-    let Some(&at) = p.by_subject[kind].get(field("subject")) else {
-        return;
-    };
-    let outcome = &mut p.outcomes[at];
-    debug_assert_eq!(
-        outcome.id,
-        outcome_id(customer, &outcome.name, &outcome.subject)
-    );
-    let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
-    match (event.event_type.as_str(), open) {
-        (DISPUTE_OPENED, None) => {
-            let window_end = Period::containing(contract.cadence, outcome.matures_at).end
-                + contract.dispute_within;
-            if event.time <= window_end && event.sequence > outcome.created.sequence {
-                outcome.disputes.push(Dispute {
-                    opened: Mark::of(event),
-                    reason: field("reason").to_string(),
-                    decision: None,
-                });
-            }
-        }
-        (DISPUTE_ACCEPTED, Some(d)) => {
-            d.decision = Some((
-                Decision::Accepted,
-                Mark::of(event),
-                field("note").to_string(),
-            ))
-        }
-        (DISPUTE_REJECTED, Some(d)) => {
-            d.decision = Some((
-                Decision::Rejected,
-                Mark::of(event),
-                field("note").to_string(),
-            ))
-        }
-        _ => {}
     }
 }

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, compute_with_outcomes, sign, BillingEvent, Bundle, BundleContract, BundleEvent,
-    CloseError, CloseInput, Contract, ContractErrors, ContractVersion, EventSource, HeadRef,
-    Outcome, Period, Projection, Statement, TypeFilter, BUNDLE_FORMAT,
+    CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef, Period, Statement,
+    TypeFilter, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
+use payoff_outcomes::OutcomesError;
 use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
 
 /// Why a billing request cannot be served, in the caller's terms.
@@ -115,55 +116,16 @@ pub fn upload_contract(
     )?)
 }
 
-/// A customer's contract versions, loaded and compiled.
-pub struct Versions {
-    pub stored: Vec<StoredContract>,
-    pub contracts: Vec<Contract>,
-    pub effective: Vec<Period>,
-}
+pub use payoff_outcomes::{OutcomeNow, Versions};
 
-impl Versions {
-    pub fn load(store: &Store, customer: &str) -> Result<Versions, BillingError> {
-        let stored = store.contracts(customer)?;
-        if stored.is_empty() {
-            return Err(BillingError::NoContract(customer.to_owned()));
+impl From<OutcomesError> for BillingError {
+    fn from(e: OutcomesError) -> Self {
+        match e {
+            OutcomesError::Store(e) => BillingError::Store(e),
+            OutcomesError::NoContract(c) => BillingError::NoContract(c),
+            OutcomesError::Corrupt(e) => BillingError::Corrupt(e),
+            OutcomesError::BadPeriod(e) => BillingError::BadPeriod(e),
         }
-        let mut contracts = Vec::new();
-        let mut effective = Vec::new();
-        for s in &stored {
-            let c = Contract::parse(&format!("contract v{}", s.version), &s.body)
-                .map_err(|e| BillingError::Corrupt(e.to_string()))?;
-            effective.push(Period::parse(c.cadence, &s.effective).map_err(BillingError::Corrupt)?);
-            contracts.push(c);
-        }
-        Ok(Versions {
-            stored,
-            contracts,
-            effective,
-        })
-    }
-
-    pub fn list(&self) -> Vec<ContractVersion<'_>> {
-        self.stored
-            .iter()
-            .zip(&self.contracts)
-            .zip(&self.effective)
-            .map(|((s, c), e)| ContractVersion {
-                version: s.version,
-                effective: *e,
-                contract: c,
-            })
-            .collect()
-    }
-
-    /// The newest version: what outcome listings are read through.
-    pub fn latest(&self) -> &Contract {
-        self.contracts.last().expect("at least one version")
-    }
-
-    pub fn period(&self, name: &str) -> Result<Period, BillingError> {
-        Period::parse(self.latest().cadence, name)
-            .map_err(|e| BillingError::BadPeriod(format!("period: {e}")))
     }
 }
 
@@ -492,76 +454,4 @@ pub fn statement_csv(statement: &Statement) -> String {
     row("subtotal", None, &statement.subtotal);
     row("total", None, &statement.total);
     out
-}
-
-/// An outcome with the state it is in now.
-pub struct OutcomeNow {
-    pub outcome: Outcome,
-    pub state: &'static str,
-    /// The statement that billed it, if any.
-    pub billed_in: Option<String>,
-    pub credited_in: Option<String>,
-}
-
-/// Every outcome of a customer under the newest contract, with its state
-/// at `now` given the statements closed so far.
-pub fn outcomes(
-    store: &Store,
-    customer: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<OutcomeNow>, BillingError> {
-    let versions = Versions::load(store, customer)?;
-    let events = StoredEvents::at_head(store, customer)?.all()?;
-    let closed = statements(store, customer)?;
-    let mut billed: std::collections::HashMap<String, String> = Default::default();
-    let mut credited: std::collections::HashMap<String, String> = Default::default();
-    for s in &closed {
-        for line in &s.lines {
-            let taking_back = line.quantity.starts_with('-');
-            for id in &line.outcomes {
-                if taking_back {
-                    credited.insert(id.clone(), s.id.clone());
-                } else if line.outcome.is_some() {
-                    billed.entry(id.clone()).or_insert_with(|| s.id.clone());
-                }
-            }
-        }
-    }
-    let projection = Projection::run(
-        customer,
-        versions.latest(),
-        &events,
-        DateTime::<Utc>::MAX_UTC,
-        None,
-    );
-    Ok(projection
-        .outcomes
-        .into_iter()
-        .map(|o| {
-            let billed_in = billed.get(&o.id).cloned();
-            let credited_in = credited.get(&o.id).cloned();
-            let dispute = o.dispute_state(DateTime::<Utc>::MAX_UTC);
-            let state = if credited_in.is_some() {
-                "credited"
-            } else if matches!(dispute, payoff_billing::DisputeState::Open) {
-                "disputed"
-            } else if billed_in.is_some() {
-                "billed"
-            } else if o.void.is_some()
-                || matches!(dispute, payoff_billing::DisputeState::Accepted(_))
-            {
-                "voided"
-            } else if o.matures_at <= now {
-                "billable"
-            } else {
-                "pending"
-            };
-            OutcomeNow {
-                outcome: o,
-                state,
-                billed_in,
-                credited_in,
-            }
-        })
-        .collect())
 }

@@ -222,8 +222,8 @@ pub fn check_budget(
 ) -> Result<BudgetCheck, BillingError> {
     let cadence = match Versions::load(store, customer) {
         Ok(v) => v.latest().cadence,
-        Err(BillingError::NoContract(_)) => payoff_billing::Cadence::Monthly,
-        Err(e) => return Err(e),
+        Err(payoff_outcomes::OutcomesError::NoContract(_)) => payoff_billing::Cadence::Monthly,
+        Err(e) => return Err(e.into()),
     };
     if store.customer(customer)?.is_none() {
         return Err(StoreError::NotFound {

@@ -13,6 +13,7 @@ pub mod economics;
 mod metrics;
 mod openapi;
 pub mod problem;
+pub mod projector;
 mod routes;
 pub mod support;
 pub mod webhooks;
@@ -75,6 +76,8 @@ pub struct AppState {
     /// Searches allowed to run at once: one per core (see
     /// [`routes::knowledge::passages`]).
     pub search_slots: Arc<tokio::sync::Semaphore>,
+    /// Wakes the outcome projector ([`projector::run`]) after an append.
+    pub projector_due: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -105,6 +108,7 @@ impl AppState {
             search_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
+            projector_due: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -207,10 +211,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Beside the requests: the support agent works tickets that arrive as
     // ledger events and expires approvals; the webhook outbox delivers.
-    let (stop_agent, stop_webhooks) = (
+    let (stop_agent, stop_webhooks, stop_projector) = (
+        Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
     );
+    let projector = tokio::spawn(projector::run(state.clone(), stop_projector.clone()));
     let agent = tokio::spawn(support::run(
         state.clone(),
         std::time::Duration::from_secs(1),
@@ -225,8 +231,10 @@ pub async fn serve(
     .await;
     stop_agent.notify_one();
     stop_webhooks.notify_one();
+    stop_projector.notify_one();
     let _ = agent.await;
     let _ = outbox.await;
+    let _ = projector.await;
     served
 }
 

@@ -215,6 +215,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         PRIMARY KEY (customer_id, period, kind, subject)
     ) WITHOUT ROWID;",
     ),
+    (12, crate::outcomes::SCHEMA),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -419,4 +420,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         PRIMARY KEY (customer_id, period, kind, subject)
     );",
     ),
+    (12, crate::outcomes::SCHEMA),
 ];

@@ -21,6 +21,7 @@ use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
     EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
+    TxBody,
 };
 use crate::webhooks::{
     event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
@@ -930,6 +931,21 @@ impl Backend for Postgres {
                 &[&&token_hash[..]],
             )?;
             Ok(n > 0)
+        })
+    }
+    fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
+        self.readers.with(|c| {
+            let mut tx = if write {
+                c.transaction()?
+            } else {
+                c.build_transaction()
+                    .read_only(true)
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .start()?
+            };
+            f(&mut tx)?;
+            tx.commit()?;
+            Ok(())
         })
     }
 }

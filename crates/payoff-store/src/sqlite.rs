@@ -19,6 +19,7 @@ use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
     EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
+    TxBody,
 };
 use crate::webhooks::{
     event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
@@ -977,9 +978,29 @@ impl Backend for Sqlite {
             Ok(n > 0)
         })
     }
+    fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
+        self.in_transaction(write, f)
+    }
 }
 
 const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
+
+impl Sqlite {
+    fn in_transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
+        self.readers.with(|conn| {
+            // IMMEDIATE takes the write lock up front, so a read-then-write
+            // body cannot fail half way on a busy database.
+            conn.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?;
+            match f(conn) {
+                Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+    }
+}
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookDelivery> {
     Ok(WebhookDelivery {

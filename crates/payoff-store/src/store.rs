@@ -14,6 +14,7 @@ use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
 use crate::costs::{CostFact, CostSink};
 use crate::session::{self, NewSession, SessionRow};
+use crate::sql::Sql;
 use crate::webhooks::{WebhookDelivery, WebhookSubscription};
 use crate::StoreError;
 
@@ -279,7 +280,14 @@ pub(crate) trait Backend: Send + Sync {
     fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError>;
     /// False when there was no such session.
     fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Runs `f` in one transaction: a write transaction (exclusive on
+    /// SQLite, row locks on PostgreSQL) or a consistent read-only snapshot.
+    /// Commits when `f` succeeds, rolls back when it fails.
+    fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError>;
 }
+
+/// The body of a [`Backend::transaction`].
+pub(crate) type TxBody<'a> = &'a mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>;
 
 /// The database of one Payoff installation.
 #[derive(Clone)]
@@ -300,6 +308,38 @@ impl Store {
                 ))?)
             };
         Ok(Store { backend })
+    }
+
+    /// Runs `f` in one write transaction, with SQL written once for both
+    /// databases (see [`crate::sql`]); commits if `f` succeeds.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(true, f)
+    }
+
+    /// Runs `f` on one consistent read-only snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(false, f)
+    }
+
+    fn run<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.backend.transaction(write, &mut |tx| {
+            let f = f.take().expect("a transaction body runs once");
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("the body ran"))
     }
 
     /// `"sqlite"` or `"postgres"`.

@@ -51,6 +51,8 @@ enum Command {
     /// Check the ledger's hash chains.
     #[command(subcommand)]
     Ledger(commands::ledger::LedgerCommand),
+    /// Rebuild the outcome read model from the ledger.
+    Reindex(commands::reindex::ReindexArgs),
     /// Check, store and simulate contracts.
     #[command(subcommand)]
     Contract(commands::billing::ContractCommand),
@@ -133,6 +135,7 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Keys(c) => commands::keys::run(settings, c),
         Command::Events(c) => commands::events::run(settings, c),
         Command::Ledger(c) => commands::ledger::run(settings, c),
+        Command::Reindex(args) => commands::reindex::run(settings, args),
         Command::Contract(c) => commands::billing::contract(settings, c),
         Command::Statement(c) => commands::billing::statement(settings, c),
         Command::Verify {

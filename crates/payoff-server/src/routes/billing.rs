@@ -8,9 +8,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    customer_of_id, CloseError, Decision, Outcome, Period, DISPUTE_ACCEPTED, DISPUTE_OPENED,
-    DISPUTE_REJECTED,
+    customer_of_id, dispute_window_end, CloseError, Decision, Outcome, DISPUTE_ACCEPTED,
+    DISPUTE_OPENED, DISPUTE_REJECTED,
 };
+use payoff_outcomes::{Freshness, PageQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -49,6 +50,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/statements/{id}", get(show_statement))
         .route("/v1/statements/{id}/evidence", get(evidence))
         .route("/.well-known/payoff/keys", get(public_keys))
+}
+
+impl From<payoff_outcomes::OutcomesError> for ApiError {
+    fn from(e: payoff_outcomes::OutcomesError) -> Self {
+        BillingError::from(e).into()
+    }
 }
 
 impl From<BillingError> for ApiError {
@@ -185,9 +192,12 @@ pub struct OutcomeQuery {
     pub(crate) since: Option<DateTime<Utc>>,
     /// Outcomes created before this time.
     pub(crate) until: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
     pub(crate) cursor: Option<String>,
     /// 1 to 1000; default 100.
     pub(crate) limit: Option<usize>,
+    /// Also count every match (`total`); costs a pass over the matches.
+    pub(crate) count: Option<bool>,
 }
 
 pub(crate) const STATES: [&str; 6] = [
@@ -211,19 +221,39 @@ fn outcome_view(o: &OutcomeNow) -> Value {
         "value_error": outcome.value_error,
         "billed_in": o.billed_in,
         "credited_in": o.credited_in,
+        "contract_version": o.version,
+    })
+}
+
+/// Which ledger head a read reflects, and the folds still being rebuilt
+/// (their periods are answered from the previous version meanwhile).
+fn freshness_view(f: &Freshness) -> Value {
+    json!({
+        "ledger_head": f.ledger_head,
+        "rebuilding": f.rebuilding.iter().map(|(version, applied, head)| json!({
+            "contract_version": version,
+            "events_applied": applied,
+            "ledger_head": head,
+        })).collect::<Vec<_>>(),
     })
 }
 
 /// One page of a customer's outcomes that match a query.
 pub(crate) struct OutcomePage {
     pub items: Vec<OutcomeNow>,
-    pub total: usize,
-    pub offset: usize,
+    pub total: Option<u64>,
     pub next_cursor: Option<String>,
+    pub freshness: Freshness,
 }
 
-/// The outcomes matching `q`, ordered by creation, one page of them: what
-/// the API lists and the dashboard shows.
+/// A keyset cursor: the (sequence, kind) of the last outcome of a page.
+fn parse_cursor(text: &str) -> Option<(u64, u32)> {
+    let (sequence, kind) = text.split_once('.')?;
+    Some((sequence.parse().ok()?, kind.parse().ok()?))
+}
+
+/// The outcomes matching `q`, ordered by creation, one page of them, from
+/// the read model: what the API lists and the dashboard shows.
 pub(crate) fn outcome_page(
     store: &payoff_store::Store,
     customer: &str,
@@ -245,44 +275,47 @@ pub(crate) fn outcome_page(
             "limit: must be 1 to 1000",
         ));
     }
-    let offset: usize = match &q.cursor {
-        None => 0,
-        Some(c) => c.parse().map_err(|_| {
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidQuery,
                 "cursor: not a cursor this API gave",
             )
-        })?,
+        })?),
     };
-    let all = billing::outcomes(store, customer, now)?;
     let period = match &q.period {
         None => None,
-        Some(p) => Some(
-            billing::Versions::load(store, customer)?
-                .period(p)
-                .map_err(ApiError::from)?,
-        ),
+        Some(p) => Some(billing::Versions::load(store, customer)?.period(p)?),
     };
-    let matching: Vec<OutcomeNow> = all
-        .into_iter()
-        .filter(|o| q.name.as_ref().is_none_or(|n| &o.outcome.name == n))
-        .filter(|o| q.state.as_ref().is_none_or(|s| o.state == s))
-        .filter(|o| q.subject.as_ref().is_none_or(|s| &o.outcome.subject == s))
-        .filter(|o| period.is_none_or(|p: Period| p.contains(o.outcome.matures_at)))
-        .filter(|o| q.since.is_none_or(|t| o.outcome.created.time >= t))
-        .filter(|o| q.until.is_none_or(|t| o.outcome.created.time < t))
-        .collect();
-    let total = matching.len();
-    let next_cursor = (offset + limit < total).then(|| (offset + limit).to_string());
+    let page = payoff_outcomes::page(
+        store,
+        customer,
+        &PageQuery {
+            name: q.name.clone(),
+            subject: q.subject.clone(),
+            state: q.state.clone(),
+            period,
+            since: q.since,
+            until: q.until,
+            after,
+            limit,
+            count: q.count.unwrap_or(false),
+        },
+        now,
+    )?;
     Ok(OutcomePage {
-        items: matching.into_iter().skip(offset).take(limit).collect(),
-        total,
-        offset,
-        next_cursor,
+        items: page.items,
+        total: page.total,
+        next_cursor: page.next.map(|(s, k)| format!("{s}.{k}")),
+        freshness: page.freshness,
     })
 }
 
 /// Lists outcomes with filters; ordered by creation, paged by cursor.
+/// Each outcome is shown under the contract version that governs the
+/// period it matures in; `ledger_head` says up to which event the list
+/// reflects the ledger (at least the head when the request arrived).
 #[utoipa::path(get, path = "/v1/customers/{customer}/outcomes", tag = "billing", params(OutcomeQuery),
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_outcomes(
@@ -296,9 +329,12 @@ pub async fn list_outcomes(
     let now = state.now();
     let page = blocking_with(move |store| outcome_page(store, &customer, &q, now), &state).await?;
     let items: Vec<Value> = page.items.iter().map(outcome_view).collect();
-    Ok(Json(
-        json!({ "outcomes": items, "next_cursor": page.next_cursor, "total": page.total }),
-    ))
+    let mut body = json!({ "outcomes": items, "next_cursor": page.next_cursor });
+    if let Some(total) = page.total {
+        body["total"] = json!(total);
+    }
+    body["freshness"] = freshness_view(&page.freshness);
+    Ok(Json(body))
 }
 
 /// Finds one outcome by id with its evidence events.
@@ -308,9 +344,7 @@ pub(crate) fn find_outcome(
     id: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
-    let outcome = billing::outcomes(store, customer, now)?
-        .into_iter()
-        .find(|o| o.outcome.id == id)
+    let (outcome, _) = payoff_outcomes::find(store, customer, id, now)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
     let o = &outcome.outcome;
     let mut wanted: Vec<(u64, &str)> = vec![(o.created.sequence, "created")];
@@ -432,9 +466,12 @@ async fn dispute_step(
     let (outcome, dispute_within, window_end) = blocking_with(
         move |store| {
             let (o, _) = find_outcome(store, &store_customer, &lookup_id, now)?;
+            // The window is the governing version's rule, decided by billing.
             let versions = billing::Versions::load(store, &store_customer)?;
-            let c = versions.latest();
-            let end = Period::containing(c.cadence, o.outcome.matures_at).end + c.dispute_within;
+            let c = versions.contract(o.version).ok_or_else(|| {
+                BillingError::Corrupt(format!("outcome {lookup_id}: no contract v{}", o.version))
+            })?;
+            let end = dispute_window_end(c, &o.outcome);
             Ok((o, c.dispute_within, end))
         },
         &state,

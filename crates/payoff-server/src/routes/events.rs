@@ -87,6 +87,7 @@ pub async fn ingest(
         .map(|r| (r.event.id.clone(), r.event.source.clone()))
         .unzip();
     let outcome = state.ledger.append(request).await?;
+    state.projector_due.notify_one();
     match outcome {
         Ok(statuses) => {
             let duplicates = statuses.iter().filter(|s| s.duplicate).count();

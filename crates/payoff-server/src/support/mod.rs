@@ -532,7 +532,7 @@ async fn holdout_arm(
     let share = blocking_with(
         move |s| match crate::billing::Versions::load(s, &c) {
             Ok(v) => Ok(v.latest().experiment(&experiment).map(|(_, share)| share)),
-            Err(crate::billing::BillingError::NoContract(_)) => Ok(None),
+            Err(payoff_outcomes::OutcomesError::NoContract(_)) => Ok(None),
             Err(e) => Err(e.into()),
         },
         state,

@@ -5,6 +5,7 @@
 mod agent;
 mod attribution;
 mod close;
+mod reads;
 mod search;
 
 use std::io::{BufRead, BufReader};
@@ -37,6 +38,8 @@ pub enum BenchCommand {
     Search(search::SearchArgs),
     /// The support agent's own work per ticket (extractive answers).
     Agent(agent::AgentArgs),
+    /// Reading outcomes (API and dashboard) from the read model at N events.
+    Reads(reads::ReadsArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +70,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
     let args = match command {
         BenchCommand::Ingest(args) => args,
         BenchCommand::Close(args) => return close::run(settings, args),
+        BenchCommand::Reads(args) => return reads::run(settings, args),
         BenchCommand::Attribution(args) => return attribution::run(settings, args),
         BenchCommand::Search(args) => return search::run(args),
         BenchCommand::Agent(args) => return agent::run(args),

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use super::outcomes::decide_forms;
 use super::{flash, state_badge, Filters};
 use crate::auth::Action;
-use crate::billing;
 use crate::dashboard::format::{datetime, url_encode};
 use crate::dashboard::layout::{self, csrf, Tab};
 use crate::dashboard::{see_other, Ctx, Posted, Viewer};
@@ -35,12 +34,7 @@ pub async fn list(
     let id = ctx.id();
     let now = state.now();
     let mut disputed = blocking_with(
-        move |store| {
-            Ok(billing::outcomes(store, &id, now)?
-                .into_iter()
-                .filter(|o| !o.outcome.disputes.is_empty())
-                .collect::<Vec<_>>())
-        },
+        move |store| Ok(payoff_outcomes::disputed(store, &id, now)?),
         &state,
     )
     .await?;

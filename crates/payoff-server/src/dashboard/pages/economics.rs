@@ -42,7 +42,7 @@ pub async fn show(
         move |store| {
             let versions = match billing::Versions::load(store, &id) {
                 Ok(v) => v,
-                Err(BillingError::NoContract(_)) => return Ok(None),
+                Err(payoff_outcomes::OutcomesError::NoContract(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             let closed = billing::statements(store, &id)?;

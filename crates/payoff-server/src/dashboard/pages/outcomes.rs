@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{day_start, state_badge, Filters};
 use crate::auth::Action;
 use crate::billing::{self, OutcomeNow};
+
 use crate::dashboard::format::{
     datetime, datetime_text, duration, grouped, short_hash, url_encode,
 };
@@ -75,6 +76,7 @@ pub async fn list(
         period: q.period.clone(),
         cursor: q.cursor.clone(),
         limit: Some(PAGE_SIZE),
+        count: Some(true),
         ..Default::default()
     };
     let id = ctx.id();
@@ -108,7 +110,7 @@ pub async fn list(
             label { "Maturing in period" input type="text" name="period" value=[q.period.as_deref()] size="8" placeholder="YYYY-MM"; }
             button type="submit" { "Filter" }
         }
-        p.muted { (grouped(&page.total.to_string())) " outcomes match." }
+        p.muted { (grouped(&page.total.unwrap_or_default().to_string())) " outcomes match." }
         @if !page.items.is_empty() {
             div.table-wrap { table #outcomes {
                 thead { tr { th { "Outcome" } th { "Kind" } th { "Subject" } th { "State" } th { "Recognised" } th { "Matures" } th { "Statement" } } }
@@ -128,8 +130,8 @@ pub async fn list(
             } }
         }
         div.pager {
-            @if page.offset > 0 {
-                a href=(q.link(&base, Some(&page.offset.saturating_sub(PAGE_SIZE).to_string()))) { "← Previous page" }
+            @if q.cursor.is_some() {
+                a href=(q.link(&base, None)) { "← First page" }
             }
             @if let Some(next) = &page.next_cursor { a href=(q.link(&base, Some(next))) { "Next page →" } }
         }

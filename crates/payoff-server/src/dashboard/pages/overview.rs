@@ -97,7 +97,7 @@ struct Overview {
     roi: Roi,
     economics: Option<Economics>,
     open_approvals: usize,
-    open_disputes: usize,
+    open_disputes: u64,
 }
 
 fn load(
@@ -113,7 +113,7 @@ fn load(
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;
     let statement = billing::preview(store, customer, &period.to_string(), now)?;
-    let outcomes = billing::outcomes(store, customer, now)?;
+    let (created, open_disputes) = payoff_outcomes::overview(store, customer, period, now)?;
     let first = period.start.date_naive();
     let days: Vec<NaiveDate> = first
         .iter_days()
@@ -128,16 +128,12 @@ fn load(
         .iter()
         .map(|o| (o.name.as_str(), vec![0; days.len()]))
         .collect();
-    for o in outcomes
-        .iter()
-        .filter(|o| period.contains(o.outcome.created.time))
-    {
-        let day = (o.outcome.created.time.date_naive() - first).num_days() as usize;
+    for (name, day, n) in &created {
         if let Some(slot) = counts
-            .get_mut(o.outcome.name.as_str())
-            .and_then(|c| c.get_mut(day))
+            .get_mut(name.as_str())
+            .and_then(|c| c.get_mut(*day as usize))
         {
-            *slot += 1;
+            *slot += n;
         }
     }
     let per_day = counts
@@ -147,7 +143,7 @@ fn load(
             counts,
         })
         .collect();
-    let open_disputes = outcomes.iter().filter(|o| o.state == "disputed").count();
+
     let open_approvals = support::approvals(store, customer)?
         .iter()
         .filter(|a| a.status == Status::Pending)

@@ -45,7 +45,7 @@ pub async fn list(
             let closed = billing::statements(store, &id)?;
             let current = match billing::Versions::load(store, &id) {
                 Ok(v) => Some(Period::containing(v.latest().cadence, now)),
-                Err(billing::BillingError::NoContract(_)) => None,
+                Err(payoff_outcomes::OutcomesError::NoContract(_)) => None,
                 Err(e) => return Err(e.into()),
             };
             Ok((closed, current))

@@ -1,0 +1,220 @@
+//! Folding new events into the read model.
+//!
+//! Each (customer, contract version) fold reads the events after its
+//! checkpoint, a bounded batch per transaction, asks billing's
+//! [`OutcomeRules`] which outcomes each event touches, loads those rows
+//! only, applies the events to them in ledger order, and writes back the
+//! rows that changed with the new checkpoint. The same rules drive the
+//! close's in-memory projection, so the two cannot disagree on a rule;
+//! [`crate::verify`] checks that they agree on the data.
+
+use std::collections::{BTreeSet, HashMap};
+
+use payoff_billing::{BillingEvent, Outcome, OutcomeRules, OutcomeSlots, Statement, TypeFilter};
+use payoff_store::outcomes::{self as model, OutcomeRow};
+use payoff_store::sql::Sql;
+use payoff_store::{Store, StoreError};
+
+use crate::row::{from_row, to_row};
+use crate::{OutcomesError, Versions};
+
+/// Ledger sequences one transaction of a fold covers at most: bounds the
+/// memory and the lock time of a step whatever the ledger's size.
+pub const BATCH_SEQUENCES: u64 = 20_000;
+
+/// The fold that records which statements billed or credited outcomes
+/// keeps its checkpoint (statements applied) under this version number;
+/// contract versions count from 1.
+const BILLING_FOLD: u32 = 0;
+
+/// Where one fold stands after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub version: u32,
+    pub applied: u64,
+    pub head: u64,
+}
+
+/// The outcomes one batch touches, as loaded, and as the events leave them.
+struct Slots {
+    loaded: HashMap<(usize, String), Outcome>,
+    now: HashMap<(usize, String), Outcome>,
+}
+
+impl OutcomeSlots for Slots {
+    fn slot(&mut self, kind: usize, subject: &str) -> Option<&mut Outcome> {
+        // Keys are few per batch; building the owned key is cheaper than
+        // a second map keyed by borrowed parts.
+        self.now.get_mut(&(kind, subject.to_owned()))
+    }
+
+    fn create(&mut self, outcome: Outcome) {
+        let key = (outcome.kind, outcome.subject.clone());
+        debug_assert!(!self.now.contains_key(&key));
+        self.now.insert(key, outcome);
+    }
+}
+
+/// Brings every fold of `customer` up to its ledger head as it is now,
+/// reporting each step. Does nothing (one read) when the model is current.
+pub fn catch_up(
+    store: &Store,
+    customer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), OutcomesError> {
+    let versions = match Versions::load(store, customer) {
+        Ok(v) => v,
+        Err(OutcomesError::NoContract(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if is_current(store, customer, &versions)? {
+        return Ok(());
+    }
+    for (stored, contract) in versions.stored.iter().zip(&versions.contracts) {
+        let rules = OutcomeRules::new(customer, contract);
+        let filter = TypeFilter::of(&[contract]);
+        let types = filter.types();
+        loop {
+            let step =
+                store.write(|tx| step(tx, customer, stored.version, &rules, types.as_deref()))?;
+            progress(step);
+            if step.applied >= step.head {
+                break;
+            }
+        }
+    }
+    store.write(|tx| apply_statements(tx, customer))?;
+    Ok(())
+}
+
+/// One read: is every fold at the ledger head and ready, and every
+/// statement applied?
+fn is_current(store: &Store, customer: &str, versions: &Versions) -> Result<bool, StoreError> {
+    store.read(|tx| {
+        let head = model::ledger_head(tx, customer)?;
+        let at = model::checkpoints(tx, customer)?;
+        let statements = model::statement_count(tx, customer)?;
+        let folds_current = versions.stored.iter().all(|s| {
+            at.iter()
+                .any(|&(v, applied, ready)| v == s.version && applied >= head && ready)
+        });
+        let billing_current = at
+            .iter()
+            .any(|&(v, applied, _)| v == BILLING_FOLD && applied >= statements);
+        Ok(folds_current && billing_current)
+    })
+}
+
+/// One batch of one fold, in the caller's transaction.
+fn step(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    rules: &OutcomeRules<'_>,
+    types: Option<&[&str]>,
+) -> Result<Progress, StoreError> {
+    let at = model::lock_checkpoint(tx, customer, version)?;
+    let head = model::ledger_head(tx, customer)?;
+    if at >= head {
+        model::set_checkpoint(tx, customer, version, at, true)?;
+        return Ok(Progress {
+            version,
+            applied: at,
+            head,
+        });
+    }
+    let up_to = head.min(at + BATCH_SEQUENCES);
+    let mut events = Vec::new();
+    let mut unreadable = None;
+    model::events_between(tx, customer, at, up_to, types, &mut |sequence, body| {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(value) => {
+                if let Some(e) = BillingEvent::from_json(sequence, &value) {
+                    if rules.wants(&e) {
+                        events.push(e);
+                    }
+                }
+            }
+            Err(e) => {
+                unreadable.get_or_insert(format!("event {sequence} is not JSON: {e}"));
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = unreadable {
+        return Err(StoreError::Corrupt(e));
+    }
+    let keys: BTreeSet<(usize, String)> = events.iter().flat_map(|e| rules.touches(e)).collect();
+    let key_refs: Vec<(u32, &str)> = keys.iter().map(|(k, s)| (*k as u32, s.as_str())).collect();
+    let mut slots = Slots {
+        loaded: HashMap::new(),
+        now: HashMap::new(),
+    };
+    for row in model::load(tx, customer, version, &key_refs)? {
+        let outcome = from_row(&row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        slots
+            .loaded
+            .insert((outcome.kind, outcome.subject.clone()), outcome.clone());
+        slots
+            .now
+            .insert((outcome.kind, outcome.subject.clone()), outcome);
+    }
+    for e in &events {
+        rules.apply(e, &mut slots);
+    }
+    let changed: Vec<OutcomeRow> = slots
+        .now
+        .iter()
+        .filter(|(key, o)| slots.loaded.get(*key) != Some(*o))
+        .map(|(_, o)| to_row(customer, version, o))
+        .collect();
+    model::upsert(tx, &changed.iter().collect::<Vec<_>>())?;
+    model::set_checkpoint(tx, customer, version, up_to, up_to >= head)?;
+    Ok(Progress {
+        version,
+        applied: up_to,
+        head,
+    })
+}
+
+/// Records, from the statements closed since the last time, which
+/// statement billed or took back each outcome. Idempotent: a statement
+/// applied twice changes nothing.
+fn apply_statements(tx: &mut dyn Sql, customer: &str) -> Result<(), StoreError> {
+    let done = model::lock_checkpoint(tx, customer, BILLING_FOLD)?;
+    let mut applied = 0;
+    let mut bodies = Vec::new();
+    model::statements_from(tx, customer, done, &mut |body| {
+        bodies.push(body);
+        Ok(())
+    })?;
+    for body in bodies {
+        let s: Statement = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("a statement of {customer}: {e}")))?;
+        for line in &s.lines {
+            let taking_back = line.quantity.starts_with('-');
+            if !taking_back && line.outcome.is_none() {
+                continue;
+            }
+            for id in &line.outcomes {
+                model::record_billing(tx, customer, id, &s.id, taking_back)?;
+            }
+        }
+        applied += 1;
+    }
+    model::set_checkpoint(tx, customer, BILLING_FOLD, done + applied, true)
+}
+
+/// Forgets the read model of `customer` (every fold, or one version's)
+/// and builds it again from the ledger, reporting progress. A crash part
+/// way leaves a consistent model at the last committed batch, which the
+/// next catch-up continues from.
+pub fn rebuild(
+    store: &Store,
+    customer: &str,
+    version: Option<u32>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), OutcomesError> {
+    store.write(|tx| model::clear(tx, customer, version))?;
+    catch_up(store, customer, progress)
+}

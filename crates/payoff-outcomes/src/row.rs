@@ -1,0 +1,187 @@
+//! An outcome as a row of the read model, and back, losing nothing.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use payoff_billing::{Decision, Dispute, DisputeState, Mark, Outcome};
+use payoff_store::outcomes::OutcomeRow;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::OutcomesError;
+
+/// What the columns do not hold exactly: event times keep their
+/// sub-microsecond digits here, so a row gives back the very outcome the
+/// replay computes.
+#[derive(Serialize, Deserialize)]
+struct Detail {
+    created_at: String,
+    matures_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    void_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    disputes: Vec<DisputeDetail>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MarkDetail {
+    sequence: u64,
+    event: String,
+    at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DisputeDetail {
+    opened: MarkDetail,
+    reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decision: Option<DecisionDetail>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DecisionDetail {
+    accepted: bool,
+    mark: MarkDetail,
+    note: String,
+}
+
+fn exact(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>, OutcomesError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| OutcomesError::Corrupt(format!("outcome time {text}: {e}")))
+}
+
+fn mark_detail(m: &Mark) -> MarkDetail {
+    MarkDetail {
+        sequence: m.sequence,
+        event: m.event_id.clone(),
+        at: exact(m.time),
+    }
+}
+
+fn mark(d: &MarkDetail) -> Result<Mark, OutcomesError> {
+    Ok(Mark {
+        sequence: d.sequence,
+        event_id: d.event.clone(),
+        time: time(&d.at)?,
+    })
+}
+
+/// The dispute state after every event, as the `dispute` column names it.
+fn dispute_column(o: &Outcome) -> &'static str {
+    match o.dispute_state(DateTime::<Utc>::MAX_UTC) {
+        DisputeState::None => "none",
+        DisputeState::Open => "open",
+        DisputeState::Rejected => "rejected",
+        DisputeState::Accepted(_) => "accepted",
+    }
+}
+
+pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome) -> OutcomeRow {
+    let detail = Detail {
+        created_at: exact(o.created.time),
+        matures_at: exact(o.matures_at),
+        void_at: o.void.as_ref().map(|v| exact(v.time)),
+        disputes: o
+            .disputes
+            .iter()
+            .map(|d| DisputeDetail {
+                opened: mark_detail(&d.opened),
+                reason: d.reason.clone(),
+                decision: d.decision.as_ref().map(|(k, m, note)| DecisionDetail {
+                    accepted: *k == Decision::Accepted,
+                    mark: mark_detail(m),
+                    note: note.clone(),
+                }),
+            })
+            .collect(),
+    };
+    OutcomeRow {
+        customer: customer.to_owned(),
+        version,
+        kind: o.kind as u32,
+        subject: o.subject.clone(),
+        id: o.id.clone(),
+        name: o.name.clone(),
+        created_sequence: o.created.sequence,
+        created_event: o.created.event_id.clone(),
+        created_us: o.created.time.timestamp_micros(),
+        matures_us: o.matures_at.timestamp_micros(),
+        value: o.value.map(|v| v.to_string()),
+        value_error: o.value_error.clone(),
+        void_sequence: o.void.as_ref().map(|v| v.sequence),
+        void_event: o.void.as_ref().map(|v| v.event_id.clone()),
+        void_us: o.void.as_ref().map(|v| v.time.timestamp_micros()),
+        dispute: dispute_column(o).to_owned(),
+        detail: serde_json::to_string(&detail).expect("details serialise"),
+        billed_in: None,
+        credited_in: None,
+    }
+}
+
+pub(crate) fn from_row(r: &OutcomeRow) -> Result<Outcome, OutcomesError> {
+    let d: Detail = serde_json::from_str(&r.detail)
+        .map_err(|e| OutcomesError::Corrupt(format!("outcome {}: {e}", r.id)))?;
+    let void = match (&r.void_sequence, &r.void_event, &d.void_at) {
+        (Some(sequence), Some(event), Some(at)) => Some(Mark {
+            sequence: *sequence,
+            event_id: event.clone(),
+            time: time(at)?,
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(OutcomesError::Corrupt(format!(
+                "outcome {}: half a void",
+                r.id
+            )))
+        }
+    };
+    let value = r
+        .value
+        .as_deref()
+        .map(Decimal::from_str)
+        .transpose()
+        .map_err(|e| OutcomesError::Corrupt(format!("outcome {} value: {e}", r.id)))?;
+    let disputes = d
+        .disputes
+        .iter()
+        .map(|x| {
+            Ok(Dispute {
+                opened: mark(&x.opened)?,
+                reason: x.reason.clone(),
+                decision: match &x.decision {
+                    None => None,
+                    Some(k) => Some((
+                        if k.accepted {
+                            Decision::Accepted
+                        } else {
+                            Decision::Rejected
+                        },
+                        mark(&k.mark)?,
+                        k.note.clone(),
+                    )),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, OutcomesError>>()?;
+    Ok(Outcome {
+        id: r.id.clone(),
+        kind: r.kind as usize,
+        name: r.name.clone(),
+        subject: r.subject.clone(),
+        created: Mark {
+            sequence: r.created_sequence,
+            event_id: r.created_event.clone(),
+            time: time(&d.created_at)?,
+        },
+        matures_at: time(&d.matures_at)?,
+        value,
+        value_error: r.value_error.clone(),
+        void,
+        disputes,
+    })
+}

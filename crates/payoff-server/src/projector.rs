@@ -1,0 +1,50 @@
+//! Keeps every customer's outcome read model near the ledger head in the
+//! background, so that reads (which catch up first) rarely have work to do.
+//! Ingest wakes it; a poll covers events appended by other nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::AppState;
+
+/// How often a pass runs when nothing wakes it: other nodes append too.
+const POLL: Duration = Duration::from_secs(1);
+
+/// One pass: every customer's folds brought up to its head. Returns the
+/// customers that failed, with why (one customer's bad data never stops
+/// the others).
+pub fn pass(store: &payoff_store::Store) -> Vec<(String, String)> {
+    let customers = match store.customers() {
+        Ok(c) => c,
+        Err(e) => return vec![("*".into(), e.to_string())],
+    };
+    customers
+        .iter()
+        .filter_map(|c| {
+            payoff_outcomes::catch_up(store, &c.id, &mut |_| {})
+                .err()
+                .map(|e| (c.id.clone(), e.to_string()))
+        })
+        .collect()
+}
+
+pub async fn run(state: AppState, stop: Arc<Notify>) {
+    loop {
+        let store = state.store.clone();
+        match tokio::task::spawn_blocking(move || pass(&store)).await {
+            Ok(failed) => {
+                for (customer, error) in failed {
+                    tracing::error!(%customer, %error, "outcome read model could not catch up");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outcome projector task failed"),
+        }
+        tokio::select! {
+            _ = stop.notified() => return,
+            _ = state.projector_due.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}

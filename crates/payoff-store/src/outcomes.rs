@@ -1,0 +1,651 @@
+//! The outcome read model: one row per outcome of each contract version,
+//! kept up to date from the ledger, so that reads never replay it.
+//!
+//! Rows are folded by `payoff-outcomes` (the rules are billing's); this
+//! module only stores and finds them, with SQL written once for both
+//! databases (see [`crate::sql`]). Each (customer, version) fold has a
+//! checkpoint, the ledger sequence it has applied, moved in the same
+//! transaction as the rows it produced: a crash loses nothing, and two
+//! nodes cannot apply the same events twice (the checkpoint row is locked).
+
+use crate::sql::{placeholders, Param, Sql, SqlRow};
+use crate::StoreError;
+
+/// One outcome as the fold of one contract version left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    pub customer: String,
+    pub version: u32,
+    pub kind: u32,
+    pub subject: String,
+    pub id: String,
+    pub name: String,
+    pub created_sequence: u64,
+    pub created_event: String,
+    pub created_us: i64,
+    pub matures_us: i64,
+    pub value: Option<String>,
+    pub value_error: Option<String>,
+    pub void_sequence: Option<u64>,
+    pub void_event: Option<String>,
+    pub void_us: Option<i64>,
+    /// `none`, `open`, `rejected` or `accepted`: the state of its disputes
+    /// after every event, which is what listings filter on.
+    pub dispute: String,
+    /// The exact times (the `_us` columns are for filtering and order) and
+    /// every dispute with its decision, as JSON.
+    pub detail: String,
+    /// The statement that billed it, and the one that took it back.
+    pub billed_in: Option<String>,
+    pub credited_in: Option<String>,
+}
+
+const ROW_COLUMNS: &str = "r.customer_id, r.version, r.kind, r.subject, r.outcome_id, r.name, \
+    r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
+    r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, b.billed_in, b.credited_in";
+
+const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
+    ON b.customer_id = r.customer_id AND b.outcome_id = r.outcome_id";
+
+fn seq(v: i64) -> u64 {
+    v as u64
+}
+
+fn read_row(r: &dyn SqlRow) -> Result<OutcomeRow, StoreError> {
+    Ok(OutcomeRow {
+        customer: r.text_req(0)?,
+        version: r.int_req(1)? as u32,
+        kind: r.int_req(2)? as u32,
+        subject: r.text_req(3)?,
+        id: r.text_req(4)?,
+        name: r.text_req(5)?,
+        created_sequence: seq(r.int_req(6)?),
+        created_event: r.text_req(7)?,
+        created_us: r.int_req(8)?,
+        matures_us: r.int_req(9)?,
+        value: r.text(10)?,
+        value_error: r.text(11)?,
+        void_sequence: r.int(12)?.map(seq),
+        void_event: r.text(13)?,
+        void_us: r.int(14)?,
+        dispute: r.text_req(15)?,
+        detail: r.text_req(16)?,
+        billed_in: r.text(17)?,
+        credited_in: r.text(18)?,
+    })
+}
+
+/// The checkpoint of one fold, locked until the transaction ends; a fold
+/// not started yet is created at 0.
+pub fn lock_checkpoint(tx: &mut dyn Sql, customer: &str, version: u32) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO outcome_heads (customer_id, version, sequence, ready) VALUES (?, ?, 0, 0) \
+         ON CONFLICT (customer_id, version) DO NOTHING",
+        &[customer.into(), i64::from(version).into()],
+    )?;
+    let sql = format!(
+        "SELECT sequence FROM outcome_heads WHERE customer_id = ? AND version = ?{}",
+        tx.dialect().for_update()
+    );
+    let mut at = 0;
+    tx.query(
+        &sql,
+        &[customer.into(), i64::from(version).into()],
+        &mut |r| {
+            at = seq(r.int_req(0)?);
+            Ok(())
+        },
+    )?;
+    Ok(at)
+}
+
+/// Moves a fold's checkpoint; `ready` once it has caught up with the
+/// ledger for the first time (until then reads use the previous version),
+/// and ready it stays.
+pub fn set_checkpoint(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    sequence: u64,
+    ready: bool,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE outcome_heads SET sequence = ?, ready = CASE WHEN CAST(? AS BIGINT) = 1 THEN 1 ELSE ready END \
+         WHERE customer_id = ? AND version = ?",
+        &[
+            (sequence as i64).into(),
+            i64::from(ready).into(),
+            customer.into(),
+            i64::from(version).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Where each fold of a customer stands: (version, sequence, ready).
+pub fn checkpoints(tx: &mut dyn Sql, customer: &str) -> Result<Vec<(u32, u64, bool)>, StoreError> {
+    let mut out = Vec::new();
+    tx.query(
+        "SELECT version, sequence, ready FROM outcome_heads WHERE customer_id = ? ORDER BY version",
+        &[customer.into()],
+        &mut |r| {
+            out.push((r.int_req(0)? as u32, seq(r.int_req(1)?), r.int_req(2)? != 0));
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Keys per statement when loading rows by key.
+const KEYS_PER_QUERY: usize = 400;
+
+/// The stored rows of these (kind, subject) outcomes of one fold.
+pub fn load(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    keys: &[(u32, &str)],
+) -> Result<Vec<OutcomeRow>, StoreError> {
+    let mut by_kind: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for (kind, subject) in keys {
+        by_kind.entry(*kind).or_default().push(subject);
+    }
+    let mut out = Vec::new();
+    for (kind, subjects) in by_kind {
+        for chunk in subjects.chunks(KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.version = ? \
+                 AND r.kind = ? AND r.subject IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut params: Vec<Param> = vec![
+                customer.into(),
+                i64::from(version).into(),
+                i64::from(kind).into(),
+            ];
+            params.extend(chunk.iter().map(|s| Param::from(*s)));
+            tx.query(&sql, &params, &mut |r| {
+                out.push(read_row(r)?);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+/// Rows per INSERT statement (17 parameters each).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Inserts or replaces the folded part of these rows (never their
+/// billing, which the close writes).
+pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let one = format!("({})", placeholders(17));
+        let values = vec![one; chunk.len()].join(",");
+        let sql = format!(
+            "INSERT INTO outcome_rows (customer_id, version, kind, subject, outcome_id, name, \
+             created_seq, created_event, created_us, matures_us, value, value_error, void_seq, \
+             void_event, void_us, dispute, detail) VALUES {values} \
+             ON CONFLICT (customer_id, version, kind, subject) DO UPDATE SET \
+             created_seq = excluded.created_seq, created_event = excluded.created_event, \
+             created_us = excluded.created_us, matures_us = excluded.matures_us, \
+             value = excluded.value, value_error = excluded.value_error, \
+             void_seq = excluded.void_seq, void_event = excluded.void_event, \
+             void_us = excluded.void_us, dispute = excluded.dispute, detail = excluded.detail"
+        );
+        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * 17);
+        for r in chunk {
+            params.extend::<[Param; 17]>([
+                r.customer.as_str().into(),
+                i64::from(r.version).into(),
+                i64::from(r.kind).into(),
+                r.subject.as_str().into(),
+                r.id.as_str().into(),
+                r.name.as_str().into(),
+                (r.created_sequence as i64).into(),
+                r.created_event.as_str().into(),
+                r.created_us.into(),
+                r.matures_us.into(),
+                r.value.as_deref().into(),
+                r.value_error.as_deref().into(),
+                r.void_sequence.map(|s| s as i64).into(),
+                r.void_event.as_deref().into(),
+                r.void_us.into(),
+                r.dispute.as_str().into(),
+                r.detail.as_str().into(),
+            ]);
+        }
+        tx.execute(&sql, &params)?;
+    }
+    Ok(())
+}
+
+/// Forgets a fold: its rows and its checkpoint (a rebuild starts over).
+pub fn clear(tx: &mut dyn Sql, customer: &str, version: Option<u32>) -> Result<(), StoreError> {
+    match version {
+        Some(v) => {
+            for table in ["outcome_rows", "outcome_heads"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE customer_id = ? AND version = ?"),
+                    &[customer.into(), i64::from(v).into()],
+                )?;
+            }
+        }
+        None => {
+            for table in ["outcome_rows", "outcome_heads", "outcome_billing"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE customer_id = ?"),
+                    &[customer.into()],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records which statement billed an outcome (the first one stands) or
+/// took it back (the latest one stands), as the statements say in order.
+pub fn record_billing(
+    tx: &mut dyn Sql,
+    customer: &str,
+    outcome_id: &str,
+    statement: &str,
+    credited: bool,
+) -> Result<(), StoreError> {
+    let set = if credited {
+        "credited_in = excluded.credited_in"
+    } else {
+        "billed_in = COALESCE(outcome_billing.billed_in, excluded.billed_in)"
+    };
+    let column = if credited { "credited_in" } else { "billed_in" };
+    tx.execute(
+        &format!(
+            "INSERT INTO outcome_billing (customer_id, outcome_id, {column}) VALUES (?, ?, ?) \
+             ON CONFLICT (customer_id, outcome_id) DO UPDATE SET {set}"
+        ),
+        &[customer.into(), outcome_id.into(), statement.into()],
+    )?;
+    Ok(())
+}
+
+/// The ledger head of a customer (0 for an empty chain).
+pub fn ledger_head(tx: &mut dyn Sql, customer: &str) -> Result<u64, StoreError> {
+    let mut head = 0;
+    tx.query(
+        "SELECT sequence FROM ledger_heads WHERE customer_id = ?",
+        &[customer.into()],
+        &mut |r| {
+            head = seq(r.int_req(0)?);
+            Ok(())
+        },
+    )?;
+    Ok(head)
+}
+
+/// The events of a customer with a sequence in `(after, up_to]`, in
+/// ledger order, as (sequence, canonical bytes); only those of `types`
+/// when given.
+pub fn events_between(
+    tx: &mut dyn Sql,
+    customer: &str,
+    after: u64,
+    up_to: u64,
+    types: Option<&[&str]>,
+    sink: &mut dyn FnMut(u64, Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "SELECT sequence, body FROM events WHERE customer_id = ? AND sequence > ? AND sequence <= ?",
+    );
+    let mut params: Vec<Param> = vec![
+        customer.into(),
+        (after as i64).into(),
+        (up_to as i64).into(),
+    ];
+    if let Some(types) = types {
+        sql.push_str(&format!(" AND type IN ({})", placeholders(types.len())));
+        params.extend(types.iter().map(|t| Param::from(*t)));
+    }
+    sql.push_str(" ORDER BY sequence");
+    tx.query(&sql, &params, &mut |r| {
+        let body = r
+            .bytes(1)?
+            .ok_or_else(|| StoreError::Corrupt("an event without a body".into()))?;
+        sink(seq(r.int_req(0)?), body)
+    })
+}
+
+/// How many statements a customer has.
+pub fn statement_count(tx: &mut dyn Sql, customer: &str) -> Result<u64, StoreError> {
+    let mut n = 0;
+    tx.query(
+        "SELECT COUNT(*) FROM statements WHERE customer_id = ?",
+        &[customer.into()],
+        &mut |r| {
+            n = seq(r.int_req(0)?);
+            Ok(())
+        },
+    )?;
+    Ok(n)
+}
+
+/// The signed bodies of a customer's statements from the `skip`-th on,
+/// in period order.
+pub fn statements_from(
+    tx: &mut dyn Sql,
+    customer: &str,
+    skip: u64,
+    sink: &mut dyn FnMut(String) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::new();
+    tx.query(
+        "SELECT id FROM statements WHERE customer_id = ? ORDER BY period_start_us",
+        &[customer.into()],
+        &mut |r| {
+            ids.push(r.text_req(0)?);
+            Ok(())
+        },
+    )?;
+    for id in ids.iter().skip(skip as usize) {
+        tx.query(
+            "SELECT body FROM statements WHERE id = ?",
+            &[id.as_str().into()],
+            &mut |r| sink(r.text_req(0)?),
+        )?;
+    }
+    Ok(())
+}
+
+/// One stretch of maturity times governed by one contract version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Governed {
+    pub version: u32,
+    /// Maturity at or after (µs since the epoch).
+    pub from_us: i64,
+    /// Maturity strictly before.
+    pub until_us: i64,
+}
+
+/// What an outcome listing asks for, besides the customer.
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeFilter {
+    pub name: Option<String>,
+    pub subject: Option<String>,
+    /// A state as the API names it (see [`state_condition`]).
+    pub state: Option<String>,
+    pub matures_from_us: Option<i64>,
+    pub matures_until_us: Option<i64>,
+    pub created_from_us: Option<i64>,
+    pub created_until_us: Option<i64>,
+    /// Keyset: only outcomes created after this (sequence, kind).
+    pub after: Option<(u64, u32)>,
+    pub limit: usize,
+    /// The time `pending` and `billable` are judged at.
+    pub now_us: i64,
+}
+
+/// The SQL condition of a state: the same decision as the state an
+/// outcome is shown in, so a filter never disagrees with the listing.
+/// `None` for a name that is not a state.
+pub fn state_condition(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "credited" => "b.credited_in IS NOT NULL",
+        "disputed" => "b.credited_in IS NULL AND r.dispute = 'open'",
+        "billed" => "b.credited_in IS NULL AND r.dispute <> 'open' AND b.billed_in IS NOT NULL",
+        "voided" => {
+            "b.credited_in IS NULL AND r.dispute <> 'open' AND b.billed_in IS NULL \
+             AND (r.void_us IS NOT NULL OR r.dispute = 'accepted')"
+        }
+        "billable" => {
+            "b.credited_in IS NULL AND r.dispute NOT IN ('open', 'accepted') \
+             AND b.billed_in IS NULL AND r.void_us IS NULL AND r.matures_us <= ?"
+        }
+        "pending" => {
+            "b.credited_in IS NULL AND r.dispute NOT IN ('open', 'accepted') \
+             AND b.billed_in IS NULL AND r.void_us IS NULL AND r.matures_us > ?"
+        }
+        _ => return None,
+    })
+}
+
+/// Builds the WHERE clause shared by a page and a count.
+fn conditions<'a>(
+    customer: &'a str,
+    stretch: &Governed,
+    f: &'a OutcomeFilter,
+    keyset: bool,
+) -> Result<(String, Vec<Param<'a>>), StoreError> {
+    let mut sql = String::from(
+        "r.customer_id = ? AND r.version = ? AND r.matures_us >= ? AND r.matures_us < ?",
+    );
+    let mut params: Vec<Param> = vec![
+        customer.into(),
+        i64::from(stretch.version).into(),
+        stretch.from_us.into(),
+        stretch.until_us.into(),
+    ];
+    if let Some(n) = &f.name {
+        sql.push_str(" AND r.name = ?");
+        params.push(n.as_str().into());
+    }
+    if let Some(s) = &f.subject {
+        sql.push_str(" AND r.subject = ?");
+        params.push(s.as_str().into());
+    }
+    if let Some(state) = &f.state {
+        let cond = state_condition(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome state {state}")))?;
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+        if cond.ends_with('?') {
+            params.push(f.now_us.into());
+        }
+    }
+    for (column, op, bound) in [
+        ("r.matures_us", ">=", f.matures_from_us),
+        ("r.matures_us", "<", f.matures_until_us),
+        ("r.created_us", ">=", f.created_from_us),
+        ("r.created_us", "<", f.created_until_us),
+    ] {
+        if let Some(b) = bound {
+            sql.push_str(&format!(" AND {column} {op} ?"));
+            params.push(b.into());
+        }
+    }
+    if keyset {
+        if let Some((s, k)) = f.after {
+            sql.push_str(" AND (r.created_seq > ? OR (r.created_seq = ? AND r.kind > ?))");
+            params.extend([
+                Param::from(s as i64),
+                Param::from(s as i64),
+                Param::from(i64::from(k)),
+            ]);
+        }
+    }
+    Ok((sql, params))
+}
+
+/// One page of outcomes in creation order (ledger sequence, then kind),
+/// each from the version that governs its maturity.
+pub fn page(
+    tx: &mut dyn Sql,
+    customer: &str,
+    governed: &[Governed],
+    f: &OutcomeFilter,
+) -> Result<Vec<OutcomeRow>, StoreError> {
+    let mut all = Vec::new();
+    for stretch in governed {
+        let (cond, params) = conditions(customer, stretch, f, true)?;
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE {cond} \
+             ORDER BY r.created_seq, r.kind LIMIT {}",
+            f.limit
+        );
+        tx.query(&sql, &params, &mut |r| {
+            all.push(read_row(r)?);
+            Ok(())
+        })?;
+    }
+    all.sort_by_key(|r| (r.created_sequence, r.kind));
+    all.truncate(f.limit);
+    Ok(all)
+}
+
+/// How many outcomes match a filter (the keyset cursor ignored).
+pub fn count(
+    tx: &mut dyn Sql,
+    customer: &str,
+    governed: &[Governed],
+    f: &OutcomeFilter,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for stretch in governed {
+        let (cond, params) = conditions(customer, stretch, f, false)?;
+        tx.query(
+            &format!("SELECT COUNT(*) {FROM_ROWS} WHERE {cond}"),
+            &params,
+            &mut |r| {
+                total += seq(r.int_req(0)?);
+                Ok(())
+            },
+        )?;
+    }
+    Ok(total)
+}
+
+/// Every governed outcome that has been disputed, in creation order
+/// (disputes are few: a page of them needs no cursor).
+pub fn disputed(
+    tx: &mut dyn Sql,
+    customer: &str,
+    governed: &[Governed],
+) -> Result<Vec<OutcomeRow>, StoreError> {
+    let mut out = Vec::new();
+    for g in governed {
+        tx.query(
+            &format!(
+                "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.version = ? \
+                 AND r.matures_us >= ? AND r.matures_us < ? AND r.dispute <> 'none' \
+                 ORDER BY r.created_seq, r.kind"
+            ),
+            &[
+                customer.into(),
+                i64::from(g.version).into(),
+                g.from_us.into(),
+                g.until_us.into(),
+            ],
+            &mut |r| {
+                out.push(read_row(r)?);
+                Ok(())
+            },
+        )?;
+    }
+    out.sort_by_key(|r| (r.created_sequence, r.kind));
+    Ok(out)
+}
+
+/// Outcomes created in `[from_us, until_us)` per kind name and day
+/// (whole days of 86,400 s from `from_us`), counted by the database.
+pub fn created_per_day(
+    tx: &mut dyn Sql,
+    customer: &str,
+    governed: &[Governed],
+    from_us: i64,
+    until_us: i64,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut out = Vec::new();
+    for g in governed {
+        tx.query(
+            "SELECT r.name, (r.created_us - ?) / 86400000000, COUNT(*) FROM outcome_rows r \
+             WHERE r.customer_id = ? AND r.version = ? AND r.matures_us >= ? AND r.matures_us < ? \
+             AND r.created_us >= ? AND r.created_us < ? GROUP BY 1, 2",
+            &[
+                from_us.into(),
+                customer.into(),
+                i64::from(g.version).into(),
+                g.from_us.into(),
+                g.until_us.into(),
+                from_us.into(),
+                until_us.into(),
+            ],
+            &mut |r| {
+                out.push((r.text_req(0)?, seq(r.int_req(1)?), seq(r.int_req(2)?)));
+                Ok(())
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+/// Every row of one outcome id (one per version that recognised it).
+pub fn by_id(tx: &mut dyn Sql, customer: &str, id: &str) -> Result<Vec<OutcomeRow>, StoreError> {
+    let mut out = Vec::new();
+    tx.query(
+        &format!(
+            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.outcome_id = ? \
+             ORDER BY r.version"
+        ),
+        &[customer.into(), id.into()],
+        &mut |r| {
+            out.push(read_row(r)?);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Every row of one fold, in creation order, handed to `sink` one at a
+/// time (a deep verification compares them with a replay).
+pub fn scan(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    sink: &mut dyn FnMut(OutcomeRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    tx.query(
+        &format!(
+            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.version = ? \
+             ORDER BY r.created_seq, r.kind"
+        ),
+        &[customer.into(), i64::from(version).into()],
+        &mut |r| sink(read_row(r)?),
+    )
+}
+
+/// The schema of the read model: the same text for both databases.
+pub(crate) const SCHEMA: &str = "CREATE TABLE outcome_rows (
+        customer_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        kind BIGINT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_seq BIGINT NOT NULL,
+        created_event TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        matures_us BIGINT NOT NULL,
+        value TEXT,
+        value_error TEXT,
+        void_seq BIGINT,
+        void_event TEXT,
+        void_us BIGINT,
+        dispute TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (customer_id, version, kind, subject)
+    );
+    CREATE INDEX outcome_rows_by_creation ON outcome_rows (customer_id, version, created_seq, kind);
+    CREATE INDEX outcome_rows_by_id ON outcome_rows (customer_id, outcome_id);
+    CREATE INDEX outcome_rows_by_subject ON outcome_rows (customer_id, subject);
+    CREATE TABLE outcome_heads (
+        customer_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        sequence BIGINT NOT NULL,
+        ready BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, version)
+    );
+    CREATE TABLE outcome_billing (
+        customer_id TEXT NOT NULL,
+        outcome_id TEXT NOT NULL,
+        billed_in TEXT,
+        credited_in TEXT,
+        PRIMARY KEY (customer_id, outcome_id)
+    );";

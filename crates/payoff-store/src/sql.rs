@@ -1,0 +1,269 @@
+//! One SQL text for both databases.
+//!
+//! Repositories write each statement once, with `?` placeholders, against
+//! [`Sql`]; the PostgreSQL side renders the placeholders as `$1, $2, …`.
+//! The two dialects agree on everything else we use (`INSERT … ON CONFLICT
+//! … DO UPDATE`, `BIGINT`, `TEXT`); where they differ, [`Dialect`] says so
+//! in one place (today only row locks, which SQLite does not need because
+//! its write transactions are exclusive).
+//!
+//! Only two column types cross this layer, 64-bit integers and text, each
+//! nullable: that is all the read model needs, and it keeps both drivers'
+//! type rules (PostgreSQL's are strict) out of the repositories.
+
+use std::borrow::Cow;
+
+use crate::StoreError;
+
+/// Which database a statement runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// What ends a `SELECT` that must lock the rows it reads until commit.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// A statement parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+impl From<i64> for Param<'_> {
+    fn from(v: i64) -> Self {
+        Param::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(Some(v))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Param::Text(v)
+    }
+}
+
+/// One result row, read by column position.
+pub trait SqlRow {
+    fn int(&self, column: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, column: usize) -> Result<Option<String>, StoreError>;
+    fn bytes(&self, column: usize) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A column that may not be NULL.
+    fn int_req(&self, column: usize) -> Result<i64, StoreError> {
+        self.int(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {column} is NULL")))
+    }
+
+    /// A text column that may not be NULL.
+    fn text_req(&self, column: usize) -> Result<String, StoreError> {
+        self.text(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {column} is NULL")))
+    }
+}
+
+/// Receives each row of a query.
+pub type RowSink<'a> = &'a mut dyn FnMut(&dyn SqlRow) -> Result<(), StoreError>;
+
+/// An open transaction on either database.
+pub trait Sql {
+    fn dialect(&self) -> Dialect;
+    /// Runs a statement; returns the number of rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError>;
+    /// Runs a query, handing each row to `sink` in order.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError>;
+}
+
+/// `?` placeholders as PostgreSQL's `$n`; a `?` inside a quoted literal
+/// stays as it is.
+pub(crate) fn numbered(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `count` placeholders separated by commas, for `IN (…)` lists and
+/// multi-row `VALUES`.
+pub fn placeholders(count: usize) -> String {
+    let mut s = String::with_capacity(count * 2);
+    for i in 0..count {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+pub(crate) mod sqlite {
+    use super::*;
+    use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+
+    impl rusqlite::ToSql for Param<'_> {
+        fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+            Ok(match *self {
+                Param::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(v)),
+                Param::Text(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+                Param::Int(None) | Param::Text(None) => ToSqlOutput::Owned(Value::Null),
+            })
+        }
+    }
+
+    impl SqlRow for rusqlite::Row<'_> {
+        fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
+            Ok(self.get(column)?)
+        }
+        fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
+            Ok(self.get(column)?)
+        }
+        fn bytes(&self, column: usize) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.get(column)?)
+        }
+    }
+
+    impl Sql for rusqlite::Connection {
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+
+        fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+            let mut stmt = self.prepare_cached(sql)?;
+            Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+        }
+
+        fn query(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+            sink: RowSink<'_>,
+        ) -> Result<(), StoreError> {
+            let mut stmt = self.prepare_cached(sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+            while let Some(row) = rows.next()? {
+                sink(row)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) mod postgres {
+    use super::*;
+    use ::postgres::types::ToSql;
+
+    impl SqlRow for ::postgres::Row {
+        fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
+            Ok(self.try_get(column)?)
+        }
+        fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
+            Ok(self.try_get(column)?)
+        }
+        fn bytes(&self, column: usize) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.try_get(column)?)
+        }
+    }
+
+    fn boxed<'a>(params: &'a [Param<'a>]) -> Vec<Box<dyn ToSql + Sync + 'a>> {
+        params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync + 'a> {
+                match *p {
+                    Param::Int(v) => Box::new(v),
+                    Param::Text(v) => Box::new(v),
+                }
+            })
+            .collect()
+    }
+
+    impl Sql for ::postgres::Transaction<'_> {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+
+        fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+            let owned = boxed(params);
+            let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+            Ok(::postgres::Transaction::execute(
+                self,
+                numbered(sql).as_ref(),
+                &refs,
+            )?)
+        }
+
+        fn query(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+            sink: RowSink<'_>,
+        ) -> Result<(), StoreError> {
+            let owned = boxed(params);
+            let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+            for row in ::postgres::Transaction::query(self, numbered(sql).as_ref(), &refs)? {
+                sink(&row)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            numbered("SELECT a FROM t WHERE b = ? AND c IN (?,?)"),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2,$3)"
+        );
+        assert_eq!(
+            numbered("SELECT '?' WHERE a = ? AND b = 'x'"),
+            "SELECT '?' WHERE a = $1 AND b = 'x'"
+        );
+        assert!(matches!(numbered("SELECT 1"), Cow::Borrowed(_)));
+        assert_eq!(placeholders(3), "?,?,?");
+    }
+}
