@@ -36,9 +36,9 @@ pub use projection::{
     ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
-    compute, compute_with_outcomes, period_outcomes, statement_id, version_for, CloseError,
-    CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, Line, LineKind, PeriodOutcomes,
-    Signature, Statement,
+    compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,
+    CloseError, CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, Line, LineKind,
+    PeriodOutcomes, Signature, Statement,
 };
 
 pub mod attribution;

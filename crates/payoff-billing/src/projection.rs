@@ -455,18 +455,16 @@ impl<'c> OutcomeRules<'c> {
             outcome.id,
             outcome_id(self.customer, &outcome.name, &outcome.subject)
         );
+        let window_end = dispute_window_end(contract, outcome);
+        let created = outcome.created.sequence;
         let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
         match (event.event_type.as_str(), open) {
-            (DISPUTE_OPENED, None) => {
-                if event.time <= dispute_window_end(contract, outcome)
-                    && event.sequence > outcome.created.sequence
-                {
-                    outcome.disputes.push(Dispute {
-                        opened: Mark::of(event),
-                        reason: field("reason").to_string(),
-                        decision: None,
-                    });
-                }
+            (DISPUTE_OPENED, None) if event.time <= window_end && event.sequence > created => {
+                outcome.disputes.push(Dispute {
+                    opened: Mark::of(event),
+                    reason: field("reason").to_string(),
+                    decision: None,
+                });
             }
             (DISPUTE_ACCEPTED, Some(d)) => {
                 d.decision = Some((

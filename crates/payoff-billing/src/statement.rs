@@ -443,6 +443,26 @@ fn direct(contract: &Contract, o: &Outcome) -> bool {
     contract.outcomes[o.kind].attribution == Attribution::Direct
 }
 
+/// Every period before `period`, from the first one any version governs,
+/// in order: what a close of `period` builds on (each must be closed), and
+/// what a preview of it assumes closed as previewed where one is not.
+pub fn periods_before(versions: &[ContractVersion<'_>], period: Period) -> Vec<Period> {
+    let Some(first_start) = versions
+        .iter()
+        .map(|v| v.contract.starts.start.max(v.effective.start))
+        .min()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut p = Period::containing(period.cadence(), first_start);
+    while p.start < period.start {
+        out.push(p);
+        p = p.next();
+    }
+    out
+}
+
 /// Closes (or previews) one period.
 pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
     compute_with_outcomes(input).map(|(statement, _)| statement)
@@ -462,28 +482,20 @@ pub fn compute_with_outcomes(
     let current = version_for(input.versions, period)
         .ok_or_else(|| CloseError::NoContract(period.to_string()))?;
     let contract = current.contract;
-    let first_start = input
-        .versions
-        .iter()
-        .map(|v| v.contract.starts.start.max(v.effective.start))
-        .min()
-        .expect("a version governs");
 
     // Earlier statements must be exactly the periods since the start.
     let closed: BTreeSet<&str> = input.prior.iter().map(|s| s.period.as_str()).collect();
     if closed.contains(period.to_string().as_str()) {
         return Err(CloseError::AlreadyClosed(period.to_string()));
     }
-    let mut earlier = Vec::new();
-    let mut p = Period::containing(contract.cadence, first_start);
-    while p.start < period.start {
-        if !closed.contains(p.to_string().as_str()) {
-            return Err(CloseError::OutOfOrder {
-                missing: p.to_string(),
-            });
-        }
-        earlier.push(p);
-        p = p.next();
+    let earlier = periods_before(input.versions, period);
+    if let Some(p) = earlier
+        .iter()
+        .find(|p| !closed.contains(p.to_string().as_str()))
+    {
+        return Err(CloseError::OutOfOrder {
+            missing: p.to_string(),
+        });
     }
     let billed = Billed::from(input.prior)?;
     let cut = period.end;

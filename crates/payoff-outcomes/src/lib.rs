@@ -21,7 +21,10 @@ pub mod verify;
 mod versions;
 
 pub use fold::{catch_up, rebuild, Progress};
-pub use read::{disputed, find, overview, page, state_of, Freshness, OutcomeNow, Page, PageQuery};
+pub use read::{
+    disputed, find, overview, page, state_of, Freshness, OutcomeNow, OverviewCounts, Page,
+    PageQuery,
+};
 pub use versions::Versions;
 
 use payoff_store::StoreError;

@@ -223,15 +223,22 @@ pub fn disputed(
         .collect()
 }
 
-/// Outcomes created in `period` per kind name and day of the period, and
-/// how many disputes are open: the Overview's figures, counted by the
-/// database rather than by reading the outcomes.
+/// The Overview's figures, counted by the database rather than by
+/// reading the outcomes.
+#[derive(Debug, Clone, Default)]
+pub struct OverviewCounts {
+    /// Outcomes created in the period: (kind name, day of the period, count).
+    pub created: Vec<(String, u64, u64)>,
+    pub open_disputes: u64,
+}
+
+/// Outcomes created in `period` per kind and day, and open disputes.
 pub fn overview(
     store: &Store,
     customer: &str,
     period: Period,
     now: DateTime<Utc>,
-) -> Result<(Vec<(String, u64, u64)>, u64), OutcomesError> {
+) -> Result<OverviewCounts, OutcomesError> {
     let (_, governed, _) = prepare(store, customer)?;
     let filter = OutcomeFilter {
         state: Some("disputed".into()),
@@ -239,15 +246,15 @@ pub fn overview(
         ..Default::default()
     };
     Ok(store.read(|tx| {
-        Ok((
-            model::created_per_day(
+        Ok(OverviewCounts {
+            created: model::created_per_day(
                 tx,
                 customer,
                 &governed,
                 period.start.timestamp_micros(),
                 period.end.timestamp_micros(),
             )?,
-            model::count(tx, customer, &governed, &filter)?,
-        ))
+            open_disputes: model::count(tx, customer, &governed, &filter)?,
+        })
     })?)
 }

@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
-    compute, compute_with_outcomes, sign, BillingEvent, Bundle, BundleContract, BundleEvent,
-    CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef, Period, Statement,
-    TypeFilter, BUNDLE_FORMAT,
+    compute, compute_with_outcomes, periods_before, sign, BillingEvent, Bundle, BundleContract,
+    BundleEvent, CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef, Period,
+    Statement, TypeFilter, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_outcomes::OutcomesError;
@@ -261,22 +261,67 @@ pub fn statements(store: &Store, customer: &str) -> Result<Vec<Statement>, Billi
         .collect()
 }
 
+/// A period's statement as it stands, and the earlier periods it assumes
+/// closed as previewed because they are not closed yet.
+pub struct Preview {
+    pub statement: Statement,
+    /// Earlier open periods, oldest first; empty for a closed period or
+    /// when every earlier one is closed.
+    pub assumed: Vec<String>,
+}
+
 /// The statement of a period: the stored one if the period is closed,
-/// else the one a close would give now (not stored, not signed).
+/// else the one a close would give now (not stored, not signed). Earlier
+/// periods that are still open are previewed first, in order, and the
+/// later ones built on them, as if each closed as previewed: a preview
+/// never waits for an earlier close (the first days of every month).
 pub fn preview(
     store: &Store,
     customer: &str,
     period: &str,
     now: DateTime<Utc>,
-) -> Result<Statement, BillingError> {
+) -> Result<Preview, BillingError> {
     if let Some(stored) = store
         .statements(customer)?
         .into_iter()
         .find(|s| s.period == period)
     {
-        return parse_statement(&stored);
+        return Ok(Preview {
+            statement: parse_statement(&stored)?,
+            assumed: Vec::new(),
+        });
     }
-    recompute(store, customer, period, now)
+    let versions = Versions::load(store, customer)?;
+    let period = versions.period(period)?;
+    let mut prior: Vec<Statement> = statements(store, customer)?
+        .into_iter()
+        .filter(|s| s.period_start < rfc3339(period.start))
+        .collect();
+    let ledger = StoredEvents::at_head(store, customer)?;
+    let list = versions.list();
+    let mut assumed = Vec::new();
+    let compute_at = |p: Period, prior: &[Statement]| {
+        compute(&CloseInput {
+            customer,
+            period: p,
+            versions: &list,
+            events: &ledger,
+            head: ledger.head_ref(),
+            prior,
+            issued_at: now,
+        })
+    };
+    for p in periods_before(&list, period) {
+        if !prior.iter().any(|s| s.period == p.to_string()) {
+            let previewed = compute_at(p, &prior)?;
+            assumed.push(previewed.period.clone());
+            prior.push(previewed);
+        }
+    }
+    Ok(Preview {
+        statement: compute_at(period, &prior)?,
+        assumed,
+    })
 }
 
 /// Computes a period's statement from the ledger as it is now, against

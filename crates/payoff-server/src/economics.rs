@@ -63,7 +63,10 @@ fn statement_for(
             serde_json::from_str(&s.body).map_err(|e| BillingError::Corrupt(e.to_string()))?,
             "closed",
         ),
-        None => (billing::preview(store, customer, period, now)?, "preview"),
+        None => (
+            billing::preview(store, customer, period, now)?.statement,
+            "preview",
+        ),
     })
 }
 

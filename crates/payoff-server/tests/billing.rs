@@ -204,6 +204,25 @@ fn a_customer_life_closes_into_verifiable_statements() {
             (StatusCode::CONFLICT, Some("period_out_of_order")),
             "{v}"
         );
+        // A preview of a later period does not wait for that close: it
+        // assumes September closes as previewed, and says so.
+        let (s, v, _) = server
+            .get(
+                &shift("/v1/customers/acme/periods/2026-10/preview"),
+                &viewer,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(
+            v["assumes_closed_as_previewed"],
+            json!([shift("2026-09")]),
+            "{v}"
+        );
+        assert_eq!(
+            v["depends_on"],
+            json!([format!("st.acme.{}", shift("2026-09"))]),
+            "{v}"
+        );
         let (s, v) = server.post(&close("2099-01"), &operator, Value::Null).await;
         assert_eq!(
             (s, v["code"].as_str()),
@@ -259,7 +278,16 @@ fn a_customer_life_closes_into_verifiable_statements() {
             .await;
         assert_eq!(
             (v["outcomes"].as_array().unwrap().len(), v["total"].as_u64()),
-            (2, Some(4))
+            (2, None),
+            "a listing counts only when asked"
+        );
+        let (_, counted, _) = server
+            .get("/v1/customers/acme/outcomes?limit=2&count=true", &viewer)
+            .await;
+        assert_eq!(counted["total"].as_u64(), Some(4), "{counted}");
+        assert!(
+            counted["freshness"]["ledger_head"].as_u64().unwrap() > 0,
+            "{counted}"
         );
         let (_, page2, _) = server
             .get(

@@ -1064,3 +1064,34 @@ fn errors_are_readable_pages() {
         assert!(css.content_type.starts_with("text/css"));
     });
 }
+
+/// Regression: the Overview answered 409 ("close periods in order")
+/// whenever the previous period was still open, i.e. in the first days of
+/// every month. It shows the open period and says what it assumes.
+#[test]
+fn the_overview_of_a_month_after_an_open_one_shows_it_and_says_so() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let globex = contract().replace("\"acme\"", "\"globex\"");
+        let (s, v, _) = f
+            .server
+            .call(
+                Method::POST,
+                "/v1/customers/globex/contracts",
+                Some(&f.operator),
+                Some("application/toml"),
+                globex.into_bytes(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        let operator = f.login(&f.operator).await;
+        let page = f.get("/ui/customers/globex/overview", &operator).await;
+        assert_eq!(page.status, StatusCode::OK, "{label}: {}", page.body);
+        let last_month = month_start(1).format("%Y-%m").to_string();
+        assert!(
+            page.body.contains("id=\"assumed\"") && page.body.contains(&last_month),
+            "{label}: {}",
+            page.body
+        );
+    });
+}

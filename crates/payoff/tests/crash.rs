@@ -1,6 +1,7 @@
 //! Acknowledged means durable: the server is SIGKILLed while clients are
 //! sending, restarted, and every acknowledged event must be there exactly
-//! once, with an intact chain.
+//! once, with an intact chain, and the outcome read model (which the
+//! server folds while the events arrive) must equal a replay.
 
 mod common;
 
@@ -14,13 +15,29 @@ use payoff_store::{EventFilter, Store};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
+
+const CONTRACT: &str = r#"
+[contract]
+customer = "acme"
+currency = "USD"
+period = "monthly"
+starts = "2026-11-01"
+
+[[outcome]]
+name = "opened"
+when = 'event.type == "ticket.created" && event.data.i % 2 == 0'
+void_when = 'event.type == "ticket.created" && event.data.i % 2 == 1'
+matures_after = "72h"
+price = { per_unit = "1.00" }
+"#;
 const BATCH: usize = 200;
 
 fn batch_body(client: usize, batch: usize) -> Vec<u8> {
     let events: Vec<_> = (0..BATCH)
         .map(|i| {
             json!({"specversion": "1.0", "id": format!("c{client}-b{batch}-e{i}"), "source": "crash-test",
-                   "type": "ticket.created", "subject": format!("T-{client}-{batch}"), "data": {"i": i}})
+                   "type": "ticket.created", "subject": format!("T-{client}-{batch}-{}", i / 2),
+                   "time": "2026-11-05T10:00:00Z", "data": {"i": i}})
         })
         .collect();
     serde_json::to_vec(&events).unwrap()
@@ -86,6 +103,11 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
     for db in ScratchDb::all() {
         init(&db);
         let key = customer_with_key(&db, "acme", "agent");
+        // Even events make an outcome of their subject, odd ones void it.
+        let contract = data_dir(&db).join("acme.toml");
+        write(&contract, CONTRACT);
+        let o = payoff(&db, &["contract", "push", contract.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
         let mut acknowledged = HashSet::new();
         for (round, kill_after) in [1usize, 7, 23, 60].into_iter().enumerate() {
             let server = Server::start(&db);
@@ -132,12 +154,29 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
                 "sequence has gaps"
             );
             assert_eq!(stored.len() % BATCH, 0, "a batch was stored in part");
-            let o = payoff(&db, &["ledger", "verify"]);
+            let o = payoff(&db, &["ledger", "verify", "--deep"]);
             assert!(
-                o.status.success(),
+                o.status.success() && stdout(&o).contains("0 outcomes differ"),
                 "{} round {round}: {}",
                 db.label,
                 stdout(&o)
+            );
+            let listed = payoff_outcomes::page(
+                &store,
+                "acme",
+                &payoff_outcomes::PageQuery {
+                    limit: 1,
+                    count: true,
+                    ..Default::default()
+                },
+                chrono::Utc::now(),
+            )
+            .unwrap();
+            assert_eq!(
+                listed.total,
+                Some(stored.len() as u64 / 2),
+                "{} round {round}: one outcome per pair of events",
+                db.label
             );
             server.kill();
         }

@@ -617,7 +617,9 @@ pub async fn reject_dispute(
     dispute(state, caller, id, DisputeStep::Reject, req.note).await
 }
 
-/// The statement the period would close into now (not stored, not signed).
+/// The statement the period would close into now (not stored, not
+/// signed). When earlier periods are still open, it assumes they close as
+/// previewed, and lists them in `assumes_closed_as_previewed`.
 #[utoipa::path(get, path = "/v1/customers/{customer}/periods/{period}/preview", tag = "billing",
     responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn preview(
@@ -628,12 +630,16 @@ pub async fn preview(
     caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
-    let statement = blocking_with(
+    let preview = blocking_with(
         move |store| Ok(billing::preview(store, &customer, &period, now)?),
         &state,
     )
     .await?;
-    Ok(Json(serde_json::to_value(statement).unwrap_or_default()))
+    let mut body = serde_json::to_value(&preview.statement).unwrap_or_default();
+    if !preview.assumed.is_empty() {
+        body["assumes_closed_as_previewed"] = json!(preview.assumed);
+    }
+    Ok(Json(body))
 }
 
 fn statement_response(status: StatusCode, body: String) -> Response {

@@ -129,6 +129,12 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
                 );
             }
         }
+        for run in &results {
+            println!(
+                "{:<10} the outcome read model, folded while the batches arrived, was current {:.2} s after the last one",
+                run.backend, run.model_lag_s
+            );
+        }
         println!(
             "physical reference (SQLite, one transaction, {} rows): {:.0} events/s; batch ingest / reference = {:.2}",
             args.events,
@@ -151,14 +157,32 @@ struct Run {
     batch: Phase,
     single: Phase,
     peak_rss_mb: f64,
+    /// Seconds a read waited for the model after the last batch.
+    model_lag_s: f64,
 }
 
 impl Run {
     fn to_json(&self) -> Value {
         let phase = |p: &Phase| json!({"events": p.events, "events_per_s": p.events_per_s, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms});
-        json!({"backend": self.backend, "batches": phase(&self.batch), "single_events": phase(&self.single), "server_peak_rss_mb": self.peak_rss_mb})
+        json!({"backend": self.backend, "batches": phase(&self.batch), "single_events": phase(&self.single),
+               "server_peak_rss_mb": self.peak_rss_mb, "read_model_lag_after_batches_s": self.model_lag_s})
     }
 }
+
+/// The ingest bench's contract: every closed ticket is an outcome.
+const INGEST_CONTRACT: &str = r#"
+[contract]
+customer = "bench"
+currency = "USD"
+period = "monthly"
+starts = "2026-11-01"
+
+[[outcome]]
+name = "ticket_resolved"
+when = 'event.type == "ticket.closed"'
+matures_after = "72h"
+price = { per_unit = "0.90" }
+"#;
 
 /// A ticket event of realistic size (about 400 bytes).
 fn bench_event(i: usize, prefix: &str) -> Value {
@@ -233,7 +257,12 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
     store.create_customer("bench", "Benchmark", Utc::now())?;
+    // A contract, so that the server folds the outcome read model while
+    // the events arrive, as it does in production.
+    payoff_server::billing::upload_contract(&store, "bench", INGEST_CONTRACT, None, Utc::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (key, _) = store.create_key(Role::Agent, Some("bench"), Utc::now())?;
+    let (reader, _) = store.create_key(Role::Admin, None, Utc::now())?;
     drop(store);
     let server = start_server(db, data_dir.path())?;
     let client = ApiClient::new(&server.url, &key.key)?;
@@ -262,6 +291,16 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
         "application/cloudevents-batch+json",
         args.events,
     ))?;
+    // A read folds what the projector has not folded yet: how long the
+    // model trails the acknowledged ledger once the batches stop.
+    let drained = Instant::now();
+    runtime
+        .block_on(
+            ApiClient::new(&server.url, &reader.key)?
+                .get_json("/v1/customers/bench/outcomes?limit=1"),
+        )?
+        .map_err(|p| anyhow::anyhow!("reading outcomes failed: {p}"))?;
+    let model_lag_s = drained.elapsed().as_secs_f64();
     eprintln!("{}: single events…", db.label);
     let single = runtime.block_on(drive(
         &client,
@@ -285,6 +324,7 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
         batch,
         single,
         peak_rss_mb,
+        model_lag_s,
     })
 }
 

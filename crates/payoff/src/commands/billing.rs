@@ -339,9 +339,15 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             period,
             json,
         } => {
-            let s =
+            let preview =
                 shell::preview(&store, &customer, &period, Utc::now()).map_err(billing_error)?;
-            print_statement(&s, json)?;
+            if !preview.assumed.is_empty() {
+                eprintln!(
+                    "note: {} not closed yet; this preview assumes they close as previewed",
+                    preview.assumed.join(", ")
+                );
+            }
+            print_statement(&preview.statement, json)?;
         }
         StatementCommand::Show { id, json } => {
             let stored = store

@@ -92,6 +92,8 @@ struct Overview {
     period: Period,
     choices: Vec<PeriodChoice>,
     statement: Statement,
+    /// Earlier open periods the preview assumes closed as previewed.
+    assumed: Vec<String>,
     days: Vec<NaiveDate>,
     per_day: Vec<Series>,
     roi: Roi,
@@ -112,8 +114,11 @@ fn load(
     let choices = period_choices(&closed, Period::containing(versions.latest().cadence, now));
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;
-    let statement = billing::preview(store, customer, &period.to_string(), now)?;
-    let (created, open_disputes) = payoff_outcomes::overview(store, customer, period, now)?;
+    let preview = billing::preview(store, customer, &period.to_string(), now)?;
+    let payoff_outcomes::OverviewCounts {
+        created,
+        open_disputes,
+    } = payoff_outcomes::overview(store, customer, period, now)?;
     let first = period.start.date_naive();
     let days: Vec<NaiveDate> = first
         .iter_days()
@@ -162,7 +167,8 @@ fn load(
     Ok(Overview {
         period,
         choices,
-        statement,
+        statement: preview.statement,
+        assumed: preview.assumed,
         days,
         per_day,
         roi,
@@ -211,6 +217,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
     let outcomes_in_period: u64 = o.per_day.iter().flat_map(|s| &s.counts).sum();
     html! {
         (period_picker(&ctx.path("overview"), &o.choices, &o.period.to_string()))
+        (super::statements::assumed_notice(&o.assumed))
         div.tiles {
             div.tile {
                 span.figure { (grouped(&outcomes_in_period.to_string())) }

@@ -192,16 +192,18 @@ pub async fn preview(
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadBilling).await?;
     let id = ctx.id();
     let now = state.now();
-    let s = blocking_with(
+    let preview = blocking_with(
         move |store| Ok(billing::preview(store, &id, &period, now)?),
         &state,
     )
     .await?;
+    let s = &preview.statement;
     let body = html! {
         p.flash.bad { "A preview: what closing " (s.period) " would bill now. It is not closed, not signed, and will change as events arrive." }
-        (facts(&s))
+        (assumed_notice(&preview.assumed))
+        (facts(s))
         h2 { "Lines" }
-        (lines(&ctx, &s))
+        (lines(&ctx, s))
     };
     Ok(layout::page(
         &ctx,
@@ -209,6 +211,19 @@ pub async fn preview(
         &format!("Preview {}", s.period),
         body,
     ))
+}
+
+/// Says which earlier open periods a preview assumes closed as previewed,
+/// and that the operator can close them.
+pub(crate) fn assumed_notice(assumed: &[String]) -> Markup {
+    html! {
+        @if !assumed.is_empty() {
+            p.flash.notice #assumed {
+                "Earlier periods are not closed yet (" (assumed.join(", ")) "): these figures assume they close as previewed. "
+                "Close them in order from Statements (or " code { "payoff statement close" } ") to make them final."
+            }
+        }
+    }
 }
 
 /// The badge's answer: verified or not, and why, in a sentence.
