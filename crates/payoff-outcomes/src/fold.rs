@@ -55,11 +55,37 @@ impl OutcomeSlots for Slots {
     }
 }
 
-/// Brings every fold of `customer` up to its ledger head as it is now,
+/// Events a read folds itself at most per fold before answering: a fold
+/// further behind (a new contract version being built over a long ledger)
+/// is left to the background projector, and the read is answered from the
+/// version before it and says so ([`crate::Freshness`]).
+pub const READ_LAG_MAX: u64 = BATCH_SEQUENCES;
+
+/// How far a catch-up goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every fold up to the head: the background projector, a rebuild.
+    All,
+    /// Folds at most [`READ_LAG_MAX`] events behind: a read, whose cost
+    /// must not depend on the ledger's size.
+    Near,
+}
+
+/// Brings the folds of `customer` up to its ledger head as it is now,
 /// reporting each step. Does nothing (one read) when the model is current.
 pub fn catch_up(
     store: &Store,
     customer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), OutcomesError> {
+    catch_up_within(store, customer, Reach::All, progress)
+}
+
+/// [`catch_up`] within a reach.
+pub fn catch_up_within(
+    store: &Store,
+    customer: &str,
+    reach: Reach,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), OutcomesError> {
     let versions = match Versions::load(store, customer) {
@@ -67,10 +93,13 @@ pub fn catch_up(
         Err(OutcomesError::NoContract(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if is_current(store, customer, &versions)? {
+    let Some(lags) = lags(store, customer, &versions)? else {
         return Ok(());
-    }
-    for (stored, contract) in versions.stored.iter().zip(&versions.contracts) {
+    };
+    for ((stored, contract), lag) in versions.stored.iter().zip(&versions.contracts).zip(lags) {
+        if reach == Reach::Near && lag > READ_LAG_MAX {
+            continue;
+        }
         let rules = OutcomeRules::new(customer, contract);
         let filter = TypeFilter::of(&[contract]);
         let types = filter.types();
@@ -87,21 +116,33 @@ pub fn catch_up(
     Ok(())
 }
 
-/// One read: is every fold at the ledger head and ready, and every
-/// statement applied?
-fn is_current(store: &Store, customer: &str, versions: &Versions) -> Result<bool, StoreError> {
+/// One read: how far each fold trails the ledger head, or `None` when
+/// every fold is at the head and ready and every statement applied.
+fn lags(
+    store: &Store,
+    customer: &str,
+    versions: &Versions,
+) -> Result<Option<Vec<u64>>, StoreError> {
     store.read(|tx| {
         let head = model::ledger_head(tx, customer)?;
         let at = model::checkpoints(tx, customer)?;
         let statements = model::statement_count(tx, customer)?;
-        let folds_current = versions.stored.iter().all(|s| {
-            at.iter()
-                .any(|&(v, applied, ready)| v == s.version && applied >= head && ready)
-        });
-        let billing_current = at
+        let mut current = at
             .iter()
             .any(|&(v, applied, _)| v == BILLING_FOLD && applied >= statements);
-        Ok(folds_current && billing_current)
+        let lags = versions
+            .stored
+            .iter()
+            .map(|s| {
+                let (applied, ready) = at
+                    .iter()
+                    .find(|a| a.0 == s.version)
+                    .map_or((0, false), |a| (a.1, a.2));
+                current &= ready && applied >= head;
+                head.saturating_sub(applied)
+            })
+            .collect();
+        Ok((!current).then_some(lags))
     })
 }
 

@@ -1,17 +1,18 @@
 //! Reading outcomes from the model: a page, one outcome.
 //!
 //! Every read first brings the model up to the ledger head as the read
-//! found it ([`crate::catch_up`]), then answers from one snapshot, so a
-//! client sees the events it has just sent, and the answer says which
-//! ledger head it reflects.
+//! found it ([`crate::fold::catch_up_within`], for folds near it), then
+//! answers from one snapshot, so a client sees the events it has just
+//! sent, and the answer says which ledger head it reflects.
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{DisputeState, Outcome, Period};
 use payoff_store::outcomes::{self as model, OutcomeFilter, OutcomeRow};
 use payoff_store::Store;
 
+use crate::fold::{catch_up_within, Reach};
 use crate::row::from_row;
-use crate::{catch_up, OutcomesError, Versions};
+use crate::{OutcomesError, Versions};
 
 /// An outcome with the state it is in now.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +109,7 @@ fn prepare(
     store: &Store,
     customer: &str,
 ) -> Result<(Versions, Vec<model::Governed>, Freshness), OutcomesError> {
-    catch_up(store, customer, &mut |_| {})?;
+    catch_up_within(store, customer, Reach::Near, &mut |_| {})?;
     let versions = Versions::load(store, customer)?;
     let (head, at) = store.read(|tx| {
         Ok((

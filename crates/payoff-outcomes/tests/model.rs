@@ -317,3 +317,112 @@ fn two_nodes_keep_one_model_without_double_counting() {
         assert!(p.items.iter().all(|o| o.outcome.disputes.len() == 1));
     }
 }
+
+/// A new contract version over a long ledger is built in the background:
+/// meanwhile reads answer its periods from the version before it and say
+/// so, without doing the rebuild themselves; once built, it governs.
+#[test]
+fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
+    for db in databases() {
+        let store = Store::open(&db.url).unwrap();
+        let epoch = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        store.create_customer("twins", "Twins", epoch).unwrap();
+        let v1 = Contract::parse("v1.toml", TWIN_CONTRACT).unwrap();
+        store
+            .add_contract(
+                "twins",
+                "2026-11",
+                v1.starts.start,
+                &v1.sha256,
+                TWIN_CONTRACT,
+                epoch,
+            )
+            .unwrap();
+        let ledger = store.ledger(LedgerConfig::default()).unwrap();
+        let n = payoff_outcomes::fold::READ_LAG_MAX as i64 + 10;
+        let events: Vec<serde_json::Value> = (0..n)
+            .map(|t| {
+                let at = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap()
+                    + chrono::Duration::seconds(t);
+                serde_json::json!({"specversion": "1.0", "id": format!("c{t}"), "source": "desk",
+                    "type": "ticket.closed", "subject": format!("T-{t}"), "time": at.to_rfc3339(), "data": {}})
+            })
+            .collect();
+        append(&ledger, "twins", &events);
+        // Too far behind for a read to fold: the projector's work.
+        let unbuilt = page(
+            &store,
+            "twins",
+            &PageQuery {
+                limit: 1,
+                ..Default::default()
+            },
+            epoch,
+        )
+        .unwrap();
+        assert_eq!(
+            unbuilt.freshness.rebuilding,
+            vec![(1, 0, n as u64)],
+            "{}",
+            db.label
+        );
+        catch_up(&store, "twins", &mut |_| {}).unwrap();
+        let first = page(
+            &store,
+            "twins",
+            &PageQuery {
+                limit: 1,
+                ..Default::default()
+            },
+            epoch,
+        )
+        .unwrap();
+        assert_eq!(first.items[0].version, 1, "{}", db.label);
+
+        // Version 2 governs December, where every outcome matures.
+        let text = TWIN_CONTRACT.replace("1.00", "2.00");
+        let v2 = Contract::parse("v2.toml", &text).unwrap();
+        store
+            .add_contract(
+                "twins",
+                "2026-12",
+                v2.starts.start,
+                &v2.sha256,
+                &text,
+                epoch,
+            )
+            .unwrap();
+        let during = page(
+            &store,
+            "twins",
+            &PageQuery {
+                limit: 1,
+                ..Default::default()
+            },
+            epoch,
+        )
+        .unwrap();
+        assert_eq!(during.items[0].version, 1, "{}: answered from v1", db.label);
+        assert_eq!(
+            during.freshness.rebuilding,
+            vec![(2, 0, n as u64)],
+            "{}: and says v2 is being built",
+            db.label
+        );
+
+        catch_up(&store, "twins", &mut |_| {}).unwrap();
+        let after = page(
+            &store,
+            "twins",
+            &PageQuery {
+                limit: 1,
+                ..Default::default()
+            },
+            epoch,
+        )
+        .unwrap();
+        assert_eq!(after.items[0].version, 2, "{}", db.label);
+        assert!(after.freshness.rebuilding.is_empty(), "{}", db.label);
+        assert_eq!(after.freshness.ledger_head, n as u64);
+    }
+}
