@@ -28,6 +28,11 @@ struct CaseContract {
     effective: String,
 }
 
+/// When the test's contracts and customers were made.
+fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases");
     let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
@@ -58,26 +63,11 @@ fn load_case(dir: &Path, store: &Store, customer: &str) -> Vec<serde_json::Value
     } else {
         case.contract
     };
-    let epoch = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    store.create_customer(customer, "Case", epoch).unwrap();
+    store.create_customer(customer, "Case", epoch()).unwrap();
     for spec in specs {
         let text = fs::read_to_string(dir.join(&spec.file)).unwrap();
-        let contract = Contract::parse(&spec.file, &text).unwrap();
-        let effective = if spec.effective.is_empty() {
-            contract.starts
-        } else {
-            Period::parse(contract.cadence, &spec.effective).unwrap()
-        };
-        store
-            .add_contract(
-                customer,
-                &effective.to_string(),
-                effective.start,
-                &contract.sha256,
-                &text,
-                epoch,
-            )
-            .unwrap();
+        let effective = Some(spec.effective.as_str()).filter(|e| !e.is_empty());
+        add_version(store, customer, &spec.file, &text, effective);
     }
     fs::read_to_string(dir.join("events.jsonl"))
         .unwrap_or_default()
@@ -85,6 +75,34 @@ fn load_case(dir: &Path, store: &Store, customer: &str) -> Vec<serde_json::Value
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Stores a contract version, effective from `effective` (default: its start).
+fn add_version(store: &Store, customer: &str, file: &str, text: &str, effective: Option<&str>) {
+    let contract = Contract::parse(file, text).unwrap();
+    let effective = match effective {
+        Some(name) => Period::parse(contract.cadence, name).unwrap(),
+        None => contract.starts,
+    };
+    store
+        .add_contract(
+            customer,
+            &effective.to_string(),
+            effective.start,
+            &contract.sha256,
+            text,
+            epoch(),
+        )
+        .unwrap();
+}
+
+/// The first outcome listed, and the freshness of the listing.
+fn first(store: &Store, customer: &str) -> payoff_outcomes::Page {
+    let q = PageQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    page(store, customer, &q, epoch()).unwrap()
 }
 
 fn append(ledger: &Ledger, customer: &str, events: &[serde_json::Value]) {
@@ -246,19 +264,8 @@ price = { per_unit = "1.00" }
 fn two_nodes_keep_one_model_without_double_counting() {
     for db in databases() {
         let nodes = [Store::open(&db.url).unwrap(), Store::open(&db.url).unwrap()];
-        let epoch = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        nodes[0].create_customer("twins", "Twins", epoch).unwrap();
-        let contract = Contract::parse("twins.toml", TWIN_CONTRACT).unwrap();
-        nodes[0]
-            .add_contract(
-                "twins",
-                "2026-11",
-                contract.starts.start,
-                &contract.sha256,
-                TWIN_CONTRACT,
-                epoch,
-            )
-            .unwrap();
+        nodes[0].create_customer("twins", "Twins", epoch()).unwrap();
+        add_version(&nodes[0], "twins", "twins.toml", TWIN_CONTRACT, None);
         let ledger = nodes[0].ledger(LedgerConfig::default()).unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -309,7 +316,7 @@ fn two_nodes_keep_one_model_without_double_counting() {
                 count: true,
                 ..Default::default()
             },
-            epoch,
+            epoch(),
         )
         .unwrap();
         // Subjects t % 4 == 1 are disputed; those also reopened (t % 3 == 0) too.
@@ -325,19 +332,8 @@ fn two_nodes_keep_one_model_without_double_counting() {
 fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
     for db in databases() {
         let store = Store::open(&db.url).unwrap();
-        let epoch = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        store.create_customer("twins", "Twins", epoch).unwrap();
-        let v1 = Contract::parse("v1.toml", TWIN_CONTRACT).unwrap();
-        store
-            .add_contract(
-                "twins",
-                "2026-11",
-                v1.starts.start,
-                &v1.sha256,
-                TWIN_CONTRACT,
-                epoch,
-            )
-            .unwrap();
+        store.create_customer("twins", "Twins", epoch()).unwrap();
+        add_version(&store, "twins", "v1.toml", TWIN_CONTRACT, None);
         let ledger = store.ledger(LedgerConfig::default()).unwrap();
         let n = payoff_outcomes::fold::READ_LAG_MAX as i64 + 10;
         let events: Vec<serde_json::Value> = (0..n)
@@ -350,16 +346,7 @@ fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
             .collect();
         append(&ledger, "twins", &events);
         // Too far behind for a read to fold: the projector's work.
-        let unbuilt = page(
-            &store,
-            "twins",
-            &PageQuery {
-                limit: 1,
-                ..Default::default()
-            },
-            epoch,
-        )
-        .unwrap();
+        let unbuilt = first(&store, "twins");
         assert_eq!(
             unbuilt.freshness.rebuilding,
             vec![(1, 0, n as u64)],
@@ -367,41 +354,12 @@ fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
             db.label
         );
         catch_up(&store, "twins", &mut |_| {}).unwrap();
-        let first = page(
-            &store,
-            "twins",
-            &PageQuery {
-                limit: 1,
-                ..Default::default()
-            },
-            epoch,
-        )
-        .unwrap();
-        assert_eq!(first.items[0].version, 1, "{}", db.label);
+        assert_eq!(first(&store, "twins").items[0].version, 1, "{}", db.label);
 
         // Version 2 governs December, where every outcome matures.
         let text = TWIN_CONTRACT.replace("1.00", "2.00");
-        let v2 = Contract::parse("v2.toml", &text).unwrap();
-        store
-            .add_contract(
-                "twins",
-                "2026-12",
-                v2.starts.start,
-                &v2.sha256,
-                &text,
-                epoch,
-            )
-            .unwrap();
-        let during = page(
-            &store,
-            "twins",
-            &PageQuery {
-                limit: 1,
-                ..Default::default()
-            },
-            epoch,
-        )
-        .unwrap();
+        add_version(&store, "twins", "v2.toml", &text, Some("2026-12"));
+        let during = first(&store, "twins");
         assert_eq!(during.items[0].version, 1, "{}: answered from v1", db.label);
         assert_eq!(
             during.freshness.rebuilding,
@@ -411,16 +369,7 @@ fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
         );
 
         catch_up(&store, "twins", &mut |_| {}).unwrap();
-        let after = page(
-            &store,
-            "twins",
-            &PageQuery {
-                limit: 1,
-                ..Default::default()
-            },
-            epoch,
-        )
-        .unwrap();
+        let after = first(&store, "twins");
         assert_eq!(after.items[0].version, 2, "{}", db.label);
         assert!(after.freshness.rebuilding.is_empty(), "{}", db.label);
         assert_eq!(after.freshness.ledger_head, n as u64);

@@ -206,16 +206,19 @@ pub(crate) mod postgres {
         }
     }
 
-    fn boxed<'a>(params: &'a [Param<'a>]) -> Vec<Box<dyn ToSql + Sync + 'a>> {
-        params
+    /// Runs `f` with the parameters as the driver takes them.
+    fn with_params<T>(params: &[Param<'_>], f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> T) -> T {
+        let owned: Vec<Box<dyn ToSql + Sync + '_>> = params
             .iter()
-            .map(|p| -> Box<dyn ToSql + Sync + 'a> {
+            .map(|p| -> Box<dyn ToSql + Sync + '_> {
                 match *p {
                     Param::Int(v) => Box::new(v),
                     Param::Text(v) => Box::new(v),
                 }
             })
-            .collect()
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+        f(&refs)
     }
 
     impl Sql for ::postgres::Transaction<'_> {
@@ -224,13 +227,13 @@ pub(crate) mod postgres {
         }
 
         fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-            let owned = boxed(params);
-            let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
-            Ok(::postgres::Transaction::execute(
-                self,
-                numbered(sql).as_ref(),
-                &refs,
-            )?)
+            with_params(params, |refs| {
+                Ok(::postgres::Transaction::execute(
+                    self,
+                    numbered(sql).as_ref(),
+                    refs,
+                )?)
+            })
         }
 
         fn query(
@@ -239,9 +242,10 @@ pub(crate) mod postgres {
             params: &[Param<'_>],
             sink: RowSink<'_>,
         ) -> Result<(), StoreError> {
-            let owned = boxed(params);
-            let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
-            for row in ::postgres::Transaction::query(self, numbered(sql).as_ref(), &refs)? {
+            let rows = with_params(params, |refs| {
+                ::postgres::Transaction::query(self, numbered(sql).as_ref(), refs)
+            })?;
+            for row in rows {
                 sink(&row)?;
             }
             Ok(())
