@@ -180,6 +180,50 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
             );
             server.kill();
         }
+        // A rebuild from the ledger gives the same model.
+        let o = payoff(&db, &["reindex", "--customer", "acme", "--json"]);
+        assert!(o.status.success(), "{}: {}", db.label, stderr(&o));
+        let rebuilt: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(rebuilt[0]["customer"], "acme", "{rebuilt}");
+        let o = payoff(&db, &["ledger", "verify", "--deep"]);
+        assert!(
+            o.status.success() && stdout(&o).contains("0 outcomes differ"),
+            "{}: {}",
+            db.label,
+            stdout(&o)
+        );
+        // A row that no longer matches the ledger is named by outcome id,
+        // and a rebuild repairs it.
+        let store = Store::open(&db.url).unwrap();
+        let first = payoff_outcomes::page(
+            &store,
+            "acme",
+            &payoff_outcomes::PageQuery {
+                limit: 1,
+                ..Default::default()
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let id = first.items[0].outcome.id.clone();
+        store
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE outcome_rows SET value = ? WHERE outcome_id = ?",
+                    &["7".into(), id.as_str().into()],
+                )
+            })
+            .unwrap();
+        let o = payoff(&db, &["ledger", "verify", "--deep"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stdout(&o).contains(&id), "{}", stdout(&o));
+        assert!(payoff(&db, &["reindex"]).status.success());
+        let o = payoff(&db, &["ledger", "verify", "--deep"]);
+        assert!(o.status.success(), "{}", stdout(&o));
+        assert_bad_input(
+            &payoff(&db, &["reindex", "--customer", "nobody"]),
+            "--customer: no customer \"nobody\"",
+        );
         let _ = std::fs::remove_dir_all(data_dir(&db));
     }
 }
