@@ -104,8 +104,16 @@ pub fn catch_up_within(
         let filter = TypeFilter::of(&[contract]);
         let types = filter.types();
         loop {
-            let step =
-                store.write(|tx| step(tx, customer, stored.version, &rules, types.as_deref()))?;
+            let step = store.write(|tx| {
+                step(
+                    tx,
+                    customer,
+                    &versions,
+                    stored.version,
+                    &rules,
+                    types.as_deref(),
+                )
+            })?;
             progress(step);
             if step.applied >= step.head {
                 break;
@@ -150,24 +158,58 @@ fn lags(
 fn step(
     tx: &mut dyn Sql,
     customer: &str,
+    versions: &Versions,
     version: u32,
     rules: &OutcomeRules<'_>,
     types: Option<&[&str]>,
 ) -> Result<Progress, StoreError> {
-    let at = model::lock_checkpoint(tx, customer, version)?;
+    model::lock_checkpoint(tx, customer, version)?;
+    let folds = model::lock_all(tx, customer)?;
+    let (at, was_ready) = folds
+        .iter()
+        .find(|f| f.0 == version)
+        .map(|f| (f.1, f.2))
+        .expect("locked above");
     let head = model::ledger_head(tx, customer)?;
+    let up_to = head.min(at + BATCH_SEQUENCES);
+    let ready_now = was_ready || up_to >= head;
+    // Which version's rows govern each stretch of maturity, with this
+    // fold's readiness as it is at the end of this step.
+    let governed = versions
+        .governed(&|v| (v == version && ready_now) || folds.iter().any(|f| f.0 == v && f.2));
     if at >= head {
         model::set_checkpoint(tx, customer, version, at, true)?;
-        return Ok(Progress {
-            version,
-            applied: at,
-            head,
-        });
+    } else {
+        fold_batch(tx, customer, version, rules, types, (at, up_to), &governed)?;
+        model::set_checkpoint(tx, customer, version, up_to, ready_now)?;
     }
-    let up_to = head.min(at + BATCH_SEQUENCES);
+    if ready_now && !was_ready {
+        // Built: the stretches it governs are handed over at once, so a
+        // read sees the previous version's rows or this one's, never both.
+        for stretch in governed.iter().filter(|g| g.version == version) {
+            model::govern(tx, customer, stretch)?;
+        }
+    }
+    Ok(Progress {
+        version,
+        applied: up_to.max(at),
+        head,
+    })
+}
+
+/// Applies the events of `(after, up_to]` to the outcomes they touch.
+fn fold_batch(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    rules: &OutcomeRules<'_>,
+    types: Option<&[&str]>,
+    (after, up_to): (u64, u64),
+    governed: &[model::Governed],
+) -> Result<(), StoreError> {
     let mut events = Vec::new();
     let mut unreadable = None;
-    model::events_between(tx, customer, at, up_to, types, &mut |sequence, body| {
+    model::events_between(tx, customer, after, up_to, types, &mut |sequence, body| {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(value) => {
                 if let Some(e) = BillingEvent::from_json(sequence, &value) {
@@ -207,15 +249,15 @@ fn step(
         .now
         .iter()
         .filter(|(key, o)| slots.loaded.get(*key) != Some(*o))
-        .map(|(_, o)| to_row(customer, version, o))
+        .map(|(_, o)| {
+            let us = o.matures_at.timestamp_micros();
+            let governs = governed
+                .iter()
+                .any(|g| g.version == version && g.from_us <= us && us < g.until_us);
+            to_row(customer, version, o, governs)
+        })
         .collect();
-    model::upsert(tx, &changed.iter().collect::<Vec<_>>())?;
-    model::set_checkpoint(tx, customer, version, up_to, up_to >= head)?;
-    Ok(Progress {
-        version,
-        applied: up_to,
-        head,
-    })
+    model::upsert(tx, &changed.iter().collect::<Vec<_>>())
 }
 
 /// Records, from the statements closed since the last time, which

@@ -103,12 +103,9 @@ pub struct Page {
     pub freshness: Freshness,
 }
 
-/// Brings the model up to date and opens a snapshot with the stretches
-/// each version governs.
-fn prepare(
-    store: &Store,
-    customer: &str,
-) -> Result<(Versions, Vec<model::Governed>, Freshness), OutcomesError> {
+/// Brings the model up to date (the folds near the head) and says what the
+/// answer will reflect.
+fn prepare(store: &Store, customer: &str) -> Result<Freshness, OutcomesError> {
     catch_up_within(store, customer, Reach::Near, &mut |_| {})?;
     let versions = Versions::load(store, customer)?;
     let (head, at) = store.read(|tx| {
@@ -117,26 +114,28 @@ fn prepare(
             model::checkpoints(tx, customer)?,
         ))
     })?;
-    let ready = |v: u32| at.iter().any(|&(x, _, r)| x == v && r);
-    let governed = versions.governed(&ready);
-    let freshness = Freshness {
-        ledger_head: governed
+    let fold = |v: u32| {
+        at.iter()
+            .find(|a| a.0 == v)
+            .map_or((0, false), |a| (a.1, a.2))
+    };
+    Ok(Freshness {
+        ledger_head: versions
+            .stored
             .iter()
-            .filter_map(|g| at.iter().find(|a| a.0 == g.version).map(|a| a.1))
+            .map(|s| fold(s.version))
+            .filter(|f| f.1)
+            .map(|f| f.0)
             .min()
             .unwrap_or(head)
             .min(head),
         rebuilding: versions
             .stored
             .iter()
-            .filter(|s| !ready(s.version))
-            .map(|s| {
-                let applied = at.iter().find(|a| a.0 == s.version).map_or(0, |a| a.1);
-                (s.version, applied, head)
-            })
+            .filter(|s| !fold(s.version).1)
+            .map(|s| (s.version, fold(s.version).0, head))
             .collect(),
-    };
-    Ok((versions, governed, freshness))
+    })
 }
 
 /// One page of a customer's outcomes matching `q`.
@@ -147,7 +146,7 @@ pub fn page(
     now: DateTime<Utc>,
 ) -> Result<Page, OutcomesError> {
     assert!(q.limit >= 1, "a page holds at least one outcome");
-    let (_, governed, freshness) = prepare(store, customer)?;
+    let freshness = prepare(store, customer)?;
     let filter = OutcomeFilter {
         name: q.name.clone(),
         subject: q.subject.clone(),
@@ -161,9 +160,9 @@ pub fn page(
         now_us: now.timestamp_micros(),
     };
     let (rows, total) = store.read(|tx| {
-        let rows = model::page(tx, customer, &governed, &filter)?;
+        let rows = model::page(tx, customer, &filter)?;
         let total = if q.count {
-            Some(model::count(tx, customer, &governed, &filter)?)
+            Some(model::count(tx, customer, &filter)?)
         } else {
             None
         };
@@ -197,17 +196,11 @@ pub fn find(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<(OutcomeNow, Freshness)>, OutcomesError> {
-    let (_, governed, freshness) = prepare(store, customer)?;
-    let rows = store.read(|tx| model::by_id(tx, customer, id))?;
-    for row in &rows {
-        let governs = governed.iter().any(|g| {
-            g.version == row.version && g.from_us <= row.matures_us && row.matures_us < g.until_us
-        });
-        if governs {
-            return Ok(Some((now_of(row, now)?, freshness)));
-        }
+    let freshness = prepare(store, customer)?;
+    match store.read(|tx| model::by_id(tx, customer, id))? {
+        Some(row) => Ok(Some((now_of(&row, now)?, freshness))),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// Every outcome that has been disputed, under its governing version.
@@ -216,9 +209,9 @@ pub fn disputed(
     customer: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutcomeNow>, OutcomesError> {
-    let (_, governed, _) = prepare(store, customer)?;
+    prepare(store, customer)?;
     store
-        .read(|tx| model::disputed(tx, customer, &governed))?
+        .read(|tx| model::disputed(tx, customer))?
         .iter()
         .map(|r| now_of(r, now))
         .collect()
@@ -240,7 +233,7 @@ pub fn overview(
     period: Period,
     now: DateTime<Utc>,
 ) -> Result<OverviewCounts, OutcomesError> {
-    let (_, governed, _) = prepare(store, customer)?;
+    prepare(store, customer)?;
     let filter = OutcomeFilter {
         state: Some("disputed".into()),
         now_us: now.timestamp_micros(),
@@ -251,11 +244,10 @@ pub fn overview(
             created: model::created_per_day(
                 tx,
                 customer,
-                &governed,
                 period.start.timestamp_micros(),
                 period.end.timestamp_micros(),
             )?,
-            open_disputes: model::count(tx, customer, &governed, &filter)?,
+            open_disputes: model::count(tx, customer, &filter)?,
         })
     })?)
 }

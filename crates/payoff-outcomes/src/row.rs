@@ -81,7 +81,7 @@ fn dispute_column(o: &Outcome) -> &'static str {
     }
 }
 
-pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome) -> OutcomeRow {
+pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome, governs: bool) -> OutcomeRow {
     let detail = Detail {
         created_at: exact(o.created.time),
         matures_at: exact(o.matures_at),
@@ -118,6 +118,7 @@ pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome) -> OutcomeRow {
         void_us: o.void.as_ref().map(|v| v.time.timestamp_micros()),
         dispute: dispute_column(o).to_owned(),
         detail: serde_json::to_string(&detail).expect("details serialise"),
+        governs,
         billed_in: None,
         credited_in: None,
     }

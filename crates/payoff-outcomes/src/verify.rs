@@ -32,6 +32,7 @@ pub fn deep(store: &Store, customer: &str) -> Result<Vec<Mismatch>, OutcomesErro
         Err(e) => return Err(e),
     };
     let at = store.read(|tx| model::checkpoints(tx, customer))?;
+    let governed = versions.governed(&|v| at.iter().any(|a| a.0 == v && a.2));
     let mut out = Vec::new();
     for (stored, contract) in versions.stored.iter().zip(&versions.contracts) {
         let version = stored.version;
@@ -76,6 +77,21 @@ pub fn deep(store: &Store, customer: &str) -> Result<Vec<Mismatch>, OutcomesErro
         store.read(|tx| {
             model::scan(tx, customer, version, &mut |row| {
                 let kept = from_row(&row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let governs = governed.iter().any(|g| {
+                    g.version == version
+                        && g.from_us <= row.matures_us
+                        && row.matures_us < g.until_us
+                });
+                if governs != row.governs {
+                    mismatch(
+                        &row.id,
+                        format!(
+                            "shown: {}, but the version governing it is {}",
+                            row.governs,
+                            if governs { "this one" } else { "another" }
+                        ),
+                    );
+                }
                 match replayed.remove(&row.id) {
                     None => mismatch(&row.id, "in the model but not in the replay".into()),
                     Some(o) if o != kept => {

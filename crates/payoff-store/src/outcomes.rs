@@ -35,6 +35,10 @@ pub struct OutcomeRow {
     /// The exact times (the `_us` columns are for filtering and order) and
     /// every dispute with its decision, as JSON.
     pub detail: String,
+    /// This version governs the period the outcome matures in (and its
+    /// fold is ready): the row reads show. Exactly one row of an outcome
+    /// id governs once its version is built.
+    pub governs: bool,
     /// The statement that billed it, and the one that took it back.
     pub billed_in: Option<String>,
     pub credited_in: Option<String>,
@@ -42,7 +46,7 @@ pub struct OutcomeRow {
 
 const ROW_COLUMNS: &str = "r.customer_id, r.version, r.kind, r.subject, r.outcome_id, r.name, \
     r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
-    r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, b.billed_in, b.credited_in";
+    r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, r.governs, b.billed_in, b.credited_in";
 
 const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
     ON b.customer_id = r.customer_id AND b.outcome_id = r.outcome_id";
@@ -70,8 +74,9 @@ fn read_row(r: &dyn SqlRow) -> Result<OutcomeRow, StoreError> {
         void_us: r.int(14)?,
         dispute: r.text_req(15)?,
         detail: r.text_req(16)?,
-        billed_in: r.text(17)?,
-        credited_in: r.text(18)?,
+        governs: r.int_req(17)? != 0,
+        billed_in: r.text(18)?,
+        credited_in: r.text(19)?,
     })
 }
 
@@ -97,6 +102,40 @@ pub fn lock_checkpoint(tx: &mut dyn Sql, customer: &str, version: u32) -> Result
         },
     )?;
     Ok(at)
+}
+
+/// Locks every fold's checkpoint of a customer, in version order, until
+/// the transaction ends: steps of one customer's folds run one at a time,
+/// so the readiness a step reads cannot change under it.
+pub fn lock_all(tx: &mut dyn Sql, customer: &str) -> Result<Vec<(u32, u64, bool)>, StoreError> {
+    let sql = format!(
+        "SELECT version, sequence, ready FROM outcome_heads WHERE customer_id = ? \
+         ORDER BY version{}",
+        tx.dialect().for_update()
+    );
+    let mut out = Vec::new();
+    tx.query(&sql, &[customer.into()], &mut |r| {
+        out.push((r.int_req(0)? as u32, seq(r.int_req(1)?), r.int_req(2)? != 0));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Hands a stretch of maturity times to `version`: its rows there govern,
+/// every other version's rows there no longer do. Run when that version's
+/// fold becomes ready, in the same transaction.
+pub fn govern(tx: &mut dyn Sql, customer: &str, stretch: &Governed) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE outcome_rows SET governs = CASE WHEN version = ? THEN 1 ELSE 0 END \
+         WHERE customer_id = ? AND matures_us >= ? AND matures_us < ?",
+        &[
+            i64::from(stretch.version).into(),
+            customer.into(),
+            stretch.from_us.into(),
+            stretch.until_us.into(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Moves a fold's checkpoint; `ready` once it has caught up with the
@@ -173,29 +212,30 @@ pub fn load(
     Ok(out)
 }
 
-/// Rows per INSERT statement (17 parameters each).
+/// Rows per INSERT statement (18 parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
 /// Inserts or replaces the folded part of these rows (never their
 /// billing, which the close writes).
 pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let one = format!("({})", placeholders(17));
+        let one = format!("({})", placeholders(18));
         let values = vec![one; chunk.len()].join(",");
         let sql = format!(
             "INSERT INTO outcome_rows (customer_id, version, kind, subject, outcome_id, name, \
              created_seq, created_event, created_us, matures_us, value, value_error, void_seq, \
-             void_event, void_us, dispute, detail) VALUES {values} \
+             void_event, void_us, dispute, detail, governs) VALUES {values} \
              ON CONFLICT (customer_id, version, kind, subject) DO UPDATE SET \
              created_seq = excluded.created_seq, created_event = excluded.created_event, \
              created_us = excluded.created_us, matures_us = excluded.matures_us, \
              value = excluded.value, value_error = excluded.value_error, \
              void_seq = excluded.void_seq, void_event = excluded.void_event, \
-             void_us = excluded.void_us, dispute = excluded.dispute, detail = excluded.detail"
+             void_us = excluded.void_us, dispute = excluded.dispute, detail = excluded.detail, \
+             governs = excluded.governs"
         );
-        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * 17);
+        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * 18);
         for r in chunk {
-            params.extend::<[Param; 17]>([
+            params.extend::<[Param; 18]>([
                 r.customer.as_str().into(),
                 i64::from(r.version).into(),
                 i64::from(r.kind).into(),
@@ -213,6 +253,7 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
                 r.void_us.into(),
                 r.dispute.as_str().into(),
                 r.detail.as_str().into(),
+                i64::from(r.governs).into(),
             ]);
         }
         tx.execute(&sql, &params)?;
@@ -410,19 +451,11 @@ pub fn state_condition(state: &str) -> Option<&'static str> {
 /// Builds the WHERE clause shared by a page and a count.
 fn conditions<'a>(
     customer: &'a str,
-    stretch: &Governed,
     f: &'a OutcomeFilter,
     keyset: bool,
 ) -> Result<(String, Vec<Param<'a>>), StoreError> {
-    let mut sql = String::from(
-        "r.customer_id = ? AND r.version = ? AND r.matures_us >= ? AND r.matures_us < ?",
-    );
-    let mut params: Vec<Param> = vec![
-        customer.into(),
-        i64::from(stretch.version).into(),
-        stretch.from_us.into(),
-        stretch.until_us.into(),
-    ];
+    let mut sql = String::from("r.customer_id = ? AND r.governs = 1");
+    let mut params: Vec<Param> = vec![customer.into()];
     if let Some(n) = &f.name {
         sql.push_str(" AND r.name = ?");
         params.push(n.as_str().into());
@@ -464,129 +497,105 @@ fn conditions<'a>(
     Ok((sql, params))
 }
 
-/// One page of outcomes in creation order (ledger sequence, then kind),
-/// each from the version that governs its maturity.
+/// One page of the governing outcomes in creation order (ledger sequence,
+/// then kind): one walk of the index by (governs, creation).
 pub fn page(
     tx: &mut dyn Sql,
     customer: &str,
-    governed: &[Governed],
     f: &OutcomeFilter,
 ) -> Result<Vec<OutcomeRow>, StoreError> {
-    let mut all = Vec::new();
-    for stretch in governed {
-        let (cond, params) = conditions(customer, stretch, f, true)?;
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE {cond} \
-             ORDER BY r.created_seq, r.kind LIMIT {}",
-            f.limit
-        );
-        tx.query(&sql, &params, &mut |r| {
-            all.push(read_row(r)?);
-            Ok(())
-        })?;
-    }
-    all.sort_by_key(|r| (r.created_sequence, r.kind));
-    all.truncate(f.limit);
-    Ok(all)
-}
-
-/// How many outcomes match a filter (the keyset cursor ignored).
-pub fn count(
-    tx: &mut dyn Sql,
-    customer: &str,
-    governed: &[Governed],
-    f: &OutcomeFilter,
-) -> Result<u64, StoreError> {
-    let mut total = 0;
-    for stretch in governed {
-        let (cond, params) = conditions(customer, stretch, f, false)?;
-        tx.query(
-            &format!("SELECT COUNT(*) {FROM_ROWS} WHERE {cond}"),
-            &params,
-            &mut |r| {
-                total += seq(r.int_req(0)?);
-                Ok(())
-            },
-        )?;
-    }
-    Ok(total)
-}
-
-/// Every governed outcome that has been disputed, in creation order
-/// (disputes are few: a page of them needs no cursor).
-pub fn disputed(
-    tx: &mut dyn Sql,
-    customer: &str,
-    governed: &[Governed],
-) -> Result<Vec<OutcomeRow>, StoreError> {
+    let (cond, params) = conditions(customer, f, true)?;
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE {cond} ORDER BY r.created_seq, r.kind LIMIT {}",
+        f.limit
+    );
     let mut out = Vec::new();
-    for g in governed {
-        tx.query(
-            &format!(
-                "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.version = ? \
-                 AND r.matures_us >= ? AND r.matures_us < ? AND r.dispute <> 'none' \
-                 ORDER BY r.created_seq, r.kind"
-            ),
-            &[
-                customer.into(),
-                i64::from(g.version).into(),
-                g.from_us.into(),
-                g.until_us.into(),
-            ],
-            &mut |r| {
-                out.push(read_row(r)?);
-                Ok(())
-            },
-        )?;
-    }
-    out.sort_by_key(|r| (r.created_sequence, r.kind));
+    tx.query(&sql, &params, &mut |r| {
+        out.push(read_row(r)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 
-/// Outcomes created in `[from_us, until_us)` per kind name and day
-/// (whole days of 86,400 s from `from_us`), counted by the database.
+/// How many governing outcomes match a filter (the keyset cursor ignored).
+pub fn count(tx: &mut dyn Sql, customer: &str, f: &OutcomeFilter) -> Result<u64, StoreError> {
+    let (cond, params) = conditions(customer, f, false)?;
+    let mut total = 0;
+    tx.query(
+        &format!("SELECT COUNT(*) {FROM_ROWS} WHERE {cond}"),
+        &params,
+        &mut |r| {
+            total = seq(r.int_req(0)?);
+            Ok(())
+        },
+    )?;
+    Ok(total)
+}
+
+/// Every governing outcome that has been disputed, in creation order
+/// (disputes are few: a page of them needs no cursor).
+pub fn disputed(tx: &mut dyn Sql, customer: &str) -> Result<Vec<OutcomeRow>, StoreError> {
+    let mut out = Vec::new();
+    tx.query(
+        &format!(
+            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.governs = 1 \
+             AND r.dispute <> 'none' ORDER BY r.created_seq, r.kind"
+        ),
+        &[customer.into()],
+        &mut |r| {
+            out.push(read_row(r)?);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Governing outcomes created in `[from_us, until_us)` per kind name and
+/// day (whole days of 86,400 s from `from_us`), counted by the database.
 pub fn created_per_day(
     tx: &mut dyn Sql,
     customer: &str,
-    governed: &[Governed],
     from_us: i64,
     until_us: i64,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
     let mut out = Vec::new();
-    for g in governed {
-        tx.query(
-            "SELECT r.name, (r.created_us - ?) / 86400000000, COUNT(*) FROM outcome_rows r \
-             WHERE r.customer_id = ? AND r.version = ? AND r.matures_us >= ? AND r.matures_us < ? \
-             AND r.created_us >= ? AND r.created_us < ? GROUP BY 1, 2",
-            &[
-                from_us.into(),
-                customer.into(),
-                i64::from(g.version).into(),
-                g.from_us.into(),
-                g.until_us.into(),
-                from_us.into(),
-                until_us.into(),
-            ],
-            &mut |r| {
-                out.push((r.text_req(0)?, seq(r.int_req(1)?), seq(r.int_req(2)?)));
-                Ok(())
-            },
-        )?;
-    }
+    tx.query(
+        "SELECT r.name, (r.created_us - ?) / 86400000000, COUNT(*) FROM outcome_rows r \
+         WHERE r.customer_id = ? AND r.governs = 1 AND r.created_us >= ? AND r.created_us < ? \
+         GROUP BY 1, 2",
+        &[
+            from_us.into(),
+            customer.into(),
+            from_us.into(),
+            until_us.into(),
+        ],
+        &mut |r| {
+            out.push((r.text_req(0)?, seq(r.int_req(1)?), seq(r.int_req(2)?)));
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
-/// Every row of one outcome id (one per version that recognised it).
-pub fn by_id(tx: &mut dyn Sql, customer: &str, id: &str) -> Result<Vec<OutcomeRow>, StoreError> {
-    let mut out = Vec::new();
+/// The governing row of one outcome id, if any. (No ORDER BY: with one,
+/// SQLite would rather walk an index in that order than find the id.)
+pub fn by_id(tx: &mut dyn Sql, customer: &str, id: &str) -> Result<Option<OutcomeRow>, StoreError> {
+    let mut out = None;
     tx.query(
         &format!(
             "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.outcome_id = ? \
-             ORDER BY r.version"
+             AND r.governs = 1"
         ),
         &[customer.into(), id.into()],
         &mut |r| {
-            out.push(read_row(r)?);
+            let row = read_row(r)?;
+            if out.is_some() {
+                return Err(StoreError::Corrupt(format!(
+                    "outcome {} has two governing rows; run payoff reindex",
+                    row.id
+                )));
+            }
+            out = Some(row);
             Ok(())
         },
     )?;
@@ -630,11 +639,13 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE outcome_rows (
         void_us BIGINT,
         dispute TEXT NOT NULL,
         detail TEXT NOT NULL,
+        governs BIGINT NOT NULL,
         PRIMARY KEY (customer_id, version, kind, subject)
     );
-    CREATE INDEX outcome_rows_by_creation ON outcome_rows (customer_id, version, created_seq, kind);
+    CREATE INDEX outcome_rows_governing ON outcome_rows (customer_id, governs, created_seq, kind);
     CREATE INDEX outcome_rows_by_id ON outcome_rows (customer_id, outcome_id);
     CREATE INDEX outcome_rows_by_subject ON outcome_rows (customer_id, subject);
+    CREATE INDEX outcome_rows_by_maturity ON outcome_rows (customer_id, matures_us);
     CREATE TABLE outcome_heads (
         customer_id TEXT NOT NULL,
         version BIGINT NOT NULL,
