@@ -119,6 +119,18 @@ fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
         payoff_server::billing::upload_contract(&store, CUSTOMER, &contract(price), effective, now)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    // The ledger's tickets are history: with the support agent on, it
+    // would work through them (appending its own records) while the reads
+    // are measured, which measures the agent instead.
+    store.set_agent_pause(
+        &payoff_store::AgentPause {
+            agent: "support".into(),
+            customer: CUSTOMER.into(),
+            paused_by: "bench".into(),
+            paused_at: now,
+        },
+        true,
+    )?;
     let (key, _) = store.create_key(Role::Admin, None, now)?;
     eprintln!("{}: writing {} events…", db.label, args.events);
     let some_outcome = populate(&store, args)?;
