@@ -763,6 +763,12 @@ fn operations_routes_answer() {
             doc["paths"]["/v1/events"].get("post").is_some()
                 && doc["paths"]["/v1/events"].get("get").is_some()
         );
+        let faults = openapi_faults(&doc);
+        assert!(
+            faults.is_empty(),
+            "the OpenAPI document is not one a client generator can use:\n{}",
+            faults.join("\n")
+        );
         let (s, v, _) = server
             .call(
                 Method::GET,
@@ -777,4 +783,48 @@ fn operations_routes_answer() {
             (StatusCode::NOT_FOUND, Some("not_found"))
         );
     });
+}
+
+/// What makes an OpenAPI document unusable by a generated client: an
+/// operation id used twice, a `{name}` in a path that no path parameter
+/// declares, or a path parameter the path does not have (a query
+/// parameter declared in the wrong place).
+fn openapi_faults(doc: &Value) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut ids = std::collections::BTreeMap::new();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() > 40, "the document lists the API");
+    for (path, item) in paths {
+        let template: std::collections::BTreeSet<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split('}').next())
+            .collect();
+        for (method, op) in item.as_object().expect("path item") {
+            let at = format!("{} {path}", method.to_uppercase());
+            match op["operationId"].as_str() {
+                None => faults.push(format!("{at}: no operationId")),
+                Some(id) => {
+                    if let Some(first) = ids.insert(id.to_owned(), at.clone()) {
+                        faults.push(format!("{at}: operationId {id} also names {first}"));
+                    }
+                }
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared: std::collections::BTreeSet<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            for name in template.difference(&declared) {
+                faults.push(format!("{at}: path parameter {name} is not declared"));
+            }
+            for name in declared.difference(&template) {
+                faults.push(format!(
+                    "{at}: {name} is declared in the path, which has no {{{name}}}"
+                ));
+            }
+        }
+    }
+    faults
 }

@@ -96,6 +96,7 @@ pub async fn release(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CustomerQuery {
     /// Required with a provider key.
     customer: Option<String>,

@@ -117,7 +117,7 @@ pub(crate) async fn page(
 
 /// Audit records, oldest first (or `order=newest`), each with its hash in
 /// the chain.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/v1/audit", operation_id = "list_audit", tag = "audit", params(AuditQuery),
     responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -133,7 +133,7 @@ pub async fn list(
 
 /// Recomputes the whole audit chain (provider keys only: it spans every
 /// customer).
-#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+#[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verify_audit", tag = "audit",
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn verify(
     State(state): State<AppState>,

@@ -99,6 +99,7 @@ pub(crate) fn scoped_id(caller: &Caller, id: &str, what: &str) -> Result<String,
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// First period the version governs (e.g. `2026-12`). Default: the
     /// contract's start for a first version, else the period after the
@@ -181,6 +182,7 @@ pub async fn list_contracts(
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OutcomeQuery {
     pub(crate) name: Option<String>,
     /// pending, billable, billed, voided, disputed or credited.
@@ -703,6 +705,7 @@ pub async fn list_statements(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
     /// `json` (default: the signed statement) or `csv` (its lines).
     format: Option<String>,

@@ -53,7 +53,7 @@ pub struct CustomerList {
 const NAME_CHARS_MAX: usize = 200;
 
 /// Creates a customer (provider roles).
-#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = NewCustomer,
+#[utoipa::path(post, path = "/v1/customers", operation_id = "create_customer", tag = "customers", request_body = NewCustomer,
     responses((status = 201, body = CustomerView), (status = 400), (status = 401), (status = 403), (status = 409)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -77,7 +77,7 @@ pub async fn create(
 }
 
 /// Lists customers (provider roles).
-#[utoipa::path(get, path = "/v1/customers", tag = "customers",
+#[utoipa::path(get, path = "/v1/customers", operation_id = "list_customers", tag = "customers",
     responses((status = 200, body = CustomerList), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,

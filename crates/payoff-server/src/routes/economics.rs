@@ -101,6 +101,7 @@ pub async fn list_prices(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
     /// e.g. `2026-10`.
     period: String,
@@ -243,6 +244,7 @@ pub async fn list_budgets(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     /// Required with a provider key.
     customer: Option<String>,

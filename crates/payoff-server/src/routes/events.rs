@@ -47,7 +47,7 @@ pub struct IngestReply {
 }
 
 /// Ingests events. The reply is sent only once they are durable.
-#[utoipa::path(post, path = "/v1/events", tag = "events",
+#[utoipa::path(post, path = "/v1/events", operation_id = "ingest_events", tag = "events",
     request_body(description = "A CloudEvent (structured mode), a JSON array of CloudEvents (batch mode), or the event data with `ce-*` headers (binary mode)",
         content((Value = "application/cloudevents+json"), (Vec<Value> = "application/cloudevents-batch+json"), (Value = "application/json"))),
     responses(
@@ -361,7 +361,7 @@ pub struct EventList {
 const LIST_LIMIT_MAX: usize = 1000;
 
 /// Lists one customer's events in chain order.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListQuery),
+#[utoipa::path(get, path = "/v1/events", operation_id = "list_events", tag = "events", params(ListQuery),
     responses((status = 200, body = EventList), (status = 400), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn list(

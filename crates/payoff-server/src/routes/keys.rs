@@ -82,7 +82,7 @@ fn may_manage(caller: &Caller, role: Role, customer: Option<&str>) -> bool {
 }
 
 /// Creates a key and shows it once.
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKeyRequest,
+#[utoipa::path(post, path = "/v1/keys", operation_id = "create_key", tag = "keys", request_body = NewKeyRequest,
     responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -171,7 +171,7 @@ pub struct KeyQuery {
 }
 
 /// Lists keys (never their secrets).
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(KeyQuery),
+#[utoipa::path(get, path = "/v1/keys", operation_id = "list_keys", tag = "keys", params(KeyQuery),
     responses((status = 200, body = KeyList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -194,7 +194,7 @@ pub async fn list(
 }
 
 /// Revokes a key at once.
-#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", operation_id = "revoke_key", tag = "keys", params(("key_id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CustomerQuery {
     /// Required with a provider key.
     customer: Option<String>,
@@ -162,7 +163,7 @@ pub async fn upload(
 }
 
 /// Deletes a document from the store and the index.
-#[utoipa::path(delete, path = "/v1/knowledge/documents/{id}", tag = "knowledge", params(CustomerQuery),
+#[utoipa::path(delete, path = "/v1/knowledge/documents/{id}", operation_id = "remove_document", tag = "knowledge", params(CustomerQuery),
     responses((status = 204), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -285,6 +286,7 @@ fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     q: String,
     /// For agent keys acting for an end user: that user's groups, comma-separated.

@@ -48,7 +48,7 @@ fn view(w: &WebhookSubscription) -> Value {
 
 /// Subscribes a URL to event types. The signing secret is in this reply
 /// only; deliveries start with the next event recorded.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
     responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -109,7 +109,7 @@ pub struct ListQuery {
 }
 
 /// Subscriptions, deleted ones included (with `deleted_at`); never secrets.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(ListQuery),
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -145,7 +145,7 @@ async fn visible(
 
 /// Stops a subscription: nothing new is enqueued, deliveries still
 /// pending fail with that reason, and the log stays readable.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "remove_webhook", tag = "webhooks",
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -178,7 +178,7 @@ pub struct DeliveryQuery {
 
 /// The delivery log of a subscription, in ledger order: status, attempts,
 /// the last HTTP status or error, and when it is tried next.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(DeliveryQuery),
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks", params(DeliveryQuery),
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
