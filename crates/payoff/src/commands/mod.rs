@@ -22,7 +22,13 @@ use crate::settings::Settings;
 /// Opens the configured database, running pending migrations.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     if !settings.database.starts_with("postgres") {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        // The data directory holds the database and the signing key:
+        // readable by its owner only.
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 settings.data_dir.display()
