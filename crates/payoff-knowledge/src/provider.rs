@@ -114,10 +114,19 @@ struct Message<'a> {
 }
 
 impl OpenAiProvider {
-    /// Checks the configuration and builds the HTTP client.
-    ///
-    /// `https` base URLs are refused: this build of `reqwest` has no TLS.
+    /// Checks the configuration and builds the HTTP client, trusting the
+    /// process's default roots ([`payoff_egress::Trust::process_default`]).
     pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
+        Self::with_trust(config, &payoff_egress::Trust::process_default())
+    }
+
+    /// Checks the configuration and builds the HTTP client, verifying TLS
+    /// against `trust`. The endpoint is an operator-configured upstream:
+    /// http and loopback are allowed.
+    pub fn with_trust(
+        config: OpenAiConfig,
+        trust: &payoff_egress::Trust,
+    ) -> Result<Self, ProviderError> {
         if config.model.trim().is_empty() {
             return Err(ProviderError::Config("model is empty".into()));
         }
@@ -128,13 +137,13 @@ impl OpenAiProvider {
         let url = format!("{base}/chat/completions");
         let parsed = reqwest::Url::parse(&url)
             .map_err(|e| ProviderError::Config(format!("base_url {:?}: {e}", config.base_url)))?;
-        if parsed.scheme() != "http" {
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ProviderError::Config(format!(
-                "base_url scheme {:?} is not supported (http only: built without TLS)",
+                "base_url scheme {:?} is not supported (http or https)",
                 parsed.scheme()
             )));
         }
-        let client = reqwest::Client::builder()
+        let client = payoff_egress::upstream_client(trust)
             .timeout(config.timeout)
             .build()
             .map_err(|e| ProviderError::Config(format!("http client: {e}")))?;

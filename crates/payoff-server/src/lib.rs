@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub body_bytes_max: usize,
     /// How outgoing webhooks are paced.
     pub webhooks: webhooks::WebhookSettings,
+    /// TLS trust and the egress policy of tenant URLs (webhooks).
+    pub egress: payoff_egress::Egress,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             limits: EventLimits::default(),
             body_bytes_max: 16 * 1024 * 1024,
             webhooks: webhooks::WebhookSettings::default(),
+            egress: payoff_egress::Egress::default(),
         }
     }
 }
@@ -69,8 +72,12 @@ pub struct AppState {
     pub support: Arc<support::SupportConfig>,
     /// The agent rules (built-in and per customer) the support agent obeys.
     pub agent_policies: Arc<support::AgentPolicies>,
-    /// The client of outgoing webhooks.
+    /// The client of tenant URLs (webhooks): `egress` checked on every
+    /// resolved address, no redirects (see [`payoff_egress`]).
     pub http: reqwest::Client,
+    /// The egress policy in force, the server's own address included once
+    /// it listens ([`AppState::listening_on`]).
+    pub egress: Arc<payoff_egress::EgressPolicy>,
     /// Business time (see [`clock::Clock`]).
     pub clock: clock::Clock,
     /// Searches allowed to run at once: one per core (see
@@ -87,7 +94,10 @@ impl AppState {
         config: ServerConfig,
         signing_key: SigningKey,
     ) -> Self {
+        let egress = Arc::new(config.egress.policy.clone());
         Self {
+            http: config.egress.tenant_client(egress.clone()),
+            egress,
             store,
             ledger,
             config,
@@ -103,13 +113,20 @@ impl AppState {
                 support::AgentPolicies::new(&support::SupportConfig::default().rule)
                     .expect("the default reply rule compiles (checked by payoff-policy's tests)"),
             ),
-            http: reqwest::Client::new(),
             clock: clock::Clock::System,
             search_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
             projector_due: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Also refuses tenant URLs that lead to `own`, the address this
+    /// server listens on.
+    pub fn listening_on(mut self, own: SocketAddr) -> Self {
+        self.egress = Arc::new(self.config.egress.policy.clone().listening_on(own));
+        self.http = self.config.egress.tenant_client(self.egress.clone());
+        self
     }
 
     /// Runs on `clock` instead of the system clock (simulations).
@@ -211,6 +228,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Beside the requests: the support agent works tickets that arrive as
     // ledger events and expires approvals; the webhook outbox delivers.
+    let state = match listener.local_addr() {
+        Ok(own) => state.listening_on(own),
+        Err(_) => state,
+    };
     let (stop_agent, stop_webhooks, stop_projector) = (
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),

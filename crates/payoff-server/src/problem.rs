@@ -36,6 +36,7 @@ error_codes! {
     InvalidEvents => (BAD_REQUEST, "invalid_events", "Some events are invalid; nothing was stored"),
     InvalidRequest => (BAD_REQUEST, "invalid_request", "The request is invalid"),
     InvalidQuery => (BAD_REQUEST, "invalid_query", "A query parameter is invalid"),
+    UrlRefused => (UNPROCESSABLE_ENTITY, "url_refused", "The URL is refused by the egress policy"),
     EventConflict => (CONFLICT, "event_conflict", "An event with this source and id was stored with different content"),
     AlreadyExists => (CONFLICT, "already_exists", "It already exists"),
     AlreadyDecided => (CONFLICT, "already_decided", "It was decided already"),

@@ -8,14 +8,16 @@
 //! picks up what is pending. The body is the event's canonical JSON, read
 //! from the ledger, so a receiver can check it against an export.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use payoff_store::{DeliveryStatus, EventFilter, Store, WebhookDelivery, WebhookSubscription};
+use payoff_store::{
+    ClaimLimits, DeliveryStatus, EventFilter, Store, WebhookDelivery, WebhookSubscription,
+};
 use rand::RngCore;
 use sha2::Sha256;
 
@@ -57,9 +59,15 @@ impl Default for WebhookSettings {
 
 const SECRET_PREFIX: &str = "whsec_";
 const EVENTS_PAGE: usize = 500;
-const CLAIM_MAX: usize = 50;
+/// Customers whose deliveries one node sends at once.
+const CUSTOMERS_MAX: usize = 32;
+/// Deliveries of one customer sent at once.
+const PER_CUSTOMER_MAX: usize = 4;
 const LEASE: Duration = Duration::seconds(60);
 const ERROR_CHARS_MAX: usize = 500;
+/// Bytes of a receiver's answer read at most.
+const RESPONSE_BYTES_MAX: usize = 4096;
+const REFUSED: &str = "refused by egress policy";
 
 /// A new signing secret: `whsec_` and 32 random bytes in base64.
 pub fn new_secret() -> String {
@@ -89,47 +97,114 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String 
 }
 
 /// One pass: enqueue what subscriptions have not looked at yet, then send
-/// what is due. Returns how many deliveries were attempted.
+/// what is due and wait for it. Returns how many deliveries were attempted.
 pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
-    let subscriptions = blocking_with(
-        |s| {
-            let all = s.webhooks(None)?;
-            for sub in all.iter().filter(|w| w.deleted_at.is_none()) {
-                enqueue(s, sub, Utc::now())?;
-            }
-            Ok(all)
-        },
-        state,
-    )
-    .await?;
-    let by_id: Arc<HashMap<String, WebhookSubscription>> = Arc::new(
-        subscriptions
-            .into_iter()
-            .map(|w| (w.id.clone(), w))
-            .collect(),
-    );
-    let now = Utc::now();
-    let claimed = blocking_with(
-        move |s| Ok(s.claim_deliveries(now, now + LEASE, CLAIM_MAX)?),
-        state,
-    )
-    .await?;
-    let attempted = claimed.len();
-    let mut sends = tokio::task::JoinSet::new();
-    for delivery in claimed {
-        let (state, by_id) = (state.clone(), by_id.clone());
-        sends.spawn(async move { attempt(&state, &by_id, delivery).await });
-    }
-    while let Some(done) = sends.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e.detail, "a webhook delivery could not be recorded")
-            }
-            Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
-        }
+    let mut outbox = Outbox::default();
+    let attempted = outbox.step(state).await?;
+    while let Some(done) = outbox.sending.join_next().await {
+        outbox.finished(done);
     }
     Ok(attempted)
+}
+
+/// The deliveries this node is sending, by customer. Each customer has at
+/// most one batch in flight (at most [`PER_CUSTOMER_MAX`] deliveries, sent
+/// at once) and the node at most [`CUSTOMERS_MAX`] customers' batches, so
+/// a customer whose receiver hangs holds back its own deliveries only:
+/// every other customer's are claimed at the next poll.
+#[derive(Default)]
+struct Outbox {
+    busy: HashSet<String>,
+    sending: tokio::task::JoinSet<String>,
+}
+
+impl Outbox {
+    /// Enqueues, then claims and starts sending the due deliveries of
+    /// customers not already in flight; returns how many were started.
+    async fn step(&mut self, state: &AppState) -> Result<usize, ApiError> {
+        while let Some(done) = self.sending.try_join_next() {
+            self.finished(done);
+        }
+        let subscriptions = blocking_with(
+            |s| {
+                let all = s.webhooks(None)?;
+                for sub in all.iter().filter(|w| w.deleted_at.is_none()) {
+                    enqueue(s, sub, Utc::now())?;
+                }
+                Ok(all)
+            },
+            state,
+        )
+        .await?;
+        if self.busy.len() >= CUSTOMERS_MAX {
+            return Ok(0);
+        }
+        let by_id: Arc<HashMap<String, WebhookSubscription>> = Arc::new(
+            subscriptions
+                .into_iter()
+                .map(|w| (w.id.clone(), w))
+                .collect(),
+        );
+        let now = Utc::now();
+        let skip: Vec<String> = self.busy.iter().cloned().collect();
+        let customers_max = CUSTOMERS_MAX - self.busy.len();
+        let claimed = blocking_with(
+            move |s| {
+                let limits = ClaimLimits {
+                    customers_max,
+                    per_customer_max: PER_CUSTOMER_MAX,
+                    skip: &skip,
+                };
+                Ok(s.claim_deliveries(now, now + LEASE, limits)?)
+            },
+            state,
+        )
+        .await?;
+        let attempted = claimed.len();
+        let mut by_customer: BTreeMap<String, Vec<WebhookDelivery>> = BTreeMap::new();
+        for d in claimed {
+            by_customer.entry(d.customer.clone()).or_default().push(d);
+        }
+        for (customer, batch) in by_customer {
+            assert!(batch.len() <= PER_CUSTOMER_MAX, "the claim's limit");
+            self.busy.insert(customer.clone());
+            let (state, by_id) = (state.clone(), by_id.clone());
+            self.sending.spawn(async move {
+                let mut sends = tokio::task::JoinSet::new();
+                for delivery in batch {
+                    let (state, by_id) = (state.clone(), by_id.clone());
+                    sends.spawn(async move { attempt(&state, &by_id, delivery).await });
+                }
+                while let Some(done) = sends.join_next().await {
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e.detail, "a webhook delivery could not be recorded")
+                        }
+                        Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
+                    }
+                }
+                customer
+            });
+        }
+        Ok(attempted)
+    }
+
+    fn finished(&mut self, done: Result<String, tokio::task::JoinError>) {
+        match done {
+            Ok(customer) => {
+                self.busy.remove(&customer);
+            }
+            Err(e) => {
+                // The batch's customer is unknown: start afresh; leases
+                // keep its deliveries from being sent twice meanwhile.
+                tracing::error!(error = %e, "a customer's webhook batch failed");
+                if self.sending.is_empty() {
+                    self.busy.clear();
+                }
+            }
+        }
+    }
 }
 
 /// Moves `sub`'s cursor over the ledger, one page at a time, leaving a
@@ -222,18 +297,26 @@ async fn attempt(
     blocking_with(move |s| Ok(s.finish_delivery(&delivery)?), state).await
 }
 
-/// POSTs one signed message; `Err((status, why, final))`.
+/// POSTs one signed message; `Err((status, why, final))`. `why` says no
+/// more than a tenant needs to mend its receiver, so the log is no port
+/// scanner: refused, connection failed, timed out, or the status.
 async fn send(
     state: &AppState,
     sub: &WebhookSubscription,
     id: &str,
     body: Vec<u8>,
 ) -> Result<u16, (Option<u16>, String, bool)> {
+    // A URL naming an address is never resolved, so the policy (which may
+    // have changed since the subscription was made) is checked here.
+    let url = reqwest::Url::parse(&sub.url).map_err(|_| (None, "invalid URL".into(), true))?;
+    if state.egress.check_url(&url).is_err() {
+        return Err((None, REFUSED.into(), false));
+    }
     let timestamp = Utc::now().timestamp();
     let signature = signature(&sub.secret, id, timestamp, &body);
     let response = state
         .http
-        .post(&sub.url)
+        .post(url)
         .timeout(state.config.webhooks.timeout)
         .header("content-type", "application/json")
         .header("webhook-id", id)
@@ -244,41 +327,72 @@ async fn send(
         .await
         .map_err(|e| (None, describe(&e), false))?;
     let status = response.status();
+    // The body is not needed; a little is read so a small answer leaves
+    // the connection reusable, and no more.
+    let mut response = response;
+    let mut read = 0;
+    while read < RESPONSE_BYTES_MAX {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
     if status.is_success() {
         Ok(status.as_u16())
     } else {
-        // 410 Gone: the receiver says never again.
+        // 410 Gone: the receiver says never again. A 3xx is a failure:
+        // redirects are not followed.
         let final_ = status == reqwest::StatusCode::GONE;
-        Err((Some(status.as_u16()), status.to_string(), final_))
+        Err((
+            Some(status.as_u16()),
+            format!("HTTP {}", status.as_u16()),
+            final_,
+        ))
     }
 }
 
+/// What the delivery log says of a failed request.
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if payoff_egress::refusal(e).is_some() {
+        REFUSED.into()
+    } else if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
-        "could not connect".into()
+        "connection failed".into()
     } else {
-        e.to_string()
+        "request failed".into()
     }
 }
 
-/// Runs [`work_once`] every `poll` until `stop` is notified.
+/// Runs the outbox every `poll` (and whenever a customer's batch ends)
+/// until `stop` is notified; then waits for the batches in flight.
 pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
     let poll = state.config.webhooks.poll;
+    let mut outbox = Outbox::default();
     loop {
-        if let Err(e) = work_once(&state).await {
+        if let Err(e) = outbox.step(&state).await {
             tracing::error!(error = %e.detail, "webhook pass failed");
         }
         tokio::select! {
-            _ = stop.notified() => return,
+            _ = stop.notified() => break,
             _ = tokio::time::sleep(poll) => {}
+            Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
+                outbox.finished(done);
+            }
         }
+    }
+    while let Some(done) = outbox.sending.join_next().await {
+        outbox.finished(done);
     }
 }
 
 /// Checks a subscription's URL and event types; the error names the field.
-pub fn check_subscription(url: &str, event_types: &[String]) -> Result<(), ApiError> {
+/// A well-formed URL the egress policy refuses is 422 (`url_refused`).
+pub fn check_subscription(
+    policy: &payoff_egress::EgressPolicy,
+    url: &str,
+    event_types: &[String],
+) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidRequest, m));
     let parsed = reqwest::Url::parse(url);
     let ok = url.len() <= 2048
@@ -287,6 +401,12 @@ pub fn check_subscription(url: &str, event_types: &[String]) -> Result<(), ApiEr
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !ok {
         return bad("url: must be an http or https URL of at most 2048 characters".into());
+    }
+    if let Err(refusal) = policy.check_url(parsed.as_ref().expect("checked above")) {
+        return Err(ApiError::new(
+            ErrorCode::UrlRefused,
+            format!("url: {refusal}"),
+        ));
     }
     if event_types.is_empty() || event_types.len() > 32 {
         return bad("event_types: list 1 to 32 event types".into());

@@ -126,7 +126,17 @@ fn fast() -> ServerConfig {
             timeout: Duration::from_secs(2),
             poll: Duration::from_millis(50),
         },
+        egress: loopback_allowed(),
         ..ServerConfig::default()
+    }
+}
+
+/// The receivers of these tests listen on loopback, which tenants may
+/// reach only when the operator allows it.
+fn loopback_allowed() -> payoff_egress::Egress {
+    payoff_egress::Egress {
+        policy: payoff_egress::EgressPolicy::allowing(["127.0.0.0/8"]).unwrap(),
+        ..Default::default()
     }
 }
 
@@ -395,7 +405,7 @@ fn pending_deliveries_survive_a_restart() {
         .await;
         let log = deliveries(&server, &cadmin, &id).await;
         assert_eq!(log[0]["status"], "pending", "{label}: {log:?}");
-        assert_eq!(log[0]["last_error"], "could not connect");
+        assert_eq!(log[0]["last_error"], "connection failed");
         drop(server);
 
         let receiver = Receiver::default();
@@ -476,4 +486,472 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
         assert_eq!(event["type"], "payoff.budget.warning", "{label}: {event}");
         assert_eq!(event["source"], "payoff", "{event}");
     });
+}
+
+/// Names resolved from a table: a test decides what a host name "is",
+/// and no name ever reaches a real resolver.
+struct Table(Vec<(&'static str, Vec<std::net::IpAddr>)>);
+
+impl payoff_egress::Lookup for Table {
+    fn lookup(&self, host: &str) -> payoff_egress::Lookups {
+        let found = self
+            .0
+            .iter()
+            .find(|(name, _)| *name == host)
+            .map(|(_, ips)| ips.clone())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not in the table"));
+        Box::pin(async move { found })
+    }
+}
+
+/// Accepts connections on loopback, counts them, and never answers.
+async fn silent_listener() -> (std::net::SocketAddr, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            held.push(socket);
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn the_egress_policy_refuses_addresses_before_any_connection() {
+    use payoff_egress::{EgressPolicy, PolicyResolver, Refusal};
+    let url = |u: &str| reqwest::Url::parse(u).unwrap();
+    let strict = EgressPolicy::default();
+    for (u, why) in [
+        ("https://127.0.0.1/h", Refusal::Address("loopback")),
+        // Decimal, hex and octal forms of 127.0.0.1.
+        ("https://2130706433/h", Refusal::Address("loopback")),
+        ("https://0x7f.0.0.1/h", Refusal::Address("loopback")),
+        ("https://0177.0.0.1/h", Refusal::Address("loopback")),
+        ("https://[::1]/h", Refusal::Address("loopback")),
+        ("https://[::ffff:127.0.0.1]/h", Refusal::Address("loopback")),
+        ("https://[::ffff:10.1.2.3]/h", Refusal::Address("private")),
+        ("https://10.0.0.1/h", Refusal::Address("private")),
+        ("https://192.168.1.1/h", Refusal::Address("private")),
+        ("https://169.254.169.254/h", Refusal::Address("link-local")),
+        ("https://[fe80::1]/h", Refusal::Address("link-local")),
+        ("https://[fd00::1]/h", Refusal::Address("private")),
+        ("https://224.0.0.1/h", Refusal::Address("multicast")),
+        ("https://0.0.0.0/h", Refusal::Address("unspecified")),
+        (
+            "https://100.64.0.1/h",
+            Refusal::Address("carrier-grade NAT"),
+        ),
+        ("http://hooks.example.com/h", Refusal::NotHttps),
+        ("https://user:pw@hooks.example.com/h", Refusal::Userinfo),
+    ] {
+        assert_eq!(strict.check_url(&url(u)), Err(why), "{u}");
+    }
+    assert_eq!(
+        strict.check_url(&url("https://hooks.example.com/h")),
+        Ok(())
+    );
+    assert_eq!(strict.check_url(&url("https://93.184.215.14/h")), Ok(()));
+
+    // The operator's allow list opens loopback (over http too), but never
+    // the server's own address.
+    let allowed = EgressPolicy::allowing(["127.0.0.0/8", "sink.internal"])
+        .unwrap()
+        .listening_on("127.0.0.1:8080".parse().unwrap());
+    assert_eq!(allowed.check_url(&url("http://127.0.0.2:9000/h")), Ok(()));
+    assert_eq!(allowed.check_url(&url("http://sink.internal/h")), Ok(()));
+    assert_eq!(
+        allowed.check_url(&url("http://127.0.0.1:8080/h")),
+        Err(Refusal::OwnAddress)
+    );
+    assert_eq!(
+        allowed.check_url(&url("https://10.0.0.1/h")),
+        Err(Refusal::Address("private"))
+    );
+    assert!(EgressPolicy::allowing_list("10.0.0.0/8, bad entry").is_err());
+
+    // Names are checked as they resolve: the resolver is a table, so
+    // nothing leaves the process.
+    let table = Arc::new(Table(vec![
+        ("rebound.test", vec!["10.0.0.1".parse().unwrap()]),
+        (
+            "mixed.test",
+            vec!["10.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        ),
+    ]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let strict = PolicyResolver::new(Arc::new(EgressPolicy::default()), table.clone());
+        let e = strict.addresses("rebound.test").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                payoff_egress::ResolveError::Refused(Refusal::Address("private"))
+            ),
+            "{e}"
+        );
+        let loopback = PolicyResolver::new(
+            Arc::new(EgressPolicy::allowing(["127.0.0.0/8"]).unwrap()),
+            table,
+        );
+        let addrs = loopback.addresses("mixed.test").await.unwrap();
+        assert_eq!(addrs, vec!["127.0.0.2:0".parse().unwrap()]);
+    });
+}
+
+#[test]
+fn a_tenant_webhook_to_loopback_is_refused_unless_the_operator_allows_it() {
+    on_every_backend(|db_url, label| async move {
+        let (addr, accepted) = silent_listener().await;
+        let mut config = fast();
+        config.egress = payoff_egress::Egress {
+            lookup: Arc::new(Table(vec![(
+                "sink.test",
+                vec!["127.0.0.1".parse().unwrap()],
+            )])),
+            ..Default::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let port = addr.port();
+        for url in [
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("https://127.0.0.1:{port}/hook"),
+            format!("https://2130706433:{port}/hook"),
+            format!("https://[::ffff:127.0.0.1]:{port}/hook"),
+            format!("https://u:p@sink.test:{port}/hook"),
+            format!("http://sink.test:{port}/hook"),
+        ] {
+            let (s, v) = server
+                .json(
+                    Method::POST,
+                    "/v1/webhooks",
+                    &cadmin,
+                    json!({"url": url, "event_types": ["*"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label} {url}: {v}");
+            assert_eq!(v["code"], "url_refused", "{v}");
+            assert!(v["detail"].as_str().unwrap().starts_with("url: "), "{v}");
+        }
+        // A name is accepted at registration; where it leads is checked
+        // when it resolves, before any connection.
+        let (s, created) = server
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                &cadmin,
+                json!({"url": format!("https://sink.test:{port}/hook"), "event_types": ["*"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (s, _) = server
+            .send(
+                &agent,
+                "application/cloudevents-batch+json",
+                &json!([ev("1", "ticket.created", "T1")]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        eventually("an attempt refused", || async {
+            let log = deliveries(&server, &cadmin, &id).await;
+            log.len() == 1 && log[0]["attempts"].as_u64() >= Some(1)
+        })
+        .await;
+        let log = deliveries(&server, &cadmin, &id).await;
+        assert_eq!(log[0]["last_error"], "refused by egress policy", "{log:?}");
+        assert_eq!(log[0]["last_status"], Value::Null);
+        assert_eq!(*accepted.lock().unwrap(), 0, "never connected");
+    })
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, made by the openssl
+/// command: `(ca.pem, server cert chain, server key)` in `dir`.
+fn make_certificates(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=payoff test CA",
+            ],
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        std::fs::read(dir.join("server.pem")).unwrap(),
+        std::fs::read(dir.join("server.key")).unwrap(),
+    )
+}
+
+/// An https receiver on loopback: answers 204 to each request and keeps
+/// `(headers, body)`.
+async fn start_tls_receiver(cert: &[u8], key: &[u8], r: Receiver) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, r) = (acceptor.clone(), r.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_len, length) = loop {
+                    let n = tls.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_len + length {
+                    let n = tls.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
+                let mut headers = HeaderMap::new();
+                for line in head.lines().skip(1) {
+                    if let Some((k, v)) = line.split_once(':') {
+                        if let (Ok(k), Ok(v)) = (
+                            axum::http::HeaderName::from_bytes(k.trim().as_bytes()),
+                            axum::http::HeaderValue::from_str(v.trim()),
+                        ) {
+                            headers.insert(k, v);
+                        }
+                    }
+                }
+                let body = Bytes::copy_from_slice(&buf[head_len..head_len + length]);
+                *r.requests.lock().unwrap() += 1;
+                r.received.lock().unwrap().push((headers, body));
+                let _ = tls
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_https_webhook_reaches_a_receiver_whose_ca_is_in_the_operator_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(dir.path());
+    on_every_backend(|db_url, label| {
+        let (ca, cert, key) = (ca.clone(), cert.clone(), key.clone());
+        async move {
+            let receiver = Receiver::default();
+            let addr = start_tls_receiver(&cert, &key, receiver.clone()).await;
+            let mut config = fast();
+            // What SSL_CERT_FILE names in production, given here without
+            // touching the process's environment.
+            config.egress.trust = payoff_egress::Trust::load(Some(&ca)).unwrap();
+            let server = TestServer::start(&db_url, config).await;
+            server.customer("acme").await;
+            let cadmin = server.key("customer_admin", Some("acme")).await;
+            let agent = server.key("agent", Some("acme")).await;
+            let (s, created) = server
+                .json(
+                    Method::POST,
+                    "/v1/webhooks",
+                    &cadmin,
+                    json!({"url": format!("https://{addr}/hook"), "event_types": ["*"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+            let (secret, id) = (
+                created["secret"].as_str().unwrap().to_owned(),
+                created["id"].as_str().unwrap().to_owned(),
+            );
+            let (s, _) = server
+                .send(
+                    &agent,
+                    "application/cloudevents-batch+json",
+                    &json!([ev("1", "ticket.created", "T1")]),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK);
+            eventually("the delivery logged as delivered", || async {
+                let log = deliveries(&server, &cadmin, &id).await;
+                log.first().is_some_and(|d| d["status"] == "delivered")
+            })
+            .await;
+            let (headers, body) = receiver.received.lock().unwrap()[0].clone();
+            verify(&secret, &headers, &body).unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!(
+                deliveries(&server, &cadmin, &id).await[0]["last_status"],
+                204
+            );
+        }
+    });
+}
+
+#[test]
+fn a_hanging_receiver_delays_only_its_own_tenant() {
+    on_every_backend(|db_url, label| async move {
+        let (hang, _) = silent_listener().await;
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let timeout = Duration::from_secs(3);
+        let mut config = fast();
+        config.webhooks.timeout = timeout;
+        let server = TestServer::start(&db_url, config).await;
+        for c in ["acme", "globex"] {
+            server.customer(c).await;
+        }
+        let mut agents = Vec::new();
+        for (c, url) in [
+            ("acme", format!("http://{hang}/hook")),
+            ("globex", format!("{hook}/hook")),
+        ] {
+            let admin = server.key("customer_admin", Some(c)).await;
+            let (s, v) = server
+                .json(
+                    Method::POST,
+                    "/v1/webhooks",
+                    &admin,
+                    json!({"url": url, "event_types": ["*"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            agents.push(server.key("agent", Some(c)).await);
+        }
+        // More than the old global claim of 50, all due before globex's.
+        let backlog: Vec<Value> = (0..60)
+            .map(|i| ev(&format!("a{i}"), "ticket.created", "T1"))
+            .collect();
+        let (s, _) = server
+            .send(
+                &agents[0],
+                "application/cloudevents-batch+json",
+                &json!(backlog),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent = std::time::Instant::now();
+        let (s, _) = server
+            .send(
+                &agents[1],
+                "application/cloudevents-batch+json",
+                &json!([ev("g1", "ticket.created", "T1")]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        while receiver.received.lock().unwrap().is_empty() {
+            assert!(
+                sent.elapsed() < timeout,
+                "{label}: globex waited a whole timeout behind acme's receiver"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
 }

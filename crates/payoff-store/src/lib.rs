@@ -34,4 +34,4 @@ pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
     StoredPolicy, StoredPriceTable, StoredStatement,
 };
-pub use webhooks::{DeliveryStatus, WebhookDelivery, WebhookSubscription};
+pub use webhooks::{ClaimLimits, DeliveryStatus, WebhookDelivery, WebhookSubscription};

@@ -25,6 +25,7 @@ use crate::store::{
 };
 use crate::webhooks::{
     event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
+    DELIVERY_COLUMNS,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -827,34 +828,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.readers.with(|c| {
-            // SKIP LOCKED: nodes claiming at once take different rows.
-            Ok(c.query(
-                &format!(
-                    "UPDATE webhook_deliveries SET lease_until_us = $2
-                     WHERE id IN (SELECT id FROM webhook_deliveries
-                                  WHERE status = 'pending' AND next_attempt_us <= $1 AND lease_until_us <= $1
-                                  ORDER BY next_attempt_us, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-                     RETURNING {DELIVERY_COLUMNS}"
-                ),
-                &[
-                    &now.timestamp_micros(),
-                    &lease_until.timestamp_micros(),
-                    &(limit as i64),
-                ],
-            )?
-            .iter()
-            .map(delivery_row)
-            .collect())
-        })
-    }
-
     fn finish_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
         self.readers.with(|c| {
             c.execute(
@@ -949,8 +922,6 @@ impl Backend for Postgres {
         })
     }
 }
-
-const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
 
 fn delivery_row(r: &Row) -> WebhookDelivery {
     WebhookDelivery {

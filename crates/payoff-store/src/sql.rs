@@ -30,6 +30,16 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE",
         }
     }
+
+    /// What ends a `SELECT` that locks the rows it reads and passes over
+    /// rows another transaction has locked, so nodes claiming work at
+    /// once take different rows.
+    pub fn for_update_skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 /// A statement parameter.

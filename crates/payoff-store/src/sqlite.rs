@@ -23,6 +23,7 @@ use crate::store::{
 };
 use crate::webhooks::{
     event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
+    DELIVERY_COLUMNS,
 };
 use crate::{AppendRequest, StoreError};
 
@@ -46,9 +47,17 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 impl Sqlite {
     pub(crate) fn open(path: &Path) -> Result<Sqlite, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+            private_dir(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         }
+        // The database holds webhook secrets: only its owner reads it.
+        // SQLite gives its -wal and -shm files the same mode.
+        let mut create = std::fs::OpenOptions::new();
+        create.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+        create
+            .open(path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
         let owned = path.to_owned();
@@ -57,6 +66,15 @@ impl Sqlite {
             readers: Pool::new(64, Box::new(move || connect(&owned))),
         })
     }
+}
+
+/// Creates `dir` and its missing parents, readable by the owner only.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -867,37 +885,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.readers.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claimed = {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "UPDATE webhook_deliveries SET lease_until_us = ?2
-                     WHERE id IN (SELECT id FROM webhook_deliveries
-                                  WHERE status = 'pending' AND next_attempt_us <= ?1 AND lease_until_us <= ?1
-                                  ORDER BY next_attempt_us, id LIMIT ?3)
-                     RETURNING {DELIVERY_COLUMNS}"
-                ))?;
-                let rows = stmt.query_map(
-                    params![
-                        now.timestamp_micros(),
-                        lease_until.timestamp_micros(),
-                        limit as i64
-                    ],
-                    delivery_row,
-                )?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            };
-            tx.commit()?;
-            Ok(claimed)
-        })
-    }
-
     fn finish_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
         self.readers.with(|c| {
             c.execute(
@@ -982,8 +969,6 @@ impl Backend for Sqlite {
         self.in_transaction(write, f)
     }
 }
-
-const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
 
 impl Sqlite {
     fn in_transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {

@@ -258,14 +258,6 @@ pub(crate) trait Backend: Send + Sync {
         to: u64,
         deliveries: &[WebhookDelivery],
     ) -> Result<bool, StoreError>;
-    /// Leases up to `limit` pending deliveries due at `now` until
-    /// `lease_until`, oldest first.
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError>;
     /// Stores the outcome of an attempt and releases the lease.
     fn finish_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError>;
     /// A subscription's deliveries after `after_sequence`, oldest first.
@@ -832,17 +824,15 @@ impl Store {
         self.backend.advance_webhook(id, from, to, deliveries)
     }
 
-    /// See [`Backend::claim_deliveries`].
+    /// Leases due deliveries fairly between customers; see
+    /// [`crate::webhooks::claim`].
     pub fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-        limit: usize,
+        limits: crate::webhooks::ClaimLimits<'_>,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        // RETURNING gives rows in no particular order.
-        let mut claimed = self.backend.claim_deliveries(now, lease_until, limit)?;
-        claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
-        Ok(claimed)
+        self.write(|tx| crate::webhooks::claim(tx, now, lease_until, limits))
     }
 
     /// Stores the outcome of an attempt and releases the lease.

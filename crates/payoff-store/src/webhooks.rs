@@ -8,9 +8,16 @@
 //! claimed with a lease before they are sent, so two nodes do not send the
 //! same one at the same time (a crash mid-send sends it again: receivers
 //! deduplicate by `webhook-id`, as Standard Webhooks asks them to).
+//! Claims are fair ([`claim`]): a few deliveries of each customer, the
+//! customers waiting longest first, so one tenant's backlog or slow
+//! receiver never holds back another's.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::sql::{placeholders, Param, Sql, SqlRow};
+use crate::store::from_us;
+use crate::StoreError;
 
 /// A customer's subscription to some of its ledger's event types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,4 +128,106 @@ pub(crate) fn event_types_text(types: &[String]) -> String {
 
 pub(crate) fn event_types_parse(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// How much one claim may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits<'a> {
+    /// Customers whose deliveries are claimed, those due longest first.
+    pub customers_max: usize,
+    /// Deliveries claimed of each customer.
+    pub per_customer_max: usize,
+    /// Customers passed over (this node is still sending theirs).
+    pub skip: &'a [String],
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
+
+/// Leases pending deliveries due at `now` until `lease_until`, at most
+/// `limits.per_customer_max` of each of at most `limits.customers_max`
+/// customers (those whose oldest due delivery is oldest first), oldest
+/// first within a customer. One SQL text for both databases.
+pub fn claim(
+    tx: &mut dyn Sql,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limits: ClaimLimits<'_>,
+) -> Result<Vec<WebhookDelivery>, StoreError> {
+    let (now_us, until_us) = (now.timestamp_micros(), lease_until.timestamp_micros());
+    let skip = if limits.skip.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND customer_id NOT IN ({})",
+            placeholders(limits.skip.len())
+        )
+    };
+    let mut params: Vec<Param<'_>> = vec![now_us.into(), now_us.into()];
+    params.extend(limits.skip.iter().map(|c| Param::from(c.as_str())));
+    params.push((limits.customers_max as i64).into());
+    let mut customers = Vec::new();
+    tx.query(
+        &format!(
+            "SELECT customer_id, MIN(next_attempt_us) AS due FROM webhook_deliveries
+             WHERE status = 'pending' AND next_attempt_us <= ? AND lease_until_us <= ?{skip}
+             GROUP BY customer_id ORDER BY due, customer_id LIMIT ?"
+        ),
+        &params,
+        &mut |r| {
+            customers.push(r.text_req(0)?);
+            Ok(())
+        },
+    )?;
+    let lock = tx.dialect().for_update_skip_locked();
+    let mut claimed = Vec::new();
+    for customer in &customers {
+        tx.query(
+            &format!(
+                "UPDATE webhook_deliveries SET lease_until_us = ?
+                 WHERE id IN (SELECT id FROM webhook_deliveries
+                              WHERE customer_id = ? AND status = 'pending' AND next_attempt_us <= ? AND lease_until_us <= ?
+                              ORDER BY next_attempt_us, id LIMIT ?{lock})
+                 RETURNING {DELIVERY_COLUMNS}"
+            ),
+            &[
+                until_us.into(),
+                customer.as_str().into(),
+                now_us.into(),
+                now_us.into(),
+                (limits.per_customer_max as i64).into(),
+            ],
+            &mut |r| {
+                claimed.push(delivery_row(r)?);
+                Ok(())
+            },
+        )?;
+    }
+    // RETURNING gives rows in no particular order.
+    claimed.sort_by(|a, b| {
+        (&a.customer, a.next_attempt_at, &a.id).cmp(&(&b.customer, b.next_attempt_at, &b.id))
+    });
+    Ok(claimed)
+}
+
+fn delivery_row(r: &dyn SqlRow) -> Result<WebhookDelivery, StoreError> {
+    let small = |v: i64, what: &str| {
+        u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("webhook delivery {what} {v}")))
+    };
+    Ok(WebhookDelivery {
+        id: r.text_req(0)?,
+        subscription: r.text_req(1)?,
+        customer: r.text_req(2)?,
+        sequence: r.int_req(3)? as u64,
+        event_type: r.text_req(4)?,
+        status: DeliveryStatus::parse(&r.text_req(5)?),
+        attempts: small(r.int_req(6)?, "attempts")?,
+        next_attempt_at: from_us(r.int_req(7)?),
+        last_status: match r.int(8)? {
+            Some(s) => Some(small(s, "status")? as u16),
+            None => None,
+        },
+        last_error: r.text(9)?,
+        created_at: from_us(r.int_req(10)?),
+        delivered_at: r.int(11)?.map(from_us),
+    })
 }

@@ -69,17 +69,17 @@ fn a_cursor_moves_once_and_claims_are_leased() {
         // Claimed once until the lease runs out.
         let now = at(300);
         let claimed = store
-            .claim_deliveries(now, now + Duration::seconds(30), 10)
+            .claim_deliveries(now, now + Duration::seconds(30), up_to(10))
             .unwrap();
         assert_eq!(claimed.len(), 2, "{}", db.label);
         assert!(store
-            .claim_deliveries(now, now + Duration::seconds(30), 10)
+            .claim_deliveries(now, now + Duration::seconds(30), up_to(10))
             .unwrap()
             .is_empty());
         let later = now + Duration::seconds(31);
         assert_eq!(
             store
-                .claim_deliveries(later, later + Duration::seconds(30), 1)
+                .claim_deliveries(later, later + Duration::seconds(30), up_to(1))
                 .unwrap()
                 .len(),
             1
@@ -99,10 +99,10 @@ fn a_cursor_moves_once_and_claims_are_leased() {
         done.delivered_at = Some(at(301));
         store.finish_delivery(&done).unwrap();
         let far = at(2000);
-        let due = store.claim_deliveries(at(999), far, 10).unwrap();
+        let due = store.claim_deliveries(at(999), far, up_to(10)).unwrap();
         assert!(due.is_empty(), "{}: {due:?}", db.label);
         let due = store
-            .claim_deliveries(far, far + Duration::seconds(30), 10)
+            .claim_deliveries(far, far + Duration::seconds(30), up_to(10))
             .unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(
@@ -116,5 +116,14 @@ fn a_cursor_moves_once_and_claims_are_leased() {
         assert!(store.delete_webhook("wh_1", at(400)).unwrap());
         assert!(!store.delete_webhook("wh_1", at(401)).unwrap());
         assert_eq!(store.webhooks(None).unwrap()[0].deleted_at, Some(at(400)));
+    }
+}
+
+/// At most `n` deliveries of each of at most `n` customers.
+fn up_to(n: usize) -> payoff_store::ClaimLimits<'static> {
+    payoff_store::ClaimLimits {
+        customers_max: n,
+        per_customer_max: n,
+        skip: &[],
     }
 }

@@ -51,7 +51,7 @@ impl ServerTiming {
 
 impl ApiClient {
     pub fn new(base: &str, key: &str) -> anyhow::Result<ApiClient> {
-        let http = reqwest::Client::builder()
+        let http = payoff_egress::upstream_client(&payoff_egress::Trust::process_default())
             .timeout(Duration::from_secs(120))
             .pool_max_idle_per_host(256)
             .build()?;

@@ -47,6 +47,17 @@ struct FileSettings {
     event_bytes_max: Option<usize>,
     model: Option<ModelSettings>,
     support: Option<SupportSettings>,
+    egress: Option<EgressSettings>,
+}
+
+/// `[egress]`: where tenant URLs (webhooks) may lead beyond public https
+/// addresses.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSettings {
+    /// CIDRs (`10.0.0.0/8`), addresses or host names tenants may reach,
+    /// over http too.
+    pub allow: Option<Vec<String>>,
 }
 
 /// `[model]`: an OpenAI-compatible endpoint that drafts answers. Without
@@ -129,6 +140,7 @@ impl Settings {
                     .or(file.event_bytes_max)
                     .unwrap_or(defaults.limits.event_bytes_max),
             },
+            egress: egress_config(file.egress.unwrap_or_default())?,
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;
@@ -206,6 +218,24 @@ fn model_config(file: ModelSettings) -> anyhow::Result<Option<OpenAiConfig>> {
         max_retries: file.max_retries.unwrap_or(2),
         initial_backoff: std::time::Duration::from_millis(500),
     }))
+}
+
+/// `PAYOFF_EGRESS_ALLOW` (comma-separated), else `[egress] allow`; TLS
+/// trusts the system's roots and the bundle `SSL_CERT_FILE` names.
+fn egress_config(file: EgressSettings) -> anyhow::Result<payoff_egress::Egress> {
+    let policy = match std::env::var("PAYOFF_EGRESS_ALLOW") {
+        Ok(list) => payoff_egress::EgressPolicy::allowing_list(&list)
+            .map_err(|e| BadInput(format!("PAYOFF_EGRESS_ALLOW: {e}")))?,
+        Err(_) => payoff_egress::EgressPolicy::allowing(file.allow.unwrap_or_default())
+            .map_err(|e| BadInput(format!("egress.allow: {e}")))?,
+    };
+    let trust =
+        payoff_egress::Trust::from_env().map_err(|e| BadInput(format!("SSL_CERT_FILE: {e}")))?;
+    Ok(payoff_egress::Egress {
+        trust,
+        policy,
+        lookup: std::sync::Arc::new(payoff_egress::SystemLookup),
+    })
 }
 
 fn support_config(file: SupportSettings) -> anyhow::Result<SupportConfig> {

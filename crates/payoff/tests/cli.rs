@@ -511,3 +511,54 @@ fn knowledge_add_sends_a_folder_and_names_a_bad_file() {
     );
     server.kill();
 }
+
+#[test]
+fn the_data_directory_and_its_secrets_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .env_remove("PAYOFF_DATA_DIR")
+            .env_remove("PAYOFF_DATABASE_URL")
+            .env_remove("PAYOFF_EGRESS_ALLOW")
+            .env_remove("PAYOFF_CONFIG");
+        cmd.envs(env.iter().copied());
+        cmd.args(["--data-dir", "data"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["init"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("data"), 0o700);
+    assert_eq!(mode("data/payoff.db"), 0o600, "it holds webhook secrets");
+    assert_eq!(mode("data/signing-key.pem"), 0o600);
+
+    // The egress allow list is checked at start, by source.
+    write(
+        &dir.path().join("payoff.toml"),
+        "[egress]\nallow = [\"10.0.0.0/8\", \"not a host!\"]\n",
+    );
+    assert_bad_input(&run(&["customers", "list"], &[]), "egress.allow");
+    assert_bad_input(
+        &run(
+            &["customers", "list"],
+            &[("PAYOFF_EGRESS_ALLOW", "127.0.0.0/8,10.0.0.0/33")],
+        ),
+        "PAYOFF_EGRESS_ALLOW",
+    );
+    write(
+        &dir.path().join("payoff.toml"),
+        "[egress]\nallow = [\"10.0.0.0/8\", \"hooks.internal\"]\n",
+    );
+    let o = run(&["customers", "list"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

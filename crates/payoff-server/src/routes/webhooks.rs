@@ -31,7 +31,8 @@ const DELIVERIES_LIMIT_MAX: usize = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
-    /// Where deliveries are POSTed (http or https).
+    /// Where deliveries are POSTed: https, to a public address, unless the
+    /// operator's egress allow list says otherwise.
     url: String,
     /// Exact types, prefixes ending in `*` (`ticket.*`), or `*`.
     event_types: Vec<String>,
@@ -49,7 +50,7 @@ fn view(w: &WebhookSubscription) -> Value {
 /// Subscribes a URL to event types. The signing secret is in this reply
 /// only; deliveries start with the next event recorded.
 #[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -58,7 +59,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Action::ManageWebhooks)?;
     let customer = caller.customer_scope(request.customer.as_deref())?;
-    check_subscription(&request.url, &request.event_types)?;
+    check_subscription(&state.egress, &request.url, &request.event_types)?;
     let mut id = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut id);
     let by = caller.0.key_id.clone();

@@ -45,7 +45,8 @@ pub fn ensure_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
             .map_err(|e| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::commands::private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key

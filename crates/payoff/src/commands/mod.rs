@@ -19,10 +19,21 @@ use payoff_store::Store;
 
 use crate::settings::Settings;
 
+/// Creates `dir` (and missing parents) readable by its owner only: the
+/// data directory holds the database, with webhook secrets, and the
+/// signing key.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Opens the configured database, running pending migrations.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     if !settings.database.starts_with("postgres") {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 settings.data_dir.display()

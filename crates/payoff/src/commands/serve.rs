@@ -58,7 +58,10 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_support(settings.support.clone())
             .map_err(|e| crate::BadInput(format!("support: {e}")))?;
         if let Some(model) = &settings.model {
-            let provider = payoff_knowledge::OpenAiProvider::new(model.clone())
+            let provider = payoff_knowledge::OpenAiProvider::with_trust(
+                model.clone(),
+                &settings.server.egress.trust,
+            )
                 .map_err(|e| crate::BadInput(format!("model: {e}")))?;
             state = state.with_answerer(payoff_server::answers::Answerer::OpenAi(provider));
         }

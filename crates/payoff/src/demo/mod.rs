@@ -193,7 +193,10 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| BadInput(format!("support: {e}")))?;
         let answers = match &demo.model {
             Some(model) => {
-                let provider = payoff_knowledge::OpenAiProvider::new(model.clone())
+                let provider = payoff_knowledge::OpenAiProvider::with_trust(
+                    model.clone(),
+                    &demo.server.egress.trust,
+                )
                     .map_err(|e| BadInput(format!("model: {e}")))?;
                 state = state.with_answerer(payoff_server::answers::Answerer::OpenAi(provider));
                 format!("the model {} at {}", model.model, model.base_url)
