@@ -490,6 +490,14 @@ impl Contract {
             text,
             errors: Vec::new(),
         };
+        if let Err(e) = payoff_nesting::check(
+            text,
+            &payoff_nesting::Syntax::TOML,
+            payoff_nesting::DEPTH_MAX,
+        ) {
+            check.error(e.offset..e.offset + 1, format!("the file is {e}"));
+            return Err(ContractErrors(check.errors));
+        }
         let raw: RawFile = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -1216,6 +1224,54 @@ credit = "10%"
             errs[0].contains("gives a string, it must give a bool"),
             "{errs:?}"
         );
+    }
+
+    /// Issue 15: CEL and TOML parsers recurse once per level, so a contract
+    /// nested deep enough overflowed a worker's stack and aborted the server.
+    /// Checked on a thread with a server worker's stack (2 MiB).
+    #[test]
+    fn deeply_nested_rules_and_tables_are_refused_before_parsing() {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                for depth in [65, 1_000, 100_000] {
+                    let deep_rule = GOOD.replace(
+                        r#"void_when = 'event.type == "ticket.reopened"'"#,
+                        &format!(
+                            r#"void_when = '{}event.type == "ticket.reopened"{}'"#,
+                            "(".repeat(depth),
+                            ")".repeat(depth)
+                        ),
+                    );
+                    let errs = errors(&deep_rule);
+                    assert_eq!(errs.len(), 1, "{errs:#?}");
+                    assert!(
+                        errs[0].contains("nested more than 64 levels"),
+                        "{}",
+                        errs[0]
+                    );
+                    let deep_table =
+                        format!("{GOOD}\nx = {}{}\n", "[".repeat(depth), "]".repeat(depth));
+                    let errs = errors(&deep_table);
+                    assert!(
+                        errs[0].contains("nested more than 64 levels"),
+                        "{}",
+                        errs[0]
+                    );
+                }
+                let at_limit = GOOD.replace(
+                    r#"void_when = 'event.type == "ticket.reopened"'"#,
+                    &format!(
+                        r#"void_when = '{}event.type == "ticket.reopened"{}'"#,
+                        "(".repeat(60),
+                        ")".repeat(60)
+                    ),
+                );
+                Contract::parse("c.toml", &at_limit).expect("60 levels are allowed");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

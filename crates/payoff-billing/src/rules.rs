@@ -74,6 +74,19 @@ impl RuleEnv {
 
 impl Rule {
     pub fn compile(source: &str) -> Result<Rule, CompileError> {
+        // CEL's parser recurses once per level: a rule nested a few hundred
+        // levels deep would overflow the stack and abort the server, so the
+        // depth is bounded before the parser sees the text.
+        payoff_nesting::check(
+            source,
+            &payoff_nesting::Syntax::CEL,
+            payoff_nesting::DEPTH_MAX,
+        )
+        .map_err(|e| CompileError {
+            line: e.line as u32,
+            column: e.column as u32,
+            message: e.to_string(),
+        })?;
         let program = Program::compile(source).map_err(|errors| {
             let first = errors.errors.first();
             CompileError {

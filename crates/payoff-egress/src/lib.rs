@@ -18,6 +18,25 @@ pub use policy::{refused_kind, BadAllowEntry, EgressPolicy, Refusal};
 pub use resolve::{Lookup, Lookups, PolicyResolver, ResolveError, SystemLookup};
 pub use trust::{Trust, TrustError};
 
+/// Reads at most `max` bytes of a response body: a peer, trusted or not,
+/// cannot make Payoff hold more than that in memory. Returns the bytes read
+/// and whether the body went on beyond them (the rest is left unread).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// A client builder for operator-configured upstreams, verifying TLS
 /// against `trust`; the caller adds its timeouts.
 pub fn upstream_client(trust: &Trust) -> reqwest::ClientBuilder {

@@ -27,6 +27,9 @@ NO_ANSWER and nothing else.";
 
 /// Characters of an error response's body kept in [`ProviderError::Status`].
 const ERROR_BODY_CHARS_MAX: usize = 200;
+/// The most of a model's answer that is read: a chat completion is a few
+/// kilobytes, and an endpoint that streams without end must not fill memory.
+const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// Where and how to reach the model.
 #[derive(Debug, Clone)]
@@ -243,7 +246,14 @@ impl OpenAiProvider {
         }
         let response = builder.send().await.map_err(transport_error)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let (body, beyond) = payoff_egress::read_capped(response, RESPONSE_BYTES_MAX)
+            .await
+            .map_err(transport_error)?;
+        if beyond && status.is_success() {
+            return Err(ProviderError::Malformed(format!(
+                "the response is longer than {RESPONSE_BYTES_MAX} bytes"
+            )));
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             return Err(ProviderError::Status {
@@ -251,7 +261,7 @@ impl OpenAiProvider {
                 body: text.chars().take(ERROR_BODY_CHARS_MAX).collect(),
             });
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 }
 
@@ -482,7 +492,7 @@ mod tests {
     #[test]
     fn rejects_unusable_configuration() {
         let config = OpenAiConfig {
-            base_url: "https://api.example/v1".into(),
+            base_url: "ftp://api.example/v1".into(),
             model: "m".into(),
             api_key: None,
             timeout: Duration::from_secs(1),
@@ -493,6 +503,12 @@ mod tests {
             OpenAiProvider::new(config.clone()),
             Err(ProviderError::Config(_))
         ));
+        // Hosted models are reached over TLS.
+        let https = OpenAiConfig {
+            base_url: "https://api.example/v1".into(),
+            ..config.clone()
+        };
+        assert!(OpenAiProvider::new(https).is_ok());
         let config = OpenAiConfig {
             base_url: "http://127.0.0.1:1/v1/".into(),
             ..config

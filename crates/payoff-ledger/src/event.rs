@@ -4,7 +4,9 @@
 //! [`validate_event`], which checks every attribute and reports every
 //! problem with the attribute's name, so a sender can fix all of them at once.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::canonical::canonical_json_into;
@@ -211,6 +213,10 @@ fn validate_all(items: Vec<Value>, limits: &EventLimits) -> Result<Vec<Event>, V
     }
 }
 
+/// The years an event's `time` may name: a typo such as year 9999 would
+/// otherwise sit in the ledger forever, in no period anyone closes.
+const TIME_YEARS: RangeInclusive<i32> = 1970..=2999;
+
 /// Validates one raw event (a JSON value) into an [`Event`].
 pub fn validate_event(value: Value, limits: &EventLimits) -> Result<Event, Vec<FieldError>> {
     let Value::Object(mut map) = value else {
@@ -239,16 +245,36 @@ pub fn validate_event(value: Value, limits: &EventLimits) -> Result<Event, Vec<F
             "must not be present together with data",
         ));
     }
-    if let Some(v) = map.get("data_base64") {
-        if !v.is_string() {
-            errors.push(FieldError::new("data_base64", "must be a base64 string"));
+    match map.get("data_base64") {
+        None => {}
+        Some(Value::String(v)) => {
+            use base64::Engine as _;
+            if let Err(e) = base64::engine::general_purpose::STANDARD.decode(v) {
+                errors.push(FieldError::new(
+                    "data_base64",
+                    format!("is not base64 (RFC 4648, with padding): {e}"),
+                ));
+            }
         }
+        Some(_) => errors.push(FieldError::new("data_base64", "must be a base64 string")),
     }
 
     let time = match map.get("time") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) => {
             match DateTime::parse_from_rfc3339(t) {
+                Ok(parsed) if !(TIME_YEARS.contains(&parsed.with_timezone(&Utc).year())) => {
+                    errors.push(FieldError::new(
+                        "time",
+                        format!(
+                            "\"{}\" is outside the years {} to {}",
+                            truncate(t),
+                            TIME_YEARS.start(),
+                            TIME_YEARS.end()
+                        ),
+                    ));
+                    None
+                }
                 Ok(parsed) => {
                     let utc = parsed.with_timezone(&Utc);
                     map.insert(
@@ -378,6 +404,13 @@ fn optional_string(
             errors.push(FieldError::new(
                 field,
                 format!("is {} bytes long; at most {max} are allowed", s.len()),
+            ));
+            None
+        }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            errors.push(FieldError::new(
+                field,
+                "must not contain control characters (NUL, line breaks, tabs…)",
             ));
             None
         }
@@ -530,6 +563,37 @@ mod tests {
                 "data_base64",
                 Box::new(|m| {
                     m.insert("data_base64".into(), json!("AA=="));
+                }),
+            ),
+            (
+                "data_base64",
+                Box::new(|m| {
+                    m.remove("data");
+                    m.insert("data_base64".into(), json!("not base64!"));
+                }),
+            ),
+            (
+                "id",
+                Box::new(|m| {
+                    m.insert("id".into(), json!("e\u{0}1"));
+                }),
+            ),
+            (
+                "subject",
+                Box::new(|m| {
+                    m.insert("subject".into(), json!("T-1\nT-2"));
+                }),
+            ),
+            (
+                "time",
+                Box::new(|m| {
+                    m.insert("time".into(), json!("9999-12-31T23:59:59Z"));
+                }),
+            ),
+            (
+                "time",
+                Box::new(|m| {
+                    m.insert("time".into(), json!("1969-12-31T23:59:59Z"));
                 }),
             ),
         ];

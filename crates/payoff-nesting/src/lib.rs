@@ -219,8 +219,18 @@ mod tests {
     #[test]
     fn brackets_in_strings_and_comments_are_not_counted() {
         assert!(check(r#"["[[[[", "\"[[[["]"#, &Syntax::JSON, 1).is_ok());
-        assert!(check("permit(principal, action, resource) // ((((((\n;", &Syntax::CEDAR, 1).is_ok());
-        assert!(check("a = \"\"\"[[[\"[[\"\"\"\nb = '''[[[''' # [[[[", &Syntax::TOML, 0).is_ok());
+        assert!(check(
+            "permit(principal, action, resource) // ((((((\n;",
+            &Syntax::CEDAR,
+            1
+        )
+        .is_ok());
+        assert!(check(
+            "a = \"\"\"[[[\"[[\"\"\"\nb = '''[[[''' # [[[[",
+            &Syntax::TOML,
+            0
+        )
+        .is_ok());
         assert!(check(r"a = 'C:\' # [", &Syntax::TOML, 0).is_ok());
         assert!(check(r#"'(((' + "(((" + '''((('''"#, &Syntax::CEL, 0).is_ok());
     }

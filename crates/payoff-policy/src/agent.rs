@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::problems::PolicyErrors;
 use crate::roles::with_annotated_ids;
-use crate::CUSTOMER_RULES_BYTES_MAX;
+use crate::{CUSTOMER_RULES_BYTES_MAX, DEPTH_MAX};
 
 const BUILTIN: &str = include_str!("agent.cedar");
 const BUILTIN_PREFIX: &str = "builtin.";
@@ -147,6 +147,10 @@ impl AgentRules {
                 text.len()
             )));
         }
+        // Cedar's parser recurses once per level: bound the depth first,
+        // or a deeply nested text overflows the stack and aborts the process.
+        payoff_nesting::check(text, &payoff_nesting::Syntax::CEDAR, DEPTH_MAX)
+            .map_err(|e| PolicyErrors::at(e.line, e.column, format!("the rules are {e}")))?;
         let parsed = PolicySet::from_str(text).map_err(|e| {
             PolicyErrors::from_diagnostics(text, e.iter().map(|d| d as &dyn miette::Diagnostic))
         })?;

@@ -34,6 +34,10 @@ pub const ROLE_POLICIES: &str = include_str!("roles.cedar");
 /// The limit on a customer's rules, in bytes.
 pub const CUSTOMER_RULES_BYTES_MAX: usize = 64 * 1024;
 
+/// The deepest nesting of brackets a customer's rules may hold, checked
+/// before Cedar parses them (`payoff-nesting`).
+pub const DEPTH_MAX: usize = payoff_nesting::DEPTH_MAX;
+
 /// Checks a customer's rules against the schema and the built-in agent
 /// rules (default thresholds), and returns the ids of its policies.
 pub fn check_customer_rules(text: &str) -> Result<Vec<String>, PolicyErrors> {

@@ -42,6 +42,17 @@ impl PolicyErrors {
         }
     }
 
+    /// One problem at a known place.
+    pub(crate) fn at(line: usize, column: usize, message: impl Into<String>) -> Self {
+        PolicyErrors {
+            problems: vec![Problem {
+                line,
+                column,
+                message: message.into(),
+            }],
+        }
+    }
+
     /// The problems of Cedar diagnostics whose spans point into `text`.
     pub(crate) fn from_diagnostics<'a>(
         text: &str,

@@ -174,3 +174,38 @@ fn thresholds_outside_zero_to_one_are_refused() {
         .to_string()
         .contains("auto_send_min"));
 }
+
+/// `forbid(...) when { ((…(resource.citations > 0)…)) };` nested `depth` deep.
+fn nested_rule(depth: usize) -> String {
+    format!(
+        "forbid(principal, action, resource) when {{ {}resource.citations > 0{} }};",
+        "(".repeat(depth),
+        ")".repeat(depth)
+    )
+}
+
+/// Issue 15, finding 1: rules nested 150 levels deep overflowed a worker's
+/// stack and aborted the server; 1,000 aborted `payoff policy check`.
+/// Run on a thread with a server worker's stack (2 MiB).
+#[test]
+fn deeply_nested_rules_are_refused_before_cedar_parses_them() {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            for depth in [150, 1_000, 30_000] {
+                let errors = check_customer_rules(&nested_rule(depth)).unwrap_err();
+                let first = &errors.problems[0];
+                assert!(
+                    first.message.contains("nested more than 64 levels"),
+                    "{depth}: {errors}"
+                );
+                // `{` opens level 1 at column 42; the 64th `(` (column 43 + 64) opens level 65.
+                assert_eq!((first.line, first.column), (1, 43 + 64), "{errors}");
+            }
+            let ids = check_customer_rules(&nested_rule(payoff_policy::DEPTH_MAX - 1)).unwrap();
+            assert_eq!(ids, vec!["customer.policy0"]);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

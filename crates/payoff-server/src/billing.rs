@@ -363,12 +363,12 @@ pub fn close(
     customer: &str,
     period: &str,
     now: DateTime<Utc>,
-) -> Result<(Statement, bool), BillingError> {
+) -> Result<Closed, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period)?;
     let stored = store.statements(customer)?;
     if let Some(existing) = stored.iter().find(|s| s.period == period.to_string()) {
-        return Ok((parse_statement(existing)?, false));
+        return Closed::from_stored(existing, false);
     }
     if now < period.end {
         return Err(BillingError::NotEnded {
@@ -396,20 +396,38 @@ pub fn close(
         &serde_json::to_value(&statement).expect("statements serialise"),
     ))
     .expect("canonical JSON is UTF-8");
-    let saved = store.save_statement(
+    // A concurrent close may have stored its statement first: that one
+    // stands, and only the call that stored it says it created it.
+    let (saved, created) = store.save_statement(
         StoredStatement {
             id: statement.id.clone(),
             customer: customer.to_owned(),
             period: statement.period.clone(),
             period_start: period.start,
-            body: body.clone(),
+            body,
             issued_at: now,
         },
         &outcomes,
     )?;
-    // A concurrent close may have stored its statement first; that one stands.
-    let created = saved.body == body;
-    Ok((parse_statement(&saved)?, created))
+    Closed::from_stored(&saved, created)
+}
+
+/// A closed period's statement, with the signed bytes as stored (what a
+/// close answers, byte for byte) and whether this call stored it.
+pub struct Closed {
+    pub statement: Statement,
+    pub body: String,
+    pub created: bool,
+}
+
+impl Closed {
+    fn from_stored(stored: &StoredStatement, created: bool) -> Result<Closed, BillingError> {
+        Ok(Closed {
+            statement: parse_statement(stored)?,
+            body: stored.body.clone(),
+            created,
+        })
+    }
 }
 
 /// The evidence of a statement: contract versions, the chain up to its

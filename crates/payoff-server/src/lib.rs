@@ -209,6 +209,12 @@ pub fn router(state: AppState) -> Router {
                 "no such route; see /openapi.json",
             )
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                problem::ErrorCode::MethodNotAllowed,
+                format!("this route does not answer {method}; see /openapi.json"),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,

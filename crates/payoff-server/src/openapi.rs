@@ -24,7 +24,7 @@ use crate::routes::{
         policies::upload_policies, policies::list_policies,
         webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries),
     components(schemas(
-        events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
+        events::CloudEvent, events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,
         keys::NewKeyRequest, keys::KeyView, keys::CreatedKey, keys::KeyList, ledger::HeadView
     )),

@@ -32,6 +32,7 @@ error_codes! {
     Forbidden => (FORBIDDEN, "forbidden", "This key's role may not do this"),
     CustomerMismatch => (FORBIDDEN, "customer_mismatch", "This key belongs to another customer"),
     NotFound => (NOT_FOUND, "not_found", "Not found"),
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not answer this method"),
     UnknownCustomer => (NOT_FOUND, "unknown_customer", "Unknown customer"),
     InvalidEvents => (BAD_REQUEST, "invalid_events", "Some events are invalid; nothing was stored"),
     InvalidRequest => (BAD_REQUEST, "invalid_request", "The request is invalid"),

@@ -329,14 +329,7 @@ async fn send(
     let status = response.status();
     // The body is not needed; a little is read so a small answer leaves
     // the connection reusable, and no more.
-    let mut response = response;
-    let mut read = 0;
-    while read < RESPONSE_BYTES_MAX {
-        match response.chunk().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let _ = payoff_egress::read_capped(response, RESPONSE_BYTES_MAX).await;
     if status.is_success() {
         Ok(status.as_u16())
     } else {

@@ -255,6 +255,75 @@ fn the_requesters_groups_bound_what_the_agent_reads() {
         let member = ticket_in(Arm::Ai, 5);
         let (_, v) = f.ticket(&member, q.0, q.1, &["vip"]).await;
         assert_eq!(v["citations"][0]["doc_id"], "vip", "{label}: {v}");
+
+        // Issue 15, finding 3: a customer admin (not an agent) handed the
+        // agent a ticket read as a group it does not hold, and every viewer
+        // then read the draft. Refused, whole, by every door: the ticket
+        // route, a `ticket.created` event, and a key minted with the group.
+        let forged = ticket_in(Arm::Ai, 6);
+        let tickets_before = f.events_of("ticket.created").await.len();
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/agents/support/tickets",
+                &f.approver,
+                json!({"id": forged, "subject": q.0, "body": q.1, "requester": "x@example.com", "groups": ["vip"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("\"vip\""), "{v}");
+        let event = json!({"specversion": "1.0", "id": forged, "source": "helpdesk", "type": "ticket.created",
+            "subject": forged, "data": {"subject": q.0, "body": q.1, "requester": "x@example.com", "groups": ["vip"]}});
+        let (s, v) = f
+            .server
+            .send(&f.approver, "application/cloudevents+json", &event)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("data.groups"), "{v}");
+        assert_eq!(
+            f.events_of("ticket.created").await.len(),
+            tickets_before,
+            "{label}: nothing stored"
+        );
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &f.approver,
+                json!({"role": "customer_viewer", "customer": "acme", "groups": ["vip"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+        // A key that holds the group may pass it on; the agent's key acts
+        // for anyone.
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &f.operator,
+                json!({"role": "customer_admin", "customer": "acme", "groups": ["vip"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let vip_admin = v["key"].as_str().unwrap().to_owned();
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &vip_admin,
+                json!({"role": "customer_viewer", "customer": "acme", "groups": ["vip"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        let (s, v) = f
+            .server
+            .send(&f.agent, "application/cloudevents+json", &event)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
     })
 }
 

@@ -231,17 +231,49 @@ fn a_customer_life_closes_into_verifiable_statements() {
         );
         let (s, _) = server.post(&close("2026-09"), &cadmin, Value::Null).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
-        let (s, first, first_text) = server
-            .call(
-                Method::POST,
-                &close("2026-09"),
-                Some(&operator),
-                None,
-                Vec::new(),
+        // Issue 16: every concurrent closer got 201, and the reply bytes
+        // differed from the signed bytes stored. One closer stores the
+        // statement and says 201; the others get it with 200; every reply
+        // is the stored signed bytes.
+        let mut closers = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let request = server
+                .http
+                .post(format!("{}{}", server.url, close("2026-09")))
+                .bearer_auth(&operator);
+            closers.spawn(async move {
+                let reply = request.send().await.unwrap();
+                (reply.status(), reply.text().await.unwrap())
+            });
+        }
+        let replies = closers.join_all().await;
+        let created: Vec<&String> = replies
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .map(|(_, text)| text)
+            .collect();
+        assert_eq!(
+            created.len(),
+            1,
+            "{label}: one closer stores it: {replies:?}"
+        );
+        let first_text = created[0].clone();
+        assert!(
+            replies.iter().all(
+                |(s, text)| [StatusCode::CREATED, StatusCode::OK].contains(s)
+                    && *text == first_text
+            ),
+            "{label}: every closer answers the one statement: {replies:?}"
+        );
+        let first: Value = serde_json::from_str(&first_text).unwrap();
+        assert_eq!(first["total"], "105.00");
+        let (_, _, stored) = server
+            .get(
+                &format!("/v1/statements/{}", first["id"].as_str().unwrap()),
+                &viewer,
             )
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{first}");
-        assert_eq!(first["total"], "105.00");
+        assert_eq!(stored, first_text, "the close answers the stored bytes");
         let (s, _, again) = server
             .call(
                 Method::POST,

@@ -7,7 +7,9 @@
 //! its events is written, while the other requests of the group go ahead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use payoff_ledger::{Event, Head};
@@ -103,7 +105,12 @@ pub(crate) fn apply_group(
             .push((&routed.event.source, &routed.event.id));
     }
     let customers: Vec<&str> = keys_by_customer.keys().copied().collect();
-    let mut heads = tx.lock_heads(&customers)?;
+    // A group without events (the readiness probe) only opens and commits.
+    let mut heads = if customers.is_empty() {
+        HashMap::new()
+    } else {
+        tx.lock_heads(&customers)?
+    };
     let mut found: Vec<(&str, (String, String), Existing)> = Vec::new();
     for (customer, keys) in &keys_by_customer {
         if heads.contains_key(*customer) {
@@ -221,6 +228,12 @@ impl<'r> GroupState<'_, 'r> {
 
 /// A backend's side of the writer: runs one group in one durable transaction.
 pub(crate) trait GroupWriter: Send {
+    /// Whether the connection is known to be gone (the server closed it):
+    /// the writer then opens another before the next group, not after it
+    /// fails.
+    fn is_closed(&self) -> bool {
+        false
+    }
     fn append_group(
         &mut self,
         requests: &[AppendRequest],
@@ -252,31 +265,84 @@ type Reply = oneshot::Sender<Result<RequestResult, StoreError>>;
 #[derive(Clone)]
 pub struct Ledger {
     queue: mpsc::Sender<(AppendRequest, Reply)>,
+    /// Why the last group failed, while the writer has not committed one
+    /// since: `/readyz` reports it rather than saying ready while every
+    /// write fails.
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+/// The first wait before connecting again after a failed connect; doubled
+/// after each failure up to [`RECONNECT_WAIT_MAX`].
+const RECONNECT_WAIT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// The writer's connection, opened again after it fails: a dropped database
+/// connection costs the groups written while it was down, not every write
+/// until the process restarts.
+struct Connection {
+    connect: Box<dyn Fn() -> Result<Box<dyn GroupWriter>, StoreError> + Send>,
+    writer: Option<Box<dyn GroupWriter>>,
+    /// No connect is tried before this instant (backoff).
+    retry_at: Option<Instant>,
+    wait: Duration,
+}
+
+impl Connection {
+    fn writer(&mut self) -> Result<&mut Box<dyn GroupWriter>, StoreError> {
+        if self.writer.as_ref().is_some_and(|w| w.is_closed()) {
+            self.writer = None;
+        }
+        if self.writer.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(StoreError::Open(
+                    "the database connection is lost; reconnecting".into(),
+                ));
+            }
+            match (self.connect)() {
+                Ok(w) => {
+                    self.writer = Some(w);
+                    self.retry_at = None;
+                    self.wait = RECONNECT_WAIT_MIN;
+                }
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + self.wait);
+                    self.wait = (self.wait * 2).min(RECONNECT_WAIT_MAX);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.writer.as_mut().expect("connected above"))
+    }
 }
 
 impl Ledger {
     /// Starts the writer thread. The thread opens its own connection (the
     /// PostgreSQL client may not be created inside an async runtime, and
-    /// this is called from one), and reports whether that worked.
+    /// this is called from one), and reports whether that worked. After a
+    /// failed group the connection is dropped and `connect` opens another
+    /// for the next group, with backoff.
     pub(crate) fn start(
-        connect: Box<dyn FnOnce() -> Result<Box<dyn GroupWriter>, StoreError> + Send>,
+        connect: Box<dyn Fn() -> Result<Box<dyn GroupWriter>, StoreError> + Send>,
         config: LedgerConfig,
     ) -> Result<Ledger, StoreError> {
         let (queue, mut inbox) = mpsc::channel::<(AppendRequest, Reply)>(config.queue_requests_max);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let fault = Arc::new(Mutex::new(None::<String>));
+        let writer_fault = fault.clone();
         thread::Builder::new()
             .name("payoff-ledger-writer".into())
             .spawn(move || {
-                let mut writer = match connect() {
-                    Ok(w) => {
-                        let _ = ready_tx.send(Ok(()));
-                        w
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
+                let mut connection = Connection {
+                    connect,
+                    writer: None,
+                    retry_at: None,
+                    wait: RECONNECT_WAIT_MIN,
                 };
+                if let Err(e) = connection.writer() {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(()));
                 while let Some(first) = inbox.blocking_recv() {
                     let mut events = first.0.events.len();
                     let mut group = vec![first];
@@ -290,15 +356,34 @@ impl Ledger {
                         }
                     }
                     let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                    match writer.append_group(&requests, Utc::now()) {
+                    let mut written = connection
+                        .writer()
+                        .and_then(|w| w.append_group(&requests, Utc::now()));
+                    if written.is_err() && connection.writer.as_ref().is_some_and(|w| w.is_closed()) {
+                        // The connection was gone (dropped by the server, a
+                        // failover): the group is tried once more on a new
+                        // one. Had it committed before the connection broke,
+                        // the retry finds its events stored and reports them
+                        // as duplicates: never stored twice.
+                        connection.writer = None;
+                        written = connection
+                            .writer()
+                            .and_then(|w| w.append_group(&requests, Utc::now()));
+                    }
+                    match written {
                         Ok(results) => {
+                            *writer_fault.lock().expect("ledger fault") = None;
                             for (reply, result) in replies.into_iter().zip(results) {
                                 let _ = reply.send(Ok(result));
                             }
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "ledger group commit failed; nothing of it was acknowledged");
+                            // The connection may be broken (dropped by the
+                            // server, a failover): the next group opens another.
+                            connection.writer = None;
                             let message = e.to_string();
+                            *writer_fault.lock().expect("ledger fault") = Some(message.clone());
                             for reply in replies {
                                 let _ = reply.send(Err(StoreError::Open(format!("group commit failed: {message}"))));
                             }
@@ -308,7 +393,13 @@ impl Ledger {
             })
             .map_err(|e| StoreError::Open(format!("cannot start the ledger writer: {e}")))?;
         ready_rx.recv().map_err(|_| StoreError::WriterGone)??;
-        Ok(Ledger { queue })
+        Ok(Ledger { queue, fault })
+    }
+
+    /// Why appends are failing, if the last group failed and none has been
+    /// committed since.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().expect("ledger fault").clone()
     }
 
     /// Appends one request; resolves once it is durable, refused, or failed.

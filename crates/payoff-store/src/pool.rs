@@ -11,14 +11,17 @@ pub(crate) struct Pool<C: Send + 'static> {
     idle: Mutex<Vec<C>>,
     idle_max: usize,
     connect: Connect<C>,
+    /// Whether a connection is known to be gone (after a failed call).
+    closed: fn(&C) -> bool,
 }
 
 impl<C: Send + 'static> Pool<C> {
-    pub(crate) fn new(idle_max: usize, connect: Connect<C>) -> Self {
+    pub(crate) fn new(idle_max: usize, connect: Connect<C>, closed: fn(&C) -> bool) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
             idle_max,
             connect,
+            closed,
         }
     }
 
@@ -39,6 +42,11 @@ impl<C: Send + 'static> Pool<C> {
             if idle.len() < self.idle_max {
                 idle.push(conn);
             }
+        } else if (self.closed)(&conn) {
+            // The server closed it (a restart, a failover, an operator):
+            // the idle ones went with it, and each would fail one request.
+            let gone = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+            drop_elsewhere(gone);
         }
         result
     }
@@ -49,11 +57,16 @@ impl<C: Send + 'static> Drop for Pool<C> {
     /// client blocks while closing, which is forbidden on an async worker,
     /// where the last handle to a store is often dropped.
     fn drop(&mut self) {
-        let idle = std::mem::take(self.idle.get_mut().expect("pool lock"));
-        if !idle.is_empty() {
-            let _ = std::thread::Builder::new()
-                .name("payoff-pool-close".into())
-                .spawn(move || drop(idle));
-        }
+        drop_elsewhere(std::mem::take(self.idle.get_mut().expect("pool lock")));
+    }
+}
+
+/// Closes connections on a thread of their own: the PostgreSQL client
+/// blocks while closing, which is forbidden on an async worker.
+fn drop_elsewhere<C: Send + 'static>(connections: Vec<C>) {
+    if !connections.is_empty() {
+        let _ = std::thread::Builder::new()
+            .name("payoff-pool-close".into())
+            .spawn(move || drop(connections));
     }
 }

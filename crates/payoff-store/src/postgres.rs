@@ -53,7 +53,11 @@ impl Postgres {
         let owned = config.clone();
         Ok(Postgres {
             config,
-            readers: Pool::new(64, Box::new(move || connect(&owned))),
+            readers: Pool::new(
+                64,
+                Box::new(move || connect(&owned)),
+                postgres::Client::is_closed,
+            ),
         })
     }
 }
@@ -118,7 +122,9 @@ impl Backend for Postgres {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.readers.with(|c| Ok(c.batch_execute("SELECT 1")?))
+        // Once more on a new connection if the pooled one was gone.
+        let ping = |c: &mut postgres::Client| Ok(c.batch_execute("SELECT 1")?);
+        self.readers.with(ping).or_else(|_| self.readers.with(ping))
     }
 
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError> {
@@ -945,6 +951,10 @@ struct PostgresWriter {
 }
 
 impl GroupWriter for PostgresWriter {
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     fn append_group(
         &mut self,
         requests: &[AppendRequest],

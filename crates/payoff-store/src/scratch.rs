@@ -93,6 +93,21 @@ impl ScratchDb {
     }
 }
 
+/// Ends every other session on the PostgreSQL database at `url`, as a
+/// restart or a failover would (fault tests). Blocking.
+pub fn terminate_postgres_sessions(url: &str) -> u64 {
+    let config = Config::from_str(url).expect("a PostgreSQL URL");
+    let mut client = config.connect(NoTls).expect("connect");
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .expect("terminate sessions")
+        .len() as u64
+}
+
 fn postgres_url(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),

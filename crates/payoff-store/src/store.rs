@@ -611,18 +611,19 @@ impl Store {
     /// Stores a closed statement and, in the same transaction, the
     /// period's outcomes by (kind, subject) that costs are attributed to.
     /// If the period was closed meanwhile, the statement stored first wins
-    /// and is returned: a period closes once.
+    /// and is returned: a period closes once. `true` when this call stored it.
     pub fn save_statement(
         &self,
         statement: StoredStatement,
         outcomes: &[(String, String)],
-    ) -> Result<StoredStatement, StoreError> {
+    ) -> Result<(StoredStatement, bool), StoreError> {
         if self.backend.insert_statement(&statement, outcomes)? {
-            return Ok(statement);
+            return Ok((statement, true));
         }
         self.statements(&statement.customer)?
             .into_iter()
             .find(|s| s.period == statement.period)
+            .map(|s| (s, false))
             .ok_or_else(|| StoreError::AlreadyExists {
                 what: "statement",
                 id: statement.id.clone(),

@@ -464,6 +464,9 @@ fn knowledge_add_sends_a_folder_and_names_a_bad_file() {
         &json!({"id": "runbook", "title": "Refund runbook", "body": "Refunds over 500 need a second approver.", "groups": ["finance"]}).to_string(),
     );
     write(&kb.join("notes.bin"), "ignored: not a document format");
+    // Issue 15: a link back up the tree was followed forever; each real
+    // folder is read once.
+    std::os::unix::fs::symlink(&kb, kb.join("billing/loop")).unwrap();
     let run = |args: &[&str]| {
         command(&db)
             .args(args)

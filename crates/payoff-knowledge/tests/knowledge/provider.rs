@@ -305,6 +305,21 @@ async fn garbage_json_is_malformed() {
     assert_eq!(server.count(), 1);
 }
 
+/// Issue 15: the model's answer was read whole, with no cap.
+#[tokio::test]
+async fn an_answer_beyond_the_cap_is_refused_not_held() {
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    let (url, _server) = serve(vec![Reply::Respond(200, huge)]).await;
+    let err = provider(&url, 0)
+        .answer(&hits(), QUESTION)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Malformed(m) if m.contains("longer than 4194304 bytes")),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn missing_fields_are_named() {
     let no_content = json!({"choices": [{"message": {"role": "assistant"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});

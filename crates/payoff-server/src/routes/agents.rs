@@ -37,6 +37,7 @@ pub async fn submit(
 ) -> Result<Json<Handled>, ApiError> {
     caller.require(Action::SubmitTickets)?;
     let customer = caller.customer_scope(ticket.customer.as_deref())?;
+    crate::routes::knowledge::check_acting_for(&state, &caller, "groups", &ticket.groups).await?;
     Ok(Json(
         support::handle(&state, &customer, ticket, true).await?,
     ))

@@ -661,20 +661,18 @@ pub async fn close(
     let customer = scoped(&caller, &customer)?;
     let key = state.signing_key.clone();
     let now = state.now();
-    let (statement, created) = blocking_with(
+    let closed = blocking_with(
         move |store| Ok(billing::close(store, &key, &customer, &period, now)?),
         &state,
     )
     .await?;
-    let status = if created {
+    let status = if closed.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(statement_response(
-        status,
-        serde_json::to_string(&statement).unwrap_or_default(),
-    ))
+    // The signed bytes as stored, not a re-serialised copy.
+    Ok(statement_response(status, closed.body))
 }
 
 /// The customer's closed statements, oldest first.

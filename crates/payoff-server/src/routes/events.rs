@@ -46,10 +46,40 @@ pub struct IngestReply {
     pub results: Vec<EventResult>,
 }
 
+/// A CloudEvent 1.0 as Payoff reads it. Documentation only: events are
+/// checked by `payoff_ledger::validate_event`, which names every fault.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CloudEvent {
+    /// `1.0`.
+    specversion: String,
+    /// Unique per `source`: a repeated (source, id) is stored once.
+    id: String,
+    source: String,
+    /// What happened, e.g. `ticket.closed`; contract rules match on it.
+    #[serde(rename = "type")]
+    event_type: String,
+    /// What it happened to (the ticket, the lead): outcomes are per subject.
+    subject: Option<String>,
+    /// RFC 3339, years 1970 to 2999; default: when it is stored.
+    time: Option<String>,
+    datacontenttype: Option<String>,
+    dataschema: Option<String>,
+    data: Option<Value>,
+    /// Base64 (RFC 4648) data, instead of `data`.
+    data_base64: Option<String>,
+    /// Provider keys: the customer the event belongs to.
+    payoffcustomer: Option<String>,
+}
+
 /// Ingests events. The reply is sent only once they are durable.
+///
+/// The body is a JSON array of CloudEvents (batch mode, shown here), one
+/// CloudEvent as `application/cloudevents+json` or `application/json`
+/// (structured mode), or the event's data with `ce-*` headers (binary mode).
 #[utoipa::path(post, path = "/v1/events", operation_id = "ingest_events", tag = "events",
-    request_body(description = "A CloudEvent (structured mode), a JSON array of CloudEvents (batch mode), or the event data with `ce-*` headers (binary mode)",
-        content((Value = "application/cloudevents+json"), (Vec<Value> = "application/cloudevents-batch+json"), (Value = "application/json"))),
+    request_body(description = "CloudEvents in batch mode; structured and binary modes are accepted too",
+        content((Vec<CloudEvent> = "application/cloudevents-batch+json"))),
     responses(
         (status = 200, description = "Every event is stored (now or before)", body = IngestReply),
         (status = 400, description = "Invalid events; nothing stored"),
@@ -80,6 +110,7 @@ pub async fn ingest(
         })?;
     let events = decode(&headers, &body, &state)?;
     refuse_reserved_source(&events)?;
+    refuse_foreign_groups(&state, &caller, &events).await?;
     let request = route(&caller, events)?;
     let (ids, sources): (Vec<String>, Vec<String>) = request
         .events
@@ -167,6 +198,25 @@ fn refuse_reserved_source(events: &[Event]) -> Result<(), ApiError> {
     }
 }
 
+/// A ticket handed to the support agent reads the help centre as its
+/// `data.groups`: the sender must be allowed to act for them.
+async fn refuse_foreign_groups(
+    state: &AppState,
+    caller: &Caller,
+    events: &[Event],
+) -> Result<(), ApiError> {
+    for (index, event) in events.iter().enumerate() {
+        if event.event_type != crate::support::TICKET_CREATED {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&event.canonical).unwrap_or_default();
+        let groups = crate::support::ticket_groups(&body["data"]);
+        let field = format!("event {index} (id \"{}\"): data.groups", event.id);
+        super::knowledge::check_acting_for(state, caller, &field, &groups).await?;
+    }
+    Ok(())
+}
+
 /// Turns the body into events according to the CloudEvents HTTP binding.
 fn decode(headers: &HeaderMap, body: &Bytes, state: &AppState) -> Result<Vec<Event>, ApiError> {
     let limits = &state.config.limits;
@@ -241,13 +291,23 @@ fn binary_mode(
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if media == "application/json" || media.ends_with("+json") {
-            let data: Value = serde_json::from_slice(body).map_err(|e| {
+        let declared_json = media == "application/json" || media.ends_with("+json");
+        let json = if declared_json {
+            Some(serde_json::from_slice::<Value>(body).map_err(|e| {
                 invalid(
                     "data",
                     &format!("the body is declared JSON but is not valid JSON: {e}"),
                 )
-            })?;
+            })?)
+        } else if media.is_empty() {
+            // No Content-Type (the CloudEvents SDKs send none in binary
+            // mode when the data is a dict): JSON data when the body is
+            // JSON, as the SDKs' own readers take it.
+            serde_json::from_slice::<Value>(body).ok()
+        } else {
+            None
+        };
+        if let Some(data) = json {
             map.insert("data".into(), data);
         } else if let Ok(text) = std::str::from_utf8(body) {
             map.insert("data".into(), Value::String(text.to_owned()));

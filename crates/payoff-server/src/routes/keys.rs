@@ -142,6 +142,7 @@ pub async fn create(
                     ));
                 }
             }
+            super::knowledge::check_acting_for(&state, &caller, "groups", groups).await?;
             Some(serde_json::to_string(groups).unwrap_or_default())
         }
     };

@@ -257,11 +257,46 @@ async fn reader_groups(
         }
         return Ok(groups);
     }
+    own_groups(state, caller).await
+}
+
+/// The groups the caller's key was given (none: it reads ungrouped
+/// documents only).
+async fn own_groups(state: &AppState, caller: &Caller) -> Result<Vec<String>, ApiError> {
     let key_id = caller.0.key_id.clone();
     let stored = blocking_with(move |store| Ok(store.key_groups(&key_id)?), state).await?;
     Ok(stored
         .and_then(|g| serde_json::from_str(&g).ok())
         .unwrap_or_default())
+}
+
+/// Refuses a caller acting for `groups` it may not: the one rule behind
+/// keys that grant groups, tickets handed to the support agent and
+/// `ticket.created` events. Agent keys act for end users and provider keys
+/// mint every customer's keys, so both may name any group; any other
+/// customer key only groups it holds itself, or a customer admin could
+/// have the agent draft from the finance folder into approvals that every
+/// viewer reads, or mint itself a key to any folder.
+pub(crate) async fn check_acting_for(
+    state: &AppState,
+    caller: &Caller,
+    field: &str,
+    groups: &[String],
+) -> Result<(), ApiError> {
+    if groups.is_empty()
+        || caller.0.role == payoff_store::Role::Agent
+        || caller.0.customer.is_none()
+    {
+        return Ok(());
+    }
+    let own = own_groups(state, caller).await?;
+    match groups.iter().find(|g| !own.contains(g)) {
+        None => Ok(()),
+        Some(foreign) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{field}: this key does not hold the group \"{foreign}\"; only an agent key may act for other people's groups"),
+        )),
+    }
 }
 
 fn split_groups(text: Option<&str>) -> Option<Vec<String>> {

@@ -37,6 +37,17 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
             format!("the {backend} database does not answer: {}", e.detail),
         )
     })?;
+    // The last group of events failed: the writer tries its connection
+    // again with an empty group, and the node is not ready until it holds.
+    if let Some(fault) = state.ledger.fault() {
+        let probe = payoff_store::AppendRequest { events: Vec::new() };
+        if state.ledger.append(probe).await.is_err() {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("events cannot be written: {fault}"),
+            ));
+        }
+    }
     Ok((
         StatusCode::OK,
         Json(json!({"status": "ready", "database": backend})),

@@ -897,16 +897,7 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
                 subject: text("subject"),
                 body: text("body"),
                 requester: text("requester"),
-                groups: data
-                    .get("groups")
-                    .and_then(Value::as_array)
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                groups: ticket_groups(data),
                 customer: None,
                 time: Some(event.time),
             };
@@ -977,4 +968,17 @@ pub async fn run(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// The groups a `ticket.created` event's `data` asks the agent to read as.
+pub(crate) fn ticket_groups(data: &Value) -> Vec<String> {
+    data.get("groups")
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -320,12 +320,13 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             json,
         } => {
             let key = ensure_signing_key(&settings.signing_key_path())?;
-            let (s, created) = shell::close(&store, &key, &customer, &period, Utc::now())
+            let closed = shell::close(&store, &key, &customer, &period, Utc::now())
                 .map_err(billing_error)?;
+            let s = closed.statement;
             if !json {
                 println!(
                     "{}",
-                    if created {
+                    if closed.created {
                         "closed"
                     } else {
                         "already closed; the stored statement:"

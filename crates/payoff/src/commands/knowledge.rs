@@ -48,8 +48,14 @@ fn format_of(path: &Path) -> Option<Format> {
 fn read_documents(path: &Path, groups: &[String]) -> anyhow::Result<Vec<Document>> {
     let mut files = Vec::new();
     if path.is_dir() {
+        // Each real folder is read once: a symbolic link back up the tree
+        // would otherwise be walked forever.
+        let mut seen = std::collections::HashSet::new();
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
+            if !seen.insert(std::fs::canonicalize(&dir)?) {
+                continue;
+            }
             for entry in std::fs::read_dir(&dir)? {
                 let p = entry?.path();
                 if p.is_dir() {
