@@ -10,6 +10,7 @@ pub mod billing;
 pub mod clock;
 mod dashboard;
 pub mod economics;
+pub mod limits;
 mod metrics;
 mod openapi;
 pub mod problem;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub webhooks: webhooks::WebhookSettings,
     /// TLS trust and the egress policy of tenant URLs (webhooks).
     pub egress: payoff_egress::Egress,
+    /// Requests per key, per address and logins per address.
+    pub rate_limits: limits::RateLimits,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             body_bytes_max: 16 * 1024 * 1024,
             webhooks: webhooks::WebhookSettings::default(),
             egress: payoff_egress::Egress::default(),
+            rate_limits: limits::RateLimits::default(),
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct AppState {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the outcome projector ([`projector::run`]) after an append.
     pub projector_due: Arc<tokio::sync::Notify>,
+    /// The buckets of [`ServerConfig::rate_limits`].
+    pub limiters: Arc<limits::Limiters>,
 }
 
 impl AppState {
@@ -96,6 +102,7 @@ impl AppState {
     ) -> Self {
         let egress = Arc::new(config.egress.policy.clone());
         Self {
+            limiters: limits::Limiters::new(config.rate_limits),
             http: config.egress.tenant_client(egress.clone()),
             egress,
             store,
@@ -218,6 +225,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -50,6 +50,7 @@ error_codes! {
     DisputeNotAllowed => (CONFLICT, "dispute_not_allowed", "The dispute cannot be raised or decided now"),
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
+    RateLimited => (TOO_MANY_REQUESTS, "rate_limited", "Too many requests; retry after the time given"),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "The service cannot store data right now"),
 }
 

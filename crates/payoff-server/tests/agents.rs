@@ -258,8 +258,8 @@ fn the_requesters_groups_bound_what_the_agent_reads() {
 
         // Issue 15, finding 3: a customer admin (not an agent) handed the
         // agent a ticket read as a group it does not hold, and every viewer
-        // then read the draft. Refused, whole, by every door: the ticket
-        // route, a `ticket.created` event, and a key minted with the group.
+        // then read the draft. Refused by every door: the ticket route (an
+        // agent's), a `ticket.created` event, and a key minted with the group.
         let forged = ticket_in(Arm::Ai, 6);
         let tickets_before = f.events_of("ticket.created").await.len();
         let (s, v) = f
@@ -272,7 +272,6 @@ fn the_requesters_groups_bound_what_the_agent_reads() {
             )
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
-        assert!(v["detail"].as_str().unwrap().contains("\"vip\""), "{v}");
         let event = json!({"specversion": "1.0", "id": forged, "source": "helpdesk", "type": "ticket.created",
             "subject": forged, "data": {"subject": q.0, "body": q.1, "requester": "x@example.com", "groups": ["vip"]}});
         let (s, v) = f

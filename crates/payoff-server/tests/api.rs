@@ -962,6 +962,87 @@ fn a_dropped_database_connection_is_replaced_without_losing_a_request() {
     });
 }
 
+/// Issue 15, finding 6: no rate limiting anywhere (300 wrong dashboard
+/// logins in 0.6 s). A key over its limit gets 429 problem+json with
+/// `Retry-After`, other keys do not; logins are limited per address.
+#[test]
+fn callers_over_their_rate_get_429_with_retry_after() {
+    on_every_backend(|db_url, label| async move {
+        let config = ServerConfig {
+            rate_limits: payoff_server::limits::RateLimits {
+                key_per_second: 1,
+                key_burst: 3,
+                address_per_second: 0,
+                address_burst: 0,
+                login_per_minute: 1,
+                login_burst: 2,
+            },
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let viewer = server.key("customer_viewer", Some("acme")).await;
+        let other = server.key("customer_viewer", Some("acme")).await;
+        let read = |key: String| {
+            let request = server
+                .http
+                .get(format!("{}/v1/customers/acme", server.url))
+                .bearer_auth(key);
+            async move { request.send().await.unwrap() }
+        };
+        // The burst is served whole; within the same second the next 17
+        // cannot all be (one more token a second at most).
+        let mut statuses = Vec::new();
+        let mut limited = None;
+        for _ in 0..20 {
+            let reply = read(viewer.clone()).await;
+            statuses.push(reply.status().as_u16());
+            if reply.status() == StatusCode::TOO_MANY_REQUESTS && limited.is_none() {
+                limited = Some(reply);
+            }
+        }
+        assert_eq!(statuses[..3], [200, 200, 200], "{label}: {statuses:?}");
+        let limited = limited.unwrap_or_else(|| panic!("{label}: never limited: {statuses:?}"));
+        let retry: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1, "{retry}");
+        assert_eq!(
+            limited.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: Value = limited.json().await.unwrap();
+        assert_eq!(body["code"], "rate_limited", "{body}");
+        assert_eq!(
+            read(other).await.status(),
+            StatusCode::OK,
+            "another key is not limited"
+        );
+
+        // Logins: two tries, then 429 from this address, the right key too.
+        let login = |key: &str| {
+            server
+                .http
+                .post(format!("{}/ui/login", server.url))
+                .header("origin", server.url.clone())
+                .form(&[("key", key)])
+                .send()
+        };
+        let wrong = format!("pyk_{}_{}", "0".repeat(16), "0".repeat(64));
+        for _ in 0..2 {
+            assert_eq!(
+                login(&wrong).await.unwrap().status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        let refused = login(&viewer).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{label}");
+        assert!(refused.headers().contains_key("retry-after"));
+    });
+}
+
 /// What makes an OpenAPI document unusable by a generated client: an
 /// operation id used twice, a `{name}` in a path that no path parameter
 /// declares, or a path parameter the path does not have (a query

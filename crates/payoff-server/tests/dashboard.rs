@@ -94,7 +94,16 @@ async fn setup(db_url: &str) -> Fixture {
         approval_min: 0.0,
         ..ReplyRule::default()
     };
-    let server = TestServer::start_with(db_url, ServerConfig::default(), |s| {
+    // These tests log in dozens of times a minute from one address; the
+    // login limit has its own test (api.rs).
+    let config = ServerConfig {
+        rate_limits: payoff_server::limits::RateLimits {
+            login_per_minute: 0,
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db_url, config, |s| {
         s.with_support(SupportConfig {
             rule,
             ..SupportConfig::default()

@@ -228,10 +228,10 @@ impl<'r> GroupState<'_, 'r> {
 
 /// A backend's side of the writer: runs one group in one durable transaction.
 pub(crate) trait GroupWriter: Send {
-    /// Whether the connection is known to be gone (the server closed it):
-    /// the writer then opens another before the next group, not after it
-    /// fails.
-    fn is_closed(&self) -> bool {
+    /// Whether `error`, from this writer's last group, means its connection
+    /// is gone (the server ended the session): the group is then tried once
+    /// more on a new connection.
+    fn is_gone(&self, _error: &StoreError) -> bool {
         false
     }
     fn append_group(
@@ -289,9 +289,6 @@ struct Connection {
 
 impl Connection {
     fn writer(&mut self) -> Result<&mut Box<dyn GroupWriter>, StoreError> {
-        if self.writer.as_ref().is_some_and(|w| w.is_closed()) {
-            self.writer = None;
-        }
         if self.writer.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return Err(StoreError::Open(
@@ -359,7 +356,11 @@ impl Ledger {
                     let mut written = connection
                         .writer()
                         .and_then(|w| w.append_group(&requests, Utc::now()));
-                    if written.is_err() && connection.writer.as_ref().is_some_and(|w| w.is_closed()) {
+                    let gone = match (&written, &connection.writer) {
+                        (Err(e), Some(w)) => w.is_gone(e),
+                        _ => false,
+                    };
+                    if gone {
                         // The connection was gone (dropped by the server, a
                         // failover): the group is tried once more on a new
                         // one. Had it committed before the connection broke,

@@ -11,42 +11,59 @@ pub(crate) struct Pool<C: Send + 'static> {
     idle: Mutex<Vec<C>>,
     idle_max: usize,
     connect: Connect<C>,
-    /// Whether a connection is known to be gone (after a failed call).
-    closed: fn(&C) -> bool,
+    /// Whether a call's error means its connection is gone.
+    gone: fn(&C, &StoreError) -> bool,
 }
 
 impl<C: Send + 'static> Pool<C> {
-    pub(crate) fn new(idle_max: usize, connect: Connect<C>, closed: fn(&C) -> bool) -> Self {
+    pub(crate) fn new(
+        idle_max: usize,
+        connect: Connect<C>,
+        gone: fn(&C, &StoreError) -> bool,
+    ) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
             idle_max,
             connect,
-            closed,
+            gone,
         }
     }
 
     /// Runs `f` with a connection, returning it to the pool afterwards unless
     /// `f` failed (a failed connection may be broken, so it is dropped).
+    ///
+    /// When a pooled connection turns out to be gone (the server restarted,
+    /// failed over, or ended the session), the idle ones went with it: they
+    /// are dropped, and `f` runs once more on a new connection. A session
+    /// the server ended has no transaction left open, so nothing of the
+    /// first try stands.
     pub(crate) fn with<T>(
         &self,
-        f: impl FnOnce(&mut C) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut C) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let taken = self.idle.lock().expect("pool lock").pop();
+        let pooled = taken.is_some();
         let mut conn = match taken {
             Some(c) => c,
             None => (self.connect)()?,
         };
-        let result = f(&mut conn);
+        let mut result = f(&mut conn);
+        if let Err(e) = &result {
+            if (self.gone)(&conn, e) {
+                drop_elsewhere(std::mem::take(&mut *self.idle.lock().expect("pool lock")));
+                drop_elsewhere(vec![conn]);
+                if !pooled {
+                    return result;
+                }
+                conn = (self.connect)()?;
+                result = f(&mut conn);
+            }
+        }
         if result.is_ok() {
             let mut idle = self.idle.lock().expect("pool lock");
             if idle.len() < self.idle_max {
                 idle.push(conn);
             }
-        } else if (self.closed)(&conn) {
-            // The server closed it (a restart, a failover, an operator):
-            // the idle ones went with it, and each would fail one request.
-            let gone = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
-            drop_elsewhere(gone);
         }
         result
     }

@@ -53,11 +53,7 @@ impl Postgres {
         let owned = config.clone();
         Ok(Postgres {
             config,
-            readers: Pool::new(
-                64,
-                Box::new(move || connect(&owned)),
-                postgres::Client::is_closed,
-            ),
+            readers: Pool::new(64, Box::new(move || connect(&owned)), connection_gone),
         })
     }
 }
@@ -122,9 +118,7 @@ impl Backend for Postgres {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        // Once more on a new connection if the pooled one was gone.
-        let ping = |c: &mut postgres::Client| Ok(c.batch_execute("SELECT 1")?);
-        self.readers.with(ping).or_else(|_| self.readers.with(ping))
+        self.readers.with(|c| Ok(c.batch_execute("SELECT 1")?))
     }
 
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError> {
@@ -950,9 +944,18 @@ struct PostgresWriter {
     client: Client,
 }
 
+/// Whether `error` means the session is over: the client saw the socket
+/// close, or the server said it is ending the session (SQLSTATE class 57P:
+/// an administrator, a shutdown, a crash) or the connection failed (08).
+fn connection_gone(client: &Client, error: &StoreError) -> bool {
+    client.is_closed()
+        || matches!(error, StoreError::Postgres(e) if e.is_closed()
+            || e.code().is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08")))
+}
+
 impl GroupWriter for PostgresWriter {
-    fn is_closed(&self) -> bool {
-        self.client.is_closed()
+    fn is_gone(&self, error: &StoreError) -> bool {
+        connection_gone(&self.client, error)
     }
 
     fn append_group(

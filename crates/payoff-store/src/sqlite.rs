@@ -63,7 +63,7 @@ impl Sqlite {
         let owned = path.to_owned();
         Ok(Sqlite {
             path: path.to_owned(),
-            readers: Pool::new(64, Box::new(move || connect(&owned)), |_| false),
+            readers: Pool::new(64, Box::new(move || connect(&owned)), |_, _| false),
         })
     }
 }

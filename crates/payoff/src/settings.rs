@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use payoff_knowledge::OpenAiConfig;
 use payoff_ledger::EventLimits;
+use payoff_server::limits::RateLimits;
 use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
 use serde::Deserialize;
@@ -48,6 +49,36 @@ struct FileSettings {
     model: Option<ModelSettings>,
     support: Option<SupportSettings>,
     egress: Option<EgressSettings>,
+    rate_limits: Option<RateLimitSettings>,
+}
+
+/// `[rate_limits]`: requests allowed per API key, per client address (for
+/// requests without a key) and dashboard logins per address; 0 turns one
+/// off. Defaults: 500/s (burst 1,000) per key, 100/s (burst 300) per
+/// address, 10 logins a minute.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub key_per_second: Option<u32>,
+    pub key_burst: Option<u32>,
+    pub address_per_second: Option<u32>,
+    pub address_burst: Option<u32>,
+    pub login_per_minute: Option<u32>,
+    pub login_burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    fn resolve(self) -> RateLimits {
+        let d = RateLimits::default();
+        RateLimits {
+            key_per_second: self.key_per_second.unwrap_or(d.key_per_second),
+            key_burst: self.key_burst.unwrap_or(d.key_burst),
+            address_per_second: self.address_per_second.unwrap_or(d.address_per_second),
+            address_burst: self.address_burst.unwrap_or(d.address_burst),
+            login_per_minute: self.login_per_minute.unwrap_or(d.login_per_minute),
+            login_burst: self.login_burst.unwrap_or(d.login_burst),
+        }
+    }
 }
 
 /// `[egress]`: where tenant URLs (webhooks) may lead beyond public https
@@ -141,6 +172,7 @@ impl Settings {
                     .unwrap_or(defaults.limits.event_bytes_max),
             },
             egress: egress_config(file.egress.unwrap_or_default())?,
+            rate_limits: file.rate_limits.unwrap_or_default().resolve(),
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;

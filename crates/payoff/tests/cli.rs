@@ -34,6 +34,33 @@ fn init_prints_the_admin_key_alone_on_the_last_line_and_refuses_twice() {
     }
 }
 
+/// Issue 16: a mistyped `--data-dir` silently created an empty ledger, and
+/// `serve` made a new signing key on it. Every command but `init` (and the
+/// demo) refuses a data directory that was never initialised, and creates
+/// nothing there.
+#[test]
+fn an_uninitialised_data_directory_is_refused_not_created() {
+    let parent = tempfile::tempdir().unwrap();
+    let typo = parent.path().join("payof-data");
+    for args in [
+        &["customers", "list"][..],
+        &["keys", "create", "--role", "admin"],
+        &["serve", "--listen", "127.0.0.1:0"],
+        &["ledger", "verify"],
+    ] {
+        let o = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&typo)
+            .args(args)
+            .env_remove("PAYOFF_DATA_DIR")
+            .env_remove("PAYOFF_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert_bad_input(&o, "not an initialised Payoff data directory");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+}
+
 #[test]
 fn bad_input_exits_2_with_one_line() {
     for db in ScratchDb::all() {
@@ -239,7 +266,7 @@ fn settings_come_from_flags_then_environment_then_payoff_toml() {
         if let Some(f) = flag {
             cmd.args(["--data-dir", f]);
         }
-        let o = cmd.args(["customers", "list"]).output().unwrap();
+        let o = cmd.args(["init"]).output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
     };
     run(None, None);

@@ -222,9 +222,19 @@ impl Drop for ChildServer {
     }
 }
 
+/// Starts `payoff serve` on `db` over `data_dir` (initialised here), with
+/// no rate limits: a bench measures the server, not its limits.
 fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
+    crate::commands::init::ensure_signing_key(&data_dir.join("signing-key.pem"))?;
+    let config = data_dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        "[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n",
+    )?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(data_dir)
         .args(["--database", &db.url])
         .stdout(Stdio::piped())

@@ -10,7 +10,7 @@ use payoff_store::Role;
 use std::process::ExitCode;
 
 use crate::bad_input;
-use crate::commands::open_store;
+use crate::commands::create_store;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -21,7 +21,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
             settings.data_dir.display()
         ));
     }
-    let store = open_store(settings)?;
+    let store = create_store(settings)?;
     let signing = ensure_signing_key(&key_path)?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     println!("data directory: {}", settings.data_dir.display());

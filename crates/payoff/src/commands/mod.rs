@@ -30,8 +30,26 @@ pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Opens the configured database, running pending migrations.
+/// Opens the database of an initialised data directory, running pending
+/// migrations. A data directory without its signing key was never
+/// `payoff init`ed: most likely a mistyped `--data-dir`, which must not grow
+/// a new empty ledger and a new signing key.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let key = settings.signing_key_path();
+    if !key.exists() {
+        return Err(crate::BadInput(format!(
+            "{} is not an initialised Payoff data directory (it has no {}): check --data-dir / PAYOFF_DATA_DIR, or run `payoff init` there first",
+            settings.data_dir.display(),
+            key.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        ))
+        .into());
+    }
+    create_store(settings)
+}
+
+/// Creates the data directory and the database if need be (`init`, the
+/// demo), running pending migrations.
+pub fn create_store(settings: &Settings) -> anyhow::Result<Store> {
     if !settings.database.starts_with("postgres") {
         private_dir(&settings.data_dir).with_context(|| {
             format!(

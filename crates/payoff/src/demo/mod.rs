@@ -23,8 +23,8 @@ use payoff_store::{LedgerConfig, Role};
 use serde_json::{json, Value};
 
 use crate::client::ApiClient;
+use crate::commands::create_store;
 use crate::commands::init::ensure_signing_key;
-use crate::commands::open_store;
 use crate::settings::Settings;
 use crate::{bad_input, BadInput};
 use simulation::{Actors, Simulation};
@@ -167,7 +167,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         database: dir.join("payoff.db").display().to_string(),
         ..settings.clone()
     };
-    let store = open_store(&demo)?;
+    let store = create_store(&demo)?;
     let signing_key = ensure_signing_key(&demo.signing_key_path())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     let addr = demo.listen_addr(Some(&args.listen))?;
@@ -184,7 +184,11 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut state = AppState::new(
             store.clone(),
             store.ledger(LedgerConfig::default())?,
-            demo.server.clone(),
+            // The month is replayed in minutes through one integration key.
+            payoff_server::ServerConfig {
+                rate_limits: payoff_server::limits::RateLimits::OFF,
+                ..demo.server.clone()
+            },
             signing_key,
         )
         .with_knowledge(index)
