@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -214,6 +215,9 @@ pub struct KnowledgeIndex {
     writer: Mutex<IndexWriter>,
     fields: Fields,
     statistics: Mutex<StatisticsCache>,
+    /// The last change of the documents' log this index has applied, kept
+    /// in each commit's payload (see [`KnowledgeIndex::commit_through`]).
+    watermark: AtomicU64,
 }
 
 impl KnowledgeIndex {
@@ -271,11 +275,17 @@ impl KnowledgeIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let watermark = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         Ok(KnowledgeIndex {
             reader,
             writer: Mutex::new(writer),
             fields,
             statistics: Mutex::new(StatisticsCache::default()),
+            watermark: AtomicU64::new(watermark),
         })
     }
 
@@ -323,9 +333,26 @@ impl KnowledgeIndex {
 
     /// Makes every change so far durable and visible to searches.
     pub fn commit(&self) -> Result<(), IndexError> {
-        self.writer().commit()?;
+        self.commit_through(self.watermark())
+    }
+
+    /// [`commit`](Self::commit), recording that the index now holds every
+    /// change of the documents' log up to `watermark`, durably with the
+    /// passages: a restart resumes from there.
+    pub fn commit_through(&self, watermark: u64) -> Result<(), IndexError> {
+        let mut writer = self.writer();
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&watermark.to_string());
+        prepared.commit()?;
+        drop(writer);
+        self.watermark.store(watermark, Ordering::SeqCst);
         self.reader.reload()?;
         Ok(())
+    }
+
+    /// The last change of the documents' log this index holds (0: none).
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::SeqCst)
     }
 
     /// The best passages of `customer`'s knowledge for `query` that a caller

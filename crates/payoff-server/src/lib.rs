@@ -89,6 +89,8 @@ pub struct AppState {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the outcome projector ([`projector::run`]) after an append.
     pub projector_due: Arc<tokio::sync::Notify>,
+    /// Held while the knowledge index catches up with the change log.
+    knowledge_sync: Arc<std::sync::Mutex<()>>,
     /// The buckets of [`ServerConfig::rate_limits`].
     pub limiters: Arc<limits::Limiters>,
 }
@@ -125,6 +127,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
             projector_due: Arc::new(tokio::sync::Notify::new()),
+            knowledge_sync: Arc::default(),
         }
     }
 
@@ -170,26 +173,46 @@ impl AppState {
         self
     }
 
-    /// Rebuilds the knowledge index from the stored documents, e.g. for an
-    /// in-memory index at start.
-    pub fn load_knowledge(&self) -> Result<usize, ApiError> {
-        let documents = routes::knowledge::stored_documents(&self.store, None)?;
-        let mut by_customer: std::collections::BTreeMap<String, Vec<payoff_knowledge::Document>> =
-            Default::default();
-        for (customer, d) in documents {
-            by_customer.entry(customer).or_default().push(d);
+    /// Brings this node's knowledge index up to the documents' change log
+    /// in the database: at start (an index on disk resumes where it
+    /// stopped; an empty one takes every document), before each search,
+    /// and after each write, so every node sharing the database answers
+    /// the same. Returns the number of changes applied.
+    pub fn catch_up_knowledge(&self) -> Result<usize, ApiError> {
+        const BATCH: usize = 1_000;
+        let unavailable = |e: payoff_knowledge::IndexError| {
+            ApiError::new(problem::ErrorCode::Unavailable, e.to_string())
+        };
+        // One catch-up at a time: another waiting here finds it done.
+        let _one = self
+            .knowledge_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut applied = 0;
+        loop {
+            let changes = self
+                .store
+                .knowledge_changes(self.knowledge.watermark(), BATCH)?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(applied);
+            };
+            for change in &changes {
+                match &change.body {
+                    Some(body) => {
+                        let document = routes::knowledge::document_of(body)?;
+                        self.knowledge
+                            .replace(&change.customer, &document)
+                            .map_err(unavailable)?;
+                    }
+                    None => self
+                        .knowledge
+                        .delete(&change.customer, &change.doc_id)
+                        .map_err(unavailable)?,
+                }
+            }
+            self.knowledge.commit_through(last).map_err(unavailable)?;
+            applied += changes.len();
         }
-        let mut passages = 0;
-        for (customer, docs) in by_customer {
-            passages += self
-                .knowledge
-                .reindex(&customer, &docs)
-                .map_err(|e| ApiError::new(problem::ErrorCode::Unavailable, e.to_string()))?;
-        }
-        self.knowledge
-            .commit()
-            .map_err(|e| ApiError::new(problem::ErrorCode::Unavailable, e.to_string()))?;
-        Ok(passages)
     }
 }
 

@@ -258,3 +258,73 @@ fn a_document_of_the_largest_size_uploads_and_a_larger_request_is_refused_whole(
         assert_eq!(doc_ids(&v), vec!["big"], "{label}: {v}");
     });
 }
+
+/// Issue 16, finding 2: each node kept its own index, so a document added
+/// through node 1 was not found on node 2, and one deleted through node 1
+/// was still served by node 2 until it restarted. Both nodes follow the
+/// documents' change log in the shared database.
+#[test]
+fn two_nodes_on_one_database_answer_the_same() {
+    on_every_backend(|db_url, label| async move {
+        let one = TestServer::start(&db_url, ServerConfig::default()).await;
+        let two = TestServer::start(&db_url, ServerConfig::default()).await;
+        one.customer("acme").await;
+        let editor = one.key("customer_admin", Some("acme")).await;
+        let reader = one.key("customer_viewer", Some("acme")).await;
+        let search = |node: &TestServer| {
+            let (http, url, key) = (node.http.clone(), node.url.clone(), reader.clone());
+            async move {
+                let reply = http
+                    .get(format!("{url}/v1/knowledge/search?q=refunds+card"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(reply.status(), StatusCode::OK);
+                let v: Value = reply.json().await.unwrap();
+                doc_ids(&v)
+            }
+        };
+        assert!(search(&two).await.is_empty(), "{label}");
+        let (s, v) = one
+            .json(
+                Method::POST,
+                "/v1/knowledge/documents",
+                &editor,
+                json!([{"id": "refunds", "title": "Refunds", "body": REFUND}]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            search(&two).await,
+            ["refunds"],
+            "{label}: added through node 1"
+        );
+        let (s, v) = two
+            .json(
+                Method::POST,
+                "/v1/knowledge/documents",
+                &editor,
+                json!([{"id": "card", "title": "Card refunds", "body": REFUND}]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(search(&one).await, ["card", "refunds"], "{label}");
+        let (s, _, _) = one
+            .call(
+                Method::DELETE,
+                "/v1/knowledge/documents/refunds",
+                Some(&editor),
+                None,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert_eq!(
+            search(&two).await,
+            ["card"],
+            "{label}: deleted through node 1"
+        );
+        assert_eq!(search(&one).await, ["card"], "{label}");
+    });
+}

@@ -11,6 +11,7 @@ mod append;
 pub mod audit;
 mod costs;
 mod error;
+mod knowledge;
 mod migrations;
 pub mod outcomes;
 mod pool;
@@ -29,6 +30,7 @@ pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;
 pub use error::StoreError;
+pub use knowledge::KnowledgeChange;
 pub use session::NewSession;
 pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,

@@ -216,6 +216,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     ) WITHOUT ROWID;",
     ),
     (12, crate::outcomes::SCHEMA),
+    (13, crate::knowledge::SCHEMA),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -421,4 +422,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     );",
     ),
     (12, crate::outcomes::SCHEMA),
+    (13, crate::knowledge::SCHEMA),
 ];

@@ -32,40 +32,61 @@ impl<C: Send + 'static> Pool<C> {
     /// Runs `f` with a connection, returning it to the pool afterwards unless
     /// `f` failed (a failed connection may be broken, so it is dropped).
     ///
-    /// When a pooled connection turns out to be gone (the server restarted,
+    /// When the failure says the connection is gone (the server restarted,
     /// failed over, or ended the session), the idle ones went with it: they
-    /// are dropped, and `f` runs once more on a new connection. A session
-    /// the server ended has no transaction left open, so nothing of the
-    /// first try stands.
+    /// are dropped too, so one request meets the outage, not one per idle
+    /// connection.
     pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut C) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.attempt(f).map_err(|(e, _)| e)
+    }
+
+    /// [`with`](Self::with) for a body that may run twice: when a pooled
+    /// connection turns out to be gone, `f` runs once more on a new one.
+    /// Only for bodies with no effect outside the database (no rows handed
+    /// to a caller's sink) whose transaction the lost session rolled back.
+    pub(crate) fn with_retry<T>(
         &self,
         mut f: impl FnMut(&mut C) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        match self.attempt(&mut f) {
+            Ok(v) => Ok(v),
+            Err((_, true)) => self.attempt(f).map_err(|(e, _)| e),
+            Err((e, false)) => Err(e),
+        }
+    }
+
+    /// Runs `f` once; on failure also says whether a pooled connection was
+    /// found gone (worth one more try on a new connection).
+    fn attempt<T>(
+        &self,
+        f: impl FnOnce(&mut C) -> Result<T, StoreError>,
+    ) -> Result<T, (StoreError, bool)> {
         let taken = self.idle.lock().expect("pool lock").pop();
         let pooled = taken.is_some();
         let mut conn = match taken {
             Some(c) => c,
-            None => (self.connect)()?,
+            None => (self.connect)().map_err(|e| (e, false))?,
         };
-        let mut result = f(&mut conn);
-        if let Err(e) = &result {
-            if (self.gone)(&conn, e) {
-                drop_elsewhere(std::mem::take(&mut *self.idle.lock().expect("pool lock")));
-                drop_elsewhere(vec![conn]);
-                if !pooled {
-                    return result;
+        match f(&mut conn) {
+            Ok(v) => {
+                let mut idle = self.idle.lock().expect("pool lock");
+                if idle.len() < self.idle_max {
+                    idle.push(conn);
                 }
-                conn = (self.connect)()?;
-                result = f(&mut conn);
+                Ok(v)
+            }
+            Err(e) => {
+                let gone = (self.gone)(&conn, &e);
+                if gone {
+                    drop_elsewhere(std::mem::take(&mut *self.idle.lock().expect("pool lock")));
+                }
+                drop_elsewhere(vec![conn]);
+                Err((e, gone && pooled))
             }
         }
-        if result.is_ok() {
-            let mut idle = self.idle.lock().expect("pool lock");
-            if idle.len() < self.idle_max {
-                idle.push(conn);
-            }
-        }
-        result
     }
 }
 

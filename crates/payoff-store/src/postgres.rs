@@ -118,7 +118,8 @@ impl Backend for Postgres {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.readers.with(|c| Ok(c.batch_execute("SELECT 1")?))
+        self.readers
+            .with_retry(|c| Ok(c.batch_execute("SELECT 1")?))
     }
 
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError> {
@@ -182,7 +183,9 @@ impl Backend for Postgres {
     }
 
     fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
-        self.readers.with(|c| {
+        // Every request's first query: after an outage it meets the lost
+        // session, and tries again on a new one rather than failing.
+        self.readers.with_retry(|c| {
             c.query_opt(
                 &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"),
                 &[&key_id],
@@ -386,44 +389,6 @@ impl Backend for Postgres {
                 &[&key_id],
             )?
             .map(|r| r.get(0)))
-        })
-    }
-
-    fn put_document(
-        &self,
-        customer: &str,
-        doc_id: &str,
-        body: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO knowledge_documents (customer_id, doc_id, body, updated_us) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (customer_id, doc_id) DO UPDATE SET body = excluded.body, updated_us = excluded.updated_us",
-                &[&customer, &doc_id, &body, &at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "DELETE FROM knowledge_documents WHERE customer_id = $1 AND doc_id = $2",
-                &[&customer, &doc_id],
-            )? == 1)
-        })
-    }
-
-    fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT customer_id, body FROM knowledge_documents WHERE ($1::TEXT IS NULL OR customer_id = $1) ORDER BY customer_id, doc_id",
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
         })
     }
 
@@ -907,7 +872,9 @@ impl Backend for Postgres {
         })
     }
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
-        self.readers.with(|c| {
+        // A body that began on a lost connection is not run again (see
+        // `Store::run`); one that never began is, on a new connection.
+        self.readers.with_retry(|c| {
             let mut tx = if write {
                 c.transaction()?
             } else {

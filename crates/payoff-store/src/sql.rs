@@ -31,6 +31,16 @@ impl Dialect {
         }
     }
 
+    /// A statement that locks `table` against other writers until commit
+    /// (readers go on); none on SQLite, whose write transactions are
+    /// exclusive already.
+    pub fn lock_table_exclusive(self, table: &str) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(format!("LOCK TABLE {table} IN EXCLUSIVE MODE")),
+        }
+    }
+
     /// What ends a `SELECT` that locks the rows it reads and passes over
     /// rows another transaction has locked, so nodes claiming work at
     /// once take different rows.

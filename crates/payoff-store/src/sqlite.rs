@@ -435,42 +435,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn put_document(
-        &self,
-        customer: &str,
-        doc_id: &str,
-        body: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO knowledge_documents (customer_id, doc_id, body, updated_us) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (customer_id, doc_id) DO UPDATE SET body = excluded.body, updated_us = excluded.updated_us",
-                params![customer, doc_id, body, at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "DELETE FROM knowledge_documents WHERE customer_id = ?1 AND doc_id = ?2",
-                params![customer, doc_id],
-            )? == 1)
-        })
-    }
-
-    fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT customer_id, body FROM knowledge_documents WHERE (?1 IS NULL OR customer_id = ?1) ORDER BY customer_id, doc_id",
-            )?;
-            let rows = stmt.query_map(params![customer], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
     fn insert_price_table(&self, t: &StoredPriceTable) -> Result<bool, StoreError> {
         self.readers.with(|c| {
             Ok(c.execute(

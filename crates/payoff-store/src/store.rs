@@ -185,18 +185,6 @@ pub(crate) trait Backend: Send + Sync {
     ) -> Result<(), StoreError>;
     fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError>;
     fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError>;
-    /// Inserts or replaces a knowledge document (its JSON).
-    fn put_document(
-        &self,
-        customer: &str,
-        doc_id: &str,
-        body: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// False when there was no such document.
-    fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError>;
-    /// Every document of a customer (or of all customers), as JSON.
-    fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError>;
     /// False when the version number is taken.
     fn insert_price_table(&self, table: &StoredPriceTable) -> Result<bool, StoreError>;
     fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError>;
@@ -327,7 +315,14 @@ impl Store {
         let mut f = Some(f);
         let mut out = None;
         self.backend.transaction(write, &mut |tx| {
-            let f = f.take().expect("a transaction body runs once");
+            // A body runs once. The pool tries a transaction again only when
+            // its connection was gone; if that happened after the body began,
+            // the server rolled it back, and so it is reported, not rerun.
+            let Some(f) = f.take() else {
+                return Err(StoreError::Open(
+                    "the database connection was lost during the transaction; nothing of it was committed".into(),
+                ));
+            };
             out = Some(f(tx)?);
             Ok(())
         })?;
@@ -535,26 +530,42 @@ impl Store {
         self.backend.set_key_groups(key_id, groups)
     }
 
-    /// Stores (or replaces) a knowledge document's JSON: the index is
-    /// rebuilt from these.
-    pub fn put_document(
+    /// Stores (or replaces) knowledge documents `(id, JSON)` of `customer`
+    /// in one transaction, each with its change in the log that every
+    /// node's index follows; returns the last change's number.
+    pub fn put_documents(
         &self,
         customer: &str,
-        doc_id: &str,
-        body: &str,
+        documents: &[(String, String)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.backend
-            .put_document(customer, doc_id, body, trunc_us(at))
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| crate::knowledge::put(tx, customer, documents, at.timestamp_micros()))
     }
 
-    pub fn delete_document(&self, customer: &str, doc_id: &str) -> Result<bool, StoreError> {
-        self.backend.delete_document(customer, doc_id)
+    /// Deletes a knowledge document; its change's number, `None` if there
+    /// was no such document.
+    pub fn delete_document(&self, customer: &str, doc_id: &str) -> Result<Option<u64>, StoreError> {
+        self.write(|tx| crate::knowledge::delete(tx, customer, doc_id))
     }
 
     /// `(customer, document JSON)` of one customer or of all.
     pub fn documents(&self, customer: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
-        self.backend.documents(customer)
+        self.read(|tx| crate::knowledge::documents(tx, customer))
+    }
+
+    /// The number of the last change of knowledge documents (0: none yet).
+    pub fn knowledge_head(&self) -> Result<u64, StoreError> {
+        self.read(crate::knowledge::head)
+    }
+
+    /// Up to `limit` changes of knowledge documents after `after`, each
+    /// with the document as it is now (see [`crate::knowledge`]).
+    pub fn knowledge_changes(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::KnowledgeChange>, StoreError> {
+        self.read(|tx| crate::knowledge::changes_after(tx, after, limit))
     }
 
     /// Stores a new price table version, numbered one above the last.

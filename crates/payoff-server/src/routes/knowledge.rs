@@ -75,12 +75,21 @@ pub(crate) async fn passages(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
     crate::metrics::note_wait(asked.elapsed());
-    let index = state.knowledge.clone();
+    let state = state.clone();
     let (customer, query) = (customer.to_owned(), query.to_owned());
-    tokio::task::spawn_blocking(move || index.search(&customer, &query, &groups, limit))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
-        .map_err(index_error)
+    tokio::task::spawn_blocking(move || {
+        // Any node answers as of the documents' last change, whichever
+        // node it was written through.
+        if state.store.knowledge_head()? > state.knowledge.watermark() {
+            state.catch_up_knowledge()?;
+        }
+        state
+            .knowledge
+            .search(&customer, &query, &groups, limit)
+            .map_err(index_error)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
 }
 
 fn index_error(e: payoff_knowledge::IndexError) -> ApiError {
@@ -137,9 +146,9 @@ pub async fn upload(
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("document {i}: {e}")))?;
         documents.push(doc);
     }
-    let index = state.knowledge.clone();
     let n = documents.len();
     let now = state.now();
+    let after = state.clone();
     blocking_with(
         move |store| {
             if store.customer(&customer)?.is_none() {
@@ -148,12 +157,14 @@ pub async fn upload(
                     format!("unknown customer \"{customer}\""),
                 ));
             }
-            for d in &documents {
-                let body = serde_json::to_string(d).unwrap_or_default();
-                store.put_document(&customer, &d.id, &body, now)?;
-                index.replace(&customer, d).map_err(index_error)?;
-            }
-            index.commit().map_err(index_error)?;
+            let rows: Vec<(String, String)> = documents
+                .iter()
+                .map(|d| (d.id.clone(), serde_json::to_string(d).unwrap_or_default()))
+                .collect();
+            store.put_documents(&customer, &rows, now)?;
+            // This node's index takes the change at once; others at their
+            // next search.
+            after.catch_up_knowledge()?;
             Ok(())
         },
         &state,
@@ -173,17 +184,16 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::ManageKnowledge)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
-    let index = state.knowledge.clone();
+    let after = state.clone();
     blocking_with(
         move |store| {
-            if !store.delete_document(&customer, &id)? {
+            if store.delete_document(&customer, &id)?.is_none() {
                 return Err(ApiError::new(
                     ErrorCode::NotFound,
                     format!("no document \"{id}\""),
                 ));
             }
-            index.delete(&customer, &id).map_err(index_error)?;
-            index.commit().map_err(index_error)?;
+            after.catch_up_knowledge()?;
             Ok(())
         },
         &state,
@@ -225,19 +235,7 @@ pub fn stored_documents(
     store
         .documents(customer)?
         .into_iter()
-        .map(|(c, body)| {
-            let unreadable = |e: String| {
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("a stored document is unreadable: {e}"),
-                )
-            };
-            let d: NewDocument =
-                serde_json::from_str(&body).map_err(|e| unreadable(e.to_string()))?;
-            Document::new(d.id, d.title, d.url, d.body, d.groups)
-                .map(|d| (c, d))
-                .map_err(|e| unreadable(e.to_string()))
-        })
+        .map(|(c, body)| document_of(&body).map(|d| (c, d)))
         .collect()
 }
 
@@ -400,4 +398,16 @@ pub async fn answer(
     Ok(Json(
         json!({ "answer": answer, "provider": state.answerer.name() }),
     ))
+}
+
+/// A stored document's JSON as a document.
+pub(crate) fn document_of(body: &str) -> Result<Document, ApiError> {
+    let unreadable = |e: String| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("a stored document is unreadable: {e}"),
+        )
+    };
+    let d: NewDocument = serde_json::from_str(body).map_err(|e| unreadable(e.to_string()))?;
+    Document::new(d.id, d.title, d.url, d.body, d.groups).map_err(|e| unreadable(e.to_string()))
 }

@@ -31,8 +31,8 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let ledger = store.ledger(LedgerConfig::default())?;
-        // The search index lives beside the database and is rebuilt from the
-        // stored documents at start, so it never disagrees with them.
+        // The search index lives beside the database and follows the
+        // documents' change log in it, so it never disagrees with them.
         let index_dir = settings.data_dir.join("knowledge");
         std::fs::create_dir_all(&index_dir)
             .with_context(|| format!("cannot create {}", index_dir.display()))?;
@@ -65,10 +65,13 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| crate::BadInput(format!("model: {e}")))?;
             state = state.with_answerer(payoff_server::answers::Answerer::OpenAi(provider));
         }
-        let passages = tokio::task::block_in_place(|| state.load_knowledge())
-            .map_err(|e| anyhow::anyhow!("cannot rebuild the knowledge index: {}", e.detail))?;
+        // The index on disk resumes from the last change it applied; it is
+        // not rebuilt at each start.
+        let changes = tokio::task::block_in_place(|| state.catch_up_knowledge())
+            .map_err(|e| anyhow::anyhow!("cannot bring the knowledge index up to date: {}", e.detail))?;
+        let passages = state.knowledge.passage_count();
         println!(
-            "payoff listening on http://{} ({} database, {passages} knowledge passages, {} answers)",
+            "payoff listening on http://{} ({} database, {passages} knowledge passages, {changes} knowledge changes applied at start, {} answers)",
             listener.local_addr()?,
             store.backend_name(),
             state.answerer.name()
