@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use payoff_store::{AuditEntry, Principal};
 
+use crate::problem::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// Where the `Caller` extractor leaves who called, for the audit layer.
@@ -126,8 +127,21 @@ pub(crate) async fn record(
         reason: reason.chars().take(1024).collect(),
         policy_ids: Vec::new(),
     };
-    if let Err(e) = write(&state, entry).await {
-        tracing::error!(error = %e.detail, "the audit record of a request could not be written");
+    match write(&state, entry).await {
+        Ok(()) => response,
+        // A change must not stand unrecorded behind a success: the caller
+        // learns that its record is missing (the change itself may stand).
+        Err(e) => {
+            tracing::error!(error = %e.detail, "the audit record of a request could not be written");
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the request was handled ({}) but its audit record could not be written: {}",
+                    status.as_u16(),
+                    e.detail
+                ),
+            )
+            .into_response()
+        }
     }
-    response
 }

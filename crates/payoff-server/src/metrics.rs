@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -121,17 +123,47 @@ pub(crate) async fn record(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    // The client's request id when it sends a sane one, else a new one:
+    // every log line of the request carries it, and the answer says it.
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| hex::encode(rand::random::<[u8; 8]>()), str::to_owned);
+    // At the warning level, so that at the default filter every warning and
+    // error of the request carries its id and route.
+    let span = tracing::span!(
+        target: "payoff::access",
+        tracing::Level::WARN,
+        "request",
+        id = %request_id,
+        method = %method,
+        route = %route
+    );
     let started = Instant::now();
     let (mut response, waited) = WAITED
         .scope(Cell::new(Duration::ZERO), async {
-            let response = next.run(request).await;
+            let response = next.run(request).instrument(span.clone()).await;
             (response, WAITED.with(Cell::get))
         })
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    state
-        .metrics
-        .observe(&method, &route, response.status().as_u16(), elapsed);
+    let status = response.status().as_u16();
+    state.metrics.observe(&method, &route, status, elapsed);
+    // The access log (`PAYOFF_LOG=payoff::access=info`); no customer data,
+    // no query string, no key.
+    span.in_scope(|| {
+        tracing::info!(
+            target: "payoff::access",
+            status,
+            duration_ms = elapsed * 1000.0,
+            "{method} {route} {status}"
+        );
+    });
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert("x-request-id", value);
+    }
     // The time spent in the server, for clients and benchmarks that want
     // it apart from the network (W3C Server Timing), and the part of it
     // spent waiting for a free core.

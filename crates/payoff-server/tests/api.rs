@@ -1043,6 +1043,41 @@ fn callers_over_their_rate_get_429_with_retry_after() {
     });
 }
 
+/// Issue 16, finding 6: a failed audit write was only logged and the 2xx
+/// still went out. With audit inserts failing (a failpoint: a trigger that
+/// refuses them), a change answers 503 naming the missing record.
+#[test]
+fn a_change_whose_audit_record_fails_does_not_answer_success() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        let failpoint = if label == "postgres" {
+            "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
+        } else {
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;"
+        };
+        let url = db_url.clone();
+        tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, failpoint))
+            .await
+            .unwrap();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers",
+                &server.admin,
+                json!({"id": "acme", "name": "Acme"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{label}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("audit record could not be written")
+                && detail.contains("no space left"),
+            "{label}: {detail}"
+        );
+    });
+}
+
 /// What makes an OpenAPI document unusable by a generated client: an
 /// operation id used twice, a `{name}` in a path that no path parameter
 /// declares, or a path parameter the path does not have (a query

@@ -75,21 +75,24 @@ impl ScratchDb {
     /// Runs SQL straight against the database, behind the store's back
     /// (tamper tests).
     pub fn execute_sql(&self, sql: &str) {
-        match &self.postgres {
-            Some((admin, name)) => {
-                let mut config = admin.clone();
-                config.dbname(name);
-                config
-                    .connect(NoTls)
-                    .expect("connect")
-                    .batch_execute(sql)
-                    .expect("tamper SQL");
-            }
-            None => {
-                let conn = rusqlite::Connection::open(&self.url).expect("open sqlite");
-                conn.execute_batch(sql).expect("tamper SQL");
-            }
-        }
+        execute_sql(&self.url, sql);
+    }
+}
+
+/// Runs SQL straight against the database at `url` (a PostgreSQL URL or a
+/// SQLite file), behind the store's back: tamper tests and failpoints.
+/// Blocking.
+pub fn execute_sql(url: &str, sql: &str) {
+    if url.starts_with("postgres") {
+        Config::from_str(url)
+            .expect("a PostgreSQL URL")
+            .connect(NoTls)
+            .expect("connect")
+            .batch_execute(sql)
+            .expect("tamper SQL");
+    } else {
+        let conn = rusqlite::Connection::open(url).expect("open sqlite");
+        conn.execute_batch(sql).expect("tamper SQL");
     }
 }
 

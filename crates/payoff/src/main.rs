@@ -66,7 +66,9 @@ enum Command {
         /// The evidence bundle file.
         #[arg(long)]
         evidence: std::path::PathBuf,
-        /// The provider's public key (64 hex digits, or a file holding them).
+        /// The provider's public key: 64 hex digits, a file holding them, or
+        /// its keys document (`/.well-known/payoff/keys`) as a file or URL;
+        /// from a document, the key that signed the statement is used.
         #[arg(long)]
         key: String,
     },
@@ -105,13 +107,21 @@ pub fn bad_input<T>(message: impl Into<String>) -> anyhow::Result<T> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PAYOFF_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line for log shippers; text for people.
+    if std::env::var("PAYOFF_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.init();
+    }
     let result =
         settings::Settings::load(&cli.global).and_then(|settings| run(cli.command, &settings));
     match result {

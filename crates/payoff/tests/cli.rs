@@ -80,6 +80,21 @@ fn bad_input_exits_2_with_one_line() {
             &payoff(&db, &["keys", "create", "--role", "root"]),
             "unknown role",
         );
+        // Issue 16: `economics --csv` was silently ignored.
+        assert_bad_input(
+            &payoff(
+                &db,
+                &[
+                    "economics",
+                    "--customer",
+                    "acme",
+                    "--period",
+                    "2026-09",
+                    "--csv",
+                ],
+            ),
+            "--csv: economics has no CSV form",
+        );
         assert_bad_input(
             &payoff(&db, &["keys", "create", "--role", "agent"]),
             "must name its customer",
@@ -465,6 +480,41 @@ fn contracts_close_into_statements_that_verify_offline_and_tampering_fails() {
             &verify(&statement, &dir.path().join("missing.json")),
             "missing.json",
         );
+
+        // Issue 15: `--key` refused the keys document the server publishes.
+        // It takes it, file or URL, and uses the key that signed; a document
+        // that does not list that key is refused.
+        let verify_with = |key: &str| {
+            command(&db)
+                .arg("verify")
+                .arg(&statement)
+                .arg("--evidence")
+                .arg(&bundle)
+                .args(["--key", key])
+                .output()
+                .unwrap()
+        };
+        let other = "11".repeat(32);
+        let document = json!({"keys": [
+            {"algorithm": "ed25519", "public_key": other},
+            {"algorithm": "ed25519", "public_key": public_key},
+        ]});
+        let keys_file = dir.path().join("keys.json");
+        write(&keys_file, &document.to_string());
+        let o = verify_with(keys_file.to_str().unwrap());
+        assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
+        let server = Server::start(&db);
+        let o = verify_with(&format!("{}/.well-known/payoff/keys", server.url));
+        server.kill();
+        assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
+        write(
+            &keys_file,
+            &json!({"keys": [{"algorithm": "ed25519", "public_key": other}]}).to_string(),
+        );
+        assert_bad_input(
+            &verify_with(keys_file.to_str().unwrap()),
+            "which the keys document does not list",
+        );
         let _ = std::fs::remove_dir_all(data_dir(&db));
     }
 }
@@ -602,4 +652,58 @@ fn the_data_directory_and_its_secrets_are_readable_by_their_owner_only() {
     );
     let o = run(&["customers", "list"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue 16: logs were plain text with no access log. With
+/// `PAYOFF_LOG_FORMAT=json` every line is one JSON object, and each request
+/// leaves an access record with its route, status and request id.
+#[test]
+fn the_access_log_is_json_lines_with_a_request_id() {
+    use std::io::{BufRead, BufReader};
+    let db = ScratchDb::sqlite();
+    init(&db);
+    let mut child = command(&db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PAYOFF_LOG", "warn,payoff::access=info")
+        .env("PAYOFF_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answered_id = runtime.block_on(async {
+        let reply = reqwest::Client::new()
+            .get(format!("{url}/v1/customers"))
+            .header("x-request-id", "req-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401);
+        reply.headers()["x-request-id"].to_str().unwrap().to_owned()
+    });
+    assert_eq!(answered_id, "req-42");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let records: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access = records
+        .iter()
+        .find(|r| r["target"] == "payoff::access")
+        .unwrap_or_else(|| panic!("no access record in {stderr}"));
+    assert_eq!(access["fields"]["status"], 401, "{access}");
+    assert_eq!(access["span"]["route"], "/v1/customers", "{access}");
+    assert_eq!(access["span"]["id"], "req-42", "{access}");
 }

@@ -394,14 +394,17 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
 
 /// `payoff verify`: needs no server and no database.
 pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow::Result<ExitCode> {
-    let key_text = if Path::new(key).is_file() {
+    let s: Statement = serde_json::from_str(&read_text(statement)?)
+        .map_err(|e| BadInput(format!("{}: not a statement: {e}", statement.display())))?;
+    let key_text = if key.starts_with("http://") || key.starts_with("https://") {
+        fetch_keys_document(key)?
+    } else if Path::new(key).is_file() {
         read_text(Path::new(key))?
     } else {
         key.to_string()
     };
-    let key = parse_public_key(&key_text).map_err(|e| BadInput(format!("--key: {e}")))?;
-    let s: Statement = serde_json::from_str(&read_text(statement)?)
-        .map_err(|e| BadInput(format!("{}: not a statement: {e}", statement.display())))?;
+    let signer = s.signature.as_ref().map(|sig| sig.public_key.as_str());
+    let key = provider_key(&key_text, signer).map_err(|e| BadInput(format!("--key: {e}")))?;
     let b: Bundle = serde_json::from_str(&read_text(evidence)?).map_err(|e| {
         BadInput(format!(
             "{}: not an evidence bundle: {e}",
@@ -421,4 +424,66 @@ pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow:
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The provider's key from `--key`: 64 hex digits, or the keys document a
+/// server publishes at `/.well-known/payoff/keys` (`{"keys": [{"algorithm":
+/// "ed25519", "public_key": HEX}, …]}`), from which the key that signed the
+/// statement is taken. A document that does not list it is refused: the
+/// statement was signed by a key this provider does not publish.
+fn provider_key(text: &str, signer: Option<&str>) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return parse_public_key(trimmed);
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(trimmed).map_err(|e| format!("not a keys document: {e}"))?;
+    let keys = doc["keys"]
+        .as_array()
+        .ok_or("a keys document has a \"keys\" array")?;
+    let listed: Vec<&str> = keys
+        .iter()
+        .filter(|k| k["algorithm"] == "ed25519")
+        .filter_map(|k| k["public_key"].as_str())
+        .collect();
+    let chosen = match signer {
+        Some(signer) => listed
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(signer))
+            .ok_or_else(|| {
+                format!(
+                    "the statement is signed by {signer}, which the keys document does not list ({} keys)",
+                    listed.len()
+                )
+            })?,
+        None => listed.first().ok_or("the keys document lists no ed25519 key")?,
+    };
+    parse_public_key(chosen)
+}
+
+/// The keys document at `url` (a provider's `/.well-known/payoff/keys`).
+fn fetch_keys_document(url: &str) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let http = payoff_egress::upstream_client(&payoff_egress::Trust::process_default())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let response = http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| BadInput(format!("--key: cannot fetch {url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(BadInput(format!("--key: {url} answered {}", response.status())).into());
+        }
+        let (body, beyond) = payoff_egress::read_capped(response, 1024 * 1024)
+            .await
+            .map_err(|e| BadInput(format!("--key: cannot read {url}: {e}")))?;
+        if beyond {
+            return Err(BadInput(format!("--key: {url} is larger than a keys document")).into());
+        }
+        String::from_utf8(body).map_err(|_| BadInput(format!("--key: {url} is not text")).into())
+    })
 }

@@ -34,6 +34,11 @@ fn shell_error(e: payoff_server::billing::BillingError) -> anyhow::Error {
 }
 
 pub fn economics(settings: &Settings, args: PeriodArgs) -> anyhow::Result<ExitCode> {
+    if args.csv {
+        return crate::bad_input(
+            "--csv: economics has no CSV form (its parts have different columns); use --json",
+        );
+    }
     let store = open_store(settings)?;
     let e = economics::economics(&store, &args.customer, &args.period, Utc::now())
         .map_err(shell_error)?;
