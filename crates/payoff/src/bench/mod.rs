@@ -7,6 +7,7 @@ mod attribution;
 mod close;
 mod reads;
 mod search;
+mod webhooks;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -40,6 +41,8 @@ pub enum BenchCommand {
     Agent(agent::AgentArgs),
     /// Reading outcomes (API and dashboard) from the read model at N events.
     Reads(reads::ReadsArgs),
+    /// Webhook deliveries per second to a receiver on loopback.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 #[derive(Args)]
@@ -74,6 +77,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
         BenchCommand::Attribution(args) => return attribution::run(settings, args),
         BenchCommand::Search(args) => return search::run(args),
         BenchCommand::Agent(args) => return agent::run(args),
+        BenchCommand::Webhooks(args) => return webhooks::run(args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
@@ -223,13 +227,14 @@ impl Drop for ChildServer {
 }
 
 /// Starts `payoff serve` on `db` over `data_dir` (initialised here), with
-/// no rate limits: a bench measures the server, not its limits.
+/// no rate limits (a bench measures the server, not its limits) and
+/// webhooks allowed to loopback (where a bench's receivers listen).
 fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
     crate::commands::init::ensure_signing_key(&data_dir.join("signing-key.pem"))?;
     let config = data_dir.join("bench.toml");
     std::fs::write(
         &config,
-        "[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n",
+        "[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n",
     )?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
