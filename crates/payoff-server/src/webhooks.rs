@@ -61,8 +61,13 @@ const SECRET_PREFIX: &str = "whsec_";
 const EVENTS_PAGE: usize = 500;
 /// Customers whose deliveries one node sends at once.
 const CUSTOMERS_MAX: usize = 32;
-/// Deliveries of one customer sent at once.
-const PER_CUSTOMER_MAX: usize = 4;
+/// Deliveries of one customer claimed at once: one batch, one commit of
+/// their outcomes.
+const PER_CUSTOMER_MAX: usize = 64;
+/// Deliveries of one customer in flight at once.
+const PER_CUSTOMER_CONCURRENCY: usize = 16;
+/// Widest run of ledger sequences a batch reads in one query.
+const BODIES_SPAN_MAX: u64 = 2_000;
 const LEASE: Duration = Duration::seconds(60);
 const ERROR_CHARS_MAX: usize = 500;
 /// Bytes of a receiver's answer read at most.
@@ -170,19 +175,8 @@ impl Outbox {
             self.busy.insert(customer.clone());
             let (state, by_id) = (state.clone(), by_id.clone());
             self.sending.spawn(async move {
-                let mut sends = tokio::task::JoinSet::new();
-                for delivery in batch {
-                    let (state, by_id) = (state.clone(), by_id.clone());
-                    sends.spawn(async move { attempt(&state, &by_id, delivery).await });
-                }
-                while let Some(done) = sends.join_next().await {
-                    match done {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e.detail, "a webhook delivery could not be recorded")
-                        }
-                        Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
-                    }
+                if let Err(e) = send_batch(&state, &by_id, batch).await {
+                    tracing::error!(error = %e.detail, "a customer's webhook batch could not be recorded");
                 }
                 customer
             });
@@ -238,40 +232,103 @@ fn enqueue(store: &Store, sub: &WebhookSubscription, now: DateTime<Utc>) -> Resu
     }
 }
 
+/// Sends one customer's claimed deliveries, at most
+/// [`PER_CUSTOMER_CONCURRENCY`] at a time, and records their outcomes in
+/// one transaction. The events' bodies are read in one query when their
+/// sequences are close (they usually are: deliveries follow the ledger).
+async fn send_batch(
+    state: &AppState,
+    subscriptions: &Arc<HashMap<String, WebhookSubscription>>,
+    batch: Vec<WebhookDelivery>,
+) -> Result<(), ApiError> {
+    let bodies = Arc::new(bodies(state, &batch).await?);
+    let slots = Arc::new(tokio::sync::Semaphore::new(PER_CUSTOMER_CONCURRENCY));
+    let mut sends = tokio::task::JoinSet::new();
+    for delivery in batch {
+        let (state, subscriptions, bodies, slots) = (
+            state.clone(),
+            subscriptions.clone(),
+            bodies.clone(),
+            slots.clone(),
+        );
+        sends.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            attempt(&state, &subscriptions, &bodies, delivery).await
+        });
+    }
+    let mut finished = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        match done {
+            Ok(delivery) => finished.push(delivery),
+            // Its lease runs out and it is claimed again.
+            Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
+        }
+    }
+    blocking_with(move |s| Ok(s.finish_deliveries(&finished)?), state).await
+}
+
+/// The canonical bodies of the batch's events, by sequence.
+async fn bodies(
+    state: &AppState,
+    batch: &[WebhookDelivery],
+) -> Result<HashMap<u64, Vec<u8>>, ApiError> {
+    let Some(customer) = batch.first().map(|d| d.customer.clone()) else {
+        return Ok(HashMap::new());
+    };
+    debug_assert!(
+        batch.iter().all(|d| d.customer == customer),
+        "one customer's batch"
+    );
+    let first = batch.iter().map(|d| d.sequence).min().unwrap_or(0);
+    let last = batch.iter().map(|d| d.sequence).max().unwrap_or(0);
+    let wanted: HashSet<u64> = batch.iter().map(|d| d.sequence).collect();
+    // One range when the sequences are close, else one lookup each.
+    let ranges: Vec<(u64, u64)> = if last - first < BODIES_SPAN_MAX {
+        vec![(first, last)]
+    } else {
+        wanted.iter().map(|&s| (s, s)).collect()
+    };
+    blocking_with(
+        move |s| {
+            let mut out = HashMap::new();
+            for (from, to) in ranges {
+                let page = s.events(&EventFilter {
+                    customer: customer.clone(),
+                    after_sequence: Some(from.saturating_sub(1)),
+                    limit: (to - from + 1) as usize,
+                    ..Default::default()
+                })?;
+                for e in page.events {
+                    if wanted.contains(&e.sequence) {
+                        out.insert(e.sequence, e.canonical);
+                    }
+                }
+            }
+            Ok(out)
+        },
+        state,
+    )
+    .await
+}
+
+/// One attempt of one delivery; returns it with the outcome recorded in
+/// it (stored by the caller).
 async fn attempt(
     state: &AppState,
     subscriptions: &HashMap<String, WebhookSubscription>,
+    bodies: &HashMap<u64, Vec<u8>>,
     mut delivery: WebhookDelivery,
-) -> Result<(), ApiError> {
+) -> WebhookDelivery {
     let now = Utc::now();
     let outcome = match subscriptions
         .get(&delivery.subscription)
         .filter(|s| s.deleted_at.is_none())
     {
         None => Err((None, "the subscription was deleted".to_owned(), true)),
-        Some(sub) => {
-            let (customer, sequence) = (delivery.customer.clone(), delivery.sequence);
-            let body = blocking_with(
-                move |s| {
-                    Ok(s.events(&EventFilter {
-                        customer,
-                        after_sequence: Some(sequence.saturating_sub(1)),
-                        limit: 1,
-                        ..Default::default()
-                    })?
-                    .events
-                    .into_iter()
-                    .find(|e| e.sequence == sequence)
-                    .map(|e| e.canonical))
-                },
-                state,
-            )
-            .await?;
-            match body {
-                None => Err((None, "the event is not in the ledger".to_owned(), true)),
-                Some(body) => send(state, sub, &delivery.id, body).await,
-            }
-        }
+        Some(sub) => match bodies.get(&delivery.sequence) {
+            None => Err((None, "the event is not in the ledger".to_owned(), true)),
+            Some(body) => send(state, sub, &delivery.id, body.clone()).await,
+        },
     };
     delivery.attempts += 1;
     match outcome {
@@ -294,7 +351,7 @@ async fn attempt(
             }
         }
     }
-    blocking_with(move |s| Ok(s.finish_delivery(&delivery)?), state).await
+    delivery
 }
 
 /// POSTs one signed message; `Err((status, why, final))`. `why` says no
@@ -361,14 +418,18 @@ fn describe(e: &reqwest::Error) -> String {
 /// until `stop` is notified; then waits for the batches in flight.
 pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
     let poll = state.config.webhooks.poll;
+    let mut appended = state.ledger.appended();
     let mut outbox = Outbox::default();
     loop {
         if let Err(e) = outbox.step(&state).await {
             tracing::error!(error = %e.detail, "webhook pass failed");
         }
+        // New events written through this node wake the outbox at once;
+        // the poll finds those of other nodes and retries that fall due.
         tokio::select! {
             _ = stop.notified() => break,
             _ = tokio::time::sleep(poll) => {}
+            Ok(()) = appended.changed() => {}
             Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
                 outbox.finished(done);
             }

@@ -269,6 +269,9 @@ pub struct Ledger {
     /// since: `/readyz` reports it rather than saying ready while every
     /// write fails.
     fault: Arc<Mutex<Option<String>>>,
+    /// Counts the groups that stored events: followers of the ledger (the
+    /// webhook outbox) wake on it instead of polling.
+    appended: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The first wait before connecting again after a failed connect; doubled
@@ -326,6 +329,7 @@ impl Ledger {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let fault = Arc::new(Mutex::new(None::<String>));
         let writer_fault = fault.clone();
+        let (appended_tx, appended) = tokio::sync::watch::channel(0u64);
         thread::Builder::new()
             .name("payoff-ledger-writer".into())
             .spawn(move || {
@@ -374,6 +378,9 @@ impl Ledger {
                     match written {
                         Ok(results) => {
                             *writer_fault.lock().expect("ledger fault") = None;
+                            if requests.iter().any(|r| !r.events.is_empty()) {
+                                appended_tx.send_modify(|groups| *groups += 1);
+                            }
                             for (reply, result) in replies.into_iter().zip(results) {
                                 let _ = reply.send(Ok(result));
                             }
@@ -394,7 +401,16 @@ impl Ledger {
             })
             .map_err(|e| StoreError::Open(format!("cannot start the ledger writer: {e}")))?;
         ready_rx.recv().map_err(|_| StoreError::WriterGone)??;
-        Ok(Ledger { queue, fault })
+        Ok(Ledger {
+            queue,
+            fault,
+            appended,
+        })
+    }
+
+    /// Changes whenever a group of events has been stored by this process.
+    pub fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.clone()
     }
 
     /// Why appends are failing, if the last group failed and none has been

@@ -849,25 +849,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn finish_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_us = ?4, lease_until_us = 0,
-                 last_status = ?5, last_error = ?6, delivered_us = ?7 WHERE id = ?1",
-                params![
-                    d.id,
-                    d.status.as_str(),
-                    d.attempts,
-                    d.next_attempt_at.timestamp_micros(),
-                    d.last_status,
-                    d.last_error,
-                    d.delivered_at.map(|t| t.timestamp_micros()),
-                ],
-            )?;
-            Ok(())
-        })
-    }
-
     fn deliveries(
         &self,
         subscription: &str,

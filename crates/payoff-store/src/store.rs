@@ -247,7 +247,6 @@ pub(crate) trait Backend: Send + Sync {
         deliveries: &[WebhookDelivery],
     ) -> Result<bool, StoreError>;
     /// Stores the outcome of an attempt and releases the lease.
-    fn finish_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError>;
     /// A subscription's deliveries after `after_sequence`, oldest first.
     fn deliveries(
         &self,
@@ -847,9 +846,10 @@ impl Store {
         self.write(|tx| crate::webhooks::claim(tx, now, lease_until, limits))
     }
 
-    /// Stores the outcome of an attempt and releases the lease.
-    pub fn finish_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError> {
-        self.backend.finish_delivery(delivery)
+    /// Stores the outcomes of attempts and releases their leases, in one
+    /// transaction.
+    pub fn finish_deliveries(&self, deliveries: &[WebhookDelivery]) -> Result<(), StoreError> {
+        self.write(|tx| crate::webhooks::finish(tx, deliveries))
     }
 
     /// A subscription's delivery log after `after_sequence`, oldest first.

@@ -231,3 +231,25 @@ fn delivery_row(r: &dyn SqlRow) -> Result<WebhookDelivery, StoreError> {
         delivered_at: r.int(11)?.map(from_us),
     })
 }
+
+/// Stores the outcome of attempts and releases their leases, all in the
+/// caller's one transaction: a batch of deliveries costs one commit, not
+/// one each.
+pub(crate) fn finish(tx: &mut dyn Sql, deliveries: &[WebhookDelivery]) -> Result<(), StoreError> {
+    for d in deliveries {
+        tx.execute(
+            "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_us = ?, lease_until_us = 0,
+             last_status = ?, last_error = ?, delivered_us = ? WHERE id = ?",
+            &[
+                d.status.as_str().into(),
+                i64::from(d.attempts).into(),
+                d.next_attempt_at.timestamp_micros().into(),
+                d.last_status.map(i64::from).into(),
+                d.last_error.as_deref().into(),
+                d.delivered_at.map(|t| t.timestamp_micros()).into(),
+                d.id.as_str().into(),
+            ],
+        )?;
+    }
+    Ok(())
+}

@@ -91,13 +91,17 @@ fn a_cursor_moves_once_and_claims_are_leased() {
         failed.last_status = Some(503);
         failed.last_error = Some("503 Service Unavailable".into());
         failed.next_attempt_at = at(1000);
-        store.finish_delivery(&failed).unwrap();
+        store
+            .finish_deliveries(std::slice::from_ref(&failed))
+            .unwrap();
         let mut done = claimed[1].clone();
         done.attempts = 1;
         done.status = DeliveryStatus::Delivered;
         done.last_status = Some(204);
         done.delivered_at = Some(at(301));
-        store.finish_delivery(&done).unwrap();
+        store
+            .finish_deliveries(std::slice::from_ref(&done))
+            .unwrap();
         let far = at(2000);
         let due = store.claim_deliveries(at(999), far, up_to(10)).unwrap();
         assert!(due.is_empty(), "{}: {due:?}", db.label);

@@ -49,7 +49,10 @@ pub fn run(args: WebhooksArgs) -> anyhow::Result<ExitCode> {
         runs.push(measure(&args, &ScratchDb::postgres_on(url))?);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "runs": runs }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "runs": runs }))?
+        );
     } else {
         println!(
             "{:<10} {:>10} {:>10} {:>12} {:>14} {:>16}",
