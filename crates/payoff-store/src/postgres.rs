@@ -117,6 +117,10 @@ impl Backend for Postgres {
         "postgres"
     }
 
+    fn backup(&self, _to: &std::path::Path) -> Option<Result<(), StoreError>> {
+        None
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.readers
             .with_retry(|c| Ok(c.batch_execute("SELECT 1")?))

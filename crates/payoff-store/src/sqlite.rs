@@ -145,6 +145,19 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
+    fn backup(&self, to: &Path) -> Option<Result<(), StoreError>> {
+        let Some(to) = to.to_str() else {
+            return Some(Err(StoreError::Open(format!(
+                "{} is not a UTF-8 path",
+                to.display()
+            ))));
+        };
+        Some(self.readers.with(|c| {
+            c.execute("VACUUM INTO ?1", params![to])?;
+            Ok(())
+        }))
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.readers
             .with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))

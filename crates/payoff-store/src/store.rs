@@ -146,6 +146,10 @@ pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), Sto
 pub(crate) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn ping(&self) -> Result<(), StoreError>;
+    /// Writes a consistent copy of the whole database to the new file `to`
+    /// while writers go on; `None` when the database has its own tools
+    /// (PostgreSQL: `pg_dump`).
+    fn backup(&self, to: &Path) -> Option<Result<(), StoreError>>;
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
     fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
     fn customers(&self) -> Result<Vec<Customer>, StoreError>;
@@ -331,6 +335,13 @@ impl Store {
     /// `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Writes a consistent copy of the whole database to the new file `to`
+    /// while writers go on (SQLite's `VACUUM INTO`, one read transaction);
+    /// `None` for PostgreSQL, whose copies are `pg_dump`'s.
+    pub fn backup(&self, to: &Path) -> Option<Result<(), StoreError>> {
+        self.backend.backup(to)
     }
 
     /// Checks that the database answers.

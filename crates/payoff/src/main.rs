@@ -53,6 +53,10 @@ enum Command {
     Ledger(commands::ledger::LedgerCommand),
     /// Rebuild the outcome read model from the ledger.
     Reindex(commands::reindex::ReindexArgs),
+    /// Copy a SQLite data directory, consistent while the server runs.
+    Backup(commands::backup::BackupArgs),
+    /// Put a backup into a new data directory, and verify it.
+    Restore(commands::backup::RestoreArgs),
     /// Check, store and simulate contracts.
     #[command(subcommand)]
     Contract(commands::billing::ContractCommand),
@@ -146,6 +150,8 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Events(c) => commands::events::run(settings, c),
         Command::Ledger(c) => commands::ledger::run(settings, c),
         Command::Reindex(args) => commands::reindex::run(settings, args),
+        Command::Backup(args) => commands::backup::backup(settings, args),
+        Command::Restore(args) => commands::backup::restore(settings, args),
         Command::Contract(c) => commands::billing::contract(settings, c),
         Command::Statement(c) => commands::billing::statement(settings, c),
         Command::Verify {

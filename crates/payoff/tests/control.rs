@@ -106,10 +106,11 @@ fn the_kill_switch_and_the_audit_chain_from_the_command_line() {
         assert!(stdout(&o).contains("running for every customer"));
 
         // Both acts are in the audit chain, which verifies, in the database
-        // and as an export.
+        // and as an export; so are the customer and the key made from the
+        // command line (issue 16: local writes left no record).
         let o = payoff(&db, &["audit", "verify"]);
         assert!(o.status.success(), "{}", stdout(&o));
-        assert!(stdout(&o).contains("ok: 2 records"), "{}", stdout(&o));
+        assert!(stdout(&o).contains("ok: 4 records"), "{}", stdout(&o));
         let dir = tempfile::tempdir().unwrap();
         let export = dir.path().join("audit.jsonl");
         let o = payoff(
@@ -118,8 +119,14 @@ fn the_kill_switch_and_the_audit_chain_from_the_command_line() {
         );
         assert!(o.status.success(), "{}", stderr(&o));
         let text = std::fs::read_to_string(&export).unwrap();
-        assert_eq!(text.lines().count(), 2);
+        assert_eq!(text.lines().count(), 4);
         assert!(text.contains("\"action\":\"pause\"") && text.contains("\"action\":\"resume\""));
+        assert!(
+            text.contains("\"action\":\"customers create\"")
+                && text.contains("\"action\":\"keys create\"")
+                && text.contains("\"actor\":\"cli:"),
+            "{text}"
+        );
         let o = payoff(
             &db,
             &["audit", "verify", "--file", export.to_str().unwrap()],
@@ -138,7 +145,7 @@ fn the_kill_switch_and_the_audit_chain_from_the_command_line() {
         );
         assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
         assert!(
-            stdout(&o).contains("BROKEN after 1 good records"),
+            stdout(&o).contains("BROKEN after 3 good records"),
             "{}",
             stdout(&o)
         );

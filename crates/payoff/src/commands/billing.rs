@@ -19,8 +19,8 @@ use payoff_server::billing::{self as shell, UploadError};
 use serde_json::Value;
 
 use crate::commands::init::ensure_signing_key;
-use crate::commands::open_store;
 use crate::commands::read_text;
+use crate::commands::{audit_local, open_store};
 use crate::settings::Settings;
 use crate::{bad_input, BadInput};
 
@@ -136,6 +136,16 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
                             other => BadInput(other.to_string()).into(),
                         }
                     })?;
+            audit_local(
+                &store,
+                Some(&stored.customer),
+                "contract push",
+                &format!("/v1/customers/{}/contracts", stored.customer),
+                &format!(
+                    "version {} effective {}, sha256 {}",
+                    stored.version, stored.effective, stored.sha256
+                ),
+            )?;
             println!(
                 "stored contract version {} for {}, effective {}, sha256 {}",
                 stored.version, stored.customer, stored.effective, stored.sha256
@@ -322,6 +332,18 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             let key = ensure_signing_key(&settings.signing_key_path())?;
             let closed = shell::close(&store, &key, &customer, &period, Utc::now())
                 .map_err(billing_error)?;
+            if closed.created {
+                audit_local(
+                    &store,
+                    Some(&customer),
+                    "statement close",
+                    &format!("/v1/statements/{}", closed.statement.id),
+                    &format!(
+                        "total {} {}",
+                        closed.statement.total, closed.statement.currency
+                    ),
+                )?;
+            }
             let s = closed.statement;
             if !json {
                 println!(

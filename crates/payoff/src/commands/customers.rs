@@ -6,7 +6,7 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use crate::bad_input;
-use crate::commands::{open_store, user_error};
+use crate::commands::{audit_local, open_store, user_error};
 use crate::settings::Settings;
 
 #[derive(Subcommand)]
@@ -39,6 +39,13 @@ pub fn run(settings: &Settings, command: CustomersCommand) -> anyhow::Result<Exi
             let customer = store
                 .create_customer(&id, &name, Utc::now())
                 .map_err(user_error)?;
+            audit_local(
+                &store,
+                Some(&customer.id),
+                "customers create",
+                &format!("/v1/customers/{}", customer.id),
+                &customer.name,
+            )?;
             if json {
                 println!("{}", serde_json::to_string(&customer)?);
             } else {

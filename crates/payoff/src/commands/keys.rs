@@ -7,7 +7,7 @@ use clap::Subcommand;
 use payoff_store::Role;
 
 use crate::bad_input;
-use crate::commands::{open_store, user_error};
+use crate::commands::{audit_local, open_store, user_error};
 use crate::settings::Settings;
 
 #[derive(Subcommand)]
@@ -60,6 +60,13 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
             let (new, info) = store
                 .create_key(role, customer.as_deref(), Utc::now())
                 .map_err(user_error)?;
+            audit_local(
+                &store,
+                customer.as_deref(),
+                "keys create",
+                &format!("/v1/keys/{}", info.key_id),
+                &format!("a {role} key"),
+            )?;
             if json {
                 println!(
                     "{}",
@@ -102,6 +109,13 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
         }
         KeysCommand::Revoke { key_id } => {
             let info = store.revoke_key(&key_id, Utc::now()).map_err(user_error)?;
+            audit_local(
+                &store,
+                info.customer.as_deref(),
+                "keys revoke",
+                &format!("/v1/keys/{}", info.key_id),
+                &format!("a {} key", info.role),
+            )?;
             println!("revoked key {} ({})", info.key_id, info.role);
         }
     }

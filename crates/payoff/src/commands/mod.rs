@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod customers;
 pub mod economics;
