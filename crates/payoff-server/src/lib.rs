@@ -59,6 +59,19 @@ impl Default for ServerConfig {
     }
 }
 
+/// A statement-signing key the provider publishes at
+/// `/.well-known/payoff/keys`, with the window it signed in, so statements
+/// closed before a rotation still verify.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyWindow {
+    /// Hex of the Ed25519 public key (what a statement's signature names).
+    pub public_key: String,
+    /// When it started signing; `None` for a key made before windows were kept.
+    pub valid_from: Option<String>,
+    /// When it stopped; `None` for the key in use.
+    pub valid_until: Option<String>,
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -93,6 +106,9 @@ pub struct AppState {
     knowledge_sync: Arc<std::sync::Mutex<()>>,
     /// The buckets of [`ServerConfig::rate_limits`].
     pub limiters: Arc<limits::Limiters>,
+    /// Every signing key with its window; empty: only `signing_key`, with
+    /// no window recorded.
+    pub key_history: Arc<Vec<KeyWindow>>,
 }
 
 impl AppState {
@@ -105,6 +121,7 @@ impl AppState {
         let egress = Arc::new(config.egress.policy.clone());
         Self {
             limiters: limits::Limiters::new(config.rate_limits),
+            key_history: Arc::default(),
             http: config.egress.tenant_client(egress.clone()),
             egress,
             store,
@@ -165,6 +182,13 @@ impl AppState {
         self.agent_policies = Arc::new(support::AgentPolicies::new(&config.rule)?);
         self.support = Arc::new(config);
         Ok(self)
+    }
+
+    /// Publishes `history` (every signing key with its window) instead of
+    /// the signing key alone.
+    pub fn with_key_history(mut self, history: Vec<KeyWindow>) -> Self {
+        self.key_history = Arc::new(history);
+        self
     }
 
     /// Uses an index kept on disk (beside the database).

@@ -45,6 +45,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Rotate and list the provider's statement-signing keys.
+    #[command(subcommand)]
+    Signing(commands::signing::SigningCommand),
     /// Send or export events.
     #[command(subcommand)]
     Events(commands::events::EventsCommand),
@@ -150,6 +153,7 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Events(c) => commands::events::run(settings, c),
         Command::Ledger(c) => commands::ledger::run(settings, c),
         Command::Reindex(args) => commands::reindex::run(settings, args),
+        Command::Signing(command) => commands::signing::run(settings, command),
         Command::Backup(args) => commands::backup::backup(settings, args),
         Command::Restore(args) => commands::backup::restore(settings, args),
         Command::Contract(c) => commands::billing::contract(settings, c),

@@ -927,3 +927,77 @@ fn the_readme_first_run_works_as_written() {
         "{out}"
     );
 }
+
+/// Issue 15: one signing key, no rotation. After `payoff signing rotate`,
+/// new statements are signed by the new key, the server publishes both
+/// keys with their windows, and a statement closed before the rotation
+/// still verifies against the published document.
+#[test]
+fn a_rotated_signing_key_stays_published_and_old_statements_verify() {
+    let db = ScratchDb::sqlite();
+    init(&db);
+    customer_with_key(&db, "acme", "agent");
+    let dir = tempfile::tempdir().unwrap();
+    let contract = dir.path().join("acme.toml");
+    write(&contract, CONTRACT);
+    assert!(
+        payoff(&db, &["contract", "push", contract.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let close = |period: &str| {
+        let o = payoff(
+            &db,
+            &[
+                "statement",
+                "close",
+                "--customer",
+                "acme",
+                "--period",
+                period,
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()["signature"]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = close("2026-09");
+    let o = payoff(&db, &["signing", "rotate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = close("2026-10");
+    assert_ne!(first, second, "the new key signs");
+    let o = payoff(&db, &["signing", "list", "--json"]);
+    let listed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(listed[0]["public_key"], first.as_str(), "{listed}");
+    assert!(listed[0]["valid_until"].is_string(), "{listed}");
+    assert_eq!(listed[1]["public_key"], second.as_str());
+    assert!(listed[1]["valid_until"].is_null());
+
+    let server = Server::start(&db);
+    let keys_url = format!("{}/.well-known/payoff/keys", server.url);
+    let out = dir.path().join("out");
+    let o = payoff(
+        &db,
+        &[
+            "statement",
+            "evidence",
+            "st.acme.2026-09",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = command(&db)
+        .arg("verify")
+        .arg(out.join("st.acme.2026-09.json"))
+        .arg("--evidence")
+        .arg(out.join("st.acme.2026-09.evidence.json"))
+        .args(["--key", &keys_url])
+        .output()
+        .unwrap();
+    server.kill();
+    assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
+}

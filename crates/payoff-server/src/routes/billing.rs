@@ -12,7 +12,7 @@ use payoff_billing::{
     DISPUTE_OPENED, DISPUTE_REJECTED,
 };
 use payoff_outcomes::{Freshness, PageQuery};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
@@ -779,23 +779,32 @@ pub async fn evidence(
     ))
 }
 
-#[derive(Serialize)]
-struct PublicKey {
-    algorithm: &'static str,
-    public_key: String,
-}
-
 /// The key published at `/.well-known/payoff/keys`: what statements are
 /// checked against.
 pub(crate) fn published_key(state: &AppState) -> ed25519_dalek::VerifyingKey {
     state.signing_key.verifying_key()
 }
 
-/// The provider's statement-signing public key (no authentication).
+/// The provider's statement-signing public keys, each with the window it
+/// signed in (no authentication): a statement verifies against the key its
+/// signature names.
 #[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200)))]
 pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "keys": [PublicKey {
-        algorithm: "ed25519",
-        public_key: hex::encode(published_key(&state).as_bytes()),
-    }] }))
+    let active = hex::encode(published_key(&state).as_bytes());
+    let mut keys: Vec<crate::KeyWindow> = state.key_history.as_ref().clone();
+    if !keys.iter().any(|k| k.public_key == active) {
+        keys.push(crate::KeyWindow {
+            public_key: active,
+            valid_from: None,
+            valid_until: None,
+        });
+    }
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            json!({"algorithm": "ed25519", "public_key": k.public_key,
+                   "valid_from": k.valid_from, "valid_until": k.valid_until})
+        })
+        .collect();
+    Json(json!({ "keys": keys }))
 }

@@ -23,6 +23,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let store = create_store(settings)?;
     let signing = ensure_signing_key(&key_path)?;
+    crate::commands::signing::record_first(settings, &signing, Utc::now())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     println!("data directory: {}", settings.data_dir.display());
     println!("database: {} ({})", settings.database, store.backend_name());

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod policy;
 pub mod reindex;
 pub mod serve;
+pub mod signing;
 
 use anyhow::Context;
 use payoff_store::Store;

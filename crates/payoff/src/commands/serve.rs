@@ -53,7 +53,9 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| {
             format!("cannot open the knowledge index in {}", index_dir.display())
         })?;
+        let key_history = crate::commands::signing::published(settings, &signing_key)?;
         let mut state = AppState::new(store.clone(), ledger, settings.server.clone(), signing_key)
+            .with_key_history(key_history)
             .with_knowledge(index)
             .with_support(settings.support.clone())
             .map_err(|e| crate::BadInput(format!("support: {e}")))?;
