@@ -217,6 +217,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     ),
     (12, crate::outcomes::SCHEMA),
     (13, crate::knowledge::SCHEMA),
+    (14, crate::webhooks::CLAIM_INDEX),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -423,4 +424,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     ),
     (12, crate::outcomes::SCHEMA),
     (13, crate::knowledge::SCHEMA),
+    (14, crate::webhooks::CLAIM_INDEX),
 ];
