@@ -326,6 +326,73 @@ fn the_requesters_groups_bound_what_the_agent_reads() {
     })
 }
 
+/// Issue 15, finding 3: a draft written from a group's documents was read
+/// by every viewer of the customer in `/v1/approvals`. It is withheld from
+/// keys that do not hold the groups the ticket was read as, and they may
+/// not decide it; a key that holds them sees and decides it.
+#[test]
+fn drafts_read_as_groups_are_shown_only_to_readers_of_those_groups() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let ticket = ticket_in(Arm::Ai, 31);
+        let (_, v) = f
+            .ticket(
+                &ticket,
+                "Refund payment",
+                "When will my refund be paid to my card?",
+                &["vip"],
+            )
+            .await;
+        assert_eq!(v["status"], "awaiting_approval", "{label}: {v}");
+        let approval = v["approval"].as_str().unwrap().to_owned();
+        let queue = |key: String| {
+            let server = &f.server;
+            async move {
+                let (s, v) = server
+                    .json(
+                        Method::GET,
+                        "/v1/approvals?status=pending",
+                        &key,
+                        Value::Null,
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                v["approvals"][0]["request"].clone()
+            }
+        };
+        let seen = queue(f.viewer.clone()).await;
+        assert!(seen["reply"].is_null(), "{label}: {seen}");
+        assert_eq!(seen["citations"], json!([]));
+        assert!(seen["withheld"].as_str().unwrap().contains("vip"), "{seen}");
+        let path = format!("/v1/approvals/{approval}/approve");
+        let (s, v) = f
+            .server
+            .json(Method::POST, &path, &f.approver, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: deciding blind: {v}");
+
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/keys",
+                &f.operator,
+                json!({"role": "customer_admin", "customer": "acme", "groups": ["vip"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let vip = v["key"].as_str().unwrap().to_owned();
+        let seen = queue(vip.clone()).await;
+        assert!(
+            seen["reply"].as_str().is_some_and(|r| !r.is_empty()),
+            "{label}: {seen}"
+        );
+        assert!(seen.get("withheld").is_none(), "{seen}");
+        let (s, v) = f.server.json(Method::POST, &path, &vip, Value::Null).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+    })
+}
+
 #[test]
 fn approvals_are_approved_with_edits_rejected_and_decided_once() {
     on_every_backend(|db_url, label| async move {

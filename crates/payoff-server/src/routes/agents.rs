@@ -169,7 +169,12 @@ pub async fn list_approvals(
             ))
         }
     };
-    let mut list = blocking_with(move |s| support::approvals(s, &customer), &state).await?;
+    let reader = caller.0.clone();
+    let mut list = blocking_with(
+        move |s| support::approvals_for(s, &customer, &reader),
+        &state,
+    )
+    .await?;
     list.retain(|a| wanted.is_none_or(|w| a.status == w));
     list.reverse();
     Ok(Json(json!({ "approvals": list })))

@@ -427,8 +427,13 @@ pub async fn handle(
         .iter()
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
+    // The groups the draft was read as: only readers holding all of them
+    // see it in the approval queue (`approvals_for`).
+    let mut read_as = ticket.groups.clone();
+    read_as.sort();
+    read_as.dedup();
     let draft_data = json!({
-        "ticket": ticket.id, "agent": AGENT, "reply": answer.text, "citations": citations,
+        "ticket": ticket.id, "agent": AGENT, "reply": answer.text, "citations": citations, "read_as": read_as,
         "confidence": answer.confidence, "category": category, "requester": ticket.requester,
         "policy_ids": decision.policy_ids, "reason": decision.reason,
     });
@@ -603,6 +608,65 @@ impl AgentPolicies {
 }
 
 /// Every approval of a customer, oldest first.
+/// The approvals of `customer` as `reader` may see them. A draft read as
+/// groups (the ticket's, `read_as`) may quote documents of those groups:
+/// from a customer's key that does not hold every one of them, its reply,
+/// edited text and citations are withheld (`withheld` says why). Agent
+/// keys act for end users and provider keys mint every customer's keys:
+/// they see every draft.
+pub fn approvals_for(
+    store: &Store,
+    customer: &str,
+    reader: &Principal,
+) -> Result<Vec<Approval>, ApiError> {
+    let mut list = approvals(store, customer)?;
+    if let Some(own) = draft_reader_groups(store, reader)? {
+        for a in &mut list {
+            let missing = missing_groups(a, &own);
+            if !missing.is_empty() {
+                a.request["reply"] = Value::Null;
+                a.request["citations"] = json!([]);
+                a.final_text = None;
+                a.request["withheld"] = format!(
+                    "the draft was written from documents of groups this key does not hold ({})",
+                    missing.join(", ")
+                )
+                .into();
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// The groups a reader of drafts holds; `None` for readers who see every
+/// draft (see [`approvals_for`]).
+fn draft_reader_groups(store: &Store, reader: &Principal) -> Result<Option<Vec<String>>, ApiError> {
+    if reader.customer.is_none() || reader.role == payoff_store::Role::Agent {
+        return Ok(None);
+    }
+    Ok(Some(
+        store
+            .key_groups(&reader.key_id)?
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .unwrap_or_default(),
+    ))
+}
+
+/// The groups `approval`'s draft was read as that `own` lacks.
+fn missing_groups(approval: &Approval, own: &[String]) -> Vec<String> {
+    approval.request["read_as"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|g| !own.iter().any(|o| o == g))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiError> {
     let mut events = Vec::new();
     for kind in approvals::TYPES {
@@ -682,11 +746,33 @@ pub async fn decide_approval(
     by: &Principal,
     choice: Choice,
 ) -> Result<Approval, ApiError> {
-    let (role, by) = (by.role.as_str(), by.key_id.as_str());
-    let (c, wanted) = (customer.to_owned(), id.to_owned());
-    let approval = blocking_with(move |s| find_approval(s, &c, &wanted), state)
-        .await?
+    let (c, wanted, reader) = (customer.to_owned(), id.to_owned(), by.clone());
+    let (approval, own) = blocking_with(
+        move |s| {
+            Ok((
+                find_approval(s, &c, &wanted)?,
+                draft_reader_groups(s, &reader)?,
+            ))
+        },
+        state,
+    )
+    .await?;
+    let approval = approval
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
+    // Deciding on a draft one may not read would be deciding blind.
+    if let Some(missing) = own
+        .map(|own| missing_groups(&approval, &own))
+        .filter(|m| !m.is_empty())
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "approval {id}: its draft was written from documents of groups this key does not hold ({})",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let (role, by) = (by.role.as_str(), by.key_id.as_str());
     if approval.status != Status::Pending {
         return Err(ApiError::new(
             ErrorCode::AlreadyDecided,

@@ -59,9 +59,10 @@ pub async fn list(
 ) -> Result<Markup, ApiError> {
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadApprovals).await?;
     let id = ctx.id();
+    let reader = ctx.viewer.caller.0.clone();
     let (pending_total, pending, decided) = blocking_with(
         move |store| {
-            let all = support::approvals(store, &id)?;
+            let all = support::approvals_for(store, &id, &reader)?;
             let (mut pending, mut decided): (Vec<Approval>, Vec<Approval>) =
                 all.into_iter().partition(|a| a.status == Status::Pending);
             let pending_total = pending.len();
@@ -102,9 +103,13 @@ pub async fn list(
                     div.draft { (text) }
                 }
                 h3 { "The drafted reply" }
-                div.draft { (a.request["reply"].as_str().unwrap_or("")) }
-                (citations(&a.request["citations"]))
-                @if may_decide { (decide_forms(&ctx, a)) }
+                @if let Some(why) = a.request["withheld"].as_str() {
+                    p.muted.withheld { "Withheld: " (why) "." }
+                } @else {
+                    div.draft { (a.request["reply"].as_str().unwrap_or("")) }
+                    (citations(&a.request["citations"]))
+                    @if may_decide { (decide_forms(&ctx, a)) }
+                }
             }
         }
         @if !decided.is_empty() {
