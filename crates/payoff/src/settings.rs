@@ -122,6 +122,9 @@ pub struct SupportSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Whether the data directory was named (flag, `PAYOFF_DATA_DIR` or the
+    /// file) rather than defaulted: the demo builds there when it was.
+    pub data_dir_named: bool,
     pub database: String,
     pub listen: Option<String>,
     pub url: String,
@@ -139,11 +142,9 @@ impl Settings {
             None if Path::new("payoff.toml").exists() => read_file(Path::new("payoff.toml"))?,
             None => FileSettings::default(),
         };
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("payoff-data"));
+        let named = args.data_dir.clone().or(file.data_dir);
+        let data_dir_named = named.is_some();
+        let data_dir = named.unwrap_or_else(|| PathBuf::from("payoff-data"));
         let database = args
             .database
             .clone()
@@ -179,6 +180,7 @@ impl Settings {
         let support = support_config(file.support.unwrap_or_default())?;
         Ok(Settings {
             data_dir,
+            data_dir_named,
             database,
             listen: std::env::var("PAYOFF_LISTEN").ok().or(file.listen),
             url: args

@@ -178,3 +178,49 @@ fn a_month_that_has_not_ended_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("has not ended"), "{}", stderr(&o));
 }
+
+/// Issue 16: `payoff demo` ignored `--data-dir`. With no `--dir`, it
+/// builds in the data directory named, and refuses one it did not make.
+#[test]
+fn the_demo_builds_in_the_data_directory_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("named");
+    let o = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&target)
+        .args([
+            "demo",
+            "--no-serve",
+            "--tickets",
+            "30",
+            "--leads",
+            "20",
+            "--month",
+        ])
+        .arg(last_month())
+        .env_remove("PAYOFF_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(target.join("payoff.db").exists() && target.join(".payoff-demo").exists());
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("payoff.db"), b"not the demo's").unwrap();
+    let o = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&foreign)
+        .args(["demo", "--no-serve", "--tickets", "30", "--leads", "20"])
+        .env_remove("PAYOFF_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("was not made by `payoff demo`"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(foreign.join("payoff.db")).unwrap(),
+        b"not the demo's"
+    );
+}

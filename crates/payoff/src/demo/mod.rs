@@ -43,7 +43,8 @@ pub struct DemoArgs {
     /// The month to play, e.g. 2026-11 [default: the last full month]
     #[arg(long)]
     month: Option<String>,
-    /// Where to build the demo [default: ./payoff-demo, wiped first]
+    /// Where to build the demo, wiped first [default: --data-dir when
+    /// given, else ./payoff-demo]
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Address of the demo server
@@ -135,10 +136,11 @@ fn month_of(args: &DemoArgs) -> anyhow::Result<(String, DateTime<Utc>, DateTime<
     Ok((first.format("%Y-%m").to_string(), start, end))
 }
 
-fn fresh_dir(args: &DemoArgs) -> anyhow::Result<PathBuf> {
+fn fresh_dir(settings: &Settings, args: &DemoArgs) -> anyhow::Result<PathBuf> {
     let dir = args
         .dir
         .clone()
+        .or_else(|| settings.data_dir_named.then(|| settings.data_dir.clone()))
         .unwrap_or_else(|| PathBuf::from("payoff-demo"));
     if dir.exists() {
         anyhow::ensure!(
@@ -161,7 +163,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         return bad_input("--tickets must be 1 to 100000 and --leads at most 100000");
     }
     let (month, start, end) = month_of(&args)?;
-    let dir = fresh_dir(&args)?;
+    let dir = fresh_dir(settings, &args)?;
     let demo = Settings {
         data_dir: dir.clone(),
         database: dir.join("payoff.db").display().to_string(),
