@@ -31,7 +31,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;
 pub use error::StoreError;
 pub use knowledge::KnowledgeChange;
-pub use session::NewSession;
+pub use session::{NewSession, IDLE as SESSION_IDLE};
 pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
     StoredPolicy, StoredPriceTable, StoredStatement,

@@ -218,6 +218,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (12, crate::outcomes::SCHEMA),
     (13, crate::knowledge::SCHEMA),
     (14, crate::webhooks::CLAIM_INDEX),
+    (15, crate::session::SCHEMA_SEEN),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -425,4 +426,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (12, crate::outcomes::SCHEMA),
     (13, crate::knowledge::SCHEMA),
     (14, crate::webhooks::CLAIM_INDEX),
+    (15, crate::session::SCHEMA_SEEN),
 ];

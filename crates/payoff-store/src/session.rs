@@ -6,7 +6,61 @@
 //! synchronizer token of its forms) and an absolute expiry; a revoked key
 //! ends its sessions at once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::sql::{Sql, SqlRow};
+use crate::StoreError;
+
+/// A session not used for this long ends, whatever its expiry: a browser
+/// left open on a shared machine does not stay logged in for half a day.
+pub const IDLE: Duration = Duration::minutes(30);
+
+/// How old the mark of a session's last use may get before a request
+/// renews it: a busy session costs a write a minute, not one a request.
+const TOUCH_AFTER: Duration = Duration::minutes(1);
+
+/// Schema version 15: when each session was last used (0: not yet).
+pub(crate) const SCHEMA_SEEN: &str =
+    "ALTER TABLE dashboard_sessions ADD COLUMN seen_us BIGINT NOT NULL DEFAULT 0;";
+
+/// When the session was last used (its creation if never since).
+pub(crate) fn last_used(
+    tx: &mut dyn Sql,
+    token_hash: &[u8; 32],
+) -> Result<Option<i64>, StoreError> {
+    let mut seen = None;
+    tx.query(
+        "SELECT seen_us, created_us FROM dashboard_sessions WHERE token_hash = ?",
+        &[token_hash.as_slice().into()],
+        &mut |r: &dyn SqlRow| {
+            seen = Some(r.int_req(0)?.max(r.int_req(1)?));
+            Ok(())
+        },
+    )?;
+    Ok(seen)
+}
+
+/// Whether a session last used at `seen_us` is still alive at `now_us`,
+/// and whether its mark should be renewed.
+pub(crate) fn idle_state(seen_us: i64, now_us: i64) -> (bool, bool) {
+    let idle = now_us - seen_us;
+    let limit = IDLE.num_microseconds().expect("minutes fit");
+    let touch = TOUCH_AFTER.num_microseconds().expect("minutes fit");
+    (idle <= limit, idle > touch)
+}
+
+/// Marks the session used at `now_us`.
+pub(crate) fn touch(
+    tx: &mut dyn Sql,
+    token_hash: &[u8; 32],
+    now_us: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE dashboard_sessions SET seen_us = ? WHERE token_hash = ?",
+        &[now_us.into(), token_hash.as_slice().into()],
+    )?;
+    Ok(())
+}
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

@@ -57,6 +57,13 @@ impl Dialect {
 pub enum Param<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
+    Bytes(Option<&'a [u8]>),
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Param::Bytes(Some(v))
+    }
 }
 
 impl From<i64> for Param<'_> {
@@ -167,7 +174,10 @@ pub(crate) mod sqlite {
             Ok(match *self {
                 Param::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(v)),
                 Param::Text(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
-                Param::Int(None) | Param::Text(None) => ToSqlOutput::Owned(Value::Null),
+                Param::Bytes(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+                Param::Int(None) | Param::Text(None) | Param::Bytes(None) => {
+                    ToSqlOutput::Owned(Value::Null)
+                }
             })
         }
     }
@@ -234,6 +244,7 @@ pub(crate) mod postgres {
                 match *p {
                     Param::Int(v) => Box::new(v),
                     Param::Text(v) => Box::new(v),
+                    Param::Bytes(v) => Box::new(v),
                 }
             })
             .collect();

@@ -899,7 +899,8 @@ impl Store {
     }
 
     /// The principal and CSRF token of a live session; `None` for a
-    /// malformed, unknown or expired token, or one whose key was revoked.
+    /// malformed, unknown or expired token, one unused for
+    /// [`crate::SESSION_IDLE`], or one whose key was revoked.
     pub fn session(
         &self,
         token: &str,
@@ -913,6 +914,17 @@ impl Store {
         };
         if row.expires_at <= now {
             return Ok(None);
+        }
+        let now_us = now.timestamp_micros();
+        let seen = self
+            .read(|tx| session::last_used(tx, &hash))?
+            .unwrap_or(row.created_at.timestamp_micros());
+        let (alive, renew) = session::idle_state(seen, now_us);
+        if !alive {
+            return Ok(None);
+        }
+        if renew {
+            self.write(|tx| session::touch(tx, &hash, now_us))?;
         }
         Ok(self
             .key(&row.key_id)?

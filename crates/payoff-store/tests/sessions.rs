@@ -52,3 +52,42 @@ fn a_session_lives_until_logout_expiry_or_revocation() {
         }
     }
 }
+
+/// Issue 15: sessions lasted 12 hours with no idle timeout. A session
+/// unused for 30 minutes ends; each use keeps it alive.
+#[test]
+fn a_session_left_unused_ends_before_its_expiry() {
+    for db in ScratchDb::all() {
+        let store = Store::open(&db.url).unwrap();
+        let now = Utc::now();
+        store.create_customer("acme", "Acme", now).unwrap();
+        let (key, _) = store
+            .create_key(Role::CustomerViewer, Some("acme"), now)
+            .unwrap();
+        let open = store
+            .open_session(&key.key_id, now, Duration::hours(12))
+            .unwrap();
+        let idle = payoff_store::SESSION_IDLE;
+        let minute = Duration::minutes(1);
+        let first_use = now + idle - minute;
+        assert!(
+            store.session(&open.token, first_use).unwrap().is_some(),
+            "{}",
+            db.label
+        );
+        let second_use = first_use + idle - minute;
+        assert!(
+            store.session(&open.token, second_use).unwrap().is_some(),
+            "{}: each use keeps it alive",
+            db.label
+        );
+        assert!(
+            store
+                .session(&open.token, second_use + idle + minute)
+                .unwrap()
+                .is_none(),
+            "{}: left unused, it ends",
+            db.label
+        );
+    }
+}
