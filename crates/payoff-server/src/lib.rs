@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub egress: payoff_egress::Egress,
     /// Requests per key, per address and logins per address.
     pub rate_limits: limits::RateLimits,
+    /// Mark the dashboard's session cookie `Secure` on every answer (the
+    /// dashboard is reached over https only); without it, only behind a
+    /// proxy that sends `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             webhooks: webhooks::WebhookSettings::default(),
             egress: payoff_egress::Egress::default(),
             rate_limits: limits::RateLimits::default(),
+            secure_cookies: false,
         }
     }
 }

@@ -1115,3 +1115,37 @@ fn the_overview_of_a_month_after_an_open_one_shows_it_and_says_so() {
         );
     });
 }
+
+/// Issue 15: the session cookie was `Secure` only behind a proxy saying
+/// `X-Forwarded-Proto: https`. With `secure_cookies` it always is.
+#[test]
+fn the_session_cookie_is_secure_when_the_operator_says_so() {
+    on_every_backend(|db_url, label| async move {
+        for secure in [false, true] {
+            let config = ServerConfig {
+                secure_cookies: secure,
+                ..ServerConfig::default()
+            };
+            let server = TestServer::start(&db_url, config).await;
+            let reply = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(format!("{}/ui/login", server.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string([("key", server.admin.as_str())]).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let status = reply.status();
+            let set = reply
+                .headers()
+                .get(SET_COOKIE)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = reply.text().await.unwrap();
+            assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
+            let set = set.unwrap();
+            assert_eq!(set.contains("; Secure"), secure, "{label}: {set}");
+        }
+    });
+}

@@ -50,6 +50,16 @@ struct FileSettings {
     support: Option<SupportSettings>,
     egress: Option<EgressSettings>,
     rate_limits: Option<RateLimitSettings>,
+    dashboard: Option<DashboardSettings>,
+}
+
+/// `[dashboard]`: how the web dashboard is served.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// The session cookie is always `Secure` (the dashboard is reached over
+    /// https only).
+    pub secure_cookies: Option<bool>,
 }
 
 /// `[rate_limits]`: requests allowed per API key, per client address (for
@@ -174,6 +184,10 @@ impl Settings {
             },
             egress: egress_config(file.egress.unwrap_or_default())?,
             rate_limits: file.rate_limits.unwrap_or_default().resolve(),
+            secure_cookies: file
+                .dashboard
+                .and_then(|d| d.secure_cookies)
+                .unwrap_or(defaults.secure_cookies),
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;

@@ -964,6 +964,9 @@ fn a_rotated_signing_key_stays_published_and_old_statements_verify() {
             .unwrap()
             .to_owned()
     };
+    let o = payoff(&db, &["contract", "list", "--customer", "acme", "--json"]);
+    let versions: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(versions[0]["version"], 1, "{versions}");
     let first = close("2026-09");
     let o = payoff(&db, &["signing", "rotate"]);
     assert!(o.status.success(), "{}", stderr(&o));

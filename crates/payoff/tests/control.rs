@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use payoff_store::scratch::ScratchDb;
+use serde_json::Value;
 
 const CAREFUL: &str = "@id(\"careful\")\nforbid(principal, action == Payoff::Action::\"send_reply\", resource)\nwhen { resource.confidence.lessThan(decimal(\"0.9\")) };\n";
 
@@ -73,6 +74,10 @@ fn policy_check_push_and_list() {
             ),
             "nobody",
         );
+        let o = payoff(&db, &["policy", "list", "--customer", "acme", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let listed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(listed[0]["version"], 1, "{listed}");
         let o = payoff(&db, &["policy", "list", "--customer", "acme", "--show"]);
         assert!(o.status.success());
         let out = stdout(&o);

@@ -255,11 +255,13 @@ fn refused(status: StatusCode, code: ErrorCode, detail: &str, next: Option<&str>
     response
 }
 
-fn cookie(headers: &HeaderMap, value: &str, max_age_s: i64) -> HeaderValue {
-    // Behind a TLS-terminating proxy the cookie is also `Secure`.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+fn cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age_s: i64) -> HeaderValue {
+    // `Secure` when the operator says the dashboard is only reached over
+    // https, or behind a TLS-terminating proxy that says so.
+    let secure = state.config.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let text = format!(
         "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
@@ -314,7 +316,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     let mut response = see_other(&next.unwrap_or_else(|| viewer.home()));
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(&headers, &viewer.token, SESSION_TTL.num_seconds()),
+        cookie(&state, &headers, &viewer.token, SESSION_TTL.num_seconds()),
     );
     Ok(response)
 }
@@ -334,7 +336,7 @@ pub async fn logout(
     let mut response = see_other("/ui/login");
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie(&headers, "", 0));
+        .insert(header::SET_COOKIE, cookie(&state, &headers, "", 0));
     Ok(response)
 }
 

@@ -37,11 +37,17 @@ pub enum ContractCommand {
         /// First period it governs, e.g. 2026-12 [default: the first period not closed].
         #[arg(long)]
         effective: Option<String>,
+        /// Print the stored version as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List a customer's contract versions.
     List {
         #[arg(long)]
         customer: String,
+        /// Print the versions (with their text) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print, offline, the statement a contract gives for some events.
     Simulate {
@@ -121,6 +127,7 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
             file,
             customer,
             effective,
+            json,
         } => {
             let text = read_text(&file)?;
             let customer = match customer {
@@ -146,14 +153,23 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
                     stored.version, stored.effective, stored.sha256
                 ),
             )?;
-            println!(
-                "stored contract version {} for {}, effective {}, sha256 {}",
-                stored.version, stored.customer, stored.effective, stored.sha256
-            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stored)?);
+            } else {
+                println!(
+                    "stored contract version {} for {}, effective {}, sha256 {}",
+                    stored.version, stored.customer, stored.effective, stored.sha256
+                );
+            }
         }
-        ContractCommand::List { customer } => {
+        ContractCommand::List { customer, json } => {
             let store = open_store(settings)?;
-            for v in store.contracts(&customer)? {
+            let versions = store.contracts(&customer)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for v in versions {
                 println!(
                     "v{}  effective {}  sha256 {}  uploaded {}",
                     v.version,

@@ -26,8 +26,12 @@ pub enum PolicyCommand {
     List {
         #[arg(long)]
         customer: String,
+        /// Also print the text of the version in force.
         #[arg(long)]
         show: bool,
+        /// Print the versions (with their text) as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -64,9 +68,17 @@ pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCo
                 stored.version, stored.sha256
             );
         }
-        PolicyCommand::List { customer, show } => {
+        PolicyCommand::List {
+            customer,
+            show,
+            json,
+        } => {
             let store = open_store(settings)?;
             let versions = store.policies(&customer)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if versions.is_empty() {
                 println!("{customer}: no rules of its own; the built-in rules decide");
             }
