@@ -16,6 +16,7 @@ mod openapi;
 pub mod problem;
 pub mod projector;
 mod routes;
+pub mod secrets;
 pub mod support;
 pub mod webhooks;
 
@@ -114,6 +115,9 @@ pub struct AppState {
     /// Every signing key with its window; empty: only `signing_key`, with
     /// no window recorded.
     pub key_history: Arc<Vec<KeyWindow>>,
+    /// Seals tenants' secrets at rest (see [`secrets`]); a random key
+    /// unless [`AppState::with_secret_key`] gives the data directory's.
+    pub secrets: Arc<secrets::SecretBox>,
 }
 
 impl AppState {
@@ -127,6 +131,7 @@ impl AppState {
         Self {
             limiters: limits::Limiters::new(config.rate_limits),
             key_history: Arc::default(),
+            secrets: Arc::new(secrets::SecretBox::new(&secrets::SecretBox::generate())),
             http: config.egress.tenant_client(egress.clone()),
             egress,
             store,
@@ -193,6 +198,13 @@ impl AppState {
     /// the signing key alone.
     pub fn with_key_history(mut self, history: Vec<KeyWindow>) -> Self {
         self.key_history = Arc::new(history);
+        self
+    }
+
+    /// Seals tenants' secrets with `key` (the data directory's
+    /// `secrets.key`, the same on every node).
+    pub fn with_secret_key(mut self, key: &[u8; 32]) -> Self {
+        self.secrets = Arc::new(secrets::SecretBox::new(key));
         self
     }
 

@@ -370,7 +370,11 @@ async fn send(
         return Err((None, REFUSED.into(), false));
     }
     let timestamp = Utc::now().timestamp();
-    let signature = signature(&sub.secret, id, timestamp, &body);
+    let secret = state
+        .secrets
+        .open(&sub.secret)
+        .map_err(|e| (None, e.detail, false))?;
+    let signature = signature(&secret, id, timestamp, &body);
     let response = state
         .http
         .post(url)

@@ -390,6 +390,20 @@ fn pending_deliveries_survive_a_restart() {
             created["secret"].as_str().unwrap().to_owned(),
             created["id"].as_str().unwrap().to_owned(),
         );
+        // Issue 15: webhook secrets were stored in clear. Sealed at rest,
+        // they still sign after a restart (the data directory's key).
+        let url = db_url.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            payoff_store::scratch::query_texts(&url, "SELECT secret FROM webhook_subscriptions")
+        })
+        .await
+        .unwrap();
+        assert_eq!(stored.len(), 1, "{label}");
+        assert!(
+            stored[0].starts_with("enc1:") && !stored[0].contains(&secret[6..]),
+            "{label}: stored in clear: {}",
+            stored[0]
+        );
         let (s, _) = server
             .send(
                 &agent,

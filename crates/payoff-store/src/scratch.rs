@@ -111,6 +111,30 @@ pub fn terminate_postgres_sessions(url: &str) -> u64 {
         .len() as u64
 }
 
+/// The first column of every row `sql` gives, as text, read straight from
+/// the database at `url` (tests that check what is stored at rest).
+/// Blocking.
+pub fn query_texts(url: &str, sql: &str) -> Vec<String> {
+    if url.starts_with("postgres") {
+        Config::from_str(url)
+            .expect("a PostgreSQL URL")
+            .connect(NoTls)
+            .expect("connect")
+            .query(sql, &[])
+            .expect("query")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    } else {
+        let conn = rusqlite::Connection::open(url).expect("open sqlite");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+}
+
 fn postgres_url(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),

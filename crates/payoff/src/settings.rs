@@ -231,6 +231,11 @@ impl Settings {
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("signing-key.pem")
     }
+
+    /// The key that seals tenants' secrets in the database.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.data_dir.join("secrets.key")
+    }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {

@@ -63,6 +63,8 @@ pub async fn create(
     let mut id = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut id);
     let by = caller.0.key_id.clone();
+    let secret = new_secret();
+    let sealed = state.secrets.seal(&secret);
     let created = blocking_with(
         move |s| {
             let live = s
@@ -84,7 +86,7 @@ pub async fn create(
                 customer,
                 url: request.url,
                 event_types: request.event_types,
-                secret: new_secret(),
+                secret: sealed,
                 created_by: by,
                 created_at: Utc::now(),
                 cursor: head.sequence,
@@ -97,7 +99,8 @@ pub async fn create(
     )
     .await?;
     let mut body = view(&created);
-    body["secret"] = created.secret.clone().into();
+    // Shown once, here; stored sealed.
+    body["secret"] = secret.into();
     Ok((StatusCode::CREATED, Json(body)))
 }
 

@@ -61,12 +61,17 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(payoff_server::serve(
             listener,
-            customize(AppState::new(
-                store.clone(),
-                ledger,
-                config,
-                ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-            )),
+            // One signing key and one secrets key for every server of a
+            // test, as the nodes and restarts of one data directory share.
+            customize(
+                AppState::new(
+                    store.clone(),
+                    ledger,
+                    config,
+                    ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+                )
+                .with_secret_key(&[5; 32]),
+            ),
             async {
                 let _ = stopped.await;
             },

@@ -4,7 +4,8 @@
 //! A backup is a folder: `payoff.db` (SQLite's `VACUUM INTO`, one read
 //! transaction, so every chain in it ends at a committed head),
 //! `signing-key.pem` (statements closed after a restore are signed by the
-//! same key), and `manifest.json` (when, and each customer's head). The
+//! same key), `secrets.key` (it seals the webhook secrets in the database),
+//! and `manifest.json` (when, and each customer's head). The
 //! knowledge index is not copied: a restored server builds it from the
 //! documents' change log. PostgreSQL has its own tools (`pg_dump`).
 
@@ -23,6 +24,8 @@ use crate::{bad_input, BadInput};
 const DATABASE: &str = "payoff.db";
 const SIGNING_KEY: &str = "signing-key.pem";
 const MANIFEST: &str = "manifest.json";
+/// Seals webhook secrets: without it a restored server cannot sign.
+const SECRETS_KEY: &str = "secrets.key";
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -59,6 +62,9 @@ pub fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode>
     }
     owner_only(&database)?;
     copy_private(&settings.signing_key_path(), &args.output.join(SIGNING_KEY))?;
+    if settings.secrets_key_path().exists() {
+        copy_private(&settings.secrets_key_path(), &args.output.join(SECRETS_KEY))?;
+    }
     // The heads as the copy holds them, read from the copy itself.
     let copy = payoff_store::Store::open(&database.display().to_string())?;
     let heads = heads(&copy)?;
@@ -111,6 +117,9 @@ pub fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitCod
     private_dir(target).with_context(|| format!("cannot create {}", target.display()))?;
     copy_private(&args.from.join(DATABASE), &database)?;
     copy_private(&args.from.join(SIGNING_KEY), &settings.signing_key_path())?;
+    if args.from.join(SECRETS_KEY).is_file() {
+        copy_private(&args.from.join(SECRETS_KEY), &settings.secrets_key_path())?;
+    }
     let store = open_store(settings)?;
     let reports = store.verify()?;
     if let Some(r) = reports.iter().find(|r| r.broken.is_some()) {

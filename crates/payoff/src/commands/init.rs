@@ -23,6 +23,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let store = create_store(settings)?;
     let signing = ensure_signing_key(&key_path)?;
+    ensure_secrets_key(&settings.secrets_key_path())?;
     crate::commands::signing::record_first(settings, &signing, Utc::now())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     println!("data directory: {}", settings.data_dir.display());
@@ -35,6 +36,22 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     println!("admin API key (shown once; send as `Authorization: Bearer KEY`):");
     println!("{}", admin.key);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the key that seals tenants' secrets (32 bytes), creating it on
+/// first use (a data directory from before sealing gets one at its next
+/// start; secrets stored before are read as they are).
+pub fn ensure_secrets_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    if path.exists() {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+    }
+    let key = payoff_server::secrets::SecretBox::generate();
+    write_private(path, &key)?;
+    Ok(key)
 }
 
 /// Loads the provider's Ed25519 signing key, creating it on first use.

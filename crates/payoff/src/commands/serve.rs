@@ -54,8 +54,10 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
             format!("cannot open the knowledge index in {}", index_dir.display())
         })?;
         let key_history = crate::commands::signing::published(settings, &signing_key)?;
+        let secrets_key = crate::commands::init::ensure_secrets_key(&settings.secrets_key_path())?;
         let mut state = AppState::new(store.clone(), ledger, settings.server.clone(), signing_key)
             .with_key_history(key_history)
+            .with_secret_key(&secrets_key)
             .with_knowledge(index)
             .with_support(settings.support.clone())
             .map_err(|e| crate::BadInput(format!("support: {e}")))?;

@@ -194,6 +194,9 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
             signing_key,
         )
         .with_knowledge(index)
+        .with_secret_key(&crate::commands::init::ensure_secrets_key(
+            &demo.secrets_key_path(),
+        )?)
         .with_clock(clock.clone())
         .with_support(demo.support.clone())
         .map_err(|e| BadInput(format!("support: {e}")))?;
