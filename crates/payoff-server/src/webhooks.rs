@@ -22,6 +22,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::problem::{ApiError, ErrorCode};
+use crate::support::DraftReader;
 use crate::{blocking_with, AppState};
 
 /// How deliveries are paced.
@@ -241,7 +242,7 @@ async fn send_batch(
     subscriptions: &Arc<HashMap<String, WebhookSubscription>>,
     batch: Vec<WebhookDelivery>,
 ) -> Result<(), ApiError> {
-    let bodies = Arc::new(bodies(state, &batch).await?);
+    let bodies = Arc::new(bodies(state, subscriptions, &batch).await?);
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_CUSTOMER_CONCURRENCY));
     let mut sends = tokio::task::JoinSet::new();
     for delivery in batch {
@@ -267,11 +268,14 @@ async fn send_batch(
     blocking_with(move |s| Ok(s.finish_deliveries(&finished)?), state).await
 }
 
-/// The canonical bodies of the batch's events, by sequence.
+/// The body of each delivery of the batch, by delivery id: the event's
+/// canonical bytes, with an agent's draft withheld from a subscription
+/// whose creator may not read it (see `support::DraftReader`).
 async fn bodies(
     state: &AppState,
+    subscriptions: &HashMap<String, WebhookSubscription>,
     batch: &[WebhookDelivery],
-) -> Result<HashMap<u64, Vec<u8>>, ApiError> {
+) -> Result<HashMap<String, Vec<u8>>, ApiError> {
     let Some(customer) = batch.first().map(|d| d.customer.clone()) else {
         return Ok(HashMap::new());
     };
@@ -288,9 +292,20 @@ async fn bodies(
     } else {
         wanted.iter().map(|&s| (s, s)).collect()
     };
+    let creators: HashMap<String, String> = batch
+        .iter()
+        .filter_map(|d| {
+            let sub = subscriptions.get(&d.subscription)?;
+            Some((sub.id.clone(), sub.created_by.clone()))
+        })
+        .collect();
+    let deliveries: Vec<(String, String, u64)> = batch
+        .iter()
+        .map(|d| (d.id.clone(), d.subscription.clone(), d.sequence))
+        .collect();
     blocking_with(
         move |s| {
-            let mut out = HashMap::new();
+            let mut events = HashMap::new();
             for (from, to) in ranges {
                 let page = s.events(&EventFilter {
                     customer: customer.clone(),
@@ -300,8 +315,18 @@ async fn bodies(
                 })?;
                 for e in page.events {
                     if wanted.contains(&e.sequence) {
-                        out.insert(e.sequence, e.canonical);
+                        events.insert(e.sequence, e.canonical);
                     }
+                }
+            }
+            let mut readers = HashMap::new();
+            for (sub, creator) in creators {
+                readers.insert(sub, DraftReader::of_key_id(s, &creator)?);
+            }
+            let mut out = HashMap::new();
+            for (id, sub, sequence) in deliveries {
+                if let (Some(body), Some(reader)) = (events.get(&sequence), readers.get(&sub)) {
+                    out.insert(id, reader.redact_bytes(body.clone()));
                 }
             }
             Ok(out)
@@ -316,7 +341,7 @@ async fn bodies(
 async fn attempt(
     state: &AppState,
     subscriptions: &HashMap<String, WebhookSubscription>,
-    bodies: &HashMap<u64, Vec<u8>>,
+    bodies: &HashMap<String, Vec<u8>>,
     mut delivery: WebhookDelivery,
 ) -> WebhookDelivery {
     let now = Utc::now();
@@ -325,7 +350,7 @@ async fn attempt(
         .filter(|s| s.deleted_at.is_none())
     {
         None => Err((None, "the subscription was deleted".to_owned(), true)),
-        Some(sub) => match bodies.get(&delivery.sequence) {
+        Some(sub) => match bodies.get(&delivery.id) {
             None => Err((None, "the event is not in the ledger".to_owned(), true)),
             Some(body) => send(state, sub, &delivery.id, body.clone()).await,
         },

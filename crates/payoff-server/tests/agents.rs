@@ -390,6 +390,67 @@ fn drafts_read_as_groups_are_shown_only_to_readers_of_those_groups() {
         assert!(seen.get("withheld").is_none(), "{seen}");
         let (s, v) = f.server.json(Method::POST, &path, &vip, Value::Null).await;
         assert_eq!(s, StatusCode::OK, "{label}: {v}");
+
+        // The same draft is in the ledger's records of the request, the
+        // decision and the reply sent: `/v1/events` withholds their data
+        // from the keys that may not read it, and shows it to the ones that may.
+        let records = |key: String| {
+            let server = &f.server;
+            let ticket = ticket.clone();
+            async move {
+                let (s, v) = server
+                    .json(
+                        Method::GET,
+                        &format!("/v1/events?customer=acme&subject={ticket}&limit=1000"),
+                        &key,
+                        Value::Null,
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                v["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["event"].clone())
+                    .filter(|e| e["source"] == "payoff")
+                    .filter(|e| {
+                        [
+                            "payoff.approval.requested",
+                            "payoff.approval.approved",
+                            "ticket.ai_replied",
+                        ]
+                        .contains(&e["type"].as_str().unwrap_or(""))
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let hidden = records(f.viewer.clone()).await;
+        assert_eq!(hidden.len(), 3, "{label}: {hidden:?}");
+        for e in &hidden {
+            assert!(e["data"]["reply"].is_null(), "{label}: {e}");
+            assert!(e["data"]["citations"].is_null(), "{label}: {e}");
+            assert!(
+                e["data"]["withheld"].as_str().unwrap().contains("vip"),
+                "{e}"
+            );
+            assert_eq!(e["data"]["read_as"], json!(["vip"]), "{e}");
+        }
+        let shown = records(vip.clone()).await;
+        assert_eq!(shown.len(), 3, "{label}: {shown:?}");
+        let replied = shown
+            .iter()
+            .find(|e| e["type"] == "ticket.ai_replied")
+            .unwrap();
+        assert!(
+            replied["data"]["reply"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{replied}"
+        );
+        assert!(
+            shown.iter().all(|e| e["data"].get("withheld").is_none()),
+            "{shown:?}"
+        );
     })
 }
 

@@ -339,13 +339,16 @@ pub async fn list_outcomes(
     Ok(Json(body))
 }
 
-/// Finds one outcome by id with its evidence events.
+/// Finds one outcome by id with its evidence events, as `reader` may see
+/// them (an agent's draft it may not read is withheld).
 pub(crate) fn find_outcome(
     store: &payoff_store::Store,
     customer: &str,
     id: &str,
     now: chrono::DateTime<Utc>,
+    reader: &payoff_store::Principal,
 ) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
+    let drafts = crate::support::DraftReader::of(store, reader)?;
     let (outcome, _) = payoff_outcomes::find(store, customer, id, now)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
     let o = &outcome.outcome;
@@ -374,7 +377,8 @@ pub(crate) fn find_outcome(
             ..Default::default()
         })?;
         if let Some(e) = page.events.first() {
-            let event: Value = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
+            let mut event: Value = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
+            drafts.redact_event(&mut event);
             evidence.push(json!({ "role": role, "sequence": e.sequence, "hash": hex::encode(e.hash), "event": event }));
         }
     }
@@ -419,7 +423,7 @@ pub async fn show_outcome(
     let now = state.now();
     let view = blocking_with(
         move |store| {
-            let (o, evidence) = find_outcome(store, &customer, &id, now)?;
+            let (o, evidence) = find_outcome(store, &customer, &id, now, &caller.0)?;
             Ok(outcome_detail(&o, evidence, &customer))
         },
         &state,
@@ -464,10 +468,11 @@ async fn dispute_step(
     let customer = scoped_id(&caller, &id, "outcome")?;
     let by = caller.0.key_id.clone();
     let (store_customer, lookup_id) = (customer.clone(), id.clone());
+    let reader = caller.0.clone();
     let now = state.now();
     let (outcome, dispute_within, window_end) = blocking_with(
         move |store| {
-            let (o, _) = find_outcome(store, &store_customer, &lookup_id, now)?;
+            let (o, _) = find_outcome(store, &store_customer, &lookup_id, now, &reader)?;
             // The window is the governing version's rule, decided by billing.
             let versions = billing::Versions::load(store, &store_customer)?;
             let c = versions.contract(o.version).ok_or_else(|| {
@@ -525,7 +530,7 @@ async fn dispute_step(
     }
     let view = blocking_with(
         move |store| {
-            let (o, evidence) = find_outcome(store, &customer, &id, now)?;
+            let (o, evidence) = find_outcome(store, &customer, &id, now, &caller.0)?;
             Ok(outcome_detail(&o, evidence, &customer))
         },
         &state,

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
-use crate::{blocking, AppState};
+use crate::{blocking_with, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", post(ingest).get(list))
@@ -473,9 +473,18 @@ pub async fn list(
         after_sequence,
         limit,
     };
-    let store = state.store.clone();
-    let (known, page) =
-        blocking(move || Ok((store.head(&customer)?.is_some(), store.events(&filter)?))).await?;
+    let reader = caller.0.clone();
+    let (known, page, drafts) = blocking_with(
+        move |store| {
+            Ok((
+                store.head(&customer)?.is_some(),
+                store.events(&filter)?,
+                crate::support::DraftReader::of(store, &reader)?,
+            ))
+        },
+        &state,
+    )
+    .await?;
     if !known {
         return Err(ApiError::new(
             ErrorCode::UnknownCustomer,
@@ -489,7 +498,11 @@ pub async fn list(
             sequence: e.sequence,
             recorded_at: e.recorded_at,
             hash: hex::encode(e.hash),
-            event: serde_json::from_slice(&e.canonical).unwrap_or(Value::Null),
+            event: {
+                let mut event = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
+                drafts.redact_event(&mut event);
+                event
+            },
         })
         .collect();
     Ok((

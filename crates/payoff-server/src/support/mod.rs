@@ -607,64 +607,146 @@ impl AgentPolicies {
     }
 }
 
-/// Every approval of a customer, oldest first.
-/// The approvals of `customer` as `reader` may see them. A draft read as
-/// groups (the ticket's, `read_as`) may quote documents of those groups:
-/// from a customer's key that does not hold every one of them, its reply,
-/// edited text and citations are withheld (`withheld` says why). Agent
-/// keys act for end users and provider keys mint every customer's keys:
-/// they see every draft.
+/// The approvals of `customer` as `reader` may see them: a draft whose
+/// groups the reader lacks has its reply, edited text and citations
+/// withheld (see [`DraftReader`]).
 pub fn approvals_for(
     store: &Store,
     customer: &str,
     reader: &Principal,
 ) -> Result<Vec<Approval>, ApiError> {
     let mut list = approvals(store, customer)?;
-    if let Some(own) = draft_reader_groups(store, reader)? {
-        for a in &mut list {
-            let missing = missing_groups(a, &own);
-            if !missing.is_empty() {
-                a.request["reply"] = Value::Null;
-                a.request["citations"] = json!([]);
-                a.final_text = None;
-                a.request["withheld"] = format!(
-                    "the draft was written from documents of groups this key does not hold ({})",
-                    missing.join(", ")
-                )
-                .into();
-            }
+    let reader = DraftReader::of(store, reader)?;
+    for a in &mut list {
+        let missing = reader.missing(&a.request);
+        if !missing.is_empty() {
+            a.request["reply"] = Value::Null;
+            a.request["citations"] = json!([]);
+            a.final_text = None;
+            a.request["withheld"] = withheld_reason(&missing).into();
         }
     }
     Ok(list)
 }
 
-/// The groups a reader of drafts holds; `None` for readers who see every
-/// draft (see [`approvals_for`]).
-fn draft_reader_groups(store: &Store, reader: &Principal) -> Result<Option<Vec<String>>, ApiError> {
-    if reader.customer.is_none() || reader.role == payoff_store::Role::Agent {
-        return Ok(None);
-    }
-    Ok(Some(
-        store
-            .key_groups(&reader.key_id)?
-            .and_then(|g| serde_json::from_str(&g).ok())
-            .unwrap_or_default(),
-    ))
+fn withheld_reason(missing: &[String]) -> String {
+    format!(
+        "the draft was written from documents of groups this key does not hold ({})",
+        missing.join(", ")
+    )
 }
 
-/// The groups `approval`'s draft was read as that `own` lacks.
-fn missing_groups(approval: &Approval, own: &[String]) -> Vec<String> {
-    approval.request["read_as"]
-        .as_array()
-        .map(|groups| {
-            groups
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|g| !own.iter().any(|o| o == g))
-                .map(str::to_owned)
-                .collect()
+/// Who may read what the agent drafted. A draft read as groups (the
+/// ticket's, recorded as `read_as` on every record that carries its text)
+/// may quote documents of those groups, so a customer's key sees it only
+/// when it holds every one of them. Agent keys act for end users and
+/// provider keys mint every customer's keys: they see every draft.
+pub struct DraftReader {
+    /// `None` for readers who see every draft.
+    groups: Option<Vec<String>>,
+}
+
+impl DraftReader {
+    pub fn of(store: &Store, reader: &Principal) -> Result<Self, ApiError> {
+        Self::of_key(
+            store,
+            &reader.key_id,
+            reader.role,
+            reader.customer.is_some(),
+        )
+    }
+
+    /// The reader behind a key id recorded earlier (a webhook's creator);
+    /// an id that names no key reads as a key without groups.
+    pub fn of_key_id(store: &Store, key_id: &str) -> Result<Self, ApiError> {
+        match store.key(key_id)? {
+            Some(k) => Self::of_key(store, key_id, k.role, k.customer.is_some()),
+            None => Ok(Self {
+                groups: Some(Vec::new()),
+            }),
+        }
+    }
+
+    fn of_key(
+        store: &Store,
+        key_id: &str,
+        role: payoff_store::Role,
+        customer_key: bool,
+    ) -> Result<Self, ApiError> {
+        if !customer_key || role == payoff_store::Role::Agent {
+            return Ok(Self { groups: None });
+        }
+        Ok(Self {
+            groups: Some(
+                store
+                    .key_groups(key_id)?
+                    .and_then(|g| serde_json::from_str(&g).ok())
+                    .unwrap_or_default(),
+            ),
         })
-        .unwrap_or_default()
+    }
+
+    /// The groups of a record's `read_as` (in `data`, or in the draft an
+    /// escalation carries) that this reader lacks.
+    pub fn missing(&self, data: &Value) -> Vec<String> {
+        let Some(own) = &self.groups else {
+            return Vec::new();
+        };
+        [&data["read_as"], &data["draft"]["read_as"]]
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|g| !own.iter().any(|o| o == g))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Withholds the `data` of one of the agent's records (a CloudEvent
+    /// as JSON) when it carries a draft this reader may not read; the
+    /// envelope stays, so the record's place in the ledger is still seen.
+    /// Returns whether it withheld anything.
+    pub fn redact_event(&self, event: &mut Value) -> bool {
+        if event["source"] != PAYOFF_SOURCE {
+            return false;
+        }
+        let missing = self.missing(&event["data"]);
+        if missing.is_empty() {
+            return false;
+        }
+        let data = &event["data"];
+        let read_as = if data["read_as"].is_array() {
+            &data["read_as"]
+        } else {
+            &data["draft"]["read_as"]
+        };
+        event["data"] = json!({
+            "ticket": data["ticket"], "approval": data["approval"], "read_as": read_as,
+            "withheld": withheld_reason(&missing),
+        });
+        true
+    }
+
+    /// [`Self::redact_event`] on canonical bytes: the same bytes back when
+    /// nothing is withheld, so a reader who may see everything gets the
+    /// ledger's bytes exactly.
+    pub fn redact_bytes(&self, canonical: Vec<u8>) -> Vec<u8> {
+        if self.groups.is_none() || !contains(&canonical, b"read_as") {
+            return canonical;
+        }
+        let Ok(mut event) = serde_json::from_slice::<Value>(&canonical) else {
+            return canonical;
+        };
+        if self.redact_event(&mut event) {
+            payoff_ledger::canonical_json(&event)
+        } else {
+            canonical
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiError> {
@@ -748,22 +830,15 @@ pub async fn decide_approval(
 ) -> Result<Approval, ApiError> {
     let (c, wanted, reader) = (customer.to_owned(), id.to_owned(), by.clone());
     let (approval, own) = blocking_with(
-        move |s| {
-            Ok((
-                find_approval(s, &c, &wanted)?,
-                draft_reader_groups(s, &reader)?,
-            ))
-        },
+        move |s| Ok((find_approval(s, &c, &wanted)?, DraftReader::of(s, &reader)?)),
         state,
     )
     .await?;
     let approval = approval
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
     // Deciding on a draft one may not read would be deciding blind.
-    if let Some(missing) = own
-        .map(|own| missing_groups(&approval, &own))
-        .filter(|m| !m.is_empty())
-    {
+    let missing = own.missing(&approval.request);
+    if !missing.is_empty() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
@@ -821,6 +896,8 @@ pub async fn decide_approval(
         ),
     };
     data["ticket"] = approval.ticket.clone().into();
+    // An edited reply may quote what the draft quoted.
+    data["read_as"] = approval.request["read_as"].clone();
     let action = if follow == Verdict::Send {
         "approve"
     } else {
@@ -1067,4 +1144,52 @@ pub(crate) fn ticket_groups(data: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(groups: Option<&[&str]>) -> DraftReader {
+        DraftReader {
+            groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    /// The bytes a webhook sends: the ledger's own bytes unless a draft is
+    /// withheld, and then no word of the draft.
+    #[test]
+    fn a_draft_is_withheld_from_bytes_for_readers_without_its_groups() {
+        let escalated = json!({"specversion": "1.0", "id": "escalation/t1", "source": PAYOFF_SOURCE,
+            "type": "ticket.escalated", "subject": "t1",
+            "data": {"ticket": "t1", "reason": "low confidence",
+                "draft": {"reply": "the VIP rebate is 40%", "read_as": ["finance", "vip"]}}});
+        let bytes = payoff_ledger::canonical_json(&escalated);
+        for (label, r) in [
+            ("everyone", reader(None)),
+            ("both groups", reader(Some(&["vip", "finance"]))),
+        ] {
+            assert_eq!(r.redact_bytes(bytes.clone()), bytes, "{label}");
+        }
+        let out = reader(Some(&["vip"])).redact_bytes(bytes.clone());
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("rebate"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["id"], "escalation/t1");
+        assert_eq!(v["data"]["ticket"], "t1");
+        assert_eq!(v["data"]["read_as"], json!(["finance", "vip"]));
+        assert!(
+            v["data"]["withheld"]
+                .as_str()
+                .unwrap()
+                .contains("(finance)"),
+            "{v}"
+        );
+
+        // Another source's event is never touched, whatever it carries.
+        let foreign = json!({"specversion": "1.0", "id": "x", "source": "helpdesk", "type": "note",
+            "data": {"read_as": ["vip"], "reply": "kept"}});
+        let bytes = payoff_ledger::canonical_json(&foreign);
+        assert_eq!(reader(Some(&[])).redact_bytes(bytes.clone()), bytes);
+    }
 }

@@ -233,9 +233,11 @@ pub async fn show(
     }
     let c = ctx.id();
     let now = state.now();
+    let reader = ctx.viewer.caller.0.clone();
     let (o, evidence, events) = blocking_with(
         move |store| {
-            let (o, evidence) = find_outcome(store, &c, &id, now)?;
+            let (o, evidence) = find_outcome(store, &c, &id, now, &reader)?;
+            let drafts = crate::support::DraftReader::of(store, &reader)?;
             let events = store
                 .events(&EventFilter {
                     customer: c.clone(),
@@ -243,7 +245,13 @@ pub async fn show(
                     limit: SUBJECT_EVENTS_MAX,
                     ..Default::default()
                 })?
-                .events;
+                .events
+                .into_iter()
+                .map(|mut e| {
+                    e.canonical = drafts.redact_bytes(e.canonical);
+                    e
+                })
+                .collect::<Vec<_>>();
             Ok((o, evidence, events))
         },
         &state,
