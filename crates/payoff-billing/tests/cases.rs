@@ -207,6 +207,17 @@ fn run_case(dir: &Path) -> Result<usize, String> {
                 .collect(),
             statements: prior.clone(),
         };
+        // `PAYOFF_FUZZ_SEEDS=fuzz/seeds/verify cargo test --test cases`
+        // writes what the `verify` fuzz target starts from.
+        if let Some(seeds) = std::env::var_os("PAYOFF_FUZZ_SEEDS") {
+            let mut seed = serde_json::to_vec(&signed).map_err(|e| e.to_string())?;
+            seed.push(0);
+            seed.extend(serde_json::to_vec(&bundle).map_err(|e| e.to_string())?);
+            let case_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+            let name = format!("{case_name}-{}", close.period);
+            std::fs::write(std::path::Path::new(&seeds).join(name), seed)
+                .map_err(|e| e.to_string())?;
+        }
         if let Err(e) = verify(&signed, &bundle, &key.verifying_key()) {
             problems.push(format!(
                 "{}: offline verification failed: {e}",

@@ -8,6 +8,7 @@ mod calls;
 mod canonical;
 mod chain;
 mod event;
+mod http;
 
 pub use calls::{ModelCall, COST_INCURRED, LLM_CALL};
 pub use canonical::{canonical_json, canonical_json_into};
@@ -16,3 +17,4 @@ pub use event::{
     parse_event, parse_event_batch, validate_event, BatchError, Event, EventLimits, FieldError,
     CUSTOMER_EXTENSION,
 };
+pub use http::{decode_http, HttpDecodeError};

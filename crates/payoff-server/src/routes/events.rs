@@ -6,15 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use payoff_ledger::{
-    parse_event, parse_event_batch, validate_event, BatchError, Event, FieldError,
-    CUSTOMER_EXTENSION,
+    decode_http, BatchError, Event, FieldError, HttpDecodeError, CUSTOMER_EXTENSION,
 };
 use payoff_store::{AppendError, AppendRequest, EventFilter, Routed};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use utoipa::{IntoParams, ToSchema};
 
@@ -219,134 +217,20 @@ async fn refuse_foreign_groups(
 
 /// Turns the body into events according to the CloudEvents HTTP binding.
 fn decode(headers: &HeaderMap, body: &Bytes, state: &AppState) -> Result<Vec<Event>, ApiError> {
-    let limits = &state.config.limits;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if headers.contains_key("ce-specversion") {
-        return binary_mode(headers, &content_type, body, limits).map(|e| vec![e]);
-    }
-    let parsed = match media.as_str() {
-        "application/cloudevents+json" => parse_event(body, limits).map(|e| vec![e]),
-        "application/cloudevents-batch+json" => parse_event_batch(body, false, limits),
-        "application/json" => parse_event_batch(body, true, limits),
-        "" => return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "missing Content-Type; use application/cloudevents+json, application/cloudevents-batch+json, application/json, or binary mode with ce-* headers")),
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("Content-Type {other} is not accepted without ce-* headers; use application/cloudevents+json, application/cloudevents-batch+json or application/json"),
-            ))
+        .unwrap_or("");
+    let pairs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    decode_http(content_type, &pairs, body, &state.config.limits).map_err(|e| match e {
+        HttpDecodeError::UnsupportedMediaType(why) => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, why)
         }
-    };
-    parsed.map_err(ApiError::invalid_events)
-}
-
-/// Binary mode: attributes in `ce-*` headers, the body is the data.
-fn binary_mode(
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &Bytes,
-    limits: &payoff_ledger::EventLimits,
-) -> Result<Event, ApiError> {
-    let invalid = |field: &str, reason: &str| {
-        ApiError::invalid_events(vec![BatchError {
-            index: 0,
-            id: None,
-            error: FieldError {
-                field: field.into(),
-                reason: reason.into(),
-            },
-        }])
-    };
-    let mut map = Map::new();
-    for (name, value) in headers {
-        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
-            continue;
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| invalid(attribute, "header value is not visible ASCII"))?;
-        let decoded = percent_decode(value)
-            .ok_or_else(|| invalid(attribute, "header value has an invalid percent-encoding"))?;
-        map.insert(attribute.to_owned(), Value::String(decoded));
-    }
-    if !content_type.is_empty() {
-        map.insert(
-            "datacontenttype".into(),
-            Value::String(content_type.to_owned()),
-        );
-    }
-    if !body.is_empty() {
-        let media = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let declared_json = media == "application/json" || media.ends_with("+json");
-        let json = if declared_json {
-            Some(serde_json::from_slice::<Value>(body).map_err(|e| {
-                invalid(
-                    "data",
-                    &format!("the body is declared JSON but is not valid JSON: {e}"),
-                )
-            })?)
-        } else if media.is_empty() {
-            // No Content-Type (the CloudEvents SDKs send none in binary
-            // mode when the data is a dict): JSON data when the body is
-            // JSON, as the SDKs' own readers take it.
-            serde_json::from_slice::<Value>(body).ok()
-        } else {
-            None
-        };
-        if let Some(data) = json {
-            map.insert("data".into(), data);
-        } else if let Ok(text) = std::str::from_utf8(body) {
-            map.insert("data".into(), Value::String(text.to_owned()));
-        } else {
-            map.insert(
-                "data_base64".into(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            );
-        }
-    }
-    validate_event(Value::Object(map), limits).map_err(|errors| {
-        ApiError::invalid_events(
-            errors
-                .into_iter()
-                .map(|error| BatchError {
-                    index: 0,
-                    id: None,
-                    error,
-                })
-                .collect(),
-        )
+        HttpDecodeError::Invalid(errors) => ApiError::invalid_events(errors),
     })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Assigns every event its customer: the key's own, or for a provider key

@@ -1,0 +1,167 @@
+//! The fuzz targets: each takes arbitrary bytes and feeds them to one
+//! parser that takes outside input, checking what must hold of its answer.
+//! `fuzz/` runs them under libFuzzer (`cargo +nightly fuzz run NAME`); the
+//! tests here run each over its seeds (`fuzz/seeds/NAME/`), the inputs
+//! that once crashed it (`fuzz/regressions/NAME/`) and a few thousand
+//! mutations of them, so CI smoke-runs every target on stable.
+//!
+//! A target panics only when the code under test breaks a promise: a
+//! panic, a 5xx, an answer that does not round-trip. Refusals are fine.
+
+use std::sync::OnceLock;
+
+use payoff_billing::{Bundle, Statement};
+use payoff_knowledge::{DocumentMeta, Format};
+use payoff_ledger::{decode_http, Event, EventLimits, HttpDecodeError};
+
+mod dashboard;
+pub use dashboard::dashboard;
+
+/// Every target, by the name `fuzz/` and the seed folders use.
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+    ("contract", contract),
+    ("cedar", cedar),
+    ("events", events),
+    ("knowledge", knowledge),
+    ("verify", verify),
+    ("dashboard", dashboard),
+];
+
+/// A contract file (TOML and its CEL rules), as `contract push` and
+/// `PUT …/contract` take it.
+pub fn contract(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(c) = payoff_billing::Contract::parse("fuzz.toml", text) {
+        // A contract that loads can say which events it reads.
+        let _ = payoff_billing::TypeFilter::of(&[&c]).types();
+    }
+}
+
+/// A customer's Cedar rules for the support agent, checked and then
+/// deciding a ticket, as `POST …/policies` does.
+pub fn cedar(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(builtin) = payoff_policy::AgentRules::builtin(&payoff_policy::ReplyRule::default())
+    else {
+        panic!("the built-in rules load");
+    };
+    if let Ok(rules) = builtin.with_customer("fuzz", text) {
+        let decision = rules.decide(
+            "support",
+            &payoff_policy::TicketFacts {
+                ticket: "T-1",
+                customer: "acme",
+                category: "billing",
+                confidence: 0.5,
+                no_answer: false,
+                citations: 1,
+                requester: "a@example.com",
+            },
+        );
+        assert!(!decision.policy_ids.is_empty() || !decision.reason.is_empty());
+    }
+}
+
+/// One HTTP request to `POST /v1/events`: header lines (`name: value`),
+/// a blank line, the body. Structured, batch and binary mode all come
+/// through here, as they do in the server.
+pub fn events(data: &[u8]) {
+    let (head, body) = match find(data, b"\n\n") {
+        Some(at) => (&data[..at], &data[at + 2..]),
+        None => (data, &[][..]),
+    };
+    let mut headers: Vec<(String, &[u8])> = Vec::new();
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(&line[..colon]) else {
+            continue;
+        };
+        let value = &line[colon + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        headers.push((name.trim().to_ascii_lowercase(), value));
+    }
+    let content_type = headers
+        .iter()
+        .find(|(n, _)| n == "content-type")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .unwrap_or("")
+        .to_owned();
+    let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    match decode_http(&content_type, &pairs, body, &EventLimits::default()) {
+        Ok(events) => {
+            for e in events {
+                // What is stored reads back as the same event.
+                let again = Event::from_canonical(&e.canonical).expect("stored bytes read back");
+                assert_eq!(again.canonical, e.canonical);
+                assert_eq!((again.id, again.source), (e.id, e.source));
+            }
+        }
+        Err(HttpDecodeError::Invalid(errors)) => assert!(!errors.is_empty()),
+        Err(HttpDecodeError::UnsupportedMediaType(why)) => assert!(!why.is_empty()),
+    }
+}
+
+/// A knowledge upload: the first byte picks the format (Markdown, plain
+/// text, HTML or JSON Lines), the rest is the file.
+pub fn knowledge(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let format = match pick % 4 {
+        0 => Format::Markdown,
+        1 => Format::PlainText,
+        2 => Format::Html,
+        _ => {
+            if let Ok(docs) = payoff_knowledge::parse_json_lines(text) {
+                for d in docs {
+                    let _ = payoff_knowledge::chunk(&d.body);
+                }
+            }
+            return;
+        }
+    };
+    let meta = DocumentMeta {
+        id: "kb-1".into(),
+        ..Default::default()
+    };
+    if let Ok(doc) = payoff_knowledge::parse_document(format, meta, text) {
+        let _ = payoff_knowledge::chunk(&doc.body);
+    }
+}
+
+/// What `payoff verify` reads: a statement, a NUL byte, its evidence
+/// bundle; verified against the key the seeds are signed with.
+pub fn verify(data: &[u8]) {
+    let (statement, bundle) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => return,
+    };
+    let (Ok(statement), Ok(bundle)) = (
+        serde_json::from_slice::<Statement>(statement),
+        serde_json::from_slice::<Bundle>(bundle),
+    ) else {
+        return;
+    };
+    let key = SEED_KEY.get_or_init(|| ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let _ = payoff_billing::verify(&statement, &bundle, &key.verifying_key());
+}
+
+/// The key `crates/payoff-billing/tests/cases.rs` signs the corpus with,
+/// which writes the `verify` seeds.
+static SEED_KEY: OnceLock<ed25519_dalek::SigningKey> = OnceLock::new();
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests;
