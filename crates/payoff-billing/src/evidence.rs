@@ -13,6 +13,7 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use payoff_ledger::{canonical_json, Head};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::contract::Contract;
 use crate::period::Period;
@@ -34,9 +35,23 @@ pub fn sign(statement: &mut Statement, key: &SigningKey) {
     let signature = key.sign(&canonical_bytes(statement));
     statement.signature = Some(Signature {
         algorithm: "ed25519".into(),
+        key_id: Some(key_id(&key.verifying_key())),
         public_key: hex::encode(key.verifying_key().as_bytes()),
         value: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
     });
+}
+
+/// A signing key's id: `ed25519:` and the first 16 hex digits of the
+/// SHA-256 of its public key. Derived, so a keys document cannot pair an
+/// id with another key unnoticed ([`key_id_matches`]).
+pub fn key_id(key: &VerifyingKey) -> String {
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("ed25519:{}", &hex::encode(digest)[..16])
+}
+
+/// Whether `id` is the id of the public key written as `public_key_hex`.
+pub fn key_id_matches(id: &str, public_key_hex: &str) -> bool {
+    parse_public_key(public_key_hex).is_ok_and(|k| key_id(&k) == id)
 }
 
 /// Reads a public key written as 64 hex digits.
@@ -120,7 +135,9 @@ pub fn check_signature(statement: &Statement, key: &VerifyingKey) -> Result<(), 
         id: statement.id.clone(),
         reason: reason.into(),
     };
-    if sig.public_key != hex::encode(key.as_bytes()) {
+    if sig.public_key != hex::encode(key.as_bytes())
+        || sig.key_id.as_ref().is_some_and(|id| *id != key_id(key))
+    {
         return Err(bad("signed by another key"));
     }
     let bytes = base64::engine::general_purpose::STANDARD

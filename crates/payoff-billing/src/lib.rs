@@ -24,7 +24,8 @@ pub use economics::{
     PriceTable, Prices, COST_INCURRED, DEFAULT_PRICES, LLM_CALL,
 };
 pub use evidence::{
-    bundle_events, canonical_bytes, check_signature, parse_public_key, sign, verify, Bundle,
+    bundle_events, canonical_bytes, check_signature, key_id, key_id_matches, parse_public_key,
+    sign, verify, Bundle,
     BundleContract, BundleEvent, Verified, VerifyError, BUNDLE_FORMAT,
 };
 pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};

@@ -93,6 +93,10 @@ pub enum LineKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
     pub algorithm: String,
+    /// The key's id in the provider's keys document ([`crate::key_id`]);
+    /// absent from statements signed before ids were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Hex of the 32-byte public key.
     pub public_key: String,
     /// Base64 of the 64-byte signature.

@@ -78,6 +78,17 @@ pub struct KeyWindow {
     pub valid_until: Option<String>,
 }
 
+impl KeyWindow {
+    /// The entry of the keys document: algorithm, id, key and window.
+    pub fn published(&self) -> serde_json::Value {
+        let id = payoff_billing::parse_public_key(&self.public_key)
+            .map(|k| payoff_billing::key_id(&k))
+            .ok();
+        serde_json::json!({"algorithm": "ed25519", "key_id": id, "public_key": self.public_key,
+                           "valid_from": self.valid_from, "valid_until": self.valid_until})
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

@@ -515,6 +515,31 @@ fn contracts_close_into_statements_that_verify_offline_and_tampering_fails() {
             &verify_with(keys_file.to_str().unwrap()),
             "which the keys document does not list",
         );
+        // Statements name their key by id: the document's entry of that id
+        // is used, and an entry whose id is not its key's is refused.
+        let signed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&statement).unwrap()).unwrap();
+        let id = signed["signature"]["key_id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("ed25519:") && id.len() == 24, "{id}");
+        write(
+            &keys_file,
+            &json!({"keys": [
+                {"algorithm": "ed25519", "public_key": other},
+                {"algorithm": "ed25519", "key_id": id, "public_key": public_key},
+            ]})
+            .to_string(),
+        );
+        let o = verify_with(keys_file.to_str().unwrap());
+        assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
+        write(
+            &keys_file,
+            &json!({"keys": [{"algorithm": "ed25519", "key_id": id, "public_key": other}]})
+                .to_string(),
+        );
+        assert_bad_input(
+            &verify_with(keys_file.to_str().unwrap()),
+            "which is not that key's id",
+        );
         let _ = std::fs::remove_dir_all(data_dir(&db));
     }
 }

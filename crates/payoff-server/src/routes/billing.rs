@@ -804,12 +804,6 @@ pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
             valid_until: None,
         });
     }
-    let keys: Vec<Value> = keys
-        .into_iter()
-        .map(|k| {
-            json!({"algorithm": "ed25519", "public_key": k.public_key,
-                   "valid_from": k.valid_from, "valid_until": k.valid_until})
-        })
-        .collect();
+    let keys: Vec<Value> = keys.iter().map(crate::KeyWindow::published).collect();
     Json(json!({ "keys": keys }))
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::Subcommand;
 use payoff_billing::{
-    compute, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract, ContractVersion,
+    compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract, ContractVersion,
     EventSource, HeadRef, Period, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
@@ -441,8 +441,7 @@ pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow:
     } else {
         key.to_string()
     };
-    let signer = s.signature.as_ref().map(|sig| sig.public_key.as_str());
-    let key = provider_key(&key_text, signer).map_err(|e| BadInput(format!("--key: {e}")))?;
+    let key = provider_key(&key_text, s.signature.as_ref()).map_err(|e| BadInput(format!("--key: {e}")))?;
     let b: Bundle = serde_json::from_str(&read_text(evidence)?).map_err(|e| {
         BadInput(format!(
             "{}: not an evidence bundle: {e}",
@@ -466,10 +465,15 @@ pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow:
 
 /// The provider's key from `--key`: 64 hex digits, or the keys document a
 /// server publishes at `/.well-known/payoff/keys` (`{"keys": [{"algorithm":
-/// "ed25519", "public_key": HEX}, …]}`), from which the key that signed the
-/// statement is taken. A document that does not list it is refused: the
-/// statement was signed by a key this provider does not publish.
-fn provider_key(text: &str, signer: Option<&str>) -> Result<ed25519_dalek::VerifyingKey, String> {
+/// "ed25519", "key_id": ID, "public_key": HEX}, …]}`), from which the key
+/// the statement's signature names is taken: by its id, or by its public
+/// key for a statement signed before ids were given. A document that does
+/// not list it is refused (the statement was signed by a key this provider
+/// does not publish), and so is an entry whose id is not its key's.
+fn provider_key(
+    text: &str,
+    signature: Option<&payoff_billing::Signature>,
+) -> Result<ed25519_dalek::VerifyingKey, String> {
     let trimmed = text.trim();
     if !trimmed.starts_with('{') {
         return parse_public_key(trimmed);
@@ -479,22 +483,42 @@ fn provider_key(text: &str, signer: Option<&str>) -> Result<ed25519_dalek::Verif
     let keys = doc["keys"]
         .as_array()
         .ok_or("a keys document has a \"keys\" array")?;
-    let listed: Vec<&str> = keys
-        .iter()
-        .filter(|k| k["algorithm"] == "ed25519")
-        .filter_map(|k| k["public_key"].as_str())
-        .collect();
-    let chosen = match signer {
-        Some(signer) => listed
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(signer))
-            .ok_or_else(|| {
+    let mut listed: Vec<(Option<&str>, &str)> = Vec::new();
+    for k in keys.iter().filter(|k| k["algorithm"] == "ed25519") {
+        let Some(public) = k["public_key"].as_str() else {
+            continue;
+        };
+        let id = k["key_id"].as_str();
+        if let Some(id) = id.filter(|id| !key_id_matches(id, public)) {
+            return Err(format!(
+                "the keys document gives {public} the id {id}, which is not that key's id"
+            ));
+        }
+        listed.push((id, public));
+    }
+    let chosen = match signature {
+        Some(sig) => {
+            let by_id = sig
+                .key_id
+                .as_deref()
+                .and_then(|id| listed.iter().find(|(k, _)| *k == Some(id)));
+            let by_key = || {
+                listed
+                    .iter()
+                    .find(|(_, k)| k.eq_ignore_ascii_case(&sig.public_key))
+            };
+            by_id.or_else(by_key).map(|(_, k)| *k).ok_or_else(|| {
                 format!(
-                    "the statement is signed by {signer}, which the keys document does not list ({} keys)",
+                    "the statement is signed by {}, which the keys document does not list ({} keys)",
+                    sig.key_id.as_deref().unwrap_or(&sig.public_key),
                     listed.len()
                 )
-            })?,
-        None => listed.first().ok_or("the keys document lists no ed25519 key")?,
+            })?
+        }
+        None => listed
+            .first()
+            .map(|(_, k)| *k)
+            .ok_or("the keys document lists no ed25519 key")?,
     };
     parse_public_key(chosen)
 }

@@ -120,11 +120,13 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
         SigningCommand::List { json } => {
             let keys = published(settings, &active)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                let listed: Vec<_> = keys.iter().map(KeyWindow::published).collect();
+                println!("{}", serde_json::to_string_pretty(&listed)?);
             } else {
                 for k in keys {
                     println!(
-                        "{}  from {}  until {}",
+                        "{}  {}  from {}  until {}",
+                        k.published()["key_id"].as_str().unwrap_or("?"),
                         k.public_key,
                         k.valid_from.as_deref().unwrap_or("(not recorded)"),
                         k.valid_until.as_deref().unwrap_or("(in use)")
