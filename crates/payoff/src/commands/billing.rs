@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::Subcommand;
 use payoff_billing::{
-    compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract, ContractVersion,
-    EventSource, HeadRef, Period, Statement,
+    compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract,
+    ContractVersion, EventSource, HeadRef, Period, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
 use payoff_server::billing::{self as shell, UploadError};
@@ -441,7 +441,8 @@ pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow:
     } else {
         key.to_string()
     };
-    let key = provider_key(&key_text, s.signature.as_ref()).map_err(|e| BadInput(format!("--key: {e}")))?;
+    let key = provider_key(&key_text, s.signature.as_ref())
+        .map_err(|e| BadInput(format!("--key: {e}")))?;
     let b: Bundle = serde_json::from_str(&read_text(evidence)?).map_err(|e| {
         BadInput(format!(
             "{}: not an evidence bundle: {e}",
