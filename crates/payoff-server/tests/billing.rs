@@ -528,7 +528,13 @@ fn a_customer_life_closes_into_verifiable_statements() {
         let verified = verify(&statement, &bundle, &key).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(verified.total, "102.50");
         // The statement names its key by the id the document publishes.
-        let id = statement.signature.as_ref().unwrap().key_id.clone().unwrap();
+        let id = statement
+            .signature
+            .as_ref()
+            .unwrap()
+            .key_id
+            .clone()
+            .unwrap();
         assert_eq!(keys["keys"][0]["key_id"], id.as_str(), "{label}: {keys}");
         assert_eq!(id, payoff_billing::key_id(&key));
 
