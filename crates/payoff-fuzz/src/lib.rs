@@ -17,8 +17,11 @@ use payoff_ledger::{decode_http, Event, EventLimits, HttpDecodeError};
 mod dashboard;
 pub use dashboard::dashboard;
 
+/// A target's body: bytes in, a panic only on a broken promise.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name `fuzz/` and the seed folders use.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("contract", contract),
     ("cedar", cedar),
     ("events", events),

@@ -65,6 +65,12 @@ impl SecretBox {
         )
     }
 
+    /// A stored value sealed, when it was stored in clear (before secrets
+    /// were sealed at rest); `None` when it is sealed already.
+    pub fn reseal(&self, stored: &str) -> Option<String> {
+        (!stored.starts_with(PREFIX)).then(|| self.seal(stored))
+    }
+
     /// The secret of a stored value: opened, or as is when it was stored
     /// before sealing. A value sealed under another key (a node with the
     /// wrong `secrets.key`) is an error that says so.

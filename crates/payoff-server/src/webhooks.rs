@@ -449,6 +449,21 @@ pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
     let poll = state.config.webhooks.poll;
     let mut appended = state.ledger.appended();
     let mut outbox = Outbox::default();
+    // Secrets stored before they were sealed at rest are sealed now; a
+    // failure is tried again at the next start (they still sign meanwhile).
+    let secrets = state.secrets.clone();
+    match blocking_with(
+        move |s| Ok(s.reseal_webhook_secrets(&|stored| secrets.reseal(stored))?),
+        &state,
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sealed = n, "webhook secrets stored in clear are now sealed"),
+        Err(e) => {
+            tracing::error!(error = %e.detail, "could not seal webhook secrets stored in clear")
+        }
+    }
     loop {
         if let Err(e) = outbox.step(&state).await {
             tracing::error!(error = %e.detail, "webhook pass failed");

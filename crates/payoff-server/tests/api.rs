@@ -1118,20 +1118,9 @@ fn every_route_refuses_strangers() {
         };
         let mut checked = 0;
         for (template, item) in doc["paths"].as_object().unwrap() {
-            let path = template
-                .replace("{customer}", "acme")
-                .replace("{key_id}", &acme_key_id)
-                .replace("{period}", "2026-11")
-                .replace("{experiment}", "support")
-                .replace("{subject}", "ACME-SECRET")
-                .replace("{agent}", "support")
-                .replace("{id}", "st.acme.2026-11");
-            assert!(
-                !path.contains('{'),
-                "a parameter this test does not fill: {template}"
-            );
-            let path = format!("{path}?customer=acme");
             for (method, operation) in item.as_object().unwrap() {
+                let path = acme_request_path(template, operation, &acme_key_id);
+                let bare_path = path.split('?').next().unwrap_or(&path);
                 // Does the request name acme (in its path, or its customer
                 // parameter)? Else the route answers for the key's own
                 // customer, and only must not leak acme's data.
@@ -1162,7 +1151,10 @@ fn every_route_refuses_strangers() {
                     );
                     // (The path's own ids may be echoed in an error.)
                     assert!(
-                        !text.replace(&path, "").contains("ACME-SECRET"),
+                        !text
+                            .replace(&path, "")
+                            .replace(bare_path, "")
+                            .contains("ACME-SECRET"),
                         "{label}: {who} {method} {path} leaked acme's data: {text}"
                     );
                     if key.is_none() || who == "unknown key" {
@@ -1176,6 +1168,276 @@ fn every_route_refuses_strangers() {
             }
         }
         assert!(checked > 250, "{label}: {checked} requests");
+    });
+}
+
+/// The request path of an operation of the served OpenAPI document aimed
+/// at acme, the customer the tests of every route address: the path
+/// template filled with acme's ids (`key_id` for a `{key_id}`),
+/// `customer=acme` where the operation takes a `customer` query
+/// parameter, and a value for every other required query parameter.
+/// Written once, for `every_route_refuses_strangers` and
+/// `every_route_answers_each_role_as_the_permission_table_says`.
+fn acme_request_path(template: &str, operation: &Value, key_id: &str) -> String {
+    let path = template
+        .replace("{customer}", "acme")
+        .replace("{key_id}", key_id)
+        .replace("{period}", "2026-11")
+        .replace("{experiment}", "support")
+        .replace("{subject}", "ACME-SECRET")
+        .replace("{agent}", "support")
+        .replace("{id}", "st.acme.2026-11");
+    assert!(
+        !path.contains('{'),
+        "a path parameter this test does not fill: {template}"
+    );
+    let mut query = Vec::new();
+    let parameters = operation["parameters"].as_array().into_iter().flatten();
+    for parameter in parameters.filter(|p| p["in"] == "query") {
+        let name = parameter["name"].as_str().unwrap_or_default();
+        let value = match name {
+            "customer" => "acme",
+            _ if parameter["required"] != true => continue,
+            "period" => "2026-11",
+            "q" => "refunds",
+            _ => panic!("{template}: a required query parameter this test does not fill: {name}"),
+        };
+        query.push(format!("{name}={value}"));
+    }
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// The roles, in the column order of `tests/authz/permissions.csv`.
+const ROLES: [&str; 6] = [
+    "admin",
+    "operator",
+    "customer_admin",
+    "customer_viewer",
+    "agent",
+    "auditor",
+];
+
+/// One row of `tests/authz/permissions.csv`.
+struct Permission {
+    /// Its line in the file, for messages.
+    line: usize,
+    operation_id: String,
+    /// Per role of [`ROLES`]: does it pass the route's permission check?
+    allow: [bool; 6],
+}
+
+/// `tests/authz/permissions.csv` by (method, path template): the reviewed
+/// statement of which role may call which operation.
+fn permission_table() -> std::collections::BTreeMap<(String, String), Permission> {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/authz/permissions.csv"
+    );
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let header = format!("method,path_template,operation_id,{}", ROLES.join(","));
+    let mut rows = std::collections::BTreeMap::new();
+    let mut header_seen = false;
+    for (n, line) in text.lines().enumerate() {
+        let (line, at) = (
+            line.trim(),
+            format!("tests/authz/permissions.csv:{}", n + 1),
+        );
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !header_seen {
+            assert_eq!(line, header, "{at}: the first row names the columns");
+            header_seen = true;
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        assert_eq!(cells.len(), 3 + ROLES.len(), "{at}: a row is {header}");
+        let (method, template) = (cells[0], cells[1]);
+        assert!(
+            method.bytes().all(|b| b.is_ascii_uppercase()) && template.starts_with('/'),
+            "{at}: \"{method} {template}\" is not an upper-case method and a path template"
+        );
+        let mut allow = [false; 6];
+        for (r, cell) in cells[3..].iter().enumerate() {
+            allow[r] = match *cell {
+                "allow" => true,
+                "deny" => false,
+                other => panic!("{at}: {}: \"{other}\" is not allow or deny", ROLES[r]),
+            };
+        }
+        let row = Permission {
+            line: n + 1,
+            operation_id: cells[2].to_owned(),
+            allow,
+        };
+        if let Some(first) = rows.insert((method.to_owned(), template.to_owned()), row) {
+            panic!(
+                "{at}: {method} {template} has a row already, at line {}",
+                first.line
+            );
+        }
+    }
+    assert!(header_seen, "{file}: no rows");
+    rows
+}
+
+/// A body that gets a request of `role` past body parsing to the
+/// operation's permission check (extractors run before the handler), and
+/// where it is cheap, a valid one that succeeds for a role that may. Each
+/// role creates under its own id, so none meets another's 409.
+fn request_body(operation_id: &str, role: &str) -> Value {
+    match operation_id {
+        "ingest_events" => json!({"specversion": "1.0", "id": format!("authz-{role}"),
+            "source": "crm", "type": "lead.created", "subject": "L-1",
+            "time": "2026-11-03T10:00:00Z", "payoffcustomer": "acme", "data": {}}),
+        "create_customer" => json!({"id": format!("initech-{role}"), "name": "Initech"}),
+        "create_key" => json!({"role": "customer_viewer", "customer": "acme"}),
+        "raise_dispute" => json!({"reason": "the ticket was not resolved"}),
+        "accept_dispute" | "reject_dispute" => json!({"note": "checked"}),
+        "set_budgets" => json!({"customer": {"limit": "500.00"}}),
+        "batch" => json!({"customer": "acme", "experiment": "support", "subjects": ["L-1"]}),
+        "release" => json!({"experiment": "support"}),
+        "upload" => json!({"id": "refunds", "title": "Refunds",
+            "body": "Refunds take five working days.", "groups": []}),
+        "answer" => json!({"question": "How long do refunds take?", "customer": "acme"}),
+        "submit" => json!({"id": format!("T-authz-{role}"), "subject": "Refund",
+            "body": "Where is my refund?", "requester": "pat@acme.example", "customer": "acme"}),
+        "pause" | "resume" | "approve" | "reject" => json!({"customer": "acme"}),
+        // A loopback URL is refused after the permission check, so no
+        // delivery is ever attempted.
+        "create_webhook" => json!({"url": "https://127.0.0.1/payoff", "event_types": ["*"],
+            "customer": "acme"}),
+        _ => json!({}),
+    }
+}
+
+/// Issue 15, the other half: every operation of the served OpenAPI
+/// document, with a key of every role of the customer it addresses (acme;
+/// provider keys name acme), answers as `tests/authz/permissions.csv`
+/// says: 403 exactly where it says deny, anything but 401 or 403 where it
+/// says allow. The table and the document must list the same operations,
+/// so a route cannot be added without stating who may call it. (Other
+/// customers' keys: `every_route_refuses_strangers`.)
+#[test]
+fn every_route_answers_each_role_as_the_permission_table_says() {
+    on_every_backend(|db_url, label| async move {
+        let table = permission_table();
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        server.customer("globex").await;
+        let acme_agent = server.key("agent", Some("acme")).await;
+        let lead = json!({"specversion": "1.0", "id": "acme-lead-1", "source": "crm",
+            "type": "lead.created", "subject": "L-1", "time": "2026-11-03T10:00:00Z",
+            "data": {"note": "a lead"}});
+        assert_eq!(server.send(&acme_agent, ONE, &lead).await.0, StatusCode::OK);
+        let mut keys = Vec::new();
+        for role in ROLES {
+            let customer = (!matches!(role, "admin" | "operator")).then_some("acme");
+            keys.push(server.key(role, customer).await);
+        }
+        let (_, doc, _) = server
+            .call(Method::GET, "/openapi.json", None, None, Vec::new())
+            .await;
+
+        // The table and the route table list the same operations.
+        let mut faults = Vec::new();
+        let mut operations = Vec::new();
+        for (template, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let method = method.to_uppercase();
+                let id = operation["operationId"].as_str().unwrap_or("(none)");
+                match table.get(&(method.clone(), template.clone())) {
+                    None => faults.push(format!(
+                        "{method} {template} (operation {id}) is served but has no row: \
+                         add one stating which roles may call it"
+                    )),
+                    Some(row) if row.operation_id != id => faults.push(format!(
+                        "line {}: {method} {template} is operation {id}, not {}",
+                        row.line, row.operation_id
+                    )),
+                    Some(row) => operations.push((method, template, operation, row)),
+                }
+            }
+        }
+        for ((method, template), row) in &table {
+            if doc["paths"][template][method.to_lowercase()].is_null() {
+                faults.push(format!(
+                    "line {}: {method} {template} is not an operation of the served API: \
+                     remove the row, or correct it",
+                    row.line
+                ));
+            }
+        }
+        assert!(
+            faults.is_empty(),
+            "{label}: tests/authz/permissions.csv and GET /openapi.json differ:\n{}",
+            faults.join("\n")
+        );
+
+        // Every operation, every role, the own customer.
+        let acme_agent_id = acme_agent.split('_').nth(1).unwrap().to_owned();
+        let mut disagreements = Vec::new();
+        let mut checked = 0;
+        for (method, template, operation, row) in &operations {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            for (r, role) in ROLES.iter().enumerate() {
+                // A route acting on a key acts on a throwaway one, never
+                // on a key this test calls with.
+                let key_id = if template.contains("{key_id}") {
+                    let throwaway = server.key("customer_viewer", Some("acme")).await;
+                    throwaway.split('_').nth(1).unwrap().to_owned()
+                } else {
+                    acme_agent_id.clone()
+                };
+                let path = acme_request_path(template, operation, &key_id);
+                let body = request_body(&row.operation_id, role).to_string();
+                let (status, _, text) = server
+                    .call(
+                        method.clone(),
+                        &path,
+                        Some(&keys[r]),
+                        Some("application/json"),
+                        body.into_bytes(),
+                    )
+                    .await;
+                checked += 1;
+                // Allowed, the key also reaches its own customer: it is
+                // not answered as if acme were someone else's.
+                let (agrees, says) = if row.allow[r] {
+                    (
+                        status != StatusCode::UNAUTHORIZED
+                            && status != StatusCode::FORBIDDEN
+                            && !text.contains("no customer \"acme\" is visible"),
+                        "allow (anything but 401/403, or acme hidden from its own key)",
+                    )
+                } else {
+                    (status == StatusCode::FORBIDDEN, "deny (403)")
+                };
+                if !agrees {
+                    disagreements.push(format!(
+                        "line {}: {role} {method} {path}: the table says {says}, \
+                         the server answered {status}: {text}",
+                        row.line
+                    ));
+                }
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{label}: {} of {checked} requests disagree with tests/authz/permissions.csv:\n{}",
+            disagreements.len(),
+            disagreements.join("\n")
+        );
+        assert_eq!(checked, table.len() * ROLES.len(), "{label}");
+        eprintln!(
+            "{label}: {} operations x {} roles: {checked} requests as the table says",
+            operations.len(),
+            ROLES.len()
+        );
     });
 }
 

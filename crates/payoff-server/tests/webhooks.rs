@@ -421,6 +421,18 @@ fn pending_deliveries_survive_a_restart() {
         assert_eq!(log[0]["status"], "pending", "{label}: {log:?}");
         assert_eq!(log[0]["last_error"], "connection failed");
         drop(server);
+        // A subscription made before secrets were sealed, as such a
+        // database holds it: sealed at the next start, and still signing.
+        let url = db_url.clone();
+        let clear = secret.clone();
+        tokio::task::spawn_blocking(move || {
+            payoff_store::scratch::execute_sql(
+                &url,
+                &format!("UPDATE webhook_subscriptions SET secret = '{clear}'"),
+            )
+        })
+        .await
+        .unwrap();
 
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -436,6 +448,17 @@ fn pending_deliveries_survive_a_restart() {
             deliveries(&server, &cadmin, &id).await[0]["status"] == "delivered"
         })
         .await;
+        let url = db_url.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            payoff_store::scratch::query_texts(&url, "SELECT secret FROM webhook_subscriptions")
+        })
+        .await
+        .unwrap();
+        assert!(
+            stored[0].starts_with("enc1:") && !stored[0].contains(&secret[6..]),
+            "{label}: still in clear after a start: {}",
+            stored[0]
+        );
     })
 }
 

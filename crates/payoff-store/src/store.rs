@@ -857,6 +857,16 @@ impl Store {
         self.write(|tx| crate::webhooks::claim(tx, now, lease_until, limits))
     }
 
+    /// Replaces the secrets `seal` turns into something else (those stored
+    /// before secrets were sealed at rest), each only if it is still the
+    /// value read, so nodes doing it at once agree; returns how many.
+    pub fn reseal_webhook_secrets(
+        &self,
+        seal: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| crate::webhooks::reseal(tx, seal))
+    }
+
     /// Stores the outcomes of attempts and releases their leases, in one
     /// transaction.
     pub fn finish_deliveries(&self, deliveries: &[WebhookDelivery]) -> Result<(), StoreError> {

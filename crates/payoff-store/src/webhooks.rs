@@ -226,6 +226,37 @@ pub fn claim(
     Ok(claimed)
 }
 
+/// See [`crate::Store::reseal_webhook_secrets`]. One SQL text for both
+/// databases.
+pub(crate) fn reseal(
+    tx: &mut dyn Sql,
+    seal: &dyn Fn(&str) -> Option<String>,
+) -> Result<usize, StoreError> {
+    let mut stored = Vec::new();
+    tx.query(
+        "SELECT id, secret FROM webhook_subscriptions ORDER BY id",
+        &[],
+        &mut |r| {
+            stored.push((r.text_req(0)?, r.text_req(1)?));
+            Ok(())
+        },
+    )?;
+    let mut changed = 0;
+    for (id, secret) in stored {
+        if let Some(sealed) = seal(&secret) {
+            changed += tx.execute(
+                "UPDATE webhook_subscriptions SET secret = ? WHERE id = ? AND secret = ?",
+                &[
+                    sealed.as_str().into(),
+                    id.as_str().into(),
+                    secret.as_str().into(),
+                ],
+            )? as usize;
+        }
+    }
+    Ok(changed)
+}
+
 fn delivery_row(r: &dyn SqlRow) -> Result<WebhookDelivery, StoreError> {
     let small = |v: i64, what: &str| {
         u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("webhook delivery {what} {v}")))
