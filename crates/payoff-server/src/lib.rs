@@ -17,6 +17,7 @@ pub mod problem;
 pub mod projector;
 mod routes;
 pub mod secrets;
+pub mod startup;
 pub mod support;
 pub mod webhooks;
 
@@ -119,6 +120,8 @@ pub struct AppState {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the outcome projector ([`projector::run`]) after an append.
     pub projector_due: Arc<tokio::sync::Notify>,
+    /// What this node still does before it is ready ([`startup::Startup`]).
+    pub startup: Arc<startup::Startup>,
     /// Held while the knowledge index catches up with the change log.
     knowledge_sync: Arc<std::sync::Mutex<()>>,
     /// The buckets of [`ServerConfig::rate_limits`].
@@ -165,6 +168,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
             projector_due: Arc::new(tokio::sync::Notify::new()),
+            startup: Arc::default(),
             knowledge_sync: Arc::default(),
         }
     }
@@ -329,6 +333,7 @@ pub async fn serve(
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
     );
+    let knowledge = tokio::spawn(catch_up_at_start(state.clone()));
     let projector = tokio::spawn(projector::run(state.clone(), stop_projector.clone()));
     let agent = tokio::spawn(support::run(
         state.clone(),
@@ -345,10 +350,35 @@ pub async fn serve(
     stop_agent.notify_one();
     stop_webhooks.notify_one();
     stop_projector.notify_one();
+    knowledge.abort();
     let _ = agent.await;
     let _ = outbox.await;
     let _ = projector.await;
     served
+}
+
+/// The knowledge index catches up with the change log while the port
+/// already answers (`/readyz` says so); a failure (a full disk, an index
+/// another process holds) is reported there and tried again.
+async fn catch_up_at_start(state: AppState) {
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+    loop {
+        let s = state.clone();
+        let phase = match tokio::task::spawn_blocking(move || s.catch_up_knowledge()).await {
+            Ok(Ok(applied)) => startup::Phase::Done(applied),
+            Ok(Err(e)) => startup::Phase::Failed(e.detail),
+            Err(e) => startup::Phase::Failed(format!("the task failed: {e}")),
+        };
+        let failed = matches!(phase, startup::Phase::Failed(_));
+        if let startup::Phase::Failed(why) = &phase {
+            tracing::error!(error = %why, "the knowledge index could not catch up; trying again");
+        }
+        state.startup.knowledge.send_replace(phase);
+        if !failed {
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
 }
 
 /// Runs blocking storage work off the async workers.

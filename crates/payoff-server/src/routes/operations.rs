@@ -48,6 +48,9 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
             ));
         }
     }
+    if let Some(why) = state.startup.waiting_for() {
+        return Err(ApiError::new(ErrorCode::Unavailable, why));
+    }
     Ok((
         StatusCode::OK,
         Json(json!({"status": "ready", "database": backend})),

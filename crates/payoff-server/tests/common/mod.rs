@@ -76,7 +76,7 @@ impl TestServer {
                 let _ = stopped.await;
             },
         ));
-        TestServer {
+        let server = TestServer {
             url,
             admin,
             // A fresh connection per request: a server may close one after
@@ -87,7 +87,19 @@ impl TestServer {
                 .build()
                 .unwrap(),
             _stop: stop,
-        }
+        };
+        // As an orchestrator would: traffic once `/readyz` says ready
+        // (the knowledge index and the outcome projector caught up).
+        eventually("the server ready", || async {
+            let response = server
+                .http
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await;
+            response.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        server
     }
 
     pub async fn call(

@@ -69,18 +69,23 @@ pub fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| crate::BadInput(format!("model: {e}")))?;
             state = state.with_answerer(payoff_server::answers::Answerer::OpenAi(provider));
         }
-        // The index on disk resumes from the last change it applied; it is
-        // not rebuilt at each start.
-        let changes = tokio::task::block_in_place(|| state.catch_up_knowledge())
-            .map_err(|e| anyhow::anyhow!("cannot bring the knowledge index up to date: {}", e.detail))?;
-        let passages = state.knowledge.passage_count();
+        // The port answers at once (`/readyz`: catching up); the index on
+        // disk resumes from the last change it applied, and is not rebuilt
+        // at each start. The banner waits for it.
+        let address = listener.local_addr()?;
+        let (startup, knowledge, answerer) =
+            (state.startup.clone(), state.knowledge.clone(), state.answerer.name());
+        let served = tokio::spawn(payoff_server::serve(listener, state, shutdown_signal()));
+        let changes = match startup.knowledge_settled().await {
+            payoff_server::startup::Phase::Done(n) => format!("{n} knowledge changes applied at start"),
+            other => format!("knowledge index not caught up ({other:?}; see /readyz)"),
+        };
         println!(
-            "payoff listening on http://{} ({} database, {passages} knowledge passages, {changes} knowledge changes applied at start, {} answers)",
-            listener.local_addr()?,
+            "payoff listening on http://{address} ({} database, {} knowledge passages, {changes}, {answerer} answers)",
             store.backend_name(),
-            state.answerer.name()
+            knowledge.passage_count(),
         );
-        payoff_server::serve(listener, state, shutdown_signal()).await?;
+        served.await??;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
