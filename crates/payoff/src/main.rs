@@ -11,7 +11,7 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use settings::GlobalArgs;
 
@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the data directory, the provider signing key and a first admin key.
-    Init,
+    Init(commands::init::InitArgs),
     /// Run the HTTP API.
     Serve(commands::serve::ServeArgs),
     /// Manage customers.
@@ -78,6 +78,9 @@ enum Command {
         /// from a document, the key that signed the statement is used.
         #[arg(long)]
         key: String,
+        /// Print the verdict as JSON (the exit code is the same).
+        #[arg(long)]
+        json: bool,
     },
     /// Add documents to the knowledge base, or rebuild its index (through a server).
     #[command(subcommand)]
@@ -100,6 +103,10 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run a demonstration: a server, a customer and a realistic stream of events.
     Demo(demo::DemoArgs),
+    /// Write the completion script of a shell to standard output.
+    Completions(commands::manual::CompletionsArgs),
+    /// Write a manual page (roff) for payoff and for each of its commands.
+    Man(commands::manual::ManArgs),
 }
 
 /// Bad input from the user: exit code 2.
@@ -129,8 +136,15 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let result =
-        settings::Settings::load(&cli.global).and_then(|settings| run(cli.command, &settings));
+    let result = match cli.command {
+        // Descriptions of the command line itself: no settings, no data
+        // directory, so they work before anything is set up.
+        Command::Completions(args) => commands::manual::completions(Cli::command(), args),
+        Command::Man(args) => commands::manual::man(Cli::command(), args),
+        command => {
+            settings::Settings::load(&cli.global).and_then(|settings| run(command, &settings))
+        }
+    };
     match result {
         Ok(code) => code,
         Err(e) if e.is::<BadInput>() => {
@@ -146,7 +160,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Init => commands::init::run(settings),
+        Command::Init(args) => commands::init::run(settings, args),
         Command::Serve(args) => commands::serve::run(settings, args),
         Command::Customers(c) => commands::customers::run(settings, c),
         Command::Keys(c) => commands::keys::run(settings, c),
@@ -162,7 +176,8 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
             statement,
             evidence,
             key,
-        } => commands::billing::verify_statement(&statement, &evidence, &key),
+            json,
+        } => commands::billing::verify_statement(&statement, &evidence, &key, json),
         Command::Knowledge(c) => commands::knowledge::run(settings, c),
         Command::Economics(args) => commands::economics::economics(settings, args),
         Command::Roi(args) => commands::economics::roi(settings, args),
@@ -171,5 +186,104 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Policy(c) => commands::policy::run(settings, c),
         Command::Bench(c) => bench::run(settings, c),
         Command::Demo(args) => demo::run(settings, args),
+        Command::Completions(_) | Command::Man(_) => {
+            unreachable!("answered in main, before the settings are read")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commands that print no data of their own, so no `--json`: each
+    /// with the reason.
+    const NO_DATA: &[&str] = &[
+        // Runs until stopped; its one line says where it listens.
+        "serve",
+        // A story told to a person; its data is in the files it writes
+        // (statement, evidence, logins.json) and in its database.
+        "demo",
+        // Write JSON Lines already, one record per line.
+        "events export",
+        "audit export",
+        // Describe the command line: a script, and files.
+        "completions",
+        "man",
+    ];
+
+    /// Every command of the tree with its path (`keys list`), root first.
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(path: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            out.push((path.to_owned(), cmd.clone()));
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name()).trim().to_owned();
+                walk(&path, sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &Cli::command(), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_command_tree_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        let mut missing = Vec::new();
+        for (path, cmd) in commands() {
+            if cmd
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+                && !path.is_empty()
+            {
+                missing.push(format!("payoff {path} (the command itself)"));
+            }
+            for arg in cmd.get_arguments() {
+                if matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().or(arg.get_long_help());
+                if help.is_none_or(|h| h.to_string().trim().is_empty()) {
+                    let name = arg.get_long().map_or_else(
+                        || format!("<{}>", arg.get_id().as_str().to_uppercase()),
+                        |l| format!("--{l}"),
+                    );
+                    missing.push(format!("payoff {path} {name}").replace("  ", " "));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_command_that_prints_data_takes_json() {
+        let leaves: Vec<(String, clap::Command)> = commands()
+            .into_iter()
+            .filter(|(path, cmd)| !path.is_empty() && !cmd.has_subcommands())
+            .collect();
+        for exempt in NO_DATA {
+            assert!(
+                leaves.iter().any(|(path, _)| path == exempt),
+                "NO_DATA names \"{exempt}\", which is not a command"
+            );
+        }
+        let without: Vec<&str> = leaves
+            .iter()
+            .filter(|(path, _)| !NO_DATA.contains(&path.as_str()))
+            .filter(|(_, cmd)| !cmd.get_arguments().any(|a| a.get_long() == Some("json")))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert!(
+            without.is_empty(),
+            "these commands print data but take no --json: {without:?}"
+        );
     }
 }

@@ -136,6 +136,9 @@ pub struct Settings {
     /// file) rather than defaulted: the demo builds there when it was.
     pub data_dir_named: bool,
     pub database: String,
+    /// Whether the database was named (flag, `PAYOFF_DATABASE_URL` or the
+    /// file) rather than defaulted: the demo builds in it when it was.
+    pub database_named: bool,
     pub listen: Option<String>,
     pub url: String,
     pub key: Option<String>,
@@ -155,11 +158,10 @@ impl Settings {
         let named = args.data_dir.clone().or(file.data_dir);
         let data_dir_named = named.is_some();
         let data_dir = named.unwrap_or_else(|| PathBuf::from("payoff-data"));
-        let database = args
-            .database
-            .clone()
-            .or(file.database)
-            .unwrap_or_else(|| data_dir.join("payoff.db").display().to_string());
+        let named_database = args.database.clone().or(file.database);
+        let database_named = named_database.is_some();
+        let database =
+            named_database.unwrap_or_else(|| data_dir.join("payoff.db").display().to_string());
         let env_usize = |name: &str| -> anyhow::Result<Option<usize>> {
             match std::env::var(name) {
                 Ok(v) => v
@@ -196,6 +198,7 @@ impl Settings {
             data_dir,
             data_dir_named,
             database,
+            database_named,
             listen: std::env::var("PAYOFF_LISTEN").ok().or(file.listen),
             url: args
                 .url

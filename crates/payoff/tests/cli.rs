@@ -1029,3 +1029,250 @@ fn a_rotated_signing_key_stays_published_and_old_statements_verify() {
     server.kill();
     assert!(o.status.success(), "{}: {}", stdout(&o), stderr(&o));
 }
+
+/// The commands `payoff --help` (or `payoff GROUP --help`) lists, but
+/// `help`: read from the binary, not copied from the code.
+fn listed_commands(path: &[&str]) -> Vec<String> {
+    let o = std::process::Command::new(BIN)
+        .args(path)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{path:?}: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every command path under `path`, groups and leaves, as `help` lists them.
+fn every_command(path: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let args: Vec<&str> = path.iter().map(String::as_str).collect();
+    for name in listed_commands(&args) {
+        let mut sub = path.clone();
+        sub.push(name);
+        out.push(sub.clone());
+        every_command(sub, out);
+    }
+}
+
+/// `payoff ARGS` in an empty folder, with a data directory that does not
+/// exist: what a newcomer gets before `payoff init`.
+fn uninitialised(args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let place = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(place.path().join("payoff-data"))
+        .args(args)
+        .current_dir(place.path())
+        .env_remove("PAYOFF_DATA_DIR")
+        .env_remove("PAYOFF_DATABASE_URL")
+        .env_remove("PAYOFF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        !place.path().join("payoff-data").exists(),
+        "{args:?} created a data directory"
+    );
+    (o, place)
+}
+
+#[test]
+fn shell_completions_name_every_command_and_need_no_data_directory() {
+    let top = listed_commands(&[]);
+    assert!(top.len() > 10, "{top:?}");
+    let (o, _place) = uninitialised(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    assert!(
+        script.contains("complete -F _payoff"),
+        "not a bash completion script"
+    );
+    for name in &top {
+        assert!(
+            script.contains(&format!("payoff,{name})")),
+            "the bash completions miss `payoff {name}`"
+        );
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (o, _place) = uninitialised(&["completions", shell]);
+        assert!(
+            o.status.success() && !o.stdout.is_empty(),
+            "{shell}: {}",
+            stderr(&o)
+        );
+    }
+    let (o, _place) = uninitialised(&["completions", "tcsh"]);
+    assert_bad_input(&o, "\"tcsh\" is not a shell; the shells are bash");
+}
+
+#[test]
+fn manual_pages_cover_every_command_and_name_it() {
+    let mut commands = Vec::new();
+    every_command(Vec::new(), &mut commands);
+    assert!(
+        commands.iter().any(|c| c == &["contract", "push"]),
+        "{commands:?}"
+    );
+    let (o, place) = uninitialised(&["man", "--output", "man1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = place.path().join("man1");
+    let mut pages = vec![vec!["payoff".to_owned()]];
+    pages.extend(commands.into_iter().map(|c| {
+        let mut page = vec!["payoff".to_owned()];
+        page.extend(c);
+        page
+    }));
+    for page in pages {
+        let name = page.join("-");
+        let path = dir.join(format!("{name}.1"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no page for `{}`: {e}", page.join(" ")));
+        assert!(
+            text.lines().any(|l| l.starts_with(".TH ")),
+            "{name}.1 is not a roff page"
+        );
+        // roff escapes hyphens: `payoff\-contract\-push \- Store …`.
+        let named = text
+            .lines()
+            .skip_while(|l| l.trim() != ".SH NAME")
+            .nth(1)
+            .unwrap_or_default()
+            .replace("\\-", "-");
+        assert!(
+            named.starts_with(&format!("{name} - ")),
+            "{name}.1 names {named:?}"
+        );
+    }
+}
+
+/// The `--json` renderings of commands that had none: one JSON document
+/// each, with what the text shows. (Rendering does not depend on the
+/// backend, so SQLite alone.)
+#[test]
+fn commands_print_json_when_asked() {
+    let json_of = |o: std::process::Output| -> Value {
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", stdout(&o)))
+    };
+    let db = ScratchDb::sqlite();
+    let made = json_of(payoff(&db, &["init", "--json"]));
+    assert!(
+        made["admin_key"].as_str().unwrap().starts_with("pyk_"),
+        "{made}"
+    );
+    assert_eq!(made["backend"], "sqlite");
+    let dir = tempfile::tempdir().unwrap();
+    let contract = dir.path().join("acme.toml");
+    write(&contract, CONTRACT);
+    let checked = json_of(payoff(
+        &db,
+        &["contract", "check", contract.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(checked["customer"], "acme");
+    assert_eq!(checked["outcome_kinds"], 1);
+    assert!(payoff(&db, &["customers", "create", "acme"])
+        .status
+        .success());
+    assert!(
+        payoff(&db, &["contract", "push", contract.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(payoff(
+        &db,
+        &[
+            "statement",
+            "close",
+            "--customer",
+            "acme",
+            "--period",
+            "2026-09"
+        ]
+    )
+    .status
+    .success());
+
+    let listed = json_of(payoff(
+        &db,
+        &["statement", "list", "--customer", "acme", "--json"],
+    ));
+    assert_eq!(listed[0]["id"], "st.acme.2026-09", "{listed}");
+    assert_eq!(listed[0]["total"], "50.00");
+    let out = dir.path().join("out");
+    let written = json_of(payoff(
+        &db,
+        &[
+            "statement",
+            "evidence",
+            "st.acme.2026-09",
+            "--output",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let verify = |statement: &str| {
+        std::process::Command::new(BIN)
+            .args(["verify", statement, "--evidence"])
+            .arg(written["evidence"].as_str().unwrap())
+            .args(["--key", written["public_key"].as_str().unwrap(), "--json"])
+            .output()
+            .unwrap()
+    };
+    let verdict = json_of(verify(written["statement"].as_str().unwrap()));
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["total"], "50.00");
+    let tampered = dir.path().join("tampered.json");
+    let text = std::fs::read_to_string(written["statement"].as_str().unwrap()).unwrap();
+    write(&tampered, &text.replace("50.00", "40.00"));
+    let o = verify(tampered.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "a failed check still exits 1");
+    let verdict: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(verdict["verified"], false, "{verdict}");
+    assert!(verdict["problem"].as_str().is_some_and(|p| !p.is_empty()));
+
+    let switched = json_of(payoff(
+        &db,
+        &["agent", "pause", "support", "--customer", "acme", "--json"],
+    ));
+    assert_eq!(
+        switched,
+        json!({"agent": "support", "customer": "acme", "paused": true})
+    );
+    let status = json_of(payoff(&db, &["agent", "status", "support", "--json"]));
+    assert_eq!(status["pauses"][0]["customer"], "acme", "{status}");
+    assert!(status["pauses"][0]["paused_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("cli:"));
+
+    let created = json_of(payoff(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--role",
+            "agent",
+            "--customer",
+            "acme",
+            "--json",
+        ],
+    ));
+    let revoked = json_of(payoff(
+        &db,
+        &[
+            "keys",
+            "revoke",
+            created["key_id"].as_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(revoked["key_id"], created["key_id"]);
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+}

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use chrono::{Datelike, Months, Utc};
 use common::{stderr, stdout, BIN};
+use payoff_store::scratch::ScratchDb;
 use serde_json::Value;
 
 fn last_month() -> String {
@@ -32,6 +33,7 @@ fn demo(dir: &std::path::Path, seed: &str) -> std::process::Output {
         .arg("--dir")
         .arg(dir)
         .env_remove("PAYOFF_MODEL_URL")
+        .env_remove("PAYOFF_DATABASE_URL")
         .output()
         .expect("run payoff demo")
 }
@@ -223,4 +225,105 @@ fn the_demo_builds_in_the_data_directory_it_is_given() {
         std::fs::read(foreign.join("payoff.db")).unwrap(),
         b"not the demo's"
     );
+}
+
+/// `payoff demo --database URL` builds its ledger in that database, with
+/// the signing and secrets keys and the knowledge index still in its
+/// directory; builds there again (the database is the demo's own); and
+/// refuses a database holding anything it did not make, a Payoff ledger
+/// or another program's tables, without adding a table to it.
+#[test]
+fn the_demo_builds_in_the_database_it_is_given() {
+    for db in ScratchDb::all() {
+        let root = tempfile::tempdir().unwrap();
+        let run = |dir: &std::path::Path, database: &str| {
+            Command::new(BIN)
+                .arg("--data-dir")
+                .arg(dir)
+                .args(["--database", database])
+                .args(["demo", "--no-serve", "--tickets", "30", "--leads", "20"])
+                .args(["--month", &last_month()])
+                .env_remove("PAYOFF_DATA_DIR")
+                .env_remove("PAYOFF_DATABASE_URL")
+                .env_remove("PAYOFF_MODEL_URL")
+                .output()
+                .unwrap()
+        };
+        let local = |dir: &std::path::Path, database: &str, args: &[&str]| {
+            Command::new(BIN)
+                .arg("--data-dir")
+                .arg(dir)
+                .args(["--database", database])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let o = run(&a, &db.url);
+        assert!(o.status.success(), "{}: {}", db.label, stderr(&o));
+        for kept in ["signing-key.pem", "secrets.key", "knowledge", "logins.json"] {
+            assert!(a.join(kept).exists(), "{}: no {kept}", db.label);
+        }
+        assert!(
+            !a.join("payoff.db").exists(),
+            "{}: a SQLite file beside",
+            db.label
+        );
+        assert!(
+            stdout(&o).contains(&format!("--database {}", db.url)),
+            "the printed ledger check names the database: {}",
+            stdout(&o)
+        );
+        let o = local(&a, &db.url, &["customers", "list", "--json"]);
+        let customers: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(customers[0]["id"], "acme", "{}: {customers}", db.label);
+        assert!(local(&a, &db.url, &["ledger", "verify"]).status.success());
+
+        // Again, from another directory: the database is the demo's, so it
+        // is cleared and built anew (six keys again, not twelve).
+        let o = run(&b, &db.url);
+        assert!(o.status.success(), "{}: {}", db.label, stderr(&o));
+        let o = local(&b, &db.url, &["keys", "list", "--json"]);
+        let keys: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(keys.as_array().unwrap().len(), 6, "{}: {keys}", db.label);
+
+        // Someone's Payoff ledger: refused, untouched.
+        let ledger = fresh_like(&db);
+        let owner = root.path().join("owner");
+        assert!(local(&owner, &ledger.url, &["init"]).status.success());
+        let o = run(&root.path().join("c"), &ledger.url);
+        assert_eq!(o.status.code(), Some(2), "{}: {}", db.label, stderr(&o));
+        assert!(
+            stderr(&o).contains("not made by `payoff demo`"),
+            "{}",
+            stderr(&o)
+        );
+        let o = local(&owner, &ledger.url, &["keys", "list", "--json"]);
+        let keys: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(keys.as_array().unwrap().len(), 1, "{}: {keys}", db.label);
+
+        // Another program's database: refused, and no table added to it.
+        let theirs = fresh_like(&db);
+        theirs.execute_sql("CREATE TABLE theirs (x INTEGER)");
+        let o = run(&root.path().join("d"), &theirs.url);
+        assert_eq!(o.status.code(), Some(2), "{}: {}", db.label, stderr(&o));
+        let tables = match db.label {
+            "sqlite" => "SELECT name FROM sqlite_master WHERE type = 'table'",
+            _ => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        };
+        assert_eq!(
+            payoff_store::scratch::query_texts(&theirs.url, tables),
+            ["theirs"],
+            "{}",
+            db.label
+        );
+    }
+}
+
+/// A new empty database of the same kind as `db`.
+fn fresh_like(db: &ScratchDb) -> ScratchDb {
+    match db.label {
+        "sqlite" => ScratchDb::sqlite(),
+        _ => ScratchDb::postgres().expect("PostgreSQL is configured"),
+    }
 }

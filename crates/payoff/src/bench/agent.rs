@@ -31,6 +31,7 @@ pub struct AgentArgs {
     /// Knowledge passages of the customer.
     #[arg(long, default_value_t = 5_000)]
     passages: usize,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
 }

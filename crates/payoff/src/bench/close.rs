@@ -31,6 +31,7 @@ pub struct CloseArgs {
     /// Where the generated ledger is kept between runs.
     #[arg(long, default_value = "payoff-bench-close")]
     dir: PathBuf,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
     /// Internal: the measured close, run in a child process.

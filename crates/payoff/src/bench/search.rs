@@ -31,8 +31,10 @@ pub struct SearchArgs {
     /// Searches in all.
     #[arg(long, default_value_t = 50_000)]
     queries: usize,
+    /// Seed of the generated corpus and queries.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -33,6 +33,7 @@ pub struct WebhooksArgs {
     /// Also measure PostgreSQL: a server URL whose user may create databases
     #[arg(long, env = "PAYOFF_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -17,8 +17,10 @@ pub enum AuditCommand {
     /// Write audit records as JSON Lines, oldest first (stdout by default).
     /// An export of every record (no --customer) can be verified offline.
     Export {
+        /// Only this customer's records (such an export cannot be verified alone).
         #[arg(long)]
         customer: Option<String>,
+        /// Output file [default: standard output]
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -27,6 +29,7 @@ pub enum AuditCommand {
         /// An unfiltered export to check instead of the database.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },

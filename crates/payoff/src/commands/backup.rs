@@ -32,12 +32,18 @@ pub struct BackupArgs {
     /// A new folder to write the backup to.
     #[arg(long)]
     output: PathBuf,
+    /// Print what was copied (each customer's head) as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 pub struct RestoreArgs {
     /// A folder written by `payoff backup`.
     from: PathBuf,
+    /// Print what was restored (each customer's head) as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -81,11 +87,21 @@ pub fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode>
         args.output.join(MANIFEST),
         serde_json::to_string_pretty(&manifest)?,
     )?;
-    println!(
-        "backed up {} customers, {events} events, to {}",
-        heads.len(),
-        args.output.display()
-    );
+    if args.json {
+        let report = json!({
+            "output": args.output.display().to_string(),
+            "customers": heads.len(),
+            "events": events,
+            "heads": heads,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "backed up {} customers, {events} events, to {}",
+            heads.len(),
+            args.output.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,14 +145,24 @@ pub fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitCod
             r.broken
         );
     }
-    if heads(&store)? != manifest["heads"].as_array().cloned().unwrap_or_default() {
+    let restored = heads(&store)?;
+    if restored != manifest["heads"].as_array().cloned().unwrap_or_default() {
         anyhow::bail!("the restored heads differ from the backup's manifest");
     }
-    println!(
-        "restored {} customers into {}; every chain verifies and ends at the backup's head",
-        reports.len(),
-        target.display()
-    );
+    if args.json {
+        let report = json!({
+            "data_dir": target.display().to_string(),
+            "customers": reports.len(),
+            "heads": restored,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "restored {} customers into {}; every chain verifies and ends at the backup's head",
+            reports.len(),
+            target.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

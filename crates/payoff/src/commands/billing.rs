@@ -16,6 +16,7 @@ use payoff_billing::{
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
 use payoff_server::billing::{self as shell, UploadError};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::init::ensure_signing_key;
@@ -27,9 +28,16 @@ use crate::{bad_input, BadInput};
 #[derive(Subcommand)]
 pub enum ContractCommand {
     /// Validate a contract file: exit 0, or 2 with every error, one per line.
-    Check { file: PathBuf },
+    Check {
+        /// The contract (TOML).
+        file: PathBuf,
+        /// Print what the contract holds as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Store a new version of a customer's contract.
     Push {
+        /// The contract (TOML).
         file: PathBuf,
         /// Default: the customer named in the file.
         #[arg(long)]
@@ -43,6 +51,7 @@ pub enum ContractCommand {
     },
     /// List a customer's contract versions.
     List {
+        /// The customer.
         #[arg(long)]
         customer: String,
         /// Print the versions (with their text) as JSON.
@@ -51,6 +60,7 @@ pub enum ContractCommand {
     },
     /// Print, offline, the statement a contract gives for some events.
     Simulate {
+        /// The contract (TOML).
         file: PathBuf,
         /// JSON Lines or a JSON array of CloudEvents.
         #[arg(long)]
@@ -58,6 +68,7 @@ pub enum ContractCommand {
         /// The period to print, e.g. 2026-11 (earlier ones are closed first).
         #[arg(long)]
         period: String,
+        /// Print the statement as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -67,40 +78,103 @@ pub enum ContractCommand {
 pub enum StatementCommand {
     /// Close a period into a signed statement (again: the same statement).
     Close {
+        /// The customer.
         #[arg(long)]
         customer: String,
+        /// The period, e.g. 2026-10.
         #[arg(long)]
         period: String,
+        /// Print the statement as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Compute the statement a period would close into now.
     Preview {
+        /// The customer.
         #[arg(long)]
         customer: String,
+        /// The period, e.g. 2026-11.
         #[arg(long)]
         period: String,
+        /// Print the statement as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print a statement.
     Show {
+        /// The statement's id, e.g. st.acme.2026-10.
         id: String,
+        /// Print the statement as stored (signed JSON).
         #[arg(long)]
         json: bool,
     },
     /// List a customer's statements.
     List {
+        /// The customer.
         #[arg(long)]
         customer: String,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a statement and its evidence bundle, for `payoff verify`.
     Evidence {
+        /// The statement's id, e.g. st.acme.2026-10.
         id: String,
         /// Directory to write `<id>.json` and `<id>.evidence.json` into.
         #[arg(long, default_value = ".")]
         output: PathBuf,
+        /// Print the files written and the provider's key as JSON.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// What `contract check` found in a valid contract.
+#[derive(Serialize)]
+struct Checked {
+    file: String,
+    customer: String,
+    currency: String,
+    cadence: String,
+    outcome_kinds: usize,
+    service_levels: usize,
+    sha256: String,
+}
+
+/// A statement as `statement list` shows it.
+#[derive(Serialize)]
+struct Listed {
+    id: String,
+    period: String,
+    total: String,
+    currency: String,
+    issued_at: String,
+}
+
+/// What `statement evidence` wrote, and how to verify it.
+#[derive(Serialize)]
+struct Written {
+    statement: String,
+    evidence: String,
+    public_key: String,
+}
+
+/// The verdict of `payoff verify`.
+#[derive(Serialize)]
+struct Verdict {
+    verified: bool,
+    statement: String,
+    /// The figures recomputed, when verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<u64>,
+    /// The first difference found, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
 }
 
 fn load_contract(path: &Path) -> anyhow::Result<Contract> {
@@ -110,18 +184,31 @@ fn load_contract(path: &Path) -> anyhow::Result<Contract> {
 
 pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ContractCommand::Check { file } => {
+        ContractCommand::Check { file, json } => {
             let c = load_contract(&file)?;
-            println!(
-                "{}: ok: customer {}, {} {}, {} outcome kinds, {} service levels, sha256 {}",
-                file.display(),
-                c.customer,
-                c.currency.code,
-                c.cadence.name(),
-                c.outcomes.len(),
-                c.service_levels.len(),
-                c.sha256
-            );
+            let checked = Checked {
+                file: file.display().to_string(),
+                customer: c.customer,
+                currency: c.currency.code.to_string(),
+                cadence: c.cadence.name().to_string(),
+                outcome_kinds: c.outcomes.len(),
+                service_levels: c.service_levels.len(),
+                sha256: c.sha256,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checked)?);
+            } else {
+                println!(
+                    "{}: ok: customer {}, {} {}, {} outcome kinds, {} service levels, sha256 {}",
+                    checked.file,
+                    checked.customer,
+                    checked.currency,
+                    checked.cadence,
+                    checked.outcome_kinds,
+                    checked.service_levels,
+                    checked.sha256
+                );
+            }
         }
         ContractCommand::Push {
             file,
@@ -398,15 +485,30 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
                 print_statement(&serde_json::from_str(&stored.body)?, false)?;
             }
         }
-        StatementCommand::List { customer } => {
-            for s in shell::statements(&store, &customer).map_err(billing_error)? {
+        StatementCommand::List { customer, json } => {
+            let listed: Vec<Listed> = shell::statements(&store, &customer)
+                .map_err(billing_error)?
+                .into_iter()
+                .map(|s| Listed {
+                    id: s.id,
+                    period: s.period,
+                    total: s.total,
+                    currency: s.currency,
+                    issued_at: s.issued_at,
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for s in listed {
                 println!(
                     "{}  {}  total {} {}  issued {}",
                     s.id, s.period, s.total, s.currency, s.issued_at
                 );
             }
         }
-        StatementCommand::Evidence { id, output } => {
+        StatementCommand::Evidence { id, output, json } => {
             let stored = store
                 .statement(&id)?
                 .ok_or_else(|| BadInput(format!("no statement \"{id}\"")))?;
@@ -418,12 +520,19 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             std::fs::write(&s_path, &stored.body)?;
             std::fs::write(&b_path, serde_json::to_vec(&bundle)?)?;
             let key = ensure_signing_key(&settings.signing_key_path())?;
-            println!("wrote {} and {}", s_path.display(), b_path.display());
+            let written = Written {
+                statement: s_path.display().to_string(),
+                evidence: b_path.display().to_string(),
+                public_key: hex::encode(key.verifying_key().as_bytes()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&written)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("wrote {} and {}", written.statement, written.evidence);
             println!(
                 "verify with: payoff verify {} --evidence {} --key {}",
-                s_path.display(),
-                b_path.display(),
-                hex::encode(key.verifying_key().as_bytes())
+                written.statement, written.evidence, written.public_key
             );
         }
     }
@@ -431,7 +540,12 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
 }
 
 /// `payoff verify`: needs no server and no database.
-pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow::Result<ExitCode> {
+pub fn verify_statement(
+    statement: &Path,
+    evidence: &Path,
+    key: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let s: Statement = serde_json::from_str(&read_text(statement)?)
         .map_err(|e| BadInput(format!("{}: not a statement: {e}", statement.display())))?;
     let key_text = if key.starts_with("http://") || key.starts_with("https://") {
@@ -449,19 +563,45 @@ pub fn verify_statement(statement: &Path, evidence: &Path, key: &str) -> anyhow:
             evidence.display()
         ))
     })?;
-    match verify(&s, &b, &key) {
-        Ok(v) => {
-            println!(
-                "verified: statement {} total {} {}: signature valid, {} events chain to the cited head, recomputed byte for byte",
-                v.statement, v.total, v.currency, v.events
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            println!("NOT VERIFIED: {e}");
-            Ok(ExitCode::from(1))
-        }
+    let verdict = match verify(&s, &b, &key) {
+        Ok(v) => Verdict {
+            verified: true,
+            statement: v.statement,
+            total: Some(v.total),
+            currency: Some(v.currency),
+            events: Some(v.events),
+            problem: None,
+        },
+        Err(e) => Verdict {
+            verified: false,
+            statement: s.id.clone(),
+            total: None,
+            currency: None,
+            events: None,
+            problem: Some(e.to_string()),
+        },
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else if verdict.verified {
+        println!(
+            "verified: statement {} total {} {}: signature valid, {} events chain to the cited head, recomputed byte for byte",
+            verdict.statement,
+            verdict.total.as_deref().unwrap_or_default(),
+            verdict.currency.as_deref().unwrap_or_default(),
+            verdict.events.unwrap_or_default()
+        );
+    } else {
+        println!(
+            "NOT VERIFIED: {}",
+            verdict.problem.as_deref().unwrap_or_default()
+        );
     }
+    Ok(if verdict.verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The provider's key from `--key`: 64 hex digits, or the keys document a

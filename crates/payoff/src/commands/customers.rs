@@ -18,11 +18,13 @@ pub enum CustomersCommand {
         /// Display name [default: the id]
         #[arg(long)]
         name: Option<String>,
+        /// Print the customer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List customers.
     List {
+        /// Print the customers as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -13,11 +13,13 @@ use crate::BadInput;
 
 #[derive(Args)]
 pub struct PeriodArgs {
+    /// The customer.
     #[arg(long)]
     customer: String,
-    /// e.g. 2026-10
+    /// The period, e.g. 2026-10.
     #[arg(long)]
     period: String,
+    /// Print JSON (what roi prints unless --csv).
     #[arg(long)]
     json: bool,
     /// CSV instead of a table (roi only).

@@ -22,10 +22,12 @@ pub enum EventsCommand {
     /// server, in batches. Re-sending a file is harmless: stored events come
     /// back as duplicates.
     Send {
+        /// JSON Lines, or a JSON array of CloudEvents.
         file: PathBuf,
         /// Events per request
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
     },

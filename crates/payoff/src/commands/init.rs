@@ -4,16 +4,36 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
+use clap::Args;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
 use payoff_store::Role;
+use serde::Serialize;
 use std::process::ExitCode;
 
 use crate::bad_input;
 use crate::commands::create_store;
 use crate::settings::Settings;
 
-pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
+#[derive(Args)]
+pub struct InitArgs {
+    /// Print what was made as JSON (the admin key in `admin_key`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `payoff init` made.
+#[derive(Serialize)]
+struct Initialised {
+    data_dir: String,
+    database: String,
+    backend: &'static str,
+    signing_key: String,
+    public_key: String,
+    admin_key: String,
+}
+
+pub fn run(settings: &Settings, args: InitArgs) -> anyhow::Result<ExitCode> {
     let key_path = settings.signing_key_path();
     if key_path.exists() {
         return bad_input(format!(
@@ -26,15 +46,26 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     ensure_secrets_key(&settings.secrets_key_path())?;
     crate::commands::signing::record_first(settings, &signing, Utc::now())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
-    println!("data directory: {}", settings.data_dir.display());
-    println!("database: {} ({})", settings.database, store.backend_name());
+    let made = Initialised {
+        data_dir: settings.data_dir.display().to_string(),
+        database: settings.database.clone(),
+        backend: store.backend_name(),
+        signing_key: key_path.display().to_string(),
+        public_key: hex::encode(signing.verifying_key().as_bytes()),
+        admin_key: admin.key,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&made)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("data directory: {}", made.data_dir);
+    println!("database: {} ({})", made.database, made.backend);
     println!(
         "provider signing key: {} (public {})",
-        key_path.display(),
-        hex::encode(signing.verifying_key().as_bytes())
+        made.signing_key, made.public_key
     );
     println!("admin API key (shown once; send as `Authorization: Bearer KEY`):");
-    println!("{}", admin.key);
+    println!("{}", made.admin_key);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,18 +20,27 @@ pub enum KeysCommand {
         /// The customer of a customer-scoped key
         #[arg(long)]
         customer: Option<String>,
+        /// Print the key (and its id, role and customer) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List keys (never their secrets).
     List {
+        /// Only this customer's keys [default: every key]
         #[arg(long)]
         customer: Option<String>,
+        /// Print the keys as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key at once.
-    Revoke { key_id: String },
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        key_id: String,
+        /// Print the revoked key as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -107,7 +116,7 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
                 }
             }
         }
-        KeysCommand::Revoke { key_id } => {
+        KeysCommand::Revoke { key_id, json } => {
             let info = store.revoke_key(&key_id, Utc::now()).map_err(user_error)?;
             audit_local(
                 &store,
@@ -116,7 +125,11 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
                 &format!("/v1/keys/{}", info.key_id),
                 &format!("a {} key", info.role),
             )?;
-            println!("revoked key {} ({})", info.key_id, info.role);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("revoked key {} ({})", info.key_id, info.role);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

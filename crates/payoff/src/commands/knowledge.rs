@@ -19,6 +19,7 @@ pub enum KnowledgeCommand {
     /// text (.txt), HTML (.html) or JSON Lines (.jsonl) of
     /// {id, title, url, body, groups}. A file's id is its path in the folder.
     Add {
+        /// A file, or a folder read with its subfolders.
         path: PathBuf,
         /// Groups allowed to read Markdown, text and HTML files (JSON Lines
         /// documents carry their own); none: the whole customer.
@@ -27,11 +28,18 @@ pub enum KnowledgeCommand {
         /// Required with a provider key.
         #[arg(long)]
         customer: Option<String>,
+        /// Print how many documents were stored as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild the customer's passages from its stored documents.
     Reindex {
+        /// Required with a provider key.
         #[arg(long)]
         customer: Option<String>,
+        /// Print how many passages were indexed as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,6 +139,7 @@ pub fn run(settings: &Settings, command: KnowledgeCommand) -> anyhow::Result<Exi
             path,
             groups,
             customer,
+            json,
         } => {
             let documents = read_documents(&path, &groups)?;
             let progress = ProgressBar::new(documents.len() as u64);
@@ -150,14 +159,23 @@ pub fn run(settings: &Settings, command: KnowledgeCommand) -> anyhow::Result<Exi
                 progress.inc(n);
             }
             progress.finish_and_clear();
-            println!("stored {} documents", documents.len());
+            if json {
+                println!("{}", json!({ "documents": documents.len() }));
+            } else {
+                println!("stored {} documents", documents.len());
+            }
         }
-        KnowledgeCommand::Reindex { customer } => {
+        KnowledgeCommand::Reindex { customer, json } => {
             let path = format!("/v1/knowledge/reindex{}", query(&customer));
             let reply = runtime
                 .block_on(client.post_json(&path, &json!({})))?
                 .map_err(|p| BadInput(format!("the server refused: {p}")))?;
-            println!("reindexed: {} passages", reply["passages"]);
+            let passages = &reply["passages"];
+            if json {
+                println!("{}", json!({ "passages": passages }));
+            } else {
+                println!("reindexed: {passages} passages");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

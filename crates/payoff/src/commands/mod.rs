@@ -11,6 +11,7 @@ pub mod init;
 pub mod keys;
 pub mod knowledge;
 pub mod ledger;
+pub mod manual;
 pub mod policy;
 pub mod reindex;
 pub mod serve;

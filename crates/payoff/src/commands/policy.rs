@@ -15,15 +15,27 @@ use crate::BadInput;
 pub enum PolicyCommand {
     /// Check rules against the schema and the built-in rules, offline;
     /// exit 2 with every error as FILE:LINE:COLUMN.
-    Check { file: PathBuf },
+    Check {
+        /// The rules (Cedar).
+        file: PathBuf,
+        /// Print the ids of the rules as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Store the rules as the customer's next version (checked first).
     Push {
+        /// The rules (Cedar).
         file: PathBuf,
+        /// The customer whose rules they are.
         #[arg(long)]
         customer: String,
+        /// Print the stored version (with its text) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// A customer's rule versions; --show prints the one in force.
     List {
+        /// The customer.
         #[arg(long)]
         customer: String,
         /// Also print the text of the version in force.
@@ -39,16 +51,27 @@ pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCo
     let builtin = AgentRules::builtin(&settings.support.rule)
         .map_err(|e| BadInput(format!("support: {e}")))?;
     match command {
-        PolicyCommand::Check { file } => {
+        PolicyCommand::Check { file, json } => {
             let ids = checked(&builtin, &file, "customer")?;
-            println!(
-                "{}: ok, {} policies: {}",
-                file.display(),
-                ids.len(),
-                ids.join(", ")
-            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "file": file.display().to_string(), "policies": ids })
+                );
+            } else {
+                println!(
+                    "{}: ok, {} policies: {}",
+                    file.display(),
+                    ids.len(),
+                    ids.join(", ")
+                );
+            }
         }
-        PolicyCommand::Push { file, customer } => {
+        PolicyCommand::Push {
+            file,
+            customer,
+            json,
+        } => {
             checked(&builtin, &file, &customer)?;
             let text = read_text(&file)?;
             let store = open_store(settings)?;
@@ -63,10 +86,14 @@ pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCo
                 &format!("policies/{customer}/v{}", stored.version),
                 &format!("sha256 {}", stored.sha256),
             )?;
-            println!(
-                "stored agent rules version {} for {customer}, sha256 {}",
-                stored.version, stored.sha256
-            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stored)?);
+            } else {
+                println!(
+                    "stored agent rules version {} for {customer}, sha256 {}",
+                    stored.version, stored.sha256
+                );
+            }
         }
         PolicyCommand::List {
             customer,

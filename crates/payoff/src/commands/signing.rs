@@ -29,9 +29,14 @@ const HISTORY: &str = "signing-keys.json";
 #[derive(Subcommand)]
 pub enum SigningCommand {
     /// Make a new signing key; the old one stays published, its window closed.
-    Rotate,
+    Rotate {
+        /// Print the retired key and the new one, as published, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The signing keys, with the windows they signed in.
     List {
+        /// Print the keys as published (`/.well-known/payoff/keys`) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -134,7 +139,7 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
                 }
             }
         }
-        SigningCommand::Rotate => {
+        SigningCommand::Rotate { json } => {
             let now = Utc::now();
             let mut keys = published(settings, &active)?;
             let old_hex = hex::encode(active.verifying_key().as_bytes());
@@ -143,11 +148,17 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
             }
             let new = SigningKey::generate(&mut rand::rngs::OsRng);
             let new_hex = hex::encode(new.verifying_key().as_bytes());
-            keys.push(KeyWindow {
+            let new_window = KeyWindow {
                 public_key: new_hex.clone(),
                 valid_from: Some(stamp(now)),
                 valid_until: None,
-            });
+            };
+            let retired = keys
+                .iter()
+                .find(|k| k.public_key == old_hex)
+                .map(KeyWindow::published);
+            let in_use = new_window.published();
+            keys.push(new_window);
             // The history first: if the key's replacement fails, the old
             // key still signs and its window is merely closed early.
             replace_private(
@@ -165,7 +176,16 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
                 "/.well-known/payoff/keys",
                 &format!("{old_hex} retired, {new_hex} in use"),
             )?;
-            println!("retired {old_hex}; statements are signed by {new_hex} from each server's next start");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "retired": retired, "in_use": in_use })
+                    )?
+                );
+            } else {
+                println!("retired {old_hex}; statements are signed by {new_hex} from each server's next start");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 //! closed at its end like any other.
 
 mod business;
+mod database;
 mod simulation;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use payoff_store::{LedgerConfig, Role};
 use serde_json::{json, Value};
 
 use crate::client::ApiClient;
-use crate::commands::create_store;
 use crate::commands::init::ensure_signing_key;
+use crate::commands::{audit_local, create_store};
 use crate::settings::Settings;
 use crate::{bad_input, BadInput};
 use simulation::{Actors, Simulation};
@@ -136,26 +137,46 @@ fn month_of(args: &DemoArgs) -> anyhow::Result<(String, DateTime<Utc>, DateTime<
     Ok((first.format("%Y-%m").to_string(), start, end))
 }
 
-fn fresh_dir(settings: &Settings, args: &DemoArgs) -> anyhow::Result<PathBuf> {
+/// The demo's directory (keys, knowledge index, evidence and, unless
+/// `--database` names another, its SQLite database) and its database.
+/// Neither is touched before both are known to be new or the demo's own.
+fn fresh_place(settings: &Settings, args: &DemoArgs) -> anyhow::Result<(PathBuf, String)> {
     let dir = args
         .dir
         .clone()
         .or_else(|| settings.data_dir_named.then(|| settings.data_dir.clone()))
         .unwrap_or_else(|| PathBuf::from("payoff-demo"));
-    if dir.exists() {
-        anyhow::ensure!(
-            dir.join(MARKER).exists(),
+    if dir.exists() && !dir.join(MARKER).exists() {
+        return bad_input(format!(
             "{} exists and was not made by `payoff demo`; choose another --dir",
             dir.display()
-        );
+        ));
+    }
+    let database = if settings.database_named {
+        settings.database.clone()
+    } else {
+        dir.join("payoff.db").display().to_string()
+    };
+    // A SQLite file in the directory goes with it; any other database is
+    // looked at (and refused unless new or the demo's) first.
+    let in_dir = database::sqlite_path(&database).is_some_and(|p| p.starts_with(&dir));
+    let found = if in_dir {
+        database::Found::New
+    } else {
+        database::look(&database)?
+    };
+    if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    if let database::Found::Demo(clear) = found {
+        clear.run()?;
     }
     std::fs::create_dir_all(dir.join("knowledge"))?;
     std::fs::write(
         dir.join(MARKER),
         "made by payoff demo; removed by the next run\n",
     )?;
-    Ok(dir)
+    Ok((dir, database))
 }
 
 pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -163,13 +184,24 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         return bad_input("--tickets must be 1 to 100000 and --leads at most 100000");
     }
     let (month, start, end) = month_of(&args)?;
-    let dir = fresh_dir(settings, &args)?;
+    let (dir, database) = fresh_place(settings, &args)?;
     let demo = Settings {
         data_dir: dir.clone(),
-        database: dir.join("payoff.db").display().to_string(),
+        database,
         ..settings.clone()
     };
     let store = create_store(&demo)?;
+    // First of all, so that a later run knows this database for the demo's.
+    audit_local(
+        &store,
+        None,
+        database::MARK,
+        "payoff demo",
+        &format!(
+            "seed {}, {month}; cleared by the next demo built here",
+            args.seed
+        ),
+    )?;
     let signing_key = ensure_signing_key(&demo.signing_key_path())?;
     let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
     let addr = demo.listen_addr(Some(&args.listen))?;
@@ -281,7 +313,15 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
             report.bundle_path.display(),
             report.public_key
         );
-        println!("  payoff ledger verify --data-dir {}", dir.display());
+        if demo.database_named {
+            println!(
+                "  payoff ledger verify --data-dir {} --database {}",
+                dir.display(),
+                demo.database
+            );
+        } else {
+            println!("  payoff ledger verify --data-dir {}", dir.display());
+        }
 
         if args.no_serve {
             let _ = stop.send(());
