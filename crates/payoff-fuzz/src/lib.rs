@@ -48,10 +48,12 @@ pub fn cedar(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(builtin) = payoff_policy::AgentRules::builtin(&payoff_policy::ReplyRule::default())
-    else {
-        panic!("the built-in rules load");
-    };
+    // Built once: what a server holds for its life.
+    static BUILTIN: OnceLock<payoff_policy::AgentRules> = OnceLock::new();
+    let builtin = BUILTIN.get_or_init(|| {
+        payoff_policy::AgentRules::builtin(&payoff_policy::ReplyRule::default())
+            .expect("the built-in rules load")
+    });
     if let Ok(rules) = builtin.with_customer("fuzz", text) {
         let decision = rules.decide(
             "support",
