@@ -36,7 +36,7 @@ fn the_role_rules_match_the_table_and_validate() {
         }
         rows += 1;
     }
-    assert_eq!(rows, 28);
+    assert_eq!(rows, 29);
     // Unknown roles and actions: denied, never an error.
     assert!(!rules.decide("root", "read_events").allowed);
     assert!(!rules.decide("admin", "drop_tables").allowed);

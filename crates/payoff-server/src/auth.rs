@@ -71,6 +71,7 @@ actions! {
     ManagePolicies => ("manage_policies", "upload agent policies"),
     ReadWebhooks => ("read_webhooks", "read webhook subscriptions and deliveries"),
     ManageWebhooks => ("manage_webhooks", "manage webhook subscriptions"),
+    CallModels => ("call_models", "call models through the gateway"),
 }
 
 /// Every role's decision on every action, from the shipped Cedar role

@@ -10,6 +10,7 @@ pub mod billing;
 pub mod clock;
 mod dashboard;
 pub mod economics;
+pub mod gateway;
 pub mod limits;
 mod metrics;
 mod openapi;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     /// dashboard is reached over https only); without it, only behind a
     /// proxy that sends `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
+    /// The model gateway's upstreams (`[[gateway.upstream]]`).
+    pub gateway: gateway::GatewayConfig,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             egress: payoff_egress::Egress::default(),
             rate_limits: limits::RateLimits::default(),
             secure_cookies: false,
+            gateway: gateway::GatewayConfig::default(),
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct AppState {
     /// The client of tenant URLs (webhooks): `egress` checked on every
     /// resolved address, no redirects (see [`payoff_egress`]).
     pub http: reqwest::Client,
+    /// The client of the gateway's upstreams: operator-configured, so
+    /// trusted like the model endpoint (no egress policy, http allowed).
+    pub gateway_http: reqwest::Client,
     /// The egress policy in force, the server's own address included once
     /// it listens ([`AppState::listening_on`]).
     pub egress: Arc<payoff_egress::EgressPolicy>,
@@ -147,6 +154,10 @@ impl AppState {
             key_history: Arc::default(),
             secrets: Arc::new(secrets::SecretBox::new(&secrets::SecretBox::generate())),
             http: config.egress.tenant_client(egress.clone()),
+            gateway_http: payoff_egress::upstream_client(&config.egress.trust)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client with the configured roots builds"),
             egress,
             store,
             ledger,
@@ -288,6 +299,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::router())
         .merge(routes::policies::router())
         .merge(routes::webhooks::router())
+        .merge(gateway::router())
         .merge(dashboard::router())
         .fallback(|| async {
             ApiError::new(

@@ -3,6 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::gateway;
 use crate::routes::{
     agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
     policies, webhooks,
@@ -22,7 +23,8 @@ use crate::routes::{
         audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
         agents::list_approvals, agents::approve, agents::reject,
         policies::upload_policies, policies::list_policies,
-        webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries),
+        webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries,
+        gateway::models, gateway::chat_completions, gateway::embeddings, gateway::responses),
     components(schemas(
         events::CloudEvent, events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,

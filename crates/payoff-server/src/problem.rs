@@ -51,6 +51,10 @@ error_codes! {
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
     RateLimited => (TOO_MANY_REQUESTS, "rate_limited", "Too many requests; retry after the time given"),
+    BudgetExceeded => (TOO_MANY_REQUESTS, "budget_exceeded", "A budget stops further spending this period"),
+    UnknownModel => (NOT_FOUND, "unknown_model", "No upstream of the gateway serves this model"),
+    UpstreamFailed => (BAD_GATEWAY, "upstream_failed", "The model's upstream could not be reached or answered nonsense"),
+    UpstreamTimeout => (GATEWAY_TIMEOUT, "upstream_timeout", "The model's upstream did not answer in time"),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "The service cannot store data right now"),
 }
 

@@ -51,6 +51,33 @@ struct FileSettings {
     egress: Option<EgressSettings>,
     rate_limits: Option<RateLimitSettings>,
     dashboard: Option<DashboardSettings>,
+    gateway: Option<GatewaySettings>,
+}
+
+/// `[gateway]`: the model gateway's upstreams, `[[gateway.upstream]]`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct GatewaySettings {
+    #[serde(default)]
+    upstream: Vec<payoff_server::gateway::Upstream>,
+}
+
+/// The gateway's upstreams, checked, each key read from its variable.
+fn gateway_config(file: GatewaySettings) -> anyhow::Result<payoff_server::gateway::GatewayConfig> {
+    let mut config = payoff_server::gateway::GatewayConfig {
+        upstreams: file.upstream,
+    };
+    config.validate().map_err(BadInput)?;
+    for (i, u) in config.upstreams.iter_mut().enumerate() {
+        if let Some(var) = &u.api_key_env {
+            u.api_key = Some(std::env::var(var).map_err(|_| {
+                BadInput(format!(
+                    "gateway.upstream[{i}].api_key_env: the variable {var} is not set"
+                ))
+            })?);
+        }
+    }
+    Ok(config)
 }
 
 /// `[dashboard]`: how the web dashboard is served.
@@ -190,6 +217,7 @@ impl Settings {
                 .dashboard
                 .and_then(|d| d.secure_cookies)
                 .unwrap_or(defaults.secure_cookies),
+            gateway: gateway_config(file.gateway.unwrap_or_default())?,
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;
