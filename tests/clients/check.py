@@ -9,7 +9,11 @@ Starts `payoff serve` on a loopback port over a fresh data directory, then:
 3. drives that generated client against the running server: creates a
    customer, uploads a contract, sends events and reads them back;
 4. sends events with the CNCF CloudEvents SDK in binary and structured mode
-   and checks the contract bills them (binary mode sends no Content-Type).
+   and checks the contract bills them (binary mode sends no Content-Type);
+5. calls models through Payoff's gateway with the official `openai` SDK
+   (chat, streaming, embeddings, responses, models, an unknown model, a
+   budget stop) against a local upstream speaking OpenAI's wire format, and
+   checks each call's `llm.call` record.
 
 Run by CI in a venv holding `requirements.txt`:
 
@@ -25,7 +29,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -86,16 +92,21 @@ def main() -> None:
     args = ap.parse_args()
     payoff = str(Path(args.payoff).resolve())
 
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
-        init = subprocess.run([payoff, "--data-dir", str(data), "init"],
+        (tmp / "payoff.toml").write_text(GATEWAY_TOML.format(port=upstream.server_port))
+        env = {**os.environ, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
+        init = subprocess.run([payoff, "--data-dir", str(data), "init"], cwd=tmp, env=env,
                               capture_output=True, text=True, check=True)
         admin = init.stdout.strip().splitlines()[-1]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [payoff, "--data-dir", str(data), "serve", "--listen", f"127.0.0.1:{port}"],
+            cwd=tmp, env=env,
             stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "w"),
         )
         try:
@@ -118,9 +129,11 @@ def main() -> None:
             print("openapi-python-client: every operation generated")
             drive(out, url, admin)
             cloudevents_sdk(url, admin)
+            openai_sdk(url, admin)
         finally:
             server.terminate()
             server.wait(timeout=30)
+            upstream.shutdown()
 
 
 CONTRACT = """
@@ -210,6 +223,150 @@ def cloudevents_sdk(url: str, admin: str) -> None:
             outcomes = json.load(r)["outcomes"]
         assert len(outcomes) == 1, (convert.__name__, outcomes)
     print("CloudEvents SDK: binary and structured mode events are billed")
+
+
+UPSTREAM_KEY = "sk-upstream-secret"
+GATEWAY_TOML = """
+[[gateway.upstream]]
+name = "fake"
+base_url = "http://127.0.0.1:{port}/v1"
+api_key_env = "FAKE_UPSTREAM_KEY"
+models = ["fake-chat", "fake-embed"]
+timeout_ms = 10000
+"""
+# What the fake upstream was asked, for the checks.
+SEEN: list = []
+
+
+class FakeUpstream(BaseHTTPRequestHandler):
+    """An upstream speaking OpenAI's wire format: chat completions (JSON,
+    or server-sent events ending with a usage chunk only when asked, as
+    OpenAI does), embeddings and responses, all with usage."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        SEEN.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                 "prompt_tokens_details": {"cached_tokens": 4},
+                 "completion_tokens_details": {"reasoning_tokens": 2}}
+        if self.path == "/v1/chat/completions" and body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 0, "model": "fake-chat"}
+            for word in ["hello", " world"]:
+                chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            if body.get("stream_options", {}).get("include_usage"):
+                self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        if self.path == "/v1/chat/completions":
+            answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake-chat",
+                      "choices": [{"index": 0, "finish_reason": "stop",
+                                   "message": {"role": "assistant", "content": "hello"}}],
+                      "usage": usage}
+        elif self.path == "/v1/embeddings":
+            answer = {"object": "list", "model": "fake-embed",
+                      "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                      "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+        elif self.path == "/v1/responses":
+            answer = {"id": "resp_1", "object": "response", "created_at": 0, "model": "fake-chat",
+                      "status": "completed",
+                      "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                                  "content": [{"type": "output_text", "text": "hello", "annotations": []}]}],
+                      "usage": {"input_tokens": 7, "output_tokens": 1, "total_tokens": 8,
+                                "input_tokens_details": {"cached_tokens": 0},
+                                "output_tokens_details": {"reasoning_tokens": 0}}}
+        else:
+            self.send_error(404)
+            return
+        raw = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+def call(url: str, method: str, path: str, key: str, body=None):
+    request = urllib.request.Request(
+        f"{url}{path}", method=method, headers={"Authorization": f"Bearer {key}",
+                                                "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request) as r:
+        return json.load(r)
+
+
+def openai_sdk(url: str, admin: str) -> None:
+    """An agent on the official `openai` SDK, only its base URL and key
+    changed: every call answered as the upstream answered, and recorded."""
+    import openai
+
+    agent_key = call(url, "POST", "/v1/keys", admin, {"role": "agent", "customer": "acme"})["key"]
+    client = openai.OpenAI(base_url=f"{url}/gateway/v1", api_key=agent_key, max_retries=0,
+                           default_headers={"x-payoff-agent": "sdk-agent"})
+    ask = [{"role": "user", "content": "Say hello"}]
+
+    listed = {m.id for m in client.models.list()}
+    assert listed == {"fake-chat", "fake-embed"}, listed
+
+    reply = client.chat.completions.create(
+        model="fake-chat", messages=ask,
+        extra_headers={"x-payoff-subject": "GW-1", "x-payoff-outcome": "ticket_resolved"})
+    assert reply.choices[0].message.content == "hello", reply
+    assert reply.usage.prompt_tokens == 12
+
+    chunks = list(client.chat.completions.create(
+        model="fake-chat", messages=ask, stream=True, extra_headers={"x-payoff-subject": "GW-2"}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "hello world", text
+    # The client did not ask for usage; the gateway did, and passes it on.
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5, chunks[-1]
+    streamed = [s for s in SEEN if s["body"].get("stream")]
+    assert streamed and streamed[-1]["body"]["stream_options"] == {"include_usage": True}, streamed
+
+    vectors = client.embeddings.create(model="fake-embed", input="hello")
+    assert vectors.data[0].embedding == [0.1, 0.2, 0.3], vectors
+    answer = client.responses.create(model="fake-chat", input="Say hello")
+    assert answer.output_text == "hello", answer
+    assert all(s["auth"] == f"Bearer {UPSTREAM_KEY}" for s in SEEN), SEEN
+
+    try:
+        client.chat.completions.create(model="no-such-model", messages=ask)
+        raise AssertionError("an unknown model was served")
+    except openai.NotFoundError as e:
+        assert "no-such-model" in str(e), e
+    calls_before = len(SEEN)
+    call(url, "PUT", "/v1/customers/acme/budgets", admin, {"agents": {"capped": {"limit": "0"}}})
+    capped = openai.OpenAI(base_url=f"{url}/gateway/v1", api_key=agent_key, max_retries=0,
+                           default_headers={"x-payoff-agent": "capped"})
+    try:
+        capped.chat.completions.create(model="fake-chat", messages=ask)
+        raise AssertionError("a call past its budget went out")
+    except openai.RateLimitError as e:
+        assert "budget" in str(e), e
+    assert len(SEEN) == calls_before, "the upstream was called past the budget"
+
+    events = call(url, "GET", "/v1/events?customer=acme&type=llm.call&limit=100", admin)["events"]
+    records = [e["event"]["data"] for e in events if e["event"]["data"].get("via") == "gateway"]
+    assert len(records) == 4, records
+    by_subject = {r.get("subject"): r for r in records}
+    one = by_subject["GW-1"]
+    assert (one["input_tokens"], one["cached_input_tokens"], one["reasoning_tokens"],
+            one["output_tokens"]) == (12, 4, 2, 5), one
+    assert (one["upstream"], one["agent"], one["outcome"], one["result"], one["status"]) == \
+        ("fake", "sdk-agent", "ticket_resolved", "ok", 200), one
+    two = by_subject["GW-2"]
+    assert (two["stream"], two["output_tokens"], two["result"]) == (True, 5, "ok"), two
+    endpoints = sorted(r["endpoint"] for r in records)
+    assert endpoints == ["chat/completions", "chat/completions", "embeddings", "responses"], endpoints
+    print("openai SDK: chat, streaming, embeddings, responses and models through the gateway, "
+          "each call recorded with its tokens; unknown models and spent budgets refused")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,10 @@ pub fn router() -> Router<AppState> {
 /// The models the gateway serves, in OpenAI's list shape.
 #[utoipa::path(get, path = "/gateway/v1/models", operation_id = "gateway_models", tag = "gateway",
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
-pub async fn models(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn models(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Action::CallModels)?;
     let data: Vec<Value> = state
         .config
@@ -138,7 +141,9 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "chat/completions").await
+    forward(&state, &caller, &headers, &body, "chat/completions")
+        .await
+        .map_err(openai_error)
 }
 
 /// OpenAI's embeddings.
@@ -152,7 +157,9 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "embeddings").await
+    forward(&state, &caller, &headers, &body, "embeddings")
+        .await
+        .map_err(openai_error)
 }
 
 /// OpenAI's responses, streaming (SSE) or not.
@@ -166,7 +173,18 @@ pub async fn responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "responses").await
+    forward(&state, &caller, &headers, &body, "responses")
+        .await
+        .map_err(openai_error)
+}
+
+/// The gateway's own refusals also carry OpenAI's `error` object, which
+/// the SDKs read their exception's message from; the problem members
+/// stay beside it.
+fn openai_error(e: ApiError) -> ApiError {
+    let error =
+        json!({"message": e.detail, "type": e.code.code(), "code": e.code.code(), "param": null});
+    e.with("error", error)
 }
 
 /// Who a call is for and what it asks, from the request.
@@ -206,7 +224,11 @@ fn usage_in(v: &Value) -> Option<Usage> {
     let n = |paths: &[&[&str]]| {
         paths
             .iter()
-            .find_map(|path| path.iter().fold(Some(u), |at, k| at.map(|a| &a[*k])).and_then(Value::as_u64))
+            .find_map(|path| {
+                path.iter()
+                    .try_fold(u, |at, k| at.get(*k))
+                    .and_then(Value::as_u64)
+            })
             .unwrap_or(0)
     };
     Some(Usage {
@@ -222,7 +244,10 @@ fn usage_in(v: &Value) -> Option<Usage> {
             &["completion_tokens_details", "reasoning_tokens"],
             &["output_tokens_details", "reasoning_tokens"],
         ]),
-        cost: u.get("cost").filter(|c| c.is_number() || c.is_string()).cloned(),
+        cost: u
+            .get("cost")
+            .filter(|c| c.is_number() || c.is_string())
+            .cloned(),
         model: [&v["model"], &v["response"]["model"]]
             .into_iter()
             .find_map(Value::as_str)
@@ -262,9 +287,8 @@ async fn forward(
             "the gateway is called with a customer's agent key: provider keys name no customer",
         )
     })?;
-    let mut request: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("body: not JSON ({e})"))
-    })?;
+    let mut request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("body: not JSON ({e})")))?;
     if !request.is_object() {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -284,15 +308,25 @@ async fn forward(
     })?;
     let stream = request["stream"].as_bool().unwrap_or(false) && endpoint != "embeddings";
     // Usage is what the record is for: a chat stream is asked to end with it.
-    if stream && endpoint == "chat/completions" && request["stream_options"]["include_usage"] != true {
+    if stream
+        && endpoint == "chat/completions"
+        && request["stream_options"]["include_usage"] != true
+    {
         if !request["stream_options"].is_object() {
             request["stream_options"] = json!({});
         }
         request["stream_options"]["include_usage"] = true.into();
     }
+    let agent = header_text(headers, "x-payoff-agent")?.unwrap_or_else(|| "gateway".into());
+    crate::routes::agents::known_agent(&agent).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("x-payoff-agent: {}", e.detail),
+        )
+    })?;
     let call = Call {
         customer,
-        agent: header_text(headers, "x-payoff-agent")?.unwrap_or_else(|| "gateway".into()),
+        agent,
         subject: header_text(headers, "x-payoff-subject")?,
         outcome: header_text(headers, "x-payoff-outcome")?,
         upstream,
@@ -324,7 +358,15 @@ async fn forward(
             } else {
                 (ErrorCode::UpstreamFailed, "unreachable")
             };
-            meter(state, &call, &Usage::default(), None, result, started.elapsed()).await?;
+            meter(
+                state,
+                &call,
+                &Usage::default(),
+                None,
+                result,
+                started.elapsed(),
+            )
+            .await?;
             return Err(ApiError::new(
                 code,
                 format!("upstream \"{}\": {result}", call.upstream.name),
@@ -338,24 +380,60 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     if status.is_success() && event_stream {
-        return Ok(relay_stream(state.clone(), call, answer, started, content_type));
+        return Ok(relay_stream(
+            state.clone(),
+            call,
+            answer,
+            started,
+            content_type,
+        ));
     }
     let (bytes, beyond) = match payoff_egress::read_capped(answer, ANSWER_BYTES_MAX).await {
         Ok(read) => read,
         Err(e) => {
-            let result = if e.is_timeout() { "timeout" } else { "upstream_disconnected" };
-            meter(state, &call, &Usage::default(), Some(status), result, started.elapsed()).await?;
+            let result = if e.is_timeout() {
+                "timeout"
+            } else {
+                "upstream_disconnected"
+            };
+            meter(
+                state,
+                &call,
+                &Usage::default(),
+                Some(status),
+                result,
+                started.elapsed(),
+            )
+            .await?;
             return Err(ApiError::new(
-                if e.is_timeout() { ErrorCode::UpstreamTimeout } else { ErrorCode::UpstreamFailed },
-                format!("upstream \"{}\": the answer broke off ({result})", call.upstream.name),
+                if e.is_timeout() {
+                    ErrorCode::UpstreamTimeout
+                } else {
+                    ErrorCode::UpstreamFailed
+                },
+                format!(
+                    "upstream \"{}\": the answer broke off ({result})",
+                    call.upstream.name
+                ),
             ));
         }
     };
     if beyond {
-        meter(state, &call, &Usage::default(), Some(status), "answer_too_large", started.elapsed()).await?;
+        meter(
+            state,
+            &call,
+            &Usage::default(),
+            Some(status),
+            "answer_too_large",
+            started.elapsed(),
+        )
+        .await?;
         return Err(ApiError::new(
             ErrorCode::UpstreamFailed,
-            format!("upstream \"{}\": the answer is larger than {ANSWER_BYTES_MAX} bytes", call.upstream.name),
+            format!(
+                "upstream \"{}\": the answer is larger than {ANSWER_BYTES_MAX} bytes",
+                call.upstream.name
+            ),
         ));
     }
     let usage = serde_json::from_slice::<Value>(&bytes)
@@ -366,9 +444,18 @@ async fn forward(
         (true, None) => "no_usage",
         (false, _) => "upstream_error",
     };
-    meter(state, &call, &usage.unwrap_or_default(), Some(status), result, started.elapsed()).await?;
+    meter(
+        state,
+        &call,
+        &usage.unwrap_or_default(),
+        Some(status),
+        result,
+        started.elapsed(),
+    )
+    .await?;
     let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() =
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
@@ -397,8 +484,10 @@ async fn stop_or_go(state: &AppState, call: &Call) -> Result<(), ApiError> {
             if check.allow {
                 Ok(())
             } else {
-                Err(ApiError::new(ErrorCode::BudgetExceeded, format!("budget: {}", check.reason))
-                    .with("period", check.period.into()))
+                Err(ApiError::new(
+                    ErrorCode::BudgetExceeded,
+                    format!("budget: {}", check.reason),
+                ))
             }
         },
         state,
@@ -436,7 +525,16 @@ fn relay_stream(
         };
         drop(tx);
         let usage = events.usage.unwrap_or_default();
-        if let Err(e) = meter(&state, &call, &usage, Some(status), result, started.elapsed()).await {
+        if let Err(e) = meter(
+            &state,
+            &call,
+            &usage,
+            Some(status),
+            result,
+            started.elapsed(),
+        )
+        .await
+        {
             tracing::error!(error = %e.detail, customer = %call.customer, "a streamed model call could not be metered");
         }
     });
@@ -551,13 +649,19 @@ mod tests {
         let chat = json!({"model": "gpt-4o-mini-2024", "usage": {"prompt_tokens": 120, "completion_tokens": 30,
             "prompt_tokens_details": {"cached_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 7}, "cost": 0.0012}});
         let u = usage_in(&chat).unwrap();
-        assert_eq!((u.input, u.output, u.cached_read, u.reasoning), (120, 30, 100, 7));
+        assert_eq!(
+            (u.input, u.output, u.cached_read, u.reasoning),
+            (120, 30, 100, 7)
+        );
         assert_eq!(u.cost, Some(json!(0.0012)));
         assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024"));
         let responses = json!({"type": "response.completed", "response": {"model": "o4", "usage": {"input_tokens": 50,
             "output_tokens": 9, "input_tokens_details": {"cached_tokens": 10}, "output_tokens_details": {"reasoning_tokens": 4}}}});
         let u = usage_in(&responses).unwrap();
-        assert_eq!((u.input, u.output, u.cached_read, u.reasoning), (50, 9, 10, 4));
+        assert_eq!(
+            (u.input, u.output, u.cached_read, u.reasoning),
+            (50, 9, 10, 4)
+        );
         let anthropic_style = json!({"usage": {"input_tokens": 5, "output_tokens": 2,
             "cache_read_input_tokens": 40, "cache_creation_input_tokens": 60}});
         let u = usage_in(&anthropic_style).unwrap();
@@ -590,14 +694,19 @@ mod tests {
             timeout_ms: 1000,
         };
         let config = |u: Vec<Upstream>| GatewayConfig { upstreams: u };
-        assert!(config(vec![up("a", "https://x/v1", &["m"])]).validate().is_ok());
+        assert!(config(vec![up("a", "https://x/v1", &["m"])])
+            .validate()
+            .is_ok());
         for (bad, needle) in [
             (vec![up("", "https://x/v1", &["m"])], "upstream[0].name"),
             (vec![up("a", "ftp://x", &["m"])], "upstream[0].base_url"),
             (vec![up("a", "not a url", &["m"])], "upstream[0].base_url"),
             (vec![up("a", "https://x/v1", &[])], "upstream[0].models"),
             (
-                vec![up("a", "https://x/v1", &["m"]), up("b", "https://y/v1", &["m"])],
+                vec![
+                    up("a", "https://x/v1", &["m"]),
+                    up("b", "https://y/v1", &["m"]),
+                ],
                 "already served by upstream \"a\"",
             ),
         ] {

@@ -683,7 +683,7 @@ fn the_kill_switch_stops_every_act_until_resumed() {
             .server
             .json(
                 Method::POST,
-                "/v1/agents/nobody/pause",
+                "/v1/agents/No-Body/pause",
                 &f.operator,
                 Value::Null,
             )

@@ -232,7 +232,10 @@ fn a_customer_life_closes_into_verifiable_statements() {
         ] {
             let (s, v, text) = server.get(path, &operator).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {path}: {v}");
-            assert!(text.contains("has not started yet"), "{label}: {path}: {text}");
+            assert!(
+                text.contains("has not started yet"),
+                "{label}: {path}: {text}"
+            );
         }
         let (s, v) = server.post(&close("2099-01"), &operator, Value::Null).await;
         assert_eq!(

@@ -342,3 +342,258 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
         );
     });
 }
+
+/// What the gateway's upstream does with a call, by the model asked for.
+async fn fake_upstream(
+    axum::extract::Json(body): axum::extract::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let usage = json!({"prompt_tokens": 9, "completion_tokens": 3});
+    match body["model"].as_str().unwrap_or("") {
+        // An upstream refusal, passed through as answered.
+        "refusing" => (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": "context too long", "type": "invalid_request_error"}})),
+        )
+            .into_response(),
+        // Never answers within the upstream's timeout.
+        "slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            axum::http::StatusCode::OK.into_response()
+        }
+        _ => axum::Json(json!({"id": "c1", "object": "chat.completion", "model": "ok-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": usage}))
+        .into_response(),
+    }
+}
+
+/// Issue 17: calls through the gateway are answered as the upstream
+/// answered and recorded whatever became of them: an upstream refusal
+/// (passed through, `upstream_error`), an upstream that does not answer in
+/// time (504, `timeout`), one that cannot be reached (502,
+/// `unreachable`), a stream that breaks off (`upstream_disconnected`);
+/// a paused agent and a provider key are refused before any call.
+#[test]
+fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
+    on_every_backend(|db_url, label| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", axum::routing::post(fake_upstream));
+            axum::serve(listener, app).await.unwrap();
+        });
+        // An upstream whose stream breaks off after its first event: the
+        // answer's head and one chunk are written, then the connection
+        // is dropped.
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let breaking = raw.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = raw.accept().await {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let event = "data: {\"choices\":[{\"delta\":{\"content\":\"par\"}}]}\n\n";
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let answer = format!("{head}{:x}\r\n{event}\r\n", event.len());
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.flush().await;
+            }
+        });
+        // A port nothing listens on.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let upstream = |name: &str, at: std::net::SocketAddr, models: &[&str], timeout_ms: u64| {
+            payoff_server::gateway::Upstream {
+                name: name.into(),
+                base_url: format!("http://{at}/v1"),
+                api_key_env: None,
+                api_key: None,
+                models: models.iter().map(|m| m.to_string()).collect(),
+                timeout_ms,
+            }
+        };
+        let config = ServerConfig {
+            gateway: payoff_server::gateway::GatewayConfig {
+                upstreams: vec![
+                    upstream("local", up, &["ok-model", "refusing", "slow"], 500),
+                    upstream("raw", breaking, &["breaking"], 2_000),
+                    upstream("gone", dead, &["dead-model"], 2_000),
+                ],
+            },
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let operator = server.key("operator", None).await;
+        let chat = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let path = "/gateway/v1/chat/completions";
+        let (s, v) = server
+            .json(Method::POST, path, &agent, chat("ok-model", false))
+            .await;
+        assert_eq!(
+            (s, v["choices"][0]["message"]["content"].as_str()),
+            (StatusCode::OK, Some("hi")),
+            "{label}: {v}"
+        );
+        // The upstream's own refusal, not a problem document of Payoff's.
+        let refused = reqwest::Client::new()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&agent)
+            .json(&chat("refusing", false))
+            .send()
+            .await
+            .unwrap();
+        let s = refused.status();
+        let v: Value = refused.json().await.unwrap();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {v}");
+        assert_eq!(
+            v["error"]["message"], "context too long",
+            "passed through as answered: {v}"
+        );
+        let (s, v) = server
+            .json(Method::POST, path, &agent, chat("slow", false))
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, Some("upstream_timeout")),
+            "{v}"
+        );
+        let (s, v) = server
+            .json(Method::POST, path, &agent, chat("dead-model", false))
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("upstream_failed")),
+            "{v}"
+        );
+        assert_eq!(
+            v["error"]["code"], "upstream_failed",
+            "OpenAI's error shape too: {v}"
+        );
+        // The client reads the stream until it breaks off.
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&agent)
+            .json(&chat("breaking", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let _ = response.bytes().await;
+        for (body, status, code) in [
+            (
+                json!({"messages": []}),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                chat("no-such-model", false),
+                StatusCode::NOT_FOUND,
+                "unknown_model",
+            ),
+        ] {
+            let (s, v) = server.json(Method::POST, path, &agent, body).await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (status, Some(code)),
+                "{label}: {v}"
+            );
+        }
+        let (s, v) = server
+            .json(Method::POST, path, &operator, chat("ok-model", false))
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::BAD_REQUEST,
+            "a provider key names no customer: {v}"
+        );
+        let (s, _) = server
+            .json(
+                Method::POST,
+                "/v1/agents/gateway/pause",
+                &operator,
+                json!({"customer": "acme"}),
+            )
+            .await;
+        assert!(s.is_success(), "{label}: pause {s}");
+        let (s, v) = server
+            .json(Method::POST, path, &agent, chat("ok-model", false))
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("agent_paused")),
+            "{v}"
+        );
+
+        // One record per call that went out, each saying what became of it.
+        let wanted = [
+            ("ok-model", "ok"),
+            ("refusing", "upstream_error"),
+            ("slow", "timeout"),
+            ("dead-model", "unreachable"),
+            ("breaking", "upstream_disconnected"),
+        ];
+        common::eventually("every call recorded", || async {
+            let (_, v) = server
+                .json(
+                    Method::GET,
+                    "/v1/events?customer=acme&type=llm.call",
+                    &operator,
+                    Value::Null,
+                )
+                .await;
+            v["events"]
+                .as_array()
+                .is_some_and(|e| e.len() == wanted.len())
+        })
+        .await;
+        let (_, v) = server
+            .json(
+                Method::GET,
+                "/v1/events?customer=acme&type=llm.call",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        let got: Vec<(String, String)> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let d = &e["event"]["data"];
+                (
+                    d["requested_model"].as_str().unwrap().to_owned(),
+                    d["result"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = wanted
+            .iter()
+            .map(|(m, r)| (m.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(got, want, "{label}");
+        let first = &v["events"][0]["event"]["data"];
+        assert_eq!(
+            (
+                first["input_tokens"].as_u64(),
+                first["output_tokens"].as_u64()
+            ),
+            (Some(9), Some(3))
+        );
+        assert_eq!(
+            (first["upstream"].as_str(), first["agent"].as_str()),
+            (Some("local"), Some("gateway"))
+        );
+    })
+}

@@ -43,13 +43,22 @@ pub async fn submit(
     ))
 }
 
-fn known_agent(agent: &str) -> Result<(), ApiError> {
-    if agent == AGENT {
+/// An agent name: the support agent's, or one an agent gives itself when
+/// it calls models through the gateway (`x-payoff-agent`); the kill
+/// switch works on both. Lower-case letters, digits, `_`, `.`, `-`, 1 to
+/// 64 characters, starting with a letter or digit.
+pub(crate) fn known_agent(agent: &str) -> Result<(), ApiError> {
+    let well_formed = (1..=64).contains(&agent.len())
+        && agent.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && agent
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if well_formed {
         Ok(())
     } else {
         Err(ApiError::new(
             ErrorCode::NotFound,
-            format!("no agent \"{agent}\"; the agents are: {AGENT}"),
+            format!("no agent \"{agent}\": agent names are 1 to 64 lower-case letters, digits, _ . - (the built-in one is {AGENT})"),
         ))
     }
 }
