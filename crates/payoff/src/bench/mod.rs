@@ -5,6 +5,7 @@
 mod agent;
 mod attribution;
 mod close;
+mod gateway;
 mod reads;
 mod search;
 mod webhooks;
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     Reads(reads::ReadsArgs),
     /// Webhook deliveries per second to a receiver on loopback.
     Webhooks(webhooks::WebhooksArgs),
+    /// The model gateway's added latency and calls per second over direct
+    /// calls to the same upstream on loopback.
+    Gateway(gateway::GatewayArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +83,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
         BenchCommand::Search(args) => return search::run(args),
         BenchCommand::Agent(args) => return agent::run(args),
         BenchCommand::Webhooks(args) => return webhooks::run(args),
+        BenchCommand::Gateway(args) => return gateway::run(args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
@@ -231,11 +236,20 @@ impl Drop for ChildServer {
 /// no rate limits (a bench measures the server, not its limits) and
 /// webhooks allowed to loopback (where a bench's receivers listen).
 fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
+    start_server_with(db, data_dir, "")
+}
+
+/// [`start_server`] with more of `payoff.toml` (`extra`, appended).
+fn start_server_with(
+    db: &ScratchDb,
+    data_dir: &std::path::Path,
+    extra: &str,
+) -> anyhow::Result<ChildServer> {
     crate::commands::init::ensure_signing_key(&data_dir.join("signing-key.pem"))?;
     let config = data_dir.join("bench.toml");
     std::fs::write(
         &config,
-        "[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n",
+        format!("[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n{extra}"),
     )?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
