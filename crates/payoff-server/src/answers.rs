@@ -48,7 +48,12 @@ pub async fn draft(
         Answerer::Extractive => return Ok(answer_extractive(hits, question)),
         Answerer::OpenAi(p) => p,
     };
-    let (answer, usage) = provider.answer(hits, question).await.map_err(|e| {
+    let asked = provider.answer(hits, question).await;
+    state.metrics.model_call(
+        "support_agent",
+        if asked.is_ok() { "ok" } else { "failed" },
+    );
+    let (answer, usage) = asked.map_err(|e| {
         ApiError::new(
             ErrorCode::Unavailable,
             format!("the answer model failed: {e}"),

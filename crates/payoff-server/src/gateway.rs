@@ -592,6 +592,11 @@ async fn meter(
     result: &str,
     latency: Duration,
 ) -> Result<(), ApiError> {
+    state.metrics.model_call("gateway", result);
+    state
+        .metrics
+        .model_call_seconds
+        .observe(latency.as_secs_f64());
     let now = state.now();
     let mut data = json!({
         "model": usage.model.clone().unwrap_or_else(|| call.model.clone()),

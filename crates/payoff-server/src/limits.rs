@@ -150,18 +150,25 @@ pub(crate) async fn enforce(
         .map(|c| c.0.ip());
     let limiters = &state.limiters;
     let mut verdict = match (presented_key(&request), address) {
-        (Some(key), _) => check(&limiters.keys, &key),
-        (None, Some(ip)) => check(&limiters.addresses, &ip),
+        (Some(key), _) => check(&limiters.keys, &key).map_err(|w| ("key", w)),
+        (None, Some(ip)) => check(&limiters.addresses, &ip).map_err(|w| ("address", w)),
         (None, None) => Ok(()),
     };
     if verdict.is_ok() && request.method() == Method::POST && path == "/ui/login" {
         if let Some(ip) = address {
-            verdict = check(&limiters.logins, &ip);
+            verdict = check(&limiters.logins, &ip).map_err(|w| ("login", w));
         }
     }
     match verdict {
         Ok(()) => next.run(request).await,
-        Err(wait_s) => {
+        Err((scope, wait_s)) => {
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::ScopeLabels {
+                    scope: scope.to_owned(),
+                })
+                .inc();
             let mut response = ApiError::new(
                 ErrorCode::RateLimited,
                 format!("too many requests; retry in {wait_s} s"),

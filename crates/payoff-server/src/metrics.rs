@@ -1,14 +1,21 @@
-//! Prometheus metrics: requests, latencies, events ingested, duplicates,
-//! conflicts. No label ever carries a customer, so `/metrics` reveals no
-//! tenant's data.
+//! Prometheus metrics, kept with `prometheus-client` and served at
+//! `/metrics` in the OpenMetrics text format: requests and latencies by
+//! route, events ingested, duplicates and conflicts, statement closes,
+//! model calls (gateway and support agent) by result, knowledge searches,
+//! requests refused by the rate limits, webhook deliveries by result, and
+//! how far the outcome read model was behind. No label ever carries a
+//! customer, so `/metrics` reveals no tenant's data.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,93 +29,199 @@ const BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS_S.len()],
-    count: u64,
-    sum_s: f64,
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS_S.iter().copied())
 }
 
-/// Counters of one server process.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// What became of something: `ok`, `timeout`, `delivered`, `failed`…
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// Which rate limit refused a request: `key`, `address` or `login`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub scope: String,
+}
+
+/// Where a model call came from: `gateway` or `support_agent`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub via: String,
+    pub result: String,
+}
+
+/// The metrics of one server process.
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    pub events_accepted: AtomicU64,
-    pub events_duplicate: AtomicU64,
-    pub event_conflicts: AtomicU64,
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub events_accepted: Counter,
+    pub events_duplicate: Counter,
+    pub event_conflicts: Counter,
+    pub closes: Family<ResultLabels, Counter>,
+    pub close_seconds: Histogram,
+    pub model_calls: Family<CallLabels, Counter>,
+    pub model_call_seconds: Histogram,
+    pub searches: Counter,
+    pub search_seconds: Histogram,
+    pub rate_limited: Family<ScopeLabels, Counter>,
+    pub webhook_deliveries: Family<ResultLabels, Counter>,
+    pub outcome_model_behind: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            events_accepted: Counter::default(),
+            events_duplicate: Counter::default(),
+            event_conflicts: Counter::default(),
+            closes: Family::default(),
+            close_seconds: latency_histogram(),
+            model_calls: Family::default(),
+            model_call_seconds: latency_histogram(),
+            searches: Counter::default(),
+            search_seconds: latency_histogram(),
+            rate_limited: Family::default(),
+            webhook_deliveries: Family::default(),
+            outcome_model_behind: Gauge::default(),
+        };
+        {
+            let mut r = m.registry.lock().expect("metrics");
+            r.register(
+                "payoff_http_requests",
+                "HTTP requests by route and status",
+                m.requests.clone(),
+            );
+            r.register(
+                "payoff_http_request_duration_seconds",
+                "Request latency by route",
+                m.latency.clone(),
+            );
+            r.register(
+                "payoff_events_accepted",
+                "Events stored",
+                m.events_accepted.clone(),
+            );
+            r.register(
+                "payoff_events_duplicate",
+                "Events received again with the same content (stored once)",
+                m.events_duplicate.clone(),
+            );
+            r.register(
+                "payoff_event_conflicts",
+                "Requests refused because an event id was reused with other content",
+                m.event_conflicts.clone(),
+            );
+            r.register(
+                "payoff_statement_closes",
+                "Period closes by result (closed, refused, failed)",
+                m.closes.clone(),
+            );
+            r.register(
+                "payoff_statement_close_duration_seconds",
+                "Time to close a period",
+                m.close_seconds.clone(),
+            );
+            r.register(
+                "payoff_model_calls",
+                "Model calls by where they came from and what became of them",
+                m.model_calls.clone(),
+            );
+            r.register(
+                "payoff_model_call_duration_seconds",
+                "Model call latency through the gateway",
+                m.model_call_seconds.clone(),
+            );
+            r.register(
+                "payoff_knowledge_searches",
+                "Knowledge searches",
+                m.searches.clone(),
+            );
+            r.register(
+                "payoff_knowledge_search_duration_seconds",
+                "Knowledge search time, the wait for a core included",
+                m.search_seconds.clone(),
+            );
+            r.register(
+                "payoff_rate_limited",
+                "Requests refused by a rate limit, by limit",
+                m.rate_limited.clone(),
+            );
+            r.register(
+                "payoff_webhook_deliveries",
+                "Webhook delivery attempts by result",
+                m.webhook_deliveries.clone(),
+            );
+            r.register(
+                "payoff_outcome_model_behind_events",
+                "Events the outcome read model was behind the ledger at its last pass (largest over customers)",
+                m.outcome_model_behind.clone(),
+            );
+        }
+        m
+    }
 }
 
 impl Metrics {
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics")
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let mut latency = self.latency.lock().expect("metrics");
-        let h = latency.entry(route.to_owned()).or_default();
-        h.count += 1;
-        h.sum_s += seconds;
-        for (i, bound) in BUCKETS_S.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Counts one outcome of something under `family`.
+    pub fn result(family: &Family<ResultLabels, Counter>, result: &str) {
+        family
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One model call, from `via`, with its result.
+    pub fn model_call(&self, via: &str, result: &str) {
+        self.model_calls
+            .get_or_create(&CallLabels {
+                via: via.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP payoff_http_requests_total HTTP requests by route and status.\n# TYPE payoff_http_requests_total counter\n");
-        for ((method, route, status), n) in self.requests.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "payoff_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
-        }
-        out.push_str("# HELP payoff_http_request_duration_seconds Request latency by route.\n# TYPE payoff_http_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().expect("metrics").iter() {
-            for (bound, n) in BUCKETS_S.iter().zip(h.buckets) {
-                let _ = writeln!(out, "payoff_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
-            }
-            let _ = writeln!(
-                out,
-                "payoff_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "payoff_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "payoff_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
-        }
-        for (name, help, value) in [
-            (
-                "payoff_events_accepted_total",
-                "Events stored.",
-                &self.events_accepted,
-            ),
-            (
-                "payoff_events_duplicate_total",
-                "Events received again with the same content (stored once).",
-                &self.events_duplicate,
-            ),
-            (
-                "payoff_event_conflicts_total",
-                "Requests refused because an event id was reused with other content.",
-                &self.event_conflicts,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+        prometheus_client::encoding::text::encode(
+            &mut out,
+            &self.registry.lock().expect("metrics"),
+        )
+        .expect("writing to a String cannot fail");
         out
     }
 }

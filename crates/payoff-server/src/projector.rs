@@ -16,25 +16,39 @@ const POLL: Duration = Duration::from_secs(1);
 /// customers that failed, with why (one customer's bad data never stops
 /// the others).
 pub fn pass(store: &payoff_store::Store) -> Vec<(String, String)> {
+    pass_measured(store).0
+}
+
+/// [`pass`], and the most events any customer's model was behind when a
+/// batch of its catch-up was applied (0 when every one was current).
+fn pass_measured(store: &payoff_store::Store) -> (Vec<(String, String)>, u64) {
     let customers = match store.customers() {
         Ok(c) => c,
-        Err(e) => return vec![("*".into(), e.to_string())],
+        Err(e) => return (vec![("*".into(), e.to_string())], 0),
     };
-    customers
+    let mut behind = 0;
+    let failed = customers
         .iter()
         .filter_map(|c| {
-            payoff_outcomes::catch_up(store, &c.id, &mut |_| {})
-                .err()
-                .map(|e| (c.id.clone(), e.to_string()))
+            payoff_outcomes::catch_up(store, &c.id, &mut |p| {
+                behind = behind.max(p.head.saturating_sub(p.applied));
+            })
+            .err()
+            .map(|e| (c.id.clone(), e.to_string()))
         })
-        .collect()
+        .collect();
+    (failed, behind)
 }
 
 pub async fn run(state: AppState, stop: Arc<Notify>) {
     loop {
         let store = state.store.clone();
-        match tokio::task::spawn_blocking(move || pass(&store)).await {
-            Ok(failed) => {
+        match tokio::task::spawn_blocking(move || pass_measured(&store)).await {
+            Ok((failed, behind)) => {
+                state
+                    .metrics
+                    .outcome_model_behind
+                    .set(i64::try_from(behind).unwrap_or(i64::MAX));
                 // One customer's bad data keeps only that customer behind
                 // (its reads say so); the node is ready once every
                 // customer had its pass. A database that does not answer

@@ -265,6 +265,14 @@ async fn send_batch(
             Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
         }
     }
+    for d in &finished {
+        let result = match d.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            _ => "retry",
+        };
+        crate::Metrics::result(&state.metrics.webhook_deliveries, result);
+    }
     blocking_with(move |s| Ok(s.finish_deliveries(&finished)?), state).await
 }
 

@@ -661,7 +661,10 @@ fn duplicates_are_stored_once_and_conflicts_refused_whole() {
             "{metrics}"
         );
         assert!(
-            metrics.contains("payoff_http_request_duration_seconds_bucket{route=\"/v1/events\""),
+            metrics.lines().any(
+                |l| l.starts_with("payoff_http_request_duration_seconds_bucket{")
+                    && l.contains("route=\"/v1/events\"")
+            ),
             "{metrics}"
         );
     });
@@ -1040,6 +1043,19 @@ fn callers_over_their_rate_get_429_with_retry_after() {
         let refused = login(&viewer).await.unwrap();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{label}");
         assert!(refused.headers().contains_key("retry-after"));
+        // Each refusal is counted by the limit that made it.
+        let (_, _, metrics) = server
+            .call(Method::GET, "/metrics", None, None, Vec::new())
+            .await;
+        for scope in ["key", "login"] {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l
+                        .starts_with(&format!("payoff_rate_limited_total{{scope=\"{scope}\"}} "))),
+                "{label}: {metrics}"
+            );
+        }
     });
 }
 

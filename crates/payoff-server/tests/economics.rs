@@ -591,6 +591,17 @@ fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
             ),
             (Some(9), Some(3))
         );
+        let (_, _, metrics) = server
+            .call(Method::GET, "/metrics", None, None, Vec::new())
+            .await;
+        for (result, n) in [("ok", 1), ("timeout", 1), ("unreachable", 1)] {
+            let line =
+                format!("payoff_model_calls_total{{via=\"gateway\",result=\"{result}\"}} {n}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "{label}: {line} in {metrics}"
+            );
+        }
         assert_eq!(
             (first["upstream"].as_str(), first["agent"].as_str()),
             (Some("local"), Some("gateway"))

@@ -666,11 +666,24 @@ pub async fn close(
     let customer = scoped(&caller, &customer)?;
     let key = state.signing_key.clone();
     let now = state.now();
+    let started = std::time::Instant::now();
     let closed = blocking_with(
         move |store| Ok(billing::close(store, &key, &customer, &period, now)?),
         &state,
     )
-    .await?;
+    .await;
+    let result = match &closed {
+        Ok(c) if c.created => "closed",
+        Ok(_) => "already_closed",
+        Err(e) if e.code.status().is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    crate::Metrics::result(&state.metrics.closes, result);
+    state
+        .metrics
+        .close_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let closed = closed?;
     let status = if closed.created {
         StatusCode::CREATED
     } else {

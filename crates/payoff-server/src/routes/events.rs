@@ -13,7 +13,6 @@ use payoff_ledger::{
 use payoff_store::{AppendError, AppendRequest, EventFilter, Routed};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Action, Caller};
@@ -121,14 +120,8 @@ pub async fn ingest(
         Ok(statuses) => {
             let duplicates = statuses.iter().filter(|s| s.duplicate).count();
             let accepted = statuses.len() - duplicates;
-            state
-                .metrics
-                .events_accepted
-                .fetch_add(accepted as u64, Ordering::Relaxed);
-            state
-                .metrics
-                .events_duplicate
-                .fetch_add(duplicates as u64, Ordering::Relaxed);
+            state.metrics.events_accepted.inc_by(accepted as u64);
+            state.metrics.events_duplicate.inc_by(duplicates as u64);
             let results = statuses
                 .into_iter()
                 .zip(ids.into_iter().zip(sources))
@@ -152,10 +145,7 @@ pub async fn ingest(
             event_source,
             id,
         }) => {
-            state
-                .metrics
-                .event_conflicts
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.event_conflicts.inc();
             let detail = format!(
                 "event {index} (source \"{event_source}\", id \"{id}\") was stored before with different content; nothing of this request was stored"
             );

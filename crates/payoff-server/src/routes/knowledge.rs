@@ -77,7 +77,8 @@ pub(crate) async fn passages(
     crate::metrics::note_wait(asked.elapsed());
     let state = state.clone();
     let (customer, query) = (customer.to_owned(), query.to_owned());
-    tokio::task::spawn_blocking(move || {
+    let metrics = state.metrics.clone();
+    let hits = tokio::task::spawn_blocking(move || {
         // Any node answers as of the documents' last change, whichever
         // node it was written through.
         if state.store.knowledge_head()? > state.knowledge.watermark() {
@@ -89,7 +90,10 @@ pub(crate) async fn passages(
             .map_err(index_error)
     })
     .await
-    .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+    .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+    metrics.searches.inc();
+    metrics.search_seconds.observe(asked.elapsed().as_secs_f64());
+    hits
 }
 
 fn index_error(e: payoff_knowledge::IndexError) -> ApiError {
