@@ -49,10 +49,9 @@ pub async fn draft(
         Answerer::OpenAi(p) => p,
     };
     let asked = provider.answer(hits, question).await;
-    state.metrics.model_call(
-        "support_agent",
-        if asked.is_ok() { "ok" } else { "failed" },
-    );
+    state
+        .metrics
+        .model_call("support_agent", if asked.is_ok() { "ok" } else { "failed" });
     let (answer, usage) = asked.map_err(|e| {
         ApiError::new(
             ErrorCode::Unavailable,

@@ -92,7 +92,9 @@ pub(crate) async fn passages(
     .await
     .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
     metrics.searches.inc();
-    metrics.search_seconds.observe(asked.elapsed().as_secs_f64());
+    metrics
+        .search_seconds
+        .observe(asked.elapsed().as_secs_f64());
     hits
 }
 
