@@ -42,9 +42,11 @@ struct Envelope<'a> {
 struct Data<'a> {
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
-    #[serde(default)]
+    /// `prompt_tokens` as OpenAI's and LiteLLM's usage name it.
+    #[serde(default, alias = "prompt_tokens")]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    /// `completion_tokens` as OpenAI's and LiteLLM's usage name it.
+    #[serde(default, alias = "completion_tokens")]
     output_tokens: Option<u64>,
     #[serde(default)]
     cached_input_tokens: Option<u64>,
@@ -98,6 +100,12 @@ mod tests {
             ),
             (900, 150, 0)
         );
+        // OpenAI's and LiteLLM's names for the same counts.
+        let call = ModelCall::read(
+            br#"{"data":{"model":"gpt-4o","prompt_tokens":40,"completion_tokens":7,"total_tokens":47,"cost":0.0002},"type":"llm.call"}"#,
+        )
+        .unwrap();
+        assert_eq!((call.input_tokens, call.output_tokens), (40, 7));
         // data.subject beats the envelope's; escaped text is still read.
         let call = ModelCall::read(
             br#"{"data":{"model":"m\u00e9","subject":"T-9"},"subject":"T-1","type":"llm.call"}"#,

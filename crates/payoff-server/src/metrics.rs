@@ -81,6 +81,7 @@ pub struct Metrics {
     pub rate_limited: Family<ScopeLabels, Counter>,
     pub webhook_deliveries: Family<ResultLabels, Counter>,
     pub outcome_model_behind: Gauge,
+    pub cost_warnings: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -101,6 +102,7 @@ impl Default for Metrics {
             rate_limited: Family::default(),
             webhook_deliveries: Family::default(),
             outcome_model_behind: Gauge::default(),
+            cost_warnings: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("metrics");
@@ -168,6 +170,11 @@ impl Default for Metrics {
                 "payoff_webhook_deliveries",
                 "Webhook delivery attempts by result",
                 m.webhook_deliveries.clone(),
+            );
+            r.register(
+                "payoff_llm_call_warnings",
+                "Model calls stored that cost nothing as sent (unpriced_model, no_model, no_token_counts)",
+                m.cost_warnings.clone(),
             );
             r.register(
                 "payoff_outcome_model_behind_events",

@@ -1512,3 +1512,76 @@ fn openapi_faults(doc: &Value) -> Vec<String> {
     }
     faults
 }
+
+/// Issue 17: LiteLLM's OpenMeter callback posts to `/api/v1/events` (404
+/// before) with OpenAI's usage names, and a call that cannot be costed was
+/// stored at 0 without a word. The path is served; `prompt_tokens` and
+/// `completion_tokens` are read; a call with an unpriced model, without a
+/// model or without token counts is stored, flagged in the reply and
+/// counted in `/metrics`.
+#[test]
+fn openmeter_shaped_model_calls_are_read_and_uncostable_ones_flagged() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let call = |id: &str, data: Value| {
+            json!({"specversion": "1.0", "id": id, "source": "litellm", "type": "llm.call",
+                   "subject": "user-7", "time": "2026-11-04T10:00:00Z", "data": data})
+        };
+        let (s, v, _) = server
+            .call(
+                Method::POST,
+                "/api/v1/events",
+                Some(&agent),
+                Some(ONE),
+                serde_json::to_vec(&call(
+                    "lm-1",
+                    json!({"model": "gpt-4o", "cost": 0.00017, "prompt_tokens": 40,
+                           "completion_tokens": 7, "total_tokens": 47}),
+                ))
+                .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(v["accepted"], 1);
+        assert!(v.get("warnings").is_none(), "{label}: priced: {v}");
+        let batch = json!([
+            call(
+                "lm-2",
+                json!({"model": "house-model-9", "prompt_tokens": 5})
+            ),
+            call("lm-3", json!({"model": "gpt-4o"})),
+            call("lm-4", json!({"prompt_tokens": 5})),
+        ]);
+        let (s, v) = server.send(&agent, BATCH, &batch).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(v["accepted"], 3, "stored all the same: {v}");
+        let codes: Vec<(u64, &str)> = v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| (w["index"].as_u64().unwrap(), w["code"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (0, "unpriced_model"),
+                (1, "no_token_counts"),
+                (2, "no_model")
+            ],
+            "{label}: {v}"
+        );
+        assert!(v["warnings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("house-model-9"));
+        let (_, _, metrics) = server
+            .call(Method::GET, "/metrics", None, None, Vec::new())
+            .await;
+        for code in ["unpriced_model", "no_token_counts", "no_model"] {
+            let line = format!("payoff_llm_call_warnings_total{{result=\"{code}\"}} 1");
+            assert!(metrics.lines().any(|l| l == line), "{label}: {line}");
+        }
+    });
+}

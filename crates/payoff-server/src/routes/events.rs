@@ -21,7 +21,11 @@ use crate::routes::Params;
 use crate::{blocking_with, AppState};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", post(ingest).get(list))
+    Router::new()
+        .route("/v1/events", post(ingest).get(list))
+        // OpenMeter's ingest path, so its clients (LiteLLM's OpenMeter
+        // callback among them) need only Payoff's URL and key.
+        .route("/api/v1/events", post(ingest))
 }
 
 /// The fate of one event of an accepted request.
@@ -41,6 +45,54 @@ pub struct IngestReply {
     pub accepted: usize,
     pub duplicates: usize,
     pub results: Vec<EventResult>,
+    /// Stored events that will not be costed as sent: a model call whose
+    /// model has no price, or without a model or token counts. Stored all
+    /// the same, never silently counted as zero.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<EventWarning>,
+}
+
+/// Something to mend in a stored event.
+#[derive(Serialize, ToSchema)]
+pub struct EventWarning {
+    pub index: usize,
+    pub id: String,
+    /// `unpriced_model`, `no_model` or `no_token_counts`.
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// The warnings of a request's model calls, as its events will be costed.
+fn cost_warnings(
+    prices: &payoff_billing::Prices,
+    calls: &[(usize, String, chrono::DateTime<Utc>, Vec<u8>)],
+) -> Vec<EventWarning> {
+    calls
+        .iter()
+        .filter_map(|(index, id, time, canonical)| {
+            let warn = |code, detail: String| EventWarning {
+                index: *index,
+                id: id.clone(),
+                code,
+                detail,
+            };
+            let Some(call) = payoff_ledger::ModelCall::read(canonical) else {
+                return Some(warn(
+                    "no_model",
+                    "an llm.call without data.model (or with counts that are not whole numbers) costs nothing".into(),
+                ));
+            };
+            if call.input_tokens + call.output_tokens + call.cached_input_tokens == 0 {
+                return Some(warn(
+                    "no_token_counts",
+                    "no token counts (data.input_tokens, data.output_tokens, or prompt_tokens, completion_tokens): it costs nothing".into(),
+                ));
+            }
+            payoff_billing::cost_of_call(prices, id, *time, &call)
+                .warning
+                .map(|w| warn("unpriced_model", w))
+        })
+        .collect()
 }
 
 /// A CloudEvent 1.0 as Payoff reads it. Documentation only: events are
@@ -109,6 +161,16 @@ pub async fn ingest(
     refuse_reserved_source(&events)?;
     refuse_foreign_groups(&state, &caller, &events).await?;
     let request = route(&caller, events)?;
+    let calls: Vec<(usize, String, DateTime<Utc>, Vec<u8>)> = request
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.event.event_type == payoff_billing::LLM_CALL)
+        .map(|(i, r)| {
+            let time = r.event.time.unwrap_or_else(|| state.now());
+            (i, r.event.id.clone(), time, r.event.canonical.clone())
+        })
+        .collect();
     let (ids, sources): (Vec<String>, Vec<String>) = request
         .events
         .iter()
@@ -134,10 +196,20 @@ pub async fn ingest(
                     sequence: s.sequence,
                 })
                 .collect();
+            let warnings = if calls.is_empty() {
+                Vec::new()
+            } else {
+                let prices = blocking_with(|s| Ok(crate::economics::prices(s)?), &state).await?;
+                cost_warnings(&prices, &calls)
+            };
+            for w in &warnings {
+                crate::Metrics::result(&state.metrics.cost_warnings, w.code);
+            }
             Ok(Json(IngestReply {
                 accepted,
                 duplicates,
                 results,
+                warnings,
             }))
         }
         Err(AppendError::Conflict {
