@@ -45,9 +45,12 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
     }
-    // The ledger is the record of accepted events and assignments, and an
+    // The ledger is the record of accepted events and assignments and of
+    // each model call through the gateway (its `llm.call`), and an
     // approval decision writes its own, richer record.
     let recorded_elsewhere = route == "/v1/events"
+        || route == "/api/v1/events"
+        || route.starts_with("/gateway/")
         || route == "/v1/assignments"
         || route.starts_with("/v1/approvals/")
         || route == "/ui/customers/{customer}/approvals/decide";
