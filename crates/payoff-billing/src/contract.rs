@@ -800,11 +800,29 @@ impl Contract {
 pub struct TypeFilter {
     any: bool,
     types: BTreeSet<String>,
+    /// Payoff's own event types wanted besides the rules' types.
+    own: &'static [&'static str],
 }
+
+/// Payoff's own types a projection reads: disputes, holdout assignments
+/// and releases.
+const OWN_TYPES: &[&str] = &[
+    crate::projection::DISPUTE_OPENED,
+    crate::projection::DISPUTE_ACCEPTED,
+    crate::projection::DISPUTE_REJECTED,
+    crate::projection::ASSIGNMENT,
+    crate::holdout::RELEASE,
+];
+
+/// What a holdout reads besides outcomes.
+const HOLDOUT_TYPES: &[&str] = &[crate::projection::ASSIGNMENT, crate::holdout::RELEASE];
 
 impl TypeFilter {
     pub fn of(contracts: &[&Contract]) -> TypeFilter {
-        let mut filter = TypeFilter::default();
+        let mut filter = TypeFilter {
+            own: OWN_TYPES,
+            ..TypeFilter::default()
+        };
         let mut add = |rule: &Rule| match rule.pinned_types() {
             Some(types) => filter.types.extend(types.iter().cloned()),
             None => filter.any = true,
@@ -824,11 +842,37 @@ impl TypeFilter {
         filter
     }
 
+    /// What a close still reads when the outcomes come kept from a read
+    /// model ([`crate::KeptOutcomes`]): the service levels' events, and
+    /// for holdout kinds the assignments and releases. `None` when that
+    /// is nothing, so the close reads no event at all.
+    pub fn side(contracts: &[&Contract]) -> Option<TypeFilter> {
+        let mut filter = TypeFilter::default();
+        for c in contracts {
+            for s in &c.service_levels {
+                for rule in [&s.numerator, &s.denominator] {
+                    match rule.pinned_types() {
+                        Some(types) => filter.types.extend(types.iter().cloned()),
+                        None => filter.any = true,
+                    }
+                }
+            }
+            if c.outcomes
+                .iter()
+                .any(|o| matches!(o.attribution, Attribution::Holdout { .. }))
+            {
+                filter.own = HOLDOUT_TYPES;
+            }
+        }
+        (filter.any || !filter.types.is_empty() || !filter.own.is_empty()).then_some(filter)
+    }
+
     /// Everything: for readers that need every event.
     pub fn everything() -> TypeFilter {
         TypeFilter {
             any: true,
             types: BTreeSet::new(),
+            own: OWN_TYPES,
         }
     }
 
@@ -839,13 +883,7 @@ impl TypeFilter {
             return None;
         }
         let mut types: Vec<&str> = self.types.iter().map(String::as_str).collect();
-        for own in [
-            crate::projection::DISPUTE_OPENED,
-            crate::projection::DISPUTE_ACCEPTED,
-            crate::projection::DISPUTE_REJECTED,
-            crate::projection::ASSIGNMENT,
-            crate::holdout::RELEASE,
-        ] {
+        for &own in self.own {
             if !types.contains(&own) {
                 types.push(own);
             }
@@ -854,11 +892,7 @@ impl TypeFilter {
     }
 
     pub fn wants(&self, event_type: &str) -> bool {
-        self.any
-            || event_type.starts_with("payoff.dispute.")
-            || event_type == crate::projection::ASSIGNMENT
-            || event_type == crate::holdout::RELEASE
-            || self.types.contains(event_type)
+        self.any || self.own.contains(&event_type) || self.types.contains(event_type)
     }
 }
 

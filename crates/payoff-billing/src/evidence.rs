@@ -304,6 +304,7 @@ pub fn verify(
         },
         prior: &prior,
         issued_at,
+        kept: None,
     })
     .map_err(|e| VerifyError::Recompute(e.to_string()))?;
     let stated = canonical_bytes(statement);

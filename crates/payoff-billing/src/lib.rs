@@ -37,8 +37,8 @@ pub use projection::{
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,
-    CloseError, CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, Line, LineKind,
-    PeriodOutcomes, Signature, Statement,
+    CloseError, CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, KeptOutcomes, Line,
+    LineKind, PeriodOutcomes, Signature, Statement,
 };
 
 pub mod attribution;

@@ -498,6 +498,10 @@ pub struct Projector<'c> {
     rules: OutcomeRules<'c>,
     until: DateTime<Utc>,
     service_period: Option<Period>,
+    /// False when the outcomes come from elsewhere (a read model): the
+    /// projector then only counts service levels and records assignments
+    /// and releases.
+    outcomes: bool,
     projection: Projection,
 }
 
@@ -512,11 +516,26 @@ impl<'c> Projector<'c> {
             rules: OutcomeRules::new(customer, contract),
             until,
             service_period,
+            outcomes: true,
             projection: Projection {
                 service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
                 by_subject: vec![SubjectIndex::default(); contract.outcomes.len()],
                 ..Projection::default()
             },
+        }
+    }
+
+    /// A projector of everything but the outcomes, which the caller
+    /// supplies when it finishes ([`Projector::finish_with`]).
+    pub fn side(
+        customer: &'c str,
+        contract: &'c Contract,
+        until: DateTime<Utc>,
+        service_period: Option<Period>,
+    ) -> Projector<'c> {
+        Projector {
+            outcomes: false,
+            ..Projector::new(customer, contract, until, service_period)
         }
     }
 
@@ -573,10 +592,23 @@ impl<'c> Projector<'c> {
                 }
             }
         }
-        self.rules.apply_bound(event, &mut scope, p);
+        if self.outcomes {
+            self.rules.apply_bound(event, &mut scope, p);
+        }
     }
 
     pub fn finish(self) -> Projection {
         self.projection
+    }
+
+    /// Finishes a [`Projector::side`] with the outcomes a replay would have
+    /// made, in the order it would have made them (ledger order).
+    pub fn finish_with(self, outcomes: Vec<Outcome>) -> Projection {
+        debug_assert!(!self.outcomes, "only a side projector takes outcomes");
+        let mut projection = self.projection;
+        for o in outcomes {
+            projection.push_outcome(o);
+        }
+        projection
     }
 }

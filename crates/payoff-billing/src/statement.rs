@@ -169,6 +169,27 @@ pub struct CloseInput<'a> {
     /// Every earlier statement of the customer.
     pub prior: &'a [Statement],
     pub issued_at: DateTime<Utc>,
+    /// Outcomes a store keeps as events land, up to the same head: when
+    /// it can give every version's, the close reads only the events the
+    /// outcomes do not hold (service levels, holdout arms), if any.
+    pub kept: Option<&'a dyn KeptOutcomes>,
+}
+
+/// Outcomes kept up to date as events land (the read model), standing in
+/// for the outcome part of the replay. What it gives must be exactly what
+/// [`Projector`] makes of the same events cut at `cut`: the close's bytes
+/// do not depend on where the outcomes came from, and a test closes every
+/// corpus case both ways.
+pub trait KeptOutcomes {
+    /// The outcomes of contract `version`, as a replay of the events
+    /// before `cut` leaves them, in the order it creates them; only those
+    /// that mature in `[from, cut)` are needed. `None` when the store
+    /// cannot vouch for that (the close then replays).
+    fn outcomes(
+        &self,
+        version: u32,
+        span: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<Option<Vec<Outcome>>, String>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -504,36 +525,61 @@ pub fn compute_with_outcomes(
     let billed = Billed::from(input.prior)?;
     let cut = period.end;
 
-    // One pass over the ledger feeds every version this close needs.
-    let mut projectors: BTreeMap<u32, Projector> = BTreeMap::new();
-    projectors.insert(
-        current.version,
-        Projector::new(input.customer, contract, cut, Some(period)),
-    );
+    // The versions this close needs: the period's, and each earlier
+    // period's. One pass over the ledger feeds them all; with outcomes
+    // kept, only what they do not hold is read.
+    // Each version with the first start of the periods it is read for.
+    let mut needed: BTreeMap<u32, (&Contract, Option<Period>, DateTime<Utc>)> = BTreeMap::new();
+    needed.insert(current.version, (contract, Some(period), period.start));
     for p in &earlier {
         if let Some(v) = version_for(input.versions, *p) {
-            projectors
+            let e = needed
                 .entry(v.version)
-                .or_insert_with(|| Projector::new(input.customer, v.contract, cut, None));
+                .or_insert((v.contract, None, p.start));
+            e.2 = e.2.min(p.start);
         }
     }
-    let contracts: Vec<&Contract> = input
-        .versions
+    let contracts: Vec<&Contract> = needed.values().map(|(c, _, _)| *c).collect();
+    let kept = match input.kept {
+        Some(k) => needed
+            .iter()
+            .map(|(&v, &(_, _, from))| Ok(k.outcomes(v, (from, cut))?.map(|o| (v, o))))
+            .collect::<Result<Option<BTreeMap<u32, Vec<Outcome>>>, String>>()
+            .map_err(CloseError::Events)?,
+        None => None,
+    };
+    let (filter, side) = match &kept {
+        Some(_) => (TypeFilter::side(&contracts), true),
+        None => (Some(TypeFilter::of(&contracts)), false),
+    };
+    let mut projectors: BTreeMap<u32, Projector> = needed
         .iter()
-        .filter(|v| projectors.contains_key(&v.version))
-        .map(|v| v.contract)
-        .collect();
-    input
-        .events
-        .replay(&TypeFilter::of(&contracts), &mut |e: &BillingEvent| {
-            for p in projectors.values_mut() {
-                p.feed(e);
-            }
+        .map(|(&v, &(c, service, _))| {
+            let p = if side {
+                Projector::side(input.customer, c, cut, service)
+            } else {
+                Projector::new(input.customer, c, cut, service)
+            };
+            (v, p)
         })
-        .map_err(CloseError::Events)?;
+        .collect();
+    if let Some(filter) = filter {
+        input
+            .events
+            .replay(&filter, &mut |e: &BillingEvent| {
+                for p in projectors.values_mut() {
+                    p.feed(e);
+                }
+            })
+            .map_err(CloseError::Events)?;
+    }
+    let mut kept = kept;
     let projections: BTreeMap<u32, Projection> = projectors
         .into_iter()
-        .map(|(v, p)| (v, p.finish()))
+        .map(|(v, p)| match kept.as_mut().and_then(|k| k.remove(&v)) {
+            Some(outcomes) => (v, p.finish_with(outcomes)),
+            None => (v, p.finish()),
+        })
         .collect();
 
     let currency = contract.currency;

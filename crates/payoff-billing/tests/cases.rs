@@ -175,6 +175,7 @@ fn run_case(dir: &Path) -> Result<usize, String> {
             head: head_of(&ledger, n),
             prior: &prior,
             issued_at,
+            kept: None,
         };
         let got = compute(&input).map_err(|e| format!("close {}: {e}", close.period))?;
         let again = compute(&input).map_err(|e| e.to_string())?;

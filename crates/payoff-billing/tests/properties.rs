@@ -106,6 +106,7 @@ fn close_all(c: &Contract, all: &[BillingEvent], arrivals: [usize; 3]) -> Vec<St
             },
             prior: &prior,
             issued_at: period.end,
+            kept: None,
         };
         let s = compute(&input).unwrap();
         let again = compute(&input).unwrap();

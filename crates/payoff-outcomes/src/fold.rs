@@ -227,37 +227,84 @@ fn fold_batch(
     if let Some(e) = unreadable {
         return Err(StoreError::Corrupt(e));
     }
-    let keys: BTreeSet<(usize, String)> = events.iter().flat_map(|e| rules.touches(e)).collect();
+    let touches: Vec<Vec<(usize, String)>> = events.iter().map(|e| rules.touches(e)).collect();
+    let keys: BTreeSet<&(usize, String)> = touches.iter().flatten().collect();
     let key_refs: Vec<(u32, &str)> = keys.iter().map(|(k, s)| (*k as u32, s.as_str())).collect();
     let mut slots = Slots {
         loaded: HashMap::new(),
         now: HashMap::new(),
     };
+    let mut orders: HashMap<(usize, String), Order> = HashMap::new();
+    let mut loaded_orders: HashMap<(usize, String), Order> = HashMap::new();
     for row in model::load(tx, customer, version, &key_refs)? {
         let outcome = from_row(&row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        slots
-            .loaded
-            .insert((outcome.kind, outcome.subject.clone()), outcome.clone());
-        slots
-            .now
-            .insert((outcome.kind, outcome.subject.clone()), outcome);
+        let key = (outcome.kind, outcome.subject.clone());
+        let order = Order {
+            touched_us: row.touched_us,
+            disorder_us: row.disorder_us,
+        };
+        orders.insert(key.clone(), order);
+        loaded_orders.insert(key.clone(), order);
+        slots.loaded.insert(key.clone(), outcome.clone());
+        slots.now.insert(key, outcome);
     }
-    for e in &events {
+    for (e, touched) in events.iter().zip(&touches) {
         rules.apply(e, &mut slots);
+        let at = e.time.timestamp_micros();
+        for key in touched.iter().filter(|k| slots.now.contains_key(*k)) {
+            orders
+                .entry(key.clone())
+                .and_modify(|o| o.touch(at))
+                .or_insert(Order {
+                    touched_us: at,
+                    disorder_us: None,
+                });
+        }
     }
     let changed: Vec<OutcomeRow> = slots
         .now
         .iter()
-        .filter(|(key, o)| slots.loaded.get(*key) != Some(*o))
-        .map(|(_, o)| {
+        .filter(|(key, o)| {
+            slots.loaded.get(*key) != Some(*o) || loaded_orders.get(*key) != orders.get(*key)
+        })
+        .map(|(key, o)| {
             let us = o.matures_at.timestamp_micros();
             let governs = governed
                 .iter()
                 .any(|g| g.version == version && g.from_us <= us && us < g.until_us);
-            to_row(customer, version, o, governs)
+            let order = orders[key];
+            to_row(
+                customer,
+                version,
+                o,
+                governs,
+                (order.touched_us, order.disorder_us),
+            )
         })
         .collect();
     model::upsert(tx, &changed.iter().collect::<Vec<_>>())
+}
+
+/// The times at which the events touching one outcome arrived: whether
+/// the fold saw them in time order, which is what lets a close cut at a
+/// time read the row instead of replaying (see
+/// `payoff_store::outcomes::OutcomeRow::disorder_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Order {
+    touched_us: i64,
+    disorder_us: Option<i64>,
+}
+
+impl Order {
+    fn touch(&mut self, at: i64) {
+        if at < self.touched_us {
+            self.disorder_us = Some(
+                self.disorder_us
+                    .map_or(self.touched_us, |d| d.max(self.touched_us)),
+            );
+        }
+        self.touched_us = self.touched_us.max(at);
+    }
 }
 
 /// Records, from the statements closed since the last time, which

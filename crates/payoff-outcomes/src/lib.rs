@@ -15,12 +15,14 @@
 //! every row with `Projection::run` over the same events.
 
 pub mod fold;
+mod kept;
 pub mod read;
 mod row;
 pub mod verify;
 mod versions;
 
 pub use fold::{catch_up, rebuild, Progress};
+pub use kept::Kept;
 pub use read::{
     disputed, find, overview, page, state_of, Freshness, OutcomeNow, OverviewCounts, Page,
     PageQuery,

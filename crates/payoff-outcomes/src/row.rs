@@ -81,7 +81,15 @@ fn dispute_column(o: &Outcome) -> &'static str {
     }
 }
 
-pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome, governs: bool) -> OutcomeRow {
+/// `order` is (`touched_us`, `disorder_us`): how the outcome's events
+/// arrived in time, which the outcome itself does not hold.
+pub(crate) fn to_row(
+    customer: &str,
+    version: u32,
+    o: &Outcome,
+    governs: bool,
+    (touched_us, disorder_us): (i64, Option<i64>),
+) -> OutcomeRow {
     let detail = Detail {
         created_at: exact(o.created.time),
         matures_at: exact(o.matures_at),
@@ -121,6 +129,8 @@ pub(crate) fn to_row(customer: &str, version: u32, o: &Outcome, governs: bool) -
         governs,
         billed_in: None,
         credited_in: None,
+        touched_us,
+        disorder_us,
     }
 }
 

@@ -87,6 +87,11 @@ impl Versions {
         self.contracts.last().expect("at least one version")
     }
 
+    /// The number of the latest version.
+    pub fn latest_version(&self) -> u32 {
+        self.stored.last().expect("at least one version").version
+    }
+
     /// A period named in the customer's cadence; the error names the field.
     pub fn period(&self, name: &str) -> Result<Period, OutcomesError> {
         Period::parse(self.latest().cadence, name)

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, compute_with_outcomes, periods_before, sign, BillingEvent, Bundle, BundleContract,
-    BundleEvent, CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef, Period,
-    Statement, TypeFilter, BUNDLE_FORMAT,
+    BundleEvent, CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef,
+    KeptOutcomes, Period, Statement, TypeFilter, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_outcomes::OutcomesError;
@@ -306,7 +306,7 @@ pub fn preview(
         .into_iter()
         .filter(|s| s.period_start < rfc3339(period.start))
         .collect();
-    let ledger = StoredEvents::at_head(store, customer)?;
+    let (ledger, kept) = sources(store, customer, Outcomes::Kept)?;
     let list = versions.list();
     let mut assumed = Vec::new();
     let compute_at = |p: Period, prior: &[Statement]| {
@@ -318,6 +318,7 @@ pub fn preview(
             head: ledger.head_ref(),
             prior,
             issued_at: now,
+            kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
         })
     };
     for p in periods_before(&list, period) {
@@ -333,6 +334,36 @@ pub fn preview(
     })
 }
 
+/// Where a close takes its outcomes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcomes {
+    /// The read model, when every fold is at one head with the ledger
+    /// (the close is then cut at that head); else a replay.
+    Kept,
+    /// A replay of the ledger: the independent check of the model.
+    Replayed,
+}
+
+/// The events a close reads up to a pinned head, and the read model that
+/// stands in for their outcomes when it can.
+pub fn sources<'s>(
+    store: &'s Store,
+    customer: &str,
+    how: Outcomes,
+) -> Result<(StoredEvents<'s>, Option<payoff_outcomes::Kept<'s>>), BillingError> {
+    if how == Outcomes::Kept {
+        if let Some(kept) = payoff_outcomes::Kept::pin(store, customer)? {
+            let events = StoredEvents {
+                store,
+                customer: customer.to_owned(),
+                head: kept.head(),
+            };
+            return Ok((events, Some(kept)));
+        }
+    }
+    Ok((StoredEvents::at_head(store, customer)?, None))
+}
+
 /// Computes a period's statement from the ledger as it is now, against
 /// the statements closed before it, whether or not the period is closed.
 pub fn recompute(
@@ -340,6 +371,7 @@ pub fn recompute(
     customer: &str,
     period: &str,
     now: DateTime<Utc>,
+    how: Outcomes,
 ) -> Result<Statement, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period)?;
@@ -347,7 +379,7 @@ pub fn recompute(
         .into_iter()
         .filter(|s| s.period_start < rfc3339(period.start))
         .collect();
-    let ledger = StoredEvents::at_head(store, customer)?;
+    let (ledger, kept) = sources(store, customer, how)?;
     let list = versions.list();
     Ok(compute(&CloseInput {
         customer,
@@ -357,6 +389,7 @@ pub fn recompute(
         head: ledger.head_ref(),
         prior: &prior,
         issued_at: now,
+        kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     })?)
 }
 
@@ -389,7 +422,7 @@ pub fn close(
         .iter()
         .map(parse_statement)
         .collect::<Result<_, _>>()?;
-    let ledger = StoredEvents::at_head(store, customer)?;
+    let (ledger, kept) = sources(store, customer, Outcomes::Kept)?;
     let list = versions.list();
     let (mut statement, outcomes) = compute_with_outcomes(&CloseInput {
         customer,
@@ -399,6 +432,7 @@ pub fn close(
         head: ledger.head_ref(),
         prior: &prior,
         issued_at: now,
+        kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     })?;
     sign(&mut statement, key);
     let body = String::from_utf8(payoff_ledger::canonical_json(

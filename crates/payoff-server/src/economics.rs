@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    CostLedger, CostReport, EventSource, Period, PeriodOutcomes, PriceTable, Prices, Projector,
-    Statement, TypeFilter,
+    CostLedger, CostReport, EventSource, KeptOutcomes, Period, PeriodOutcomes, PriceTable, Prices,
+    Projector, Statement, TypeFilter,
 };
 use payoff_store::{Budget, CostFact, Store, StoreError};
 use rust_decimal::Decimal;
@@ -85,7 +85,30 @@ pub fn economics(
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
     let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
-    let cost = period_costs(store, customer, &versions, period, state == "closed")?;
+    economics_of(store, customer, &versions, period, statement, state)
+}
+
+/// Whether a statement is the stored one of a closed period (signed) or
+/// a preview (never signed).
+pub fn state_of(statement: &Statement) -> &'static str {
+    if statement.signature.is_some() {
+        "closed"
+    } else {
+        "preview"
+    }
+}
+
+/// [`economics`] of a period whose statement (or preview) the caller
+/// already holds, as the Overview does.
+pub fn economics_of(
+    store: &Store,
+    customer: &str,
+    versions: &Versions,
+    period: Period,
+    statement: Statement,
+    state: &'static str,
+) -> Result<Economics, BillingError> {
+    let cost = period_costs(store, customer, versions, period, state == "closed")?;
     let revenue: Vec<RevenueLine> = statement
         .lines
         .iter()
@@ -127,12 +150,11 @@ fn period_costs(
     closed: bool,
 ) -> Result<CostReport, BillingError> {
     let prices = prices(store)?;
-    let contract = versions.latest();
-    let events = StoredEvents::at_head(store, customer)?;
+    let (events, kept) = billing::sources(store, customer, billing::Outcomes::Kept)?;
     let (prices, head) = (&prices, events.head.sequence);
     let (ledger, outcomes) = std::thread::scope(|scope| {
         let costs = scope.spawn(move || costs_of(store, customer, head, prices, period));
-        let outcomes = period_outcomes(store, &events, contract, period, closed);
+        let outcomes = period_outcomes(store, &events, kept.as_ref(), versions, period, closed);
         let ledger = costs
             .join()
             .unwrap_or_else(|_| Err(BillingError::Corrupt("the cost reader panicked".into())));
@@ -142,11 +164,14 @@ fn period_costs(
     Ok(ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))))
 }
 
-/// The period's outcomes by (kind, subject).
+/// The period's outcomes by (kind, subject): kept with the statement of a
+/// closed period, else from the read model when it can stand in, else a
+/// projection of the latest version's event types.
 fn period_outcomes(
     store: &Store,
     events: &StoredEvents<'_>,
-    contract: &payoff_billing::Contract,
+    kept: Option<&payoff_outcomes::Kept<'_>>,
+    versions: &Versions,
     period: Period,
     closed: bool,
 ) -> Result<PeriodOutcomes, BillingError> {
@@ -160,11 +185,26 @@ fn period_outcomes(
             return Ok(kept);
         }
     }
-    let mut projector = Projector::new(&events.customer, contract, period.end, None);
-    events
-        .replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e))
-        .map_err(BillingError::Corrupt)?;
-    Ok(payoff_billing::period_outcomes(&projector.finish(), period))
+    let contract = versions.latest();
+    let modelled = match kept {
+        Some(k) => k
+            .outcomes(versions.latest_version(), (period.start, period.end))
+            .map_err(BillingError::Corrupt)?,
+        None => None,
+    };
+    let projection = match modelled {
+        Some(outcomes) => {
+            Projector::side(&events.customer, contract, period.end, None).finish_with(outcomes)
+        }
+        None => {
+            let mut projector = Projector::new(&events.customer, contract, period.end, None);
+            events
+                .replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e))
+                .map_err(BillingError::Corrupt)?;
+            projector.finish()
+        }
+    };
+    Ok(payoff_billing::period_outcomes(&projection, period))
 }
 
 /// Every cost of `period` among the customer's events up to `up_to`.
@@ -335,6 +375,17 @@ pub fn roi(
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
     let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
+    Ok(roi_of(&versions, period, &statement, state))
+}
+
+/// [`roi`] of a period whose statement (or preview) the caller already
+/// holds.
+pub fn roi_of(
+    versions: &Versions,
+    period: Period,
+    statement: &Statement,
+    state: &'static str,
+) -> Roi {
     let list = versions.list();
     let contract = list
         .iter()
@@ -358,8 +409,8 @@ pub fn roi(
         payoff_billing::Cadence::Weekly => Decimal::from(52),
     };
     let licence = contract.licence_equivalent.map(|l| round(l / per_year));
-    Ok(Roi {
-        customer: customer.to_owned(),
+    Roi {
+        customer: statement.customer.clone(),
         period: period.to_string(),
         statement: state,
         currency: statement.currency.clone(),
@@ -373,7 +424,7 @@ pub fn roi(
             .map(|b| round(b * Decimal::from(delivered) - billed)),
         licence_for_period: licence,
         paid_versus_licence: licence.map(|l| billed - l),
-    })
+    }
 }
 
 impl Roi {

@@ -243,6 +243,7 @@ fn only_the_lift_over_the_holdout_is_billed() {
             },
             prior: &[],
             issued_at: Utc::now(),
+            kept: None,
         })
         .unwrap();
         let offline_line = offline

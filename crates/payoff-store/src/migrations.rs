@@ -219,6 +219,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (13, crate::knowledge::SCHEMA),
     (14, crate::webhooks::CLAIM_INDEX),
     (15, crate::session::SCHEMA_SEEN),
+    (16, crate::outcomes::SCHEMA_ORDER),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -427,4 +428,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (13, crate::knowledge::SCHEMA),
     (14, crate::webhooks::CLAIM_INDEX),
     (15, crate::session::SCHEMA_SEEN),
+    (16, crate::outcomes::SCHEMA_ORDER),
 ];

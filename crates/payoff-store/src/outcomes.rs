@@ -42,11 +42,19 @@ pub struct OutcomeRow {
     /// The statement that billed it, and the one that took it back.
     pub billed_in: Option<String>,
     pub credited_in: Option<String>,
+    /// The latest event time (µs) among the events that touched it.
+    pub touched_us: i64,
+    /// Set when an event touched it with a time earlier than one that
+    /// touched it before (a late event): the latest such earlier time's
+    /// running maximum. A close cut after it sees the same events as the
+    /// fold did; one cut at or before it may not, and replays instead.
+    pub disorder_us: Option<i64>,
 }
 
 const ROW_COLUMNS: &str = "r.customer_id, r.version, r.kind, r.subject, r.outcome_id, r.name, \
     r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
-    r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, r.governs, b.billed_in, b.credited_in";
+    r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, r.governs, b.billed_in, b.credited_in, \
+    r.touched_us, r.disorder_us";
 
 const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
     ON b.customer_id = r.customer_id AND b.outcome_id = r.outcome_id";
@@ -77,6 +85,8 @@ fn read_row(r: &dyn SqlRow) -> Result<OutcomeRow, StoreError> {
         governs: r.int_req(17)? != 0,
         billed_in: r.text(18)?,
         credited_in: r.text(19)?,
+        touched_us: r.int_req(20)?,
+        disorder_us: r.int(21)?,
     })
 }
 
@@ -212,30 +222,33 @@ pub fn load(
     Ok(out)
 }
 
-/// Rows per INSERT statement (18 parameters each).
+/// Rows per INSERT statement ([`UPSERT_PARAMS`] parameters each).
 const ROWS_PER_INSERT: usize = 100;
+const UPSERT_PARAMS: usize = 20;
 
 /// Inserts or replaces the folded part of these rows (never their
 /// billing, which the close writes).
 pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let one = format!("({})", placeholders(18));
+        let one = format!("({})", placeholders(UPSERT_PARAMS));
         let values = vec![one; chunk.len()].join(",");
         let sql = format!(
             "INSERT INTO outcome_rows (customer_id, version, kind, subject, outcome_id, name, \
              created_seq, created_event, created_us, matures_us, value, value_error, void_seq, \
-             void_event, void_us, dispute, detail, governs) VALUES {values} \
+             void_event, void_us, dispute, detail, governs, touched_us, disorder_us) \
+             VALUES {values} \
              ON CONFLICT (customer_id, version, kind, subject) DO UPDATE SET \
              created_seq = excluded.created_seq, created_event = excluded.created_event, \
              created_us = excluded.created_us, matures_us = excluded.matures_us, \
              value = excluded.value, value_error = excluded.value_error, \
              void_seq = excluded.void_seq, void_event = excluded.void_event, \
              void_us = excluded.void_us, dispute = excluded.dispute, detail = excluded.detail, \
-             governs = excluded.governs"
+             governs = excluded.governs, touched_us = excluded.touched_us, \
+             disorder_us = excluded.disorder_us"
         );
-        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * 18);
+        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * UPSERT_PARAMS);
         for r in chunk {
-            params.extend::<[Param; 18]>([
+            params.extend::<[Param; UPSERT_PARAMS]>([
                 r.customer.as_str().into(),
                 i64::from(r.version).into(),
                 i64::from(r.kind).into(),
@@ -254,6 +267,8 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
                 r.dispute.as_str().into(),
                 r.detail.as_str().into(),
                 i64::from(r.governs).into(),
+                r.touched_us.into(),
+                r.disorder_us.into(),
             ]);
         }
         tx.execute(&sql, &params)?;
@@ -619,6 +634,87 @@ pub fn scan(
         &mut |r| sink(read_row(r)?),
     )
 }
+
+/// Whether a fold can stand in for a replay cut at a time, and the rows
+/// it then gives, in the replay's order (creation): `None` when the fold
+/// is not ready and at `head`, or a row was touched out of time order at
+/// or after `cut_us` (see [`OutcomeRow::disorder_us`]). Rows created at or
+/// after the cut, or maturing outside `[from_us, cut_us)`, are not given.
+/// Read in the caller's transaction, whose snapshot holds checkpoint and
+/// rows together.
+pub fn kept_rows(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    head: u64,
+    (from_us, cut_us): (i64, i64),
+    sink: &mut dyn FnMut(OutcomeRow) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    let at = checkpoints(tx, customer)?;
+    if !at
+        .iter()
+        .any(|&(v, s, ready)| v == version && s == head && ready)
+    {
+        return Ok(false);
+    }
+    let mut unsure = false;
+    tx.query(
+        "SELECT 1 FROM outcome_rows WHERE customer_id = ? AND version = ? AND disorder_us >= ? \
+         LIMIT 1",
+        &[customer.into(), i64::from(version).into(), cut_us.into()],
+        &mut |_| {
+            unsure = true;
+            Ok(())
+        },
+    )?;
+    if unsure {
+        return Ok(false);
+    }
+    tx.query(
+        &format!(
+            "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE r.customer_id = ? AND r.version = ? \
+             AND r.created_us < ? AND r.matures_us >= ? AND r.matures_us < ? \
+             ORDER BY r.created_seq, r.kind"
+        ),
+        &[
+            customer.into(),
+            i64::from(version).into(),
+            cut_us.into(),
+            from_us.into(),
+            cut_us.into(),
+        ],
+        &mut |r| sink(read_row(r)?),
+    )?;
+    Ok(true)
+}
+
+/// The ledger head of a customer with its chain hash, `None` before its
+/// first event.
+pub fn ledger_head_ref(
+    tx: &mut dyn Sql,
+    customer: &str,
+) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let mut head = None;
+    tx.query(
+        "SELECT sequence, hash FROM ledger_heads WHERE customer_id = ?",
+        &[customer.into()],
+        &mut |r| {
+            head = Some((seq(r.int_req(0)?), r.bytes(1)?.unwrap_or_default()));
+            Ok(())
+        },
+    )?;
+    Ok(head)
+}
+
+/// Migration 16: each row says how its events arrived in time
+/// ([`OutcomeRow::disorder_us`]), so a close can take its outcomes from
+/// the model. Rows folded before it cannot say, and are marked unsure
+/// until `payoff reindex` folds them again.
+pub(crate) const SCHEMA_ORDER: &str = "ALTER TABLE outcome_rows ADD COLUMN touched_us BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE outcome_rows ADD COLUMN disorder_us BIGINT;
+    UPDATE outcome_rows SET disorder_us = 9223372036854775807;
+    CREATE INDEX outcome_rows_disorder ON outcome_rows (customer_id, version, disorder_us);
+    CREATE INDEX outcome_rows_by_version ON outcome_rows (customer_id, version, created_seq, kind);";
 
 /// The schema of the read model: the same text for both databases.
 pub(crate) const SCHEMA: &str = "CREATE TABLE outcome_rows (

@@ -363,6 +363,7 @@ fn simulate(
             },
             prior: &prior,
             issued_at: p.end,
+            kept: None,
         })?;
         if p == target {
             return Ok(statement);

@@ -153,13 +153,17 @@ fn load(
         .iter()
         .filter(|a| a.status == Status::Pending)
         .count();
-    let roi = economics::roi(store, customer, &period.to_string(), now)?;
+    // One statement (or preview) serves every figure of the page.
+    let state = economics::state_of(&preview.statement);
+    let roi = economics::roi_of(&versions, period, &preview.statement, state);
     let economics = if provider {
-        Some(economics::economics(
+        Some(economics::economics_of(
             store,
             customer,
-            &period.to_string(),
-            now,
+            &versions,
+            period,
+            preview.statement.clone(),
+            state,
         )?)
     } else {
         None
