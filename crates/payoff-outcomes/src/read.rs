@@ -89,8 +89,9 @@ pub struct PageQuery {
     /// Keyset cursor: outcomes created after this (sequence, kind).
     pub after: Option<(u64, u32)>,
     pub limit: usize,
-    /// Count every match (one more pass over the matching rows).
-    pub count: bool,
+    /// Count the matches up to this many (one more pass over them, which
+    /// a bound keeps short); `None` counts nothing.
+    pub count: Option<u64>,
 }
 
 /// One page of outcomes in creation order.
@@ -161,10 +162,9 @@ pub fn page(
     };
     let (rows, total) = store.read(|tx| {
         let rows = model::page(tx, customer, &filter)?;
-        let total = if q.count {
-            Some(model::count(tx, customer, &filter)?)
-        } else {
-            None
+        let total = match q.count {
+            Some(at_most) => Some(model::count(tx, customer, &filter, Some(at_most))?),
+            None => None,
         };
         Ok((rows, total))
     })?;
@@ -247,7 +247,7 @@ pub fn overview(
                 period.start.timestamp_micros(),
                 period.end.timestamp_micros(),
             )?,
-            open_disputes: model::count(tx, customer, &filter)?,
+            open_disputes: model::count(tx, customer, &filter, None)?,
         })
     })?)
 }

@@ -328,7 +328,7 @@ fn two_nodes_keep_one_model_without_double_counting() {
             &PageQuery {
                 state: Some("disputed".into()),
                 limit: 1000,
-                count: true,
+                count: Some(u64::MAX),
                 ..Default::default()
             },
             epoch(),
@@ -337,6 +337,21 @@ fn two_nodes_keep_one_model_without_double_counting() {
         // Subjects t % 4 == 1 are disputed; those also reopened (t % 3 == 0) too.
         assert_eq!(p.total, Some(100), "{}", db.label);
         assert!(p.items.iter().all(|o| o.outcome.disputes.len() == 1));
+        // A bounded count stops at its bound (the dashboard shows "more
+        // than" beyond it).
+        let bounded = page(
+            &nodes[0],
+            "twins",
+            &PageQuery {
+                state: Some("disputed".into()),
+                limit: 10,
+                count: Some(40),
+                ..Default::default()
+            },
+            epoch(),
+        )
+        .unwrap();
+        assert_eq!(bounded.total, Some(40), "{}", db.label);
     }
 }
 

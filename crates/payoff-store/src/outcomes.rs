@@ -532,18 +532,28 @@ pub fn page(
     Ok(out)
 }
 
-/// How many governing outcomes match a filter (the keyset cursor ignored).
-pub fn count(tx: &mut dyn Sql, customer: &str, f: &OutcomeFilter) -> Result<u64, StoreError> {
-    let (cond, params) = conditions(customer, f, false)?;
+/// How many governing outcomes match a filter (the keyset cursor
+/// ignored), counting at most `at_most` of them: a page that only shows
+/// "more than N" need not walk a million rows.
+pub fn count(
+    tx: &mut dyn Sql,
+    customer: &str,
+    f: &OutcomeFilter,
+    at_most: Option<u64>,
+) -> Result<u64, StoreError> {
+    let (cond, mut params) = conditions(customer, f, false)?;
+    let sql = match at_most {
+        Some(n) => {
+            params.push((n.min(i64::MAX as u64) as i64).into());
+            format!("SELECT COUNT(*) FROM (SELECT 1 {FROM_ROWS} WHERE {cond} LIMIT ?) counted")
+        }
+        None => format!("SELECT COUNT(*) {FROM_ROWS} WHERE {cond}"),
+    };
     let mut total = 0;
-    tx.query(
-        &format!("SELECT COUNT(*) {FROM_ROWS} WHERE {cond}"),
-        &params,
-        &mut |r| {
-            total = seq(r.int_req(0)?);
-            Ok(())
-        },
-    )?;
+    tx.query(&sql, &params, &mut |r| {
+        total = seq(r.int_req(0)?);
+        Ok(())
+    })?;
     Ok(total)
 }
 

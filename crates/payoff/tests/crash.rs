@@ -166,7 +166,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
                 "acme",
                 &payoff_outcomes::PageQuery {
                     limit: 1,
-                    count: true,
+                    count: Some(u64::MAX),
                     ..Default::default()
                 },
                 chrono::Utc::now(),

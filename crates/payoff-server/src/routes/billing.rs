@@ -255,12 +255,14 @@ fn parse_cursor(text: &str) -> Option<(u64, u32)> {
 }
 
 /// The outcomes matching `q`, ordered by creation, one page of them, from
-/// the read model: what the API lists and the dashboard shows.
+/// the read model: what the API lists and the dashboard shows. Matches
+/// are counted when `q.count` asks, up to `count_at_most`.
 pub(crate) fn outcome_page(
     store: &payoff_store::Store,
     customer: &str,
     q: &OutcomeQuery,
     now: DateTime<Utc>,
+    count_at_most: u64,
 ) -> Result<OutcomePage, ApiError> {
     if let Some(s) = &q.state {
         if !STATES.contains(&s.as_str()) {
@@ -302,7 +304,7 @@ pub(crate) fn outcome_page(
             until: q.until,
             after,
             limit,
-            count: q.count.unwrap_or(false),
+            count: q.count.unwrap_or(false).then_some(count_at_most),
         },
         now,
     )?;
@@ -329,7 +331,11 @@ pub async fn list_outcomes(
     caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
-    let page = blocking_with(move |store| outcome_page(store, &customer, &q, now), &state).await?;
+    let page = blocking_with(
+        move |store| outcome_page(store, &customer, &q, now, u64::MAX),
+        &state,
+    )
+    .await?;
     let items: Vec<Value> = page.items.iter().map(outcome_view).collect();
     let mut body = json!({ "outcomes": items, "next_cursor": page.next_cursor });
     if let Some(total) = page.total {

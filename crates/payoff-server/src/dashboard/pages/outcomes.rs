@@ -61,6 +61,11 @@ impl ListQuery {
     }
 }
 
+/// The page counts matches up to this many: beyond, it says "more than",
+/// so a filter over millions of outcomes costs what one over ten thousand
+/// does.
+const COUNT_SHOWN: u64 = 10_000;
+
 pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -89,7 +94,10 @@ pub async fn list(
                 .iter()
                 .map(|o| o.name.clone())
                 .collect();
-            Ok((outcome_page(store, &id, &query, now)?, kinds))
+            Ok((
+                outcome_page(store, &id, &query, now, COUNT_SHOWN + 1)?,
+                kinds,
+            ))
         },
         &state,
     )
@@ -110,7 +118,12 @@ pub async fn list(
             label { "Maturing in period" input type="text" name="period" value=[q.period.as_deref()] size="8" placeholder="YYYY-MM"; }
             button type="submit" { "Filter" }
         }
-        p.muted { (grouped(&page.total.unwrap_or_default().to_string())) " outcomes match." }
+        p.muted {
+            @match page.total.unwrap_or_default() {
+                n if n > COUNT_SHOWN => { "More than " (grouped(&COUNT_SHOWN.to_string())) " outcomes match." }
+                n => { (grouped(&n.to_string())) " outcomes match." }
+            }
+        }
         @if !page.items.is_empty() {
             div.table-wrap { table #outcomes {
                 thead { tr { th { "Outcome" } th { "Kind" } th { "Subject" } th { "State" } th { "Recognised" } th { "Matures" } th { "Statement" } } }
