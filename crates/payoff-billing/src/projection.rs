@@ -526,7 +526,7 @@ impl<'c> Projector<'c> {
     }
 
     /// A projector of everything but the outcomes, which the caller
-    /// supplies when it finishes ([`Projector::finish_with`]).
+    /// supplies ([`Projector::take`]).
     pub fn side(
         customer: &'c str,
         contract: &'c Contract,
@@ -601,14 +601,10 @@ impl<'c> Projector<'c> {
         self.projection
     }
 
-    /// Finishes a [`Projector::side`] with the outcomes a replay would have
-    /// made, in the order it would have made them (ledger order).
-    pub fn finish_with(self, outcomes: Vec<Outcome>) -> Projection {
+    /// Takes, in a [`Projector::side`], the next outcome a replay would
+    /// have made (they come in the order it makes them: ledger order).
+    pub fn take(&mut self, outcome: Outcome) {
         debug_assert!(!self.outcomes, "only a side projector takes outcomes");
-        let mut projection = self.projection;
-        for o in outcomes {
-            projection.push_outcome(o);
-        }
-        projection
+        self.projection.push_outcome(outcome);
     }
 }

@@ -181,15 +181,17 @@ pub struct CloseInput<'a> {
 /// do not depend on where the outcomes came from, and a test closes every
 /// corpus case both ways.
 pub trait KeptOutcomes {
-    /// The outcomes of contract `version`, as a replay of the events
-    /// before `cut` leaves them, in the order it creates them; only those
-    /// that mature in `[from, cut)` are needed. `None` when the store
-    /// cannot vouch for that (the close then replays).
+    /// Hands `sink` the outcomes of contract `version`, as a replay of the
+    /// events before `cut` leaves them, in the order it creates them; only
+    /// those that mature in `[from, cut)` are needed. Returns `false`,
+    /// before handing any, when the store cannot vouch for them (the close
+    /// then replays).
     fn outcomes(
         &self,
         version: u32,
         span: (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Option<Vec<Outcome>>, String>;
+        sink: &mut dyn FnMut(Outcome),
+    ) -> Result<bool, String>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -540,29 +542,40 @@ pub fn compute_with_outcomes(
         }
     }
     let contracts: Vec<&Contract> = needed.values().map(|(c, _, _)| *c).collect();
-    let kept = match input.kept {
-        Some(k) => needed
+    let replayers = || -> BTreeMap<u32, Projector> {
+        needed
             .iter()
-            .map(|(&v, &(_, _, from))| Ok(k.outcomes(v, (from, cut))?.map(|o| (v, o))))
-            .collect::<Result<Option<BTreeMap<u32, Vec<Outcome>>>, String>>()
-            .map_err(CloseError::Events)?,
+            .map(|(&v, &(c, service, _))| (v, Projector::new(input.customer, c, cut, service)))
+            .collect()
+    };
+    // The outcomes streamed from the store straight into side projectors
+    // (no second copy of a million outcomes); the replay's projectors if
+    // the store cannot vouch for every version.
+    let kept = match input.kept {
+        Some(k) => {
+            let mut side: BTreeMap<u32, Projector> = needed
+                .iter()
+                .map(|(&v, &(c, service, _))| (v, Projector::side(input.customer, c, cut, service)))
+                .collect();
+            let mut vouched = true;
+            for (&v, &(_, _, from)) in &needed {
+                let p = side.get_mut(&v).expect("one per version");
+                vouched = k
+                    .outcomes(v, (from, cut), &mut |o| p.take(o))
+                    .map_err(CloseError::Events)?;
+                if !vouched {
+                    break;
+                }
+            }
+            vouched.then_some(side)
+        }
         None => None,
     };
-    let (filter, side) = match &kept {
-        Some(_) => (TypeFilter::side(&contracts), true),
-        None => (Some(TypeFilter::of(&contracts)), false),
+    let filter = match &kept {
+        Some(_) => TypeFilter::side(&contracts),
+        None => Some(TypeFilter::of(&contracts)),
     };
-    let mut projectors: BTreeMap<u32, Projector> = needed
-        .iter()
-        .map(|(&v, &(c, service, _))| {
-            let p = if side {
-                Projector::side(input.customer, c, cut, service)
-            } else {
-                Projector::new(input.customer, c, cut, service)
-            };
-            (v, p)
-        })
-        .collect();
+    let mut projectors = kept.unwrap_or_else(replayers);
     if let Some(filter) = filter {
         input
             .events
@@ -573,13 +586,9 @@ pub fn compute_with_outcomes(
             })
             .map_err(CloseError::Events)?;
     }
-    let mut kept = kept;
     let projections: BTreeMap<u32, Projection> = projectors
         .into_iter()
-        .map(|(v, p)| match kept.as_mut().and_then(|k| k.remove(&v)) {
-            Some(outcomes) => (v, p.finish_with(outcomes)),
-            None => (v, p.finish()),
-        })
+        .map(|(v, p)| (v, p.finish()))
         .collect();
 
     let currency = contract.currency;

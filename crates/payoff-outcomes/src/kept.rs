@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use payoff_billing::{KeptOutcomes, Outcome};
 use payoff_ledger::Head;
 use payoff_store::outcomes as model;
-use payoff_store::Store;
+use payoff_store::{Store, StoreError};
 
 use crate::fold::{catch_up_within, Reach};
-use crate::row::from_row;
+use crate::row::into_outcome;
 use crate::{OutcomesError, Versions};
 
 /// A customer's read model pinned at one ledger head, every fold at it.
@@ -72,11 +72,9 @@ impl KeptOutcomes for Kept<'_> {
         &self,
         version: u32,
         (from, cut): (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Option<Vec<Outcome>>, String> {
-        let mut out = Vec::new();
-        let mut bad = None;
-        let given = self
-            .store
+        sink: &mut dyn FnMut(Outcome),
+    ) -> Result<bool, String> {
+        self.store
             .read(|tx| {
                 model::kept_rows(
                     tx,
@@ -85,21 +83,14 @@ impl KeptOutcomes for Kept<'_> {
                     self.head.sequence,
                     (from.timestamp_micros(), cut.timestamp_micros()),
                     &mut |row| {
-                        match from_row(&row) {
-                            Ok(o) => out.push(as_of(o, cut)),
-                            Err(e) => {
-                                bad.get_or_insert(e.to_string());
-                            }
-                        }
+                        let o =
+                            into_outcome(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        sink(as_of(o, cut));
                         Ok(())
                     },
                 )
             })
-            .map_err(|e| e.to_string())?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        Ok(given.then_some(out))
+            .map_err(|e| e.to_string())
     }
 }
 

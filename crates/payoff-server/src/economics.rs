@@ -186,23 +186,25 @@ fn period_outcomes(
         }
     }
     let contract = versions.latest();
-    let modelled = match kept {
+    let mut side = Projector::side(&events.customer, contract, period.end, None);
+    let vouched = match kept {
         Some(k) => k
-            .outcomes(versions.latest_version(), (period.start, period.end))
+            .outcomes(
+                versions.latest_version(),
+                (period.start, period.end),
+                &mut |o| side.take(o),
+            )
             .map_err(BillingError::Corrupt)?,
-        None => None,
+        None => false,
     };
-    let projection = match modelled {
-        Some(outcomes) => {
-            Projector::side(&events.customer, contract, period.end, None).finish_with(outcomes)
-        }
-        None => {
-            let mut projector = Projector::new(&events.customer, contract, period.end, None);
-            events
-                .replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e))
-                .map_err(BillingError::Corrupt)?;
-            projector.finish()
-        }
+    let projection = if vouched {
+        side.finish()
+    } else {
+        let mut projector = Projector::new(&events.customer, contract, period.end, None);
+        events
+            .replay(&TypeFilter::of(&[contract]), &mut |e| projector.feed(e))
+            .map_err(BillingError::Corrupt)?;
+        projector.finish()
     };
     Ok(payoff_billing::period_outcomes(&projection, period))
 }
