@@ -38,7 +38,7 @@ pub use projection::{
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,
     CloseError, CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, KeptOutcomes, Line,
-    LineKind, PeriodOutcomes, Signature, Statement,
+    LineKind, OutcomeSink, PeriodOutcomes, Signature, Statement,
 };
 
 pub mod attribution;

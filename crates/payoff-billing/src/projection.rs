@@ -600,11 +600,19 @@ impl<'c> Projector<'c> {
     pub fn finish(self) -> Projection {
         self.projection
     }
+}
 
-    /// Takes, in a [`Projector::side`], the next outcome a replay would
-    /// have made (they come in the order it makes them: ledger order).
-    pub fn take(&mut self, outcome: Outcome) {
+/// A [`Projector::side`] takes the outcomes a replay would have made, in
+/// the order it makes them (ledger order). They come one per kind and
+/// subject (the store's key), so no index by subject is built: nothing
+/// looks an outcome up in a finished projection.
+impl crate::statement::OutcomeSink for Projector<'_> {
+    fn reserve(&mut self, additional: usize) {
+        self.projection.outcomes.reserve(additional);
+    }
+
+    fn take(&mut self, outcome: Outcome) {
         debug_assert!(!self.outcomes, "only a side projector takes outcomes");
-        self.projection.push_outcome(outcome);
+        self.projection.outcomes.push(outcome);
     }
 }

@@ -182,16 +182,34 @@ pub struct CloseInput<'a> {
 /// corpus case both ways.
 pub trait KeptOutcomes {
     /// Hands `sink` the outcomes of contract `version`, as a replay of the
-    /// events before `cut` leaves them, in the order it creates them; only
-    /// those that mature in `[from, cut)` are needed. Returns `false`,
-    /// before handing any, when the store cannot vouch for them (the close
-    /// then replays).
+    /// events before `cut` leaves them, in the order it creates them, one
+    /// per kind and subject; only those that mature in `[from, cut)` are
+    /// needed. Returns `false`, before handing any, when the store cannot
+    /// vouch for them (the close then replays).
     fn outcomes(
         &self,
         version: u32,
         span: (DateTime<Utc>, DateTime<Utc>),
-        sink: &mut dyn FnMut(Outcome),
+        sink: &mut dyn OutcomeSink,
     ) -> Result<bool, String>;
+}
+
+/// Where kept outcomes go: a close's side projector, or a plain list.
+pub trait OutcomeSink {
+    /// At most this many more are coming: room is made once, rather than
+    /// by doubling (and copying) a vector of a million outcomes.
+    fn reserve(&mut self, additional: usize);
+    fn take(&mut self, outcome: Outcome);
+}
+
+impl OutcomeSink for Vec<Outcome> {
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional);
+    }
+
+    fn take(&mut self, outcome: Outcome) {
+        self.push(outcome);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -560,9 +578,7 @@ pub fn compute_with_outcomes(
             let mut vouched = true;
             for (&v, &(_, _, from)) in &needed {
                 let p = side.get_mut(&v).expect("one per version");
-                vouched = k
-                    .outcomes(v, (from, cut), &mut |o| p.take(o))
-                    .map_err(CloseError::Events)?;
+                vouched = k.outcomes(v, (from, cut), p).map_err(CloseError::Events)?;
                 if !vouched {
                     break;
                 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 use payoff_billing::{
     canonical_bytes, compute, compute_with_outcomes, version_for, CloseInput, Contract, HeadRef,
-    KeptOutcomes, Period, Projection, Statement,
+    KeptOutcomes, OutcomeSink, Period, Projection, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits};
 use payoff_outcomes::{catch_up, page, verify, Kept, PageQuery, Versions};
@@ -419,7 +419,7 @@ impl KeptOutcomes for Counting<'_> {
         &self,
         version: u32,
         span: (DateTime<Utc>, DateTime<Utc>),
-        sink: &mut dyn FnMut(payoff_billing::Outcome),
+        sink: &mut dyn OutcomeSink,
     ) -> Result<bool, String> {
         let vouched = self.kept.outcomes(version, span, sink)?;
         if vouched {
@@ -435,9 +435,7 @@ fn kept_outcomes(
     span: (DateTime<Utc>, DateTime<Utc>),
 ) -> Option<Vec<payoff_billing::Outcome>> {
     let mut out = Vec::new();
-    kept.outcomes(1, span, &mut |o| out.push(o))
-        .unwrap()
-        .then_some(out)
+    kept.outcomes(1, span, &mut out).unwrap().then_some(out)
 }
 
 /// Every close of every corpus case, computed with the outcomes from the

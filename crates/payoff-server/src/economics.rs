@@ -192,7 +192,7 @@ fn period_outcomes(
             .outcomes(
                 versions.latest_version(),
                 (period.start, period.end),
-                &mut |o| side.take(o),
+                &mut side,
             )
             .map_err(BillingError::Corrupt)?,
         None => false,
