@@ -55,7 +55,7 @@ fn exact(t: DateTime<Utc>) -> String {
 
 /// The time in full when its `_us` column does not hold it exactly.
 fn beyond_micros(t: DateTime<Utc>) -> Option<String> {
-    (t.timestamp_subsec_nanos() % 1_000 != 0).then(|| exact(t))
+    (!t.timestamp_subsec_nanos().is_multiple_of(1_000)).then(|| exact(t))
 }
 
 /// A time from its detail if kept there, else from its `_us` column.
