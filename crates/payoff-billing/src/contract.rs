@@ -843,13 +843,13 @@ impl TypeFilter {
     }
 
     /// What a close still reads when the outcomes come kept from a read
-    /// model ([`crate::KeptOutcomes`]): the service levels' events, and
-    /// for holdout kinds the assignments and releases. `None` when that
-    /// is nothing, so the close reads no event at all.
-    pub fn side(contracts: &[&Contract]) -> Option<TypeFilter> {
+    /// model ([`crate::KeptOutcomes`]): the service levels' events unless
+    /// their counts are kept too, and for holdout kinds the assignments and
+    /// releases. `None` when that is nothing, so the close reads no event.
+    pub fn side(contracts: &[&Contract], service: bool) -> Option<TypeFilter> {
         let mut filter = TypeFilter::default();
         for c in contracts {
-            for s in &c.service_levels {
+            for s in c.service_levels.iter().filter(|_| service) {
                 for rule in [&s.numerator, &s.denominator] {
                     match rule.pinned_types() {
                         Some(types) => filter.types.extend(types.iter().cloned()),

@@ -33,7 +33,7 @@ pub use period::{Cadence, Period};
 pub use projection::{
     customer_of_id, dispute_window_end, outcome_id, Assignment, BillingEvent, Decision, Dispute,
     DisputeState, Mark, Outcome, OutcomeRules, OutcomeSlots, Projection, Projector, ServiceCounts,
-    ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
+    ServiceHit, ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,

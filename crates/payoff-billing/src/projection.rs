@@ -176,6 +176,15 @@ pub enum DisputeState {
     Accepted(Mark),
 }
 
+/// One event's part in the service levels ([`OutcomeRules::service_hits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceHit {
+    /// Index of the `[[service_level]]` in the contract.
+    pub level: usize,
+    pub numerator: bool,
+    pub denominator: bool,
+}
+
 /// Service-level counts of one period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceCounts {
@@ -308,6 +317,11 @@ pub struct OutcomeRules<'c> {
 }
 
 impl<'c> OutcomeRules<'c> {
+    /// The contract the rules are of.
+    pub fn contract(&self) -> &'c Contract {
+        self.contract
+    }
+
     pub fn new(customer: &'c str, contract: &'c Contract) -> OutcomeRules<'c> {
         OutcomeRules {
             customer,
@@ -376,6 +390,41 @@ impl<'c> OutcomeRules<'c> {
 
     fn bind<'s>(&self, event: &BillingEvent, scope: &'s mut Option<Scope>) -> &'s Scope {
         scope.get_or_insert_with(|| self.env.scope(event))
+    }
+
+    /// The service levels whose numerator and denominator `event` counts
+    /// in, wherever its time falls: the close counts those of its period,
+    /// the read model keeps them per period. One place for the rule.
+    pub fn service_hits(&self, event: &BillingEvent) -> Vec<ServiceHit> {
+        self.service_hits_bound(event, &mut None)
+    }
+
+    fn service_hits_bound(
+        &self,
+        event: &BillingEvent,
+        scope: &mut Option<Scope>,
+    ) -> Vec<ServiceHit> {
+        let mut hits = Vec::new();
+        // Payoff's own records of arms never count.
+        let own = event.source == PAYOFF_SOURCE
+            && (event.event_type == ASSIGNMENT || event.event_type == crate::holdout::RELEASE);
+        if own {
+            return hits;
+        }
+        for (level, sl) in self.contract.service_levels.iter().enumerate() {
+            let mut hit = |rule: &crate::rules::Rule| {
+                rule.may_match(&event.event_type) && rule.holds(self.bind(event, scope))
+            };
+            let (numerator, denominator) = (hit(&sl.numerator), hit(&sl.denominator));
+            if numerator || denominator {
+                hits.push(ServiceHit {
+                    level,
+                    numerator,
+                    denominator,
+                });
+            }
+        }
+        hits
     }
 
     /// Applies one event (ledger order) to the outcomes it touches.
@@ -502,6 +551,8 @@ pub struct Projector<'c> {
     /// projector then only counts service levels and records assignments
     /// and releases.
     outcomes: bool,
+    /// False once the service counts were given (kept by a read model).
+    count_service: bool,
     projection: Projection,
 }
 
@@ -517,6 +568,7 @@ impl<'c> Projector<'c> {
             until,
             service_period,
             outcomes: true,
+            count_service: true,
             projection: Projection {
                 service_counts: vec![ServiceCounts::default(); contract.service_levels.len()],
                 by_subject: vec![SubjectIndex::default(); contract.outcomes.len()],
@@ -539,9 +591,20 @@ impl<'c> Projector<'c> {
         }
     }
 
+    /// The service levels' counts of its period, kept by a read model:
+    /// events then no longer count in them.
+    pub fn given_service_counts(&mut self, counts: Vec<ServiceCounts>) {
+        assert_eq!(
+            counts.len(),
+            self.projection.service_counts.len(),
+            "one count per service level"
+        );
+        self.projection.service_counts = counts;
+        self.count_service = false;
+    }
+
     /// Takes the next event in ledger order.
     pub fn feed(&mut self, event: &BillingEvent) {
-        let contract = self.rules.contract;
         let p = &mut self.projection;
         if event.time >= self.until {
             return;
@@ -574,22 +637,15 @@ impl<'c> Projector<'c> {
             return;
         }
         let mut scope: Option<Scope> = None;
-        if self
-            .service_period
-            .is_some_and(|sp| sp.contains(event.time))
+        if self.count_service
+            && self
+                .service_period
+                .is_some_and(|sp| sp.contains(event.time))
         {
-            for (i, sl) in contract.service_levels.iter().enumerate() {
-                let counts = &mut p.service_counts[i];
-                for (rule, count) in [
-                    (&sl.numerator, &mut counts.numerator),
-                    (&sl.denominator, &mut counts.denominator),
-                ] {
-                    if rule.may_match(&event.event_type)
-                        && rule.holds(self.rules.bind(event, &mut scope))
-                    {
-                        *count += 1;
-                    }
-                }
+            for hit in self.rules.service_hits_bound(event, &mut scope) {
+                let counts = &mut p.service_counts[hit.level];
+                counts.numerator += u64::from(hit.numerator);
+                counts.denominator += u64::from(hit.denominator);
             }
         }
         if self.outcomes {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::contract::{Attribution, Bound, Contract, Credit, Price, TierMode, TypeFilter};
 use crate::holdout::{holdout_lines, AttributionFigures};
 use crate::period::Period;
-use crate::projection::{DisputeState, Outcome, Projection, Projector};
+use crate::projection::{DisputeState, Outcome, Projection, Projector, ServiceCounts};
 use crate::BillingEvent;
 
 /// One contract version and the first period it governs.
@@ -192,6 +192,17 @@ pub trait KeptOutcomes {
         span: (DateTime<Utc>, DateTime<Utc>),
         sink: &mut dyn OutcomeSink,
     ) -> Result<bool, String>;
+
+    /// The counts of each of `levels` service levels of contract `version`
+    /// over the events of `period` (named as statements name it), as a
+    /// replay counts them; `None` when the store cannot vouch for them (the
+    /// close then reads the service levels' events).
+    fn service_counts(
+        &self,
+        version: u32,
+        period: &str,
+        levels: usize,
+    ) -> Result<Option<Vec<ServiceCounts>>, String>;
 }
 
 /// Where kept outcomes go: a close's side projector, or a plain list.
@@ -583,13 +594,27 @@ pub fn compute_with_outcomes(
                     break;
                 }
             }
-            vouched.then_some(side)
+            // The period's service counts, when the store keeps them too.
+            let levels = contract.service_levels.len();
+            let mut counted = levels == 0;
+            if vouched && !counted {
+                if let Some(counts) = k
+                    .service_counts(current.version, &period.to_string(), levels)
+                    .map_err(CloseError::Events)?
+                {
+                    side.get_mut(&current.version)
+                        .expect("one per version")
+                        .given_service_counts(counts);
+                    counted = true;
+                }
+            }
+            vouched.then_some((side, counted))
         }
         None => None,
     };
-    let filter = match &kept {
-        Some(_) => TypeFilter::side(&contracts),
-        None => Some(TypeFilter::of(&contracts)),
+    let (kept, filter) = match kept {
+        Some((side, counted)) => (Some(side), TypeFilter::side(&contracts, !counted)),
+        None => (None, Some(TypeFilter::of(&contracts))),
     };
     let mut projectors = kept.unwrap_or_else(replayers);
     if let Some(filter) = filter {

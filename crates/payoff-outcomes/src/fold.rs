@@ -8,9 +8,11 @@
 //! close's in-memory projection, so the two cannot disagree on a rule;
 //! [`crate::verify`] checks that they agree on the data.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use payoff_billing::{BillingEvent, Outcome, OutcomeRules, OutcomeSlots, Statement, TypeFilter};
+use payoff_billing::{
+    BillingEvent, Outcome, OutcomeRules, OutcomeSlots, Period, Statement, TypeFilter,
+};
 use payoff_store::outcomes::{self as model, OutcomeRow};
 use payoff_store::sql::Sql;
 use payoff_store::{Store, StoreError};
@@ -209,10 +211,20 @@ fn fold_batch(
 ) -> Result<(), StoreError> {
     let mut events = Vec::new();
     let mut unreadable = None;
+    // Service-level counts by (level, period), added to the kept ones in
+    // this transaction: each event counts once, in the period of its time.
+    let cadence = rules.contract().cadence;
+    let mut service: BTreeMap<(u32, String), (u64, u64)> = BTreeMap::new();
     model::events_between(tx, customer, after, up_to, types, &mut |sequence, body| {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(value) => {
                 if let Some(e) = BillingEvent::from_json(sequence, &value) {
+                    for hit in rules.service_hits(&e) {
+                        let period = Period::containing(cadence, e.time).to_string();
+                        let counts = service.entry((hit.level as u32, period)).or_default();
+                        counts.0 += u64::from(hit.numerator);
+                        counts.1 += u64::from(hit.denominator);
+                    }
                     if rules.wants(&e) {
                         events.push(e);
                     }
@@ -227,6 +239,11 @@ fn fold_batch(
     if let Some(e) = unreadable {
         return Err(StoreError::Corrupt(e));
     }
+    let deltas: Vec<(u32, String, u64, u64)> = service
+        .into_iter()
+        .map(|((level, period), (n, d))| (level, period, n, d))
+        .collect();
+    model::add_service_counts(tx, customer, version, &deltas)?;
     let touches: Vec<Vec<(usize, String)>> = events.iter().map(|e| rules.touches(e)).collect();
     let keys: BTreeSet<&(usize, String)> = touches.iter().flatten().collect();
     let key_refs: Vec<(u32, &str)> = keys.iter().map(|(k, s)| (*k as u32, s.as_str())).collect();

@@ -9,7 +9,7 @@
 //! (`disorder_us`) cannot say, and the close replays instead.
 
 use chrono::{DateTime, Utc};
-use payoff_billing::{KeptOutcomes, Outcome, OutcomeSink};
+use payoff_billing::{KeptOutcomes, Outcome, OutcomeSink, ServiceCounts};
 use payoff_ledger::Head;
 use payoff_store::outcomes as model;
 use std::sync::mpsc;
@@ -142,6 +142,44 @@ impl KeptOutcomes for Kept<'_> {
                 Ok(true)
             })
             .map_err(|e| e.to_string())
+    }
+
+    fn service_counts(
+        &self,
+        version: u32,
+        period: &str,
+        levels: usize,
+    ) -> Result<Option<Vec<ServiceCounts>>, String> {
+        self.service(version, period, levels)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Kept<'_> {
+    fn service(
+        &self,
+        version: u32,
+        period: &str,
+        levels: usize,
+    ) -> Result<Option<Vec<ServiceCounts>>, StoreError> {
+        let Some(kept) = self.store.read(|tx| {
+            model::service_counts(tx, &self.customer, version, self.head.sequence, period)
+        })?
+        else {
+            return Ok(None);
+        };
+        let mut counts = vec![ServiceCounts::default(); levels];
+        for (level, numerator, denominator) in kept {
+            // A level the contract does not have is a corrupt model.
+            let c = counts.get_mut(level as usize).ok_or_else(|| {
+                StoreError::Corrupt(format!("service level {level} of version {version}"))
+            })?;
+            *c = ServiceCounts {
+                numerator,
+                denominator,
+            };
+        }
+        Ok(Some(counts))
     }
 }
 

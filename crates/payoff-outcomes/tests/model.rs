@@ -412,6 +412,8 @@ fn a_new_version_is_answered_from_the_previous_one_until_it_is_built() {
 struct Counting<'k> {
     kept: &'k Kept<'k>,
     given: std::cell::Cell<usize>,
+    /// Closes whose service levels the model counted.
+    counted: std::cell::Cell<usize>,
 }
 
 impl KeptOutcomes for Counting<'_> {
@@ -426,6 +428,19 @@ impl KeptOutcomes for Counting<'_> {
             self.given.set(self.given.get() + 1);
         }
         Ok(vouched)
+    }
+
+    fn service_counts(
+        &self,
+        version: u32,
+        period: &str,
+        levels: usize,
+    ) -> Result<Option<Vec<payoff_billing::ServiceCounts>>, String> {
+        let counts = self.kept.service_counts(version, period, levels)?;
+        if counts.is_some() {
+            self.counted.set(self.counted.get() + 1);
+        }
+        Ok(counts)
     }
 }
 
@@ -444,7 +459,7 @@ fn kept_outcomes(
 /// against the statements closed before them.
 #[test]
 fn closes_from_the_model_are_byte_identical_to_the_replay() {
-    let (mut closes, mut from_model) = (0, 0);
+    let (mut closes, mut from_model, mut service_counted) = (0, 0, 0);
     for db in databases() {
         let store = Store::open(&db.url).unwrap();
         let ledger = store.ledger(LedgerConfig::default()).unwrap();
@@ -481,6 +496,7 @@ fn closes_from_the_model_are_byte_identical_to_the_replay() {
                 let counting = Counting {
                     kept,
                     given: std::cell::Cell::new(0),
+                    counted: std::cell::Cell::new(0),
                 };
                 // Both closes are cut at the model's head.
                 let head = HeadRef {
@@ -515,13 +531,21 @@ fn closes_from_the_model_are_byte_identical_to_the_replay() {
                 if counting.given.get() > 0 {
                     from_model += 1;
                 }
+                service_counted += counting.counted.get();
                 prior.push(replayed);
             }
         }
     }
     // Most closes come after events stamped later than their period's end
     // arrived in order: the model stands in for those.
-    eprintln!("{from_model} of {closes} closes took their outcomes from the model");
+    eprintln!(
+        "{from_model} of {closes} closes took their outcomes from the model, {service_counted} their service counts"
+    );
+    // The corpus has cases with service levels: their counts come kept.
+    assert!(
+        service_counted >= 2,
+        "{service_counted} closes counted by the model"
+    );
     assert!(closes >= 40, "{closes} closes");
     assert!(
         from_model * 10 >= closes * 8,

@@ -286,7 +286,7 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
 pub fn clear(tx: &mut dyn Sql, customer: &str, version: Option<u32>) -> Result<(), StoreError> {
     match version {
         Some(v) => {
-            for table in ["outcome_rows", "outcome_heads"] {
+            for table in ["outcome_rows", "outcome_heads", "outcome_service_counts"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE customer_id = ? AND version = ?"),
                     &[customer.into(), i64::from(v).into()],
@@ -294,7 +294,12 @@ pub fn clear(tx: &mut dyn Sql, customer: &str, version: Option<u32>) -> Result<(
             }
         }
         None => {
-            for table in ["outcome_rows", "outcome_heads", "outcome_billing"] {
+            for table in [
+                "outcome_rows",
+                "outcome_heads",
+                "outcome_billing",
+                "outcome_service_counts",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE customer_id = ?"),
                     &[customer.into()],
@@ -727,6 +732,76 @@ pub fn kept_rows(
     )
 }
 
+/// Adds one batch's service-level counts of a fold: (level, period,
+/// numerator, denominator) increments, in the batch's transaction.
+pub fn add_service_counts(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    deltas: &[(u32, String, u64, u64)],
+) -> Result<(), StoreError> {
+    for (level, period, numerator, denominator) in deltas {
+        tx.execute(
+            "INSERT INTO outcome_service_counts \
+             (customer_id, version, level, period, numerator, denominator) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (customer_id, version, level, period) DO UPDATE SET \
+             numerator = outcome_service_counts.numerator + excluded.numerator, \
+             denominator = outcome_service_counts.denominator + excluded.denominator",
+            &[
+                customer.into(),
+                i64::from(version).into(),
+                i64::from(*level).into(),
+                period.as_str().into(),
+                (*numerator as i64).into(),
+                (*denominator as i64).into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// One service level's kept counts: (level, numerator, denominator).
+pub type LevelCounts = (u32, u64, u64);
+
+/// A fold's service-level counts of one period, when the fold is ready at
+/// `head` and has counted since its first event; `None` otherwise.
+pub fn service_counts(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    head: u64,
+    period: &str,
+) -> Result<Option<Vec<LevelCounts>>, StoreError> {
+    let mut whole = false;
+    tx.query(
+        "SELECT 1 FROM outcome_heads WHERE customer_id = ? AND version = ? AND sequence = ? \
+         AND ready = 1 AND service_from = 0",
+        &[
+            customer.into(),
+            i64::from(version).into(),
+            (head as i64).into(),
+        ],
+        &mut |_| {
+            whole = true;
+            Ok(())
+        },
+    )?;
+    if !whole {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    tx.query(
+        "SELECT level, numerator, denominator FROM outcome_service_counts \
+         WHERE customer_id = ? AND version = ? AND period = ? ORDER BY level",
+        &[customer.into(), i64::from(version).into(), period.into()],
+        &mut |r| {
+            out.push((r.int_req(0)? as u32, seq(r.int_req(1)?), seq(r.int_req(2)?)));
+            Ok(())
+        },
+    )?;
+    Ok(Some(out))
+}
+
 /// The ledger head of a customer with its chain hash, `None` before its
 /// first event.
 pub fn ledger_head_ref(
@@ -747,13 +822,28 @@ pub fn ledger_head_ref(
 
 /// Migration 16: each row says how its events arrived in time
 /// ([`OutcomeRow::disorder_us`]), so a close can take its outcomes from
-/// the model. Rows folded before it cannot say, and are marked unsure
-/// until `payoff reindex` folds them again.
-pub(crate) const SCHEMA_ORDER: &str = "ALTER TABLE outcome_rows ADD COLUMN touched_us BIGINT NOT NULL DEFAULT 0;
+/// the model, and each fold counts its service levels per period
+/// (`outcome_service_counts`). Rows folded before it cannot say, and are
+/// marked unsure, and a fold that had begun counts from where it stood
+/// (`service_from`), so neither is trusted until `payoff reindex` folds
+/// them again.
+pub(crate) const SCHEMA_ORDER: &str =
+    "ALTER TABLE outcome_rows ADD COLUMN touched_us BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE outcome_rows ADD COLUMN disorder_us BIGINT;
     UPDATE outcome_rows SET disorder_us = 9223372036854775807;
     CREATE INDEX outcome_rows_disorder ON outcome_rows (customer_id, version, disorder_us);
-    CREATE INDEX outcome_rows_by_version ON outcome_rows (customer_id, version, created_seq, kind);";
+    CREATE INDEX outcome_rows_by_version ON outcome_rows (customer_id, version, created_seq, kind);
+    CREATE TABLE outcome_service_counts (
+        customer_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        level BIGINT NOT NULL,
+        period TEXT NOT NULL,
+        numerator BIGINT NOT NULL,
+        denominator BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, version, level, period)
+    );
+    ALTER TABLE outcome_heads ADD COLUMN service_from BIGINT NOT NULL DEFAULT 0;
+    UPDATE outcome_heads SET service_from = sequence;";
 
 /// The schema of the read model: the same text for both databases.
 pub(crate) const SCHEMA: &str = "CREATE TABLE outcome_rows (
