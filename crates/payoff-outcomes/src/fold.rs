@@ -98,10 +98,12 @@ pub fn catch_up_within(
     let Some(lags) = lags(store, customer, &versions)? else {
         return Ok(());
     };
+    let mut folded = 0;
     for ((stored, contract), lag) in versions.stored.iter().zip(&versions.contracts).zip(lags) {
         if reach == Reach::Near && lag > READ_LAG_MAX {
             continue;
         }
+        folded += lag;
         let rules = OutcomeRules::new(customer, contract);
         let filter = TypeFilter::of(&[contract]);
         let types = filter.types();
@@ -123,6 +125,11 @@ pub fn catch_up_within(
         }
     }
     store.write(|tx| apply_statements(tx, customer))?;
+    if folded >= BATCH_SEQUENCES {
+        // Many rows changed at once (a build, a rebuild, a burst):
+        // planners should see the model as it now is.
+        store.write(model::refresh_statistics)?;
+    }
     Ok(())
 }
 

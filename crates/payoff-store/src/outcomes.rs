@@ -732,6 +732,15 @@ pub fn kept_rows(
     )
 }
 
+/// Refreshes the planner's statistics of the read model's rows, after a
+/// fold applied many events at once (see [`crate::sql::Dialect::refresh_statistics`]).
+pub fn refresh_statistics(tx: &mut dyn Sql) -> Result<(), StoreError> {
+    match tx.dialect().refresh_statistics("outcome_rows") {
+        Some(sql) => tx.execute(&sql, &[]).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Adds one batch's service-level counts of a fold: (level, period,
 /// numerator, denominator) increments, in the batch's transaction.
 pub fn add_service_counts(

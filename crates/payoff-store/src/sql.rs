@@ -4,8 +4,8 @@
 //! [`Sql`]; the PostgreSQL side renders the placeholders as `$1, $2, …`.
 //! The two dialects agree on everything else we use (`INSERT … ON CONFLICT
 //! … DO UPDATE`, `BIGINT`, `TEXT`); where they differ, [`Dialect`] says so
-//! in one place (today only row locks, which SQLite does not need because
-//! its write transactions are exclusive).
+//! in one place (row locks, which SQLite does not need because its write
+//! transactions are exclusive, and planner statistics).
 //!
 //! Only two column types cross this layer, 64-bit integers and text, each
 //! nullable: that is all the read model needs, and it keeps both drivers'
@@ -38,6 +38,18 @@ impl Dialect {
         match self {
             Dialect::Sqlite => None,
             Dialect::Postgres => Some(format!("LOCK TABLE {table} IN EXCLUSIVE MODE")),
+        }
+    }
+
+    /// A statement that refreshes the planner's statistics of `table`,
+    /// after a bulk change: PostgreSQL without them plans a page of a
+    /// freshly built read model as a sort of every row (45 ms at 100,000
+    /// outcomes instead of 0.1 ms) until autovacuum gets to it. None on
+    /// SQLite, whose plans here do not depend on statistics.
+    pub fn refresh_statistics(self, table: &str) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(format!("ANALYZE {table}")),
         }
     }
 
