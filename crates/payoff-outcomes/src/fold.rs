@@ -95,7 +95,11 @@ pub fn catch_up_within(
         Err(OutcomesError::NoContract(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let Some(lags) = lags(store, customer, &versions)? else {
+    let Some(Lags {
+        folds: lags,
+        statements_behind,
+    }) = lags(store, customer, &versions)?
+    else {
         return Ok(());
     };
     let mut folded = 0;
@@ -108,8 +112,13 @@ pub fn catch_up_within(
         let filter = TypeFilter::of(&[contract]);
         let types = filter.types();
         loop {
-            let step = store.write(|tx| {
-                step(
+            // The batch is read and folded on a snapshot, outside the
+            // write lock (SQLite has one writer: a fold holding it while it
+            // parses 20,000 events stalled ingest); the write applies it
+            // only if no fold moved meanwhile, else the step starts again
+            // from where the other one left the model.
+            let plan = store.read(|tx| {
+                plan_step(
                     tx,
                     customer,
                     &versions,
@@ -118,13 +127,21 @@ pub fn catch_up_within(
                     types.as_deref(),
                 )
             })?;
+            let Some(step) = store.write(|tx| commit_step(tx, customer, stored.version, &plan))?
+            else {
+                continue;
+            };
             progress(step);
             if step.applied >= step.head {
                 break;
             }
         }
     }
-    store.write(|tx| apply_statements(tx, customer))?;
+    if statements_behind {
+        // Only then: on SQLite every write is a durable commit, and a pass
+        // runs after every ingested batch.
+        store.write(|tx| apply_statements(tx, customer))?;
+    }
     if folded >= BATCH_SEQUENCES {
         // Many rows changed at once (a build, a rebuild, a burst):
         // planners should see the model as it now is.
@@ -133,21 +150,26 @@ pub fn catch_up_within(
     Ok(())
 }
 
+/// How far a customer's model trails its ledger and statements.
+struct Lags {
+    /// Events each contract version's fold trails the head by.
+    folds: Vec<u64>,
+    /// Some closed statement is not yet recorded on its outcomes.
+    statements_behind: bool,
+}
+
 /// One read: how far each fold trails the ledger head, or `None` when
 /// every fold is at the head and ready and every statement applied.
-fn lags(
-    store: &Store,
-    customer: &str,
-    versions: &Versions,
-) -> Result<Option<Vec<u64>>, StoreError> {
+fn lags(store: &Store, customer: &str, versions: &Versions) -> Result<Option<Lags>, StoreError> {
     store.read(|tx| {
         let head = model::ledger_head(tx, customer)?;
         let at = model::checkpoints(tx, customer)?;
         let statements = model::statement_count(tx, customer)?;
-        let mut current = at
+        let statements_behind = !at
             .iter()
             .any(|&(v, applied, _)| v == BILLING_FOLD && applied >= statements);
-        let lags = versions
+        let mut current = !statements_behind;
+        let folds = versions
             .stored
             .iter()
             .map(|s| {
@@ -159,26 +181,47 @@ fn lags(
                 head.saturating_sub(applied)
             })
             .collect();
-        Ok((!current).then_some(lags))
+        Ok((!current).then_some(Lags {
+            folds,
+            statements_behind,
+        }))
     })
 }
 
-/// One batch of one fold, in the caller's transaction.
-fn step(
+/// One step of a fold, computed on a snapshot: what to write, and the
+/// checkpoints it was computed from.
+struct Plan {
+    /// Every fold's (version, sequence, ready) as the step saw them, this
+    /// fold's included even before it has a checkpoint row.
+    folds: Vec<(u32, u64, bool)>,
+    up_to: u64,
+    head: u64,
+    was_ready: bool,
+    ready_now: bool,
+    governed: Vec<model::Governed>,
+    service: Vec<(u32, String, u64, u64)>,
+    changed: Vec<OutcomeRow>,
+}
+
+/// Reads the next batch of one fold and folds it, writing nothing.
+fn plan_step(
     tx: &mut dyn Sql,
     customer: &str,
     versions: &Versions,
     version: u32,
     rules: &OutcomeRules<'_>,
     types: Option<&[&str]>,
-) -> Result<Progress, StoreError> {
-    model::lock_checkpoint(tx, customer, version)?;
-    let folds = model::lock_all(tx, customer)?;
+) -> Result<Plan, StoreError> {
+    let mut folds = model::checkpoints(tx, customer)?;
+    if !folds.iter().any(|f| f.0 == version) {
+        folds.push((version, 0, false));
+        folds.sort_unstable();
+    }
     let (at, was_ready) = folds
         .iter()
         .find(|f| f.0 == version)
         .map(|f| (f.1, f.2))
-        .expect("locked above");
+        .expect("added above");
     let head = model::ledger_head(tx, customer)?;
     let up_to = head.min(at + BATCH_SEQUENCES);
     let ready_now = was_ready || up_to >= head;
@@ -186,27 +229,54 @@ fn step(
     // fold's readiness as it is at the end of this step.
     let governed = versions
         .governed(&|v| (v == version && ready_now) || folds.iter().any(|f| f.0 == v && f.2));
-    if at >= head {
-        model::set_checkpoint(tx, customer, version, at, true)?;
+    let (service, changed) = if at >= head {
+        (Vec::new(), Vec::new())
     } else {
-        fold_batch(tx, customer, version, rules, types, (at, up_to), &governed)?;
-        model::set_checkpoint(tx, customer, version, up_to, ready_now)?;
-    }
-    if ready_now && !was_ready {
-        // Built: the stretches it governs are handed over at once, so a
-        // read sees the previous version's rows or this one's, never both.
-        for stretch in governed.iter().filter(|g| g.version == version) {
-            model::govern(tx, customer, stretch)?;
-        }
-    }
-    Ok(Progress {
-        version,
-        applied: up_to.max(at),
+        fold_batch(tx, customer, version, rules, types, (at, up_to), &governed)?
+    };
+    Ok(Plan {
+        folds,
+        up_to: up_to.max(at),
         head,
+        was_ready,
+        ready_now,
+        governed,
+        service,
+        changed,
     })
 }
 
-/// Applies the events of `(after, up_to]` to the outcomes they touch.
+/// Writes a planned step if every fold is still where the plan saw it;
+/// `None` (nothing written) when one moved.
+fn commit_step(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    plan: &Plan,
+) -> Result<Option<Progress>, StoreError> {
+    model::lock_checkpoint(tx, customer, version)?;
+    if model::lock_all(tx, customer)? != plan.folds {
+        return Ok(None);
+    }
+    model::add_service_counts(tx, customer, version, &plan.service)?;
+    model::upsert(tx, &plan.changed.iter().collect::<Vec<_>>())?;
+    model::set_checkpoint(tx, customer, version, plan.up_to, plan.ready_now)?;
+    if plan.ready_now && !plan.was_ready {
+        // Built: the stretches it governs are handed over at once, so a
+        // read sees the previous version's rows or this one's, never both.
+        for stretch in plan.governed.iter().filter(|g| g.version == version) {
+            model::govern(tx, customer, stretch)?;
+        }
+    }
+    Ok(Some(Progress {
+        version,
+        applied: plan.up_to,
+        head: plan.head,
+    }))
+}
+
+/// Applies the events of `(after, up_to]` to the outcomes they touch:
+/// the service-level counts they add and the rows they change.
 fn fold_batch(
     tx: &mut dyn Sql,
     customer: &str,
@@ -215,7 +285,7 @@ fn fold_batch(
     types: Option<&[&str]>,
     (after, up_to): (u64, u64),
     governed: &[model::Governed],
-) -> Result<(), StoreError> {
+) -> Result<FoldedBatch, StoreError> {
     let mut events = Vec::new();
     let mut unreadable = None;
     // Service-level counts by (level, period), added to the kept ones in
@@ -250,7 +320,6 @@ fn fold_batch(
         .into_iter()
         .map(|((level, period), (n, d))| (level, period, n, d))
         .collect();
-    model::add_service_counts(tx, customer, version, &deltas)?;
     let touches: Vec<Vec<(usize, String)>> = events.iter().map(|e| rules.touches(e)).collect();
     let keys: BTreeSet<&(usize, String)> = touches.iter().flatten().collect();
     let key_refs: Vec<(u32, &str)> = keys.iter().map(|(k, s)| (*k as u32, s.as_str())).collect();
@@ -306,8 +375,11 @@ fn fold_batch(
             )
         })
         .collect();
-    model::upsert(tx, &changed.iter().collect::<Vec<_>>())
+    Ok((deltas, changed))
 }
+
+/// Service-level deltas (level, period, numerator, denominator) and rows.
+type FoldedBatch = (Vec<(u32, String, u64, u64)>, Vec<OutcomeRow>);
 
 /// The times at which the events touching one outcome arrived: whether
 /// the fold saw them in time order, which is what lets a close cut at a

@@ -274,13 +274,24 @@ price = { per_unit = "1.00" }
 
 /// Two nodes on one database fold the same customer at the same time
 /// while events arrive: each event is applied once (a dispute applied
-/// twice would show as two disputes, a void twice as a changed mark).
+/// twice would show as two disputes, a void twice as a changed mark, a
+/// service-level event twice as a count above the events sent).
 #[test]
 fn two_nodes_keep_one_model_without_double_counting() {
+    let contract = format!(
+        "{TWIN_CONTRACT}
+[[service_level]]
+name = \"reopen_rate\"
+numerator = 'event.type == \"ticket.reopened\"'
+denominator = 'event.type == \"ticket.closed\"'
+at_most = \"0.5\"
+credit = \"1.00\"
+"
+    );
     for db in databases() {
         let nodes = [Store::open(&db.url).unwrap(), Store::open(&db.url).unwrap()];
         nodes[0].create_customer("twins", "Twins", epoch()).unwrap();
-        add_version(&nodes[0], "twins", "twins.toml", TWIN_CONTRACT, None);
+        add_version(&nodes[0], "twins", "twins.toml", &contract, None);
         let ledger = nodes[0].ledger(LedgerConfig::default()).unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -322,6 +333,14 @@ fn two_nodes_keep_one_model_without_double_counting() {
         });
         let mismatches = verify::deep(&nodes[1], "twins").unwrap();
         assert!(mismatches.is_empty(), "{}: {mismatches:?}", db.label);
+        // 400 tickets closed, the 134 with t % 3 == 0 reopened, all in November.
+        let counts = nodes[1]
+            .read(|tx| {
+                let head = payoff_store::outcomes::ledger_head(tx, "twins")?;
+                payoff_store::outcomes::service_counts(tx, "twins", 1, head, "2026-11")
+            })
+            .unwrap();
+        assert_eq!(counts, Some(vec![(0, 134, 400)]), "{}", db.label);
         let p = page(
             &nodes[0],
             "twins",
