@@ -72,6 +72,10 @@ pub struct IngestArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+    /// Upload no contract, so that no outcome read model is folded: the
+    /// model's share of the ingest cost is the difference.
+    #[arg(long)]
+    without_model: bool,
 }
 
 pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -139,7 +143,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
                 );
             }
         }
-        for run in &results {
+        for run in results.iter().filter(|_| !args.without_model) {
             println!(
                 "{:<10} the outcome read model, folded while the batches arrived, was current {:.2} s after the last one",
                 run.backend, run.model_lag_s
@@ -289,8 +293,10 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     store.create_customer("bench", "Benchmark", Utc::now())?;
     // A contract, so that the server folds the outcome read model while
     // the events arrive, as it does in production.
-    payoff_server::billing::upload_contract(&store, "bench", INGEST_CONTRACT, None, Utc::now())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !args.without_model {
+        payoff_server::billing::upload_contract(&store, "bench", INGEST_CONTRACT, None, Utc::now())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let (key, _) = store.create_key(Role::Agent, Some("bench"), Utc::now())?;
     let (reader, _) = store.create_key(Role::Admin, None, Utc::now())?;
     drop(store);
@@ -324,12 +330,14 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     // A read folds what the projector has not folded yet: how long the
     // model trails the acknowledged ledger once the batches stop.
     let drained = Instant::now();
-    runtime
-        .block_on(
-            ApiClient::new(&server.url, &reader.key)?
-                .get_json("/v1/customers/bench/outcomes?limit=1"),
-        )?
-        .map_err(|p| anyhow::anyhow!("reading outcomes failed: {p}"))?;
+    if !args.without_model {
+        runtime
+            .block_on(
+                ApiClient::new(&server.url, &reader.key)?
+                    .get_json("/v1/customers/bench/outcomes?limit=1"),
+            )?
+            .map_err(|p| anyhow::anyhow!("reading outcomes failed: {p}"))?;
+    }
     let model_lag_s = drained.elapsed().as_secs_f64();
     eprintln!("{}: single events…", db.label);
     let single = runtime.block_on(drive(
