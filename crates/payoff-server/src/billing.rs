@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, compute_with_outcomes, periods_before, sign, BillingEvent, Bundle, BundleContract,
     BundleEvent, CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef,
-    KeptOutcomes, Period, Statement, TypeFilter, BUNDLE_FORMAT,
+    KeptOutcomes, Period, PeriodOutcomes, Statement, TypeFilter, BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_outcomes::OutcomesError;
@@ -268,6 +268,9 @@ pub struct Preview {
     /// Earlier open periods, oldest first; empty for a closed period or
     /// when every earlier one is closed.
     pub assumed: Vec<String>,
+    /// The outcomes the preview was computed from, for an open period:
+    /// economics attributes costs to them without reading them again.
+    pub outcomes: Option<PeriodOutcomes>,
 }
 
 /// The statement of a period: the stored one if the period is closed,
@@ -289,6 +292,7 @@ pub fn preview(
         return Ok(Preview {
             statement: parse_statement(&stored)?,
             assumed: Vec::new(),
+            outcomes: None,
         });
     }
     let versions = Versions::load(store, customer)?;
@@ -309,28 +313,36 @@ pub fn preview(
     let (ledger, kept) = sources(store, customer, Outcomes::Kept)?;
     let list = versions.list();
     let mut assumed = Vec::new();
-    let compute_at = |p: Period, prior: &[Statement]| {
-        compute(&CloseInput {
-            customer,
-            period: p,
-            versions: &list,
-            events: &ledger,
-            head: ledger.head_ref(),
-            prior,
-            issued_at: now,
-            kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
-        })
+    let base = CloseInput {
+        customer,
+        period,
+        versions: &list,
+        events: &ledger,
+        head: ledger.head_ref(),
+        prior: &[],
+        issued_at: now,
+        kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     };
     for p in periods_before(&list, period) {
         if !prior.iter().any(|s| s.period == p.to_string()) {
-            let previewed = compute_at(p, &prior)?;
+            let previewed = compute(&CloseInput {
+                period: p,
+                prior: &prior,
+                head: base.head.clone(),
+                ..base
+            })?;
             assumed.push(previewed.period.clone());
             prior.push(previewed);
         }
     }
+    let (statement, outcomes) = compute_with_outcomes(&CloseInput {
+        prior: &prior,
+        ..base
+    })?;
     Ok(Preview {
-        statement: compute_at(period, &prior)?,
+        statement,
         assumed,
+        outcomes: Some(outcomes),
     })
 }
 

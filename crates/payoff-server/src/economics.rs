@@ -48,12 +48,14 @@ pub struct RevenueLine {
     pub amount: Decimal,
 }
 
+/// The period's statement, whether it is closed or previewed, and for a
+/// preview the outcomes it was computed from.
 fn statement_for(
     store: &Store,
     customer: &str,
     period: &str,
     now: DateTime<Utc>,
-) -> Result<(Statement, &'static str), BillingError> {
+) -> Result<(Statement, &'static str, Option<PeriodOutcomes>), BillingError> {
     let closed = store
         .statements(customer)?
         .into_iter()
@@ -62,11 +64,12 @@ fn statement_for(
         Some(s) => (
             serde_json::from_str(&s.body).map_err(|e| BillingError::Corrupt(e.to_string()))?,
             "closed",
+            None,
         ),
-        None => (
-            billing::preview(store, customer, period, now)?.statement,
-            "preview",
-        ),
+        None => {
+            let preview = billing::preview(store, customer, period, now)?;
+            (preview.statement, "preview", preview.outcomes)
+        }
     })
 }
 
@@ -84,8 +87,15 @@ pub fn economics(
 ) -> Result<Economics, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
-    economics_of(store, customer, &versions, period, statement, state)
+    let (statement, state, outcomes) = statement_for(store, customer, &period.to_string(), now)?;
+    economics_of(
+        store,
+        customer,
+        &versions,
+        period,
+        (statement, outcomes),
+        state,
+    )
 }
 
 /// Whether a statement is the stored one of a closed period (signed) or
@@ -98,17 +108,18 @@ pub fn state_of(statement: &Statement) -> &'static str {
     }
 }
 
-/// [`economics`] of a period whose statement (or preview) the caller
-/// already holds, as the Overview does.
+/// [`economics`] of a period whose statement (or preview, with the
+/// outcomes it was computed from) the caller already holds, as the
+/// Overview does.
 pub fn economics_of(
     store: &Store,
     customer: &str,
     versions: &Versions,
     period: Period,
-    statement: Statement,
+    (statement, outcomes): (Statement, Option<PeriodOutcomes>),
     state: &'static str,
 ) -> Result<Economics, BillingError> {
-    let cost = period_costs(store, customer, versions, period, state == "closed")?;
+    let cost = period_costs(store, customer, versions, period, outcomes)?;
     let revenue: Vec<RevenueLine> = statement
         .lines
         .iter()
@@ -139,22 +150,25 @@ pub fn economics_of(
 }
 
 /// The costs of the period from the cost index, on a thread of their own,
-/// while this one reads the outcomes they are attributed to: those kept
-/// with the statement of a closed period (the outcomes it closed on), or
-/// else a projection of the contract's event types.
+/// while this one finds the outcomes they are attributed to: those a
+/// preview was just computed from (`given`), else those of the closed
+/// period ([`closed_outcomes`]).
 fn period_costs(
     store: &Store,
     customer: &str,
     versions: &Versions,
     period: Period,
-    closed: bool,
+    given: Option<PeriodOutcomes>,
 ) -> Result<CostReport, BillingError> {
     let prices = prices(store)?;
     let (events, kept) = billing::sources(store, customer, billing::Outcomes::Kept)?;
     let (prices, head) = (&prices, events.head.sequence);
     let (ledger, outcomes) = std::thread::scope(|scope| {
         let costs = scope.spawn(move || costs_of(store, customer, head, prices, period));
-        let outcomes = period_outcomes(store, &events, kept.as_ref(), versions, period, closed);
+        let outcomes = match given {
+            Some(outcomes) => Ok(outcomes),
+            None => closed_outcomes(store, &events, kept.as_ref(), versions, period),
+        };
         let ledger = costs
             .join()
             .unwrap_or_else(|_| Err(BillingError::Corrupt("the cost reader panicked".into())));
@@ -164,26 +178,23 @@ fn period_costs(
     Ok(ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))))
 }
 
-/// The period's outcomes by (kind, subject): kept with the statement of a
-/// closed period, else from the read model when it can stand in, else a
-/// projection of the latest version's event types.
-fn period_outcomes(
+/// A closed period's outcomes by (kind, subject): those kept with its
+/// statement (the outcomes it closed on); for a close from before they
+/// were kept, the read model's or a projection's under the latest version.
+fn closed_outcomes(
     store: &Store,
     events: &StoredEvents<'_>,
     kept: Option<&payoff_outcomes::Kept<'_>>,
     versions: &Versions,
     period: Period,
-    closed: bool,
 ) -> Result<PeriodOutcomes, BillingError> {
-    if closed {
-        let mut kept = Vec::new();
-        let found = store.scan_period_outcomes(&events.customer, &period.to_string(), |k, s| {
-            kept.push((k.to_owned(), s.to_owned()));
-            Ok(())
-        })?;
-        if found {
-            return Ok(kept);
-        }
+    let mut closed = Vec::new();
+    let found = store.scan_period_outcomes(&events.customer, &period.to_string(), |k, s| {
+        closed.push((k.to_owned(), s.to_owned()));
+        Ok(())
+    })?;
+    if found {
+        return Ok(closed);
     }
     let contract = versions.latest();
     let mut side = Projector::side(&events.customer, contract, period.end, None);
@@ -376,7 +387,7 @@ pub fn roi(
 ) -> Result<Roi, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let (statement, state) = statement_for(store, customer, &period.to_string(), now)?;
+    let (statement, state, _) = statement_for(store, customer, &period.to_string(), now)?;
     Ok(roi_of(&versions, period, &statement, state))
 }
 

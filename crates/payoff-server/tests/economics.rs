@@ -302,6 +302,20 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
             (StatusCode::CREATED, Some(1)),
             "{v}"
         );
+        // A version in force from October names its outcome otherwise:
+        // September is costed under the version that governs it.
+        let (s, v, _) = server
+            .call(
+                Method::POST,
+                "/v1/customers/acme/contracts?effective=2026-10",
+                Some(&operator),
+                Some("application/toml"),
+                CONTRACT
+                    .replace("ticket_resolved", "ticket_solved")
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
         let (_, e2) = server
             .json(
                 Method::GET,
@@ -313,6 +327,10 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
         assert_eq!(
             e2["cost"]["total"], "10.00",
             "a future price table does not re-price September"
+        );
+        assert_eq!(
+            e2["cost"]["by_outcome"]["ticket_resolved"]["outcomes"], 2,
+            "{label}: {e2}"
         );
 
         // Closed, the period's outcomes come from what the close kept, not

@@ -162,7 +162,7 @@ fn load(
             customer,
             &versions,
             period,
-            preview.statement.clone(),
+            (preview.statement.clone(), preview.outcomes),
             state,
         )?)
     } else {
