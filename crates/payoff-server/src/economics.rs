@@ -89,12 +89,7 @@ pub fn economics(
     let period = versions.period(period_name)?;
     let (statement, state, outcomes) = statement_for(store, customer, &period.to_string(), now)?;
     economics_of(
-        store,
-        customer,
-        &versions,
-        period,
-        (statement, outcomes),
-        state,
+        store, customer, &versions, period, statement, outcomes, state,
     )
 }
 
@@ -116,7 +111,8 @@ pub fn economics_of(
     customer: &str,
     versions: &Versions,
     period: Period,
-    (statement, outcomes): (Statement, Option<PeriodOutcomes>),
+    statement: Statement,
+    outcomes: Option<PeriodOutcomes>,
     state: &'static str,
 ) -> Result<Economics, BillingError> {
     let cost = period_costs(store, customer, versions, period, outcomes)?;

@@ -465,6 +465,16 @@ macro_rules! billing_row {
     };
 }
 
+// Neither billed nor credited by any statement.
+macro_rules! unbilled {
+    () => {
+        concat!(
+            "NOT ",
+            billing_row!("(x.billed_in IS NOT NULL OR x.credited_in IS NOT NULL)")
+        )
+    };
+}
+
 /// The SQL condition of a state: the same decision as the state an
 /// outcome is shown in, so a filter never disagrees with the listing.
 /// `None` for a name that is not a state.
@@ -481,18 +491,15 @@ pub fn state_condition(state: &str) -> Option<&'static str> {
             " AND r.dispute <> 'open'"
         ),
         "voided" => concat!(
-            "NOT ",
-            billing_row!("(x.billed_in IS NOT NULL OR x.credited_in IS NOT NULL)"),
+            unbilled!(),
             " AND r.dispute <> 'open' AND (r.void_us IS NOT NULL OR r.dispute = 'accepted')"
         ),
         "billable" => concat!(
-            "NOT ",
-            billing_row!("(x.billed_in IS NOT NULL OR x.credited_in IS NOT NULL)"),
+            unbilled!(),
             " AND r.dispute NOT IN ('open', 'accepted') AND r.void_us IS NULL AND r.matures_us <= ?"
         ),
         "pending" => concat!(
-            "NOT ",
-            billing_row!("(x.billed_in IS NOT NULL OR x.credited_in IS NOT NULL)"),
+            unbilled!(),
             " AND r.dispute NOT IN ('open', 'accepted') AND r.void_us IS NULL AND r.matures_us > ?"
         ),
         _ => return None,

@@ -143,11 +143,13 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
                 );
             }
         }
-        for run in results.iter().filter(|_| !args.without_model) {
-            println!(
-                "{:<10} the outcome read model, folded while the batches arrived, was current {:.2} s after the last one",
-                run.backend, run.model_lag_s
-            );
+        for run in &results {
+            if let Some(lag) = run.model_lag_s {
+                println!(
+                    "{:<10} the outcome read model, folded while the batches arrived, was current {lag:.2} s after the last one",
+                    run.backend
+                );
+            }
         }
         println!(
             "physical reference (SQLite, one transaction, {} rows): {:.0} events/s; batch ingest / reference = {:.2}",
@@ -171,8 +173,9 @@ struct Run {
     batch: Phase,
     single: Phase,
     peak_rss_mb: f64,
-    /// Seconds a read waited for the model after the last batch.
-    model_lag_s: f64,
+    /// Seconds a read waited for the model after the last batch; `None`
+    /// without a model (`--without-model`).
+    model_lag_s: Option<f64>,
 }
 
 impl Run {
@@ -329,16 +332,18 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     ))?;
     // A read folds what the projector has not folded yet: how long the
     // model trails the acknowledged ledger once the batches stop.
-    let drained = Instant::now();
-    if !args.without_model {
+    let model_lag_s = if args.without_model {
+        None
+    } else {
+        let drained = Instant::now();
         runtime
             .block_on(
                 ApiClient::new(&server.url, &reader.key)?
                     .get_json("/v1/customers/bench/outcomes?limit=1"),
             )?
             .map_err(|p| anyhow::anyhow!("reading outcomes failed: {p}"))?;
-    }
-    let model_lag_s = drained.elapsed().as_secs_f64();
+        Some(drained.elapsed().as_secs_f64())
+    };
     eprintln!("{}: single events…", db.label);
     let single = runtime.block_on(drive(
         &client,

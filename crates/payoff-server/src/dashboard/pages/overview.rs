@@ -162,7 +162,8 @@ fn load(
             customer,
             &versions,
             period,
-            (preview.statement.clone(), preview.outcomes),
+            preview.statement.clone(),
+            preview.outcomes,
             state,
         )?)
     } else {
