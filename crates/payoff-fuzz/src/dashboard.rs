@@ -5,7 +5,6 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request};
-use chrono::Utc;
 use payoff_server::{AppState, ServerConfig};
 use payoff_store::{LedgerConfig, Role, Store};
 use tower::ServiceExt;
@@ -60,7 +59,7 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let url = dir.path().join("payoff.db").display().to_string();
         let store = Store::open(&url).expect("scratch database");
-        let now = Utc::now();
+        let now = payoff_clock::wall();
         store.create_customer("acme", "Acme", now).expect("customer");
         let (admin, _) = store.create_key(Role::Admin, None, now).expect("key");
         let session = store

@@ -7,7 +7,7 @@ pub mod answers;
 mod audit;
 pub mod auth;
 pub mod billing;
-pub mod clock;
+pub use payoff_clock as clock;
 mod dashboard;
 pub mod economics;
 pub mod gateway;

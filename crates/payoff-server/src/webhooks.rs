@@ -135,7 +135,7 @@ impl Outbox {
             |s| {
                 let all = s.webhooks(None)?;
                 for sub in all.iter().filter(|w| w.deleted_at.is_none()) {
-                    enqueue(s, sub, Utc::now())?;
+                    enqueue(s, sub, payoff_clock::wall())?;
                 }
                 Ok(all)
             },
@@ -151,7 +151,7 @@ impl Outbox {
                 .map(|w| (w.id.clone(), w))
                 .collect(),
         );
-        let now = Utc::now();
+        let now = payoff_clock::wall();
         let skip: Vec<String> = self.busy.iter().cloned().collect();
         let customers_max = CUSTOMERS_MAX - self.busy.len();
         let claimed = blocking_with(
@@ -352,7 +352,7 @@ async fn attempt(
     bodies: &HashMap<String, Vec<u8>>,
     mut delivery: WebhookDelivery,
 ) -> WebhookDelivery {
-    let now = Utc::now();
+    let now = payoff_clock::wall();
     let outcome = match subscriptions
         .get(&delivery.subscription)
         .filter(|s| s.deleted_at.is_none())
@@ -369,7 +369,7 @@ async fn attempt(
             delivery.status = DeliveryStatus::Delivered;
             delivery.last_status = Some(status);
             delivery.last_error = None;
-            delivery.delivered_at = Some(Utc::now());
+            delivery.delivered_at = Some(payoff_clock::wall());
         }
         Err((status, error, final_)) => {
             delivery.last_status = status;
@@ -402,7 +402,7 @@ async fn send(
     if state.egress.check_url(&url).is_err() {
         return Err((None, REFUSED.into(), false));
     }
-    let timestamp = Utc::now().timestamp();
+    let timestamp = payoff_clock::wall().timestamp();
     let secret = state
         .secrets
         .open(&sub.secret)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use chrono::{Datelike, Utc};
+use chrono::Datelike;
 use common::{eventually, on_every_backend, TestServer};
 use payoff_billing::attribution::{assign, Arm};
 use payoff_server::support::SupportConfig;
@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 fn contract(customer: &str) -> String {
-    let now = Utc::now();
+    let now = payoff_clock::wall();
     format!(
         r#"
 [contract]

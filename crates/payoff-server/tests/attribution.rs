@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::{Datelike, Utc};
+use chrono::Datelike;
 use common::{on_every_backend, TestServer};
 use payoff_billing::attribution::{assign, proportion_difference, Arm};
 use payoff_server::ServerConfig;
@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 fn contract(min_subjects: u64) -> String {
-    let month = Utc::now();
+    let month = payoff_clock::wall();
     format!(
         r#"
 [contract]
@@ -34,11 +34,11 @@ price = {{ per_unit = "1.50" }}
 
 fn closed(subject: &str) -> Value {
     json!({"specversion": "1.0", "id": format!("c-{subject}"), "source": "helpdesk", "type": "ticket.closed",
-           "subject": subject, "time": Utc::now().to_rfc3339()})
+           "subject": subject, "time": payoff_clock::wall().to_rfc3339()})
 }
 
 fn period() -> String {
-    Utc::now().format("%Y-%m").to_string()
+    payoff_clock::wall().format("%Y-%m").to_string()
 }
 
 async fn setup(server: &TestServer, min_subjects: u64) -> (String, String) {
@@ -242,7 +242,7 @@ fn only_the_lift_over_the_holdout_is_billed() {
                 hash: String::new(),
             },
             prior: &[],
-            issued_at: Utc::now(),
+            issued_at: payoff_clock::wall(),
             kept: None,
         })
         .unwrap();

@@ -33,7 +33,7 @@ price = { per_unit = "2.50" }
 /// decisions (a dispute accepted) with the real clock, and the credit lands
 /// in the month that is open now.
 fn shift(text: &str) -> String {
-    let now = chrono::Utc::now().date_naive();
+    let now = payoff_clock::wall().date_naive();
     let month = |back: u32| {
         let d = now - chrono::Months::new(back);
         d.format("%Y-%m").to_string()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::{Datelike, Months, Utc};
+use chrono::{Datelike, Months};
 use common::{on_every_backend, TestServer};
 use payoff_policy::ReplyRule;
 use payoff_server::support::SupportConfig;
@@ -61,7 +61,7 @@ struct Page {
 }
 
 fn month_start(back: u32) -> chrono::NaiveDate {
-    let today = Utc::now().date_naive();
+    let today = payoff_clock::wall().date_naive();
     let first = today.with_day(1).unwrap();
     first - Months::new(back)
 }
@@ -181,7 +181,7 @@ async fn setup(db_url: &str) -> Fixture {
             &agent,
             "application/cloudevents+json",
             &json!({"specversion": "1.0", "id": "closed-now", "source": "helpdesk", "type": "ticket.closed",
-                    "subject": "T-NOW", "time": Utc::now().to_rfc3339(), "data": {"resolved_by": "ai"}}),
+                    "subject": "T-NOW", "time": payoff_clock::wall().to_rfc3339(), "data": {"resolved_by": "ai"}}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -799,7 +799,7 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
         let admin = f.login(&f.admin).await;
         let operator = f.login(&f.operator).await;
         // The open outcome of this month.
-        let month = Utc::now().format("%Y-%m-01");
+        let month = payoff_clock::wall().format("%Y-%m-01");
         let list = f.get(&ui(&format!("outcomes?from={month}")), &admin).await;
         let outcome = outcome_on(&list.body);
         assert_eq!(f.state_of(&outcome).await, "pending");

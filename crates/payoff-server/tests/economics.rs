@@ -207,7 +207,7 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
             .await;
         assert_eq!(s, StatusCode::OK, "{c}");
         assert_eq!(c["allow"], true, "{c}");
-        let now = chrono::Utc::now().to_rfc3339();
+        let now = payoff_clock::wall().to_rfc3339();
         let spend = json!({"specversion": "1.0", "id": "now-1", "source": "agent", "type": "llm.call", "subject": "T9", "time": now,
             "data": {"model": "gpt-4o", "input_tokens": 100_000, "output_tokens": 0, "agent": "support"}});
         server

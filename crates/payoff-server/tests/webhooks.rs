@@ -58,7 +58,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), String> 
         header("webhook-signature")?,
     );
     let ts: i64 = timestamp.parse().map_err(|_| "bad timestamp".to_string())?;
-    if (chrono::Utc::now().timestamp() - ts).abs() > 300 {
+    if (payoff_clock::wall().timestamp() - ts).abs() > 300 {
         return Err("timestamp too far from now".into());
     }
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -494,7 +494,7 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
         assert_eq!(s, StatusCode::OK, "{v}");
         // 100k input tokens of gpt-4o cost 0.25: past the warning, under the limit.
         let spend = json!({"specversion": "1.0", "id": "c-1", "source": "agent", "type": "llm.call",
-            "subject": "T9", "time": chrono::Utc::now().to_rfc3339(),
+            "subject": "T9", "time": payoff_clock::wall().to_rfc3339(),
             "data": {"model": "gpt-4o", "input_tokens": 100_000, "agent": "support"}});
         let (s, v) = server
             .send(&agent, "application/cloudevents+json", &spend)

@@ -359,7 +359,7 @@ impl Ledger {
                     let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
                     let mut written = connection
                         .writer()
-                        .and_then(|w| w.append_group(&requests, Utc::now()));
+                        .and_then(|w| w.append_group(&requests, payoff_clock::wall()));
                     let gone = match (&written, &connection.writer) {
                         (Err(e), Some(w)) => w.is_gone(e),
                         _ => false,
@@ -373,7 +373,7 @@ impl Ledger {
                         connection.writer = None;
                         written = connection
                             .writer()
-                            .and_then(|w| w.append_group(&requests, Utc::now()));
+                            .and_then(|w| w.append_group(&requests, payoff_clock::wall()));
                     }
                     match written {
                         Ok(results) => {
@@ -533,7 +533,7 @@ mod tests {
             request(&[("acme", "e6", "y"), ("nobody", "e1", "a")]),
             request(&[("acme", "e4", "d")]),
         ];
-        let results = apply_group(&mut tx, &requests, Utc::now()).unwrap();
+        let results = apply_group(&mut tx, &requests, payoff_clock::wall()).unwrap();
         assert_eq!(outcome(&results[0]), Ok(vec![(1, false), (2, false)]));
         assert_eq!(outcome(&results[1]), Ok(vec![(2, true), (3, false)]));
         assert_eq!(

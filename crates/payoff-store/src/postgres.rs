@@ -72,7 +72,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.batch_execute(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations VALUES ($1, $2)",
-            &[version, &Utc::now().timestamp_micros()],
+            &[version, &payoff_clock::wall().timestamp_micros()],
         )?;
     }
     tx.commit()?;

@@ -88,7 +88,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations VALUES (?1, ?2)",
-            params![version, Utc::now().timestamp_micros()],
+            params![version, payoff_clock::wall().timestamp_micros()],
         )?;
     }
     tx.commit()?;
@@ -1188,7 +1188,7 @@ pub(crate) fn reference_insert(
         "INSERT INTO customers (id, name, created_us) VALUES (?1, ?1, 0)",
         params![customer],
     )?;
-    let now = Utc::now().timestamp_micros();
+    let now = payoff_clock::wall().timestamp_micros();
     let mut head = Head::EMPTY;
     let rows: Vec<NewRow<'_>> = events
         .iter()

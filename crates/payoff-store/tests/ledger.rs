@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use payoff_ledger::{validate_event, Event, EventLimits, Head};
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{
@@ -34,10 +33,10 @@ fn request(customer: &str, events: Vec<Event>) -> AppendRequest {
 fn setup(db: &ScratchDb) -> (Store, Ledger) {
     let store = Store::open(&db.url).unwrap();
     store
-        .create_customer("acme", "Acme Store", Utc::now())
+        .create_customer("acme", "Acme Store", payoff_clock::wall())
         .unwrap();
     store
-        .create_customer("globex", "Globex", Utc::now())
+        .create_customer("globex", "Globex", payoff_clock::wall())
         .unwrap();
     let ledger = store.ledger(LedgerConfig::default()).unwrap();
     (store, ledger)
@@ -329,7 +328,7 @@ fn keys_authenticate_until_revoked() {
     for db in ScratchDb::all() {
         let (store, _ledger) = setup(&db);
         let (key, info) = store
-            .create_key(Role::CustomerViewer, Some("acme"), Utc::now())
+            .create_key(Role::CustomerViewer, Some("acme"), payoff_clock::wall())
             .unwrap();
         let principal = store
             .authenticate(&key.key)
@@ -348,13 +347,17 @@ fn keys_authenticate_until_revoked() {
             db.label
         );
         assert!(store.authenticate("not a key").unwrap().is_none());
-        store.revoke_key(&info.key_id, Utc::now()).unwrap();
+        store
+            .revoke_key(&info.key_id, payoff_clock::wall())
+            .unwrap();
         assert!(store.authenticate(&key.key).unwrap().is_none());
         assert!(store.keys(Some("acme")).unwrap()[0].revoked_at.is_some());
         assert!(store
-            .create_key(Role::Agent, Some("nobody"), Utc::now())
+            .create_key(Role::Agent, Some("nobody"), payoff_clock::wall())
             .is_err());
-        assert!(store.create_customer("acme", "again", Utc::now()).is_err());
+        assert!(store
+            .create_customer("acme", "again", payoff_clock::wall())
+            .is_err());
     }
 }
 

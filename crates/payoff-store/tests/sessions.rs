@@ -2,7 +2,7 @@
 //! at logout, at expiry and when its key is revoked, and a copy of the
 //! table opens nothing.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{Role, Store};
 
@@ -10,7 +10,7 @@ use payoff_store::{Role, Store};
 fn a_session_lives_until_logout_expiry_or_revocation() {
     for db in ScratchDb::all() {
         let store = Store::open(&db.url).unwrap();
-        let now = Utc::now();
+        let now = payoff_clock::wall();
         store.create_customer("acme", "Acme", now).unwrap();
         let (key, _) = store
             .create_key(Role::CustomerViewer, Some("acme"), now)
@@ -59,7 +59,7 @@ fn a_session_lives_until_logout_expiry_or_revocation() {
 fn a_session_left_unused_ends_before_its_expiry() {
     for db in ScratchDb::all() {
         let store = Store::open(&db.url).unwrap();
-        let now = Utc::now();
+        let now = payoff_clock::wall();
         store.create_customer("acme", "Acme", now).unwrap();
         let (key, _) = store
             .create_key(Role::CustomerViewer, Some("acme"), now)

@@ -173,6 +173,9 @@ pub struct Settings {
     /// The answer model; `None`: the extractive answerer.
     pub model: Option<OpenAiConfig>,
     pub support: SupportConfig,
+    /// Business time of every command (the system clock; the demo runs
+    /// its server on a simulated one).
+    pub clock: payoff_clock::Clock,
 }
 
 impl Settings {
@@ -223,6 +226,7 @@ impl Settings {
         let model = model_config(file.model.unwrap_or_default())?;
         let support = support_config(file.support.unwrap_or_default())?;
         Ok(Settings {
+            clock: payoff_clock::Clock::System,
             data_dir,
             data_dir_named,
             database,

@@ -169,7 +169,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
                     count: Some(u64::MAX),
                     ..Default::default()
                 },
-                chrono::Utc::now(),
+                payoff_clock::wall(),
             )
             .unwrap();
             assert_eq!(
@@ -202,7 +202,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
                 limit: 1,
                 ..Default::default()
             },
-            chrono::Utc::now(),
+            payoff_clock::wall(),
         )
         .unwrap();
         let id = first.items[0].outcome.id.clone();

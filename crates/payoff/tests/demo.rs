@@ -6,13 +6,13 @@ mod common;
 
 use std::process::Command;
 
-use chrono::{Datelike, Months, Utc};
+use chrono::{Datelike, Months};
 use common::{stderr, stdout, BIN};
 use payoff_store::scratch::ScratchDb;
 use serde_json::Value;
 
 fn last_month() -> String {
-    let first = Utc::now().date_naive().with_day(1).unwrap() - Months::new(1);
+    let first = payoff_clock::wall().date_naive().with_day(1).unwrap() - Months::new(1);
     first.format("%Y-%m").to_string()
 }
 
@@ -169,7 +169,7 @@ fn the_demo_month_closes_into_a_verifiable_statement_the_same_every_time() {
 #[test]
 fn a_month_that_has_not_ended_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let next = (Utc::now().date_naive() + Months::new(1))
+    let next = (payoff_clock::wall().date_naive() + Months::new(1))
         .format("%Y-%m")
         .to_string();
     let o = Command::new(BIN)

@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use maud::{html, Markup};
 use payoff_store::{Principal, Role};
 use serde::de::DeserializeOwned;
@@ -71,7 +71,8 @@ async fn viewer_of(state: &AppState, parts: &Parts) -> Result<Option<Viewer>, Ap
     };
     let store = state.store.clone();
     let presented = token.clone();
-    let Some((principal, csrf)) = blocking(move || store.session(&presented, Utc::now())).await?
+    let Some((principal, csrf)) =
+        blocking(move || store.session(&presented, payoff_clock::wall())).await?
     else {
         return Ok(None);
     };
@@ -307,7 +308,8 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     }
     let store = state.store.clone();
     let key_id = principal.key_id.clone();
-    let session = blocking(move || store.open_session(&key_id, Utc::now(), SESSION_TTL)).await?;
+    let session =
+        blocking(move || store.open_session(&key_id, payoff_clock::wall(), SESSION_TTL)).await?;
     let viewer = Viewer {
         caller: Caller(principal),
         csrf: session.csrf_token,

@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use chrono::Utc;
 use payoff_store::WebhookSubscription;
 use rand::RngCore;
 use serde::Deserialize;
@@ -65,6 +64,7 @@ pub async fn create(
     let by = caller.0.key_id.clone();
     let secret = new_secret();
     let sealed = state.secrets.seal(&secret);
+    let now = state.now();
     let created = blocking_with(
         move |s| {
             let live = s
@@ -88,7 +88,7 @@ pub async fn create(
                 event_types: request.event_types,
                 secret: sealed,
                 created_by: by,
-                created_at: Utc::now(),
+                created_at: now,
                 cursor: head.sequence,
                 deleted_at: None,
             };
@@ -159,8 +159,8 @@ pub async fn remove(
     caller.require(Action::ManageWebhooks)?;
     let sub = visible(&state, &caller, id).await?;
     let sub_id = sub.id.clone();
-    let deleted =
-        blocking_with(move |s| Ok(s.delete_webhook(&sub_id, Utc::now())?), &state).await?;
+    let now = state.now();
+    let deleted = blocking_with(move |s| Ok(s.delete_webhook(&sub_id, now)?), &state).await?;
     if !deleted {
         return Err(ApiError::new(
             ErrorCode::NotFound,

@@ -270,7 +270,7 @@ pub async fn handle(
 ) -> Result<Handled, ApiError> {
     ticket.check()?;
     if record_ticket {
-        let time = ticket.time.unwrap_or_else(Utc::now);
+        let time = ticket.time.unwrap_or_else(|| state.now());
         let data = json!({ "subject": ticket.subject, "body": ticket.body, "requester": ticket.requester, "groups": ticket.groups });
         let event = json!({
             "specversion": "1.0", "id": ticket.id, "source": ROUTE_SOURCE, "type": TICKET_CREATED,

@@ -2,7 +2,6 @@
 //! loopback over a scratch database, and helpers to call it.
 #![allow(dead_code)]
 
-use chrono::Utc;
 use payoff_server::{AppState, ServerConfig};
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{LedgerConfig, Role, Store};
@@ -47,7 +46,7 @@ impl TestServer {
         let (store, admin) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&db_url).unwrap();
             let admin = store
-                .create_key(Role::Admin, None, Utc::now())
+                .create_key(Role::Admin, None, payoff_clock::wall())
                 .unwrap()
                 .0
                 .key;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{Datelike, Utc};
+use chrono::Datelike;
 use clap::Args;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{Role, Store};
@@ -70,7 +70,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let db = ScratchDb::sqlite();
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    let now = Utc::now();
+    let now = payoff_clock::wall();
     store.create_customer(CUSTOMER, "Acme Outdoor Co.", now)?;
     let editor = store
         .create_key(Role::CustomerAdmin, Some(CUSTOMER), now)?

@@ -92,13 +92,23 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
         .is_none()
     {
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        payoff_server::billing::close(&store, &key, BENCH_CUSTOMER, BENCH_PERIOD, Utc::now())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        payoff_server::billing::close(
+            &store,
+            &key,
+            BENCH_CUSTOMER,
+            BENCH_PERIOD,
+            payoff_clock::wall(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let started = Instant::now();
-    let economics =
-        payoff_server::economics::economics(&store, BENCH_CUSTOMER, BENCH_PERIOD, Utc::now())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let economics = payoff_server::economics::economics(
+        &store,
+        BENCH_CUSTOMER,
+        BENCH_PERIOD,
+        payoff_clock::wall(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let economics_s = started.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -158,8 +158,8 @@ fn populate(db: &Path, args: &CloseArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let store = Store::open(&db.display().to_string())?;
-    store.create_customer(CUSTOMER, "Bench Co.", Utc::now())?;
-    payoff_server::billing::upload_contract(&store, CUSTOMER, CONTRACT, None, Utc::now())
+    store.create_customer(CUSTOMER, "Bench Co.", payoff_clock::wall())?;
+    payoff_server::billing::upload_contract(&store, CUSTOMER, CONTRACT, None, payoff_clock::wall())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ledger = store.ledger(LedgerConfig::default())?;
     let limits = EventLimits::default();
@@ -270,8 +270,9 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
         },
         From::Replay => (Outcomes::Replayed, "ledger"),
     };
-    let statement = payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, Utc::now(), how)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let statement =
+        payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let mut signed = statement.clone();
     payoff_billing::sign(&mut signed, &key);

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use clap::Args;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{Role, Store};
@@ -46,9 +45,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let db = ScratchDb::sqlite();
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    store.create_customer("bench", "bench", Utc::now())?;
+    store.create_customer("bench", "bench", payoff_clock::wall())?;
     let agent = store
-        .create_key(Role::Agent, Some("bench"), Utc::now())?
+        .create_key(Role::Agent, Some("bench"), payoff_clock::wall())?
         .0
         .key;
     drop(store);

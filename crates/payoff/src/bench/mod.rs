@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
 use clap::{Args, Subcommand};
 use payoff_ledger::{validate_event, EventLimits};
 use payoff_store::scratch::{sqlite_reference_insert, ScratchDb};
@@ -293,15 +292,21 @@ pub(crate) fn peak_rss_mb(pid: u32) -> f64 {
 fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    store.create_customer("bench", "Benchmark", Utc::now())?;
+    store.create_customer("bench", "Benchmark", payoff_clock::wall())?;
     // A contract, so that the server folds the outcome read model while
     // the events arrive, as it does in production.
     if !args.without_model {
-        payoff_server::billing::upload_contract(&store, "bench", INGEST_CONTRACT, None, Utc::now())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        payoff_server::billing::upload_contract(
+            &store,
+            "bench",
+            INGEST_CONTRACT,
+            None,
+            payoff_clock::wall(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let (key, _) = store.create_key(Role::Agent, Some("bench"), Utc::now())?;
-    let (reader, _) = store.create_key(Role::Admin, None, Utc::now())?;
+    let (key, _) = store.create_key(Role::Agent, Some("bench"), payoff_clock::wall())?;
+    let (reader, _) = store.create_key(Role::Admin, None, payoff_clock::wall())?;
     drop(store);
     let server = start_server(db, data_dir.path())?;
     let client = ApiClient::new(&server.url, &key.key)?;

@@ -113,7 +113,7 @@ pub fn run(_settings: &Settings, args: ReadsArgs) -> anyhow::Result<ExitCode> {
 fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    let now = Utc::now();
+    let now = payoff_clock::wall();
     store.create_customer(CUSTOMER, "Bench Co.", now)?;
     for (price, effective) in [("0.90", None), ("0.80", Some("2026-11"))] {
         payoff_server::billing::upload_contract(&store, CUSTOMER, &contract(price), effective, now)

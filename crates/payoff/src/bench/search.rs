@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use clap::Args;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{Role, Store};
@@ -84,7 +83,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let db = ScratchDb::sqlite();
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    let now = Utc::now();
+    let now = payoff_clock::wall();
     let mut editors = Vec::new();
     let mut callers = Vec::new();
     for customer in &customers {

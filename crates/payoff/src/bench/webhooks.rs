@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use clap::Args;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{Role, Store};
@@ -77,10 +76,13 @@ pub fn run(args: WebhooksArgs) -> anyhow::Result<ExitCode> {
 fn measure(args: &WebhooksArgs, db: &ScratchDb) -> anyhow::Result<Value> {
     let data_dir = tempfile::tempdir()?;
     let store = Store::open(&db.url)?;
-    let admin = store.create_key(Role::Admin, None, Utc::now())?.0.key;
+    let admin = store
+        .create_key(Role::Admin, None, payoff_clock::wall())?
+        .0
+        .key;
     let customers: Vec<String> = (0..args.customers).map(|i| format!("hooks{i}")).collect();
     for c in &customers {
-        store.create_customer(c, c, Utc::now())?;
+        store.create_customer(c, c, payoff_clock::wall())?;
     }
     drop(store);
     let server = start_server(db, data_dir.path())?;

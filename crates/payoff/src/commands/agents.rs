@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Subcommand;
 use payoff_server::support::AGENT;
 use payoff_store::AgentPause;
@@ -129,13 +128,14 @@ pub fn run(settings: &Settings, command: AgentCommand) -> anyhow::Result<ExitCod
             agent: switched.agent.clone(),
             customer: switched.customer.clone(),
             paused_by: format!("cli:{user}"),
-            paused_at: Utc::now(),
+            paused_at: settings.clock.now(),
         },
         paused,
     )?;
     let action = if paused { "pause" } else { "resume" };
     audit_local(
         &store,
+        settings.clock.now(),
         customer.as_deref(),
         action,
         &format!("agent/{}", switched.agent),

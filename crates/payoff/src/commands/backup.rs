@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::Utc;
 use clap::Args;
 use serde_json::json;
 
@@ -79,7 +78,7 @@ pub fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode>
         .map(|h| h["sequence"].as_u64().unwrap_or(0))
         .sum();
     let manifest = json!({
-        "created_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "created_at": payoff_clock::wall().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "payoff": env!("CARGO_PKG_VERSION"),
         "heads": heads,
     });

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Subcommand;
 use payoff_billing::{
     compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract,
@@ -222,16 +221,22 @@ pub fn contract(settings: &Settings, command: ContractCommand) -> anyhow::Result
                 None => load_contract(&file)?.customer,
             };
             let store = open_store(settings)?;
-            let stored =
-                shell::upload_contract(&store, &customer, &text, effective.as_deref(), Utc::now())
-                    .map_err(|e| -> anyhow::Error {
-                        match e {
-                            UploadError::Billing(b) => b.into(),
-                            other => BadInput(other.to_string()).into(),
-                        }
-                    })?;
+            let stored = shell::upload_contract(
+                &store,
+                &customer,
+                &text,
+                effective.as_deref(),
+                settings.clock.now(),
+            )
+            .map_err(|e| -> anyhow::Error {
+                match e {
+                    UploadError::Billing(b) => b.into(),
+                    other => BadInput(other.to_string()).into(),
+                }
+            })?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 Some(&stored.customer),
                 "contract push",
                 &format!("/v1/customers/{}/contracts", stored.customer),
@@ -434,11 +439,12 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             json,
         } => {
             let key = ensure_signing_key(&settings.signing_key_path())?;
-            let closed = shell::close(&store, &key, &customer, &period, Utc::now())
+            let closed = shell::close(&store, &key, &customer, &period, settings.clock.now())
                 .map_err(billing_error)?;
             if closed.created {
                 audit_local(
                     &store,
+                    settings.clock.now(),
                     Some(&customer),
                     "statement close",
                     &format!("/v1/statements/{}", closed.statement.id),
@@ -466,8 +472,8 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             period,
             json,
         } => {
-            let preview =
-                shell::preview(&store, &customer, &period, Utc::now()).map_err(billing_error)?;
+            let preview = shell::preview(&store, &customer, &period, settings.clock.now())
+                .map_err(billing_error)?;
             if !preview.assumed.is_empty() {
                 eprintln!(
                     "note: {} not closed yet; this preview assumes they close as previewed",

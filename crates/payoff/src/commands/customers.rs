@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Subcommand;
 
 use crate::bad_input;
@@ -39,10 +38,11 @@ pub fn run(settings: &Settings, command: CustomersCommand) -> anyhow::Result<Exi
             }
             let name = name.unwrap_or_else(|| id.clone());
             let customer = store
-                .create_customer(&id, &name, Utc::now())
+                .create_customer(&id, &name, settings.clock.now())
                 .map_err(user_error)?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 Some(&customer.id),
                 "customers create",
                 &format!("/v1/customers/{}", customer.id),

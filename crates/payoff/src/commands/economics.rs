@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Args;
 use payoff_server::economics;
 
@@ -42,7 +41,7 @@ pub fn economics(settings: &Settings, args: PeriodArgs) -> anyhow::Result<ExitCo
         );
     }
     let store = open_store(settings)?;
-    let e = economics::economics(&store, &args.customer, &args.period, Utc::now())
+    let e = economics::economics(&store, &args.customer, &args.period, settings.clock.now())
         .map_err(shell_error)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
@@ -91,8 +90,8 @@ pub fn economics(settings: &Settings, args: PeriodArgs) -> anyhow::Result<ExitCo
 
 pub fn roi(settings: &Settings, args: PeriodArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(settings)?;
-    let r =
-        economics::roi(&store, &args.customer, &args.period, Utc::now()).map_err(shell_error)?;
+    let r = economics::roi(&store, &args.customer, &args.period, settings.clock.now())
+        .map_err(shell_error)?;
     if args.csv {
         print!("{}", r.csv());
     } else {

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use chrono::Utc;
 use clap::Args;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
@@ -44,8 +43,8 @@ pub fn run(settings: &Settings, args: InitArgs) -> anyhow::Result<ExitCode> {
     let store = create_store(settings)?;
     let signing = ensure_signing_key(&key_path)?;
     ensure_secrets_key(&settings.secrets_key_path())?;
-    crate::commands::signing::record_first(settings, &signing, Utc::now())?;
-    let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
+    crate::commands::signing::record_first(settings, &signing, settings.clock.now())?;
+    let (admin, _) = store.create_key(Role::Admin, None, settings.clock.now())?;
     let made = Initialised {
         data_dir: settings.data_dir.display().to_string(),
         database: settings.database.clone(),

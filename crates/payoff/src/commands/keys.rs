@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Subcommand;
 use payoff_store::Role;
 
@@ -67,10 +66,11 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
                 _ => {}
             }
             let (new, info) = store
-                .create_key(role, customer.as_deref(), Utc::now())
+                .create_key(role, customer.as_deref(), settings.clock.now())
                 .map_err(user_error)?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 customer.as_deref(),
                 "keys create",
                 &format!("/v1/keys/{}", info.key_id),
@@ -117,9 +117,12 @@ pub fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode
             }
         }
         KeysCommand::Revoke { key_id, json } => {
-            let info = store.revoke_key(&key_id, Utc::now()).map_err(user_error)?;
+            let info = store
+                .revoke_key(&key_id, settings.clock.now())
+                .map_err(user_error)?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 info.customer.as_deref(),
                 "keys revoke",
                 &format!("/v1/keys/{}", info.key_id),

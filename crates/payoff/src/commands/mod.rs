@@ -84,6 +84,7 @@ pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
 /// that local commands leave the same trail as the API.
 pub fn audit_local(
     store: &Store,
+    at: chrono::DateTime<chrono::Utc>,
     customer: Option<&str>,
     action: &str,
     resource: &str,
@@ -91,7 +92,7 @@ pub fn audit_local(
 ) -> anyhow::Result<()> {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     store.append_audit(&payoff_store::AuditEntry {
-        at: chrono::Utc::now(),
+        at,
         actor: format!("cli:{user}"),
         role: None,
         customer: customer.map(str::to_owned),

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::Subcommand;
 use payoff_policy::AgentRules;
 
@@ -77,10 +76,16 @@ pub fn run(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCo
             let store = open_store(settings)?;
             let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let stored = store
-                .add_policy(&customer, &text, &format!("cli:{user}"), Utc::now())
+                .add_policy(
+                    &customer,
+                    &text,
+                    &format!("cli:{user}"),
+                    settings.clock.now(),
+                )
                 .map_err(user_error)?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 Some(&customer),
                 "push_policies",
                 &format!("policies/{customer}/v{}", stored.version),

@@ -140,7 +140,7 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
             }
         }
         SigningCommand::Rotate { json } => {
-            let now = Utc::now();
+            let now = settings.clock.now();
             let mut keys = published(settings, &active)?;
             let old_hex = hex::encode(active.verifying_key().as_bytes());
             for k in keys.iter_mut().filter(|k| k.public_key == old_hex) {
@@ -171,6 +171,7 @@ pub fn run(settings: &Settings, command: SigningCommand) -> anyhow::Result<ExitC
             replace_private(&key_path, pem.as_bytes())?;
             audit_local(
                 &store,
+                settings.clock.now(),
                 None,
                 "signing rotate",
                 "/.well-known/payoff/keys",

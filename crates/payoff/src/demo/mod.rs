@@ -18,7 +18,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, TimeZone, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use payoff_server::clock::Clock;
+use payoff_clock::Clock;
 use payoff_server::AppState;
 use payoff_store::{LedgerConfig, Role};
 use serde_json::{json, Value};
@@ -122,13 +122,13 @@ fn month_of(args: &DemoArgs) -> anyhow::Result<(String, DateTime<Utc>, DateTime<
         Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
             .map_err(|_| BadInput(format!("--month: \"{m}\" is not a month like 2026-11")))?,
         None => {
-            let today = Utc::now().date_naive();
+            let today = payoff_clock::wall().date_naive();
             today.with_day(1).expect("day 1") - Months::new(1)
         }
     };
     let start = Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).expect("midnight"));
     let end = start + Months::new(1);
-    if end > Utc::now() {
+    if end > payoff_clock::wall() {
         return bad_input(format!(
             "--month: {} has not ended yet; a month is closed when it is over",
             first.format("%Y-%m")
@@ -194,6 +194,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     // First of all, so that a later run knows this database for the demo's.
     audit_local(
         &store,
+        settings.clock.now(),
         None,
         database::MARK,
         "payoff demo",
@@ -203,7 +204,7 @@ pub fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     )?;
     let signing_key = ensure_signing_key(&demo.signing_key_path())?;
-    let (admin, _) = store.create_key(Role::Admin, None, Utc::now())?;
+    let (admin, _) = store.create_key(Role::Admin, None, settings.clock.now())?;
     let addr = demo.listen_addr(Some(&args.listen))?;
     let clock = Clock::manual(start - Duration::days(1));
 

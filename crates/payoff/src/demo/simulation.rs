@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use anyhow::Context;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use indicatif::ProgressBar;
-use payoff_server::clock::Clock;
+use payoff_clock::Clock;
 use serde_json::{json, Value};
 
 use super::business::{HelpCentre, Lead, Ticket};

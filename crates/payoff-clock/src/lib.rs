@@ -1,15 +1,32 @@
-//! Business time. Production reads the system clock; a simulation (the
-//! demo replaying a month, a test) sets time by hand, so everything the
-//! server stamps (the agent's acts, approvals and their expiry, closes,
-//! audit records) happens when the simulated business says it does.
-//! Operational timing (webhook retries, leases) stays on real time.
+//! Where time comes from. The only module allowed to read the system
+//! clock (`clippy.toml` forbids `Utc::now` and `SystemTime::now` elsewhere),
+//! so every timestamp in Payoff is one of two kinds, chosen where it is
+//! taken and visible in the code:
+//!
+//! - **Business time**, [`Clock::now`]: injected. Production reads the
+//!   system clock; a simulation (the demo replaying a month, a test) sets
+//!   time by hand, so everything Payoff stamps (the agent's acts, approvals
+//!   and their expiry, closes, contracts, keys, audit records) happens when
+//!   the simulated business says it does.
+//! - **Operational time**, [`wall`]: always real. Deadlines that protect
+//!   the system or a peer rather than describe the business: webhook
+//!   retries, leases and signature timestamps (a receiver checks them
+//!   against its own clock), dashboard sessions (an expiry a simulated
+//!   clock could stretch), migrations, benchmarks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
-/// Where "now" comes from.
+/// Real time, for operational deadlines only (see the module's doc):
+/// never for anything a statement, a record or a report says happened.
+#[allow(clippy::disallowed_methods)]
+pub fn wall() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Where business "now" comes from.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]
@@ -35,7 +52,7 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match self {
-            Clock::System => Utc::now(),
+            Clock::System => wall(),
             Clock::Manual(m) => {
                 let m = m.lock().expect("clock");
                 match m.running_since {
