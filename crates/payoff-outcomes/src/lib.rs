@@ -27,7 +27,7 @@ pub use read::{
     disputed, find, overview, page, state_of, Freshness, OutcomeNow, OverviewCounts, Page,
     PageQuery,
 };
-pub use versions::Versions;
+pub use versions::{compiled, Versions};
 
 use payoff_store::StoreError;
 

@@ -19,7 +19,10 @@ type Compiled = HashMap<(String, u32, String), Arc<Contract>>;
 /// compiles in well under a millisecond, so this only bounds memory).
 const COMPILED_MAX: usize = 4096;
 
-fn compiled(stored: &StoredContract) -> Result<Arc<Contract>, OutcomesError> {
+/// A stored version, parsed and its CEL compiled once per process: every
+/// reader of a stored version (reads, closes, the dashboard, uploads
+/// comparing with the first version) takes it from here.
+pub fn compiled(stored: &StoredContract) -> Result<Arc<Contract>, OutcomesError> {
     static CACHE: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (

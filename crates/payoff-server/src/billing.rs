@@ -79,8 +79,8 @@ pub fn upload_contract(
     };
     let earlier = store.contracts(customer)?;
     if let Some(first) = earlier.first() {
-        let old = Contract::parse("stored", &first.body)
-            .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+        let old =
+            payoff_outcomes::compiled(first).map_err(|e| BillingError::Corrupt(e.to_string()))?;
         if old.cadence != contract.cadence {
             return Err(UploadError::Refused(format!(
                 "contract.period: the customer is billed {}; a new version cannot change it to {}",

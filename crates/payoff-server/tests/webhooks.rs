@@ -992,3 +992,48 @@ fn a_hanging_receiver_delays_only_its_own_tenant() {
         }
     })
 }
+
+/// A subscription's creation and deletion are business facts: stamped by
+/// the server's clock (here a simulated one, as the demo runs), not read
+/// off the machine's.
+#[test]
+fn subscriptions_are_stamped_by_the_servers_clock() {
+    on_every_backend(|db_url, label| async move {
+        let at: chrono::DateTime<chrono::Utc> = "2026-03-04T05:06:07Z".parse().unwrap();
+        let clock = payoff_clock::Clock::manual(at);
+        let server = TestServer::start_with(&db_url, fast(), |s| s.with_clock(clock)).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let (s, created) = server
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                &cadmin,
+                json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (s, _) = server
+            .json(
+                Method::DELETE,
+                &format!("/v1/webhooks/{id}"),
+                &cadmin,
+                Value::Null,
+            )
+            .await;
+        assert!(s.is_success(), "{label}: {s}");
+        let (_, list) = server
+            .json(Method::GET, "/v1/webhooks", &cadmin, Value::Null)
+            .await;
+        let listed = list["webhooks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|w| w["id"] == id.as_str()))
+            .unwrap_or_else(|| panic!("{label}: {list}"));
+        for field in ["created_at", "deleted_at"] {
+            let t: chrono::DateTime<chrono::Utc> =
+                serde_json::from_value(listed[field].clone()).unwrap();
+            assert_eq!(t, at, "{label}: {field} of {listed}");
+        }
+    });
+}

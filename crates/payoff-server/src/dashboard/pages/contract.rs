@@ -42,8 +42,8 @@ pub async fn show(
         .ok_or_else(|| {
             ApiError::new(ErrorCode::NotFound, format!("no contract version {wanted}"))
         })?;
-    let contract = Contract::parse(&format!("contract v{}", stored.version), &stored.body)
-        .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+    let contract =
+        payoff_outcomes::compiled(stored).map_err(|e| BillingError::Corrupt(e.to_string()))?;
     let body = html! {
         p {
             "Version " strong { (stored.version) } @if stored.version == latest.version { " (current)" }
