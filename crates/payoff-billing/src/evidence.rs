@@ -30,8 +30,18 @@ pub fn canonical_bytes(statement: &Statement) -> Vec<u8> {
     canonical_json(&serde_json::to_value(&unsigned).expect("statements serialise"))
 }
 
-/// Signs a statement with the provider's key.
-pub fn sign(statement: &mut Statement, key: &SigningKey) {
+/// A statement handed to [`sign`] that already carries a signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("statement {0} is already signed: a statement is signed once")]
+pub struct AlreadySigned(pub String);
+
+/// Signs a statement with the provider's key. Production assertion: a
+/// statement is signed once; signing a signed one (a second key, a
+/// re-close reusing a value) is refused, not silently replaced.
+pub fn sign(statement: &mut Statement, key: &SigningKey) -> Result<(), AlreadySigned> {
+    if statement.signature.is_some() {
+        return Err(AlreadySigned(statement.id.clone()));
+    }
     let signature = key.sign(&canonical_bytes(statement));
     statement.signature = Some(Signature {
         algorithm: "ed25519".into(),
@@ -39,6 +49,7 @@ pub fn sign(statement: &mut Statement, key: &SigningKey) {
         public_key: hex::encode(key.verifying_key().as_bytes()),
         value: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
     });
+    Ok(())
 }
 
 /// A signing key's id: `ed25519:` and the first 16 hex digits of the

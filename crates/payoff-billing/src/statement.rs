@@ -235,6 +235,10 @@ pub enum CloseError {
     BadPrior(String),
     #[error("reading the events failed: {0}")]
     Events(String),
+    /// A production assertion failed: the close stops rather than sign a
+    /// statement that contradicts itself.
+    #[error("invariant broken, nothing closed: {0}")]
+    Invariant(String),
 }
 
 /// The stable id of the statement of `customer` for `period`:
@@ -836,6 +840,7 @@ pub fn compute_with_outcomes(
         .iter()
         .map(|l| Decimal::from_str(&l.amount).expect("formatted here"))
         .sum();
+    check_subtotal(&lines, subtotal)?;
     let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
     depends_on.sort();
     let outcomes = period_outcomes(projection, period);
@@ -860,6 +865,35 @@ pub fn compute_with_outcomes(
         signature: None,
     };
     Ok((statement, outcomes))
+}
+
+/// Production assertion: the subtotal, computed from the charges as they
+/// were priced, equals the sum of the printed lines it covers (base fee,
+/// outcomes, tiers, cap, service credits). The two are reached by
+/// different roads (exact decimals, then rounded and formatted lines), so
+/// a pricing or formatting change that lets them drift stops the close
+/// instead of issuing a statement whose lines do not add up.
+fn check_subtotal(lines: &[Line], subtotal: Decimal) -> Result<(), CloseError> {
+    let mut printed = Decimal::ZERO;
+    for l in lines.iter().filter(|l| {
+        matches!(
+            l.kind,
+            LineKind::BaseFee
+                | LineKind::Outcome
+                | LineKind::Tier
+                | LineKind::Cap
+                | LineKind::ServiceCredit
+        )
+    }) {
+        printed += Decimal::from_str(&l.amount)
+            .map_err(|_| CloseError::Invariant(format!("line amount {:?}", l.amount)))?;
+    }
+    if printed != subtotal {
+        return Err(CloseError::Invariant(format!(
+            "the lines before the minimum add up to {printed}, the subtotal is {subtotal}"
+        )));
+    }
+    Ok(())
 }
 
 /// The outcomes of `projection` that matured in `period`, not voided.

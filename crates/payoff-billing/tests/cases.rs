@@ -185,7 +185,13 @@ fn run_case(dir: &Path) -> Result<usize, String> {
         compare(&got, want, &mut problems);
 
         let mut signed = got.clone();
-        sign(&mut signed, &key);
+        sign(&mut signed, &key).map_err(|e| e.to_string())?;
+        if sign(&mut signed.clone(), &key).is_ok() {
+            problems.push(format!(
+                "{}: a signed statement was signed again",
+                close.period
+            ));
+        }
         let bundle = Bundle {
             format: BUNDLE_FORMAT.into(),
             statement: signed.id.clone(),

@@ -30,6 +30,8 @@ pub enum BillingError {
     NotEnded { period: String, end: String },
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Signing(#[from] payoff_billing::AlreadySigned),
 }
 
 /// Why an upload is refused.
@@ -446,7 +448,7 @@ pub fn close(
         issued_at: now,
         kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     })?;
-    sign(&mut statement, key);
+    sign(&mut statement, key)?;
     let body = String::from_utf8(payoff_ledger::canonical_json(
         &serde_json::to_value(&statement).expect("statements serialise"),
     ))

@@ -56,6 +56,7 @@ error_codes! {
     UpstreamFailed => (BAD_GATEWAY, "upstream_failed", "The model's upstream could not be reached or answered nonsense"),
     UpstreamTimeout => (GATEWAY_TIMEOUT, "upstream_timeout", "The model's upstream did not answer in time"),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "The service cannot store data right now"),
+    InvariantBroken => (INTERNAL_SERVER_ERROR, "invariant_broken", "An internal consistency check failed; nothing was written"),
 }
 
 /// An API error: a code, a sentence for a person, and optional details.
@@ -144,6 +145,10 @@ impl From<payoff_store::StoreError> for ApiError {
                 what: "customer", ..
             } => ApiError::new(ErrorCode::UnknownCustomer, e.to_string()),
             S::NotFound { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            S::Invariant(_) => {
+                tracing::error!(error = %e, "storage invariant broken");
+                ApiError::new(ErrorCode::InvariantBroken, e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::new(ErrorCode::Unavailable, format!("{other}; retry later"))
@@ -157,7 +162,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_unique_snake_case_and_errors_are_4xx_or_503_or_the_gateways() {
+    fn codes_are_unique_snake_case_and_errors_are_4xx_or_503_or_the_gateways_or_a_broken_invariant()
+    {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.code()), "duplicate {}", code.code());
@@ -168,8 +174,13 @@ mod tests {
             let s = code.status().as_u16();
             // 502 and 504 say only that a model's upstream failed.
             let upstream = matches!(code, ErrorCode::UpstreamFailed | ErrorCode::UpstreamTimeout);
+            // 500 says only that a production assertion stopped an operation.
+            let invariant = matches!(code, ErrorCode::InvariantBroken);
             assert!(
-                (400..500).contains(&s) || s == 503 || upstream && (s == 502 || s == 504),
+                (400..500).contains(&s)
+                    || s == 503
+                    || upstream && (s == 502 || s == 504)
+                    || invariant && s == 500,
                 "{}",
                 code.code()
             );

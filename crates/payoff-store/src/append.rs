@@ -111,6 +111,7 @@ pub(crate) fn apply_group(
     } else {
         tx.lock_heads(&customers)?
     };
+    let locked = heads.clone();
     let mut found: Vec<(&str, (String, String), Existing)> = Vec::new();
     for (customer, keys) in &keys_by_customer {
         if heads.contains_key(*customer) {
@@ -144,6 +145,7 @@ pub(crate) fn apply_group(
         .collect();
     let GroupState { rows, .. } = group;
     if !rows.is_empty() {
+        check_chain(&locked, &rows, &heads)?;
         tx.insert(&rows)?;
         let touched: HashMap<String, Head> = rows
             .iter()
@@ -152,6 +154,42 @@ pub(crate) fn apply_group(
         tx.save_heads(&touched)?;
     }
     Ok(results)
+}
+
+/// Production assertion, before anything is written: each customer's new
+/// rows continue its locked head without a gap or a repeat, and the head
+/// saved with them is the last row's. A group that breaks it (a refused
+/// request's sequence leaking into the next, a head cached across
+/// transactions) fails whole instead of writing a chain `ledger verify`
+/// would later find broken.
+fn check_chain(
+    locked: &HashMap<String, Head>,
+    rows: &[NewRow<'_>],
+    heads: &HashMap<String, Head>,
+) -> Result<(), StoreError> {
+    let mut last: HashMap<&str, (u64, [u8; 32])> = HashMap::new();
+    for row in rows {
+        let before = last
+            .get(row.customer)
+            .map(|(sequence, _)| *sequence)
+            .or_else(|| locked.get(row.customer).map(|h| h.sequence));
+        if before.map(|s| s + 1) != Some(row.sequence) {
+            return Err(StoreError::Invariant(format!(
+                "chain of {}: sequence {} follows {before:?}",
+                row.customer, row.sequence
+            )));
+        }
+        last.insert(row.customer, (row.sequence, row.hash));
+    }
+    for (customer, (sequence, hash)) in last {
+        let head = heads.get(customer);
+        if head.map(|h| (h.sequence, h.hash)) != Some((sequence, hash)) {
+            return Err(StoreError::Invariant(format!(
+                "chain of {customer}: the head saved is not the last row ({sequence})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a group has decided so far: chain heads, and the events accepted
@@ -520,6 +558,36 @@ mod tests {
     fn outcome(r: &RequestResult) -> Result<Vec<(u64, bool)>, AppendError> {
         r.clone()
             .map(|s| s.iter().map(|s| (s.sequence, s.duplicate)).collect())
+    }
+
+    #[test]
+    fn a_group_whose_rows_skip_a_sequence_writes_nothing() {
+        let event = request(&[("acme", "1", "{}")]).events.remove(0).event;
+        let locked = HashMap::from([("acme".to_string(), Head::EMPTY)]);
+        let head = Head::EMPTY.append(&event.canonical);
+        let row = |sequence| NewRow {
+            customer: "acme",
+            sequence,
+            event: &event,
+            time_us: 0,
+            recorded_us: 0,
+            hash: head.hash,
+        };
+        let heads = HashMap::from([("acme".to_string(), head)]);
+        assert!(check_chain(&locked, &[row(1)], &heads).is_ok());
+        for (rows, why) in [
+            (vec![row(2)], "a gap"),
+            (vec![row(1), row(1)], "a repeat"),
+            (vec![row(0)], "a step back"),
+        ] {
+            let e = check_chain(&locked, &rows, &heads).unwrap_err();
+            assert!(matches!(e, StoreError::Invariant(_)), "{why}: {e}");
+        }
+        let stale = HashMap::from([("acme".to_string(), Head::EMPTY)]);
+        assert!(
+            check_chain(&locked, &[row(1)], &stale).is_err(),
+            "a head not saved"
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum StoreError {
     Stopped(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A production assertion failed before anything was written.
+    #[error("invariant broken, nothing written: {0}")]
+    Invariant(String),
 }
 
 /// What a PostgreSQL error says, down to its cause: the client's own text

@@ -72,6 +72,10 @@ impl From<BillingError> for ApiError {
             BillingError::NotEnded { .. } => ErrorCode::PeriodNotEnded,
             BillingError::Close(CloseError::OutOfOrder { .. }) => ErrorCode::PeriodOutOfOrder,
             BillingError::Close(CloseError::NoContract(_)) => ErrorCode::NoContract,
+            BillingError::Close(CloseError::Invariant(_)) | BillingError::Signing(_) => {
+                tracing::error!(error = %e, "billing invariant broken");
+                ErrorCode::InvariantBroken
+            }
             BillingError::Close(_) | BillingError::Corrupt(_) => {
                 tracing::error!(error = %e, "billing failure");
                 ErrorCode::Unavailable

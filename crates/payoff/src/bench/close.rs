@@ -275,7 +275,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let mut signed = statement.clone();
-    payoff_billing::sign(&mut signed, &key);
+    payoff_billing::sign(&mut signed, &key)?;
     let seconds = started.elapsed().as_secs_f64();
     let bytes = payoff_billing::canonical_bytes(&signed).len();
     let billed: usize = statement
