@@ -525,7 +525,7 @@ pub fn periods_before(versions: &[ContractVersion<'_>], period: Period) -> Vec<P
 
 /// Closes (or previews) one period.
 pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
-    compute_with_outcomes(input).map(|(statement, _)| statement)
+    close(input, false).map(|(statement, _)| statement)
 }
 
 /// The outcomes of a period, by kind name and subject: those that matured in
@@ -538,6 +538,13 @@ pub type PeriodOutcomes = Vec<(String, String)>;
 pub fn compute_with_outcomes(
     input: &CloseInput,
 ) -> Result<(Statement, PeriodOutcomes), CloseError> {
+    close(input, true)
+}
+
+/// [`compute`], with the period's outcomes listed only when `keep` (a
+/// million of them cost a pass and their strings; a preview of an earlier
+/// period or a recomputation throws them away).
+fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), CloseError> {
     let period = input.period;
     let current = version_for(input.versions, period)
         .ok_or_else(|| CloseError::NoContract(period.to_string()))?;
@@ -843,7 +850,11 @@ pub fn compute_with_outcomes(
     check_subtotal(&lines, subtotal)?;
     let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
     depends_on.sort();
-    let outcomes = period_outcomes(projection, period);
+    let outcomes = if keep {
+        period_outcomes(projection, period)
+    } else {
+        PeriodOutcomes::new()
+    };
     let statement = Statement {
         id: statement_id(input.customer, &period.to_string()),
         customer: input.customer.to_string(),
