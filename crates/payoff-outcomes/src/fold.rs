@@ -158,34 +158,65 @@ struct Lags {
     statements_behind: bool,
 }
 
-/// One read: how far each fold trails the ledger head, or `None` when
-/// every fold is at the head and ready and every statement applied.
-fn lags(store: &Store, customer: &str, versions: &Versions) -> Result<Option<Lags>, StoreError> {
-    store.read(|tx| {
-        let head = model::ledger_head(tx, customer)?;
-        let at = model::checkpoints(tx, customer)?;
-        let statements = model::statement_count(tx, customer)?;
-        let statements_behind = !at
+/// What a snapshot shows of a customer's model: the ledger head, each
+/// fold's checkpoint and how many statements there are. Read in the same
+/// snapshot as an answer, it says whether the answer is current.
+pub(crate) struct Seen {
+    pub head: u64,
+    /// (version, events applied, ready) of each fold.
+    pub at: Vec<(u32, u64, bool)>,
+    statements: u64,
+}
+
+impl Seen {
+    pub(crate) fn read(tx: &mut dyn Sql, customer: &str) -> Result<Seen, StoreError> {
+        Ok(Seen {
+            head: model::ledger_head(tx, customer)?,
+            at: model::checkpoints(tx, customer)?,
+            statements: model::statement_count(tx, customer)?,
+        })
+    }
+
+    /// (events applied, ready) of `version`'s fold.
+    pub(crate) fn fold(&self, version: u32) -> (u64, bool) {
+        self.at
             .iter()
-            .any(|&(v, applied, _)| v == BILLING_FOLD && applied >= statements);
+            .find(|a| a.0 == version)
+            .map_or((0, false), |a| (a.1, a.2))
+    }
+
+    /// How far each fold trails the ledger head, or `None` when every fold
+    /// is at the head and ready and every statement applied.
+    fn lags(&self, versions: &Versions) -> Option<Lags> {
+        let statements_behind = !self
+            .at
+            .iter()
+            .any(|&(v, applied, _)| v == BILLING_FOLD && applied >= self.statements);
         let mut current = !statements_behind;
         let folds = versions
             .stored
             .iter()
             .map(|s| {
-                let (applied, ready) = at
-                    .iter()
-                    .find(|a| a.0 == s.version)
-                    .map_or((0, false), |a| (a.1, a.2));
-                current &= ready && applied >= head;
-                head.saturating_sub(applied)
+                let (applied, ready) = self.fold(s.version);
+                current &= ready && applied >= self.head;
+                self.head.saturating_sub(applied)
             })
             .collect();
-        Ok((!current).then_some(Lags {
+        (!current).then_some(Lags {
             folds,
             statements_behind,
-        }))
-    })
+        })
+    }
+
+    /// Whether the model is current: nothing to fold, nothing to apply.
+    pub(crate) fn current(&self, versions: &Versions) -> bool {
+        self.lags(versions).is_none()
+    }
+}
+
+/// One read: how far each fold trails the ledger head (see [`Seen::lags`]).
+fn lags(store: &Store, customer: &str, versions: &Versions) -> Result<Option<Lags>, StoreError> {
+    Ok(store.read(|tx| Seen::read(tx, customer))?.lags(versions))
 }
 
 /// One step of a fold, computed on a snapshot: what to write, and the

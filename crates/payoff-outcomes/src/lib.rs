@@ -24,8 +24,8 @@ mod versions;
 pub use fold::{catch_up, rebuild, Progress};
 pub use kept::Kept;
 pub use read::{
-    disputed, find, overview, page, state_of, Freshness, OutcomeNow, OverviewCounts, Page,
-    PageQuery,
+    disputed, evidence_of, find, overview, page, state_of, Found, Freshness, OutcomeNow,
+    OverviewCounts, Page, PageQuery,
 };
 pub use versions::{compiled, Versions};
 

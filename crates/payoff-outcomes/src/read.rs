@@ -6,11 +6,12 @@
 //! sent, and the answer says which ledger head it reflects.
 
 use chrono::{DateTime, Utc};
-use payoff_billing::{DisputeState, Outcome, Period};
+use payoff_billing::{Decision, DisputeState, Outcome, Period};
 use payoff_store::outcomes::{self as model, OutcomeFilter, OutcomeRow};
-use payoff_store::Store;
+use payoff_store::sql::Sql;
+use payoff_store::{Store, StoreError};
 
-use crate::fold::{catch_up_within, Reach};
+use crate::fold::{catch_up_within, Reach, Seen};
 use crate::row::from_row;
 use crate::{OutcomesError, Versions};
 
@@ -104,27 +105,45 @@ pub struct Page {
     pub freshness: Freshness,
 }
 
-/// Brings the model up to date (the folds near the head) and says what the
-/// answer will reflect.
-fn prepare(store: &Store, customer: &str) -> Result<Freshness, OutcomesError> {
+/// Runs `read` on a snapshot that reflects the ledger head it finds, and
+/// says which head that is. When the model is already current (the usual
+/// case) one snapshot holds both the check and the read; otherwise the
+/// folds near the head catch up first and the read takes a new snapshot.
+/// (On PostgreSQL each snapshot is a round trip or more: the one-outcome
+/// read took three, and the contracts twice.)
+fn fresh<T>(
+    store: &Store,
+    customer: &str,
+    read: impl Fn(&mut dyn Sql) -> Result<T, StoreError>,
+) -> Result<(T, Freshness), OutcomesError> {
+    let versions = Versions::load(store, customer)?;
+    let (seen, value) = store.read(|tx| {
+        let seen = Seen::read(tx, customer)?;
+        let value = match seen.current(&versions) {
+            true => Some(read(tx)?),
+            false => None,
+        };
+        Ok((seen, value))
+    })?;
+    if let Some(value) = value {
+        return Ok((value, freshness(&versions, &seen)));
+    }
     catch_up_within(store, customer, Reach::Near, &mut |_| {})?;
     let versions = Versions::load(store, customer)?;
-    let (head, at) = store.read(|tx| {
-        Ok((
-            model::ledger_head(tx, customer)?,
-            model::checkpoints(tx, customer)?,
-        ))
-    })?;
-    let fold = |v: u32| {
-        at.iter()
-            .find(|a| a.0 == v)
-            .map_or((0, false), |a| (a.1, a.2))
-    };
-    Ok(Freshness {
+    let (seen, value) = store.read(|tx| Ok((Seen::read(tx, customer)?, read(tx)?)))?;
+    Ok((value, freshness(&versions, &seen)))
+}
+
+/// Which head an answer read with `seen` reflects: the least of the ready
+/// folds' checkpoints (a fold far behind is answered for by the version
+/// before it, and listed as rebuilding).
+fn freshness(versions: &Versions, seen: &Seen) -> Freshness {
+    let head = seen.head;
+    Freshness {
         ledger_head: versions
             .stored
             .iter()
-            .map(|s| fold(s.version))
+            .map(|s| seen.fold(s.version))
             .filter(|f| f.1)
             .map(|f| f.0)
             .min()
@@ -133,10 +152,10 @@ fn prepare(store: &Store, customer: &str) -> Result<Freshness, OutcomesError> {
         rebuilding: versions
             .stored
             .iter()
-            .filter(|s| !fold(s.version).1)
-            .map(|s| (s.version, fold(s.version).0, head))
+            .filter(|s| !seen.fold(s.version).1)
+            .map(|s| (s.version, seen.fold(s.version).0, head))
             .collect(),
-    })
+    }
 }
 
 /// One page of a customer's outcomes matching `q`.
@@ -147,7 +166,6 @@ pub fn page(
     now: DateTime<Utc>,
 ) -> Result<Page, OutcomesError> {
     assert!(q.limit >= 1, "a page holds at least one outcome");
-    let freshness = prepare(store, customer)?;
     let filter = OutcomeFilter {
         name: q.name.clone(),
         subject: q.subject.clone(),
@@ -160,7 +178,7 @@ pub fn page(
         limit: q.limit + 1,
         now_us: now.timestamp_micros(),
     };
-    let (rows, total) = store.read(|tx| {
+    let ((rows, total), freshness) = fresh(store, customer, |tx| {
         let rows = model::page(tx, customer, &filter)?;
         let total = match q.count {
             Some(at_most) => Some(model::count(tx, customer, &filter, Some(at_most))?),
@@ -189,18 +207,55 @@ pub fn page(
     })
 }
 
-/// One outcome by id, under the version that governs it.
+/// One outcome found by id, with the events that are its evidence.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub outcome: OutcomeNow,
+    /// The stored events [`evidence_of`] names, from the same snapshot.
+    pub evidence: Vec<model::EvidenceEvent>,
+    pub freshness: Freshness,
+}
+
+/// An outcome's evidence as (ledger sequence, role): the event that
+/// created it, the one that voided it, each dispute's opening and decision.
+pub fn evidence_of(o: &Outcome) -> Vec<(u64, &'static str)> {
+    let mut out = vec![(o.created.sequence, "created")];
+    out.extend(o.void.as_ref().map(|v| (v.sequence, "voided")));
+    for d in &o.disputes {
+        out.push((d.opened.sequence, "dispute_opened"));
+        out.extend(d.decision.as_ref().map(|(decision, m, _)| {
+            let role = match decision {
+                Decision::Accepted => "dispute_accepted",
+                Decision::Rejected => "dispute_rejected",
+            };
+            (m.sequence, role)
+        }));
+    }
+    out
+}
+
+/// One outcome by id, under the version that governs it, with its
+/// evidence: one snapshot when the model is current.
 pub fn find(
     store: &Store,
     customer: &str,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<Option<(OutcomeNow, Freshness)>, OutcomesError> {
-    let freshness = prepare(store, customer)?;
-    match store.read(|tx| model::by_id(tx, customer, id))? {
-        Some(row) => Ok(Some((now_of(&row, now)?, freshness))),
-        None => Ok(None),
-    }
+) -> Result<Option<Found>, OutcomesError> {
+    let (found, freshness) = fresh(store, customer, |tx| {
+        let Some(row) = model::by_id(tx, customer, id)? else {
+            return Ok(None);
+        };
+        let outcome = now_of(&row, now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sequences: Vec<u64> = evidence_of(&outcome.outcome).iter().map(|e| e.0).collect();
+        let evidence = model::events_at(tx, customer, &sequences)?;
+        Ok(Some((outcome, evidence)))
+    })?;
+    Ok(found.map(|(outcome, evidence)| Found {
+        outcome,
+        evidence,
+        freshness,
+    }))
 }
 
 /// Every outcome that has been disputed, under its governing version.
@@ -209,9 +264,8 @@ pub fn disputed(
     customer: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutcomeNow>, OutcomesError> {
-    prepare(store, customer)?;
-    store
-        .read(|tx| model::disputed(tx, customer))?
+    fresh(store, customer, |tx| model::disputed(tx, customer))?
+        .0
         .iter()
         .map(|r| now_of(r, now))
         .collect()
@@ -233,13 +287,12 @@ pub fn overview(
     period: Period,
     now: DateTime<Utc>,
 ) -> Result<OverviewCounts, OutcomesError> {
-    prepare(store, customer)?;
     let filter = OutcomeFilter {
         state: Some("disputed".into()),
         now_us: now.timestamp_micros(),
         ..Default::default()
     };
-    Ok(store.read(|tx| {
+    Ok(fresh(store, customer, |tx| {
         Ok(OverviewCounts {
             created: model::created_per_day(
                 tx,
@@ -249,5 +302,6 @@ pub fn overview(
             )?,
             open_disputes: model::count(tx, customer, &filter, None)?,
         })
-    })?)
+    })?
+    .0)
 }

@@ -381,6 +381,56 @@ pub fn events_between(
     })
 }
 
+/// A stored event an outcome cites as evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceEvent {
+    pub sequence: u64,
+    pub hash: [u8; 32],
+    pub canonical: Vec<u8>,
+}
+
+/// The events of a customer at `sequences` (each once, in ledger order):
+/// one query for an outcome's few evidence events.
+pub fn events_at(
+    tx: &mut dyn Sql,
+    customer: &str,
+    sequences: &[u64],
+) -> Result<Vec<EvidenceEvent>, StoreError> {
+    let mut wanted: Vec<u64> = sequences.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut out = Vec::with_capacity(wanted.len());
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut params: Vec<Param> = vec![customer.into()];
+    params.extend(wanted.iter().map(|&s| Param::from(s as i64)));
+    tx.query(
+        &format!(
+            "SELECT sequence, hash, body FROM events WHERE customer_id = ? AND sequence IN ({}) \
+             ORDER BY sequence",
+            placeholders(wanted.len())
+        ),
+        &params,
+        &mut |r| {
+            let hash = r
+                .bytes(1)?
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .ok_or_else(|| StoreError::Corrupt("an event hash is not 32 bytes".into()))?;
+            let canonical = r
+                .bytes(2)?
+                .ok_or_else(|| StoreError::Corrupt("an event without a body".into()))?;
+            out.push(EvidenceEvent {
+                sequence: seq(r.int_req(0)?),
+                hash,
+                canonical,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 /// How many statements a customer has.
 pub fn statement_count(tx: &mut dyn Sql, customer: &str) -> Result<u64, StoreError> {
     let mut n = 0;

@@ -359,40 +359,17 @@ pub(crate) fn find_outcome(
     reader: &payoff_store::Principal,
 ) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
     let drafts = crate::support::DraftReader::of(store, reader)?;
-    let (outcome, _) = payoff_outcomes::find(store, customer, id, now)?
+    let found = payoff_outcomes::find(store, customer, id, now)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
-    let o = &outcome.outcome;
-    let mut wanted: Vec<(u64, &str)> = vec![(o.created.sequence, "created")];
-    if let Some(v) = &o.void {
-        wanted.push((v.sequence, "voided"));
-    }
-    for d in &o.disputes {
-        wanted.push((d.opened.sequence, "dispute_opened"));
-        if let Some((decision, m, _)) = &d.decision {
-            wanted.push((
-                m.sequence,
-                match decision {
-                    Decision::Accepted => "dispute_accepted",
-                    Decision::Rejected => "dispute_rejected",
-                },
-            ));
-        }
-    }
     let mut evidence = Vec::new();
-    for (sequence, role) in wanted {
-        let page = store.events(&payoff_store::EventFilter {
-            customer: customer.to_owned(),
-            after_sequence: Some(sequence - 1),
-            limit: 1,
-            ..Default::default()
-        })?;
-        if let Some(e) = page.events.first() {
+    for (sequence, role) in payoff_outcomes::evidence_of(&found.outcome.outcome) {
+        if let Some(e) = found.evidence.iter().find(|e| e.sequence == sequence) {
             let mut event: Value = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
             drafts.redact_event(&mut event);
             evidence.push(json!({ "role": role, "sequence": e.sequence, "hash": hex::encode(e.hash), "event": event }));
         }
     }
-    Ok((outcome, evidence))
+    Ok((found.outcome, evidence))
 }
 
 fn outcome_detail(o: &OutcomeNow, evidence: Vec<Value>, customer: &str) -> Value {
