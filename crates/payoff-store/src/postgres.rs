@@ -17,6 +17,7 @@ use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
 use crate::migrations;
 use crate::pool::Pool;
+use crate::sql::postgres::{Cached, Prepared};
 use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
@@ -31,7 +32,27 @@ use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {
     config: Config,
-    readers: Pool<Client>,
+    readers: Pool<Conn>,
+}
+
+/// A pooled connection and the statements it has prepared (for the
+/// transactions of the SQL layer, [`Cached`]).
+pub(crate) struct Conn {
+    client: Client,
+    prepared: Prepared,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
 }
 
 fn connect(config: &Config) -> Result<Client, StoreError> {
@@ -53,7 +74,16 @@ impl Postgres {
         let owned = config.clone();
         Ok(Postgres {
             config,
-            readers: Pool::new(64, Box::new(move || connect(&owned)), connection_gone),
+            readers: Pool::new(
+                64,
+                Box::new(move || {
+                    Ok(Conn {
+                        client: connect(&owned)?,
+                        prepared: Prepared::default(),
+                    })
+                }),
+                |c: &Conn, e: &StoreError| connection_gone(c, e),
+            ),
         })
     }
 }
@@ -860,16 +890,19 @@ impl Backend for Postgres {
         // A body that began on a lost connection is not run again (see
         // `Store::run`); one that never began is, on a new connection.
         self.readers.with_retry(|c| {
-            let mut tx = if write {
-                c.transaction()?
+            let Conn { client, prepared } = c;
+            let tx = if write {
+                client.transaction()?
             } else {
-                c.build_transaction()
+                client
+                    .build_transaction()
                     .read_only(true)
                     .isolation_level(postgres::IsolationLevel::RepeatableRead)
                     .start()?
             };
-            f(&mut tx)?;
-            tx.commit()?;
+            let mut cached = Cached { tx, prepared };
+            f(&mut cached)?;
+            cached.tx.commit()?;
             Ok(())
         })
     }

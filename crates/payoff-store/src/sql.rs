@@ -235,6 +235,7 @@ pub(crate) mod sqlite {
 pub(crate) mod postgres {
     use super::*;
     use ::postgres::types::ToSql;
+    use std::collections::HashMap;
 
     impl SqlRow for ::postgres::Row {
         fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
@@ -262,6 +263,62 @@ pub(crate) mod postgres {
             .collect();
         let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
         f(&refs)
+    }
+
+    /// Statements a connection has prepared, by their SQL text: a query
+    /// sent as text costs two round trips (prepare, then execute), a
+    /// prepared one costs one. Kept per connection (a statement belongs to
+    /// its session) and bounded: text built per call (`IN` lists of every
+    /// length) would otherwise grow it without end.
+    #[derive(Default)]
+    pub(crate) struct Prepared(HashMap<String, ::postgres::Statement>);
+
+    /// Statements kept per connection at most; past it the cache starts over.
+    const PREPARED_MAX: usize = 512;
+
+    /// A transaction that prepares each statement once per connection.
+    pub(crate) struct Cached<'t, 'c> {
+        pub tx: ::postgres::Transaction<'t>,
+        pub prepared: &'c mut Prepared,
+    }
+
+    impl Cached<'_, '_> {
+        fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, StoreError> {
+            if let Some(s) = self.prepared.0.get(sql) {
+                return Ok(s.clone());
+            }
+            let statement = self.tx.prepare(numbered(sql).as_ref())?;
+            if self.prepared.0.len() >= PREPARED_MAX {
+                self.prepared.0.clear();
+            }
+            self.prepared.0.insert(sql.to_owned(), statement.clone());
+            Ok(statement)
+        }
+    }
+
+    impl Sql for Cached<'_, '_> {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+
+        fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+            let statement = self.statement(sql)?;
+            with_params(params, |refs| Ok(self.tx.execute(&statement, refs)?))
+        }
+
+        fn query(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+            sink: RowSink<'_>,
+        ) -> Result<(), StoreError> {
+            let statement = self.statement(sql)?;
+            let rows = with_params(params, |refs| self.tx.query(&statement, refs))?;
+            for row in rows {
+                sink(&row)?;
+            }
+            Ok(())
+        }
     }
 
     impl Sql for ::postgres::Transaction<'_> {
