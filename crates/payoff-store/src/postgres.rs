@@ -17,8 +17,8 @@ use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::sql::postgres::{Cached, Prepared};
 use crate::session::SessionRow;
+use crate::sql::postgres::{Cached, Prepared};
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
     EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
@@ -57,7 +57,12 @@ impl std::ops::DerefMut for Conn {
 
 fn connect(config: &Config) -> Result<Client, StoreError> {
     let mut client = config.connect(NoTls)?;
-    client.batch_execute("SET synchronous_commit = on")?;
+    // Statements are prepared once per connection (`Cached`), but each
+    // execution is still planned for its own parameters: a generic plan,
+    // which PostgreSQL adopts after five executions, made the fold's
+    // batch reads ten times slower at 1M events (3,301 against 35k
+    // events/s).
+    client.batch_execute("SET synchronous_commit = on; SET plan_cache_mode = force_custom_plan")?;
     Ok(client)
 }
 
