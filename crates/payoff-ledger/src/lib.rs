@@ -9,6 +9,7 @@ mod canonical;
 mod chain;
 mod event;
 mod http;
+pub mod otlp;
 
 pub use calls::{ModelCall, COST_INCURRED, LLM_CALL};
 pub use canonical::{canonical_json, canonical_json_into};

@@ -50,6 +50,7 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
     // approval decision writes its own, richer record.
     let recorded_elsewhere = route == "/v1/events"
         || route == "/api/v1/events"
+        || route == "/v1/traces"
         || route.starts_with("/gateway/")
         || route == "/v1/assignments"
         || route.starts_with("/v1/approvals/")

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// The model gateway's upstreams (`[[gateway.upstream]]`).
     pub gateway: gateway::GatewayConfig,
+    /// How OTLP traces are read (`[traces]`).
+    pub traces: payoff_ledger::otlp::TraceSettings,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             rate_limits: limits::RateLimits::default(),
             secure_cookies: false,
             gateway: gateway::GatewayConfig::default(),
+            traces: payoff_ledger::otlp::TraceSettings::default(),
         }
     }
 }
@@ -287,6 +290,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::events::router())
+        .merge(routes::traces::router())
         .merge(routes::customers::router())
         .merge(routes::keys::router())
         .merge(routes::ledger::router())

@@ -82,6 +82,7 @@ pub struct Metrics {
     pub webhook_deliveries: Family<ResultLabels, Counter>,
     pub outcome_model_behind: Gauge,
     pub cost_warnings: Family<ResultLabels, Counter>,
+    pub otlp_spans: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,7 @@ impl Default for Metrics {
             webhook_deliveries: Family::default(),
             outcome_model_behind: Gauge::default(),
             cost_warnings: Family::default(),
+            otlp_spans: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("metrics");
@@ -177,6 +179,11 @@ impl Default for Metrics {
                 m.cost_warnings.clone(),
             );
             r.register(
+                "payoff_otlp_spans",
+                "Spans received on /v1/traces by result (recorded, skipped: not GenAI, rejected)",
+                m.otlp_spans.clone(),
+            );
+            r.register(
                 "payoff_outcome_model_behind_events",
                 "Events the outcome read model was behind the ledger at its last pass (largest over customers)",
                 m.outcome_model_behind.clone(),
@@ -204,11 +211,16 @@ impl Metrics {
 
     /// Counts one outcome of something under `family`.
     pub fn result(family: &Family<ResultLabels, Counter>, result: &str) {
+        Self::result_by(family, result, 1);
+    }
+
+    /// Counts `n` outcomes of something under `family`.
+    pub fn result_by(family: &Family<ResultLabels, Counter>, result: &str, n: u64) {
         family
             .get_or_create(&ResultLabels {
                 result: result.to_owned(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     /// One model call, from `via`, with its result.

@@ -6,13 +6,13 @@ use utoipa::{Modify, OpenApi};
 use crate::gateway;
 use crate::routes::{
     agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
-    policies, webhooks,
+    policies, traces, webhooks,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Payoff API", description = "Outcome ledger and control plane for AI services."),
-    paths(events::ingest, events::list, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head,
+    paths(events::ingest, events::list, traces::export, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head,
         billing::upload_contract, billing::list_contracts, billing::list_outcomes, billing::show_outcome,
         billing::raise_dispute, billing::accept_dispute, billing::reject_dispute, billing::preview, billing::close,
         billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys,

@@ -52,6 +52,32 @@ struct FileSettings {
     rate_limits: Option<RateLimitSettings>,
     dashboard: Option<DashboardSettings>,
     gateway: Option<GatewaySettings>,
+    traces: Option<TraceFileSettings>,
+}
+
+/// `[traces]`: how OTLP traces on `/v1/traces` are read.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct TraceFileSettings {
+    /// The span (else resource) attribute naming the subject a call
+    /// served [default: payoff.subject].
+    subject_attribute: Option<String>,
+}
+
+impl TraceFileSettings {
+    fn resolve(self) -> anyhow::Result<payoff_ledger::otlp::TraceSettings> {
+        let mut settings = payoff_ledger::otlp::TraceSettings::default();
+        if let Some(name) = self.subject_attribute {
+            if name.trim().is_empty() || name.len() > 255 {
+                return Err(BadInput(
+                    "traces.subject_attribute: name an attribute (1 to 255 bytes)".into(),
+                )
+                .into());
+            }
+            settings.subject_attribute = name;
+        }
+        Ok(settings)
+    }
 }
 
 /// `[gateway]`: the model gateway's upstreams, `[[gateway.upstream]]`.
@@ -221,6 +247,7 @@ impl Settings {
                 .and_then(|d| d.secure_cookies)
                 .unwrap_or(defaults.secure_cookies),
             gateway: gateway_config(file.gateway.unwrap_or_default())?,
+            traces: file.traces.unwrap_or_default().resolve()?,
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;

@@ -158,9 +158,20 @@ pub async fn ingest(
             )
         })?;
     let events = decode(&headers, &body, &state)?;
+    store(&state, &caller, events).await.map(Json)
+}
+
+/// Stores validated events as one request: the sender's rights over each,
+/// its customer, the append, and the warnings of its model calls. Every
+/// way events arrive (CloudEvents, OTLP traces) ends here.
+pub(crate) async fn store(
+    state: &AppState,
+    caller: &Caller,
+    events: Vec<Event>,
+) -> Result<IngestReply, ApiError> {
     refuse_reserved_source(&events)?;
-    refuse_foreign_groups(&state, &caller, &events).await?;
-    let request = route(&caller, events)?;
+    refuse_foreign_groups(state, caller, &events).await?;
+    let request = route(caller, events)?;
     let calls: Vec<(usize, String, DateTime<Utc>, Vec<u8>)> = request
         .events
         .iter()
@@ -199,18 +210,18 @@ pub async fn ingest(
             let warnings = if calls.is_empty() {
                 Vec::new()
             } else {
-                let prices = blocking_with(|s| Ok(crate::economics::prices(s)?), &state).await?;
+                let prices = blocking_with(|s| Ok(crate::economics::prices(s)?), state).await?;
                 cost_warnings(&prices, &calls)
             };
             for w in &warnings {
                 crate::Metrics::result(&state.metrics.cost_warnings, w.code);
             }
-            Ok(Json(IngestReply {
+            Ok(IngestReply {
                 accepted,
                 duplicates,
                 results,
                 warnings,
-            }))
+            })
         }
         Err(AppendError::Conflict {
             index,

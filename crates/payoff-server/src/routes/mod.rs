@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod ledger;
 pub mod operations;
 pub mod policies;
+pub mod traces;
 pub mod webhooks;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
