@@ -13,7 +13,10 @@ Starts `payoff serve` on a loopback port over a fresh data directory, then:
 5. calls models through Payoff's gateway with the official `openai` SDK
    (chat, streaming, embeddings, responses, models, an unknown model, a
    budget stop) against a local upstream speaking OpenAI's wire format, and
-   checks each call's `llm.call` record.
+   checks each call's `llm.call` record;
+6. exports GenAI spans with the OpenTelemetry Python SDK through its
+   OTLP/HTTP exporters, protobuf and JSON, and checks the `llm.call`,
+   `tool.call` and `agent.run` records they become.
 
 Run by CI in a venv holding `requirements.txt`:
 
@@ -72,6 +75,7 @@ def generate(doc_path: Path, out: Path) -> None:
         "content_type_overrides": {
             "application/toml": "application/octet-stream",
             "application/cedar": "application/octet-stream",
+            "application/x-protobuf": "application/octet-stream",
         },
         "post_hooks": [],
     }))
@@ -130,6 +134,7 @@ def main() -> None:
             drive(out, url, admin)
             cloudevents_sdk(url, admin)
             openai_sdk(url, admin)
+            opentelemetry_sdk(url, admin)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -367,6 +372,75 @@ def openai_sdk(url: str, admin: str) -> None:
     assert endpoints == ["chat/completions", "chat/completions", "embeddings", "responses"], endpoints
     print("openai SDK: chat, streaming, embeddings, responses and models through the gateway, "
           "each call recorded with its tokens; unknown models and spent budgets refused")
+
+
+
+def opentelemetry_sdk(url: str, admin: str) -> None:
+    """An agent instrumented with OpenTelemetry, its exporter pointed at
+    Payoff with its key: its GenAI spans become ledger records, its other
+    spans are skipped, and nothing of the prompt is kept."""
+    from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter as JsonExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as ProtobufExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.trace import Status, StatusCode
+
+    class Recording(SpanExporter):
+        """The SDK's exporter, with what each export came to."""
+
+        def __init__(self, inner):
+            self.inner, self.results = inner, []
+
+        def export(self, spans):
+            result = self.inner.export(spans)
+            self.results.append(result)
+            return result
+
+        def shutdown(self):
+            self.inner.shutdown()
+
+    agent_key = call(url, "POST", "/v1/keys", admin, {"role": "agent", "customer": "acme"})["key"]
+    for encoding, exporter_class in (("protobuf", ProtobufExporter), ("json", JsonExporter)):
+        exporter = Recording(exporter_class(endpoint=f"{url}/v1/traces",
+                                            headers={"Authorization": f"Bearer {agent_key}"}))
+        provider = TracerProvider(resource=Resource.create({"service.name": f"otel-{encoding}"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("payoff-check")
+        subject = {"payoff.subject": f"OT-{encoding}"}
+        with tracer.start_as_current_span("invoke_agent helper", attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "helper", **subject}):
+            with tracer.start_as_current_span("chat gpt-4o-mini", attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 1000,
+                    "gen_ai.usage.output_tokens": 200, "gen_ai.usage.cache_read.input_tokens": 600,
+                    "gen_ai.usage.reasoning.output_tokens": 50,
+                    "gen_ai.input.messages": '[{"role": "user", "content": "a private question"}]',
+                    **subject}):
+                pass
+            with tracer.start_as_current_span("execute_tool lookup", attributes={
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup", **subject}) as span:
+                span.set_status(Status(StatusCode.ERROR, "lookup failed"))
+            with tracer.start_as_current_span("GET /health"):
+                pass
+        provider.shutdown()
+        assert exporter.results == [SpanExportResult.SUCCESS] * 4, (encoding, exporter.results)
+
+        events = call(url, "GET", f"/v1/events?customer=acme&subject=OT-{encoding}", admin)["events"]
+        by_type = {e["event"]["type"]: e["event"] for e in events}
+        assert sorted(by_type) == ["agent.run", "llm.call", "tool.call"], (encoding, events)
+        llm = by_type["llm.call"]["data"]
+        assert (llm["model"], llm["input_tokens"], llm["output_tokens"], llm["cached_input_tokens"],
+                llm["reasoning_tokens"], llm["agent"], llm["via"]) == \
+            ("gpt-4o-mini", 1000, 200, 600, 50, f"otel-{encoding}", "otlp"), llm
+        assert "private question" not in json.dumps(events), "a prompt reached the ledger"
+        tool = by_type["tool.call"]["data"]
+        assert (tool["tool"], tool["result"], tool["error"]) == ("lookup", "error", "lookup failed"), tool
+        run = by_type["agent.run"]
+        assert (run["data"]["agent"], run["source"]) == ("helper", f"otlp/otel-{encoding}"), run
+        assert llm["parent_span_id"] == run["data"]["span_id"], (llm, run)
+    print("OpenTelemetry SDK: GenAI spans exported over OTLP/HTTP, protobuf and JSON, "
+          "become model call, tool call and agent run records; other spans skipped")
 
 
 if __name__ == "__main__":

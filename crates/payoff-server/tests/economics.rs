@@ -626,3 +626,394 @@ fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
         );
     })
 }
+
+/// A GenAI chat span in OTLP's JSON encoding.
+fn chat_span(span_id: &str, subject: &str, model: &str, input: u64, output: u64) -> Value {
+    json!({
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": span_id,
+        "name": format!("chat {model}"),
+        "startTimeUnixNano": "1789034400000000000",
+        "endTimeUnixNano": "1789034400800000000",
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.request.model", "value": {"stringValue": model}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": input.to_string()}},
+            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": output}},
+            {"key": "payoff.subject", "value": {"stringValue": subject}}
+        ]
+    })
+}
+
+fn export(resource: Value, spans: Vec<Value>) -> Value {
+    json!({"resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [{"spans": spans}]}]})
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn traces_from_opentelemetry_are_metered_like_any_model_call() {
+    use prost::Message as _;
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        server.customer("globex").await;
+        let operator = server.key("operator", None).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let viewer = server.key("customer_viewer", Some("acme")).await;
+        let (s, v, _) = server
+            .call(
+                Method::POST,
+                "/v1/customers/acme/contracts",
+                Some(&operator),
+                Some("application/toml"),
+                CONTRACT.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, v) = server
+            .send(
+                &agent,
+                "application/cloudevents-batch+json",
+                &json!([
+                    ev("c1", "ticket.closed", "T1", json!({})),
+                    ev("c2", "ticket.closed", "T2", json!({}))
+                ]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let service = json!([{"key": "service.name", "value": {"stringValue": "refund-agent"}}]);
+        let traces = |key: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>| {
+            let mut request = server
+                .http
+                .post(format!("{}/v1/traces", server.url))
+                .bearer_auth(key)
+                .header("content-type", content_type)
+                .body(body);
+            if let Some(e) = encoding {
+                request = request.header("content-encoding", e);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let media = response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                (status, media, response.bytes().await.unwrap().to_vec())
+            }
+        };
+
+        // JSON: T1's call, 1M input tokens of gpt-4o = 2.50 (2026-09-10T10:00:00.8Z);
+        // an HTTP span beside it is skipped.
+        let http_span = json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00000000000000aa",
+            "name": "GET /", "attributes": [{"key": "http.request.method", "value": {"stringValue": "GET"}}]});
+        let body = export(
+            service.clone(),
+            vec![
+                chat_span("00000000000000a1", "T1", "gpt-4o", 1_000_000, 0),
+                http_span,
+            ],
+        );
+        let (s, media, reply) = traces(
+            &agent,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            (s, media.as_str()),
+            (StatusCode::OK, "application/json"),
+            "{label}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&reply).unwrap(),
+            json!({}),
+            "full success"
+        );
+        let head = server.head("acme").await;
+        // Sent again (an exporter's retry): stored once.
+        let (s, _, _) = traces(
+            &agent,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!((s, server.head("acme").await), (StatusCode::OK, head));
+
+        // Protobuf, gzipped: T2's call, 100k output tokens = 1.00.
+        let request: payoff_ledger::otlp::ExportTraceServiceRequest =
+            serde_json::from_value(export(
+                service.clone(),
+                vec![chat_span("00000000000000a2", "T2", "gpt-4o", 0, 100_000)],
+            ))
+            .unwrap();
+        let (s, media, reply) = traces(
+            &agent,
+            "application/x-protobuf",
+            Some("gzip"),
+            gzip(&request.encode_to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (s, media.as_str()),
+            (StatusCode::OK, "application/x-protobuf")
+        );
+        assert!(
+            reply.is_empty(),
+            "full success is an empty message: {reply:?}"
+        );
+
+        // An unpriced model is stored and flagged; a span without ids is refused.
+        let no_ids = json!({"name": "chat", "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}]});
+        let body = export(
+            service.clone(),
+            vec![
+                no_ids,
+                chat_span("00000000000000a3", "T1", "mystery-9", 10, 1),
+            ],
+        );
+        let (s, _, reply) = traces(
+            &agent,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        let reply: Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(
+            (s, &reply["partialSuccess"]["rejectedSpans"]),
+            (StatusCode::OK, &json!("1")),
+            "{reply}"
+        );
+        let message = reply["partialSuccess"]["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("span 0: span \"chat\": traceId must be 16 bytes"),
+            "{message}"
+        );
+        assert!(
+            message.contains("span 1: unpriced_model") && message.contains("mystery-9"),
+            "{message}"
+        );
+
+        // What landed: the events, priced into the period's economics.
+        let (s, v) = server
+            .json(
+                Method::GET,
+                "/v1/events?customer=acme&type=llm.call",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let calls = v["events"].as_array().unwrap();
+        assert_eq!(calls.len(), 3, "{v}");
+        let first = &calls[0]["event"];
+        assert_eq!(
+            (
+                &first["id"],
+                &first["source"],
+                &first["subject"],
+                &first["time"]
+            ),
+            (
+                &json!("5b8efff798038103d269b633813fc60c-00000000000000a1"),
+                &json!("otlp/refund-agent"),
+                &json!("T1"),
+                &json!("2026-09-10T10:00:00.800Z")
+            )
+        );
+        assert_eq!(
+            (&first["data"]["via"], &first["data"]["latency_ms"]),
+            (&json!("otlp"), &json!(800))
+        );
+        let (s, e) = server
+            .json(
+                Method::GET,
+                "/v1/customers/acme/economics?period=2026-09",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {e}");
+        assert_eq!(e["cost"]["by_model"]["gpt-4o"], "3.50", "{e}");
+        assert_eq!(e["cost"]["by_agent"]["refund-agent"], "3.50", "{e}");
+        assert_eq!(
+            e["cost"]["by_outcome"]["ticket_resolved"]["per_outcome"], "1.75",
+            "{e}"
+        );
+
+        // Whose spans: a provider key names the customer on the resource; a
+        // customer's key may not name another.
+        let body = export(
+            service.clone(),
+            vec![chat_span("00000000000000b1", "T9", "gpt-4o", 1, 1)],
+        );
+        let (s, _, reply) = traces(
+            &operator,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        let problem: Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("resource attribute payoff.customer: is required"),
+            "{problem}"
+        );
+        let globex = json!([{"key": "service.name", "value": {"stringValue": "x"}},
+                            {"key": "payoff.customer", "value": {"stringValue": "globex"}}]);
+        let body = export(
+            globex.clone(),
+            vec![chat_span("00000000000000b2", "T9", "gpt-4o", 1, 1)],
+        );
+        let (s, _, _) = traces(
+            &operator,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(server.head("globex").await, 1);
+        let (s, _, reply) = traces(
+            &agent,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        let (s, _, _) = traces(
+            &viewer,
+            "application/json",
+            None,
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "a viewer does not send");
+        assert_eq!(
+            server.head("globex").await,
+            1,
+            "nothing of a refused request is stored"
+        );
+
+        // Bad input: each a problem naming what is wrong, nothing stored.
+        let head = server.head("acme").await;
+        for (content_type, encoding, body, status, needle) in [
+            (
+                "text/plain",
+                None,
+                b"x".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/x-protobuf or application/json",
+            ),
+            (
+                "application/json",
+                None,
+                b"{\"resourceSpans\": 7}".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "body: not an OTLP JSON export request",
+            ),
+            (
+                "application/x-protobuf",
+                None,
+                b"\x0a\xff\xff".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "body: not an OTLP protobuf export request",
+            ),
+            (
+                "application/json",
+                Some("gzip"),
+                b"not gzip".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "body: not valid gzip",
+            ),
+            (
+                "application/json",
+                Some("br"),
+                b"{}".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Encoding \"br\"",
+            ),
+            (
+                "application/json",
+                None,
+                format!("{}1{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+                StatusCode::BAD_REQUEST,
+                "nested more than",
+            ),
+        ] {
+            let (s, media, reply) = traces(&agent, content_type, encoding, body).await;
+            let problem: Value = serde_json::from_slice(&reply).unwrap();
+            assert_eq!(
+                (s, media.as_str()),
+                (status, "application/problem+json"),
+                "{problem}"
+            );
+            assert!(
+                problem["detail"].as_str().unwrap().contains(needle),
+                "{problem}"
+            );
+        }
+        // A gzip bomb is refused at the body limit, not inflated into memory.
+        let small = TestServer::start(
+            &db_url,
+            ServerConfig {
+                body_bytes_max: 64 * 1024,
+                ..ServerConfig::default()
+            },
+        )
+        .await;
+        let small_agent = small.key("agent", Some("acme")).await;
+        let bomb = gzip(&vec![b' '; 8 * 1024 * 1024]);
+        assert!(bomb.len() < 64 * 1024);
+        let response = small
+            .http
+            .post(format!("{}/v1/traces", small.url))
+            .bearer_auth(&small_agent)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(bomb)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(server.head("acme").await, head);
+
+        let metrics = server
+            .http
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The HTTP span was sent twice; the retried call counts as recorded.
+        for line in [
+            "payoff_otlp_spans_total{result=\"recorded\"} 5",
+            "payoff_otlp_spans_total{result=\"skipped\"} 2",
+            "payoff_otlp_spans_total{result=\"rejected\"} 1",
+        ] {
+            assert!(metrics.contains(line), "{line}\n{metrics}");
+        }
+    });
+}
