@@ -111,6 +111,13 @@ impl PriceTable {
         Ok(table)
     }
 
+    /// The table as TOML, in the form [`PriceTable::parse`] reads.
+    pub fn to_toml(&self) -> String {
+        let text = toml::to_string(self).expect("a price table is plain data");
+        debug_assert_eq!(PriceTable::parse(&text).as_ref(), Ok(self));
+        text
+    }
+
     pub fn defaults() -> PriceTable {
         PriceTable::parse(DEFAULT_PRICES).expect("the default price table parses")
     }

@@ -9,6 +9,7 @@ mod contract;
 mod economics;
 mod evidence;
 mod holdout;
+pub mod litellm;
 mod money;
 mod period;
 mod projection;

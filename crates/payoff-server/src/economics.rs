@@ -6,7 +6,7 @@ use payoff_billing::{
     CostLedger, CostReport, EventSource, KeptOutcomes, Period, PeriodOutcomes, PriceTable, Prices,
     Projector, Statement, TypeFilter,
 };
-use payoff_store::{Budget, CostFact, Store, StoreError};
+use payoff_store::{Budget, CostFact, Store, StoreError, StoredPriceTable};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::str::FromStr;
@@ -23,6 +23,40 @@ pub fn prices(store: &Store) -> Result<Prices, BillingError> {
         tables.push(table);
     }
     Ok(Prices::new(tables))
+}
+
+/// Largest price table stored (LiteLLM's whole list is about 400 KiB).
+pub const PRICE_TABLE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Why a price table was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PricesError {
+    #[error("price table: {0}")]
+    Invalid(String),
+    #[error("effective: {0} is in the past; a price table cannot re-price costs already incurred")]
+    Past(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores a new version of the price table, for the API and the command
+/// line alike. It may not take effect in the past (a minute's grace for
+/// clocks), so costs already incurred are never re-priced.
+pub fn store_prices(
+    store: &Store,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<StoredPriceTable, PricesError> {
+    if text.len() > PRICE_TABLE_BYTES_MAX {
+        return Err(PricesError::Invalid(format!(
+            "at most {PRICE_TABLE_BYTES_MAX} bytes"
+        )));
+    }
+    let table = PriceTable::parse(text).map_err(PricesError::Invalid)?;
+    if table.effective < now - chrono::Duration::minutes(1) {
+        return Err(PricesError::Past(table.effective.to_rfc3339()));
+    }
+    Ok(store.add_price_table(table.effective, text, now)?)
 }
 
 /// Revenue, cost and margin of one customer's period.

@@ -89,6 +89,9 @@ enum Command {
     Economics(commands::economics::PeriodArgs),
     /// What a customer got for what it paid (JSON, or --csv).
     Roi(commands::economics::PeriodArgs),
+    /// The model price table: import LiteLLM's price file, list versions.
+    #[command(subcommand)]
+    Prices(commands::prices::PricesCommand),
     /// The agents' kill switch.
     #[command(subcommand)]
     Agent(commands::agents::AgentCommand),
@@ -181,6 +184,7 @@ fn run(command: Command, settings: &settings::Settings) -> anyhow::Result<ExitCo
         Command::Knowledge(c) => commands::knowledge::run(settings, c),
         Command::Economics(args) => commands::economics::economics(settings, args),
         Command::Roi(args) => commands::economics::roi(settings, args),
+        Command::Prices(c) => commands::prices::run(settings, c),
         Command::Agent(c) => commands::agents::run(settings, c),
         Command::Audit(c) => commands::audit::run(settings, c),
         Command::Policy(c) => commands::policy::run(settings, c),

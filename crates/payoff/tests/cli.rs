@@ -1276,3 +1276,120 @@ fn commands_print_json_when_asked() {
     assert_eq!(revoked["key_id"], created["key_id"]);
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
 }
+
+/// Issue 17: `payoff prices import` reads LiteLLM's price file into a new
+/// price-table version that prices model calls; a bad file, a time in the
+/// past and a provider it does not list are refused in one line.
+#[test]
+fn prices_import_reads_litellms_price_file_into_a_new_version() {
+    let file = std::env::temp_dir().join(format!("litellm-prices-{}.json", std::process::id()));
+    // LiteLLM's format; 3e-06 a token is 3 a million.
+    std::fs::write(
+        &file,
+        r#"{"sample_spec": {"mode": "one of chat, embedding"},
+            "acme-chat": {"input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+                          "cache_read_input_token_cost": 3e-07, "litellm_provider": "acme-ai", "mode": "chat"},
+            "acme-image": {"output_cost_per_image": 0.04, "litellm_provider": "acme-ai", "mode": "image_generation"},
+            "other-chat": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "litellm_provider": "other", "mode": "chat"}}"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    for db in ScratchDb::all() {
+        init(&db);
+        let dry = payoff(
+            &db,
+            &[
+                "prices",
+                "import",
+                path,
+                "--provider",
+                "acme-ai",
+                "--effective",
+                "2030-01-01T00:00:00Z",
+                "--dry-run",
+            ],
+        );
+        assert!(dry.status.success(), "{}", stderr(&dry));
+        let table = stdout(&dry);
+        assert!(
+            table.contains("model = \"acme-chat\"")
+                && table.contains("input_per_million = \"3\"")
+                && table.contains("output_per_million = \"15\"")
+                && table.contains("cached_input_per_million = \"0.3\""),
+            "{table}"
+        );
+        assert!(
+            !table.contains("other-chat") && !table.contains("acme-image"),
+            "{table}"
+        );
+        let listed = payoff(&db, &["prices", "list", "--json"]);
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout(&listed)).unwrap(),
+            json!([]),
+            "a dry run stores nothing"
+        );
+
+        let stored = payoff(
+            &db,
+            &[
+                "prices",
+                "import",
+                path,
+                "--effective",
+                "2030-01-01T00:00:00Z",
+                "--json",
+            ],
+        );
+        assert!(stored.status.success(), "{}", stderr(&stored));
+        let report: Value = serde_json::from_str(&stdout(&stored)).unwrap();
+        assert_eq!(
+            (&report["version"], &report["models"]),
+            (&json!(1), &json!(2)),
+            "{report}"
+        );
+        assert_eq!(
+            report["skipped"],
+            json!([{"model": "acme-image", "reason": "mode \"image_generation\" is not priced per token"}])
+        );
+        let listed: Value =
+            serde_json::from_str(&stdout(&payoff(&db, &["prices", "list", "--json"]))).unwrap();
+        assert_eq!(listed[0]["version"], 1, "{listed}");
+        assert!(
+            listed[0]["body"].as_str().unwrap().contains("acme-chat"),
+            "{listed}"
+        );
+        let audit = stdout(&payoff(&db, &["audit", "export"]));
+        assert!(
+            audit.contains("prices import"),
+            "the import is audited: {audit}"
+        );
+
+        assert_bad_input(
+            &payoff(
+                &db,
+                &[
+                    "prices",
+                    "import",
+                    path,
+                    "--effective",
+                    "2020-01-01T00:00:00Z",
+                ],
+            ),
+            "is in the past",
+        );
+        assert_bad_input(
+            &payoff(&db, &["prices", "import", path, "--effective", "tomorrow"]),
+            "--effective",
+        );
+        assert_bad_input(
+            &payoff(&db, &["prices", "import", path, "--provider", "nobody"]),
+            "prices no model of nobody",
+        );
+        assert_bad_input(
+            &payoff(&db, &["prices", "import", "/nonexistent/prices.json"]),
+            "/nonexistent/prices.json",
+        );
+        let _ = std::fs::remove_dir_all(data_dir(&db));
+    }
+    let _ = std::fs::remove_file(&file);
+}

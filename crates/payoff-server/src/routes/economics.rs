@@ -33,8 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/customers/{customer}/roi", get(show_roi))
 }
 
-const PRICE_TABLE_BYTES_MAX: usize = 256 * 1024;
-
 fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
     check_customer_id(customer).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
     caller.customer_scope(Some(customer))
@@ -52,29 +50,26 @@ pub async fn upload_prices(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Action::ManagePrices)?;
-    if body.len() > PRICE_TABLE_BYTES_MAX {
+    if body.len() > economics::PRICE_TABLE_BYTES_MAX {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("a price table is at most {PRICE_TABLE_BYTES_MAX} bytes"),
+            format!(
+                "a price table is at most {} bytes",
+                economics::PRICE_TABLE_BYTES_MAX
+            ),
         ));
     }
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the price table is not UTF-8"))?
         .to_owned();
-    let table = PriceTable::parse(&text)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("price table: {e}")))?;
     let now = state.now();
-    if table.effective < now - chrono::Duration::minutes(1) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "effective: {} is in the past; a price table cannot re-price costs already incurred",
-                table.effective.to_rfc3339()
-            ),
-        ));
-    }
     let stored = blocking_with(
-        move |store| Ok(store.add_price_table(table.effective, &text, now)?),
+        move |store| {
+            economics::store_prices(store, &text, now).map_err(|e| match e {
+                economics::PricesError::Store(s) => s.into(),
+                other => ApiError::new(ErrorCode::InvalidRequest, other.to_string()),
+            })
+        },
         &state,
     )
     .await?;

@@ -13,6 +13,7 @@ pub mod knowledge;
 pub mod ledger;
 pub mod manual;
 pub mod policy;
+pub mod prices;
 pub mod reindex;
 pub mod serve;
 pub mod signing;
