@@ -21,13 +21,15 @@ pub use dashboard::dashboard;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name `fuzz/` and the seed folders use.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("contract", contract),
     ("cedar", cedar),
     ("events", events),
     ("knowledge", knowledge),
     ("verify", verify),
     ("dashboard", dashboard),
+    ("traces", traces),
+    ("prices", prices),
 ];
 
 /// A contract file (TOML and its CEL rules), as `contract push` and
@@ -109,6 +111,52 @@ pub fn events(data: &[u8]) {
         }
         Err(HttpDecodeError::Invalid(errors)) => assert!(!errors.is_empty()),
         Err(HttpDecodeError::UnsupportedMediaType(why)) => assert!(!why.is_empty()),
+    }
+}
+
+/// An OTLP export to `POST /v1/traces`: the first byte picks the
+/// encoding (even: protobuf, odd: JSON), the rest is the body.
+pub fn traces(data: &[u8]) {
+    use payoff_ledger::otlp::{self, Encoding};
+    use prost::Message as _;
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let encoding = if pick % 2 == 0 {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    let Ok(request) = otlp::decode(body, encoding) else {
+        return;
+    };
+    // What was read is what protobuf carries: it encodes and reads back
+    // as the same request.
+    let again = otlp::decode(&request.encode_to_vec(), Encoding::Protobuf)
+        .expect("an encoded request reads back");
+    assert_eq!(again, request);
+    let read = otlp::events(&request, &otlp::TraceSettings::default());
+    assert!(read.events.len() + read.rejected.len() <= read.spans);
+    for (index, event) in read.events {
+        assert!(index < read.spans);
+        // Whatever the ledger refuses, it refuses naming the field.
+        if let Err(errors) = payoff_ledger::validate_event(event, &EventLimits::default()) {
+            assert!(!errors.is_empty());
+        }
+    }
+}
+
+/// LiteLLM's price file, as `payoff prices import` reads it: whatever it
+/// makes is a price table that stores and reads back the same.
+pub fn prices(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let effective = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+    if let Ok(imported) = payoff_billing::litellm::import(text, effective, &[]) {
+        let toml = imported.table.to_toml();
+        let back = payoff_billing::PriceTable::parse(&toml).expect("an imported table reads back");
+        assert_eq!(back, imported.table);
     }
 }
 

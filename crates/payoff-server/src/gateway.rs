@@ -231,15 +231,35 @@ fn usage_in(v: &Value) -> Option<Usage> {
             })
             .unwrap_or(0)
     };
+    let cached_read = n(&[
+        &["prompt_tokens_details", "cached_tokens"],
+        &["input_tokens_details", "cached_tokens"],
+        &["cache_read_input_tokens"],
+    ]);
+    let cache_creation = n(&[&["cache_creation_input_tokens"]]);
+    // Anthropic's usage (`input_tokens` beside `cache_read_input_tokens`
+    // and `cache_creation_input_tokens`, no `input_tokens_details`) counts
+    // input without either cache; OpenAI's chat and responses usage count
+    // it with the cached tokens. The record keeps OpenAI's convention
+    // (`input_includes_cached`), which prices assume: otherwise the
+    // uncached input of such a call would be priced as cached, and its
+    // cache writes not at all.
+    let excludes_caches = u.get("prompt_tokens").is_none()
+        && u.get("input_tokens_details").is_none()
+        && (u.get("cache_read_input_tokens").is_some()
+            || u.get("cache_creation_input_tokens").is_some());
+    let input = n(&[&["prompt_tokens"], &["input_tokens"]]);
     Some(Usage {
-        input: n(&[&["prompt_tokens"], &["input_tokens"]]),
+        input: if excludes_caches {
+            input
+                .saturating_add(cached_read)
+                .saturating_add(cache_creation)
+        } else {
+            input
+        },
         output: n(&[&["completion_tokens"], &["output_tokens"]]),
-        cached_read: n(&[
-            &["prompt_tokens_details", "cached_tokens"],
-            &["input_tokens_details", "cached_tokens"],
-            &["cache_read_input_tokens"],
-        ]),
-        cache_creation: n(&[&["cache_creation_input_tokens"]]),
+        cached_read,
+        cache_creation,
         reasoning: n(&[
             &["completion_tokens_details", "reasoning_tokens"],
             &["output_tokens_details", "reasoning_tokens"],
@@ -670,7 +690,14 @@ mod tests {
         let anthropic_style = json!({"usage": {"input_tokens": 5, "output_tokens": 2,
             "cache_read_input_tokens": 40, "cache_creation_input_tokens": 60}});
         let u = usage_in(&anthropic_style).unwrap();
-        assert_eq!((u.cached_read, u.cache_creation), (40, 60));
+        // Anthropic counts input without its caches: 5 + 40 read + 60 written.
+        assert_eq!((u.input, u.cached_read, u.cache_creation), (105, 40, 60));
+        // A chat answer that carries Anthropic's cache keys beside OpenAI's
+        // names (as LiteLLM's proxy does) already counts them in its input.
+        let proxied = json!({"usage": {"prompt_tokens": 105, "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 40}, "cache_read_input_tokens": 40, "cache_creation_input_tokens": 60}});
+        let u = usage_in(&proxied).unwrap();
+        assert_eq!((u.input, u.cached_read, u.cache_creation), (105, 40, 60));
         assert_eq!(usage_in(&json!({"choices": []})), None);
     }
 

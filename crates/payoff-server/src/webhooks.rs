@@ -69,7 +69,13 @@ const PER_CUSTOMER_MAX: usize = 64;
 const PER_CUSTOMER_CONCURRENCY: usize = 16;
 /// Widest run of ledger sequences a batch reads in one query.
 const BODIES_SPAN_MAX: u64 = 2_000;
-const LEASE: Duration = Duration::seconds(60);
+/// How long a claim keeps other nodes off its deliveries. Short, so the
+/// deliveries a crashed node had claimed go out again within seconds; a
+/// node still sending renews its leases every [`RENEW_EVERY`], so a slow
+/// receiver (each attempt may take the whole `timeout`) never makes a
+/// lease lapse under a live sender.
+const LEASE: Duration = Duration::seconds(15);
+const RENEW_EVERY: StdDuration = StdDuration::from_secs(5);
 const ERROR_CHARS_MAX: usize = 500;
 /// Bytes of a receiver's answer read at most.
 const RESPONSE_BYTES_MAX: usize = 4096;
@@ -243,6 +249,7 @@ async fn send_batch(
     batch: Vec<WebhookDelivery>,
 ) -> Result<(), ApiError> {
     let bodies = Arc::new(bodies(state, subscriptions, &batch).await?);
+    let ids: Arc<Vec<String>> = Arc::new(batch.iter().map(|d| d.id.clone()).collect());
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_CUSTOMER_CONCURRENCY));
     let mut sends = tokio::task::JoinSet::new();
     for delivery in batch {
@@ -258,11 +265,25 @@ async fn send_batch(
         });
     }
     let mut finished = Vec::new();
-    while let Some(done) = sends.join_next().await {
-        match done {
-            Ok(delivery) => finished.push(delivery),
-            // Its lease runs out and it is claimed again.
-            Err(e) => tracing::error!(error = %e, "a webhook delivery task failed"),
+    let mut renew =
+        tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tokio::select! {
+            done = sends.join_next() => match done {
+                Some(Ok(delivery)) => finished.push(delivery),
+                // Its lease runs out and it is claimed again.
+                Some(Err(e)) => tracing::error!(error = %e, "a webhook delivery task failed"),
+                None => break,
+            },
+            _ = renew.tick() => {
+                let until = payoff_clock::wall() + LEASE;
+                let ids = ids.clone();
+                // A renewal that fails is logged: the lease may lapse and
+                // another node send again (delivery is at least once).
+                if let Err(e) = blocking_with(move |s| Ok(s.renew_deliveries(&ids, until)?), state).await {
+                    tracing::warn!(error = %e.detail, "webhook leases could not be renewed");
+                }
+            }
         }
     }
     for d in &finished {

@@ -119,6 +119,27 @@ async fn start_receiver(listener: tokio::net::TcpListener, r: Receiver) -> Strin
     url
 }
 
+/// Subscribes `key`'s customer to `event_types` at `url`; the subscription
+/// as created (its id and secret).
+async fn subscribe(
+    server: &TestServer,
+    key: &str,
+    url: impl Into<String>,
+    event_types: &[&str],
+) -> Value {
+    let url: String = url.into();
+    let (s, created) = server
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            key,
+            json!({"url": url, "event_types": event_types}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{url}: {created}");
+    created
+}
+
 fn fast() -> ServerConfig {
     ServerConfig {
         webhooks: WebhookSettings {
@@ -329,15 +350,13 @@ fn deliveries_are_signed_retried_and_given_up_on() {
         let witness = Receiver::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let witness_url = start_receiver(listener, witness.clone()).await;
-        let (s, _) = server
-            .json(
-                Method::POST,
-                "/v1/webhooks",
-                &cadmin,
-                json!({"url": format!("{witness_url}/hook"), "event_types": ["ticket.closed"]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
+        let _ = subscribe(
+            &server,
+            &cadmin,
+            format!("{witness_url}/hook"),
+            &["ticket.closed"],
+        )
+        .await;
         let (s, _) = server
             .json(
                 Method::DELETE,
@@ -377,15 +396,7 @@ fn pending_deliveries_survive_a_restart() {
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
-        let (s, created) = server
-            .json(
-                Method::POST,
-                "/v1/webhooks",
-                &cadmin,
-                json!({"url": format!("http://{addr}/hook"), "event_types": ["*"]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{created}");
+        let created = subscribe(&server, &cadmin, format!("http://{addr}/hook"), &["*"]).await;
         let (secret, id) = (
             created["secret"].as_str().unwrap().to_owned(),
             created["id"].as_str().unwrap().to_owned(),
@@ -473,15 +484,13 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
         let operator = server.key("operator", None).await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
-        let (s, created) = server
-            .json(
-                Method::POST,
-                "/v1/webhooks",
-                &cadmin,
-                json!({"url": format!("{hook}/hook"), "event_types": ["payoff.budget.*"]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+        let created = subscribe(
+            &server,
+            &cadmin,
+            format!("{hook}/hook"),
+            &["payoff.budget.*"],
+        )
+        .await;
         let secret = created["secret"].as_str().unwrap().to_owned();
         let (s, v) = server
             .json(
@@ -680,15 +689,13 @@ fn a_tenant_webhook_to_loopback_is_refused_unless_the_operator_allows_it() {
         }
         // A name is accepted at registration; where it leads is checked
         // when it resolves, before any connection.
-        let (s, created) = server
-            .json(
-                Method::POST,
-                "/v1/webhooks",
-                &cadmin,
-                json!({"url": format!("https://sink.test:{port}/hook"), "event_types": ["*"]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{created}");
+        let created = subscribe(
+            &server,
+            &cadmin,
+            format!("https://sink.test:{port}/hook"),
+            &["*"],
+        )
+        .await;
         let id = created["id"].as_str().unwrap().to_owned();
         let (s, _) = server
             .send(
@@ -894,15 +901,7 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_in_the_operator_bundle() {
             server.customer("acme").await;
             let cadmin = server.key("customer_admin", Some("acme")).await;
             let agent = server.key("agent", Some("acme")).await;
-            let (s, created) = server
-                .json(
-                    Method::POST,
-                    "/v1/webhooks",
-                    &cadmin,
-                    json!({"url": format!("https://{addr}/hook"), "event_types": ["*"]}),
-                )
-                .await;
-            assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+            let created = subscribe(&server, &cadmin, format!("https://{addr}/hook"), &["*"]).await;
             let (secret, id) = (
                 created["secret"].as_str().unwrap().to_owned(),
                 created["id"].as_str().unwrap().to_owned(),
@@ -950,15 +949,7 @@ fn a_hanging_receiver_delays_only_its_own_tenant() {
             ("globex", format!("{hook}/hook")),
         ] {
             let admin = server.key("customer_admin", Some(c)).await;
-            let (s, v) = server
-                .json(
-                    Method::POST,
-                    "/v1/webhooks",
-                    &admin,
-                    json!({"url": url, "event_types": ["*"]}),
-                )
-                .await;
-            assert_eq!(s, StatusCode::CREATED, "{v}");
+            subscribe(&server, &admin, url, &["*"]).await;
             agents.push(server.key("agent", Some(c)).await);
         }
         // More than the old global claim of 50, all due before globex's.
@@ -1004,15 +995,7 @@ fn subscriptions_are_stamped_by_the_servers_clock() {
         let server = TestServer::start_with(&db_url, fast(), |s| s.with_clock(clock)).await;
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
-        let (s, created) = server
-            .json(
-                Method::POST,
-                "/v1/webhooks",
-                &cadmin,
-                json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{label}: {created}");
+        let created = subscribe(&server, &cadmin, "http://127.0.0.1:9/hook", &["*"]).await;
         let id = created["id"].as_str().unwrap().to_owned();
         let (s, _) = server
             .json(

@@ -857,6 +857,16 @@ impl Store {
         self.write(|tx| crate::webhooks::claim(tx, now, lease_until, limits))
     }
 
+    /// Extends the leases of deliveries a node is still sending; see
+    /// [`crate::webhooks::renew`].
+    pub fn renew_deliveries(
+        &self,
+        ids: &[String],
+        lease_until: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| crate::webhooks::renew(tx, ids, lease_until))
+    }
+
     /// Replaces the secrets `seal` turns into something else (those stored
     /// before secrets were sealed at rest), each only if it is still the
     /// value read, so nodes doing it at once agree; returns how many.

@@ -226,6 +226,30 @@ pub fn claim(
     Ok(claimed)
 }
 
+/// Extends the leases of deliveries still being sent to `lease_until`;
+/// those already finished (lease released) are left alone. One SQL text
+/// for both databases.
+pub(crate) fn renew(
+    tx: &mut dyn Sql,
+    ids: &[String],
+    lease_until: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut renewed = 0;
+    for chunk in ids.chunks(500) {
+        let mut params: Vec<Param<'_>> = vec![lease_until.timestamp_micros().into()];
+        params.extend(chunk.iter().map(|id| Param::from(id.as_str())));
+        renewed += tx.execute(
+            &format!(
+                "UPDATE webhook_deliveries SET lease_until_us = ?
+                 WHERE status = 'pending' AND lease_until_us > 0 AND id IN ({})",
+                placeholders(chunk.len())
+            ),
+            &params,
+        )? as usize;
+    }
+    Ok(renewed)
+}
+
 /// See [`crate::Store::reseal_webhook_secrets`]. One SQL text for both
 /// databases.
 pub(crate) fn reseal(

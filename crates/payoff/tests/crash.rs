@@ -227,3 +227,72 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         let _ = std::fs::remove_dir_all(data_dir(&db));
     }
 }
+
+/// Issue 16: the fault suite is `payoff bench faults` (100 kills per
+/// database by hand); CI runs its short version: a few SIGKILLs under
+/// mixed load (batches, single events, tickets, racing closes, webhook
+/// deliveries) on SQLite, and with two nodes on PostgreSQL when it is
+/// configured, every promise checked by the bench itself.
+#[test]
+fn the_fault_suite_keeps_every_promise_in_its_short_version() {
+    let mut command = std::process::Command::new(BIN);
+    command.args([
+        "bench",
+        "faults",
+        "--kills",
+        "3",
+        "--load-ms",
+        "300",
+        "--json",
+    ]);
+    let postgres = std::env::var("PAYOFF_TEST_POSTGRES_URL").ok();
+    command.env_remove("PAYOFF_BENCH_POSTGRES_URL");
+    let o = command.output().expect("run payoff");
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let mut runs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&stdout(&o))
+        .unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    if let Some(url) = postgres {
+        let o = std::process::Command::new(BIN)
+            .args([
+                "bench",
+                "faults",
+                "--kills",
+                "4",
+                "--load-ms",
+                "300",
+                "--nodes",
+                "2",
+                "--json",
+                "--postgres",
+                &url,
+            ])
+            .output()
+            .expect("run payoff");
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        runs.extend(
+            serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()["runs"]
+                .as_array()
+                .unwrap()
+                .clone(),
+        );
+    }
+    for run in &runs {
+        assert_eq!(run["promises_kept"], true, "{run:#}");
+        assert!(run["kills"].as_u64().unwrap() >= 3, "{run:#}");
+        assert!(
+            run["events_acknowledged"].as_u64().unwrap() > 0,
+            "load reached the server: {run:#}"
+        );
+        assert_eq!(
+            (
+                run["events_lost"].as_u64(),
+                run["events_duplicated"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{run:#}"
+        );
+    }
+}

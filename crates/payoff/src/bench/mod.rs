@@ -5,6 +5,7 @@
 mod agent;
 mod attribution;
 mod close;
+mod faults;
 mod gateway;
 mod reads;
 mod search;
@@ -46,6 +47,9 @@ pub enum BenchCommand {
     /// The model gateway's added latency and calls per second over direct
     /// calls to the same upstream on loopback.
     Gateway(gateway::GatewayArgs),
+    /// SIGKILLs under mixed load, then every promise checked: events stored
+    /// once, chains intact, one unchanged statement, every webhook delivered.
+    Faults(faults::FaultsArgs),
 }
 
 #[derive(Args)]
@@ -87,6 +91,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
         BenchCommand::Agent(args) => return agent::run(args),
         BenchCommand::Webhooks(args) => return webhooks::run(args),
         BenchCommand::Gateway(args) => return gateway::run(args),
+        BenchCommand::Faults(args) => return faults::run(args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
