@@ -36,16 +36,7 @@ fn costs_follow_subjects_to_outcomes_and_budgets_stop_spending() {
         let operator = server.key("operator", None).await;
         let agent = server.key("agent", Some("acme")).await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
-        let (s, v, _) = server
-            .call(
-                Method::POST,
-                "/v1/customers/acme/contracts",
-                Some(&operator),
-                Some("application/toml"),
-                CONTRACT.as_bytes().to_vec(),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        server.upload_contract(&operator, "acme", CONTRACT).await;
 
         // T1 and T2 resolved (2 outcomes); T3 not. gpt-4o at 2.50 input and
         // 10.00 output per million: 1M input = 2.50; 100k output = 1.00.
@@ -666,16 +657,7 @@ fn traces_from_opentelemetry_are_metered_like_any_model_call() {
         let operator = server.key("operator", None).await;
         let agent = server.key("agent", Some("acme")).await;
         let viewer = server.key("customer_viewer", Some("acme")).await;
-        let (s, v, _) = server
-            .call(
-                Method::POST,
-                "/v1/customers/acme/contracts",
-                Some(&operator),
-                Some("application/toml"),
-                CONTRACT.as_bytes().to_vec(),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        server.upload_contract(&operator, "acme", CONTRACT).await;
         let (s, v) = server
             .send(
                 &agent,

@@ -182,6 +182,21 @@ impl TestServer {
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
 
+    /// Uploads `text` as `customer`'s next contract version with `key`,
+    /// expecting it stored.
+    pub async fn upload_contract(&self, key: &str, customer: &str, text: &str) {
+        let (s, v, _) = self
+            .call(
+                Method::POST,
+                &format!("/v1/customers/{customer}/contracts"),
+                Some(key),
+                Some("application/toml"),
+                text.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
     pub async fn head(&self, customer: &str) -> u64 {
         let (s, v) = self
             .json(

@@ -273,7 +273,10 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
 
     // The database, read directly.
     let store = Store::open(&db.url)?;
+    // One pass over the ledger: how often each of the bench's events is
+    // stored, and where (for the undelivered, below).
     let mut stored: HashMap<String, usize> = HashMap::new();
+    let mut sequences: HashMap<String, u64> = HashMap::new();
     let mut filter = EventFilter {
         customer: "acme".into(),
         limit: 10_000,
@@ -285,6 +288,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         for e in &page.events {
             if e.source == "faults" {
                 *stored.entry(e.id.clone()).or_default() += 1;
+                sequences.insert(e.id.clone(), e.sequence);
             }
             total += 1;
         }
@@ -294,22 +298,6 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         }
     }
     // Where the undelivered stand: no delivery row, or one by status.
-    let mut sequences: HashMap<String, u64> = HashMap::new();
-    let mut filter = EventFilter {
-        customer: "acme".into(),
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = store.events(&filter)?;
-        for e in &page.events {
-            sequences.insert(e.id.clone(), e.sequence);
-        }
-        match page.next_cursor {
-            Some(c) => filter.after_sequence = Some(c),
-            None => break,
-        }
-    }
     let mut outbox: HashMap<u64, String> = HashMap::new();
     let mut cursor = 0;
     for sub in store.webhooks(Some("acme"))? {
@@ -544,8 +532,5 @@ async fn receiver(delivered: Arc<Mutex<HashSet<String>>>) -> anyhow::Result<std:
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+    super::serve_on_loopback(app).await
 }

@@ -125,10 +125,7 @@ async fn upstream() -> anyhow::Result<std::net::SocketAddr> {
             async move { axum::Json(answer) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+    super::serve_on_loopback(app).await
 }
 
 async fn call(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<()> {

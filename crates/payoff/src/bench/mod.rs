@@ -283,6 +283,15 @@ fn start_server_with(
     Ok(ChildServer { child, url })
 }
 
+/// Serves `app` on a free loopback port for the rest of the run: the
+/// benches' receivers and upstreams.
+async fn serve_on_loopback(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
 pub(crate) fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
