@@ -9,15 +9,24 @@
 //!   when they are uploaded ([`AgentRules`], [`check_customer_rules`]).
 //!   Kept apart from the role rules so that no customer rule can ever
 //!   reach an action of the API.
+//! - the **action rules** (`actions.cedarschema` under a customer's own
+//!   schema): the action types any agent may ask about, declared by the
+//!   customer, and its rules deciding them: allow, deny or approval
+//!   required ([`ActionRules`]).
 //!
 //! Cedar denies by default and a `forbid` beats any `permit`. Every
 //! decision names the policies that made it, so the audit log can say why.
 //! Pure: no I/O, no clock.
 
+mod actions;
 mod agent;
 mod problems;
 mod roles;
 
+pub use actions::{
+    ActionDecision, ActionErrors, ActionInputError, ActionQuestion, ActionRules, ActionType,
+    ActionVerdict, APPROVAL_ANNOTATION,
+};
 pub use agent::{AgentDecision, AgentRules, ReplyRule, TicketFacts, Verdict};
 pub use problems::{PolicyErrors, Problem};
 pub use roles::{RoleDecision, RoleRules};

@@ -1,7 +1,11 @@
 //! The shipped rules against their specifications: the role table in
-//! `roles.table` and the agent cases in `agent_cases.toml`.
+//! `roles.table`, the agent cases in `agent_cases.toml` and the action
+//! cases in `action_cases.toml`.
 
-use payoff_policy::{check_customer_rules, AgentRules, ReplyRule, RoleRules, TicketFacts, Verdict};
+use payoff_policy::{
+    check_customer_rules, ActionQuestion, ActionRules, ActionVerdict, AgentRules, ReplyRule,
+    RoleRules, TicketFacts, Verdict,
+};
 use serde::Deserialize;
 
 const ROLES: [&str; 6] = [
@@ -208,4 +212,121 @@ fn deeply_nested_rules_are_refused_before_cedar_parses_them() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionCases {
+    set: Vec<ActionSet>,
+    invalid: Vec<InvalidUpload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionSet {
+    name: String,
+    schema: String,
+    rules: String,
+    case: Vec<ActionCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionCase {
+    name: String,
+    agent: Option<String>,
+    action: String,
+    resource: ResourceCase,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
+    verdict: Option<ActionVerdict>,
+    policy_ids: Option<Vec<String>>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceCase {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+    attributes: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidUpload {
+    name: String,
+    schema: String,
+    rules: String,
+    part: String,
+    message: String,
+}
+
+fn action_cases() -> ActionCases {
+    toml::from_str(include_str!("action_cases.toml")).expect("action_cases.toml parses")
+}
+
+#[test]
+fn action_decisions_follow_the_table_of_cases() {
+    for set in action_cases().set {
+        let rules = ActionRules::compile("acme.v1", &set.schema, &set.rules)
+            .unwrap_or_else(|e| panic!("{}: {e}", set.name));
+        for case in set.case {
+            let context = case.context.clone().unwrap_or_else(|| serde_json::json!({}));
+            let got = rules.decide(&ActionQuestion {
+                agent: case.agent.as_deref().unwrap_or("refunds"),
+                action: &case.action,
+                resource_type: &case.resource.kind,
+                resource_id: &case.resource.id,
+                resource_attributes: &case.resource.attributes,
+                context: &context,
+            });
+            let name = format!("{} / {}", set.name, case.name);
+            match (&case.error, got) {
+                (Some(field), Err(e)) => assert_eq!(e.field, field, "{name}: {e}"),
+                (Some(field), Ok(d)) => panic!("{name}: decided {d:?}, expected an error on {field}"),
+                (None, Err(e)) => panic!("{name}: {e}"),
+                (None, Ok(d)) => {
+                    assert_eq!(
+                        (Some(d.verdict), Some(&d.policy_ids)),
+                        (case.verdict, case.policy_ids.as_ref()),
+                        "{name}: {}",
+                        d.reason
+                    );
+                    assert!(!d.reason.is_empty(), "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn action_uploads_that_do_not_compile_name_their_part() {
+    for case in action_cases().invalid {
+        let err = ActionRules::compile("acme.v1", &case.schema, &case.rules)
+            .err()
+            .unwrap_or_else(|| panic!("{}: accepted", case.name));
+        assert_eq!(err.part(), case.part, "{}: {err}", case.name);
+        assert!(
+            err.to_string().contains(&case.message),
+            "{}: {err}",
+            case.name
+        );
+        assert!(!err.problems().problems.is_empty(), "{}", case.name);
+    }
+}
+
+#[test]
+fn an_action_schema_nested_too_deep_is_refused_before_cedar_parses_it() {
+    let schema = format!(
+        "entity Order = {}\"a\": Long{};\naction \"x\" appliesTo {{ principal: [Payoff::Agent], resource: [Order] }};",
+        "{ \"b\": ".repeat(500),
+        " }".repeat(500)
+    );
+    let err = ActionRules::compile("acme.v1", &schema, "permit(principal, action, resource);")
+        .err()
+        .unwrap();
+    assert_eq!(err.part(), "schema");
+    assert!(err.to_string().contains("nested more than 64 levels"), "{err}");
 }
