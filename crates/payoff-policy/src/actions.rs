@@ -324,9 +324,8 @@ fn bounded(text: &str, what: &str) -> Result<(), PolicyErrors> {
 
 fn customer_schema(text: &str) -> Result<Schema, PolicyErrors> {
     bounded(text, "schema")?;
-    let (own, _warnings) = SchemaFragment::from_cedarschema_str(text).map_err(|e| {
-        PolicyErrors::from_diagnostics(text, [&e as &dyn miette::Diagnostic])
-    })?;
+    let (own, _warnings) = SchemaFragment::from_cedarschema_str(text)
+        .map_err(|e| PolicyErrors::from_diagnostics(text, [&e as &dyn miette::Diagnostic]))?;
     let (base, _) =
         SchemaFragment::from_cedarschema_str(BASE).expect("the shipped base schema parses");
     Schema::from_schema_fragments([base, own])
@@ -393,9 +392,7 @@ fn declared_actions(schema: &Schema) -> Result<Vec<ActionType>, PolicyErrors> {
     for ty in schema.entity_types() {
         let ty = ty.to_string();
         if ty != AGENT_TYPE && ty.starts_with("Payoff::") {
-            problems.push(format!(
-                "entity {ty}: the Payoff namespace is reserved"
-            ));
+            problems.push(format!("entity {ty}: the Payoff namespace is reserved"));
         }
     }
     if out.is_empty() && problems.is_empty() {

@@ -72,6 +72,8 @@ actions! {
     ReadWebhooks => ("read_webhooks", "read webhook subscriptions and deliveries"),
     ManageWebhooks => ("manage_webhooks", "manage webhook subscriptions"),
     CallModels => ("call_models", "call models through the gateway"),
+    AuthorizeActions => ("authorize_actions", "ask whether an agent may act and record what it did"),
+    ReadActions => ("read_actions", "read agents' actions"),
 }
 
 /// Every role's decision on every action, from the shipped Cedar role

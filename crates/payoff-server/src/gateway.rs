@@ -486,33 +486,19 @@ async fn forward(
 /// The kill switch and the budgets, before anything is spent.
 async fn stop_or_go(state: &AppState, call: &Call) -> Result<(), ApiError> {
     let (customer, agent, now) = (call.customer.clone(), call.agent.clone(), state.now());
-    blocking_with(
-        move |s| {
-            if s.agent_paused(&agent, &customer)?.is_some() {
-                return Err(ApiError::new(
-                    ErrorCode::AgentPaused,
-                    format!("agent \"{agent}\" is paused for this customer: resume it before it calls models"),
-                ));
-            }
-            if s.budgets(&customer)?
-                .iter()
-                .all(|b| b.agent != "*" && b.agent != agent)
-            {
-                return Ok(());
-            }
-            let check = crate::economics::check_budget(s, &customer, Some(&agent), now)?;
-            if check.allow {
-                Ok(())
-            } else {
-                Err(ApiError::new(
-                    ErrorCode::BudgetExceeded,
-                    format!("budget: {}", check.reason),
-                ))
-            }
-        },
+    let halt = blocking_with(
+        move |s| crate::actions::halted(s, &customer, &agent, now),
         state,
     )
-    .await
+    .await?;
+    match halt {
+        None => Ok(()),
+        Some((code @ ErrorCode::AgentPaused, _, why)) => Err(ApiError::new(
+            code,
+            format!("{why}: resume it before it calls models"),
+        )),
+        Some((code, _, why)) => Err(ApiError::new(code, why)),
+    }
 }
 
 /// Relays an upstream's event stream as it comes, reading the usage the

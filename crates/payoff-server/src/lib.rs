@@ -3,6 +3,7 @@
 //! (`routes::*`, and `dashboard` for the pages at `/` and `/ui/…`); every
 //! error leaves through [`problem::ApiError`].
 
+pub mod actions;
 pub mod answers;
 mod audit;
 pub mod auth;
@@ -114,6 +115,10 @@ pub struct AppState {
     pub support: Arc<support::SupportConfig>,
     /// The agent rules (built-in and per customer) the support agent obeys.
     pub agent_policies: Arc<support::AgentPolicies>,
+    /// Each customer's action rules, compiled once per version.
+    pub action_policies: Arc<actions::ActionPolicies>,
+    /// Wakes readers waiting for an action's approval ([`actions::wait`]).
+    pub actions_decided: Arc<tokio::sync::Notify>,
     /// The client of tenant URLs (webhooks): `egress` checked on every
     /// resolved address, no redirects (see [`payoff_egress`]).
     pub http: reqwest::Client,
@@ -177,6 +182,8 @@ impl AppState {
                 support::AgentPolicies::new(&support::SupportConfig::default().rule)
                     .expect("the default reply rule compiles (checked by payoff-policy's tests)"),
             ),
+            action_policies: Arc::default(),
+            actions_decided: Arc::new(tokio::sync::Notify::new()),
             clock: clock::Clock::System,
             search_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
@@ -302,6 +309,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::agents::router())
         .merge(routes::policies::router())
+        .merge(routes::actions::router())
         .merge(routes::webhooks::router())
         .merge(gateway::router())
         .merge(dashboard::router())

@@ -83,6 +83,7 @@ pub struct Metrics {
     pub outcome_model_behind: Gauge,
     pub cost_warnings: Family<ResultLabels, Counter>,
     pub otlp_spans: Family<ResultLabels, Counter>,
+    pub actions: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +106,7 @@ impl Default for Metrics {
             outcome_model_behind: Gauge::default(),
             cost_warnings: Family::default(),
             otlp_spans: Family::default(),
+            actions: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("metrics");
@@ -182,6 +184,11 @@ impl Default for Metrics {
                 "payoff_otlp_spans",
                 "Spans received on /v1/traces by result (recorded, skipped: not GenAI, rejected)",
                 m.otlp_spans.clone(),
+            );
+            r.register(
+                "payoff_actions",
+                "Agent actions by what became of them (allow, deny, approval_required; approved, rejected, expired; succeeded, failed)",
+                m.actions.clone(),
             );
             r.register(
                 "payoff_outcome_model_behind_events",

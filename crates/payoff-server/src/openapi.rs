@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::gateway;
 use crate::routes::{
-    agents, assignments, audit, billing, customers, economics, events, keys, knowledge, ledger,
-    policies, traces, webhooks,
+    actions, agents, assignments, audit, billing, customers, economics, events, keys, knowledge,
+    ledger, policies, traces, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use crate::routes::{
         audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
         agents::list_approvals, agents::approve, agents::reject,
         policies::upload_policies, policies::list_policies,
+        actions::ask, actions::list, actions::show, actions::record_result, actions::upload_rules, actions::list_rules,
         webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries,
         gateway::models, gateway::chat_completions, gateway::embeddings, gateway::responses),
     components(schemas(

@@ -1010,3 +1010,555 @@ fn model_calls_are_metered_and_a_broken_model_hands_the_ticket_to_a_person() {
         }
     })
 }
+
+const ACTION_SCHEMA: &str = include_str!("../../../examples/actions/schema.cedarschema");
+const ACTION_RULES: &str = include_str!("../../../examples/actions/rules.cedar");
+
+/// A refund question of the agent `refunds`.
+fn refund(order: &str, amount: &str, closed: bool) -> Value {
+    json!({
+        "agent": "refunds", "action": "issue_refund", "subject": format!("order/{order}"),
+        "resource": {"type": "Order", "id": order, "attributes": {"country": "FR", "closed": closed}},
+        "context": {"amount": amount, "currency": "EUR"},
+    })
+}
+
+impl Fixture {
+    async fn ask(&self, question: Value) -> (StatusCode, Value) {
+        self.server
+            .json(Method::POST, "/v1/actions", &self.agent, question)
+            .await
+    }
+
+    async fn result(&self, id: &str, body: Value) -> (StatusCode, Value) {
+        self.server
+            .json(
+                Method::POST,
+                &format!("/v1/actions/{id}/result"),
+                &self.agent,
+                body,
+            )
+            .await
+    }
+}
+
+/// Issue 17, item 4: an agent Payoff did not build asks before it acts.
+/// The customer's own action types and rules decide allow, deny or a
+/// person's approval; the agent waits for the approval on a long poll;
+/// only an allowed or approved action takes a result, and that result is
+/// a ledger record a contract counts. The kill switch stops the agent
+/// whatever the rules say, every step is audited, and other customers
+/// see nothing.
+#[test]
+fn any_agent_asks_before_acting_and_people_decide_what_the_rules_send_them() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let server = &f.server;
+        let rules_path = format!("/v1/customers/{}/action-rules", f.customer);
+
+        // Nothing declared yet: the question cannot be typed.
+        let (s, v) = f.ask(refund("o-1", "12.50", false)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{label}: {v}");
+        assert_eq!(v["code"], "no_action_rules", "{label}");
+
+        // Rules that do not validate are refused, naming the part and place.
+        let (s, v) = server
+            .json(Method::POST, &rules_path, &f.approver,
+                json!({"schema": ACTION_SCHEMA, "rules": "permit(principal, action, resource) when { resource.total > 1 };"}))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().starts_with("rules: "),
+            "{label}: {v}"
+        );
+        assert_eq!(v["errors"][0]["line"], 1, "{label}: {v}");
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &rules_path,
+                &f.viewer,
+                json!({"schema": ACTION_SCHEMA, "rules": ACTION_RULES}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &rules_path,
+                &f.approver,
+                json!({"schema": ACTION_SCHEMA, "rules": ACTION_RULES}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["actions"][0]["name"], "issue_refund", "{label}: {v}");
+        assert!(
+            v["policy_ids"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("acme.v1.large_refunds")),
+            "{v}"
+        );
+
+        // A small refund is allowed, a result is recorded once.
+        let (s, small) = f.ask(refund("o-1", "12.50", false)).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {small}");
+        assert_eq!(
+            (small["decision"].as_str(), small["state"].as_str()),
+            (Some("allow"), Some("allowed")),
+            "{small}"
+        );
+        assert_eq!(small["policy_ids"], json!(["acme.v1.small_refunds"]));
+        assert_eq!(small["may_proceed"], true);
+        let small_id = small["id"].as_str().unwrap().to_owned();
+        let done = json!({"status": "succeeded", "detail": {"refund": "re_1"}});
+        let (s, v) = f.result(&small_id, done.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        assert_eq!(v["result"]["status"], "succeeded");
+        assert_eq!(v["may_proceed"], false, "done once, not again");
+        let (s, _) = f.result(&small_id, done).await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "{label}: the same result again is answered as stored"
+        );
+        let (s, v) = f.result(&small_id, json!({"status": "failed"})).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_exists")),
+            "{label}: {v}"
+        );
+
+        // A retried question (same request_key) gets the first answer;
+        // the same key for another question is refused.
+        let mut keyed = refund("o-9", "5.00", false);
+        keyed["request_key"] = "retry-1".into();
+        let (s, first) = f.ask(keyed.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {first}");
+        let (s, again) = f.ask(keyed.clone()).await;
+        assert_eq!(
+            (s, &again["id"]),
+            (StatusCode::OK, &first["id"]),
+            "{label}: {again}"
+        );
+        keyed["context"]["amount"] = "6.00".into();
+        let (s, v) = f.ask(keyed).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{label}: {v}");
+
+        // A closed order: forbidden, and no result may be recorded.
+        let (s, denied) = f.ask(refund("o-2", "80.00", true)).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {denied}");
+        assert_eq!(denied["decision"], "deny");
+        assert_eq!(denied["policy_ids"], json!(["acme.v1.closed_orders"]));
+        let (s, v) = f
+            .result(
+                denied["id"].as_str().unwrap(),
+                json!({"status": "succeeded"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("action_not_allowed")),
+            "{label}: {v}"
+        );
+
+        // A large refund waits for a person: the agent's long poll ends
+        // pending when no one decides, and with the decision when someone does.
+        let (s, large) = f.ask(refund("o-3", "120.00", false)).await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {large}");
+        assert_eq!(
+            (large["decision"].as_str(), large["state"].as_str()),
+            (Some("approval_required"), Some("pending_approval"))
+        );
+        assert_eq!(large["policy_ids"], json!(["acme.v1.large_refunds"]));
+        let large_id = large["id"].as_str().unwrap().to_owned();
+        let (s, v) = f.result(&large_id, json!({"status": "succeeded"})).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("action_pending")),
+            "{label}: {v}"
+        );
+        let (s, v) = server
+            .json(
+                Method::GET,
+                &format!("/v1/actions/{large_id}?wait=100ms"),
+                &f.agent,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("pending_approval")),
+            "{label}: {v}"
+        );
+        let (_, queue) = server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=pending",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        let queued: Vec<&Value> = queue["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "action")
+            .collect();
+        assert_eq!(queued.len(), 1, "{label}: {queue}");
+        assert_eq!(queued[0]["id"], large_id.as_str());
+        let waiter = {
+            let (url, agent, id) = (server.url.clone(), f.agent.clone(), large_id.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(format!("{url}/v1/actions/{id}?wait=30s"))
+                    .bearer_auth(agent)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            })
+        };
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{large_id}/approve"),
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{label}: a viewer does not decide: {v}"
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{large_id}/approve"),
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("approved")),
+            "{label}: {v}"
+        );
+        let waited = waiter.await.unwrap();
+        assert_eq!(waited["state"], "approved", "{label}: {waited}");
+        assert_eq!(waited["may_proceed"], true);
+        assert_eq!(
+            waited["approval"]["decided_by"],
+            f.approver.split('_').nth(1).unwrap()
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{large_id}/reject"),
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_decided")),
+            "{label}: {v}"
+        );
+        let (s, v) = f
+            .result(
+                &large_id,
+                json!({"status": "succeeded", "detail": {"refund": "re_2"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+
+        // A rejected one may not be done.
+        let (_, other) = f.ask(refund("o-4", "300.00", false)).await;
+        let other_id = other["id"].as_str().unwrap().to_owned();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{other_id}/reject"),
+                &f.approver,
+                json!({"reason": "too much"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("rejected")),
+            "{label}: {v}"
+        );
+        assert_eq!(v["approval"]["reason"], "too much");
+        let (s, v) = f.result(&other_id, json!({"status": "succeeded"})).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("action_not_allowed")),
+            "{label}: {v}"
+        );
+
+        // Questions the schema cannot type: 400 naming the field, nothing recorded.
+        let before = f.events_of("payoff.action.requested").await.len();
+        let mut unknown = refund("o-5", "1.00", false);
+        unknown["action"] = "delete_account".into();
+        let mut mistyped = refund("o-5", "1.00", false);
+        mistyped["context"]["amount"] = json!(1);
+        let mut no_attr = refund("o-5", "1.00", false);
+        no_attr["resource"]["attributes"] = json!({"country": "FR"});
+        let mut bad_agent = refund("o-5", "1.00", false);
+        bad_agent["agent"] = "Bad Agent".into();
+        for (body, field) in [
+            (unknown, "action"),
+            (mistyped, "context"),
+            (no_attr, "resource.attributes"),
+            (bad_agent, "agent"),
+        ] {
+            let (s, v) = f.ask(body).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {v}");
+            assert!(
+                v["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{field}: ")),
+                "{label}: {field}: {v}"
+            );
+        }
+        assert_eq!(
+            f.events_of("payoff.action.requested").await.len(),
+            before,
+            "{label}"
+        );
+
+        // The kill switch stops the agent whatever the rules allow.
+        let (s, _) = server
+            .json(
+                Method::POST,
+                "/v1/agents/refunds/pause",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, v) = f.ask(refund("o-6", "1.00", false)).await;
+        assert_eq!(
+            (v["decision"].as_str(), &v["policy_ids"]),
+            (Some("deny"), &json!(["payoff.kill_switch"])),
+            "{label}: {v}"
+        );
+        server
+            .json(
+                Method::POST,
+                "/v1/agents/refunds/resume",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        let (_, v) = f.ask(refund("o-6", "1.00", false)).await;
+        assert_eq!(v["decision"], "allow", "{label}: {v}");
+
+        // Every question and decision is in the audit chain with its policies.
+        let audited = f.audit("action=authorize_action").await;
+        assert!(
+            audited
+                .iter()
+                .any(|r| r["decision"] == "deny"
+                    && r["policy_ids"] == json!(["acme.v1.closed_orders"])),
+            "{label}: {audited:?}"
+        );
+        let approved = f.audit("action=approve").await;
+        assert!(
+            approved
+                .iter()
+                .any(|r| r["resource"] == format!("action/{large_id}")),
+            "{label}: {approved:?}"
+        );
+
+        // The results are ledger records under the action's subject.
+        let completed = f.events_of("payoff.action.completed").await;
+        assert_eq!(completed.len(), 2, "{label}");
+        assert!(
+            completed
+                .iter()
+                .any(|e| e["subject"] == "order/o-3" && e["data"]["type"] == "issue_refund"),
+            "{completed:?}"
+        );
+
+        // Lists, and tenant isolation.
+        let (_, v) = server
+            .json(
+                Method::GET,
+                "/v1/actions?state=rejected",
+                &f.viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["actions"].as_array().unwrap().len(), 1, "{label}: {v}");
+        let (s, _) = server
+            .json(
+                Method::GET,
+                &format!("/v1/actions/{large_id}"),
+                &f.outsider,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{label}");
+        let (s, _) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{other_id}/approve"),
+                &f.outsider,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{label}");
+        let (_, v) = server
+            .json(Method::GET, "/v1/actions", &f.outsider, Value::Null)
+            .await;
+        assert_eq!(v["actions"], json!([]), "{label}");
+    })
+}
+
+/// An action's result is an outcome a contract can count: the control
+/// plane saw it happen. An approval left undecided expires at its time
+/// (the server's clock), and then nothing may be done.
+#[test]
+fn a_witnessed_action_is_counted_and_an_undecided_approval_expires() {
+    on_every_backend(|db_url, label| async move {
+        let start: chrono::DateTime<chrono::Utc> = "2026-11-10T09:00:00Z".parse().unwrap();
+        let clock = payoff_clock::Clock::manual(start);
+        let server = TestServer::start_with(&db_url, ServerConfig::default(), {
+            let clock = clock.clone();
+            |s| s.with_clock(clock)
+        })
+        .await;
+        server.customer("shop").await;
+        let operator = server.key("operator", None).await;
+        let admin = server.key("customer_admin", Some("shop")).await;
+        let agent = server.key("agent", Some("shop")).await;
+        server
+            .upload_contract(&operator, "shop", r#"
+[contract]
+customer = "shop"
+currency = "EUR"
+starts = "2026-11-01"
+
+[[outcome]]
+name = "refund_done"
+when = 'event.type == "payoff.action.completed" && event.data.type == "issue_refund" && event.data.status == "succeeded"'
+price = { per_unit = "0.40" }
+"#)
+            .await;
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers/shop/action-rules",
+                &admin,
+                json!({"schema": ACTION_SCHEMA, "rules": ACTION_RULES}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        let (_, ok) = server
+            .json(
+                Method::POST,
+                "/v1/actions",
+                &agent,
+                refund("o-1", "10.00", false),
+            )
+            .await;
+        let id = ok["id"].as_str().unwrap();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/actions/{id}/result"),
+                &agent,
+                json!({"status": "succeeded"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        let (_, failed) = server
+            .json(
+                Method::POST,
+                "/v1/actions",
+                &agent,
+                refund("o-2", "10.00", false),
+            )
+            .await;
+        let (s, _) = server
+            .json(
+                Method::POST,
+                &format!("/v1/actions/{}/result", failed["id"].as_str().unwrap()),
+                &agent,
+                json!({"status": "failed"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, v) = server
+            .json(
+                Method::GET,
+                "/v1/customers/shop/outcomes",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        let outcomes = v["outcomes"].as_array().unwrap();
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "{label}: only the refund that succeeded: {v}"
+        );
+        assert_eq!(outcomes[0]["name"], "refund_done", "{v}");
+        assert_eq!(outcomes[0]["subject"], "order/o-1");
+
+        // Undecided for longer than it may wait: expired, not doable.
+        let mut large = refund("o-3", "90.00", false);
+        large["approval_expires_in"] = 60.into();
+        let (_, pending) = server
+            .json(Method::POST, "/v1/actions", &agent, large)
+            .await;
+        assert_eq!(pending["state"], "pending_approval", "{label}: {pending}");
+        let pid = pending["id"].as_str().unwrap();
+        clock.set(start + chrono::Duration::seconds(61));
+        let (_, v) = server
+            .json(
+                Method::GET,
+                &format!("/v1/actions/{pid}?wait=5s"),
+                &agent,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["state"], "expired", "{label}: {v}");
+        assert_eq!(
+            v["approval"]["decided_at"], "2026-11-10T09:01:00Z",
+            "{label}: the expiry is dated at the deadline: {v}"
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{pid}/approve"),
+                &admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_decided")),
+            "{label}: {v}"
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/actions/{pid}/result"),
+                &agent,
+                json!({"status": "succeeded"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("action_not_allowed")),
+            "{label}: {v}"
+        );
+    })
+}

@@ -1350,6 +1350,14 @@ fn request_body(operation_id: &str, role: &str) -> Value {
         "submit" => json!({"id": format!("T-authz-{role}"), "subject": "Refund",
             "body": "Where is my refund?", "requester": "pat@acme.example", "customer": "acme"}),
         "pause" | "resume" | "approve" | "reject" => json!({"customer": "acme"}),
+        "authorize_action" => {
+            json!({"customer": "acme", "agent": "refunds", "action": "issue_refund",
+            "resource": {"type": "Order", "id": "o-1"}})
+        }
+        "record_action_result" => json!({"customer": "acme", "status": "succeeded"}),
+        "upload_action_rules" => {
+            json!({"schema": "entity Order;", "rules": "permit(principal, action, resource);"})
+        }
         // A loopback URL is refused after the permission check, so no
         // delivery is ever attempted.
         "create_webhook" => json!({"url": "https://127.0.0.1/payoff", "event_types": ["*"],

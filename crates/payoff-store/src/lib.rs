@@ -7,6 +7,7 @@
 //! after that transaction is durable.
 
 mod access;
+mod actions;
 mod append;
 pub mod audit;
 mod costs;
@@ -26,6 +27,7 @@ pub mod webhooks;
 pub use access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
 };
+pub use actions::StoredActionRules;
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;

@@ -220,6 +220,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (14, crate::webhooks::CLAIM_INDEX),
     (15, crate::session::SCHEMA_SEEN),
     (16, crate::outcomes::SCHEMA_ORDER),
+    (17, crate::actions::SCHEMA),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -429,4 +430,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (14, crate::webhooks::CLAIM_INDEX),
     (15, crate::session::SCHEMA_SEEN),
     (16, crate::outcomes::SCHEMA_ORDER),
+    (17, crate::actions::SCHEMA),
 ];

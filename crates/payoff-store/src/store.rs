@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
 };
+use crate::actions::StoredActionRules;
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
 use crate::costs::{CostFact, CostSink};
@@ -812,6 +813,66 @@ impl Store {
     /// Every version of a customer's agent rules, oldest first.
     pub fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
         self.backend.policies(customer)
+    }
+
+    /// Stores a new version of a customer's action schema and rules,
+    /// numbered one above the last. The texts must have been compiled by
+    /// the caller.
+    pub fn add_action_rules(
+        &self,
+        customer: &str,
+        schema: &str,
+        rules: &str,
+        uploaded_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredActionRules, StoreError> {
+        if self.customer(customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: customer.to_owned(),
+            });
+        }
+        let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut digest, schema.as_bytes());
+        sha2::Digest::update(&mut digest, [0u8]);
+        sha2::Digest::update(&mut digest, rules.as_bytes());
+        let sha256 = hex::encode(sha2::Digest::finalize(digest));
+        // Two uploads at once race for the same number; the loser retries.
+        for _ in 0..8 {
+            let stored = self.write(|tx| {
+                let version = crate::actions::latest(tx, customer)?.map_or(1, |r| r.version + 1);
+                let row = StoredActionRules {
+                    customer: customer.to_owned(),
+                    version,
+                    sha256: sha256.clone(),
+                    schema: schema.to_owned(),
+                    rules: rules.to_owned(),
+                    uploaded_by: uploaded_by.to_owned(),
+                    uploaded_at: trunc_us(now),
+                };
+                Ok(crate::actions::insert(tx, &row)?.then_some(row))
+            })?;
+            if let Some(row) = stored {
+                return Ok(row);
+            }
+        }
+        Err(StoreError::AlreadyExists {
+            what: "action rules version",
+            id: customer.to_owned(),
+        })
+    }
+
+    /// Every version of a customer's action schema and rules, oldest first.
+    pub fn action_rules(&self, customer: &str) -> Result<Vec<StoredActionRules>, StoreError> {
+        self.read(|tx| crate::actions::versions(tx, customer))
+    }
+
+    /// The customer's action schema and rules in force, if any.
+    pub fn latest_action_rules(
+        &self,
+        customer: &str,
+    ) -> Result<Option<StoredActionRules>, StoreError> {
+        self.read(|tx| crate::actions::latest(tx, customer))
     }
 
     /// Stores a new webhook subscription.

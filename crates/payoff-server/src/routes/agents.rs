@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
+use crate::actions::ActionState;
 use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, OptionalBody, Params};
@@ -179,13 +180,49 @@ pub async fn list_approvals(
         }
     };
     let reader = caller.0.clone();
-    let mut list = blocking_with(
-        move |s| support::approvals_for(s, &customer, &reader),
+    let (replies, acts) = blocking_with(
+        move |s| {
+            Ok((
+                support::approvals_for(s, &customer, &reader)?,
+                crate::actions::list(s, &customer)?,
+            ))
+        },
         &state,
     )
     .await?;
-    list.retain(|a| wanted.is_none_or(|w| a.status == w));
-    list.reverse();
+    // The support agent's drafts and any agent's actions, in one queue.
+    let mut list: Vec<(chrono::DateTime<chrono::Utc>, Value)> = replies
+        .into_iter()
+        .filter(|a| wanted.is_none_or(|w| a.status == w))
+        .map(|a| {
+            let mut v = serde_json::to_value(&a).unwrap_or_default();
+            v["kind"] = "reply".into();
+            (a.requested_at, v)
+        })
+        .collect();
+    list.extend(acts.into_iter().filter_map(|a| {
+        let status = match a.state {
+            ActionState::PendingApproval => Status::Pending,
+            ActionState::Approved => Status::Approved,
+            ActionState::Rejected => Status::Rejected,
+            ActionState::Expired => Status::Expired,
+            ActionState::Allowed | ActionState::Denied => return None,
+        };
+        if wanted.is_some_and(|w| w != status) {
+            return None;
+        }
+        let approval = a.approval.clone()?;
+        Some((
+            a.requested_at,
+            json!({
+                "kind": "action", "id": a.id, "status": status, "requested_at": a.requested_at,
+                "expires_at": approval.expires_at, "decided_by": approval.decided_by,
+                "decided_at": approval.decided_at, "reason": approval.reason, "action": a,
+            }),
+        ))
+    }));
+    list.sort_by(|a, b| b.0.cmp(&a.0));
+    let list: Vec<Value> = list.into_iter().map(|(_, v)| v).collect();
     Ok(Json(json!({ "approvals": list })))
 }
 
@@ -210,6 +247,20 @@ pub(crate) async fn decide(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Action::DecideApprovals)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
+    if crate::actions::is_action_id(&id) {
+        if req.text.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "text: an agent's action has no draft to edit",
+            ));
+        }
+        let view =
+            crate::actions::decide(&state, &customer, &id, &caller.0, approve, req.reason).await?;
+        return Ok((
+            StatusCode::OK,
+            Json(serde_json::to_value(view).unwrap_or_default()),
+        ));
+    }
     if req
         .reason
         .as_ref()

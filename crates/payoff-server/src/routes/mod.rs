@@ -1,5 +1,6 @@
 //! Routers, one per area of the API.
 
+pub mod actions;
 pub mod agents;
 pub mod assignments;
 pub mod audit;

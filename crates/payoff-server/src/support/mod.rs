@@ -1120,6 +1120,7 @@ pub async fn run(
         if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
             last_sweep = Some(std::time::Instant::now());
             pass = pass.and(expire_due(&state).await);
+            pass = pass.and(crate::actions::expire_due(&state).await);
         }
         if let Err(e) = pass {
             if seen_errors.insert(e.detail.clone()) {

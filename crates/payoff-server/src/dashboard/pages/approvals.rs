@@ -1,7 +1,9 @@
 //! Approvals: the support agent's drafted replies that wait for a person,
 //! each with the requester's question, the draft and the sources it
 //! cites; approve as drafted, approve an edited text, or reject, through
-//! the same function as `POST /v1/approvals/{id}/approve|reject`.
+//! the same function as `POST /v1/approvals/{id}/approve|reject`. Below
+//! them, the actions any other agent asked for (`POST /v1/actions`) that
+//! the customer's rules send to a person, decided the same way.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{flash, Filters};
+use crate::actions::{ActionState, ActionView};
 use crate::auth::Action;
 use crate::dashboard::format::{datetime, url_encode, web_href};
 use crate::dashboard::layout::{self, csrf, Tab};
@@ -60,8 +63,14 @@ pub async fn list(
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadApprovals).await?;
     let id = ctx.id();
     let reader = ctx.viewer.caller.0.clone();
-    let (pending_total, pending, decided) = blocking_with(
+    let (pending_total, pending, decided, actions) = blocking_with(
         move |store| {
+            let mut actions: Vec<ActionView> = crate::actions::list(store, &id)?
+                .into_iter()
+                .filter(|a| a.state == ActionState::PendingApproval)
+                .collect();
+            actions.sort_by_key(|a| a.approval.as_ref().map(|p| p.expires_at));
+            actions.truncate(PENDING_SHOWN_MAX);
             let all = support::approvals_for(store, &id, &reader)?;
             let (mut pending, mut decided): (Vec<Approval>, Vec<Approval>) =
                 all.into_iter().partition(|a| a.status == Status::Pending);
@@ -75,12 +84,18 @@ pub async fn list(
                 let q = question(store, &id, &a.ticket)?;
                 with_questions.push((a, q));
             }
-            Ok((pending_total, with_questions, decided))
+            Ok((pending_total, with_questions, decided, actions))
         },
         &state,
     )
     .await?;
     let message = match (done.done.as_deref(), done.approval.as_deref()) {
+        (Some("approve"), Some(a)) if crate::actions::is_action_id(a) => {
+            Some(format!("Approved {a}: the agent may go ahead."))
+        }
+        (Some("reject"), Some(a)) if crate::actions::is_action_id(a) => {
+            Some(format!("Rejected {a}: the agent may not do it."))
+        }
         (Some("approve"), Some(a)) => Some(format!("Approved {a}: the reply was sent.")),
         (Some("reject"), Some(a)) => Some(format!("Rejected {a}: the ticket went to a person.")),
         _ => None,
@@ -112,6 +127,10 @@ pub async fn list(
                 }
             }
         }
+        @if !actions.is_empty() {
+            h2 { "Agents' actions waiting for a person" }
+            @for a in &actions { (action_card(&ctx, a, may_decide)) }
+        }
         @if !decided.is_empty() {
             h2 { "Decided recently" }
             div.table-wrap { table #decided {
@@ -131,6 +150,42 @@ pub async fn list(
         }
     };
     Ok(layout::page(&ctx, Tab::Approvals, "Approvals", body))
+}
+
+/// An action an agent asked for, what it would act on and why it waits.
+fn action_card(ctx: &Ctx, a: &ActionView, may_decide: bool) -> Markup {
+    let action = ctx.path("approvals/decide");
+    html! {
+        section.card.approval.agent-action id=(a.id) {
+            h2 { "Agent " (a.agent) ": " (a.action) " " span.badge.status-pending { "pending" } }
+            p.muted { "Requested " (datetime(a.requested_at))
+                @if let Some(p) = &a.approval { "; expires " (datetime(p.expires_at)) " (then: refused)" } "." }
+            p { "On " strong { (a.resource.kind) " " (a.resource.id) } " for " span.mono { (a.subject) } ". Why it waits: " (a.reason) }
+            h3 { "Context" }
+            pre.draft { (serde_json::to_string_pretty(&a.context).unwrap_or_default()) }
+            @if a.resource.attributes.as_object().is_some_and(|o| !o.is_empty()) {
+                h3 { "Resource" }
+                pre.draft { (serde_json::to_string_pretty(&a.resource.attributes).unwrap_or_default()) }
+            }
+            @if may_decide {
+                div.actions {
+                    form.inline method="post" action=(action) {
+                        (csrf(&ctx.viewer.csrf))
+                        input type="hidden" name="approval" value=(a.id);
+                        input type="hidden" name="decision" value="approve";
+                        button type="submit" { "Approve" }
+                    }
+                    form.inline method="post" action=(action) {
+                        (csrf(&ctx.viewer.csrf))
+                        input type="hidden" name="approval" value=(a.id);
+                        input type="hidden" name="decision" value="reject";
+                        input type="text" name="reason" maxlength="2000" placeholder="why (optional)" aria-label="reason for rejecting";
+                        button.danger type="submit" { "Reject" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn status_name(s: Status) -> &'static str {

@@ -1,0 +1,941 @@
+//! Action authorization for any agent, not only the support agent Payoff
+//! ships: an agent asks whether it may do something (an action type its
+//! customer declared, on a resource, with a context), the customer's
+//! Cedar rules answer allow, deny or approval required; a person decides
+//! an approval (API or dashboard, beside the support agent's drafts); the
+//! agent then records what it did.
+//!
+//! Every step is one of Payoff's own ledger records, found by its key, so
+//! an action is folded from at most three records and never from a scan:
+//! `payoff.action.requested` (`action/<id>`: the question and the
+//! decision), `payoff.action.decided` (`action/<id>/decision`: a person's
+//! approval or rejection, or the expiry; one key, so of two people
+//! deciding at once the first wins, and subscribers get it as a webhook)
+//! and `payoff.action.completed` (`action/<id>/result`: what was done,
+//! under the action's subject, so a contract can count an action the
+//! control plane saw happen). Each step is in the audit chain too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use payoff_billing::PAYOFF_SOURCE;
+use payoff_policy::{ActionQuestion, ActionRules, ActionVerdict};
+use payoff_store::{AuditEntry, EventFilter, Principal, Store, StoredEvent};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::problem::{ApiError, ErrorCode};
+use crate::{blocking_with, record_own, AppState};
+
+pub const REQUESTED: &str = "payoff.action.requested";
+pub const DECIDED: &str = "payoff.action.decided";
+pub const COMPLETED: &str = "payoff.action.completed";
+
+/// How long an approval waits for a person unless the request says.
+const APPROVAL_TTL_DEFAULT_S: i64 = 3600;
+const APPROVAL_TTL_MIN_S: i64 = 60;
+const APPROVAL_TTL_MAX_S: i64 = 7 * 24 * 3600;
+/// The longest a reader may wait for a decision in one request.
+pub const WAIT_MAX: StdDuration = StdDuration::from_secs(60);
+/// How often a waiting reader looks again for a decision taken on
+/// another node (a decision on this node wakes it at once).
+const WAIT_RECHECK: StdDuration = StdDuration::from_millis(500);
+/// The JSON of a context, of resource attributes or of a result's detail.
+const JSON_BYTES_MAX: usize = 16 * 1024;
+const NAME_CHARS_MAX: usize = 128;
+const SUBJECT_CHARS_MAX: usize = 256;
+const REASON_CHARS_MAX: usize = 2000;
+
+/// The resource an action acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRef {
+    /// An entity type of the customer's action schema (`Order`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    /// Its attributes, typed by the schema.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// What an agent asks (`POST /v1/actions`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Required with a provider key.
+    pub customer: Option<String>,
+    /// The agent asking (lower-case letters, digits, `_ . -`).
+    pub agent: String,
+    /// An action type the customer declared (`issue_refund`).
+    pub action: String,
+    pub resource: ResourceRef,
+    /// What the action is about, as contracts count it (a ticket, an
+    /// order); the action's id when absent.
+    pub subject: Option<String>,
+    /// The action's context, typed by the schema.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// Makes a retried request return the first decision instead of
+    /// asking again.
+    pub request_key: Option<String>,
+    /// Seconds an approval waits for a person (60 to 604,800; 3,600 by default).
+    pub approval_expires_in: Option<i64>,
+}
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    Allowed,
+    Denied,
+    PendingApproval,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ActionState {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+
+    /// Whether the agent may go ahead.
+    pub fn may_proceed(self) -> bool {
+        matches!(self, ActionState::Allowed | ActionState::Approved)
+    }
+}
+
+/// A person's decision, or the expiry.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub expires_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// What the agent recorded it did.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ResultView {
+    /// `succeeded` or `failed`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One action, folded from its ledger records.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ActionView {
+    pub id: String,
+    pub customer: String,
+    pub agent: String,
+    pub action: String,
+    pub resource: ResourceRef,
+    pub subject: String,
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// What the rules said when it was asked.
+    #[schema(value_type = String)]
+    pub decision: ActionVerdict,
+    /// The policies that decided (`payoff.kill_switch` or `payoff.budget`
+    /// when the agent was stopped before the rules were asked).
+    pub policy_ids: Vec<String>,
+    pub reason: String,
+    /// The version of the customer's action rules that decided.
+    pub rules_version: u32,
+    pub state: ActionState,
+    /// `state` is allowed or approved, and no result is recorded yet.
+    pub may_proceed: bool,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub approval: Option<ApprovalView>,
+    pub result: Option<ResultView>,
+}
+
+/// What an agent records it did (`POST /v1/actions/{id}/result`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultRequest {
+    pub customer: Option<String>,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// What was done (an order number, an error), kept in the ledger.
+    #[schema(value_type = Object)]
+    pub detail: Option<Value>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
+fn now_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A JSON object of at most [`JSON_BYTES_MAX`] bytes.
+fn check_object(field: &str, v: &Value) -> Result<(), ApiError> {
+    if !v.is_object() {
+        return Err(bad(format!("{field}: must be an object")));
+    }
+    let len = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    if len > JSON_BYTES_MAX {
+        return Err(bad(format!(
+            "{field}: {len} bytes of JSON; at most {JSON_BYTES_MAX}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "{field}: 1 to {max} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl ActionRequest {
+    fn check(&self) -> Result<(), ApiError> {
+        crate::routes::agents::known_agent(&self.agent)
+            .map_err(|e| bad(format!("agent: {}", e.detail)))?;
+        check_text("action", &self.action, NAME_CHARS_MAX)?;
+        check_text("resource.type", &self.resource.kind, NAME_CHARS_MAX)?;
+        check_text("resource.id", &self.resource.id, NAME_CHARS_MAX)?;
+        check_object("resource.attributes", &self.resource.attributes)?;
+        check_object("context", &self.context)?;
+        if let Some(s) = &self.subject {
+            check_text("subject", s, SUBJECT_CHARS_MAX)?;
+        }
+        if let Some(k) = &self.request_key {
+            check_text("request_key", k, NAME_CHARS_MAX)?;
+        }
+        if let Some(t) = self.approval_expires_in {
+            if !(APPROVAL_TTL_MIN_S..=APPROVAL_TTL_MAX_S).contains(&t) {
+                return Err(bad(format!(
+                    "approval_expires_in: {APPROVAL_TTL_MIN_S} to {APPROVAL_TTL_MAX_S} seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The id of an action: from the request key when given (so a retry
+/// finds the first decision), random otherwise.
+fn action_id(customer: &str, agent: &str, request_key: Option<&str>) -> String {
+    let hex = match request_key {
+        Some(k) => hex::encode(Sha256::digest(
+            format!("{customer}\0{agent}\0{k}").as_bytes(),
+        )),
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        }
+    };
+    format!("act_{}", &hex[..24])
+}
+
+/// Whether an approval id names an action (the support agent's are `apr_…`).
+pub fn is_action_id(id: &str) -> bool {
+    id.starts_with("act_")
+}
+
+/// Each customer's action rules in force, compiled once per version.
+#[derive(Default)]
+pub struct ActionPolicies {
+    compiled: Mutex<HashMap<String, (u32, Arc<ActionRules>)>>,
+}
+
+impl ActionPolicies {
+    /// The rules in force for `customer` and their version.
+    fn for_customer(
+        &self,
+        store: &Store,
+        customer: &str,
+    ) -> Result<(u32, Arc<ActionRules>), ApiError> {
+        let latest = store.latest_action_rules(customer)?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NoActionRules,
+                format!("customer \"{customer}\" has declared no action types: upload a schema and rules to /v1/customers/{customer}/action-rules first"),
+            )
+        })?;
+        let mut compiled = self.compiled.lock().expect("action rules cache");
+        if let Some((version, rules)) = compiled.get(customer) {
+            if *version == latest.version {
+                return Ok((*version, rules.clone()));
+            }
+        }
+        let label = format!("{customer}.v{}", latest.version);
+        let rules = Arc::new(
+            ActionRules::compile(&label, &latest.schema, &latest.rules).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidPolicy,
+                    format!(
+                        "the customer's action rules v{} no longer compile: {e}",
+                        latest.version
+                    ),
+                )
+            })?,
+        );
+        compiled.insert(customer.to_owned(), (latest.version, rules.clone()));
+        Ok((latest.version, rules))
+    }
+}
+
+/// What stops an agent before any rule is asked: its kill switch, then
+/// its budgets. `(policy id, reason)`.
+pub(crate) fn halted(
+    store: &Store,
+    customer: &str,
+    agent: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(ErrorCode, &'static str, String)>, ApiError> {
+    if store.agent_paused(agent, customer)?.is_some() {
+        return Ok(Some((
+            ErrorCode::AgentPaused,
+            "payoff.kill_switch",
+            format!("agent \"{agent}\" is paused for this customer"),
+        )));
+    }
+    if store
+        .budgets(customer)?
+        .iter()
+        .all(|b| b.agent != "*" && b.agent != agent)
+    {
+        return Ok(None);
+    }
+    let check = crate::economics::check_budget(store, customer, Some(agent), now)?;
+    Ok((!check.allow).then(|| {
+        (
+            ErrorCode::BudgetExceeded,
+            "payoff.budget",
+            format!("budget: {}", check.reason),
+        )
+    }))
+}
+
+/// Asks the customer's rules and records the question with its decision.
+/// `(true, view)` when this request asked; `(false, view)` when a request
+/// with the same `request_key` had asked before.
+pub async fn request(
+    state: &AppState,
+    customer: &str,
+    by: &Principal,
+    req: ActionRequest,
+) -> Result<(bool, ActionView), ApiError> {
+    req.check()?;
+    let id = action_id(customer, &req.agent, req.request_key.as_deref());
+    if req.request_key.is_some() {
+        if let Some(earlier) = find_async(state, customer, &id).await? {
+            return same_request(&earlier, &req).map(|()| (false, earlier));
+        }
+    }
+    let now = state.now();
+    let (c, agent) = (customer.to_owned(), req.agent.clone());
+    let policies = state.action_policies.clone();
+    let (version, rules, halt) = blocking_with(
+        move |s| {
+            let (version, rules) = policies.for_customer(s, &c)?;
+            Ok((version, rules, halted(s, &c, &agent, now)?))
+        },
+        state,
+    )
+    .await?;
+    let decision = rules
+        .decide(&ActionQuestion {
+            agent: &req.agent,
+            action: &req.action,
+            resource_type: &req.resource.kind,
+            resource_id: &req.resource.id,
+            resource_attributes: &req.resource.attributes,
+            context: &req.context,
+        })
+        .map_err(|e| bad(e.to_string()).with("field", e.field.into()))?;
+    let (verdict, policy_ids, reason) = match halt {
+        Some((_, policy, why)) => (ActionVerdict::Deny, vec![policy.to_owned()], why),
+        None => (decision.verdict, decision.policy_ids, decision.reason),
+    };
+    let subject = req.subject.clone().unwrap_or_else(|| id.clone());
+    let mut data = json!({
+        "action": id, "agent": req.agent, "type": req.action, "resource": req.resource,
+        "subject": subject, "context": req.context, "decision": verdict,
+        "policy_ids": policy_ids, "reason": reason, "rules_version": version,
+        "requested_by": by.key_id,
+    });
+    if let Some(k) = &req.request_key {
+        data["request_key"] = k.clone().into();
+    }
+    if verdict == ActionVerdict::ApprovalRequired {
+        let ttl = req.approval_expires_in.unwrap_or(APPROVAL_TTL_DEFAULT_S);
+        data["expires_at"] = now_text(now + Duration::seconds(ttl)).into();
+    }
+    audit(
+        state,
+        customer,
+        by,
+        "authorize_action",
+        &id,
+        verdict.as_str(),
+        &format!(
+            "{} on {}/{}: {reason}",
+            req.action, req.resource.kind, req.resource.id
+        ),
+        &policy_ids,
+    )
+    .await?;
+    let stored = append(
+        state,
+        customer,
+        format!("action/{id}"),
+        REQUESTED,
+        &subject,
+        now,
+        data,
+    )
+    .await?;
+    let view = find_async(state, customer, &id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("action {id} was not found after it was stored"),
+        )
+    })?;
+    if !stored {
+        // Two requests with one key raced; the first one stands.
+        return same_request(&view, &req).map(|()| (false, view));
+    }
+    crate::Metrics::result_by(&state.metrics.actions, verdict.as_str(), 1);
+    Ok((true, view))
+}
+
+/// A retried request must ask the same question as the first.
+fn same_request(earlier: &ActionView, req: &ActionRequest) -> Result<(), ApiError> {
+    let same = earlier.agent == req.agent
+        && earlier.action == req.action
+        && earlier.resource == req.resource
+        && earlier.context == req.context
+        && req.subject.as_ref().is_none_or(|s| *s == earlier.subject);
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::EventConflict,
+            format!(
+                "request_key: action {} was asked with this key about something else",
+                earlier.id
+            ),
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    state: &AppState,
+    customer: &str,
+    by: &Principal,
+    action: &str,
+    id: &str,
+    decision: &str,
+    reason: &str,
+    policy_ids: &[String],
+) -> Result<(), ApiError> {
+    crate::audit::write(
+        state,
+        AuditEntry {
+            at: state.now(),
+            actor: by.key_id.clone(),
+            role: Some(by.role.as_str().to_owned()),
+            customer: Some(customer.to_owned()),
+            action: action.to_owned(),
+            resource: format!("action/{id}"),
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            policy_ids: policy_ids.to_vec(),
+        },
+    )
+    .await
+}
+
+/// Appends one of the action's records; `false` when a record with this
+/// key already stands with other content (someone else was first).
+async fn append(
+    state: &AppState,
+    customer: &str,
+    key: String,
+    kind: &str,
+    subject: &str,
+    time: DateTime<Utc>,
+    data: Value,
+) -> Result<bool, ApiError> {
+    let event = json!({
+        "specversion": "1.0", "id": key, "source": PAYOFF_SOURCE, "type": kind,
+        "subject": subject, "time": now_text(time), "data": data,
+    });
+    Ok(record_own(state, customer, event).await?.is_ok())
+}
+
+/// The `(time, data)` of one of the action's records.
+fn record(
+    store: &Store,
+    customer: &str,
+    key: &str,
+) -> Result<Option<(DateTime<Utc>, Value)>, ApiError> {
+    Ok(store
+        .event_by_key(customer, PAYOFF_SOURCE, key)?
+        .map(|e| (e.time, data_of(&e))))
+}
+
+fn data_of(e: &StoredEvent) -> Value {
+    serde_json::from_slice::<Value>(&e.canonical)
+        .map(|mut body| body["data"].take())
+        .unwrap_or_default()
+}
+
+/// One action, from its (at most three) records.
+pub fn find(store: &Store, customer: &str, id: &str) -> Result<Option<ActionView>, ApiError> {
+    if !is_action_id(id) || id.len() > 64 {
+        return Ok(None);
+    }
+    let Some(requested) = record(store, customer, &format!("action/{id}"))? else {
+        return Ok(None);
+    };
+    let decided = record(store, customer, &format!("action/{id}/decision"))?;
+    let completed = record(store, customer, &format!("action/{id}/result"))?;
+    Ok(Some(fold(customer, requested, decided, completed)))
+}
+
+async fn find_async(
+    state: &AppState,
+    customer: &str,
+    id: &str,
+) -> Result<Option<ActionView>, ApiError> {
+    let (c, i) = (customer.to_owned(), id.to_owned());
+    blocking_with(move |s| find(s, &c, &i), state).await
+}
+
+/// An action from its records. Pure: the list and the single read fold
+/// the same way.
+fn fold(
+    customer: &str,
+    (requested_at, r): (DateTime<Utc>, Value),
+    decided: Option<(DateTime<Utc>, Value)>,
+    completed: Option<(DateTime<Utc>, Value)>,
+) -> ActionView {
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let decision: ActionVerdict =
+        serde_json::from_value(r["decision"].clone()).unwrap_or(ActionVerdict::Deny);
+    let expires_at = r["expires_at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let state = match (decision, &decided) {
+        (ActionVerdict::Allow, _) => ActionState::Allowed,
+        (ActionVerdict::Deny, _) => ActionState::Denied,
+        (ActionVerdict::ApprovalRequired, None) => ActionState::PendingApproval,
+        (ActionVerdict::ApprovalRequired, Some((_, d))) => match d["decision"].as_str() {
+            Some("approved") => ActionState::Approved,
+            Some("rejected") => ActionState::Rejected,
+            _ => ActionState::Expired,
+        },
+    };
+    let approval = expires_at.map(|expires_at| ApprovalView {
+        expires_at,
+        decided_by: decided
+            .as_ref()
+            .and_then(|(_, d)| d["by"].as_str().map(str::to_owned)),
+        decided_at: decided.as_ref().map(|(t, _)| *t),
+        reason: decided
+            .as_ref()
+            .and_then(|(_, d)| d["reason"].as_str().map(str::to_owned)),
+    });
+    let result = completed.map(|(t, c)| ResultView {
+        status: text(&c, "status"),
+        detail: c["detail"].clone(),
+        recorded_by: text(&c, "by"),
+        recorded_at: t,
+    });
+    ActionView {
+        id: text(&r, "action"),
+        customer: customer.to_owned(),
+        agent: text(&r, "agent"),
+        action: text(&r, "type"),
+        resource: serde_json::from_value(r["resource"].clone()).unwrap_or(ResourceRef {
+            kind: String::new(),
+            id: String::new(),
+            attributes: json!({}),
+        }),
+        subject: text(&r, "subject"),
+        context: r["context"].clone(),
+        decision,
+        policy_ids: serde_json::from_value(r["policy_ids"].clone()).unwrap_or_default(),
+        reason: text(&r, "reason"),
+        rules_version: r["rules_version"].as_u64().unwrap_or(0) as u32,
+        may_proceed: state.may_proceed() && result.is_none(),
+        state,
+        requested_by: text(&r, "requested_by"),
+        requested_at,
+        approval,
+        result,
+    }
+}
+
+/// The actions of a customer, newest first, folded from one scan of each
+/// record type.
+pub fn list(store: &Store, customer: &str) -> Result<Vec<ActionView>, ApiError> {
+    let mut by_type: HashMap<&str, Vec<StoredEvent>> = HashMap::new();
+    for kind in [REQUESTED, DECIDED, COMPLETED] {
+        let mut after = None;
+        let list = by_type.entry(kind).or_default();
+        loop {
+            let page = store.events(&EventFilter {
+                customer: customer.to_owned(),
+                event_type: Some(kind.to_owned()),
+                after_sequence: after,
+                limit: 1000,
+                ..Default::default()
+            })?;
+            list.extend(
+                page.events
+                    .into_iter()
+                    .filter(|e| e.source == PAYOFF_SOURCE),
+            );
+            match page.next_cursor {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+    }
+    let mut later: HashMap<String, (DateTime<Utc>, Value)> = HashMap::new();
+    for kind in [DECIDED, COMPLETED] {
+        for e in by_type.remove(kind).unwrap_or_default() {
+            later.insert(e.id.clone(), (e.time, data_of(&e)));
+        }
+    }
+    let mut out: Vec<ActionView> = by_type
+        .remove(REQUESTED)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let key = e.id.clone();
+            let requested = (e.time, data_of(&e));
+            fold(
+                customer,
+                requested,
+                later.remove(&format!("{key}/decision")),
+                later.remove(&format!("{key}/result")),
+            )
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// Reads an action, waiting up to `wait` for a pending approval to be
+/// decided (on this node: woken at once; on another: seen within half a
+/// second). An approval whose time is up is expired on the way.
+pub async fn wait(
+    state: &AppState,
+    customer: &str,
+    id: &str,
+    wait: StdDuration,
+) -> Result<Option<ActionView>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait.min(WAIT_MAX);
+    loop {
+        let decided = state.actions_decided.notified();
+        tokio::pin!(decided);
+        decided.as_mut().enable();
+        let Some(view) = find_async(state, customer, id).await? else {
+            return Ok(None);
+        };
+        if view.state != ActionState::PendingApproval {
+            return Ok(Some(view));
+        }
+        if view
+            .approval
+            .as_ref()
+            .is_some_and(|a| a.expires_at <= state.now())
+        {
+            expire(state, customer, &view).await?;
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Some(view));
+        }
+        let _ = tokio::time::timeout((deadline - now).min(WAIT_RECHECK), decided).await;
+    }
+}
+
+/// A person approves or rejects a pending action (the approvals API and
+/// the dashboard both come here).
+pub async fn decide(
+    state: &AppState,
+    customer: &str,
+    id: &str,
+    by: &Principal,
+    approve: bool,
+    reason: Option<String>,
+) -> Result<ActionView, ApiError> {
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > REASON_CHARS_MAX)
+    {
+        return Err(bad(format!(
+            "reason: at most {REASON_CHARS_MAX} characters"
+        )));
+    }
+    let view = find_async(state, customer, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no approval \"{id}\"")))?;
+    if view.state != ActionState::PendingApproval {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!(
+                "action {id} is {}, not pending approval",
+                state_name(view.state)
+            ),
+        ));
+    }
+    if view
+        .approval
+        .as_ref()
+        .is_some_and(|a| a.expires_at <= state.now())
+    {
+        expire(state, customer, &view).await?;
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!("the approval of action {id} expired"),
+        ));
+    }
+    if approve {
+        let (c, agent) = (customer.to_owned(), view.agent.clone());
+        if blocking_with(move |s| Ok(s.agent_paused(&agent, &c)?), state)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::new(
+                ErrorCode::AgentPaused,
+                format!(
+                    "agent \"{}\" is paused: resume it before approving its actions",
+                    view.agent
+                ),
+            ));
+        }
+    }
+    let decision = if approve { "approved" } else { "rejected" };
+    audit(
+        state,
+        customer,
+        by,
+        if approve { "approve" } else { "reject" },
+        id,
+        "allow",
+        &format!(
+            "{} on {}/{}",
+            view.action, view.resource.kind, view.resource.id
+        ),
+        &[],
+    )
+    .await?;
+    let data = json!({
+        "action": id, "decision": decision, "by": by.key_id, "reason": reason,
+        "agent": view.agent, "type": view.action, "resource": { "type": view.resource.kind, "id": view.resource.id },
+    });
+    if !append(
+        state,
+        customer,
+        format!("action/{id}/decision"),
+        DECIDED,
+        &view.subject,
+        state.now(),
+        data,
+    )
+    .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            format!("action {id} was decided by someone else just now"),
+        ));
+    }
+    crate::Metrics::result_by(&state.metrics.actions, decision, 1);
+    state.actions_decided.notify_waiters();
+    find_async(state, customer, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no action \"{id}\"")))
+}
+
+/// Records the expiry of an approval whose time is up. The record's time
+/// is the expiry itself and its content fixed, so sweeps and readers
+/// racing each other write it once.
+async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<(), ApiError> {
+    let Some(approval) = &view.approval else {
+        return Ok(());
+    };
+    let data = json!({
+        "action": view.id, "decision": "expired", "by": "payoff",
+        "reason": "no one decided before the approval expired",
+        "agent": view.agent, "type": view.action,
+        "resource": { "type": view.resource.kind, "id": view.resource.id },
+    });
+    if append(
+        state,
+        customer,
+        format!("action/{}/decision", view.id),
+        DECIDED,
+        &view.subject,
+        approval.expires_at,
+        data,
+    )
+    .await?
+    {
+        crate::Metrics::result_by(&state.metrics.actions, "expired", 1);
+    }
+    state.actions_decided.notify_waiters();
+    Ok(())
+}
+
+/// Expires every pending approval whose time is up (the support agent's
+/// sweep calls this beside its own).
+pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
+    let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
+    for customer in customers.into_iter().map(|c| c.id) {
+        let c = customer.clone();
+        let now = state.now();
+        let due: Vec<ActionView> = blocking_with(move |s| list(s, &c), state)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.state == ActionState::PendingApproval
+                    && a.approval.as_ref().is_some_and(|p| p.expires_at <= now)
+            })
+            .collect();
+        for a in due {
+            expire(state, &customer, &a).await?;
+        }
+    }
+    Ok(())
+}
+
+pub fn state_name(s: ActionState) -> &'static str {
+    match s {
+        ActionState::Allowed => "allowed",
+        ActionState::Denied => "denied",
+        ActionState::PendingApproval => "pending_approval",
+        ActionState::Approved => "approved",
+        ActionState::Rejected => "rejected",
+        ActionState::Expired => "expired",
+    }
+}
+
+/// Records what the agent did. Only an allowed or approved action takes
+/// a result, once; the same result sent again is answered as stored.
+pub async fn complete(
+    state: &AppState,
+    customer: &str,
+    id: &str,
+    by: &Principal,
+    req: ResultRequest,
+) -> Result<(bool, ActionView), ApiError> {
+    if !matches!(req.status.as_str(), "succeeded" | "failed") {
+        return Err(bad("status: must be succeeded or failed"));
+    }
+    let detail = req.detail.unwrap_or_else(empty_object);
+    check_object("detail", &detail)?;
+    let view = find_async(state, customer, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no action \"{id}\"")))?;
+    if let Some(r) = &view.result {
+        return if r.status == req.status && r.detail == detail {
+            Ok((false, view))
+        } else {
+            Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("action {id}: a result ({}) was recorded already", r.status),
+            ))
+        };
+    }
+    match view.state {
+        ActionState::Allowed | ActionState::Approved => {}
+        ActionState::PendingApproval => {
+            return Err(ApiError::new(
+                ErrorCode::ActionPending,
+                format!("action {id} waits for a person's approval: it may not have been done"),
+            ))
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::ActionNotAllowed,
+                format!(
+                    "action {id} was {}: it may not have been done",
+                    state_name(other)
+                ),
+            ))
+        }
+    }
+    audit(
+        state,
+        customer,
+        by,
+        "record_action_result",
+        id,
+        "allow",
+        &format!(
+            "{} on {}/{}: {}",
+            view.action, view.resource.kind, view.resource.id, req.status
+        ),
+        &[],
+    )
+    .await?;
+    let data = json!({
+        "action": id, "agent": view.agent, "type": view.action, "status": req.status,
+        "resource": { "type": view.resource.kind, "id": view.resource.id },
+        "detail": detail, "by": by.key_id,
+    });
+    if !append(
+        state,
+        customer,
+        format!("action/{id}/result"),
+        COMPLETED,
+        &view.subject,
+        state.now(),
+        data,
+    )
+    .await?
+    {
+        // Another request recorded a result first: answer as above.
+        let view = find_async(state, customer, id).await?;
+        return match view {
+            Some(v)
+                if v.result
+                    .as_ref()
+                    .is_some_and(|r| r.status == req.status && r.detail == detail) =>
+            {
+                Ok((false, v))
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("action {id}: a result was recorded already"),
+            )),
+        };
+    }
+    crate::Metrics::result_by(&state.metrics.actions, &req.status, 1);
+    let view = find_async(state, customer, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no action \"{id}\"")))?;
+    Ok((true, view))
+}

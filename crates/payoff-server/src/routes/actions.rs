@@ -1,0 +1,275 @@
+//! Action authorization for any agent (see [`crate::actions`]): the
+//! customer's action schema and rules, the question, the long-polled
+//! answer, the result.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::actions::{self, ActionRequest, ActionState, ActionView, ResultRequest};
+use crate::auth::{Action, Caller};
+use crate::problem::{ApiError, ErrorCode};
+use crate::routes::billing::scoped;
+use crate::routes::policies::invalid_policy;
+use crate::routes::{Body, Params};
+use crate::{blocking_with, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/actions", post(ask).get(list))
+        .route("/v1/actions/{id}", get(show))
+        .route("/v1/actions/{id}/result", post(record_result))
+        .route(
+            "/v1/customers/{customer}/action-rules",
+            get(list_rules).post(upload_rules),
+        )
+}
+
+/// Asks whether an agent may act: `allow`, `deny` (with the policies
+/// that decided) or `approval_required` (then wait on
+/// `GET /v1/actions/{id}?wait=30s` or an `payoff.action.decided` webhook).
+/// 201 when asked, 200 when a request with the same `request_key` asked
+/// before.
+#[utoipa::path(post, path = "/v1/actions", operation_id = "authorize_action", tag = "actions", request_body = ActionRequest,
+    responses((status = 201, body = ActionView), (status = 200, body = ActionView), (status = 400), (status = 401), (status = 403), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn ask(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ActionRequest>,
+) -> Result<(StatusCode, Json<ActionView>), ApiError> {
+    caller.require(Action::AuthorizeActions)?;
+    let customer = caller.customer_scope(req.customer.as_deref())?;
+    let (asked, view) = actions::request(&state, &customer, &caller.0, req).await?;
+    let status = if asked {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ShowQuery {
+    /// Required with a provider key.
+    customer: Option<String>,
+    /// Wait up to this long for a pending approval to be decided:
+    /// `30s`, `500ms` or seconds (at most 60 s).
+    wait: Option<String>,
+}
+
+/// `30s`, `500ms`, `30`: at most [`actions::WAIT_MAX`].
+fn wait_of(text: &str) -> Result<std::time::Duration, ApiError> {
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (text, 1000)
+    };
+    let ms = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .filter(|&ms| ms <= actions::WAIT_MAX.as_millis() as u64)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("wait: \"{text}\" is not a duration of at most 60s (e.g. 30s, 500ms)"),
+            )
+        })?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// One action. With `wait`, a pending approval is answered when a person
+/// decides it (or it expires), or when the wait is over, still pending.
+#[utoipa::path(get, path = "/v1/actions/{id}", operation_id = "show_action", tag = "actions", params(("id" = String, Path), ShowQuery),
+    responses((status = 200, body = ActionView), (status = 400), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<ShowQuery>,
+) -> Result<Json<ActionView>, ApiError> {
+    caller.require(Action::ReadActions)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let wait = q
+        .wait
+        .as_deref()
+        .map(wait_of)
+        .transpose()?
+        .unwrap_or_default();
+    actions::wait(&state, &customer, &id, wait)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no action \"{id}\"")))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Required with a provider key.
+    customer: Option<String>,
+    /// allowed, denied, pending_approval, approved, rejected or expired.
+    state: Option<String>,
+    agent: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A customer's actions, newest first.
+#[utoipa::path(get, path = "/v1/actions", operation_id = "list_actions", tag = "actions", params(ListQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadActions)?;
+    let customer = caller.customer_scope(q.customer.as_deref())?;
+    let wanted = q
+        .state
+        .as_deref()
+        .map(|s| {
+            ActionState::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "state: must be allowed, denied, pending_approval, approved, rejected or expired",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: 1 to 1000"));
+    }
+    let mut all = blocking_with(move |s| actions::list(s, &customer), &state).await?;
+    all.retain(|a| {
+        wanted.is_none_or(|w| a.state == w) && q.agent.as_ref().is_none_or(|g| *g == a.agent)
+    });
+    all.truncate(limit);
+    Ok(Json(json!({ "actions": all })))
+}
+
+/// Records what the agent did: `succeeded` or `failed`, with a detail.
+/// Only an allowed or approved action takes a result, once. The record
+/// (`payoff.action.completed`) is in the ledger under the action's
+/// subject, where a contract can count it.
+#[utoipa::path(post, path = "/v1/actions/{id}/result", operation_id = "record_action_result", tag = "actions", request_body = ResultRequest,
+    params(("id" = String, Path)),
+    responses((status = 201, body = ActionView), (status = 200, body = ActionView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn record_result(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ResultRequest>,
+) -> Result<(StatusCode, Json<ActionView>), ApiError> {
+    caller.require(Action::AuthorizeActions)?;
+    let customer = caller.customer_scope(req.customer.as_deref())?;
+    let (recorded, view) = actions::complete(&state, &customer, &id, &caller.0, req).await?;
+    let status = if recorded {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// A new version of a customer's action schema and rules: both Cedar.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesUpload {
+    /// Cedar schema: the action types (outside any namespace, principal
+    /// `Payoff::Agent`), their resources and contexts.
+    schema: String,
+    /// Cedar policies over that schema; a `permit` annotated `@approval`
+    /// asks a person first.
+    rules: String,
+}
+
+/// Uploads a new version of the customer's action schema and rules.
+/// Nothing is stored unless both compile and every policy validates.
+#[utoipa::path(post, path = "/v1/customers/{customer}/action-rules", operation_id = "upload_action_rules", tag = "actions", request_body = RulesUpload,
+    params(("customer" = String, Path)),
+    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
+    security(("bearer" = [])))]
+pub async fn upload_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Body(upload): Body<RulesUpload>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Action::ManagePolicies)?;
+    let customer = scoped(&caller, &customer)?;
+    for (field, text) in [("schema", &upload.schema), ("rules", &upload.rules)] {
+        if text.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "{field}: at most {} bytes",
+                    payoff_policy::CUSTOMER_RULES_BYTES_MAX
+                ),
+            ));
+        }
+    }
+    let compiled = payoff_policy::ActionRules::compile(&customer, &upload.schema, &upload.rules)
+        .map_err(|e| {
+            let mut problem = invalid_policy(e.problems());
+            problem.detail = format!("{}: {}", e.part(), problem.detail);
+            problem
+        })?;
+    let by = caller.0.key_id.clone();
+    let now = state.now();
+    let stored = blocking_with(
+        move |s| Ok(s.add_action_rules(&customer, &upload.schema, &upload.rules, &by, now)?),
+        &state,
+    )
+    .await?;
+    let prefix = format!("{}.", stored.customer);
+    let label = format!("{}.v{}.", stored.customer, stored.version);
+    let ids: Vec<String> = compiled
+        .policy_ids()
+        .iter()
+        .map(|id| id.replacen(&prefix, &label, 1))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "customer": stored.customer,
+            "version": stored.version,
+            "sha256": stored.sha256,
+            "actions": compiled.actions(),
+            "policy_ids": ids,
+            "uploaded_by": stored.uploaded_by,
+            "uploaded_at": stored.uploaded_at,
+        })),
+    ))
+}
+
+/// Every version of the customer's action schema and rules, oldest first;
+/// the last is in force.
+#[utoipa::path(get, path = "/v1/customers/{customer}/action-rules", operation_id = "list_action_rules", tag = "actions",
+    params(("customer" = String, Path)),
+    responses((status = 200), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn list_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadPolicies)?;
+    let customer = scoped(&caller, &customer)?;
+    let c = customer.clone();
+    let versions = blocking_with(move |s| Ok(s.action_rules(&c)?), &state).await?;
+    Ok(Json(json!({ "customer": customer, "versions": versions })))
+}
