@@ -338,3 +338,16 @@ fn an_action_schema_nested_too_deep_is_refused_before_cedar_parses_it() {
         "{err}"
     );
 }
+
+/// The sample action schema and rules the README points to compile.
+#[test]
+fn the_example_action_rules_compile() {
+    let rules = ActionRules::compile(
+        "shop.v1",
+        include_str!("../../../examples/actions/schema.cedarschema"),
+        include_str!("../../../examples/actions/rules.cedar"),
+    )
+    .unwrap();
+    let names: Vec<&str> = rules.actions().iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["issue_refund", "send_email"]);
+}

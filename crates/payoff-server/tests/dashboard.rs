@@ -917,6 +917,69 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .await;
         assert_eq!(page.status, StatusCode::CONFLICT, "{label}");
         assert!(page.body.contains("already"), "{}", page.body);
+
+        // Another agent's action the rules send to a person waits on the
+        // same page, with what it would act on, and is decided there.
+        let (s, v) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/customers/acme/action-rules",
+                &f.operator,
+                json!({
+                    "schema": include_str!("../../../examples/actions/schema.cedarschema"),
+                    "rules": include_str!("../../../examples/actions/rules.cedar"),
+                }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, asked) = f
+            .server
+            .json(
+                Method::POST,
+                "/v1/actions",
+                &f.agent,
+                json!({"agent": "refunds", "action": "issue_refund",
+                    "resource": {"type": "Order", "id": "o-<b>77</b>", "attributes": {"country": "FR", "closed": false}},
+                    "context": {"amount": "64.00", "currency": "EUR"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{asked}");
+        let id = asked["id"].as_str().unwrap();
+        let queue = f.get(&ui("approvals"), &admin).await.body;
+        assert!(queue.contains(&format!("id=\"{id}\"")), "{label}: {queue}");
+        assert!(
+            queue.contains("issue_refund") && queue.contains("64.00"),
+            "{queue}"
+        );
+        assert!(
+            queue.contains("o-&lt;b&gt;77&lt;/b&gt;"),
+            "{label}: the resource stays text"
+        );
+        let page = f
+            .post(
+                &ui("approvals/decide"),
+                &admin,
+                &[
+                    ("csrf", &admin.csrf),
+                    ("approval", id),
+                    ("decision", "reject"),
+                    ("reason", "ask the customer first"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{label}: {}", page.body);
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/actions/{id}"),
+                &f.agent,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["state"], "rejected", "{label}: {v}");
+        assert_eq!(v["approval"]["reason"], "ask the customer first");
     });
 }
 

@@ -534,6 +534,84 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
     });
 }
 
+/// Issue 17, item 4: an agent waiting for a person's approval of an
+/// action may take the decision as a signed webhook instead of a long
+/// poll (`payoff.action.decided`).
+#[test]
+fn an_actions_approval_reaches_its_subscriber_signed() {
+    on_every_backend(|db_url, label| async move {
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let server = TestServer::start(&db_url, fast()).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let created = subscribe(
+            &server,
+            &cadmin,
+            format!("{hook}/hook"),
+            &["payoff.action.decided"],
+        )
+        .await;
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers/acme/action-rules",
+                &cadmin,
+                json!({
+                    "schema": include_str!("../../../examples/actions/schema.cedarschema"),
+                    "rules": include_str!("../../../examples/actions/rules.cedar"),
+                }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, asked) = server
+            .json(
+                Method::POST,
+                "/v1/actions",
+                &agent,
+                json!({"agent": "refunds", "action": "issue_refund", "subject": "order/o-7",
+                    "resource": {"type": "Order", "id": "o-7", "attributes": {"country": "DE", "closed": false}},
+                    "context": {"amount": "75.00", "currency": "EUR"}}),
+            )
+            .await;
+        assert_eq!(
+            (s, asked["state"].as_str()),
+            (StatusCode::CREATED, Some("pending_approval")),
+            "{asked}"
+        );
+        let id = asked["id"].as_str().unwrap();
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{id}/approve"),
+                &cadmin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        eventually("the decision delivered", || async {
+            !receiver.received.lock().unwrap().is_empty()
+        })
+        .await;
+        let (headers, body) = receiver.received.lock().unwrap()[0].clone();
+        verify(&secret, &headers, &body).unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["type"], "payoff.action.decided", "{label}: {event}");
+        assert_eq!(event["subject"], "order/o-7", "{event}");
+        assert_eq!(
+            (
+                event["data"]["action"].as_str(),
+                event["data"]["decision"].as_str()
+            ),
+            (Some(id), Some("approved")),
+            "{event}"
+        );
+    });
+}
+
 /// Names resolved from a table: a test decides what a host name "is",
 /// and no name ever reaches a real resolver.
 struct Table(Vec<(&'static str, Vec<std::net::IpAddr>)>);

@@ -221,7 +221,7 @@ pub async fn list_approvals(
             }),
         ))
     }));
-    list.sort_by(|a, b| b.0.cmp(&a.0));
+    list.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     let list: Vec<Value> = list.into_iter().map(|(_, v)| v).collect();
     Ok(Json(json!({ "approvals": list })))
 }
