@@ -23,6 +23,8 @@ use crate::{CUSTOMER_RULES_BYTES_MAX, DEPTH_MAX};
 const BASE: &str = include_str!("actions.cedarschema");
 /// The entity type of the agent asking.
 const AGENT_TYPE: &str = "Payoff::Agent";
+/// The entity type of an MCP server whose tools are actions.
+pub const MCP_SERVER_TYPE: &str = "Payoff::McpServer";
 /// The annotation of a `permit` that lets its action through only once a
 /// person approves it.
 pub const APPROVAL_ANNOTATION: &str = "approval";
@@ -104,6 +106,9 @@ pub struct ActionRules {
     /// The permits annotated `@approval`.
     approval: BTreeSet<String>,
     actions: Vec<ActionType>,
+    /// The policies reduced to their scopes for [`Self::reachable`]:
+    /// permits without their conditions, forbids only when they have none.
+    scopes: Option<PolicySet>,
 }
 
 impl ActionRules {
@@ -144,6 +149,7 @@ impl ActionRules {
             })
             .collect();
         Ok(ActionRules {
+            scopes: scopes_of(&set),
             set,
             schema,
             reasons,
@@ -155,6 +161,61 @@ impl ActionRules {
     /// The action types the schema declares, sorted by name.
     pub fn actions(&self) -> &[ActionType] {
         &self.actions
+    }
+
+    /// The action types that act on `resource_type` (an MCP server's
+    /// tools: [`MCP_SERVER_TYPE`]).
+    pub fn actions_on<'a>(
+        &'a self,
+        resource_type: &'a str,
+    ) -> impl Iterator<Item = &'a ActionType> {
+        self.actions
+            .iter()
+            .filter(move |a| a.resources.iter().any(|r| r == resource_type))
+    }
+
+    /// Whether any rule could let `agent` do `action` to the resource,
+    /// whatever the context and attributes: some `permit` whose scope
+    /// (principal, action, resource) covers it, and no unconditional
+    /// `forbid` that does. What an agent is shown before it asks (the
+    /// tools an MCP client lists); the question itself is still decided
+    /// in full when it is asked.
+    pub fn reachable(
+        &self,
+        agent: &str,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> bool {
+        let Some(set) = self.scopes.as_ref() else {
+            return false;
+        };
+        let uids = (
+            EntityUid::from_str(&format!("{AGENT_TYPE}::{agent:?}")),
+            EntityUid::from_str(&format!("Action::{action:?}")),
+            EntityUid::from_str(&format!("{resource_type}::{resource_id:?}")),
+        );
+        let (Ok(principal), Ok(action), Ok(resource)) = uids else {
+            return false;
+        };
+        let Ok(mut entities) = self.schema.action_entities() else {
+            return false;
+        };
+        let plain = [
+            cedar_policy::Entity::new_no_attrs(principal.clone(), Default::default()),
+            cedar_policy::Entity::new_no_attrs(resource.clone(), Default::default()),
+        ];
+        entities = match entities.add_entities(plain, None) {
+            Ok(e) => e,
+            Err(_) => return false,
+        };
+        let Ok(request) = Request::new(principal, action, resource, Context::empty(), None) else {
+            return false;
+        };
+        Authorizer::new()
+            .is_authorized(&request, set, &entities)
+            .decision()
+            == Decision::Allow
     }
 
     /// The ids of every policy, sorted.
@@ -391,7 +452,7 @@ fn declared_actions(schema: &Schema) -> Result<Vec<ActionType>, PolicyErrors> {
     }
     for ty in schema.entity_types() {
         let ty = ty.to_string();
-        if ty != AGENT_TYPE && ty.starts_with("Payoff::") {
+        if ty != AGENT_TYPE && ty != MCP_SERVER_TYPE && ty.starts_with("Payoff::") {
             problems.push(format!("entity {ty}: the Payoff namespace is reserved"));
         }
     }
@@ -412,6 +473,28 @@ fn declared_actions(schema: &Schema) -> Result<Vec<ActionType>, PolicyErrors> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Each permit without its conditions, and each forbid that has none.
+fn scopes_of(set: &PolicySet) -> Option<PolicySet> {
+    let mut out = PolicySet::new();
+    for policy in set.policies() {
+        let mut json = policy.to_json().ok()?;
+        let conditions = json
+            .get("conditions")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if policy.effect() == cedar_policy::Effect::Forbid {
+            if conditions > 0 {
+                continue;
+            }
+        } else {
+            json["conditions"] = json!([]);
+        }
+        let scoped = cedar_policy::Policy::from_json(Some(policy.id().clone()), json).ok()?;
+        out.add(scoped).ok()?;
+    }
+    Some(out)
 }
 
 fn customer_rules(label: &str, text: &str) -> Result<PolicySet, PolicyErrors> {

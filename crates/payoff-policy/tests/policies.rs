@@ -228,6 +228,17 @@ struct ActionSet {
     schema: String,
     rules: String,
     case: Vec<ActionCase>,
+    #[serde(default)]
+    reach: Vec<ReachCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReachCase {
+    agent: String,
+    action: String,
+    server: String,
+    reachable: bool,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +283,22 @@ fn action_decisions_follow_the_table_of_cases() {
     for set in action_cases().set {
         let rules = ActionRules::compile("acme.v1", &set.schema, &set.rules)
             .unwrap_or_else(|e| panic!("{}: {e}", set.name));
+        for r in &set.reach {
+            assert_eq!(
+                rules.reachable(
+                    &r.agent,
+                    &r.action,
+                    payoff_policy::MCP_SERVER_TYPE,
+                    &r.server
+                ),
+                r.reachable,
+                "{}: {} {} on {}",
+                set.name,
+                r.agent,
+                r.action,
+                r.server
+            );
+        }
         for case in set.case {
             let context = case
                 .context
