@@ -264,7 +264,7 @@ pub struct ActionPolicies {
 
 impl ActionPolicies {
     /// The rules in force for `customer` and their version.
-    fn for_customer(
+    pub(crate) fn for_customer(
         &self,
         store: &Store,
         customer: &str,

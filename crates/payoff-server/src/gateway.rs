@@ -276,7 +276,7 @@ fn usage_in(v: &Value) -> Option<Usage> {
 }
 
 /// A header's text when it is a sane name (printable, short).
-fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(name) else {
         return Ok(None);
     };

@@ -13,6 +13,7 @@ mod dashboard;
 pub mod economics;
 pub mod gateway;
 pub mod limits;
+pub mod mcp;
 mod metrics;
 mod openapi;
 pub mod problem;
@@ -119,6 +120,8 @@ pub struct AppState {
     pub action_policies: Arc<actions::ActionPolicies>,
     /// Wakes readers waiting for an action's approval ([`actions::wait`]).
     pub actions_decided: Arc<tokio::sync::Notify>,
+    /// The sessions this node holds with customers' MCP servers.
+    pub mcp_sessions: Arc<mcp::UpstreamSessions>,
     /// The client of tenant URLs (webhooks): `egress` checked on every
     /// resolved address, no redirects (see [`payoff_egress`]).
     pub http: reqwest::Client,
@@ -184,6 +187,7 @@ impl AppState {
             ),
             action_policies: Arc::default(),
             actions_decided: Arc::new(tokio::sync::Notify::new()),
+            mcp_sessions: Arc::default(),
             clock: clock::Clock::System,
             search_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
@@ -310,6 +314,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::router())
         .merge(routes::policies::router())
         .merge(routes::actions::router())
+        .merge(mcp::router())
         .merge(routes::webhooks::router())
         .merge(gateway::router())
         .merge(dashboard::router())

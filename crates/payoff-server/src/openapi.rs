@@ -3,11 +3,11 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::gateway;
 use crate::routes::{
     actions, agents, assignments, audit, billing, customers, economics, events, keys, knowledge,
     ledger, policies, traces, webhooks,
 };
+use crate::{gateway, mcp};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use crate::routes::{
         audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
         agents::list_approvals, agents::approve, agents::reject,
         policies::upload_policies, policies::list_policies,
+        mcp::endpoint, mcp::register, mcp::list_servers, mcp::unregister,
         actions::ask, actions::list, actions::show, actions::record_result, actions::upload_rules, actions::list_rules,
         webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries,
         gateway::models, gateway::chat_completions, gateway::embeddings, gateway::responses),

@@ -1229,6 +1229,8 @@ fn acme_request_path(template: &str, operation: &Value, key_id: &str) -> String 
         .replace("{experiment}", "support")
         .replace("{subject}", "ACME-SECRET")
         .replace("{agent}", "support")
+        .replace("{server}", "shop")
+        .replace("{name}", "shop")
         .replace("{id}", "st.acme.2026-11");
     assert!(
         !path.contains('{'),
@@ -1355,6 +1357,9 @@ fn request_body(operation_id: &str, role: &str) -> Value {
             "resource": {"type": "Order", "id": "o-1"}})
         }
         "record_action_result" => json!({"customer": "acme", "status": "succeeded"}),
+        // Refused by the egress policy after the permission check: no connection.
+        "register_mcp_server" => json!({"url": "https://127.0.0.1/mcp"}),
+        "mcp_endpoint" => json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
         "upload_action_rules" => {
             json!({"schema": "entity Order;", "rules": "permit(principal, action, resource);"})
         }

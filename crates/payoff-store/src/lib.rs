@@ -13,6 +13,7 @@ pub mod audit;
 mod costs;
 mod error;
 mod knowledge;
+mod mcp;
 mod migrations;
 pub mod outcomes;
 mod pool;
@@ -33,6 +34,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;
 pub use error::StoreError;
 pub use knowledge::KnowledgeChange;
+pub use mcp::McpServer;
 pub use session::{NewSession, IDLE as SESSION_IDLE};
 pub use store::{
     AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,

@@ -221,6 +221,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (15, crate::session::SCHEMA_SEEN),
     (16, crate::outcomes::SCHEMA_ORDER),
     (17, crate::actions::SCHEMA),
+    (18, crate::mcp::SCHEMA),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -431,4 +432,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (15, crate::session::SCHEMA_SEEN),
     (16, crate::outcomes::SCHEMA_ORDER),
     (17, crate::actions::SCHEMA),
+    (18, crate::mcp::SCHEMA),
 ];

@@ -875,6 +875,39 @@ impl Store {
         self.read(|tx| crate::actions::latest(tx, customer))
     }
 
+    /// Registers a customer's MCP server under `server.name`, or points
+    /// that name at a new URL.
+    pub fn put_mcp_server(&self, server: &crate::McpServer) -> Result<(), StoreError> {
+        if self.customer(&server.customer)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "customer",
+                id: server.customer.clone(),
+            });
+        }
+        self.write(|tx| crate::mcp::put(tx, server))
+    }
+
+    /// A customer's MCP servers, by name.
+    pub fn mcp_servers(&self, customer: &str) -> Result<Vec<crate::McpServer>, StoreError> {
+        self.read(|tx| crate::mcp::list(tx, customer, None))
+    }
+
+    /// One of a customer's MCP servers.
+    pub fn mcp_server(
+        &self,
+        customer: &str,
+        name: &str,
+    ) -> Result<Option<crate::McpServer>, StoreError> {
+        Ok(self
+            .read(|tx| crate::mcp::list(tx, customer, Some(name)))?
+            .pop())
+    }
+
+    /// Removes one of a customer's MCP servers; whether there was one.
+    pub fn delete_mcp_server(&self, customer: &str, name: &str) -> Result<bool, StoreError> {
+        self.write(|tx| crate::mcp::delete(tx, customer, name))
+    }
+
     /// Stores a new webhook subscription.
     pub fn add_webhook(&self, subscription: &WebhookSubscription) -> Result<(), StoreError> {
         if self.customer(&subscription.customer)?.is_none() {
