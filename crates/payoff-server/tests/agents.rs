@@ -1562,3 +1562,380 @@ price = { per_unit = "0.40" }
         );
     })
 }
+
+/// A customer's MCP server, as small as the protocol allows: sessions,
+/// tools, JSON answers and (for `lookup_order`) an event stream with a
+/// notification before the answer. It records every tool call it gets.
+#[derive(Clone, Default)]
+struct FakeMcp {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// The session it knows; a request naming another is answered 404.
+    session: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    sessions_opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn fake_mcp(
+    axum::extract::State(f): axum::extract::State<FakeMcp>,
+    headers: axum::http::HeaderMap,
+    axum::Json(m): axum::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let json = |v: Value| axum::Json(v).into_response();
+    let method = m["method"].as_str().unwrap_or_default();
+    if method == "initialize" {
+        let n = f
+            .sessions_opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("s-{n}");
+        *f.session.lock().unwrap() = Some(id.clone());
+        let mut r = json(json!({"jsonrpc": "2.0", "id": m["id"], "result": {
+            "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "shop", "version": "1"}}}));
+        r.headers_mut()
+            .insert("mcp-session-id", id.parse().unwrap());
+        return r;
+    }
+    let named = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    if named.is_none() || named != f.session.lock().unwrap().as_deref() {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    match method {
+        "notifications/initialized" => axum::http::StatusCode::ACCEPTED.into_response(),
+        "tools/list" => json(
+            json!({"jsonrpc": "2.0", "id": m["id"], "result": {"tools": [
+                {"name": "lookup_order", "inputSchema": {"type": "object"}},
+                {"name": "refund_order", "inputSchema": {"type": "object"}},
+                {"name": "delete_order", "inputSchema": {"type": "object"}},
+                {"name": "secret_tool", "inputSchema": {"type": "object"}},
+            ]}}),
+        ),
+        "tools/call" => {
+            f.calls.lock().unwrap().push(m["params"].clone());
+            let order = m["params"]["arguments"]["order_id"].as_str().unwrap_or("?");
+            let result = json!({"jsonrpc": "2.0", "id": m["id"], "result": {
+                "content": [{"type": "text", "text": format!("order {order}: done")}]}});
+            if m["params"]["name"] == "lookup_order" {
+                let body = format!(
+                    "event: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
+                    json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}),
+                    result
+                );
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    body,
+                )
+                    .into_response()
+            } else {
+                json(result)
+            }
+        }
+        _ => json(
+            json!({"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}}),
+        ),
+    }
+}
+
+const MCP_SCHEMA: &str = r#"
+action "lookup_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer], context: { "order_id": String } };
+action "refund_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer], context: { "order_id": String, "amount": Long } };
+action "delete_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer], context: { "order_id": String } };
+"#;
+
+const MCP_RULES: &str = r#"
+@id("lookups") permit(principal, action == Action::"lookup_order", resource == Payoff::McpServer::"shop");
+@id("refunds") @approval
+permit(principal == Payoff::Agent::"support", action == Action::"refund_order", resource) when { context.amount < 100 };
+@id("never_delete") forbid(principal, action == Action::"delete_order", resource);
+@id("deletes") permit(principal, action == Action::"delete_order", resource);
+"#;
+
+/// Issue 17, item 5: agents reach a customer's MCP server through Payoff.
+/// They are shown only the tools the rules could let them call; every
+/// call is an action (refused, waiting for a person, or relayed and its
+/// outcome recorded), and the server never sees a call that was not
+/// allowed.
+#[test]
+fn mcp_tools_are_shown_and_called_only_as_the_customers_rules_say() {
+    on_every_backend(|db_url, label| async move {
+        let fake = FakeMcp::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(fake_mcp))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = ServerConfig {
+            egress: payoff_egress::Egress {
+                policy: payoff_egress::EgressPolicy::allowing(["127.0.0.0/8"]).unwrap(),
+                ..Default::default()
+            },
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let admin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let viewer = server.key("customer_viewer", Some("acme")).await;
+        let (s, v) = server
+            .json(
+                Method::PUT,
+                "/v1/customers/acme/mcp-servers/shop",
+                &admin,
+                json!({"url": upstream}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers/acme/action-rules",
+                &admin,
+                json!({"schema": MCP_SCHEMA, "rules": MCP_RULES}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+
+        let rpc = |agent_name: &'static str, wait: Option<&'static str>, body: Value| {
+            let (url, key) = (server.url.clone(), agent.clone());
+            async move {
+                let mut request = reqwest::Client::new()
+                    .post(format!("{url}/mcp/shop"))
+                    .bearer_auth(key)
+                    .header("x-payoff-agent", agent_name)
+                    .header("x-payoff-subject", "order/o-1")
+                    .json(&body);
+                if let Some(w) = wait {
+                    request = request.header("x-payoff-approval-wait", w);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let call = |name: &str, arguments: Value| json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+
+        let (s, init) = rpc("support", None, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
+        assert_eq!(
+            (s, init["result"]["protocolVersion"].as_str()),
+            (StatusCode::OK, Some("2025-06-18")),
+            "{label}: {init}"
+        );
+        let (s, _) = rpc(
+            "support",
+            None,
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+
+        // Each agent sees what the rules could let it call, nothing undeclared.
+        let names = |v: &Value| -> Vec<String> {
+            v["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (_, listed) = rpc(
+            "support",
+            None,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await;
+        assert_eq!(
+            names(&listed),
+            ["lookup_order", "refund_order"],
+            "{label}: {listed}"
+        );
+        let (_, listed) = rpc(
+            "bot",
+            None,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await;
+        assert_eq!(names(&listed), ["lookup_order"], "{label}: {listed}");
+
+        // Allowed: relayed (the answer came as an event stream) and recorded.
+        let (s, v) = rpc(
+            "support",
+            None,
+            call("lookup_order", json!({"order_id": "o-1"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        assert_eq!(
+            v["result"]["content"][0]["text"], "order o-1: done",
+            "{label}: {v}"
+        );
+        let action = v["result"]["_meta"]["payoff/action"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, seen) = server
+            .json(
+                Method::GET,
+                &format!("/v1/actions/{action}"),
+                &agent,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (seen["state"].as_str(), seen["result"]["status"].as_str()),
+            (Some("allowed"), Some("succeeded")),
+            "{seen}"
+        );
+        assert_eq!(seen["subject"], "order/o-1");
+        assert_eq!(fake.calls.lock().unwrap().len(), 1);
+
+        // Not shown, refused, mistyped: the server never hears of them.
+        let (_, v) = rpc(
+            "support",
+            None,
+            call("delete_order", json!({"order_id": "o-1"})),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], -32602, "{label}: {v}");
+        let (_, v) = rpc("support", None, call("secret_tool", json!({}))).await;
+        assert_eq!(v["error"]["code"], -32602, "{label}: {v}");
+        let (_, v) = rpc(
+            "support",
+            None,
+            call("refund_order", json!({"order_id": "o-1", "amount": 500})),
+        )
+        .await;
+        assert_eq!(v["result"]["isError"], true, "{label}: {v}");
+        assert_eq!(v["result"]["_meta"]["payoff/state"], "denied");
+        let (_, v) = rpc(
+            "support",
+            None,
+            call("lookup_order", json!({"order_id": 5})),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], -32602, "{label}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("context"),
+            "{v}"
+        );
+        assert_eq!(fake.calls.lock().unwrap().len(), 1, "{label}");
+
+        // Waiting for a person: pending, then approved and resumed once.
+        let (_, v) = rpc(
+            "support",
+            Some("0"),
+            call("refund_order", json!({"order_id": "o-1", "amount": 50})),
+        )
+        .await;
+        assert_eq!(
+            v["result"]["_meta"]["payoff/state"], "pending_approval",
+            "{label}: {v}"
+        );
+        let pending = v["result"]["_meta"]["payoff/action"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(fake.calls.lock().unwrap().len(), 1);
+        let (s, v) = server
+            .json(
+                Method::POST,
+                &format!("/v1/approvals/{pending}/approve"),
+                &admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        let mut resume = call("refund_order", json!({"order_id": "o-1", "amount": 50}));
+        resume["params"]["_meta"] = json!({"payoff/action": pending});
+        let (_, v) = rpc("support", None, resume.clone()).await;
+        assert_eq!(
+            v["result"]["content"][0]["text"], "order o-1: done",
+            "{label}: {v}"
+        );
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+        assert!(
+            fake.calls.lock().unwrap()[1]
+                .get("_meta")
+                .is_none_or(|m| m.get("payoff/action").is_none()),
+            "Payoff's key stays with Payoff"
+        );
+        let (_, v) = rpc("support", None, resume).await;
+        assert_eq!(v["result"]["isError"], true, "{label}: done once: {v}");
+        let mut other = call("refund_order", json!({"order_id": "o-2", "amount": 50}));
+        other["params"]["_meta"] = json!({"payoff/action": pending});
+        let (_, v) = rpc("support", None, other).await;
+        assert_eq!(
+            v["error"]["code"], -32602,
+            "{label}: an approval is for its own arguments: {v}"
+        );
+
+        // The server forgot its session: a new one is opened, the call goes through.
+        *fake.session.lock().unwrap() = Some("forgotten".into());
+        let (_, v) = rpc(
+            "bot",
+            None,
+            call("lookup_order", json!({"order_id": "o-3"})),
+        )
+        .await;
+        assert_eq!(
+            v["result"]["content"][0]["text"], "order o-3: done",
+            "{label}: {v}"
+        );
+        assert_eq!(
+            fake.sessions_opened
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+
+        // The kill switch stops the agent's calls.
+        server
+            .json(Method::POST, "/v1/agents/bot/pause", &admin, Value::Null)
+            .await;
+        let (_, v) = rpc(
+            "bot",
+            None,
+            call("lookup_order", json!({"order_id": "o-4"})),
+        )
+        .await;
+        assert_eq!(
+            v["result"]["_meta"]["payoff/policy_ids"],
+            json!(["payoff.kill_switch"]),
+            "{label}: {v}"
+        );
+        assert_eq!(fake.calls.lock().unwrap().len(), 3);
+
+        // Unknown servers and keys that may not call tools.
+        let (s, _, _) = server
+            .call(
+                Method::POST,
+                "/mcp/nowhere",
+                Some(&agent),
+                Some("application/json"),
+                b"{}".to_vec(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = server
+            .call(
+                Method::POST,
+                "/mcp/shop",
+                Some(&viewer),
+                Some("application/json"),
+                b"{}".to_vec(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (_, list) = server
+            .json(
+                Method::GET,
+                "/v1/customers/acme/mcp-servers",
+                &viewer,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(list["servers"][0]["name"], "shop", "{list}");
+    })
+}
