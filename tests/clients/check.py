@@ -16,7 +16,11 @@ Starts `payoff serve` on a loopback port over a fresh data directory, then:
    checks each call's `llm.call` record;
 6. exports GenAI spans with the OpenTelemetry Python SDK through its
    OTLP/HTTP exporters, protobuf and JSON, and checks the `llm.call`,
-   `tool.call` and `agent.run` records they become.
+   `tool.call` and `agent.run` records they become;
+7. connects the MCP Python SDK's client through Payoff's MCP gateway to
+   a server written with the same SDK (FastMCP, streamable HTTP) and checks
+   which tools are shown, which calls are relayed, refused or wait for a
+   person's approval, and the action records they leave.
 
 Run by CI in a venv holding `requirements.txt`:
 
@@ -135,6 +139,7 @@ def main() -> None:
             cloudevents_sdk(url, admin)
             openai_sdk(url, admin)
             opentelemetry_sdk(url, admin)
+            mcp_sdk(url, admin)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -238,6 +243,9 @@ base_url = "http://127.0.0.1:{port}/v1"
 api_key_env = "FAKE_UPSTREAM_KEY"
 models = ["fake-chat", "fake-embed"]
 timeout_ms = 10000
+
+[egress]
+allow = ["127.0.0.0/8"]
 """
 # What the fake upstream was asked, for the checks.
 SEEN: list = []
@@ -441,6 +449,123 @@ def opentelemetry_sdk(url: str, admin: str) -> None:
         assert llm["parent_span_id"] == run["data"]["span_id"], (llm, run)
     print("OpenTelemetry SDK: GenAI spans exported over OTLP/HTTP, protobuf and JSON, "
           "become model call, tool call and agent run records; other spans skipped")
+
+
+
+
+MCP_SCHEMA = """
+action "lookup_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer],
+  context: { "order_id": String } };
+action "refund_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer],
+  context: { "order_id": String, "amount": Long } };
+action "delete_order" appliesTo { principal: [Payoff::Agent], resource: [Payoff::McpServer],
+  context: { "order_id": String } };
+"""
+MCP_RULES = """
+@id("lookups") permit(principal, action == Action::"lookup_order", resource);
+@id("refunds") @approval permit(principal, action == Action::"refund_order", resource)
+when { context.amount < 100 };
+@id("never_delete") forbid(principal, action == Action::"delete_order", resource);
+"""
+
+
+def mcp_sdk(url: str, admin: str) -> None:
+    """An agent on the MCP Python SDK reaches a FastMCP server through
+    Payoff: only the tools its rules allow, every call an action."""
+    import anyio
+    import uvicorn
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.server.fastmcp import FastMCP
+    from mcp.shared.exceptions import McpError
+
+    import logging
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    calls: list = []
+    shop = FastMCP("shop", host="127.0.0.1", log_level="WARNING")
+
+    @shop.tool()
+    def lookup_order(order_id: str) -> str:
+        calls.append(("lookup_order", order_id))
+        return f"order {order_id}: shipped"
+
+    @shop.tool()
+    def refund_order(order_id: str, amount: int) -> str:
+        calls.append(("refund_order", order_id, amount))
+        return f"refunded {amount} on {order_id}"
+
+    @shop.tool()
+    def delete_order(order_id: str) -> str:
+        calls.append(("delete_order", order_id))
+        return "deleted"
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(shop.streamable_http_app(), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the FastMCP server did not start"
+        time.sleep(0.05)
+
+    call(url, "PUT", "/v1/customers/acme/mcp-servers/shop", admin,
+         {"url": f"http://127.0.0.1:{port}/mcp"})
+    call(url, "POST", "/v1/customers/acme/action-rules", admin,
+         {"schema": MCP_SCHEMA, "rules": MCP_RULES})
+    agent_key = call(url, "POST", "/v1/keys", admin, {"role": "agent", "customer": "acme"})["key"]
+    approver = call(url, "POST", "/v1/keys", admin,
+                    {"role": "customer_admin", "customer": "acme"})["key"]
+
+    def approve_when_asked() -> None:
+        """A person at the approvals queue: approves the refund once it waits."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            queue = call(url, "GET", "/v1/approvals?status=pending", approver)["approvals"]
+            waiting = [a for a in queue if a.get("kind") == "action"]
+            if waiting:
+                call(url, "POST", f"/v1/approvals/{waiting[0]['id']}/approve", approver, {})
+                return
+            time.sleep(0.1)
+
+    async def agent() -> None:
+        headers = {"Authorization": f"Bearer {agent_key}", "x-payoff-agent": "support",
+                   "x-payoff-subject": "order/o-1"}
+        async with streamablehttp_client(f"{url}/mcp/shop", headers=headers) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = sorted(t.name for t in (await session.list_tools()).tools)
+                assert tools == ["lookup_order", "refund_order"], tools
+
+                looked = await session.call_tool("lookup_order", {"order_id": "o-1"})
+                assert not looked.isError and looked.content[0].text == "order o-1: shipped", looked
+
+                refused = await session.call_tool("refund_order", {"order_id": "o-1", "amount": 500})
+                assert refused.isError and "refused" in refused.content[0].text, refused
+
+                try:
+                    await session.call_tool("delete_order", {"order_id": "o-1"})
+                    raise AssertionError("a forbidden tool was called")
+                except McpError as e:
+                    assert "unknown tool" in str(e), e
+
+                person = threading.Thread(target=approve_when_asked)
+                person.start()
+                refunded = await session.call_tool("refund_order", {"order_id": "o-1", "amount": 40})
+                person.join()
+                assert not refunded.isError, refunded
+                assert refunded.content[0].text == "refunded 40 on o-1", refunded
+
+    anyio.run(agent)
+    server.should_exit = True
+    assert calls == [("lookup_order", "o-1"), ("refund_order", "o-1", 40)], calls
+    events = call(url, "GET", "/v1/events?customer=acme&type=payoff.action.completed&limit=100",
+                  admin)["events"]
+    done = sorted(e["event"]["data"]["type"] for e in events)
+    assert done == ["lookup_order", "refund_order"], done
+    assert all(e["event"]["data"]["status"] == "succeeded" and e["event"]["subject"] == "order/o-1"
+               for e in events), events
+    print("MCP SDK: through the gateway to a FastMCP server, only allowed tools listed, a refused "
+          "call, an unknown one, a refund approved by a person while the call waited; each an action")
 
 
 if __name__ == "__main__":
