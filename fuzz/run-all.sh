@@ -26,5 +26,5 @@ one() {
 }
 # Slowest first in the second lane, so the lanes end together.
 (for t in events knowledge contract verify dashboard; do one "$t"; done) &
-(for t in cedar traces prices; do one "$t"; done) &
+(for t in cedar traces prices actions; do one "$t"; done) &
 wait

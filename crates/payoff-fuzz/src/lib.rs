@@ -21,7 +21,7 @@ pub use dashboard::dashboard;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name `fuzz/` and the seed folders use.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("contract", contract),
     ("cedar", cedar),
     ("events", events),
@@ -30,6 +30,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("dashboard", dashboard),
     ("traces", traces),
     ("prices", prices),
+    ("actions", actions),
 ];
 
 /// A contract file (TOML and its CEL rules), as `contract push` and
@@ -71,6 +72,47 @@ pub fn cedar(data: &[u8]) {
         );
         assert!(!decision.policy_ids.is_empty() || !decision.reason.is_empty());
     }
+}
+
+/// A customer's action schema and rules, then one question, as
+/// `POST …/action-rules` and `POST /v1/actions` take them: the three
+/// parts separated by lines holding only `%%`. Whatever compiles decides
+/// the question or names the field it cannot type; what it may show an
+/// agent is decided too.
+pub fn actions(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, "\n%%\n");
+    let (Some(schema), Some(rules)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let Ok(compiled) = payoff_policy::ActionRules::compile("fuzz", schema, rules) else {
+        return;
+    };
+    let question: serde_json::Value = parts
+        .next()
+        .and_then(|q| serde_json::from_str(q).ok())
+        .unwrap_or_default();
+    let text = |k: &str| question[k].as_str().unwrap_or("x").to_owned();
+    let (agent, action) = (text("agent"), text("action"));
+    let resource = &question["resource"];
+    let (kind, id) = (
+        resource["type"].as_str().unwrap_or("Order"),
+        resource["id"].as_str().unwrap_or("o-1"),
+    );
+    match compiled.decide(&payoff_policy::ActionQuestion {
+        agent: &agent,
+        action: &action,
+        resource_type: kind,
+        resource_id: id,
+        resource_attributes: &resource["attributes"],
+        context: &question["context"],
+    }) {
+        Ok(d) => assert!(!d.reason.is_empty(), "a decision says why"),
+        Err(e) => assert!(!e.field.is_empty() && !e.message.is_empty()),
+    }
+    let _ = compiled.reachable(&agent, &action, payoff_policy::MCP_SERVER_TYPE, id);
 }
 
 /// One HTTP request to `POST /v1/events`: header lines (`name: value`),
