@@ -3,7 +3,10 @@
 //! through a real server (a child process), in the same run: sequential
 //! calls for the added latency (p50, p99), then concurrent clients for
 //! calls per second. Every gateway call is metered durably before it is
-//! answered, as in production.
+//! answered, as in production. Then action authorization
+//! (`POST /v1/actions` under the example rules, each decision audited and
+//! in the ledger before it is answered): p50, p99 and decisions per
+//! second, beside the direct upstream call of the same run.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +53,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .create_key(Role::Agent, Some("bench"), payoff_clock::wall())?
         .0
         .key;
+    let customer_admin = store
+        .create_key(Role::CustomerAdmin, Some("bench"), payoff_clock::wall())?
+        .0
+        .key;
     drop(store);
     let server = start_server_with(
         &db,
@@ -71,6 +78,21 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let through_lat = sequential(&http, &through, &agent, &body, args.calls).await?;
         let direct_rate = load(&http, &direct, &agent, &body, args.load_calls, args.clients).await?;
         let through_rate = load(&http, &through, &agent, &body, args.load_calls, args.clients).await?;
+
+        let rules = json!({
+            "schema": include_str!("../../../../examples/actions/schema.cedarschema"),
+            "rules": include_str!("../../../../examples/actions/rules.cedar"),
+        });
+        call(&http, &format!("{}/v1/customers/bench/action-rules", server.url), &customer_admin, &rules).await?;
+        let actions = format!("{}/v1/actions", server.url);
+        let question = Arc::new(json!({"agent": "refunds", "action": "issue_refund", "subject": "order/o-1",
+            "resource": {"type": "Order", "id": "o-1", "attributes": {"country": "FR", "closed": false}},
+            "context": {"amount": "12.50", "currency": "EUR"}}));
+        for _ in 0..50 {
+            call(&http, &actions, &agent, &question).await?;
+        }
+        let action_lat = sequential(&http, &actions, &agent, &question, args.calls).await?;
+        let action_rate = load(&http, &actions, &agent, &question, args.load_calls / 4, args.clients).await?;
         anyhow::Ok(json!({
             "calls": args.calls,
             "load_calls": args.load_calls,
@@ -79,6 +101,8 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "gateway_p50_ms": through_lat.0, "gateway_p99_ms": through_lat.1,
             "added_p50_ms": through_lat.0 - direct_lat.0, "added_p99_ms": through_lat.1 - direct_lat.1,
             "direct_calls_per_s": direct_rate, "gateway_calls_per_s": through_rate,
+            "action_p50_ms": action_lat.0, "action_p99_ms": action_lat.1,
+            "action_decisions_per_s": action_rate,
         }))
     })?;
     if args.json {
@@ -108,6 +132,13 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "added",
             f("added_p50_ms"),
             f("added_p99_ms")
+        );
+        println!(
+            "{:<10} {:>10.3} {:>10.3} {:>12.0}",
+            "actions",
+            f("action_p50_ms"),
+            f("action_p99_ms"),
+            f("action_decisions_per_s")
         );
     }
     Ok(ExitCode::SUCCESS)
