@@ -224,7 +224,7 @@ test("every page opens for an operator, and logging out ends the session", { ski
   const page = await login("operator");
   await open(page, `${logins.url}/ui/customers`);
   await shot(page, "customers");
-  for (const name of ["overview", "outcomes", "statements", "disputes", "approvals", "knowledge", "audit", "contract", "economics"]) {
+  for (const name of ["overview", "outcomes", "statements", "disputes", "approvals", "agents", "knowledge", "audit", "contract", "economics"]) {
     await open(page, ui(name));
     assert.equal(await page.locator("section.error").count(), 0, `${name} renders without an error`);
     await shot(page, `operator-${name}`);

@@ -21,12 +21,13 @@ const HOSTILE_REASON: &str = "<script>alert(\"reason\")</script> wrong";
 const RESTRICTED_TITLE: &str = "Staff refund limits";
 
 /// Every page of a customer, by path below `/ui/customers/{c}/`.
-const PAGES: [&str; 9] = [
+const PAGES: [&str; 10] = [
     "overview",
     "outcomes",
     "statements",
     "disputes",
     "approvals",
+    "agents",
     "knowledge",
     "audit",
     "contract",
@@ -980,6 +981,99 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
             .await;
         assert_eq!(v["state"], "rejected", "{label}: {v}");
         assert_eq!(v["approval"]["reason"], "ask the customer first");
+    });
+}
+
+/// Issue 17, item 6: the agents a customer's records name, whichever door
+/// the records came through: calls per agent, their errors and latency
+/// percentiles, tools, runs and actions; costs only for the provider's
+/// roles, who also see every customer's agents.
+#[test]
+fn the_agents_page_shows_what_each_agent_did() {
+    on_every_backend(|db, label| async move {
+        let f = setup(&db).await;
+        let now = payoff_clock::wall();
+        let at = |minutes: i64| (now - chrono::Duration::minutes(minutes)).to_rfc3339();
+        let mut batch = Vec::new();
+        for (i, latency) in [100u64, 200, 300, 400].into_iter().enumerate() {
+            batch.push(
+                json!({"specversion": "1.0", "id": format!("lead-call-{i}"), "source": "crm-bot",
+                "type": "llm.call", "subject": "L-1", "time": at(10 + i as i64),
+                "data": {"model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100,
+                         "agent": "lead-bot", "latency_ms": latency,
+                         "result": if i == 3 { "upstream_error" } else { "ok" }}}),
+            );
+        }
+        batch.push(
+            json!({"specversion": "1.0", "id": "tool-1", "source": "crm-bot", "type": "tool.call",
+            "subject": "L-1", "time": at(5), "data": {"agent": "lead-bot", "tool": "crm.lookup"}}),
+        );
+        batch.push(json!({"specversion": "1.0", "id": "hostile-call", "source": "crm-bot", "type": "llm.call",
+            "subject": "L-2", "time": at(3), "data": {"model": "gpt-4o", "input_tokens": 1, "agent": HOSTILE_SUBJECT}}));
+        batch.push(
+            json!({"specversion": "1.0", "id": "old-call", "source": "crm-bot", "type": "llm.call",
+            "subject": "L-3", "time": (now - chrono::Duration::days(20)).to_rfc3339(),
+            "data": {"model": "gpt-4o", "input_tokens": 1, "agent": "old-bot"}}),
+        );
+        let (s, v) = f
+            .server
+            .send(
+                &f.agent,
+                "application/cloudevents-batch+json",
+                &Value::Array(batch),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+
+        let admin = f.login(&f.admin).await;
+        let page = f.get(&ui("agents"), &admin).await;
+        assert_eq!(page.status, StatusCode::OK, "{label}: {}", page.body);
+        let body = &page.body;
+        let row_at = body
+            .find("<td class=\"mono\">lead-bot</td>")
+            .expect("the lead-bot row");
+        let row = &body[row_at..row_at + body[row_at..].find("</tr>").unwrap()];
+        let cells: Vec<&str> = row
+            .split("<td class=\"num\">")
+            .skip(1)
+            .map(|c| c.split("</td>").next().unwrap())
+            .collect();
+        // Calls, errors, p50, p95 (no cost column for the customer's people),
+        // tool calls, runs.
+        assert_eq!(
+            &cells[..6],
+            ["4", "1 (25.0%)", "200", "400", "1", "0"],
+            "{label}: {row}"
+        );
+        assert!(
+            !body.contains("old-bot"),
+            "{label}: outside the 7-day window"
+        );
+        assert!(
+            !body.contains(">Cost<"),
+            "{label}: costs are the provider's"
+        );
+        assert!(
+            !body.contains(HOSTILE_SUBJECT) && body.contains("&lt;script&gt;"),
+            "{label}: names stay text"
+        );
+        let month = f.get(&ui("agents?days=30"), &admin).await.body;
+        assert!(month.contains("old-bot"), "{label}");
+        assert_eq!(
+            f.get(&ui("agents?days=2"), &admin).await.status,
+            StatusCode::BAD_REQUEST
+        );
+
+        let operator = f.login(&f.operator).await;
+        let page = f.get(&ui("agents"), &operator).await.body;
+        assert!(
+            page.contains(">Cost<") && page.contains("Every customer"),
+            "{label}: {page}"
+        );
+        let all_at = page
+            .find("id=\"all-agents\"")
+            .expect("every customer's agents");
+        assert!(page[all_at..].contains("lead-bot"), "{label}");
     });
 }
 

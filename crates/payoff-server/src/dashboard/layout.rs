@@ -17,6 +17,7 @@ pub enum Tab {
     Statements,
     Disputes,
     Approvals,
+    Agents,
     Knowledge,
     Audit,
     Contract,
@@ -24,12 +25,13 @@ pub enum Tab {
 }
 
 impl Tab {
-    const ALL: [Tab; 9] = [
+    const ALL: [Tab; 10] = [
         Tab::Overview,
         Tab::Outcomes,
         Tab::Statements,
         Tab::Disputes,
         Tab::Approvals,
+        Tab::Agents,
         Tab::Knowledge,
         Tab::Audit,
         Tab::Contract,
@@ -43,6 +45,7 @@ impl Tab {
             Tab::Statements => "Statements",
             Tab::Disputes => "Disputes",
             Tab::Approvals => "Approvals",
+            Tab::Agents => "Agents",
             Tab::Knowledge => "Knowledge",
             Tab::Audit => "Audit",
             Tab::Contract => "Contract",
@@ -57,6 +60,7 @@ impl Tab {
             Tab::Statements => "statements",
             Tab::Disputes => "disputes",
             Tab::Approvals => "approvals",
+            Tab::Agents => "agents",
             Tab::Knowledge => "knowledge",
             Tab::Audit => "audit",
             Tab::Contract => "contract",
@@ -67,7 +71,7 @@ impl Tab {
     /// What a role needs to open the tab (the handler checks it again).
     pub fn action(self) -> Action {
         match self {
-            Tab::Approvals => Action::ReadApprovals,
+            Tab::Approvals | Tab::Agents => Action::ReadApprovals,
             Tab::Knowledge => Action::SearchKnowledge,
             Tab::Audit => Action::ReadAudit,
             Tab::Economics => Action::ReadEconomics,

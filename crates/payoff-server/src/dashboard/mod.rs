@@ -77,6 +77,7 @@ pub fn router() -> Router<AppState> {
             get(statements::download),
         )
         .route("/customers/{customer}/approvals", get(approvals::list))
+        .route("/customers/{customer}/agents", get(agents::show))
         .route(
             "/customers/{customer}/approvals/decide",
             post(approvals::decide),

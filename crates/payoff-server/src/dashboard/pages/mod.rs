@@ -1,6 +1,7 @@
 //! One module per page. Each handler opens a [`Ctx`](super::Ctx) (role and
 //! tenant checked), calls the functions the JSON routes call, and renders.
 
+pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod contract;
