@@ -385,6 +385,12 @@ pub async fn request(
         let ttl = req.approval_expires_in.unwrap_or(APPROVAL_TTL_DEFAULT_S);
         data["expires_at"] = now_text(now + Duration::seconds(ttl)).into();
     }
+    // The audit record first, then the ledger's: on SQLite both take the
+    // one write lock, and asking for it at once only adds waiting.
+    let reason_text = format!(
+        "{} on {}/{}: {reason}",
+        req.action, req.resource.kind, req.resource.id
+    );
     audit(
         state,
         customer,
@@ -392,10 +398,7 @@ pub async fn request(
         "authorize_action",
         &id,
         verdict.as_str(),
-        &format!(
-            "{} on {}/{}: {reason}",
-            req.action, req.resource.kind, req.resource.id
-        ),
+        &reason_text,
         &policy_ids,
     )
     .await?;
@@ -406,19 +409,22 @@ pub async fn request(
         REQUESTED,
         &subject,
         now,
-        data,
+        data.clone(),
     )
-    .await?;
-    let view = find_async(state, customer, &id).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("action {id} was not found after it was stored"),
-        )
-    })?;
-    if !stored {
+    .await;
+    if !stored? {
         // Two requests with one key raced; the first one stands.
+        let view = find_async(state, customer, &id).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("action {id} was not found after it was stored"),
+            )
+        })?;
         return same_request(&view, &req).map(|()| (false, view));
     }
+    // What was stored, read back the way every later read folds it.
+    let stored_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let view = fold(customer, (stored_at, data), None, None);
     crate::Metrics::result_by(&state.metrics.actions, verdict.as_str(), 1);
     Ok((true, view))
 }

@@ -46,14 +46,18 @@ fn audited(method: &Method, route: &str, status: StatusCode) -> bool {
         return false;
     }
     // The ledger is the record of accepted events and assignments and of
-    // each model call through the gateway (its `llm.call`), and an
-    // approval decision writes its own, richer record.
+    // each model call through the gateway (its `llm.call`); an approval
+    // decision, an agent's action and its result (through the API or the
+    // MCP gateway) write their own, richer records.
     let recorded_elsewhere = route == "/v1/events"
         || route == "/api/v1/events"
         || route == "/v1/traces"
         || route.starts_with("/gateway/")
         || route == "/v1/assignments"
         || route.starts_with("/v1/approvals/")
+        || route == "/v1/actions"
+        || route == "/v1/actions/{id}/result"
+        || route.starts_with("/mcp/")
         || route == "/ui/customers/{customer}/approvals/decide";
     // A dashboard form answers a success with a redirect.
     !(recorded_elsewhere && (status.is_success() || status.is_redirection()))
