@@ -25,6 +25,10 @@ const BASE: &str = include_str!("actions.cedarschema");
 const AGENT_TYPE: &str = "Payoff::Agent";
 /// The entity type of an MCP server whose tools are actions.
 pub const MCP_SERVER_TYPE: &str = "Payoff::McpServer";
+/// The entity type of a model the gateway serves.
+pub const MODEL_TYPE: &str = "Payoff::Model";
+/// The action the model gateway asks about, when the schema declares it.
+pub const CALL_MODEL: &str = "call_model";
 /// The annotation of a `permit` that lets its action through only once a
 /// person approves it.
 pub const APPROVAL_ANNOTATION: &str = "approval";
@@ -148,14 +152,28 @@ impl ActionRules {
                     .map(|r| (p.id().to_string(), r.to_owned()))
             })
             .collect();
-        Ok(ActionRules {
+        let rules = ActionRules {
             scopes: scopes_of(&set),
             set,
             schema,
             reasons,
             approval,
             actions,
-        })
+        };
+        // The gateway's question must type under the customer's
+        // declaration, or every model call would be refused as malformed.
+        if rules.governs_models()
+            && rules
+                .model_call("probe", "probe", "chat/completions", "probe")
+                .is_err()
+        {
+            return Err(ActionErrors::Schema(PolicyErrors::one(format!(
+                "action \"{CALL_MODEL}\" is the model gateway's question: declare it \
+                 appliesTo {{ principal: [{AGENT_TYPE}], resource: [{MODEL_TYPE}], \
+                 context: {{ \"endpoint\": String, \"upstream\": String }} }}"
+            ))));
+        }
+        Ok(rules)
     }
 
     /// The action types the schema declares, sorted by name.
@@ -216,6 +234,30 @@ impl ActionRules {
             .is_authorized(&request, set, &entities)
             .decision()
             == Decision::Allow
+    }
+
+    /// Whether the schema declares [`CALL_MODEL`]: the model gateway then
+    /// asks these rules before every call.
+    pub fn governs_models(&self) -> bool {
+        self.actions.iter().any(|a| a.name == CALL_MODEL)
+    }
+
+    /// May `agent` call `model` (on `endpoint`, served by `upstream`)?
+    pub fn model_call(
+        &self,
+        agent: &str,
+        model: &str,
+        endpoint: &str,
+        upstream: &str,
+    ) -> Result<ActionDecision, ActionInputError> {
+        self.decide(&ActionQuestion {
+            agent,
+            action: CALL_MODEL,
+            resource_type: MODEL_TYPE,
+            resource_id: model,
+            resource_attributes: &json!({}),
+            context: &json!({"endpoint": endpoint, "upstream": upstream}),
+        })
     }
 
     /// The ids of every policy, sorted.
@@ -452,7 +494,9 @@ fn declared_actions(schema: &Schema) -> Result<Vec<ActionType>, PolicyErrors> {
     }
     for ty in schema.entity_types() {
         let ty = ty.to_string();
-        if ty != AGENT_TYPE && ty != MCP_SERVER_TYPE && ty.starts_with("Payoff::") {
+        if ![AGENT_TYPE, MCP_SERVER_TYPE, MODEL_TYPE].contains(&ty.as_str())
+            && ty.starts_with("Payoff::")
+        {
             problems.push(format!("entity {ty}: the Payoff namespace is reserved"));
         }
     }

@@ -25,7 +25,7 @@ mod roles;
 
 pub use actions::{
     ActionDecision, ActionErrors, ActionInputError, ActionQuestion, ActionRules, ActionType,
-    ActionVerdict, APPROVAL_ANNOTATION, MCP_SERVER_TYPE,
+    ActionVerdict, APPROVAL_ANNOTATION, CALL_MODEL, MCP_SERVER_TYPE, MODEL_TYPE,
 };
 pub use agent::{AgentDecision, AgentRules, ReplyRule, TicketFacts, Verdict};
 pub use problems::{PolicyErrors, Problem};

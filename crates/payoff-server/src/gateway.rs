@@ -483,14 +483,51 @@ async fn forward(
     Ok(response)
 }
 
-/// The kill switch and the budgets, before anything is spent.
+/// The kill switch, the budgets and the customer's rules on models (when
+/// its action schema declares `call_model`), before anything is spent.
 async fn stop_or_go(state: &AppState, call: &Call) -> Result<(), ApiError> {
     let (customer, agent, now) = (call.customer.clone(), call.agent.clone(), state.now());
-    let halt = blocking_with(
-        move |s| crate::actions::halted(s, &customer, &agent, now),
+    let policies = state.action_policies.clone();
+    let (halt, rules) = blocking_with(
+        move |s| {
+            let halt = crate::actions::halted(s, &customer, &agent, now)?;
+            let rules = match policies.for_customer(s, &customer) {
+                Ok((_, rules)) => rules.governs_models().then_some(rules),
+                Err(e) if e.code == ErrorCode::NoActionRules => None,
+                Err(e) => return Err(e),
+            };
+            Ok((halt, rules))
+        },
         state,
     )
     .await?;
+    if let (None, Some(rules)) = (&halt, rules) {
+        let refused = |why: String| {
+            Err(ApiError::new(
+                ErrorCode::ModelNotAllowed,
+                format!(
+                    "model \"{}\" for agent \"{}\": {why}",
+                    call.model, call.agent
+                ),
+            ))
+        };
+        return match rules.model_call(&call.agent, &call.model, call.endpoint, &call.upstream.name)
+        {
+            Ok(d) if d.verdict == payoff_policy::ActionVerdict::Allow => Ok(()),
+            Ok(d) if d.verdict == payoff_policy::ActionVerdict::ApprovalRequired => {
+                refused(format!(
+                    "a model call cannot wait for a person's approval ({})",
+                    d.reason
+                ))
+            }
+            Ok(d) => refused(format!(
+                "{} (policies: {})",
+                d.reason,
+                d.policy_ids.join(", ")
+            )),
+            Err(e) => refused(e.to_string()),
+        };
+    }
     match halt {
         None => Ok(()),
         Some((code @ ErrorCode::AgentPaused, _, why)) => Err(ApiError::new(

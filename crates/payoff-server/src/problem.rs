@@ -45,6 +45,7 @@ error_codes! {
     NoActionRules => (CONFLICT, "no_action_rules", "The customer has declared no action types"),
     ActionPending => (CONFLICT, "action_pending", "The action waits for a person's approval"),
     ActionNotAllowed => (CONFLICT, "action_not_allowed", "The action was not allowed"),
+    ModelNotAllowed => (FORBIDDEN, "model_not_allowed", "The customer's rules do not let this agent call this model"),
     InvalidContract => (BAD_REQUEST, "invalid_contract", "The contract is invalid; nothing was stored"),
     InvalidPolicy => (BAD_REQUEST, "invalid_policy", "The policies do not validate; nothing was stored"),
     NoContract => (NOT_FOUND, "no_contract", "The customer has no contract"),

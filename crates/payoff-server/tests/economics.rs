@@ -619,6 +619,109 @@ fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
 }
 
 /// A GenAI chat span in OTLP's JSON encoding.
+/// Issue 17, item 1: the customer's rules decide which models an agent
+/// may call through the gateway, when its action schema declares the
+/// gateway's question (`call_model`). A refused call never reaches the
+/// upstream and costs nothing.
+#[test]
+fn the_customers_rules_decide_which_models_an_agent_may_call() {
+    on_every_backend(|db_url, label| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", axum::routing::post(fake_upstream));
+            axum::serve(listener, app).await.unwrap();
+        });
+        let config = ServerConfig {
+            gateway: payoff_server::gateway::GatewayConfig {
+                upstreams: vec![payoff_server::gateway::Upstream {
+                    name: "local".into(),
+                    base_url: format!("http://{up}/v1"),
+                    api_key_env: None,
+                    api_key: None,
+                    models: vec!["ok-model".into(), "big-model".into()],
+                    timeout_ms: 2_000,
+                }],
+            },
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let admin = server.key("customer_admin", Some("acme")).await;
+        let call = |agent_name: &'static str, model: &'static str| {
+            let (url, key) = (server.url.clone(), agent.clone());
+            async move {
+                let r = reqwest::Client::new()
+                    .post(format!("{url}/gateway/v1/chat/completions"))
+                    .bearer_auth(key)
+                    .header("x-payoff-agent", agent_name)
+                    .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            }
+        };
+        // No rules on models: the gateway asks nothing.
+        assert_eq!(
+            call("intern", "big-model").await.0,
+            StatusCode::OK,
+            "{label}"
+        );
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/customers/acme/action-rules",
+                &admin,
+                json!({
+                    "schema": "action \"call_model\" appliesTo { principal: [Payoff::Agent], resource: [Payoff::Model], context: { \"endpoint\": String, \"upstream\": String } };",
+                    "rules": "@id(\"small\") permit(principal, action == Action::\"call_model\", resource == Payoff::Model::\"ok-model\");\n@id(\"no_intern\") forbid(principal == Payoff::Agent::\"intern\", action, resource);",
+                }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        assert_eq!(
+            call("lead-bot", "ok-model").await.0,
+            StatusCode::OK,
+            "{label}"
+        );
+        let (s, v) = call("lead-bot", "big-model").await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("model_not_allowed")),
+            "{label}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("big-model"),
+            "{label}: OpenAI's error shape too: {v}"
+        );
+        let (s, v) = call("intern", "ok-model").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("acme.v1.no_intern"),
+            "{label}: {v}"
+        );
+        let (_, events) = server
+            .json(
+                Method::GET,
+                "/v1/events?customer=acme&type=llm.call",
+                &admin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            events["events"].as_array().unwrap().len(),
+            2,
+            "{label}: refused calls are not made: {events}"
+        );
+    });
+}
+
 fn chat_span(span_id: &str, subject: &str, model: &str, input: u64, output: u64) -> Value {
     json!({
         "traceId": "5b8efff798038103d269b633813fc60c",
