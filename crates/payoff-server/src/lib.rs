@@ -22,6 +22,7 @@ mod routes;
 pub mod secrets;
 pub mod startup;
 pub mod support;
+pub mod watch;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub gateway: gateway::GatewayConfig,
     /// How OTLP traces are read (`[traces]`).
     pub traces: payoff_ledger::otlp::TraceSettings,
+    /// The quality bands of agents (`[quality]`, see [`watch`]).
+    pub quality: watch::QualitySettings,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             gateway: gateway::GatewayConfig::default(),
             traces: payoff_ledger::otlp::TraceSettings::default(),
+            quality: watch::QualitySettings::default(),
         }
     }
 }
@@ -357,11 +361,13 @@ pub async fn serve(
         Ok(own) => state.listening_on(own),
         Err(_) => state,
     };
-    let (stop_agent, stop_webhooks, stop_projector) = (
+    let (stop_agent, stop_webhooks, stop_projector, stop_quality) = (
+        Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
     );
+    let quality = tokio::spawn(watch::run(state.clone(), stop_quality.clone()));
     let knowledge = tokio::spawn(catch_up_at_start(state.clone()));
     let projector = tokio::spawn(projector::run(state.clone(), stop_projector.clone()));
     let agent = tokio::spawn(support::run(
@@ -379,10 +385,12 @@ pub async fn serve(
     stop_agent.notify_one();
     stop_webhooks.notify_one();
     stop_projector.notify_one();
+    stop_quality.notify_one();
     knowledge.abort();
     let _ = agent.await;
     let _ = outbox.await;
     let _ = projector.await;
+    let _ = quality.await;
     served
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{Datelike, Months};
-use common::{on_every_backend, TestServer};
+use common::{eventually, on_every_backend, TestServer};
 use payoff_policy::ReplyRule;
 use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
@@ -101,6 +101,17 @@ async fn setup(db_url: &str) -> Fixture {
         rate_limits: payoff_server::limits::RateLimits {
             login_per_minute: 0,
             ..Default::default()
+        },
+        // lead-bot's failing calls leave the band (the Agents page test).
+        quality: payoff_server::watch::QualitySettings {
+            band: vec![payoff_server::watch::Band {
+                measure: payoff_server::watch::Measure::ErrorRate,
+                agent: "lead-bot".into(),
+                min: None,
+                max: Some(0.2),
+                min_samples: 4,
+            }],
+            every_seconds: 0.1,
         },
         ..ServerConfig::default()
     };
@@ -1057,6 +1068,12 @@ fn the_agents_page_shows_what_each_agent_did() {
             !body.contains(HOSTILE_SUBJECT) && body.contains("&lt;script&gt;"),
             "{label}: names stay text"
         );
+        // A quarter of its calls failed: above its band of 0.2.
+        let drift = "<strong>0.2500</strong> in week";
+        eventually("the drift notice", || async {
+            f.get(&ui("agents"), &admin).await.body.contains(drift)
+        })
+        .await;
         let month = f.get(&ui("agents?days=30"), &admin).await.body;
         assert!(month.contains("old-bot"), "{label}");
         assert_eq!(

@@ -612,6 +612,96 @@ fn an_actions_approval_reaches_its_subscriber_signed() {
     });
 }
 
+/// Issue 17, item 6: a quality measure that leaves the band the provider
+/// configured reaches subscribers as a signed webhook, once per agent,
+/// measure and week.
+#[test]
+fn a_drifting_agent_reaches_its_subscriber_signed() {
+    on_every_backend(|db_url, label| async move {
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let config = ServerConfig {
+            quality: payoff_server::watch::QualitySettings {
+                band: vec![payoff_server::watch::Band {
+                    measure: payoff_server::watch::Measure::ErrorRate,
+                    agent: "*".into(),
+                    min: None,
+                    max: Some(0.2),
+                    min_samples: 4,
+                }],
+                every_seconds: 0.05,
+            },
+            ..fast()
+        };
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let created = subscribe(
+            &server,
+            &cadmin,
+            format!("{hook}/hook"),
+            &["payoff.quality.*"],
+        )
+        .await;
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        let call = |i: usize, result: &str| {
+            json!({"specversion": "1.0", "id": format!("call-{i}"), "source": "bot",
+            "type": "llm.call", "subject": "L-1", "time": payoff_clock::wall().to_rfc3339(),
+            "data": {"model": "gpt-4o", "input_tokens": 10, "agent": "lead-bot", "result": result}})
+        };
+        // Three calls, one failed: too few samples to say anything yet.
+        let few = json!([call(0, "ok"), call(1, "ok"), call(2, "timeout")]);
+        let (s, v) = server
+            .send(&agent, "application/cloudevents-batch+json", &few)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = server
+            .send(
+                &agent,
+                "application/cloudevents+json",
+                &call(3, "upstream_error"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        eventually("the drift delivered", || async {
+            !receiver.received.lock().unwrap().is_empty()
+        })
+        .await;
+        let (headers, body) = receiver.received.lock().unwrap()[0].clone();
+        verify(&secret, &headers, &body).unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["type"], "payoff.quality.drift", "{label}: {event}");
+        assert_eq!(event["subject"], "agent/lead-bot");
+        let d = &event["data"];
+        assert_eq!(
+            (
+                d["measure"].as_str(),
+                d["value"].as_str(),
+                d["hits"].as_u64(),
+                d["samples"].as_u64()
+            ),
+            (Some("error_rate"), Some("0.5000"), Some(2), Some(4)),
+            "{label}: {event}"
+        );
+        // More failures the same week: the week's record stands alone.
+        let (s, _) = server
+            .send(&agent, "application/cloudevents+json", &call(4, "timeout"))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, v) = server
+            .json(
+                Method::GET,
+                "/v1/events?type=payoff.quality.drift",
+                &cadmin,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["events"].as_array().unwrap().len(), 1, "{label}: {v}");
+    });
+}
+
 /// Names resolved from a table: a test decides what a host name "is",
 /// and no name ever reaches a real resolver.
 struct Table(Vec<(&'static str, Vec<std::net::IpAddr>)>);

@@ -53,6 +53,7 @@ struct FileSettings {
     dashboard: Option<DashboardSettings>,
     gateway: Option<GatewaySettings>,
     traces: Option<TraceFileSettings>,
+    quality: Option<payoff_server::watch::QualitySettings>,
 }
 
 /// `[traces]`: how OTLP traces on `/v1/traces` are read.
@@ -248,6 +249,11 @@ impl Settings {
                 .unwrap_or(defaults.secure_cookies),
             gateway: gateway_config(file.gateway.unwrap_or_default())?,
             traces: file.traces.unwrap_or_default().resolve()?,
+            quality: {
+                let quality = file.quality.unwrap_or_default();
+                quality.check().map_err(BadInput)?;
+                quality
+            },
             ..defaults
         };
         let model = model_config(file.model.unwrap_or_default())?;

@@ -9,147 +9,28 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use maud::{html, Markup};
-use payoff_billing::{cost_of_call, ModelCall, Prices};
-use payoff_store::{EventFilter, Store};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::Filters;
-use crate::actions::{self, ActionState};
 use crate::auth::Action;
 use crate::dashboard::charts::{self, Series};
 use crate::dashboard::format::{grouped, points};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
+use crate::watch::{gather, recorded_drifts, AgentFigures};
 use crate::{blocking_with, AppState};
 
 /// Agents drawn in the chart; the table lists them all.
 const CHART_SERIES_MAX: usize = 6;
-/// The name shown for records that name no agent.
-const UNNAMED: &str = "(unnamed)";
 
 #[derive(Deserialize)]
 pub struct DaysQuery {
     /// 1, 7 or 30: the window, ending now.
     days: Option<u32>,
-}
-
-/// What one agent did in the window.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct AgentFigures {
-    pub calls: u64,
-    pub errors: u64,
-    /// Milliseconds of each call that reported its latency.
-    latencies: Vec<u64>,
-    pub cost: Decimal,
-    pub tool_calls: u64,
-    pub runs: u64,
-    pub allowed: u64,
-    pub denied: u64,
-    pub pending: u64,
-    /// Model calls per day of the window.
-    pub per_day: Vec<u64>,
-}
-
-impl AgentFigures {
-    /// The latency below which `q` of the calls fall (nearest rank).
-    pub fn latency(&self, q: f64) -> Option<u64> {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let rank = ((sorted.len() as f64 * q).ceil() as usize).max(1);
-        sorted.get(rank - 1).copied()
-    }
-}
-
-/// Whether a model call's record says it failed: a `result` other than
-/// `ok`, an HTTP status of 400 or more, or an `error`.
-fn failed(data: &Value) -> bool {
-    data["result"].as_str().is_some_and(|r| r != "ok")
-        || data["status"].as_u64().is_some_and(|s| s >= 400)
-        || !data["error"].is_null()
-}
-
-/// The figures of every agent of `customer` in `[since, until)`, one slot
-/// of `per_day` per day from `since`.
-pub fn gather(
-    store: &Store,
-    prices: &Prices,
-    customer: &str,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<BTreeMap<String, AgentFigures>, ApiError> {
-    let days = (until - since).num_days().max(1) as usize;
-    let mut agents: BTreeMap<String, AgentFigures> = BTreeMap::new();
-    fn entry<'a>(
-        agents: &'a mut BTreeMap<String, AgentFigures>,
-        name: Option<&str>,
-        days: usize,
-    ) -> &'a mut AgentFigures {
-        let name = name.filter(|n| !n.is_empty()).unwrap_or(UNNAMED).to_owned();
-        agents.entry(name).or_insert_with(|| AgentFigures {
-            per_day: vec![0; days],
-            ..AgentFigures::default()
-        })
-    }
-    for kind in ["llm.call", "tool.call", "agent.run"] {
-        let mut after = None;
-        loop {
-            let page = store.events(&EventFilter {
-                customer: customer.to_owned(),
-                event_type: Some(kind.to_owned()),
-                since: Some(since),
-                until: Some(until),
-                after_sequence: after,
-                limit: 1000,
-                ..Default::default()
-            })?;
-            for e in &page.events {
-                let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
-                let data = &body["data"];
-                let f = entry(&mut agents, data["agent"].as_str(), days);
-                match kind {
-                    "llm.call" => {
-                        f.calls += 1;
-                        f.errors += u64::from(failed(data));
-                        if let Some(ms) = data["latency_ms"].as_u64() {
-                            f.latencies.push(ms);
-                        }
-                        if let Some(call) = ModelCall::read(&e.canonical) {
-                            f.cost += cost_of_call(prices, &e.id, e.time, &call).amount;
-                        }
-                        let day = (e.time - since).num_days();
-                        if let Some(n) =
-                            usize::try_from(day).ok().and_then(|d| f.per_day.get_mut(d))
-                        {
-                            *n += 1;
-                        }
-                    }
-                    "tool.call" => f.tool_calls += 1,
-                    _ => f.runs += 1,
-                }
-            }
-            match page.next_cursor {
-                Some(c) => after = Some(c),
-                None => break,
-            }
-        }
-    }
-    for a in actions::list(store, customer)? {
-        if a.requested_at < since || a.requested_at >= until {
-            continue;
-        }
-        let f = entry(&mut agents, Some(&a.agent), days);
-        match a.state {
-            ActionState::Allowed | ActionState::Approved => f.allowed += 1,
-            ActionState::PendingApproval => f.pending += 1,
-            ActionState::Denied | ActionState::Rejected | ActionState::Expired => f.denied += 1,
-        }
-    }
-    Ok(agents)
 }
 
 pub async fn show(
@@ -174,17 +55,18 @@ pub async fn show(
             Vec::new()
         },
     );
-    let (own, everyone) = blocking_with(
+    let (own, everyone, drifted) = blocking_with(
         move |store| {
             let prices = crate::economics::prices(store)?;
             let own = gather(store, &prices, &id, since, until)?;
+            let drifted = recorded_drifts(store, &id, since, until)?;
             let mut everyone = Vec::new();
             for other in others {
                 for (agent, f) in gather(store, &prices, &other, since, until)? {
                     everyone.push((other.clone(), agent, f));
                 }
             }
-            Ok((own, everyone))
+            Ok((own, everyone, drifted))
         },
         &state,
     )
@@ -203,6 +85,7 @@ pub async fn show(
         })
         .collect();
     let body = html! {
+        @for d in &drifted { (drift_notice(d)) }
         nav.filters { "Window: "
             @for d in [1u32, 7, 30] {
                 @if d == days { strong { "last " (d) " days" } } @else { a href=(format!("{}?days={d}", ctx.path("agents"))) { "last " (d) " days" } }
@@ -223,6 +106,23 @@ pub async fn show(
         }
     };
     Ok(layout::page(&ctx, Tab::Agents, "Agents", body))
+}
+
+/// A measure that left its band this window (a `payoff.quality.drift` record).
+fn drift_notice(d: &Value) -> Markup {
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+    let band = match (d["min"].as_f64(), d["max"].as_f64()) {
+        (Some(lo), Some(hi)) => format!("{lo} to {hi}"),
+        (Some(lo), None) => format!("at least {lo}"),
+        (None, Some(hi)) => format!("at most {hi}"),
+        (None, None) => String::new(),
+    };
+    html! {
+        p.notice.drift role="status" {
+            strong { "Quality: " } "agent " span.mono { (text("agent")) } "'s " (text("measure").replace('_', " "))
+            " was " strong { (text("value")) } " in week " (text("week")) " (" (d["hits"]) " of " (d["samples"]) "), outside its band (" (band) ")."
+        }
+    }
 }
 
 fn latency(f: &AgentFigures, q: f64) -> String {
@@ -287,38 +187,5 @@ fn everyone_table(rows: &[(String, String, AgentFigures)]) -> Markup {
                 }
             }
         } }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_percentiles_are_nearest_rank() {
-        let f = AgentFigures {
-            latencies: (1..=100).rev().collect(),
-            ..AgentFigures::default()
-        };
-        assert_eq!(
-            (f.latency(0.5), f.latency(0.95), f.latency(1.0)),
-            (Some(50), Some(95), Some(100))
-        );
-        assert_eq!(AgentFigures::default().latency(0.5), None);
-        let one = AgentFigures {
-            latencies: vec![7],
-            ..AgentFigures::default()
-        };
-        assert_eq!(one.latency(0.95), Some(7));
-    }
-
-    #[test]
-    fn a_call_failed_when_its_record_says_so() {
-        use serde_json::json;
-        assert!(!failed(&json!({"result": "ok", "status": 200})));
-        assert!(!failed(&json!({})));
-        assert!(failed(&json!({"result": "timeout"})));
-        assert!(failed(&json!({"status": 502})));
-        assert!(failed(&json!({"error": "boom"})));
     }
 }
