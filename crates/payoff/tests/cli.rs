@@ -881,6 +881,12 @@ fn the_documented_settings_file_is_accepted_whole() {
         &run(&["customers", "list"]),
         "unknown field `keys_per_second`",
     );
+    // A quality band that cannot hold is named by its place.
+    write(
+        &dir.path().join("payoff.toml"),
+        &example.replace("max = 0.05", "max = 1.5"),
+    );
+    assert_bad_input(&run(&["customers", "list"]), "quality.band[0].max");
 }
 
 /// Issue 16: the README's path could not be followed as written (no sample
