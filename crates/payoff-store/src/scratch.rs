@@ -15,7 +15,9 @@ pub struct ScratchDb {
     pub url: String,
     /// `"sqlite"` or `"postgres"`, for test messages.
     pub label: &'static str,
-    dir: Option<tempfile::TempDir>,
+    /// Removed with the database: a data directory beside it never
+    /// outlives the test (PostgreSQL ones included).
+    dir: tempfile::TempDir,
     postgres: Option<(Config, String)>,
 }
 
@@ -26,7 +28,7 @@ impl ScratchDb {
         ScratchDb {
             url,
             label: "sqlite",
-            dir: Some(dir),
+            dir,
             postgres: None,
         }
     }
@@ -55,7 +57,7 @@ impl ScratchDb {
         ScratchDb {
             url,
             label: "postgres",
-            dir: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
             postgres: Some((admin, name)),
         }
     }
@@ -68,8 +70,8 @@ impl ScratchDb {
     }
 
     /// A directory that lives as long as this database (for data dirs).
-    pub fn dir(&self) -> Option<&std::path::Path> {
-        self.dir.as_ref().map(|d| d.path())
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Runs SQL straight against the database, behind the store's back

@@ -28,13 +28,7 @@ pub fn command(db: &ScratchDb) -> Command {
 }
 
 pub fn data_dir(db: &ScratchDb) -> std::path::PathBuf {
-    match db.dir() {
-        Some(d) => d.join("data"),
-        None => std::env::temp_dir().join(format!(
-            "payoff-test-{}",
-            db.url.rsplit('/').next().unwrap_or("pg")
-        )),
-    }
+    db.dir().join("data")
 }
 
 pub fn stdout(o: &Output) -> String {
