@@ -26,9 +26,17 @@ pub struct ModelPrice {
     pub provider: Option<String>,
     pub input_per_million: Decimal,
     pub output_per_million: Decimal,
-    /// Defaults to the input price.
+    /// Input read from the provider's cache; defaults to the input price.
     #[serde(default)]
     pub cached_input_per_million: Option<Decimal>,
+    /// Input written to the provider's cache (`cache_creation_input_tokens`);
+    /// defaults to the input price.
+    #[serde(default)]
+    pub cache_write_per_million: Option<Decimal>,
+    /// Output spent reasoning (`reasoning_tokens`); defaults to the output
+    /// price.
+    #[serde(default)]
+    pub reasoning_per_million: Option<Decimal>,
 }
 
 /// A version of the price table, in force from `effective` on.
@@ -103,6 +111,8 @@ impl PriceTable {
                 Some(m.input_per_million),
                 Some(m.output_per_million),
                 m.cached_input_per_million,
+                m.cache_write_per_million,
+                m.reasoning_per_million,
             ];
             if prices.iter().flatten().any(|p| p.is_sign_negative()) {
                 return Err(format!("model {}: prices must not be negative", m.model));
@@ -184,25 +194,43 @@ pub fn cost_of(event: &BillingEvent, prices: &Prices) -> Option<Cost> {
     match event.event_type.as_str() {
         LLM_CALL => {
             let model = text("model").unwrap_or_else(|| "unknown".into());
-            let tokens = (|| {
-                Ok::<_, String>((
-                    count(data, "input_tokens")?,
-                    count(data, "output_tokens")?,
-                    count(data, "cached_input_tokens")?,
-                ))
-            })();
-            let call = |(input_tokens, output_tokens, cached_input_tokens)| ModelCall {
+            let call = |[input, output, cached, creation, reasoning]: [u64; 5],
+                        includes_cached: bool| ModelCall {
                 model: Cow::Borrowed(model.as_str()),
                 agent: text("agent").map(Cow::Owned),
                 subject: subject.clone().map(Cow::Owned),
-                input_tokens,
-                output_tokens,
-                cached_input_tokens,
+                input_tokens: ModelCall::input_with_caches(
+                    input,
+                    cached,
+                    creation,
+                    includes_cached,
+                ),
+                output_tokens: output,
+                cached_input_tokens: cached,
+                cache_creation_tokens: creation,
+                reasoning_tokens: reasoning,
             };
-            Some(match tokens {
-                Ok(tokens) => cost_of_call(prices, &event.id, event.time, &call(tokens)),
+            let read = (|| {
+                let tokens = [
+                    count(data, "input_tokens")?,
+                    count(data, "output_tokens")?,
+                    count(data, "cached_input_tokens")?,
+                    count(data, "cache_creation_input_tokens")?,
+                    count(data, "reasoning_tokens")?,
+                ];
+                let includes_cached = match data.get("input_includes_cached") {
+                    None | Some(serde_json::Value::Null) => true,
+                    Some(serde_json::Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return Err("data.input_includes_cached must be true or false".into())
+                    }
+                };
+                Ok::<_, String>(call(tokens, includes_cached))
+            })();
+            Some(match read {
+                Ok(call) => cost_of_call(prices, &event.id, event.time, &call),
                 Err(e) => {
-                    let mut cost = cost_of_call(prices, &event.id, event.time, &call((0, 0, 0)));
+                    let mut cost = cost_of_call(prices, &event.id, event.time, &call([0; 5], true));
                     cost.warning = Some(format!("event {}: {e}; counted at 0", event.id));
                     cost
                 }
@@ -266,13 +294,24 @@ pub fn cost_of_call(prices: &Prices, id: &str, time: DateTime<Utc>, call: &Model
     }
 }
 
+/// Each part of the input and output at its own price: the input left
+/// after cache reads and writes at the input price, reasoning at the
+/// reasoning price and the rest of the output at the output price. Parts
+/// larger than their whole are priced as counted, the rest as 0.
 /// Exact: a division by a million only moves the decimal point.
 fn price_tokens(p: &ModelPrice, call: &ModelCall<'_>) -> Decimal {
-    let uncached = Decimal::from(call.input_tokens.saturating_sub(call.cached_input_tokens));
-    let cached = Decimal::from(call.cached_input_tokens);
-    (uncached * p.input_per_million
-        + cached * p.cached_input_per_million.unwrap_or(p.input_per_million)
-        + Decimal::from(call.output_tokens) * p.output_per_million)
+    let uncached = call
+        .input_tokens
+        .saturating_sub(call.cached_input_tokens)
+        .saturating_sub(call.cache_creation_tokens);
+    let answer = call.output_tokens.saturating_sub(call.reasoning_tokens);
+    let input = p.input_per_million;
+    let output = p.output_per_million;
+    (Decimal::from(uncached) * input
+        + Decimal::from(call.cached_input_tokens) * p.cached_input_per_million.unwrap_or(input)
+        + Decimal::from(call.cache_creation_tokens) * p.cache_write_per_million.unwrap_or(input)
+        + Decimal::from(answer) * output
+        + Decimal::from(call.reasoning_tokens) * p.reasoning_per_million.unwrap_or(output))
         / Decimal::from(1_000_000)
 }
 
@@ -499,6 +538,95 @@ mod tests {
         assert!(c.warning.is_none());
     }
 
+    /// A table of one model, `m`, with cache-write and reasoning prices of
+    /// its own, or without them.
+    fn priced(own: bool) -> Prices {
+        let extra = if own {
+            "cache_write_per_million = \"3.75\"\nreasoning_per_million = \"20\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "effective = \"2020-01-01T00:00:00Z\"\n[[model]]\nmodel = \"m\"\ninput_per_million = \"3\"\noutput_per_million = \"15\"\ncached_input_per_million = \"0.30\"\n{extra}"
+        );
+        Prices::new(vec![PriceTable::parse(&text).unwrap()])
+    }
+
+    #[test]
+    fn cache_writes_and_reasoning_are_priced_at_their_own_prices() {
+        // 10,000 input tokens holding 4,000 read from the cache and 2,000
+        // written to it; 1,000 output tokens holding 600 of reasoning.
+        let call = json!({"model": "m", "input_tokens": 10_000, "cached_input_tokens": 4_000,
+            "cache_creation_input_tokens": 2_000, "output_tokens": 1_000, "reasoning_tokens": 600});
+        // Per million: uncached 4,000 × 3 = 12,000; read 4,000 × 0.30 =
+        // 1,200; written 2,000 × 3.75 = 7,500; answer 400 × 15 = 6,000;
+        // reasoning 600 × 20 = 12,000. Sum 38,700 / 1,000,000 = 0.0387.
+        let c = cost_of(&ev("llm.call", "T1", call.clone()), &priced(true)).unwrap();
+        assert_eq!((c.amount, c.warning), (d("0.0387"), None));
+        // Without prices of their own, writes cost what input does and
+        // reasoning what output does: 12,000 + 1,200 + 2,000 × 3 (6,000) +
+        // 6,000 + 600 × 15 (9,000) = 34,200 → 0.0342.
+        let c = cost_of(&ev("llm.call", "T1", call), &priced(false)).unwrap();
+        assert_eq!(c.amount, d("0.0342"));
+        // Anthropic's counting: input 4,000 without either cache is the
+        // same call (4,000 + 4,000 + 2,000 = 10,000): 0.0387 again.
+        let anthropic = json!({"model": "m", "input_tokens": 4_000, "input_includes_cached": false,
+            "cached_input_tokens": 4_000, "cache_creation_input_tokens": 2_000,
+            "output_tokens": 1_000, "reasoning_tokens": 600});
+        let c = cost_of(&ev("llm.call", "T1", anthropic), &priced(true)).unwrap();
+        assert_eq!(c.amount, d("0.0387"));
+        // Parts larger than their whole: input 100 but 80 read and 50
+        // written, output 10 but 30 reasoning. Uncached and answer are 0;
+        // 80 × 0.30 = 24, 50 × 3.75 = 187.5, 30 × 20 = 600. Sum 811.5 →
+        // 0.0008115.
+        let odd = json!({"model": "m", "input_tokens": 100, "cached_input_tokens": 80,
+            "cache_creation_input_tokens": 50, "output_tokens": 10, "reasoning_tokens": 30});
+        let c = cost_of(&ev("llm.call", "T1", odd), &priced(true)).unwrap();
+        assert_eq!(c.amount, d("0.0008115"));
+        // A flag that is not a boolean is named, the call counted at 0.
+        let bad = json!({"model": "m", "input_tokens": 100, "input_includes_cached": "no"});
+        let c = cost_of(&ev("llm.call", "T1", bad), &priced(true)).unwrap();
+        assert_eq!(c.amount, Decimal::ZERO);
+        assert!(c
+            .warning
+            .unwrap()
+            .contains("data.input_includes_cached must be true or false"));
+    }
+
+    #[test]
+    fn the_new_prices_round_trip_and_may_not_be_negative() {
+        let text = "effective = \"2026-01-01T00:00:00Z\"\n[[model]]\nmodel = \"m\"\ninput_per_million = \"3\"\noutput_per_million = \"15\"\ncache_write_per_million = \"3.75\"\nreasoning_per_million = \"20\"\n";
+        let table = PriceTable::parse(text).unwrap();
+        assert_eq!(
+            (
+                table.models[0].cache_write_per_million,
+                table.models[0].reasoning_per_million
+            ),
+            (Some(d("3.75")), Some(d("20")))
+        );
+        assert_eq!(PriceTable::parse(&table.to_toml()), Ok(table));
+        // Tables stored before these prices existed still read, without them.
+        let defaults = PriceTable::defaults();
+        assert!(defaults
+            .models
+            .iter()
+            .all(|m| m.cache_write_per_million.is_none() && m.reasoning_per_million.is_none()));
+        assert!(!defaults.to_toml().contains("cache_write_per_million"));
+        for key in ["cache_write_per_million", "reasoning_per_million"] {
+            let negative = text.replace(&format!("{key} = \""), &format!("{key} = \"-"));
+            assert_eq!(
+                PriceTable::parse(&negative),
+                Err("model m: prices must not be negative".into()),
+                "{key}"
+            );
+        }
+        assert!(
+            PriceTable::parse(&text.replace("reasoning_per_million", "thinking_per_million"))
+                .unwrap_err()
+                .contains("unknown field")
+        );
+    }
+
     #[test]
     fn unknown_models_and_bad_tokens_cost_zero_with_a_warning() {
         let prices = Prices::new(vec![]);
@@ -574,6 +702,23 @@ mod tests {
             ),
             ev(
                 "llm.call",
+                "T2",
+                json!({"model": "gpt-4o", "input_tokens": 50, "input_includes_cached": false,
+                    "cached_input_tokens": 2000, "cache_creation_input_tokens": 300,
+                    "output_tokens": 90, "reasoning_tokens": 60}),
+            ),
+            ev(
+                "llm.call",
+                "T2",
+                json!({"model": "gpt-4o", "input_tokens": 50, "input_includes_cached": "yes"}),
+            ),
+            ev(
+                "llm.call",
+                "T2",
+                json!({"model": "gpt-4o", "input_tokens": 50, "reasoning_tokens": -1}),
+            ),
+            ev(
+                "llm.call",
                 "T3",
                 json!({"model": "nope", "input_tokens": 10}),
             ),
@@ -614,7 +759,7 @@ mod tests {
             }
             fast += usize::from(ModelCall::read(&body).is_some());
         }
-        assert_eq!(fast, 3);
+        assert_eq!(fast, 4);
         assert_eq!(a.finish([]), b.finish([]));
     }
 

@@ -4,7 +4,8 @@
 //!
 //! The file maps each model name to per-token USD prices
 //! (`input_cost_per_token`, `output_cost_per_token`,
-//! `cache_read_input_token_cost`, …) beside its provider
+//! `cache_read_input_token_cost`, `cache_creation_input_token_cost`,
+//! `output_cost_per_reasoning_token`, …) beside its provider
 //! (`litellm_provider`) and kind (`mode`). Payoff's table is per million
 //! tokens in exact decimals: a per-token price is read as the shortest
 //! decimal that is the same binary number (what the file's author wrote),
@@ -31,9 +32,6 @@ pub struct Imported {
     pub table: PriceTable,
     /// Entries not imported, each with the reason.
     pub skipped: Vec<(String, String)>,
-    /// Models whose file gives a cache-write or reasoning price of its own:
-    /// Payoff prices those tokens as input and output for now.
-    pub priced_as_input_or_output: Vec<String>,
 }
 
 /// Reads LiteLLM's price file. `providers`, when not empty, keeps only
@@ -56,7 +54,6 @@ pub fn import(
         .map_err(|e| format!("not LiteLLM's price file (a JSON object of models): {e}"))?;
     let mut models = Vec::new();
     let mut skipped = Vec::new();
-    let mut priced_as_input_or_output = Vec::new();
     for (name, entry) in &file {
         if name == "sample_spec" {
             continue; // the file's own documentation of its keys
@@ -98,30 +95,22 @@ pub fn import(
             let input = price("input_cost_per_token")?;
             let output = price("output_cost_per_token")?;
             let cached = price("cache_read_input_token_cost")?;
-            let separate = [
-                ("cache_creation_input_token_cost", input),
-                ("output_cost_per_reasoning_token", output),
-            ]
-            .into_iter()
-            .map(|(key, base)| Ok(price(key)?.is_some_and(|p| Some(p) != base)))
-            .collect::<Result<Vec<bool>, String>>()?;
-            Ok::<_, String>((input, output, cached, separate.contains(&true)))
+            let cache_write = price("cache_creation_input_token_cost")?;
+            let reasoning = price("output_cost_per_reasoning_token")?;
+            Ok::<_, String>(input.map(|input| ModelPrice {
+                model: name.clone(),
+                provider: provider.map(str::to_owned),
+                input_per_million: input,
+                // Embeddings have no output.
+                output_per_million: output.unwrap_or(Decimal::ZERO),
+                cached_input_per_million: cached,
+                cache_write_per_million: cache_write,
+                reasoning_per_million: reasoning,
+            }))
         })();
         match read {
-            Ok((Some(input), output, cached, separate)) => {
-                if separate {
-                    priced_as_input_or_output.push(name.clone());
-                }
-                models.push(ModelPrice {
-                    model: name.clone(),
-                    provider: provider.map(str::to_owned),
-                    input_per_million: input,
-                    // Embeddings have no output.
-                    output_per_million: output.unwrap_or(Decimal::ZERO),
-                    cached_input_per_million: cached,
-                });
-            }
-            Ok((None, ..)) => skipped.push((name.clone(), "no input_cost_per_token".into())),
+            Ok(Some(model)) => models.push(model),
+            Ok(None) => skipped.push((name.clone(), "no input_cost_per_token".into())),
             Err(why) => skipped.push((name.clone(), why)),
         }
     }
@@ -138,7 +127,6 @@ pub fn import(
     Ok(Imported {
         table: PriceTable { effective, models },
         skipped,
-        priced_as_input_or_output,
     })
 }
 
@@ -157,6 +145,8 @@ mod tests {
       "tiny-model": {"input_cost_per_token": 1.1e-10, "litellm_provider": "local", "mode": "completion"},
       "dall-e-3": {"output_cost_per_image": 0.04, "litellm_provider": "openai", "mode": "image_generation"},
       "broken": {"input_cost_per_token": "cheap", "litellm_provider": "openai", "mode": "chat"},
+      "broken-reasoning": {"input_cost_per_token": 1e-06, "output_cost_per_reasoning_token": "dear", "litellm_provider": "openai", "mode": "chat"},
+      "negative-cache-write": {"input_cost_per_token": 1e-06, "cache_creation_input_token_cost": -2e-06, "litellm_provider": "anthropic", "mode": "chat"},
       "negative": {"input_cost_per_token": -1e-06, "litellm_provider": "openai", "mode": "chat"},
       "no-price": {"litellm_provider": "openai", "mode": "chat"}
     }"#;
@@ -178,6 +168,8 @@ mod tests {
             input_per_million: input.parse().unwrap(),
             output_per_million: output.parse().unwrap(),
             cached_input_per_million: cached.map(|c| c.parse().unwrap()),
+            cache_write_per_million: None,
+            reasoning_per_million: None,
         }
     }
 
@@ -189,15 +181,23 @@ mod tests {
         assert_eq!(
             models,
             vec![
-                price(
-                    "claude-3-5-sonnet-20241022",
-                    "anthropic",
-                    "3",
-                    "15",
-                    Some("0.3")
-                ),
+                // 3.75e-06 a cache-written token is 3.75 a million.
+                ModelPrice {
+                    cache_write_per_million: Some("3.75".parse().unwrap()),
+                    ..price(
+                        "claude-3-5-sonnet-20241022",
+                        "anthropic",
+                        "3",
+                        "15",
+                        Some("0.3"),
+                    )
+                },
                 price("gpt-4o", "openai", "2.5", "10", Some("1.25")),
-                price("o1", "openai", "15", "60", None),
+                // 6e-05 a reasoning token is 60 a million.
+                ModelPrice {
+                    reasoning_per_million: Some("60".parse().unwrap()),
+                    ..price("o1", "openai", "15", "60", None)
+                },
                 price("text-embedding-3-small", "openai", "0.02", "0", None),
                 price("tiny-model", "local", "0.00011", "0", None),
             ]
@@ -214,6 +214,10 @@ mod tests {
             vec![
                 ("broken", "input_cost_per_token: \"cheap\" is not a number"),
                 (
+                    "broken-reasoning",
+                    "output_cost_per_reasoning_token: \"dear\" is not a number"
+                ),
+                (
                     "dall-e-3",
                     "mode \"image_generation\" is not priced per token"
                 ),
@@ -221,14 +225,12 @@ mod tests {
                     "negative",
                     "input_cost_per_token: -1e-6 is not a price of 0 or more"
                 ),
+                (
+                    "negative-cache-write",
+                    "cache_creation_input_token_cost: -2e-6 is not a price of 0 or more"
+                ),
                 ("no-price", "no input_cost_per_token"),
             ]
-        );
-        // Claude's cache writes cost more than its input; o1's reasoning
-        // costs what its output does, so it is not listed.
-        assert_eq!(
-            imported.priced_as_input_or_output,
-            vec!["claude-3-5-sonnet-20241022".to_string()]
         );
         // The table stored is the table read back.
         let text = imported.table.to_toml();

@@ -17,6 +17,11 @@ pub const COST_INCURRED: &str = "cost.incurred";
 
 /// A model call in the common shape: a model name, whole token counts of 0
 /// or more (absent counts as 0), and text agent and subject.
+///
+/// Counts follow OpenAI's convention whatever the event's: the input counts
+/// every input token (uncached, read from the cache, written to it) and the
+/// output counts the reasoning tokens. A call whose parts exceed their whole
+/// is kept as sent; pricing saturates the remainder at 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelCall<'a> {
     pub model: Cow<'a, str>,
@@ -25,7 +30,13 @@ pub struct ModelCall<'a> {
     pub subject: Option<Cow<'a, str>>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of the input, tokens read from the provider's prompt cache.
     pub cached_input_tokens: u64,
+    /// Of the input, tokens written to the provider's prompt cache
+    /// (`data.cache_creation_input_tokens`).
+    pub cache_creation_tokens: u64,
+    /// Of the output, tokens the model spent reasoning.
+    pub reasoning_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +61,12 @@ struct Data<'a> {
     output_tokens: Option<u64>,
     #[serde(default)]
     cached_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+    #[serde(default)]
+    input_includes_cached: Option<bool>,
     #[serde(default, borrow)]
     agent: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -57,10 +74,34 @@ struct Data<'a> {
 }
 
 impl ModelCall<'_> {
+    /// Every input token of a call, from counts as an event gives them:
+    /// `includes_cached` (`data.input_includes_cached`, absent means true) says
+    /// whether `input` already counts the tokens read from and written to the
+    /// cache (OpenAI's usage) or not (Anthropic's), and those are then added.
+    ///
+    /// ```
+    /// use payoff_ledger::ModelCall;
+    /// assert_eq!(ModelCall::input_with_caches(100, 40, 60, true), 100);
+    /// assert_eq!(ModelCall::input_with_caches(5, 40, 60, false), 105);
+    /// ```
+    pub fn input_with_caches(
+        input: u64,
+        cached: u64,
+        cache_creation: u64,
+        includes_cached: bool,
+    ) -> u64 {
+        if includes_cached {
+            input
+        } else {
+            input.saturating_add(cached).saturating_add(cache_creation)
+        }
+    }
+
     /// The model call in an event's stored JSON, if it is one in the
     /// common shape. Anything else (another type, negative or fractional
-    /// tokens, no model) is `None`: whoever prices it reads the whole event
-    /// and explains what is wrong with it.
+    /// tokens, `input_includes_cached` not a boolean, no model) is `None`:
+    /// whoever prices it reads the whole event and explains what is wrong
+    /// with it.
     pub fn read(stored: &[u8]) -> Option<ModelCall<'_>> {
         let envelope: Envelope<'_> = serde_json::from_slice(stored).ok()?;
         if envelope.kind != LLM_CALL {
@@ -68,13 +109,22 @@ impl ModelCall<'_> {
         }
         let data = envelope.data?;
         let model = data.model.filter(|m| !m.is_empty())?;
+        let cached_input_tokens = data.cached_input_tokens.unwrap_or(0);
+        let cache_creation_tokens = data.cache_creation_input_tokens.unwrap_or(0);
         Some(ModelCall {
             model,
             agent: data.agent,
             subject: data.subject.or(envelope.subject),
-            input_tokens: data.input_tokens.unwrap_or(0),
+            input_tokens: ModelCall::input_with_caches(
+                data.input_tokens.unwrap_or(0),
+                cached_input_tokens,
+                cache_creation_tokens,
+                data.input_includes_cached.unwrap_or(true),
+            ),
             output_tokens: data.output_tokens.unwrap_or(0),
-            cached_input_tokens: data.cached_input_tokens.unwrap_or(0),
+            cached_input_tokens,
+            cache_creation_tokens,
+            reasoning_tokens: data.reasoning_tokens.unwrap_or(0),
         })
     }
 }
@@ -106,6 +156,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!((call.input_tokens, call.output_tokens), (40, 7));
+        // Cache writes and reasoning, counted as OpenAI counts (the flag
+        // absent, or true as the gateway and OTLP ingest write it): input
+        // 1,000 already holds the 400 read and 100 written; output 500
+        // holds the 200 of reasoning. Read as they are.
+        let counts = |call: ModelCall<'_>| {
+            (
+                call.input_tokens,
+                call.cached_input_tokens,
+                call.cache_creation_tokens,
+                call.output_tokens,
+                call.reasoning_tokens,
+            )
+        };
+        for flag in [
+            "",
+            r#""input_includes_cached":true,"#,
+            r#""input_includes_cached":null,"#,
+        ] {
+            let body = format!(
+                r#"{{"data":{{{flag}"model":"m","input_tokens":1000,"cached_input_tokens":400,"cache_creation_input_tokens":100,"output_tokens":500,"reasoning_tokens":200}},"type":"llm.call"}}"#
+            );
+            assert_eq!(
+                ModelCall::read(body.as_bytes()).map(counts),
+                Some((1000, 400, 100, 500, 200)),
+                "{body}"
+            );
+        }
+        // Anthropic's counting (false): input 50 holds neither cache, so
+        // the input read is 50 + 2,000 read + 300 written = 2,350.
+        let call = ModelCall::read(
+            br#"{"data":{"model":"m","input_tokens":50,"input_includes_cached":false,"cached_input_tokens":2000,"cache_creation_input_tokens":300,"output_tokens":7},"type":"llm.call"}"#,
+        )
+        .unwrap();
+        assert_eq!(counts(call), (2350, 2000, 300, 7, 0));
+        // Only the caches absent: 50 + 0 + 0.
+        let call = ModelCall::read(
+            br#"{"data":{"model":"m","input_tokens":50,"input_includes_cached":false},"type":"llm.call"}"#,
+        )
+        .unwrap();
+        assert_eq!(counts(call), (50, 0, 0, 0, 0));
+        // The sum saturates at the largest count instead of wrapping:
+        // u64::MAX + 1 + 1 stays u64::MAX.
+        let call = ModelCall::read(
+            br#"{"data":{"model":"m","input_tokens":18446744073709551615,"input_includes_cached":false,"cached_input_tokens":1,"cache_creation_input_tokens":1},"type":"llm.call"}"#,
+        )
+        .unwrap();
+        assert_eq!(counts(call), (u64::MAX, 1, 1, 0, 0));
         // data.subject beats the envelope's; escaped text is still read.
         let call = ModelCall::read(
             br#"{"data":{"model":"m\u00e9","subject":"T-9"},"subject":"T-1","type":"llm.call"}"#,
@@ -117,6 +214,12 @@ mod tests {
         );
         for odd in [
             &br#"{"data":{"model":"m","input_tokens":-5},"type":"llm.call"}"#[..],
+            br#"{"data":{"model":"m","cache_creation_input_tokens":-1},"type":"llm.call"}"#,
+            br#"{"data":{"model":"m","cache_creation_input_tokens":2.5},"type":"llm.call"}"#,
+            br#"{"data":{"model":"m","reasoning_tokens":"3"},"type":"llm.call"}"#,
+            br#"{"data":{"model":"m","reasoning_tokens":-3},"type":"llm.call"}"#,
+            br#"{"data":{"model":"m","input_includes_cached":"false"},"type":"llm.call"}"#,
+            br#"{"data":{"model":"m","input_includes_cached":0},"type":"llm.call"}"#,
             br#"{"data":{"model":"m","input_tokens":1.5},"type":"llm.call"}"#,
             br#"{"data":{"model":"m","input_tokens":"12"},"type":"llm.call"}"#,
             br#"{"data":{"input_tokens":12},"type":"llm.call"}"#,

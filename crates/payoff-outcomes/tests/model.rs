@@ -121,15 +121,15 @@ fn first(store: &Store, customer: &str) -> payoff_outcomes::Page {
 }
 
 fn append(ledger: &Ledger, customer: &str, events: &[serde_json::Value]) {
-    let request = AppendRequest {
-        events: events
+    let request = AppendRequest::new(
+        events
             .iter()
             .map(|e| Routed {
                 customer: customer.into(),
                 event: validate_event(e.clone(), &EventLimits::default()).unwrap(),
             })
             .collect(),
-    };
+    );
     ledger.append_blocking(request).unwrap().unwrap();
 }
 

@@ -1100,5 +1100,100 @@ fn traces_from_opentelemetry_are_metered_like_any_model_call() {
         ] {
             assert!(metrics.contains(line), "{line}\n{metrics}");
         }
+
+        // Cache writes and reasoning at prices of their own, through the
+        // cost index, on a node whose clock stands at the start of 2098
+        // (prices take effect from now on). A table in force from then
+        // prices claude-x per million: input 3, output 15, cache read 0.30,
+        // cache write 3.75, reasoning 20.
+        let clock = payoff_clock::Clock::manual("2098-01-01T00:00:00Z".parse().unwrap());
+        let later = TestServer::start_with(&db_url, ServerConfig::default(), {
+            let clock = clock.clone();
+            |s| s.with_clock(clock)
+        })
+        .await;
+        let table = "effective = \"2098-01-01T00:00:00Z\"\n[[model]]\nmodel = \"claude-x\"\n\
+            input_per_million = \"3\"\noutput_per_million = \"15\"\ncached_input_per_million = \"0.30\"\n\
+            cache_write_per_million = \"3.75\"\nreasoning_per_million = \"20\"\n";
+        let (s, v, _) = later
+            .call(
+                Method::POST,
+                "/v1/prices",
+                Some(&operator),
+                Some("application/toml"),
+                table.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{label}: {v}");
+        // A span (input counts both caches, output counts reasoning): input
+        // 10,000 holding 4,000 read and 2,000 written, output 1,000 holding
+        // 600 of reasoning. Per million: uncached 4,000 × 3 = 12,000; read
+        // 4,000 × 0.30 = 1,200; written 2,000 × 3.75 = 7,500; answer
+        // 400 × 15 = 6,000; reasoning 600 × 20 = 12,000. Sum 38,700: 0.0387.
+        let mut span = chat_span("00000000000000c1", "T5", "claude-x", 10_000, 1_000);
+        span["startTimeUnixNano"] = json!("4040150400000000000"); // 2098-01-10T00:00:00Z
+        span["endTimeUnixNano"] = json!("4040150401000000000");
+        let attributes = span["attributes"].as_array_mut().unwrap();
+        for (key, n) in [
+            ("gen_ai.usage.cache_read.input_tokens", 4_000),
+            ("gen_ai.usage.cache_creation.input_tokens", 2_000),
+            ("gen_ai.usage.reasoning.output_tokens", 600),
+        ] {
+            attributes.push(json!({"key": key, "value": {"intValue": n}}));
+        }
+        let reply = later
+            .http
+            .post(format!("{}/v1/traces", later.url))
+            .bearer_auth(&agent)
+            .header("content-type", "application/json")
+            .body(export(service.clone(), vec![span]).to_string())
+            .send()
+            .await
+            .unwrap();
+        let (s, reply) = (reply.status(), reply.text().await.unwrap());
+        assert_eq!(s, StatusCode::OK, "{label}: {reply}");
+        // The same call as an event counted Anthropic's way: input 4,000
+        // holding neither cache (4,000 + 4,000 + 2,000 = 10,000): 0.0387.
+        let (s, v) = later
+            .send(
+                &agent,
+                "application/cloudevents+json",
+                &json!({"specversion": "1.0", "id": "anthropic-1", "source": "agent",
+                    "type": "llm.call", "subject": "T5", "time": "2098-01-10T00:00:00Z",
+                    "data": {"model": "claude-x", "agent": "refund-agent", "input_tokens": 4_000,
+                        "input_includes_cached": false, "cached_input_tokens": 4_000,
+                        "cache_creation_input_tokens": 2_000, "output_tokens": 1_000,
+                        "reasoning_tokens": 600}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        // February: January can be read.
+        clock.set("2098-02-01T00:00:00Z".parse().unwrap());
+        let (s, e) = later
+            .json(
+                Method::GET,
+                "/v1/customers/acme/economics?period=2098-01",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {e}");
+        // Two calls of 0.0387: 0.0774, all of it the agent's, none tied to
+        // an outcome.
+        assert_eq!(
+            (
+                &e["cost"]["by_model"]["claude-x"],
+                &e["cost"]["by_agent"]["refund-agent"],
+                &e["cost"]["without_outcome"],
+                &e["cost"]["warnings"],
+            ),
+            (
+                &json!("0.0774"),
+                &json!("0.0774"),
+                &json!("0.0774"),
+                &json!([])
+            ),
+            "{label}: {e}"
+        );
     });
 }

@@ -3,6 +3,9 @@
 //! A migration is never edited once released: a change of schema is a new
 //! version appended to the list of each backend.
 
+use crate::sql::Sql;
+use crate::StoreError;
+
 /// The migrations not applied yet, in order. Every missing version counts,
 /// not only those above the highest applied: branches developed side by
 /// side may land their versions out of order.
@@ -11,6 +14,17 @@ pub(crate) fn pending<'a>(
     applied: &'a [i64],
 ) -> impl Iterator<Item = &'a (i64, &'a str)> {
     all.iter().filter(move |(v, _)| !applied.contains(v))
+}
+
+/// Work in Rust that a version does after its SQL, in the same
+/// transaction (both databases): rows rewritten by code the SQL cannot
+/// hold, such as reading events with the reader the ingest uses.
+pub(crate) type Step = fn(&mut dyn Sql) -> Result<(), StoreError>;
+
+/// The Rust step of `version`, if it has one.
+pub(crate) fn step(version: i64) -> Option<Step> {
+    const STEPS: &[(i64, Step)] = &[(19, crate::costs::reindex_calls)];
+    STEPS.iter().find(|(v, _)| *v == version).map(|(_, s)| *s)
 }
 
 pub(crate) const SQLITE: &[(i64, &str)] = &[
@@ -222,6 +236,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (16, crate::outcomes::SCHEMA_ORDER),
     (17, crate::actions::SCHEMA),
     (18, crate::mcp::SCHEMA),
+    (19, crate::costs::SCHEMA_CACHE_REASONING),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -433,4 +448,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (16, crate::outcomes::SCHEMA_ORDER),
     (17, crate::actions::SCHEMA),
     (18, crate::mcp::SCHEMA),
+    (19, crate::costs::SCHEMA_CACHE_REASONING),
 ];

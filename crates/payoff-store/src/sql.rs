@@ -206,14 +206,37 @@ pub(crate) mod sqlite {
         }
     }
 
+    fn execute(
+        c: &rusqlite::Connection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, StoreError> {
+        let mut stmt = c.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn query(
+        c: &rusqlite::Connection,
+        sql: &str,
+        params: &[Param<'_>],
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = c.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(row) = rows.next()? {
+            sink(row)?;
+        }
+        Ok(())
+    }
+
+    /// A connection inside a transaction begun with `BEGIN`.
     impl Sql for rusqlite::Connection {
         fn dialect(&self) -> Dialect {
             Dialect::Sqlite
         }
 
         fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-            let mut stmt = self.prepare_cached(sql)?;
-            Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+            execute(self, sql, params)
         }
 
         fn query(
@@ -222,12 +245,27 @@ pub(crate) mod sqlite {
             params: &[Param<'_>],
             sink: RowSink<'_>,
         ) -> Result<(), StoreError> {
-            let mut stmt = self.prepare_cached(sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-            while let Some(row) = rows.next()? {
-                sink(row)?;
-            }
-            Ok(())
+            query(self, sql, params, sink)
+        }
+    }
+
+    /// A transaction of rusqlite's (the migrations run in one).
+    impl Sql for rusqlite::Transaction<'_> {
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+
+        fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+            execute(self, sql, params)
+        }
+
+        fn query(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+            sink: RowSink<'_>,
+        ) -> Result<(), StoreError> {
+            query(self, sql, params, sink)
         }
     }
 }

@@ -101,7 +101,6 @@ pub fn run(settings: &Settings, command: PricesCommand) -> anyhow::Result<ExitCo
                         "effective": stored.effective,
                         "models": imported.table.models.len(),
                         "skipped": skipped,
-                        "priced_as_input_or_output": imported.priced_as_input_or_output,
                     }))?
                 );
             } else {
@@ -112,12 +111,6 @@ pub fn run(settings: &Settings, command: PricesCommand) -> anyhow::Result<ExitCo
                     imported.table.models.len(),
                     imported.skipped.len()
                 );
-                if !imported.priced_as_input_or_output.is_empty() {
-                    println!(
-                        "{} models have their own cache-write or reasoning price; Payoff prices those tokens as input and output",
-                        imported.priced_as_input_or_output.len()
-                    );
-                }
             }
         }
         PricesCommand::List { json } => {
