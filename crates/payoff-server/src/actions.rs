@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, ErrorCode};
-use crate::{blocking_with, record_own, AppState};
+use crate::{blocking_with, record_own_audited, AppState};
 
 pub const REQUESTED: &str = "payoff.action.requested";
 pub const DECIDED: &str = "payoff.action.decided";
@@ -385,23 +385,20 @@ pub async fn request(
         let ttl = req.approval_expires_in.unwrap_or(APPROVAL_TTL_DEFAULT_S);
         data["expires_at"] = now_text(now + Duration::seconds(ttl)).into();
     }
-    // The audit record first, then the ledger's: on SQLite both take the
-    // one write lock, and asking for it at once only adds waiting.
     let reason_text = format!(
         "{} on {}/{}: {reason}",
         req.action, req.resource.kind, req.resource.id
     );
-    audit(
+    let audit = audit_entry(
         state,
         customer,
         by,
         "authorize_action",
         &id,
         verdict.as_str(),
-        &reason_text,
+        reason_text,
         &policy_ids,
-    )
-    .await?;
+    );
     let stored = append(
         state,
         customer,
@@ -410,6 +407,7 @@ pub async fn request(
         &subject,
         now,
         data.clone(),
+        Some(audit),
     )
     .await;
     if !stored? {
@@ -449,36 +447,37 @@ fn same_request(earlier: &ActionView, req: &ActionRequest) -> Result<(), ApiErro
     }
 }
 
+/// The audit record of one step, written with the step's ledger record
+/// in one transaction (one commit makes both durable).
 #[allow(clippy::too_many_arguments)]
-async fn audit(
+fn audit_entry(
     state: &AppState,
     customer: &str,
     by: &Principal,
     action: &str,
     id: &str,
     decision: &str,
-    reason: &str,
+    reason: String,
     policy_ids: &[String],
-) -> Result<(), ApiError> {
-    crate::audit::write(
-        state,
-        AuditEntry {
-            at: state.now(),
-            actor: by.key_id.clone(),
-            role: Some(by.role.as_str().to_owned()),
-            customer: Some(customer.to_owned()),
-            action: action.to_owned(),
-            resource: format!("action/{id}"),
-            decision: decision.to_owned(),
-            reason: reason.to_owned(),
-            policy_ids: policy_ids.to_vec(),
-        },
-    )
-    .await
+) -> AuditEntry {
+    AuditEntry {
+        at: state.now(),
+        actor: by.key_id.clone(),
+        role: Some(by.role.as_str().to_owned()),
+        customer: Some(customer.to_owned()),
+        action: action.to_owned(),
+        resource: format!("action/{id}"),
+        decision: decision.to_owned(),
+        reason,
+        policy_ids: policy_ids.to_vec(),
+    }
 }
 
-/// Appends one of the action's records; `false` when a record with this
-/// key already stands with other content (someone else was first).
+/// Appends one of the action's records (with the step's audit record, if
+/// a person or agent took it); `false` when a record with this key
+/// already stands with other content (someone else was first), and then
+/// no audit record is written either.
+#[allow(clippy::too_many_arguments)]
 async fn append(
     state: &AppState,
     customer: &str,
@@ -487,12 +486,17 @@ async fn append(
     subject: &str,
     time: DateTime<Utc>,
     data: Value,
+    audit: Option<AuditEntry>,
 ) -> Result<bool, ApiError> {
     let event = json!({
         "specversion": "1.0", "id": key, "source": PAYOFF_SOURCE, "type": kind,
         "subject": subject, "time": now_text(time), "data": data,
     });
-    Ok(record_own(state, customer, event).await?.is_ok())
+    Ok(
+        record_own_audited(state, customer, event, audit.into_iter().collect())
+            .await?
+            .is_ok(),
+    )
 }
 
 /// The `(time, data)` of one of the action's records.
@@ -744,20 +748,19 @@ pub async fn decide(
         }
     }
     let decision = if approve { "approved" } else { "rejected" };
-    audit(
+    let audit = audit_entry(
         state,
         customer,
         by,
         if approve { "approve" } else { "reject" },
         id,
         "allow",
-        &format!(
+        format!(
             "{} on {}/{}",
             view.action, view.resource.kind, view.resource.id
         ),
         &[],
-    )
-    .await?;
+    );
     let data = json!({
         "action": id, "decision": decision, "by": by.key_id, "reason": reason,
         "agent": view.agent, "type": view.action, "resource": { "type": view.resource.kind, "id": view.resource.id },
@@ -770,6 +773,7 @@ pub async fn decide(
         &view.subject,
         state.now(),
         data,
+        Some(audit),
     )
     .await?
     {
@@ -806,6 +810,7 @@ async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<(
         &view.subject,
         approval.expires_at,
         data,
+        None,
     )
     .await?
     {
@@ -893,20 +898,19 @@ pub async fn complete(
             ))
         }
     }
-    audit(
+    let audit = audit_entry(
         state,
         customer,
         by,
         "record_action_result",
         id,
         "allow",
-        &format!(
+        format!(
             "{} on {}/{}: {}",
             view.action, view.resource.kind, view.resource.id, req.status
         ),
         &[],
-    )
-    .await?;
+    );
     let data = json!({
         "action": id, "agent": view.agent, "type": view.action, "status": req.status,
         "resource": { "type": view.resource.kind, "id": view.resource.id },
@@ -920,6 +924,7 @@ pub async fn complete(
         &view.subject,
         state.now(),
         data,
+        Some(audit),
     )
     .await?
     {

@@ -460,14 +460,21 @@ pub(crate) async fn record_own(
     customer: &str,
     event: serde_json::Value,
 ) -> Result<Result<(), payoff_store::AppendError>, ApiError> {
+    record_own_audited(state, customer, event, Vec::new()).await
+}
+
+/// [`record_own`], with audit records that are written in the same
+/// transaction when the record is stored (and not at all when it is not).
+pub(crate) async fn record_own_audited(
+    state: &AppState,
+    customer: &str,
+    event: serde_json::Value,
+    audit: Vec<payoff_store::AuditEntry>,
+) -> Result<Result<(), payoff_store::AppendError>, ApiError> {
     let routed = own_event(state, customer, event)?;
-    Ok(state
-        .ledger
-        .append(payoff_store::AppendRequest {
-            events: vec![routed],
-        })
-        .await?
-        .map(|_| ()))
+    let mut request = payoff_store::AppendRequest::new(vec![routed]);
+    request.audit = audit;
+    Ok(state.ledger.append(request).await?.map(|_| ()))
 }
 
 /// Runs blocking work that needs the store and may fail with any API error.

@@ -20,7 +20,7 @@ use crate::{gateway, mcp};
         economics::list_budgets, economics::check_budget, economics::show_roi,
         assignments::one, assignments::batch, assignments::release,
         knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer,
-        audit::list, audit::verify, agents::submit, agents::show_agent, agents::pause, agents::resume,
+        audit::list, audit::verify, agents::submit, agents::show_agent, agents::watched, agents::pause, agents::resume,
         agents::list_approvals, agents::approve, agents::reject,
         policies::upload_policies, policies::list_policies,
         mcp::endpoint, mcp::register, mcp::list_servers, mcp::unregister,

@@ -7,11 +7,13 @@
 //! per agent, measure and week), which subscribers receive as a signed
 //! webhook and the dashboard's Agents page shows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use payoff_billing::PAYOFF_SOURCE;
-use payoff_billing::{cost_of_call, Cadence, ModelCall, Period, Prices};
+use payoff_billing::{
+    cost_of_call, BillingEvent, Cadence, ModelCall, OutcomeRules, Period, Prices,
+};
 use payoff_store::{EventFilter, Store};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,16 @@ pub struct AgentFigures {
     pub drafts_reworked: u64,
     /// Model calls per day of the window.
     pub per_day: Vec<u64>,
+    /// Outcomes created in the window for subjects the agent served (a
+    /// model call, tool call or run of it named the subject), and of those
+    /// the ones voided (a reopen, a void rule, an accepted dispute).
+    pub outcomes: u64,
+    pub outcomes_voided: u64,
+    /// Per `[[service_level]]` of the contract: `(numerator, denominator)`
+    /// hits of the events in the window about subjects it served.
+    pub service: BTreeMap<String, (u64, u64)>,
+    /// The subjects it served in the window.
+    subjects: HashSet<String>,
 }
 
 impl AgentFigures {
@@ -103,6 +115,13 @@ pub fn gather(
                 let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
                 let data = &body["data"];
                 let f = entry(&mut agents, data["agent"].as_str(), days);
+                // The subject as billing reads it for a call: its data's,
+                // else the envelope's.
+                if let Some(subject) = data["subject"].as_str().or(e.subject.as_deref()) {
+                    if !f.subjects.contains(subject) {
+                        f.subjects.insert(subject.to_owned());
+                    }
+                }
                 match kind {
                     "llm.call" => {
                         f.calls += 1;
@@ -141,6 +160,10 @@ pub fn gather(
             ActionState::Denied | ActionState::Rejected | ActionState::Expired => f.denied += 1,
         }
     }
+    if agents.values().any(|f| !f.subjects.is_empty()) && !store.contracts(customer)?.is_empty() {
+        outcomes_served(store, customer, since, until, &mut agents)?;
+        service_levels_served(store, customer, since, until, &mut agents)?;
+    }
     for a in crate::support::approvals(store, customer)? {
         if !a.decided_at.is_some_and(|t| t >= since && t < until) {
             continue;
@@ -160,6 +183,118 @@ pub fn gather(
     Ok(agents)
 }
 
+/// Counts, for each agent, the outcomes created in `[since, until)` for
+/// subjects it served, and the voided ones among them, from the outcome
+/// read model (each under the contract version governing it). A customer
+/// without a contract has no outcomes.
+fn outcomes_served(
+    store: &Store,
+    customer: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    agents: &mut BTreeMap<String, AgentFigures>,
+) -> Result<(), ApiError> {
+    let mut after = None;
+    loop {
+        let page = payoff_outcomes::page(
+            store,
+            customer,
+            &payoff_outcomes::PageQuery {
+                name: None,
+                subject: None,
+                state: None,
+                period: None,
+                since: Some(since),
+                until: Some(until),
+                after,
+                limit: 1000,
+                count: None,
+            },
+            until,
+        )?;
+        for o in &page.items {
+            let voided = o.outcome.void.is_some() || matches!(o.state, "voided" | "credited");
+            for f in agents
+                .values_mut()
+                .filter(|f| f.subjects.contains(&o.outcome.subject))
+            {
+                f.outcomes += 1;
+                f.outcomes_voided += u64::from(voided);
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Counts, for each agent, the service-level hits (numerator and
+/// denominator of each `[[service_level]]`) of the events in `[since,
+/// until)` about subjects it served, with the rules billing counts them
+/// with, under the contract version governing each event's time.
+fn service_levels_served(
+    store: &Store,
+    customer: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    agents: &mut BTreeMap<String, AgentFigures>,
+) -> Result<(), ApiError> {
+    let versions = payoff_outcomes::Versions::load(store, customer)?;
+    if versions.list().iter().all(|v| {
+        versions
+            .contract(v.version)
+            .is_none_or(|c| c.service_levels.is_empty())
+    }) {
+        return Ok(());
+    }
+    let mut rules: HashMap<u32, OutcomeRules<'_>> = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = store.events(&EventFilter {
+            customer: customer.to_owned(),
+            since: Some(since),
+            until: Some(until),
+            after_sequence: after,
+            limit: 1000,
+            ..Default::default()
+        })?;
+        for e in &page.events {
+            let Some(subject) = e.subject.as_deref() else {
+                continue;
+            };
+            if !agents.values().any(|f| f.subjects.contains(subject)) {
+                continue;
+            }
+            let Ok(value) = serde_json::from_slice::<Value>(&e.canonical) else {
+                continue;
+            };
+            let Some(event) = BillingEvent::from_json(e.sequence, &value) else {
+                continue;
+            };
+            let version = versions.governing(event.time);
+            let Some(contract) = versions.contract(version) else {
+                continue;
+            };
+            let rules = rules
+                .entry(version)
+                .or_insert_with(|| OutcomeRules::new(customer, contract));
+            for hit in rules.service_hits(&event) {
+                let level = &contract.service_levels[hit.level].name;
+                for f in agents.values_mut().filter(|f| f.subjects.contains(subject)) {
+                    let counts = f.service.entry(level.clone()).or_default();
+                    counts.0 += u64::from(hit.numerator);
+                    counts.1 += u64::from(hit.denominator);
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(c) => after = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// A measure of an agent's quality in a week: a share of its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +305,13 @@ pub enum Measure {
     DenialRate,
     /// Drafts approved with edits or rejected, of the drafts a person decided.
     DraftReworkRate,
+    /// Outcomes voided (reopened, voided by a rule, disputed away), of the
+    /// outcomes created for the subjects it served.
+    VoidRate,
+    /// One `[[service_level]]` of the contract (the band's `level`): its
+    /// numerator's hits, of its denominator's, over the events about the
+    /// subjects it served.
+    ServiceLevel,
 }
 
 impl Measure {
@@ -178,15 +320,8 @@ impl Measure {
             Measure::ErrorRate => "error_rate",
             Measure::DenialRate => "denial_rate",
             Measure::DraftReworkRate => "draft_rework_rate",
-        }
-    }
-
-    /// `(hits, samples)` of this measure in `f`.
-    pub fn of(self, f: &AgentFigures) -> (u64, u64) {
-        match self {
-            Measure::ErrorRate => (f.errors, f.calls),
-            Measure::DenialRate => (f.denied, f.denied + f.allowed),
-            Measure::DraftReworkRate => (f.drafts_reworked, f.drafts_decided),
+            Measure::VoidRate => "void_rate",
+            Measure::ServiceLevel => "service_level",
         }
     }
 }
@@ -204,6 +339,27 @@ pub struct Band {
     /// Below this many samples in the week the measure says nothing.
     #[serde(default = "default_min_samples")]
     pub min_samples: u64,
+    /// The `[[service_level]]` name, for `measure = "service_level"` only.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+impl Band {
+    /// `(hits, samples)` of this band's measure in `f`.
+    pub fn of(&self, f: &AgentFigures) -> (u64, u64) {
+        match self.measure {
+            Measure::ErrorRate => (f.errors, f.calls),
+            Measure::DenialRate => (f.denied, f.denied + f.allowed),
+            Measure::DraftReworkRate => (f.drafts_reworked, f.drafts_decided),
+            Measure::VoidRate => (f.outcomes_voided, f.outcomes),
+            Measure::ServiceLevel => self
+                .level
+                .as_ref()
+                .and_then(|l| f.service.get(l))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
 }
 
 fn every_agent() -> String {
@@ -262,6 +418,22 @@ impl QualitySettings {
             if b.min_samples == 0 {
                 return Err(format!("{place}.min_samples: at least 1"));
             }
+            match (b.measure, &b.level) {
+                (Measure::ServiceLevel, None) => {
+                    return Err(format!(
+                        "{place}.level: required for service_level, the [[service_level]] name"
+                    ))
+                }
+                (Measure::ServiceLevel, Some(l)) if l.is_empty() || l.len() > 64 => {
+                    return Err(format!("{place}.level: 1 to 64 characters"))
+                }
+                (Measure::ServiceLevel, Some(_)) | (_, None) => {}
+                (_, Some(_)) => {
+                    return Err(format!(
+                        "{place}.level: only for measure = \"service_level\""
+                    ))
+                }
+            }
         }
         Ok(())
     }
@@ -272,6 +444,9 @@ impl QualitySettings {
 pub struct Drift {
     pub agent: String,
     pub measure: Measure,
+    /// The service level, for `service_level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
     pub week: String,
     /// The share, four decimals.
     pub value: String,
@@ -286,20 +461,21 @@ pub fn drifts(figures: &BTreeMap<String, AgentFigures>, bands: &[Band], week: &s
     let mut out = Vec::new();
     for (agent, f) in figures {
         for b in bands.iter().filter(|b| b.agent == "*" || b.agent == *agent) {
-            let (hits, samples) = b.measure.of(f);
+            let (hits, samples) = b.of(f);
             if samples < b.min_samples {
                 continue;
             }
             let share = hits as f64 / samples as f64;
             let outside = b.min.is_some_and(|lo| share < lo) || b.max.is_some_and(|hi| share > hi);
             if outside
-                && !out
-                    .iter()
-                    .any(|d: &Drift| d.agent == *agent && d.measure == b.measure)
+                && !out.iter().any(|d: &Drift| {
+                    d.agent == *agent && d.measure == b.measure && d.level == b.level
+                })
             {
                 out.push(Drift {
                     agent: agent.clone(),
                     measure: b.measure,
+                    level: b.level.clone(),
                     week: week.to_owned(),
                     value: format!("{share:.4}"),
                     hits,
@@ -336,7 +512,11 @@ pub async fn check_once(state: &AppState) -> Result<usize, ApiError> {
         for d in drifts(&figures, &bands, &week.to_string()) {
             // One record per agent, measure and week: the first crossing
             // stands; later checks of the same week find it and write nothing.
-            let key = format!("quality/{}/{}/{}", d.agent, d.measure.as_str(), d.week);
+            let measure = match &d.level {
+                Some(level) => format!("{}:{level}", d.measure.as_str()),
+                None => d.measure.as_str().to_owned(),
+            };
+            let key = format!("quality/{}/{measure}/{}", d.agent, d.week);
             let c = customer.clone();
             let k = key.clone();
             let known =
@@ -464,6 +644,7 @@ mod tests {
             min: None,
             max: Some(max),
             min_samples: 5,
+            level: None,
         };
         let bands = [
             band(Measure::ErrorRate, "*", 0.2),
@@ -494,6 +675,39 @@ mod tests {
     }
 
     #[test]
+    fn a_service_level_band_reads_its_own_level() {
+        let mut figures = BTreeMap::new();
+        let mut f = AgentFigures::default();
+        // 6 of 10 tickets answered in time; the other level is fine.
+        f.service.insert("first_response".into(), (6, 10));
+        f.service.insert("resolution".into(), (10, 10));
+        figures.insert("support".to_owned(), f);
+        let band = |level: &str| Band {
+            measure: Measure::ServiceLevel,
+            agent: "*".into(),
+            min: Some(0.9),
+            max: None,
+            min_samples: 5,
+            level: Some(level.into()),
+        };
+        let found = drifts(
+            &figures,
+            &[band("first_response"), band("resolution"), band("unknown")],
+            "2026-W49",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (
+                found[0].level.as_deref(),
+                found[0].value.as_str(),
+                found[0].hits,
+                found[0].samples
+            ),
+            (Some("first_response"), "0.6000", 6, 10)
+        );
+    }
+
+    #[test]
     fn bands_that_cannot_hold_are_refused_by_place() {
         let mut s = QualitySettings::default();
         s.band.push(Band {
@@ -502,6 +716,7 @@ mod tests {
             min: Some(0.5),
             max: Some(0.2),
             min_samples: 1,
+            level: None,
         });
         assert!(s.check().unwrap_err().contains("quality.band[0]"));
         s.band[0].min = None;
@@ -509,5 +724,11 @@ mod tests {
         assert!(s.check().unwrap_err().contains("quality.band[0].max"));
         s.band[0].max = Some(0.2);
         assert!(s.check().is_ok());
+        s.band[0].level = Some("first_response".into());
+        assert!(s.check().unwrap_err().contains("quality.band[0].level"));
+        s.band[0].measure = Measure::ServiceLevel;
+        assert!(s.check().is_ok());
+        s.band[0].level = None;
+        assert!(s.check().unwrap_err().contains("quality.band[0].level"));
     }
 }

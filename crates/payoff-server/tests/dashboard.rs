@@ -110,6 +110,7 @@ async fn setup(db_url: &str) -> Fixture {
                 min: None,
                 max: Some(0.2),
                 min_samples: 4,
+                level: None,
             }],
             every_seconds: 0.1,
         },

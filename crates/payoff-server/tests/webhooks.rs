@@ -623,13 +623,32 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
         let hook = start_receiver(listener, receiver.clone()).await;
         let config = ServerConfig {
             quality: payoff_server::watch::QualitySettings {
-                band: vec![payoff_server::watch::Band {
-                    measure: payoff_server::watch::Measure::ErrorRate,
-                    agent: "*".into(),
-                    min: None,
-                    max: Some(0.2),
-                    min_samples: 4,
-                }],
+                band: vec![
+                    payoff_server::watch::Band {
+                        measure: payoff_server::watch::Measure::ErrorRate,
+                        agent: "*".into(),
+                        min: None,
+                        max: Some(0.2),
+                        min_samples: 4,
+                        level: None,
+                    },
+                    payoff_server::watch::Band {
+                        measure: payoff_server::watch::Measure::ServiceLevel,
+                        agent: "*".into(),
+                        min: Some(0.9),
+                        max: None,
+                        min_samples: 3,
+                        level: Some("ai_closes".into()),
+                    },
+                    payoff_server::watch::Band {
+                        measure: payoff_server::watch::Measure::VoidRate,
+                        agent: "lead-bot".into(),
+                        min: None,
+                        max: Some(0.3),
+                        min_samples: 2,
+                        level: None,
+                    },
+                ],
                 every_seconds: 0.05,
             },
             ..fast()
@@ -638,6 +657,25 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
+        let operator = server.key("operator", None).await;
+        server
+            .upload_contract(
+                &operator,
+                "acme",
+                &format!(
+                    "{}{}",
+                    include_str!("../../../examples/acme.toml"),
+                    r#"
+[[service_level]]
+name = "ai_closes"
+numerator = 'event.type == "ticket.closed" && event.data.resolved_by == "ai"'
+denominator = 'event.type == "ticket.closed"'
+at_least = "0.5"
+credit = "10%"
+"#
+                ),
+            )
+            .await;
         let created = subscribe(
             &server,
             &cadmin,
@@ -646,11 +684,32 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
         )
         .await;
         let secret = created["secret"].as_str().unwrap().to_owned();
+        // The bot works on tickets L-0 and L-1 by turns.
         let call = |i: usize, result: &str| {
             json!({"specversion": "1.0", "id": format!("call-{i}"), "source": "bot",
-            "type": "llm.call", "subject": "L-1", "time": payoff_clock::wall().to_rfc3339(),
+            "type": "llm.call", "subject": format!("L-{}", i % 2), "time": payoff_clock::wall().to_rfc3339(),
             "data": {"model": "gpt-4o", "input_tokens": 10, "agent": "lead-bot", "result": result}})
         };
+        let ticket = |id: &str, kind: &str, subject: &str, by: &str| {
+            json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": kind,
+            "subject": subject, "time": payoff_clock::wall().to_rfc3339(), "data": {"resolved_by": by}})
+        };
+        // Both of its tickets resolved (two outcomes), one of them reopened
+        // (voided): a void rate of 0.5 against a band of at most 0.3. Of
+        // the three closes of its tickets, two by the AI: 0.6667 of the
+        // `ai_closes` level, against a band of at least 0.9.
+        let tickets = json!([
+            ticket("c-0", "ticket.closed", "L-0", "ai"),
+            ticket("c-1", "ticket.closed", "L-1", "ai"),
+            ticket("r-0", "ticket.reopened", "L-0", "customer"),
+            ticket("h-1", "ticket.closed", "L-1", "human"),
+            // Another ticket, no agent's: not counted for the bot.
+            ticket("c-9", "ticket.closed", "L-9", "ai"),
+        ]);
+        let (s, v) = server
+            .send(&agent, "application/cloudevents-batch+json", &tickets)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
         // Three calls, one failed: too few samples to say anything yet.
         let few = json!([call(0, "ok"), call(1, "ok"), call(2, "timeout")]);
         let (s, v) = server
@@ -665,25 +724,40 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        eventually("the drift delivered", || async {
-            !receiver.received.lock().unwrap().is_empty()
+        eventually("the three drifts delivered", || async {
+            receiver.received.lock().unwrap().len() >= 3
         })
         .await;
-        let (headers, body) = receiver.received.lock().unwrap()[0].clone();
-        verify(&secret, &headers, &body).unwrap();
-        let event: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(event["type"], "payoff.quality.drift", "{label}: {event}");
-        assert_eq!(event["subject"], "agent/lead-bot");
-        let d = &event["data"];
+        let mut measures = Vec::new();
+        for (headers, body) in receiver.received.lock().unwrap().clone() {
+            verify(&secret, &headers, &body).unwrap();
+            let event: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(event["type"], "payoff.quality.drift", "{label}: {event}");
+            assert_eq!(event["subject"], "agent/lead-bot");
+            let d = &event["data"];
+            measures.push((
+                d["measure"].as_str().unwrap().to_owned(),
+                d["level"].as_str().map(str::to_owned),
+                d["value"].as_str().unwrap().to_owned(),
+                d["hits"].as_u64().unwrap(),
+                d["samples"].as_u64().unwrap(),
+            ));
+        }
+        measures.sort();
         assert_eq!(
-            (
-                d["measure"].as_str(),
-                d["value"].as_str(),
-                d["hits"].as_u64(),
-                d["samples"].as_u64()
-            ),
-            (Some("error_rate"), Some("0.5000"), Some(2), Some(4)),
-            "{label}: {event}"
+            measures,
+            [
+                ("error_rate".to_owned(), None, "0.5000".to_owned(), 2, 4),
+                (
+                    "service_level".to_owned(),
+                    Some("ai_closes".to_owned()),
+                    "0.6667".to_owned(),
+                    2,
+                    3
+                ),
+                ("void_rate".to_owned(), None, "0.5000".to_owned(), 1, 2),
+            ],
+            "{label}"
         );
         // More failures the same week: the week's record stands alone.
         let (s, _) = server
@@ -698,7 +772,46 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
                 Value::Null,
             )
             .await;
-        assert_eq!(v["events"].as_array().unwrap().len(), 1, "{label}: {v}");
+        assert_eq!(v["events"].as_array().unwrap().len(), 3, "{label}: {v}");
+        // The same figures as data, for the provider's tools.
+        let (s, v) = server
+            .json(
+                Method::GET,
+                "/v1/customers/acme/agents?days=1",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let bot = &v["agents"].as_array().unwrap()[0];
+        assert_eq!(bot["agent"], "lead-bot", "{v}");
+        assert_eq!(
+            (
+                bot["model_calls"].as_u64(),
+                bot["errors"].as_u64(),
+                &bot["outcomes"],
+                &bot["service_levels"]["ai_closes"]
+            ),
+            (
+                Some(5),
+                Some(3),
+                &json!({"created": 2, "voided": 1}),
+                &json!({"numerator": 2, "denominator": 3})
+            ),
+            "{label}: {v}"
+        );
+        // gpt-4o's list input price, 2.50 per million: 5 calls of 10 tokens.
+        assert_eq!(bot["cost"], "0.000125", "{v}");
+        assert_eq!(v["drifts"].as_array().unwrap().len(), 3, "{v}");
+        let (s, _) = server
+            .json(
+                Method::GET,
+                "/v1/customers/acme/agents?days=0",
+                &operator,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
     });
 }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use payoff_ledger::{Event, Head};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
+use crate::{AuditEntry, StoreError};
 
 /// An event and the customer whose ledger it goes to.
 #[derive(Debug, Clone)]
@@ -28,6 +28,19 @@ pub struct Routed {
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
     pub events: Vec<Routed>,
+    /// Audit records of the request, written in the same transaction as
+    /// its events when it is accepted: one commit (one fsync) makes both
+    /// durable, and neither stands without the other.
+    pub audit: Vec<AuditEntry>,
+}
+
+impl AppendRequest {
+    pub fn new(events: Vec<Routed>) -> AppendRequest {
+        AppendRequest {
+            events,
+            audit: Vec::new(),
+        }
+    }
 }
 
 /// What became of one event of an accepted request.
@@ -85,6 +98,8 @@ pub(crate) trait LedgerTx {
     ) -> Result<HashMap<(String, String), Existing>, StoreError>;
     fn insert(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError>;
     fn save_heads(&mut self, heads: &HashMap<String, Head>) -> Result<(), StoreError>;
+    /// Appends these records to the audit chain, in order.
+    fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError>;
 }
 
 /// Applies a group of requests inside `tx`; the caller commits.
@@ -152,6 +167,17 @@ pub(crate) fn apply_group(
             .map(|r| (r.customer.to_owned(), heads[r.customer]))
             .collect();
         tx.save_heads(&touched)?;
+    }
+    let audit: Vec<&AuditEntry> = requests
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_ok())
+        .flat_map(|(request, _)| &request.audit)
+        .collect();
+    // Only a group that carries audit records touches the audit chain (on
+    // PostgreSQL a table lock), so plain ingest never waits for it.
+    if !audit.is_empty() {
+        tx.append_audit(&audit)?;
     }
     Ok(results)
 }
@@ -489,6 +515,7 @@ mod tests {
         rows: Vec<(String, u64, String, String, Vec<u8>)>,
         lookups: usize,
         inserts: usize,
+        audit: Vec<String>,
     }
 
     impl LedgerTx for MemoryTx {
@@ -537,11 +564,16 @@ mod tests {
                 .extend(heads.iter().map(|(c, h)| (c.clone(), *h)));
             Ok(())
         }
+        fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
+            self.audit
+                .extend(entries.iter().map(|e| e.resource.clone()));
+            Ok(())
+        }
     }
 
     fn request(events: &[(&str, &str, &str)]) -> AppendRequest {
-        AppendRequest {
-            events: events
+        AppendRequest::new(
+            events
                 .iter()
                 .map(|(customer, id, body)| Routed {
                     customer: customer.to_string(),
@@ -552,7 +584,7 @@ mod tests {
                     .unwrap(),
                 })
                 .collect(),
-        }
+        )
     }
 
     fn outcome(r: &RequestResult) -> Result<Vec<(u64, bool)>, AppendError> {
@@ -594,12 +626,29 @@ mod tests {
     fn one_group_sees_its_own_earlier_requests_and_isolates_refused_ones() {
         let mut tx = MemoryTx::default();
         tx.heads.insert("acme".into(), Head::EMPTY);
+        let audited = |mut r: AppendRequest, resource: &str| {
+            r.audit.push(AuditEntry {
+                at: payoff_clock::wall(),
+                actor: "key_1".into(),
+                role: None,
+                customer: Some("acme".into()),
+                action: "authorize_action".into(),
+                resource: resource.into(),
+                decision: "allow".into(),
+                reason: String::new(),
+                policy_ids: Vec::new(),
+            });
+            r
+        };
         let requests = [
-            request(&[("acme", "e1", "a"), ("acme", "e2", "b")]),
-            request(&[("acme", "e2", "b"), ("acme", "e3", "c")]),
-            request(&[("acme", "e5", "x"), ("acme", "e1", "changed")]),
+            audited(request(&[("acme", "e1", "a"), ("acme", "e2", "b")]), "r1"),
+            audited(request(&[("acme", "e2", "b"), ("acme", "e3", "c")]), "r2"),
+            audited(
+                request(&[("acme", "e5", "x"), ("acme", "e1", "changed")]),
+                "r3",
+            ),
             request(&[("acme", "e6", "y"), ("nobody", "e1", "a")]),
-            request(&[("acme", "e4", "d")]),
+            audited(request(&[("acme", "e4", "d")]), "r5"),
         ];
         let results = apply_group(&mut tx, &requests, payoff_clock::wall()).unwrap();
         assert_eq!(outcome(&results[0]), Ok(vec![(1, false), (2, false)]));
@@ -624,6 +673,11 @@ mod tests {
             "refused requests leave nothing behind"
         );
         assert_eq!(tx.heads["acme"].sequence, 4);
+        assert_eq!(
+            tx.audit,
+            ["r1", "r2", "r5"],
+            "the audit records of accepted requests only, in their order"
+        );
         assert_eq!(
             (tx.lookups, tx.inserts),
             (1, 1),

@@ -94,23 +94,32 @@ impl Postgres {
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
+    let mut prepared = Prepared::default();
+    let mut tx = Cached {
+        tx: client.transaction()?,
+        prepared: &mut prepared,
+    };
     // Several nodes may start at once; one migrates, the others wait.
-    tx.execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)")?;
+    tx.tx
+        .execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
+    tx.tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)")?;
     let applied: Vec<i64> = tx
+        .tx
         .query("SELECT version FROM schema_migrations", &[])?
         .iter()
         .map(|r| r.get(0))
         .collect();
     for (version, sql) in migrations::pending(migrations::POSTGRES, &applied) {
-        tx.batch_execute(sql)?;
-        tx.execute(
+        tx.tx.batch_execute(sql)?;
+        if let Some(step) = migrations::step(*version) {
+            step(&mut tx)?;
+        }
+        tx.tx.execute(
             "INSERT INTO schema_migrations VALUES ($1, $2)",
             &[version, &payoff_clock::wall().timestamp_micros()],
         )?;
     }
-    tx.commit()?;
+    tx.tx.commit()?;
     Ok(())
 }
 
@@ -372,7 +381,8 @@ impl Backend for Postgres {
             let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&customer, &from, &until, &up_to];
             {
             let mut rows = c.query_raw(
-                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens
+                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens,
+                 cache_creation_tokens, reasoning_tokens
                  FROM cost_facts WHERE customer_id = $1 AND time_us >= $2 AND time_us < $3 AND sequence <= $4
                  AND model IS NOT NULL ORDER BY time_us, sequence",
                 params,
@@ -390,6 +400,8 @@ impl Backend for Postgres {
                         input_tokens: count(6),
                         output_tokens: count(7),
                         cached_input_tokens: count(8),
+                        cache_creation_tokens: count(9),
+                        reasoning_tokens: count(10),
                     },
                 })?;
             }
@@ -596,19 +608,7 @@ impl Backend for Postgres {
     fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         self.readers.with(|c| {
             let mut tx = c.transaction()?;
-            // Readers go on; other audit writers wait for this one.
-            tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
-            let last = tx
-                .query_opt(
-                    "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
-                    &[],
-                )?
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
-            let (record, body) = next_audit(last, entry)?;
-            tx.execute(
-                "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&(record.sequence as i64), &entry.at.timestamp_micros(), &entry.actor, &entry.customer, &entry.action, &entry.decision, &body, &&record.hash[..]],
-            )?;
+            let record = insert_audit(&mut tx, &[entry])?.remove(0);
             tx.commit()?;
             Ok(record)
         })
@@ -962,6 +962,34 @@ impl GroupWriter for PostgresWriter {
     }
 }
 
+/// Appends `entries` to the audit chain inside the caller's transaction.
+/// The chain is one for the installation: the table lock makes other
+/// writers (of every node) wait while readers go on. Taken after any head
+/// lock, never before, so no two transactions wait on each other.
+fn insert_audit(
+    tx: &mut postgres::Transaction<'_>,
+    entries: &[&AuditEntry],
+) -> Result<Vec<AuditRecord>, StoreError> {
+    tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
+    let mut last = tx
+        .query_opt(
+            "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (record, body) = next_audit(last.take(), entry)?;
+        tx.execute(
+            "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&(record.sequence as i64), &entry.at.timestamp_micros(), &entry.actor, &entry.customer, &entry.action, &entry.decision, &body, &&record.hash[..]],
+        )?;
+        last = Some((record.sequence as i64, record.hash.to_vec()));
+        records.push(record);
+    }
+    Ok(records)
+}
+
 struct PostgresTx<'c> {
     tx: postgres::Transaction<'c>,
 }
@@ -1054,9 +1082,10 @@ impl LedgerTx for PostgresTx<'_> {
             return Ok(());
         }
         let statement = self.tx.prepare(
-            "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens)
+            "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens,
+                                     cache_creation_tokens, reasoning_tokens)
              SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
-                                  $8::BIGINT[], $9::BIGINT[], $10::BIGINT[])",
+                                  $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[])",
         )?;
         for chunk in facts.chunks(INSERT_ROWS_MAX) {
             let customers: Vec<&str> = chunk.iter().map(|(r, _)| r.customer).collect();
@@ -1085,6 +1114,8 @@ impl LedgerTx for PostgresTx<'_> {
                     &count(|c| c.input_tokens),
                     &count(|c| c.output_tokens),
                     &count(|c| c.cached_input_tokens),
+                    &count(|c| c.cache_creation_tokens),
+                    &count(|c| c.reasoning_tokens),
                 ],
             )?;
         }
@@ -1099,5 +1130,9 @@ impl LedgerTx for PostgresTx<'_> {
             )?;
         }
         Ok(())
+    }
+
+    fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
+        insert_audit(&mut self.tx, entries).map(|_| ())
     }
 }

@@ -78,7 +78,7 @@ pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)")?;
     let applied: Vec<i64> = tx
         .prepare("SELECT version FROM schema_migrations")?
@@ -86,6 +86,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .collect::<Result<_, _>>()?;
     for (version, sql) in migrations::pending(migrations::SQLITE, &applied) {
         tx.execute_batch(sql)?;
+        if let Some(step) = migrations::step(*version) {
+            step(&mut tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations VALUES (?1, ?2)",
             params![version, payoff_clock::wall().timestamp_micros()],
@@ -384,7 +387,8 @@ impl Backend for Sqlite {
         ];
         self.readers.with(|c| {
             let mut calls = c.prepare_cached(
-                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens
+                "SELECT sequence, event_id, time_us, model, agent, subject, input_tokens, output_tokens, cached_input_tokens,
+                 cache_creation_tokens, reasoning_tokens
                  FROM cost_facts WHERE customer_id = ?1 AND time_us >= ?2 AND time_us < ?3 AND sequence <= ?4
                  AND model IS NOT NULL ORDER BY time_us, sequence",
             )?;
@@ -407,6 +411,8 @@ impl Backend for Sqlite {
                         input_tokens: count(6)?,
                         output_tokens: count(7)?,
                         cached_input_tokens: count(8)?,
+                        cache_creation_tokens: count(9)?,
+                        reasoning_tokens: count(10)?,
                     },
                 })?;
             }
@@ -618,18 +624,7 @@ impl Backend for Sqlite {
     fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         self.readers.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let last: Option<(i64, Vec<u8>)> = tx
-                .query_row(
-                    "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let (record, body) = next_audit(last, entry)?;
-            tx.execute(
-                "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![record.sequence as i64, entry.at.timestamp_micros(), entry.actor, entry.customer, entry.action, entry.decision, body, &record.hash[..]],
-            )?;
+            let record = insert_audit(&tx, &[entry])?.remove(0);
             tx.commit()?;
             Ok(record)
         })
@@ -1054,6 +1049,39 @@ impl LedgerTx for SqliteTx<'_> {
         }
         Ok(())
     }
+
+    fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
+        insert_audit(&self.tx, entries).map(|_| ())
+    }
+}
+
+/// Appends `entries` to the audit chain inside the caller's write
+/// transaction (which holds the database's write lock).
+fn insert_audit(c: &Connection, entries: &[&AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut last: Option<(i64, Vec<u8>)> = c
+        .prepare_cached("SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (record, body) = next_audit(last.take(), entry)?;
+        insert.execute(params![
+            record.sequence as i64,
+            entry.at.timestamp_micros(),
+            entry.actor,
+            entry.customer,
+            entry.action,
+            entry.decision,
+            body,
+            &record.hash[..]
+        ])?;
+        last = Some((record.sequence as i64, record.hash.to_vec()));
+        records.push(record);
+    }
+    Ok(records)
 }
 
 /// The one INSERT of events, shared by the writer and the benchmark's
@@ -1064,8 +1092,9 @@ fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError>
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut facts = conn.prepare_cached(
-        "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO cost_facts (customer_id, time_us, sequence, event_id, model, agent, subject, input_tokens, output_tokens, cached_input_tokens,
+                                 cache_creation_tokens, reasoning_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for row in rows {
         stmt.execute(params![
@@ -1093,6 +1122,8 @@ fn insert_rows(conn: &Connection, rows: &[NewRow<'_>]) -> Result<(), StoreError>
                 call.map(|c| costs::tokens(c.input_tokens)),
                 call.map(|c| costs::tokens(c.output_tokens)),
                 call.map(|c| costs::tokens(c.cached_input_tokens)),
+                call.map(|c| costs::tokens(c.cache_creation_tokens)),
+                call.map(|c| costs::tokens(c.reasoning_tokens)),
             ])?;
         }
     }

@@ -19,15 +19,15 @@ fn event(id: &str, body: &str) -> Event {
 }
 
 fn request(customer: &str, events: Vec<Event>) -> AppendRequest {
-    AppendRequest {
-        events: events
+    AppendRequest::new(
+        events
             .into_iter()
             .map(|event| Routed {
                 customer: customer.into(),
                 event,
             })
             .collect(),
-    }
+    )
 }
 
 fn setup(db: &ScratchDb) -> (Store, Ledger) {
@@ -492,5 +492,135 @@ fn scans_select_by_type_in_chain_order_and_costs_come_from_the_index() {
             })
             .unwrap();
         assert_eq!(early, 1, "{}", db.label);
+    }
+}
+
+/// Migration 19 adds the cache-write and reasoning counts to the cost
+/// index and reads every indexed call again: rows indexed before it (by a
+/// reader that knew neither count and took Anthropic's input as it came)
+/// end as the ingest indexes them today, across batches and customers.
+#[test]
+fn migration_19_indexes_cache_writes_and_reasoning_of_calls_indexed_before() {
+    use payoff_store::CostFact;
+    type Counts = (u64, u64, u64, u64, u64);
+    let nov = "2026-11-02T09:00:00Z";
+    // Input 10,000 holding 4,000 read and 2,000 written; output 1,000
+    // holding 600 of reasoning.
+    let openai = json!({"model": "m", "input_tokens": 10_000, "input_includes_cached": true,
+        "cached_input_tokens": 4_000, "cache_creation_input_tokens": 2_000,
+        "output_tokens": 1_000, "reasoning_tokens": 600});
+    // The same call counted Anthropic's way: 4,000 + 4,000 + 2,000.
+    let anthropic = json!({"model": "m", "input_tokens": 4_000, "input_includes_cached": false,
+        "cached_input_tokens": 4_000, "cache_creation_input_tokens": 2_000,
+        "output_tokens": 1_000, "reasoning_tokens": 600});
+    let whole_call = (10_000, 4_000, 2_000, 1_000, 600);
+    // More calls than one batch of the migration reads: each 5 input
+    // without its caches (5 + 1 + 2 = 8), 3 output holding 1 of reasoning.
+    let small = json!({"model": "m", "input_tokens": 5, "input_includes_cached": false,
+        "cached_input_tokens": 1, "cache_creation_input_tokens": 2,
+        "output_tokens": 3, "reasoning_tokens": 1});
+    let many = 1_100;
+    let scan = |store: &Store, customer: &str| {
+        let mut calls: Vec<(String, Counts)> = Vec::new();
+        let mut whole = Vec::new();
+        store
+            .scan_costs(
+                customer,
+                u64::MAX >> 1,
+                "2026-11-01T00:00:00Z".parse().unwrap(),
+                "2026-12-01T00:00:00Z".parse().unwrap(),
+                |fact| {
+                    match fact {
+                        CostFact::Call { event_id, call, .. } => calls.push((
+                            event_id.to_owned(),
+                            (
+                                call.input_tokens,
+                                call.cached_input_tokens,
+                                call.cache_creation_tokens,
+                                call.output_tokens,
+                                call.reasoning_tokens,
+                            ),
+                        )),
+                        CostFact::Event { body, .. } => {
+                            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                            whole.push(v["id"].as_str().unwrap().to_owned());
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        (calls, whole)
+    };
+    let check = |store: &Store, label: &str| {
+        let (calls, whole) = scan(store, "acme");
+        assert_eq!(
+            calls,
+            [
+                ("openai".to_owned(), whole_call),
+                ("anthropic".to_owned(), whole_call),
+                ("plain".to_owned(), (10, 0, 0, 0, 0)),
+            ],
+            "{label}"
+        );
+        assert_eq!(whole, ["odd"], "{label}: a negative count is read whole");
+        let (calls, whole) = scan(store, "globex");
+        assert!(whole.is_empty(), "{label}");
+        assert_eq!(calls.len(), many, "{label}");
+        assert!(
+            calls.iter().all(|(_, c)| *c == (8, 1, 2, 3, 1)),
+            "{label}: {:?}",
+            calls.iter().find(|(_, c)| *c != (8, 1, 2, 3, 1))
+        );
+    };
+    for db in ScratchDb::all() {
+        {
+            let (store, ledger) = setup(&db);
+            let events = vec![
+                typed("openai", "llm.call", nov, openai.clone()),
+                typed("anthropic", "llm.call", nov, anthropic.clone()),
+                typed(
+                    "odd",
+                    "llm.call",
+                    nov,
+                    json!({"model": "m", "input_tokens": 7, "reasoning_tokens": -1}),
+                ),
+                typed(
+                    "plain",
+                    "llm.call",
+                    nov,
+                    json!({"model": "m", "input_tokens": 10}),
+                ),
+            ];
+            ledger
+                .append_blocking(request("acme", events))
+                .unwrap()
+                .unwrap();
+            let events = (0..many)
+                .map(|i| typed(&format!("s{i}"), "llm.call", nov, small.clone()))
+                .collect();
+            ledger
+                .append_blocking(request("globex", events))
+                .unwrap()
+                .unwrap();
+            check(&store, &format!("{} as ingested", db.label));
+        }
+        // Back to the index as the reader before version 19 wrote it:
+        // no new columns, Anthropic's input as sent, the odd call indexed
+        // (its reasoning count unread), and the plain call indexed by
+        // place only, as events stored before the index existed are.
+        db.execute_sql(
+            "ALTER TABLE cost_facts DROP COLUMN cache_creation_tokens;
+             ALTER TABLE cost_facts DROP COLUMN reasoning_tokens;
+             UPDATE cost_facts SET input_tokens = 4000 WHERE event_id = 'anthropic';
+             UPDATE cost_facts SET input_tokens = 5 WHERE customer_id = 'globex';
+             UPDATE cost_facts SET model = 'm', input_tokens = 7, output_tokens = 0, cached_input_tokens = 0
+                 WHERE event_id = 'odd';
+             UPDATE cost_facts SET model = NULL, agent = NULL, subject = NULL, input_tokens = NULL,
+                 output_tokens = NULL, cached_input_tokens = NULL WHERE event_id = 'plain';
+             DELETE FROM schema_migrations WHERE version = 19;",
+        );
+        let store = Store::open(&db.url).unwrap();
+        check(&store, &format!("{} migrated", db.label));
     }
 }

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agents/{agent}", get(show_agent))
         .route("/v1/agents/{agent}/pause", post(pause))
         .route("/v1/agents/{agent}/resume", post(resume))
+        .route("/v1/customers/{customer}/agents", get(watched))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/reject", post(reject))
@@ -144,6 +145,87 @@ pub async fn show_agent(
         .filter(|p| p.agent == agent && (p.customer == "*" || caller.sees(Some(&p.customer))))
         .collect();
     Ok(Json(json!({ "agent": agent, "paused": visible })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WatchQuery {
+    /// The window, in days ending now: 1 to 90 (default 7).
+    days: Option<u32>,
+}
+
+/// What every agent of the customer did in the window, whichever door its
+/// records came through (the dashboard's Agents tab, as data): model
+/// calls per day, errors, latency percentiles, tool calls, runs, actions,
+/// drafts, outcomes of the subjects it served and the contract's service
+/// levels over them, and the quality drifts recorded in the window. Costs
+/// only for roles that read economics.
+#[utoipa::path(get, path = "/v1/customers/{customer}/agents", operation_id = "watch_agents", tag = "agents",
+    params(("customer" = String, Path), WatchQuery),
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+pub async fn watched(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    Params(q): Params<WatchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadApprovals)?;
+    let customer = crate::routes::billing::scoped(&caller, &customer)?;
+    let days = q.days.unwrap_or(7);
+    if !(1..=90).contains(&days) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "days: 1 to 90"));
+    }
+    let costs = crate::auth::allows(caller.0.role, Action::ReadEconomics);
+    let until = state.now();
+    let since = until - chrono::Duration::days(i64::from(days));
+    let c = customer.clone();
+    let (figures, drifts) = blocking_with(
+        move |s| {
+            if s.customer(&c)?.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no customer \"{c}\""),
+                ));
+            }
+            let prices = crate::economics::prices(s)?;
+            Ok((
+                crate::watch::gather(s, &prices, &c, since, until)?,
+                crate::watch::recorded_drifts(s, &c, since, until)?,
+            ))
+        },
+        &state,
+    )
+    .await?;
+    let agents: Vec<Value> = figures
+        .iter()
+        .map(|(name, f)| {
+            let mut v = json!({
+                "agent": name,
+                "model_calls": f.calls, "errors": f.errors,
+                "latency_p50_ms": f.latency(0.5), "latency_p95_ms": f.latency(0.95),
+                "tool_calls": f.tool_calls, "runs": f.runs,
+                "actions": { "allowed": f.allowed, "denied": f.denied, "pending": f.pending },
+                "drafts": { "decided": f.drafts_decided, "reworked": f.drafts_reworked },
+                "outcomes": { "created": f.outcomes, "voided": f.outcomes_voided },
+                "service_levels": f.service.iter().map(|(level, (n, d))| {
+                    (level.clone(), json!({ "numerator": n, "denominator": d }))
+                }).collect::<serde_json::Map<_, _>>(),
+                "model_calls_per_day": f.per_day,
+            });
+            if costs {
+                v["cost"] = f.cost.round_dp(6).normalize().to_string().into();
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "customer": customer,
+        "since": since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "until": until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "agents": agents,
+        "drifts": drifts,
+    })))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -168,9 +168,7 @@ pub(crate) async fn record(
     }
     let whole = state
         .ledger
-        .append(AppendRequest {
-            events: events.clone(),
-        })
+        .append(AppendRequest::new(events.clone()))
         .await?;
     if whole.is_ok() {
         return Ok(());
@@ -179,7 +177,7 @@ pub(crate) async fn record(
     // (the writer still commits them together).
     let singles = events.into_iter().map(|e| {
         let ledger = state.ledger.clone();
-        async move { ledger.append(AppendRequest { events: vec![e] }).await }
+        async move { ledger.append(AppendRequest::new(vec![e])).await }
     });
     for result in futures_join(singles).await {
         result?.ok();

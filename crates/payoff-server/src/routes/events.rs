@@ -336,7 +336,7 @@ fn route(caller: &Caller, events: Vec<Event>) -> Result<AppendRequest, ApiError>
     if !missing.is_empty() {
         return Err(ApiError::invalid_events(missing));
     }
-    Ok(AppendRequest { events: routed })
+    Ok(AppendRequest::new(routed))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -40,7 +40,7 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
     // The last group of events failed: the writer tries its connection
     // again with an empty group, and the node is not ready until it holds.
     if let Some(fault) = state.ledger.fault() {
-        let probe = payoff_store::AppendRequest { events: Vec::new() };
+        let probe = payoff_store::AppendRequest::new(Vec::new());
         if state.ledger.append(probe).await.is_err() {
             return Err(ApiError::new(
                 ErrorCode::Unavailable,

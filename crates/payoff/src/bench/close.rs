@@ -227,7 +227,7 @@ fn populate(db: &Path, args: &CloseArgs) -> anyhow::Result<()> {
 
 fn append(ledger: &payoff_store::Ledger, events: Vec<Routed>) -> anyhow::Result<()> {
     ledger
-        .append_blocking(AppendRequest { events })?
+        .append_blocking(AppendRequest::new(events))?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }

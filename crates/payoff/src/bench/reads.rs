@@ -250,9 +250,7 @@ fn populate(store: &Store, args: &ReadsArgs) -> anyhow::Result<String> {
         });
         if batch.len() >= 10_000 {
             ledger
-                .append_blocking(AppendRequest {
-                    events: std::mem::take(batch),
-                })?
+                .append_blocking(AppendRequest::new(std::mem::take(batch)))?
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Ok(())
@@ -301,7 +299,7 @@ fn populate(store: &Store, args: &ReadsArgs) -> anyhow::Result<String> {
     }
     if !batch.is_empty() {
         ledger
-            .append_blocking(AppendRequest { events: batch })?
+            .append_blocking(AppendRequest::new(batch))?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     anyhow::ensure!(!some_outcome.is_empty(), "no outcome chosen");

@@ -145,6 +145,7 @@ fn table(agents: &BTreeMap<String, AgentFigures>, costs: bool) -> Markup {
                 th { "Agent" } th.num { "Model calls" } th.num { "Errors" } th.num { "p50 ms" } th.num { "p95 ms" }
                 @if costs { th.num { "Cost" } }
                 th.num { "Tool calls" } th.num { "Runs" } th.num { "Actions allowed" } th.num { "Denied" } th.num { "Waiting" }
+                th.num title="Outcomes of the subjects it served, and how many of them were voided (reopened, voided by a rule, disputed away)" { "Outcomes (voided)" }
             } }
             tbody {
                 @for (name, f) in agents {
@@ -160,6 +161,7 @@ fn table(agents: &BTreeMap<String, AgentFigures>, costs: bool) -> Markup {
                         td.num { (f.allowed) }
                         td.num { (f.denied) }
                         td.num { @if f.pending > 0 { strong { (f.pending) } } @else { "0" } }
+                        td.num { (f.outcomes) " (" (f.outcomes_voided) ")" }
                     }
                 }
             }
