@@ -229,8 +229,12 @@ pub(crate) mod sqlite {
         Ok(())
     }
 
-    /// A connection inside a transaction begun with `BEGIN`.
-    impl Sql for rusqlite::Connection {
+    /// One implementation for both: a connection inside a transaction begun
+    /// with `BEGIN`, and a transaction of rusqlite's (the migrations run in
+    /// one); each derefs to the connection the helpers above take.
+    macro_rules! sqlite_sql {
+        ($($ty:ty),*) => {$(
+            impl Sql for $ty {
         fn dialect(&self) -> Dialect {
             Dialect::Sqlite
         }
@@ -247,27 +251,11 @@ pub(crate) mod sqlite {
         ) -> Result<(), StoreError> {
             query(self, sql, params, sink)
         }
+            }
+        )*};
     }
 
-    /// A transaction of rusqlite's (the migrations run in one).
-    impl Sql for rusqlite::Transaction<'_> {
-        fn dialect(&self) -> Dialect {
-            Dialect::Sqlite
-        }
-
-        fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-            execute(self, sql, params)
-        }
-
-        fn query(
-            &mut self,
-            sql: &str,
-            params: &[Param<'_>],
-            sink: RowSink<'_>,
-        ) -> Result<(), StoreError> {
-            query(self, sql, params, sink)
-        }
-    }
+    sqlite_sql!(rusqlite::Connection, rusqlite::Transaction<'_>);
 }
 
 pub(crate) mod postgres {
