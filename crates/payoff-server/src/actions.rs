@@ -335,28 +335,36 @@ pub(crate) fn halted(
 /// with the same `request_key` had asked before.
 pub async fn request(
     state: &AppState,
-    customer: &str,
-    by: &Principal,
     req: ActionRequest,
+    who: impl FnOnce(&Store, &ActionRequest) -> Result<(Principal, String), ApiError> + Send + 'static,
 ) -> Result<(bool, ActionView), ApiError> {
-    req.check()?;
-    let id = action_id(customer, &req.agent, req.request_key.as_deref());
-    if req.request_key.is_some() {
-        if let Some(earlier) = find_async(state, customer, &id).await? {
-            return same_request(&earlier, &req).map(|()| (false, earlier));
-        }
-    }
     let now = state.now();
-    let (c, agent) = (customer.to_owned(), req.agent.clone());
     let policies = state.action_policies.clone();
-    let (version, rules, halt) = blocking_with(
+    // One step on the blocking pool for everything the store must say
+    // before the decision: who asks, an earlier request with this key,
+    // the customer's rules, whether the agent is stopped.
+    let (req, by, customer, id, before) = blocking_with(
         move |s| {
-            let (version, rules) = policies.for_customer(s, &c)?;
-            Ok((version, rules, halted(s, &c, &agent, now)?))
+            let (by, customer) = who(s, &req)?;
+            req.check()?;
+            let id = action_id(&customer, &req.agent, req.request_key.as_deref());
+            if req.request_key.is_some() {
+                if let Some(earlier) = find(s, &customer, &id)? {
+                    return Ok((req, by, customer, id, Err(earlier)));
+                }
+            }
+            let (version, rules) = policies.for_customer(s, &customer)?;
+            let halt = halted(s, &customer, &req.agent, now)?;
+            Ok((req, by, customer, id, Ok((version, rules, halt))))
         },
         state,
     )
     .await?;
+    let (version, rules, halt) = match before {
+        Ok(asking) => asking,
+        Err(earlier) => return same_request(&earlier, &req).map(|()| (false, earlier)),
+    };
+    let (customer, by) = (customer.as_str(), &by);
     let decision = rules
         .decide(&ActionQuestion {
             agent: &req.agent,

@@ -398,10 +398,9 @@ impl ToolCall<'_> {
                 Err(why) => return Ok(rpc_error(id, INVALID_PARAMS, why)),
             },
             None => {
+                let (by, customer) = (self.caller.0.clone(), self.customer.to_owned());
                 let asked = actions::request(
                     self.state,
-                    self.customer,
-                    &self.caller.0,
                     ActionRequest {
                         customer: None,
                         agent: self.agent.to_owned(),
@@ -416,6 +415,7 @@ impl ToolCall<'_> {
                         request_key: None,
                         approval_expires_in: None,
                     },
+                    move |_, _| Ok((by, customer)),
                 )
                 .await;
                 match asked {

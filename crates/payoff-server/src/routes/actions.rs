@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResultRequest};
-use crate::auth::{Action, Caller};
+use crate::auth::{Action, Caller, PresentedKey};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::routes::policies::invalid_policy;
@@ -39,12 +39,25 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = [])))]
 pub async fn ask(
     State(state): State<AppState>,
-    caller: Caller,
-    Body(req): Body<ActionRequest>,
+    key: PresentedKey,
+    body: Result<Body<ActionRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
-    caller.require(Action::AuthorizeActions)?;
-    let customer = caller.customer_scope(req.customer.as_deref())?;
-    let (asked, view) = actions::request(&state, &customer, &caller.0, req).await?;
+    // The key is checked with the decision's own reads (one blocking
+    // step), but always before anything is said about the body.
+    let req = match body {
+        Ok(Body(req)) => req,
+        Err(e) => {
+            blocking_with(move |s| key.admit(s), &state).await?;
+            return Err(e);
+        }
+    };
+    let (asked, view) = actions::request(&state, req, move |s, req| {
+        let caller = key.admit(s)?;
+        caller.require(Action::AuthorizeActions)?;
+        let customer = caller.customer_scope(req.customer.as_deref())?;
+        Ok((caller.0, customer))
+    })
+    .await?;
     let status = if asked {
         StatusCode::CREATED
     } else {

@@ -6,7 +6,9 @@
 //! answered, as in production. Then action authorization
 //! (`POST /v1/actions` under the example rules, each decision audited and
 //! in the ledger before it is answered): p50, p99 and decisions per
-//! second, beside the direct upstream call of the same run.
+//! second, beside the direct upstream call of the same run. The floor
+//! under both is one durable record: a single new event POSTed to the
+//! same server, measured in the same run.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,8 +76,15 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 call(&http, url, &agent, &body).await?;
             }
         }
-        let direct_lat = sequential(&http, &direct, &agent, &body, args.calls).await?;
-        let through_lat = sequential(&http, &through, &agent, &body, args.calls).await?;
+        let same = |_: usize| (*body).clone();
+        let direct_lat = sequential(&http, &direct, &agent, same, args.calls).await?;
+        let through_lat = sequential(&http, &through, &agent, same, args.calls).await?;
+        // The reference for what one durable record costs through this
+        // server: a single event, each new (so each is a commit).
+        let events = format!("{}/v1/events", server.url);
+        let event = |n: usize| json!({"specversion": "1.0", "id": format!("ref-{n}"), "source": "bench",
+            "type": "bench.reference", "subject": format!("s-{n}"), "time": "2026-12-01T00:00:00Z", "data": {}});
+        let event_lat = sequential(&http, &events, &agent, event, args.calls).await?;
         let direct_rate = load(&http, &direct, &agent, &body, args.load_calls, args.clients).await?;
         let through_rate = load(&http, &through, &agent, &body, args.load_calls, args.clients).await?;
 
@@ -91,7 +100,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         for _ in 0..50 {
             call(&http, &actions, &agent, &question).await?;
         }
-        let action_lat = sequential(&http, &actions, &agent, &question, args.calls).await?;
+        let action_lat = sequential(&http, &actions, &agent, |_| (*question).clone(), args.calls).await?;
         let action_rate = load(&http, &actions, &agent, &question, args.load_calls / 4, args.clients).await?;
         anyhow::Ok(json!({
             "calls": args.calls,
@@ -100,6 +109,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "direct_p50_ms": direct_lat.0, "direct_p99_ms": direct_lat.1,
             "gateway_p50_ms": through_lat.0, "gateway_p99_ms": through_lat.1,
             "added_p50_ms": through_lat.0 - direct_lat.0, "added_p99_ms": through_lat.1 - direct_lat.1,
+            "event_p50_ms": event_lat.0, "event_p99_ms": event_lat.1,
             "direct_calls_per_s": direct_rate, "gateway_calls_per_s": through_rate,
             "action_p50_ms": action_lat.0, "action_p99_ms": action_lat.1,
             "action_decisions_per_s": action_rate,
@@ -132,6 +142,12 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "added",
             f("added_p50_ms"),
             f("added_p99_ms")
+        );
+        println!(
+            "{:<10} {:>10.3} {:>10.3}   (one durable event POST: the floor under a metered call)",
+            "event",
+            f("event_p50_ms"),
+            f("event_p99_ms")
         );
         println!(
             "{:<10} {:>10.3} {:>10.3} {:>12.0}",
@@ -177,13 +193,14 @@ async fn sequential(
     http: &reqwest::Client,
     url: &str,
     key: &str,
-    body: &Value,
+    body: impl Fn(usize) -> Value,
     n: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let mut ms = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let body = body(i);
         let t = Instant::now();
-        call(http, url, key, body).await?;
+        call(http, url, key, &body).await?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);
