@@ -1056,6 +1056,35 @@ fn any_agent_asks_before_acting_and_people_decide_what_the_rules_send_them() {
         let server = &f.server;
         let rules_path = format!("/v1/customers/{}/action-rules", f.customer);
 
+        // The key is checked before anything is said about the body, and
+        // the role before the body's fields.
+        let broken = b"{\"agent\": ".to_vec();
+        for (key, status) in [
+            ("pk_unknown.secret", StatusCode::UNAUTHORIZED),
+            (f.viewer.as_str(), StatusCode::FORBIDDEN),
+            (f.agent.as_str(), StatusCode::BAD_REQUEST),
+        ] {
+            let (s, v, _) = server
+                .call(
+                    Method::POST,
+                    "/v1/actions",
+                    Some(key),
+                    Some("application/json"),
+                    broken.clone(),
+                )
+                .await;
+            assert_eq!(s, status, "{label}: {v}");
+        }
+        let (s, v) = server
+            .json(
+                Method::POST,
+                "/v1/actions",
+                &f.viewer,
+                refund("o-1", "12.50", false),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {v}");
+
         // Nothing declared yet: the question cannot be typed.
         let (s, v) = f.ask(refund("o-1", "12.50", false)).await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: {v}");

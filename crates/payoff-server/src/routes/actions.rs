@@ -43,11 +43,16 @@ pub async fn ask(
     body: Result<Body<ActionRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
     // The key is checked with the decision's own reads (one blocking
-    // step), but always before anything is said about the body.
+    // step), but always before anything is said about the body: 401,
+    // then 403, then 400.
     let req = match body {
         Ok(Body(req)) => req,
         Err(e) => {
-            blocking_with(move |s| key.admit(s), &state).await?;
+            blocking_with(
+                move |s| key.admit(s)?.require(Action::AuthorizeActions),
+                &state,
+            )
+            .await?;
             return Err(e);
         }
     };
