@@ -1109,6 +1109,70 @@ fn a_change_whose_audit_record_fails_does_not_answer_success() {
     });
 }
 
+/// Issue 16, finding 5: `/readyz` said ready while every write failed.
+/// Its probe was an empty transaction, which commits on a full disk. With
+/// every write refused (a failpoint: triggers on the ledger and the
+/// probe's row, as a full disk refuses them), an event answers 503 naming
+/// the cause, `/readyz` says not ready and why, and both come back when
+/// writes do, with no restart.
+#[test]
+fn readiness_is_refused_while_writes_fail_and_given_back_when_they_succeed() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        server.customer("acme").await;
+        let agent = server.key("agent", Some("acme")).await;
+        let event = |id: &str| {
+            json!({"specversion": "1.0", "id": id, "source": "crm",
+            "type": "lead.created", "subject": "L-1", "time": "2026-11-03T10:00:00Z", "data": {}})
+        };
+        let (fail, heal) = if label == "postgres" {
+            ("CREATE FUNCTION refuse_write() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$ LANGUAGE plpgsql;
+              CREATE TRIGGER refuse_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_write();
+              CREATE TRIGGER refuse_probe BEFORE INSERT OR UPDATE ON ledger_probe FOR EACH ROW EXECUTE FUNCTION refuse_write();",
+             "DROP TRIGGER refuse_events ON events; DROP TRIGGER refuse_probe ON ledger_probe;")
+        } else {
+            ("CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;
+              CREATE TRIGGER refuse_probe BEFORE INSERT ON ledger_probe BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;
+              CREATE TRIGGER refuse_probe_update BEFORE UPDATE ON ledger_probe BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;",
+             "DROP TRIGGER refuse_events; DROP TRIGGER refuse_probe; DROP TRIGGER refuse_probe_update;")
+        };
+        let sql = |text: &'static str| {
+            let url = db_url.clone();
+            tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, text))
+        };
+        let ready = || async {
+            let (s, v, _) = server
+                .call(Method::GET, "/readyz", None, None, Vec::new())
+                .await;
+            (s, v)
+        };
+        // A probe that wrote before the failure must not be the last word.
+        assert_eq!(ready().await.0, StatusCode::OK, "{label}");
+        sql(fail).await.unwrap();
+        let (s, v) = server.send(&agent, ONE, &event("e-1")).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{label}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("nothing was written") && detail.contains("no space left"),
+            "{label}: {detail}"
+        );
+        for _ in 0..2 {
+            let (s, v) = ready().await;
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{label}: {v}");
+            let detail = v["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with("events cannot be written") && detail.contains("no space left"),
+                "{label}: {detail}"
+            );
+        }
+        sql(heal).await.unwrap();
+        let (s, v) = ready().await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        let (s, v) = server.send(&agent, ONE, &event("e-1")).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+    });
+}
+
 /// Issue 15: the role matrix covered 17 cases on 6 of about 52 paths.
 /// Generated from the route table (the served OpenAPI document): every
 /// operation, with the other customer's keys of every role, an unknown key

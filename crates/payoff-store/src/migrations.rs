@@ -237,6 +237,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (17, crate::actions::SCHEMA),
     (18, crate::mcp::SCHEMA),
     (19, crate::costs::SCHEMA_CACHE_REASONING),
+    (20, crate::append::SCHEMA_PROBE),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -449,4 +450,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (17, crate::actions::SCHEMA),
     (18, crate::mcp::SCHEMA),
     (19, crate::costs::SCHEMA_CACHE_REASONING),
+    (20, crate::append::SCHEMA_PROBE),
 ];

@@ -1135,4 +1135,10 @@ impl LedgerTx for PostgresTx<'_> {
     fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
         insert_audit(&mut self.tx, entries).map(|_| ())
     }
+
+    fn probe(&mut self, at_us: i64, pad: &[u8]) -> Result<(), StoreError> {
+        let sql = crate::sql::numbered(crate::append::PROBE);
+        self.tx.execute(sql.as_ref(), &[&at_us, &pad])?;
+        Ok(())
+    }
 }

@@ -1053,6 +1053,15 @@ impl LedgerTx for SqliteTx<'_> {
     fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
         insert_audit(&self.tx, entries).map(|_| ())
     }
+
+    fn probe(&mut self, at_us: i64, pad: &[u8]) -> Result<(), StoreError> {
+        crate::sql::Sql::execute(
+            &mut self.tx,
+            crate::append::PROBE,
+            &[crate::sql::Param::Int(Some(at_us)), pad.into()],
+        )
+        .map(|_| ())
+    }
 }
 
 /// Appends `entries` to the audit chain inside the caller's write

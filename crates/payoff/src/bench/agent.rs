@@ -79,7 +79,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let operator = store.create_key(Role::Operator, None, now)?.0.key;
     let agent = store.create_key(Role::Agent, Some(CUSTOMER), now)?.0.key;
     drop(store);
-    let server = start_server(&db, data_dir.path())?;
+    let server = start_server(&db.url, data_dir.path())?;
     let runtime = tokio::runtime::Runtime::new()?;
 
     let contract = format!(

@@ -51,7 +51,7 @@ pub struct FaultsArgs {
     json: bool,
 }
 
-const CONTRACT: &str = r#"
+pub(super) const CONTRACT: &str = r#"
 [contract]
 customer = "acme"
 currency = "USD"
@@ -151,9 +151,11 @@ impl Rng {
 
 /// What the clients saw, shared by all of them.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
+    /// Answers by kind: `ok` (2xx), `unavailable` (503).
+    pub(super) answers: HashMap<&'static str, u64>,
     /// Ids of events a server acknowledged (2xx).
-    acked: HashSet<String>,
+    pub(super) acked: HashSet<String>,
     /// The statement the first successful close answered; every later
     /// answer and the stored one must be the same.
     statement: Option<Value>,
@@ -164,7 +166,7 @@ struct Seen {
     closes_refused: usize,
     tickets: usize,
     /// Answers no client should get: a 5xx, a refusal of a valid request.
-    faults: Vec<String>,
+    pub(super) faults: Vec<String>,
 }
 
 fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Value> {
@@ -193,7 +195,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
                     .with_context(|| format!("sharing {file} with node {n}"))?;
             }
         }
-        servers.push(Some(start_server(db, dir.path())?));
+        servers.push(Some(start_server(&db.url, dir.path())?));
     }
     let first = servers[0]
         .as_ref()
@@ -246,7 +248,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         }
         let restart = Instant::now();
         servers[victim] = Some(
-            start_server(db, dirs[victim].path())
+            start_server(&db.url, dirs[victim].path())
                 .with_context(|| format!("round {round}: the server did not come back"))?,
         );
         restarts.push(restart.elapsed().as_secs_f64());
@@ -427,7 +429,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
 /// One client's mixed load until `stop` (or its server is gone): mostly
 /// event batches, some single events, tickets for the support agent, and
 /// closes of the period.
-async fn drive(
+pub(super) async fn drive(
     url: &str,
     key: &str,
     tag: &str,
@@ -476,6 +478,11 @@ async fn drive(
             return; // killed mid-answer: not acknowledged either
         };
         let mut seen = seen.lock().expect("seen");
+        if status.is_success() {
+            *seen.answers.entry("ok").or_default() += 1;
+        } else if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            *seen.answers.entry("unavailable").or_default() += 1;
+        }
         match (path, status.as_u16()) {
             ("/v1/events", 200) => seen.acked.extend(ids),
             ("/v1/agents/support/tickets", 200) => seen.tickets += 1,

@@ -61,7 +61,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .key;
     drop(store);
     let server = start_server_with(
-        &db,
+        &db.url,
         data_dir.path(),
         &format!("\n[[gateway.upstream]]\nname = \"local\"\nbase_url = \"http://{upstream}/v1\"\nmodels = [\"bench-model\"]\n"),
     )?;

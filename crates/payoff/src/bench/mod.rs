@@ -5,6 +5,7 @@
 mod agent;
 mod attribution;
 mod close;
+mod disk;
 mod faults;
 mod gateway;
 mod reads;
@@ -50,6 +51,10 @@ pub enum BenchCommand {
     /// SIGKILLs under mixed load, then every promise checked: events stored
     /// once, chains intact, one unchanged statement, every webhook delivered.
     Faults(faults::FaultsArgs),
+    /// A full disk and a read-only one under load (SQLite on a tmpfs; needs
+    /// root): nothing acknowledged that is not stored, readiness names the
+    /// cause, recovery when space returns.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Args)]
@@ -92,6 +97,7 @@ pub fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCod
         BenchCommand::Webhooks(args) => return webhooks::run(args),
         BenchCommand::Gateway(args) => return gateway::run(args),
         BenchCommand::Faults(args) => return faults::run(args),
+        BenchCommand::Disk(args) => return disk::run(args),
     };
     if args.batch == 0 || args.batch > 10_000 || args.clients == 0 || args.single_clients == 0 {
         return bad_input("--batch must be 1..=10000 and --clients, --single-clients at least 1");
@@ -246,40 +252,65 @@ impl Drop for ChildServer {
 /// Starts `payoff serve` on `db` over `data_dir` (initialised here), with
 /// no rate limits (a bench measures the server, not its limits) and
 /// webhooks allowed to loopback (where a bench's receivers listen).
-fn start_server(db: &ScratchDb, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
-    start_server_with(db, data_dir, "")
+fn start_server(database: &str, data_dir: &std::path::Path) -> anyhow::Result<ChildServer> {
+    start_server_with(database, data_dir, "")
 }
 
 /// [`start_server`] with more of `payoff.toml` (`extra`, appended).
 fn start_server_with(
-    db: &ScratchDb,
+    database: &str,
     data_dir: &std::path::Path,
     extra: &str,
 ) -> anyhow::Result<ChildServer> {
     crate::commands::init::ensure_signing_key(&data_dir.join("signing-key.pem"))?;
     let config = data_dir.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!("[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n{extra}"),
-    )?;
+    let text = format!("[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n{extra}");
+    // Written only when it changes: a restart may be on a read-only disk.
+    if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&config, text)?;
+    }
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--database", &db.url])
+        .args(["--database", database])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .context("cannot start the server")?;
+    // The server's log goes on to ours; its last lines say why it did not
+    // start, when it did not.
+    let tail: Arc<std::sync::Mutex<std::collections::VecDeque<String>>> = Arc::default();
+    let stderr = child.stderr.take().context("server stderr")?;
+    let kept = tail.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut kept = kept.lock().expect("stderr tail");
+            if kept.len() == 20 {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    });
     let stdout = child.stdout.take().context("server stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .with_context(|| format!("the server did not say where it listens: {line:?}"))?
-        .to_owned();
+    let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+        let status = child.wait()?;
+        // The child is gone, so its stderr ends and the reader with it.
+        let _ = reader.join();
+        let said = tail
+            .lock()
+            .expect("stderr tail")
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        anyhow::bail!("the server did not start ({status}): {said}");
+    };
+    let url = url.to_owned();
     Ok(ChildServer { child, url })
 }
 
@@ -322,7 +353,7 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     let (key, _) = store.create_key(Role::Agent, Some("bench"), payoff_clock::wall())?;
     let (reader, _) = store.create_key(Role::Admin, None, payoff_clock::wall())?;
     drop(store);
-    let server = start_server(db, data_dir.path())?;
+    let server = start_server(&db.url, data_dir.path())?;
     let client = ApiClient::new(&server.url, &key.key)?;
     eprintln!(
         "{}: preparing {} events…",

@@ -140,7 +140,7 @@ fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
     let build = started.elapsed().as_secs_f64();
     drop(store);
 
-    let server = start_server(db, data_dir.path())?;
+    let server = start_server(&db.url, data_dir.path())?;
     let base = server.url.trim_end_matches('/').to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -104,7 +104,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(store);
-    let server = start_server(&db, data_dir.path())?;
+    let server = start_server(&db.url, data_dir.path())?;
     let runtime = tokio::runtime::Runtime::new()?;
 
     eprintln!(

@@ -85,7 +85,7 @@ fn measure(args: &WebhooksArgs, db: &ScratchDb) -> anyhow::Result<Value> {
         store.create_customer(c, c, payoff_clock::wall())?;
     }
     drop(store);
-    let server = start_server(db, data_dir.path())?;
+    let server = start_server(&db.url, data_dir.path())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let received = Arc::new(AtomicUsize::new(0));

@@ -62,8 +62,12 @@ pub fn create_store(settings: &Settings) -> anyhow::Result<Store> {
             )
         })?;
     }
-    Store::open(&settings.database)
-        .with_context(|| format!("cannot open the database {}", settings.database))
+    // An `Open` error names the database and the cause already.
+    Store::open(&settings.database).map_err(|e| match e {
+        payoff_store::StoreError::Open(_) => anyhow::Error::from(e),
+        other => anyhow::Error::from(other)
+            .context(format!("cannot open the database {}", settings.database)),
+    })
 }
 
 /// Turns a store error about the user's input into bad input (exit 2).
