@@ -46,6 +46,12 @@ pub struct FaultsArgs {
     /// Seed of the kill moments and the mix of requests.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Failpoints: this percentage of the writes to the ledger (event rows,
+    /// chain heads, audit records) fails inside the database, as a failed
+    /// fsync or write would, while the kills go on. Every failed write
+    /// must be refused, never acknowledged.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=50))]
+    write_faults: u8,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -96,10 +102,11 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "{:<10} {:>5} {:>6} {:>10} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9} {:>7}",
+            "{:<10} {:>5} {:>6} {:>8} {:>10} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9} {:>7}",
             "BACKEND",
             "NODES",
             "KILLS",
+            "503S",
             "ACKED",
             "LOST",
             "DUPS",
@@ -112,10 +119,11 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
         for r in &runs {
             let n = |k: &str| r[k].as_u64().unwrap_or_default();
             println!(
-                "{:<10} {:>5} {:>6} {:>10} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9} {:>7.0}",
+                "{:<10} {:>5} {:>6} {:>8} {:>10} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9} {:>7.0}",
                 r["backend"].as_str().unwrap_or_default(),
                 n("nodes"),
                 n("kills"),
+                n("answers_503"),
                 n("events_acknowledged"),
                 n("events_lost"),
                 n("events_duplicated"),
@@ -135,6 +143,39 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Triggers that fail `percent` of the writes to the ledger's tables
+/// inside the database: an event row, a chain head's update, an audit
+/// record. A failure anywhere in a group must roll the whole group back
+/// and answer 503.
+fn failpoints(backend: &str, percent: u8) -> String {
+    let tables = [
+        ("events", "INSERT"),
+        ("ledger_heads", "UPDATE"),
+        ("audit_log", "INSERT"),
+    ];
+    let mut sql = String::new();
+    if backend == "postgres" {
+        sql.push_str(&format!(
+            "CREATE FUNCTION payoff_failpoint() RETURNS trigger AS $$ BEGIN
+               IF random() * 100 < {percent} THEN RAISE EXCEPTION 'failpoint: write failed (injected)'; END IF;
+               RETURN NEW; END $$ LANGUAGE plpgsql;"
+        ));
+        for (table, op) in tables {
+            sql.push_str(&format!(
+                "CREATE TRIGGER failpoint_{table} BEFORE {op} ON {table} FOR EACH ROW EXECUTE FUNCTION payoff_failpoint();"
+            ));
+        }
+    } else {
+        for (table, op) in tables {
+            sql.push_str(&format!(
+                "CREATE TRIGGER failpoint_{table} BEFORE {op} ON {table} WHEN abs(random()) % 100 < {percent}
+                 BEGIN SELECT RAISE(ABORT, 'failpoint: write failed (injected)'); END;"
+            ));
+        }
+    }
+    sql
 }
 
 /// xorshift64*: kill moments and the request mix, the same for a seed.
@@ -178,6 +219,9 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
     payoff_server::billing::upload_contract(&store, "acme", CONTRACT, None, now)
         .map_err(|e| anyhow::anyhow!("the bench's contract: {e}"))?;
     drop(store);
+    if args.write_faults > 0 {
+        payoff_store::scratch::execute_sql(&db.url, &failpoints(db.label, args.write_faults));
+    }
     // One data directory per node: nodes share a database, not a disk.
     let dirs: Vec<tempfile::TempDir> = (0..nodes)
         .map(|_| tempfile::tempdir())
@@ -400,6 +444,8 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         "backend": db.label,
         "nodes": nodes,
         "kills": kills,
+        "write_faults_percent": args.write_faults,
+        "answers_503": seen.answers.get("unavailable").copied().unwrap_or_default(),
         "events_acknowledged": acked.len(),
         "events_stored": stored.len(),
         "ledger_rows": total,
