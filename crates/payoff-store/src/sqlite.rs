@@ -814,49 +814,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn advance_webhook(
-        &self,
-        id: &str,
-        from: u64,
-        to: u64,
-        deliveries: &[WebhookDelivery],
-    ) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let moved = tx.execute(
-                "UPDATE webhook_subscriptions SET cursor = ?3 WHERE id = ?1 AND cursor = ?2",
-                params![id, from as i64, to as i64],
-            )?;
-            if moved != 1 {
-                return Ok(false);
-            }
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO webhook_deliveries (id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, lease_until_us, last_status, last_error, created_us, delivered_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-                )?;
-                for d in deliveries {
-                    insert.execute(params![
-                        d.id,
-                        d.subscription,
-                        d.customer,
-                        d.sequence as i64,
-                        d.event_type,
-                        d.status.as_str(),
-                        d.attempts,
-                        d.next_attempt_at.timestamp_micros(),
-                        d.last_status,
-                        d.last_error,
-                        d.created_at.timestamp_micros(),
-                        d.delivered_at.map(|t| t.timestamp_micros()),
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(true)
-        })
-    }
-
     fn deliveries(
         &self,
         subscription: &str,

@@ -241,16 +241,6 @@ pub(crate) trait Backend: Send + Sync {
     fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError>;
     /// False when there was no such live subscription.
     fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Moves a subscription's cursor from `from` to `to` and inserts the
-    /// deliveries it passed, in one transaction; false (nothing written)
-    /// when the cursor is no longer at `from`.
-    fn advance_webhook(
-        &self,
-        id: &str,
-        from: u64,
-        to: u64,
-        deliveries: &[WebhookDelivery],
-    ) -> Result<bool, StoreError>;
     /// Stores the outcome of an attempt and releases the lease.
     /// A subscription's deliveries after `after_sequence`, oldest first.
     fn deliveries(
@@ -929,7 +919,8 @@ impl Store {
         self.backend.delete_webhook(id, at)
     }
 
-    /// See [`Backend::advance_webhook`].
+    /// Moves a subscription's cursor and inserts the deliveries it
+    /// passed, in one transaction; see [`crate::webhooks::advance`].
     pub fn advance_webhook(
         &self,
         id: &str,
@@ -937,7 +928,7 @@ impl Store {
         to: u64,
         deliveries: &[WebhookDelivery],
     ) -> Result<bool, StoreError> {
-        self.backend.advance_webhook(id, from, to, deliveries)
+        self.write(|tx| crate::webhooks::advance(tx, id, from, to, deliveries))
     }
 
     /// Leases due deliveries fairly between customers; see
