@@ -15,7 +15,7 @@
 //! Exit 1 on any broken promise.
 
 use std::collections::{HashMap, HashSet};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use payoff_store::scratch::ScratchDb;
 use payoff_store::{EventFilter, Role, Store};
 use serde_json::{json, Value};
 
-use super::{start_server, ChildServer};
+use super::{start_server_under, ChildServer};
 use crate::bad_input;
 
 #[derive(Args)]
@@ -52,6 +52,11 @@ pub struct FaultsArgs {
     /// must be refused, never acknowledged.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=50))]
     write_faults: u8,
+    /// Failpoints on SQLite: every Nth `fsync`/`fdatasync` of the server
+    /// fails with EIO (injected by `strace`, which must be installed), as
+    /// a failing disk's would. PostgreSQL's fsyncs are its server's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    fsync_faults: Option<u32>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -83,6 +88,16 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 2 && args.postgres.is_none() {
         return bad_input(
             "--nodes 2: two servers share a PostgreSQL database; give --postgres URL",
+        );
+    }
+    if args.fsync_faults.is_some()
+        && !Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        return bad_input(
+            "--fsync-faults injects failures with strace: install it (apt install strace)",
         );
     }
     let mut runs = Vec::new();
@@ -222,6 +237,29 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
     if args.write_faults > 0 {
         payoff_store::scratch::execute_sql(&db.url, &failpoints(db.label, args.write_faults));
     }
+    let wrapper: Vec<String> = match args.fsync_faults {
+        // Only the database's own files: the knowledge index's fsyncs at
+        // start would keep the server from starting at all (it says so).
+        Some(every) if db.label == "sqlite" => [
+            "strace",
+            "-f",
+            "--seccomp-bpf",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-P",
+            &db.url,
+            "-P",
+            &format!("{}-wal", db.url),
+            "-e",
+            &format!("inject=fsync,fdatasync:error=EIO:when={every}+{every}"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        _ => Vec::new(),
+    };
     // One data directory per node: nodes share a database, not a disk.
     let dirs: Vec<tempfile::TempDir> = (0..nodes)
         .map(|_| tempfile::tempdir())
@@ -239,7 +277,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
                     .with_context(|| format!("sharing {file} with node {n}"))?;
             }
         }
-        servers.push(Some(start_server(&db.url, dir.path())?));
+        servers.push(Some(start_server_under(&db.url, dir.path(), "", &wrapper)?));
     }
     let first = servers[0]
         .as_ref()
@@ -292,7 +330,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         }
         let restart = Instant::now();
         servers[victim] = Some(
-            start_server(&db.url, dirs[victim].path())
+            start_server_under(&db.url, dirs[victim].path(), "", &wrapper)
                 .with_context(|| format!("round {round}: the server did not come back"))?,
         );
         restarts.push(restart.elapsed().as_secs_f64());
@@ -445,6 +483,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         "nodes": nodes,
         "kills": kills,
         "write_faults_percent": args.write_faults,
+        "fsync_fault_every": if wrapper.is_empty() { None } else { args.fsync_faults },
         "answers_503": seen.answers.get("unavailable").copied().unwrap_or_default(),
         "events_acknowledged": acked.len(),
         "events_stored": stored.len(),

@@ -13,6 +13,7 @@ mod search;
 mod webhooks;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -243,8 +244,18 @@ struct ChildServer {
 }
 
 impl Drop for ChildServer {
+    /// SIGKILL to the server's process group: the server, and the tracer
+    /// a fault bench may run it under (killing only the tracer would
+    /// leave the server running, detached).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let killed = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -262,6 +273,18 @@ fn start_server_with(
     data_dir: &std::path::Path,
     extra: &str,
 ) -> anyhow::Result<ChildServer> {
+    start_server_under(database, data_dir, extra, &[])
+}
+
+/// [`start_server_with`], the server run by `wrapper` (a command and its
+/// arguments before the server's own: a tracer injecting faults), in a
+/// process group of its own.
+fn start_server_under(
+    database: &str,
+    data_dir: &std::path::Path,
+    extra: &str,
+    wrapper: &[String],
+) -> anyhow::Result<ChildServer> {
     crate::commands::init::ensure_signing_key(&data_dir.join("signing-key.pem"))?;
     let config = data_dir.join("bench.toml");
     let text = format!("[rate_limits]\nkey_per_second = 0\naddress_per_second = 0\nlogin_per_minute = 0\n\n[egress]\nallow = [\"127.0.0.0/8\"]\n{extra}");
@@ -269,7 +292,17 @@ fn start_server_with(
     if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
         std::fs::write(&config, text)?;
     }
-    let mut child = Command::new(std::env::current_exe()?)
+    let exe = std::env::current_exe()?;
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
+        .process_group(0)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")
