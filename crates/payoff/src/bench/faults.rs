@@ -234,9 +234,6 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
     payoff_server::billing::upload_contract(&store, "acme", CONTRACT, None, now)
         .map_err(|e| anyhow::anyhow!("the bench's contract: {e}"))?;
     drop(store);
-    if args.write_faults > 0 {
-        payoff_store::scratch::execute_sql(&db.url, &failpoints(db.label, args.write_faults));
-    }
     let wrapper: Vec<String> = match args.fsync_faults {
         // Only the database's own files: the knowledge index's fsyncs at
         // start would keep the server from starting at all (it says so).
@@ -295,6 +292,10 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         Ok(())
     })?;
 
+    // Armed once the bench's own setup is done.
+    if args.write_faults > 0 {
+        payoff_store::scratch::execute_sql(&db.url, &failpoints(db.label, args.write_faults));
+    }
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let mut rng = Rng(args.seed.max(1) * 0x9E37_79B9_7F4A_7C15);
     let mut kills = 0;
