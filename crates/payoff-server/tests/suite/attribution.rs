@@ -3,10 +3,8 @@
 //! a sample-ratio mismatch held until released, too few subjects billed
 //! at nothing.
 
-mod common;
-
+use crate::common::{on_every_backend, TestServer};
 use chrono::Datelike;
-use common::{on_every_backend, TestServer};
 use payoff_billing::attribution::{assign, proportion_difference, Arm};
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};

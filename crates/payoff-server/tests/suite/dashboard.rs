@@ -3,10 +3,8 @@
 //! isolation of every page, escaping of hostile strings, readable error
 //! pages, and the dashboard agreeing with the API.
 
-mod common;
-
+use crate::common::{eventually, on_every_backend, TestServer};
 use chrono::{Datelike, Months};
-use common::{eventually, on_every_backend, TestServer};
 use payoff_policy::ReplyRule;
 use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
@@ -940,8 +938,8 @@ fn disputes_and_approvals_through_the_dashboard_change_what_the_api_says() {
                 "/v1/customers/acme/action-rules",
                 &f.operator,
                 json!({
-                    "schema": include_str!("../../../examples/actions/schema.cedarschema"),
-                    "rules": include_str!("../../../examples/actions/rules.cedar"),
+                    "schema": include_str!("../../../../examples/actions/schema.cedarschema"),
+                    "rules": include_str!("../../../../examples/actions/rules.cedar"),
                 }),
             )
             .await;

@@ -1,8 +1,6 @@
 //! The HTTP API against a real server on loopback, on every backend.
 
-mod common;
-
-use common::{on_every_backend, TestServer};
+use crate::common::{on_every_backend, TestServer};
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

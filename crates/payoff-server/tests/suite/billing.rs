@@ -2,9 +2,7 @@
 //! every backend: a two-month life of one customer, checked line by line,
 //! then verified offline and tampered with.
 
-mod common;
-
-use common::{on_every_backend, TestServer};
+use crate::common::{on_every_backend, TestServer};
 use payoff_billing::{parse_public_key, verify, Bundle, Statement, VerifyError};
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};

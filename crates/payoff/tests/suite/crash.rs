@@ -3,13 +3,11 @@
 //! once, with an intact chain, and the outcome read model (which the
 //! server folds while the events arrive) must equal a replay.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use payoff_store::scratch::ScratchDb;
 use payoff_store::{EventFilter, Store};
 use serde_json::json;

@@ -1,8 +1,6 @@
 //! The `payoff` command as users script it, on every backend.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use payoff_store::scratch::ScratchDb;
 use serde_json::{json, Value};
 

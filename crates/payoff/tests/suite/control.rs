@@ -2,9 +2,7 @@
 //! agent rules (check, push, list), the kill switch, and the audit chain
 //! (export, verify, tampering).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use payoff_store::scratch::ScratchDb;
 use serde_json::Value;
 

@@ -3,18 +3,16 @@
 //! scheme written from its specification, HMAC included), retried with
 //! backoff, given up after the last attempt, and not lost across a restart.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{eventually, on_every_backend, TestServer};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
-use common::{eventually, on_every_backend, TestServer};
 use payoff_server::webhooks::WebhookSettings;
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};
@@ -561,8 +559,8 @@ fn an_actions_approval_reaches_its_subscriber_signed() {
                 "/v1/customers/acme/action-rules",
                 &cadmin,
                 json!({
-                    "schema": include_str!("../../../examples/actions/schema.cedarschema"),
-                    "rules": include_str!("../../../examples/actions/rules.cedar"),
+                    "schema": include_str!("../../../../examples/actions/schema.cedarschema"),
+                    "rules": include_str!("../../../../examples/actions/rules.cedar"),
                 }),
             )
             .await;
@@ -664,7 +662,7 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
                 "acme",
                 &format!(
                     "{}{}",
-                    include_str!("../../../examples/acme.toml"),
+                    include_str!("../../../../examples/acme.toml"),
                     r#"
 [[service_level]]
 name = "ai_closes"

@@ -1,9 +1,7 @@
 //! Cost of service, budgets, prices and ROI through the real API, on
 //! every backend. Expected figures are worked out in the comments.
 
-mod common;
-
-use common::{on_every_backend, TestServer};
+use crate::common::{on_every_backend, TestServer};
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -553,7 +551,7 @@ fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
             ("dead-model", "unreachable"),
             ("breaking", "upstream_disconnected"),
         ];
-        common::eventually("every call recorded", || async {
+        crate::common::eventually("every call recorded", || async {
             let (_, v) = server
                 .json(
                     Method::GET,

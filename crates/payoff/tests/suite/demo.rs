@@ -2,12 +2,10 @@
 //! verifiable, the dashboard's logins are written, and the same seed and
 //! month give a byte-identical statement.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::{stderr, stdout, BIN};
 use chrono::{Datelike, Months};
-use common::{stderr, stdout, BIN};
 use payoff_store::scratch::ScratchDb;
 use serde_json::Value;
 
@@ -176,7 +174,7 @@ fn the_demo_month_closes_into_a_verifiable_statement_the_same_every_time() {
     let mut now = comparable(&a);
     now.as_object_mut().unwrap().remove("signature");
     let golden: Value =
-        serde_json::from_str(include_str!("golden/demo-2026-10-seed-11.json")).unwrap();
+        serde_json::from_str(include_str!("../golden/demo-2026-10-seed-11.json")).unwrap();
     assert!(
         now == golden,
         "the demo's statement changed from tests/golden/demo-2026-10-seed-11.json:\n{}",

@@ -2,9 +2,7 @@
 //! only in who may read them, searched and answered by keys with different
 //! groups; nothing leaks across groups or customers.
 
-mod common;
-
-use common::{on_every_backend, TestServer};
+use crate::common::{on_every_backend, TestServer};
 use payoff_server::ServerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -2,10 +2,8 @@
 //! approvals, escalations, the holdout, the kill switch, permissions,
 //! tickets from the ledger, and the audit trail of every act.
 
-mod common;
-
+use crate::common::{eventually, on_every_backend, TestServer};
 use chrono::Datelike;
-use common::{eventually, on_every_backend, TestServer};
 use payoff_billing::attribution::{assign, Arm};
 use payoff_server::support::SupportConfig;
 use payoff_server::ServerConfig;
@@ -1011,8 +1009,8 @@ fn model_calls_are_metered_and_a_broken_model_hands_the_ticket_to_a_person() {
     })
 }
 
-const ACTION_SCHEMA: &str = include_str!("../../../examples/actions/schema.cedarschema");
-const ACTION_RULES: &str = include_str!("../../../examples/actions/rules.cedar");
+const ACTION_SCHEMA: &str = include_str!("../../../../examples/actions/schema.cedarschema");
+const ACTION_RULES: &str = include_str!("../../../../examples/actions/rules.cedar");
 
 /// A refund question of the agent `refunds`.
 fn refund(order: &str, amount: &str, closed: bool) -> Value {
