@@ -22,7 +22,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use payoff_billing::PAYOFF_SOURCE;
 use payoff_policy::{ActionQuestion, ActionRules, ActionVerdict};
-use payoff_store::{AuditEntry, EventFilter, Principal, Store, StoredEvent};
+use payoff_store::{AuditEntry, Principal, Store, StoredEvent};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -612,55 +612,65 @@ fn fold(
     }
 }
 
-/// The actions of a customer, newest first, folded from one scan of each
-/// record type.
-pub fn list(store: &Store, customer: &str) -> Result<Vec<ActionView>, ApiError> {
-    let mut by_type: HashMap<&str, Vec<StoredEvent>> = HashMap::new();
-    for kind in [REQUESTED, DECIDED, COMPLETED] {
-        let mut after = None;
-        let list = by_type.entry(kind).or_default();
-        loop {
-            let page = store.events(&EventFilter {
-                customer: customer.to_owned(),
-                event_type: Some(kind.to_owned()),
-                after_sequence: after,
-                limit: 1000,
-                ..Default::default()
-            })?;
-            list.extend(
-                page.events
-                    .into_iter()
-                    .filter(|e| e.source == PAYOFF_SOURCE),
-            );
-            match page.next_cursor {
-                Some(c) => after = Some(c),
-                None => break,
+/// The actions still waiting for a person's approval. An approval lasts
+/// at most [`APPROVAL_TTL_MAX_S`], so only actions requested that recently
+/// (and a day more, for a sweep that was late) are walked, not the whole
+/// history; an older one whose expiry was never recorded (a node down for
+/// over a week) is expired when it is read ([`wait`]).
+pub fn pending(
+    store: &Store,
+    customer: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<ActionView>, ApiError> {
+    let since = now - Duration::seconds(APPROVAL_TTL_MAX_S) - Duration::days(1);
+    let mut out = Vec::new();
+    walk_newest(store, customer, None, |_, a| {
+        let recent = a.requested_at >= since;
+        if recent && a.state == ActionState::PendingApproval {
+            out.push(a);
+        }
+        recent
+    })?;
+    Ok(out)
+}
+
+/// Requested records read per step of [`walk_newest`].
+const WALK_PAGE: usize = 200;
+
+/// Walks a customer's actions newest first, from before the requested
+/// record at sequence `before` (exclusive), folding each with its decision
+/// and result (two lookups by key), and hands each to `visit` with that
+/// sequence until `visit` answers false. A page costs what it shows and
+/// what a filter passes over, not the customer's whole history (it read
+/// every action record of the customer, for each page).
+pub fn walk_newest(
+    store: &Store,
+    customer: &str,
+    mut before: Option<u64>,
+    mut visit: impl FnMut(u64, ActionView) -> bool,
+) -> Result<(), ApiError> {
+    loop {
+        let page = store.own_records_newest(customer, REQUESTED, before, WALK_PAGE)?;
+        let full = page.len() == WALK_PAGE;
+        for r in page {
+            before = Some(r.sequence);
+            let data = serde_json::from_slice::<Value>(&r.canonical)
+                .map(|mut body| body["data"].take())
+                .unwrap_or_default();
+            let id = data["action"].as_str().unwrap_or_default().to_owned();
+            let decided = record(store, customer, &format!("action/{id}/decision"))?;
+            let completed = record(store, customer, &format!("action/{id}/result"))?;
+            if !visit(
+                r.sequence,
+                fold(customer, (r.time, data), decided, completed),
+            ) {
+                return Ok(());
             }
         }
-    }
-    let mut later: HashMap<String, (DateTime<Utc>, Value)> = HashMap::new();
-    for kind in [DECIDED, COMPLETED] {
-        for e in by_type.remove(kind).unwrap_or_default() {
-            later.insert(e.id.clone(), (e.time, data_of(&e)));
+        if !full {
+            return Ok(());
         }
     }
-    let mut out: Vec<ActionView> = by_type
-        .remove(REQUESTED)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| {
-            let key = e.id.clone();
-            let requested = (e.time, data_of(&e));
-            fold(
-                customer,
-                requested,
-                later.remove(&format!("{key}/decision")),
-                later.remove(&format!("{key}/result")),
-            )
-        })
-        .collect();
-    out.reverse();
-    Ok(out)
 }
 
 /// Reads an action, waiting up to `wait` for a pending approval to be
@@ -835,13 +845,10 @@ pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
     for customer in customers.into_iter().map(|c| c.id) {
         let c = customer.clone();
         let now = state.now();
-        let due: Vec<ActionView> = blocking_with(move |s| list(s, &c), state)
+        let due: Vec<ActionView> = blocking_with(move |s| pending(s, &c, now), state)
             .await?
             .into_iter()
-            .filter(|a| {
-                a.state == ActionState::PendingApproval
-                    && a.approval.as_ref().is_some_and(|p| p.expires_at <= now)
-            })
+            .filter(|a| a.approval.as_ref().is_some_and(|p| p.expires_at <= now))
             .collect();
         for a in due {
             expire(state, &customer, &a).await?;

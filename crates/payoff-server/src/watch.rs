@@ -149,17 +149,18 @@ pub fn gather(
             }
         }
     }
-    for a in actions::list(store, customer)? {
-        if a.requested_at < since || a.requested_at >= until {
-            continue;
+    // Newest first, as far back as the window goes.
+    actions::walk_newest(store, customer, None, |_, a| {
+        if a.requested_at >= since && a.requested_at < until {
+            let f = entry(&mut agents, Some(&a.agent), days);
+            match a.state {
+                ActionState::Allowed | ActionState::Approved => f.allowed += 1,
+                ActionState::PendingApproval => f.pending += 1,
+                ActionState::Denied | ActionState::Rejected | ActionState::Expired => f.denied += 1,
+            }
         }
-        let f = entry(&mut agents, Some(&a.agent), days);
-        match a.state {
-            ActionState::Allowed | ActionState::Approved => f.allowed += 1,
-            ActionState::PendingApproval => f.pending += 1,
-            ActionState::Denied | ActionState::Rejected | ActionState::Expired => f.denied += 1,
-        }
-    }
+        a.requested_at >= since
+    })?;
     if agents.values().any(|f| !f.subjects.is_empty()) && !store.contracts(customer)?.is_empty() {
         outcomes_served(store, customer, since, until, &mut agents)?;
         service_levels_served(store, customer, since, until, &mut agents)?;

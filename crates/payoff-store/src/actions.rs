@@ -104,3 +104,48 @@ pub(crate) fn insert(tx: &mut dyn Sql, rules: &StoredActionRules) -> Result<bool
     )?;
     Ok(changed == 1)
 }
+
+/// One of Payoff's own ledger records, as a newest-first walk reads it.
+#[derive(Debug, Clone)]
+pub struct OwnRecord {
+    pub sequence: u64,
+    pub time: DateTime<Utc>,
+    /// The event's canonical bytes.
+    pub canonical: Vec<u8>,
+}
+
+/// At most `limit` of Payoff's own records (source `payoff`) of one type,
+/// newest first, before the sequence `before`: the index by type walked
+/// backwards, so a page costs its length, not the ledger's. One SQL text
+/// for both databases.
+pub(crate) fn own_records_newest(
+    tx: &mut dyn Sql,
+    customer: &str,
+    event_type: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<OwnRecord>, StoreError> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    tx.query(
+        "SELECT sequence, time_us, body FROM events
+         WHERE customer_id = ? AND type = ? AND sequence < ? AND source = 'payoff'
+         ORDER BY sequence DESC LIMIT ?",
+        &[
+            customer.into(),
+            event_type.into(),
+            before.map_or(i64::MAX, |b| b as i64).into(),
+            (limit as i64).into(),
+        ],
+        &mut |r| {
+            out.push(OwnRecord {
+                sequence: r.int_req(0)? as u64,
+                time: from_us(r.int_req(1)?),
+                canonical: r
+                    .bytes(2)?
+                    .ok_or_else(|| StoreError::Corrupt("an event without a body".into()))?,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}

@@ -28,7 +28,7 @@ pub mod webhooks;
 pub use access::{
     generate_key, hash_secret, parse_key, Customer, KeyInfo, NewKey, Principal, Role,
 };
-pub use actions::StoredActionRules;
+pub use actions::{OwnRecord, StoredActionRules};
 pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, Routed};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;

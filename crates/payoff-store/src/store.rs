@@ -919,6 +919,18 @@ impl Store {
         self.backend.delete_webhook(id, at)
     }
 
+    /// Payoff's own records of one type, newest first, before the sequence
+    /// `before`; see [`crate::actions::own_records_newest`].
+    pub fn own_records_newest(
+        &self,
+        customer: &str,
+        event_type: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::actions::OwnRecord>, StoreError> {
+        self.read(|tx| crate::actions::own_records_newest(tx, customer, event_type, before, limit))
+    }
+
     /// Moves a subscription's cursor and inserts the deliveries it
     /// passed, in one transaction; see [`crate::webhooks::advance`].
     pub fn advance_webhook(

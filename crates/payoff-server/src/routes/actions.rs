@@ -141,9 +141,17 @@ pub struct ListQuery {
     agent: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
     limit: Option<usize>,
+    /// Continue a listing: the `next_before` of the previous page.
+    before: Option<u64>,
 }
 
-/// A customer's actions, newest first.
+/// Actions a filtered page passes over at most before it answers with
+/// what it found and where to go on (`next_before`): a page's cost stays
+/// bounded whatever the filter and the history.
+const SCANNED_MAX: usize = 5_000;
+
+/// A customer's actions, newest first, a page at a time: `next_before`
+/// (absent on the last page) continues it.
 #[utoipa::path(get, path = "/v1/actions", operation_id = "list_actions", tag = "actions", params(ListQuery),
     responses((status = 200), (status = 400), (status = 401), (status = 403)),
     security(("bearer" = [])))]
@@ -170,12 +178,33 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: 1 to 1000"));
     }
-    let mut all = blocking_with(move |s| actions::list(s, &customer), &state).await?;
-    all.retain(|a| {
-        wanted.is_none_or(|w| a.state == w) && q.agent.as_ref().is_none_or(|g| *g == a.agent)
-    });
-    all.truncate(limit);
-    Ok(Json(json!({ "actions": all })))
+    let (page, next_before) = blocking_with(
+        move |s| {
+            let (mut page, mut scanned, mut last, mut more) = (Vec::new(), 0, None, false);
+            actions::walk_newest(s, &customer, q.before, |sequence, a| {
+                if page.len() == limit || scanned == SCANNED_MAX {
+                    more = true;
+                    return false;
+                }
+                scanned += 1;
+                last = Some(sequence);
+                if wanted.is_none_or(|w| a.state == w)
+                    && q.agent.as_ref().is_none_or(|g| *g == a.agent)
+                {
+                    page.push(a);
+                }
+                true
+            })?;
+            Ok((page, last.filter(|_| more)))
+        },
+        &state,
+    )
+    .await?;
+    let mut reply = json!({ "actions": page });
+    if let Some(before) = next_before {
+        reply["next_before"] = before.into();
+    }
+    Ok(Json(reply))
 }
 
 /// Records what the agent did: `succeeded` or `failed`, with a detail.

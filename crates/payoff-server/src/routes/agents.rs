@@ -264,10 +264,14 @@ pub async fn list_approvals(
     let reader = caller.0.clone();
     let (replies, acts) = blocking_with(
         move |s| {
-            Ok((
-                support::approvals_for(s, &customer, &reader)?,
-                crate::actions::list(s, &customer)?,
-            ))
+            Ok((support::approvals_for(s, &customer, &reader)?, {
+                let mut all = Vec::new();
+                crate::actions::walk_newest(s, &customer, None, |_, a| {
+                    all.push(a);
+                    true
+                })?;
+                all
+            }))
         },
         &state,
     )

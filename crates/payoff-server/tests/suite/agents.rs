@@ -1422,6 +1422,46 @@ fn any_agent_asks_before_acting_and_people_decide_what_the_rules_send_them() {
             )
             .await;
         assert_eq!(v["actions"].as_array().unwrap().len(), 1, "{label}: {v}");
+        // Pages of two, newest first, continued by `next_before`, give the
+        // whole list once; the last page says nothing more.
+        let (_, all) = server
+            .json(Method::GET, "/v1/actions", &f.viewer, Value::Null)
+            .await;
+        assert!(all.get("next_before").is_none(), "{label}: {all}");
+        let ids = |v: &Value| -> Vec<String> {
+            v["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let every = ids(&all);
+        assert!(every.len() >= 3, "{label}: {all}");
+        let (mut paged, mut path) = (Vec::new(), "/v1/actions?limit=2".to_owned());
+        loop {
+            let (s, page) = server
+                .json(Method::GET, &path, &f.viewer, Value::Null)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{label}: {page}");
+            assert!(ids(&page).len() <= 2, "{label}: {page}");
+            paged.extend(ids(&page));
+            match page["next_before"].as_u64() {
+                Some(b) => path = format!("/v1/actions?limit=2&before={b}"),
+                None => break,
+            }
+        }
+        assert_eq!(paged, every, "{label}");
+        let times: Vec<String> = all["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["requested_at"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] >= w[1]),
+            "{label}: newest first: {times:?}"
+        );
         let (s, _) = server
             .json(
                 Method::GET,

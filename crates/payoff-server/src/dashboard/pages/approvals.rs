@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{flash, Filters};
-use crate::actions::{ActionState, ActionView};
+use crate::actions::ActionView;
 use crate::auth::Action;
 use crate::dashboard::format::{datetime, url_encode, web_href};
 use crate::dashboard::layout::{self, csrf, Tab};
@@ -63,12 +63,10 @@ pub async fn list(
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadApprovals).await?;
     let id = ctx.id();
     let reader = ctx.viewer.caller.0.clone();
+    let now = state.now();
     let (pending_total, pending, decided, actions) = blocking_with(
         move |store| {
-            let mut actions: Vec<ActionView> = crate::actions::list(store, &id)?
-                .into_iter()
-                .filter(|a| a.state == ActionState::PendingApproval)
-                .collect();
+            let mut actions: Vec<ActionView> = crate::actions::pending(store, &id, now)?;
             actions.sort_by_key(|a| a.approval.as_ref().map(|p| p.expires_at));
             actions.truncate(PENDING_SHOWN_MAX);
             let all = support::approvals_for(store, &id, &reader)?;
