@@ -161,6 +161,10 @@ impl Backend for Postgres {
         "postgres"
     }
 
+    fn free_space(&self) -> Option<Result<u64, StoreError>> {
+        None
+    }
+
     fn backup(&self, _to: &std::path::Path) -> Option<Result<(), StoreError>> {
         None
     }

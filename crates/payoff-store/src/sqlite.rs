@@ -148,6 +148,14 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
+    fn free_space(&self) -> Option<Result<u64, StoreError>> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+        Some(
+            fs4::available_space(dir.unwrap_or(Path::new(".")))
+                .map_err(|e| StoreError::Open(format!("{}: {e}", self.path.display()))),
+        )
+    }
+
     fn backup(&self, to: &Path) -> Option<Result<(), StoreError>> {
         let Some(to) = to.to_str() else {
             return Some(Err(StoreError::Open(format!(

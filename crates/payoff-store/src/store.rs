@@ -151,6 +151,9 @@ pub(crate) trait Backend: Send + Sync {
     /// while writers go on; `None` when the database has its own tools
     /// (PostgreSQL: `pg_dump`).
     fn backup(&self, to: &Path) -> Option<Result<(), StoreError>>;
+    /// Bytes free on the disk holding the database; `None` when the
+    /// database is a server's (PostgreSQL), whose disk is not ours to see.
+    fn free_space(&self) -> Option<Result<u64, StoreError>>;
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
     fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
     fn customers(&self) -> Result<Vec<Customer>, StoreError>;
@@ -338,6 +341,11 @@ impl Store {
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping()
+    }
+
+    /// See [`Backend::free_space`].
+    pub fn free_space(&self) -> Option<Result<u64, StoreError>> {
+        self.backend.free_space()
     }
 
     /// Starts this process's ledger writer (one per process).

@@ -13,7 +13,7 @@
 //! PostgreSQL's disk is its server's, outside Payoff: the writer reports
 //! its `disk_full` (53100) the same way, which `payoff_store`'s tests map.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use payoff_store::{EventFilter, Role, Store};
+use payoff_store::{Role, Store};
 use serde_json::{json, Value};
 
-use super::faults::{drive, Seen, CONTRACT};
+use super::faults::{drive, promises, stored, Seen, CONTRACT};
 use super::start_server;
 use crate::bad_input;
 
@@ -172,12 +172,17 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
         }
         let during_url = server.as_ref().map(|s| s.url.clone());
         seed += 1;
-        let (during, ready_during) = match &during_url {
-            Some(url) => (
-                runtime.block_on(load(url, &admin, phase, seed, &seen, fault_for)),
-                runtime.block_on(readyz(url)),
-            ),
-            None => (json!({"ok": 0, "unavailable": 0}), (0, String::new())),
+        let (during, ready_during, write_after_ready) = match &during_url {
+            Some(url) => {
+                let during = runtime.block_on(load(url, &admin, phase, seed, &seen, fault_for));
+                let ready = runtime.block_on(readyz(url));
+                // A nearly full disk may take a small write and refuse a
+                // larger one: "ready" is true if the next write is stored.
+                let write = (ready.0 == 200)
+                    .then(|| runtime.block_on(one_event(url, &admin, phase, &seen)));
+                (during, ready, write)
+            }
+            None => (json!({"ok": 0, "unavailable": 0}), (0, String::new()), None),
         };
         let acked_during = seen.lock().expect("seen").acked.len() - acked_before;
         // The fault goes away.
@@ -217,7 +222,11 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
         let said = match (&restarted, during_url.is_some()) {
             (Some(Err(why)), false) => why.clone(),
             _ if ready_status == 200 => {
-                broken.push(format!("{phase}: /readyz said ready while writes failed"));
+                if write_after_ready != Some(true) {
+                    broken.push(format!(
+                        "{phase}: /readyz said ready and the next write was refused"
+                    ));
+                }
                 String::new()
             }
             _ => ready_detail.clone(),
@@ -250,31 +259,10 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
 
     // The database, read directly.
     let store = Store::open(&database)?;
-    let mut stored: HashMap<String, usize> = HashMap::new();
-    let mut filter = EventFilter {
-        customer: "acme".into(),
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = store.events(&filter)?;
-        for e in page.events.iter().filter(|e| e.source == "faults") {
-            *stored.entry(e.id.clone()).or_default() += 1;
-        }
-        match page.next_cursor {
-            Some(c) => filter.after_sequence = Some(c),
-            None => break,
-        }
-    }
+    let stored = stored(&store)?.counts;
     let seen = seen.lock().expect("seen");
     let acked: &HashSet<String> = &seen.acked;
-    let lost = acked.iter().filter(|id| !stored.contains_key(*id)).count();
-    let duplicated = stored.values().filter(|n| **n > 1).count();
-    let chains_broken: Vec<String> = store
-        .verify()?
-        .into_iter()
-        .filter_map(|r| r.broken.map(|b| format!("{}: {b}", r.customer)))
-        .collect();
+    let (lost, duplicated, chains_broken) = promises(&store, acked, &stored)?;
     broken.extend(chains_broken.iter().cloned());
     broken.extend(seen.faults.iter().take(10).cloned());
     let kept = lost == 0 && duplicated == 0 && broken.is_empty();
@@ -355,6 +343,23 @@ async fn load(
     let after = seen.lock().expect("seen").answers.clone();
     let delta = |k: &str| after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0);
     json!({"ok": delta("ok"), "unavailable": delta("unavailable")})
+}
+
+/// Sends one event right after `/readyz` said ready; true when it was
+/// acknowledged (and so counted among the events that must be stored).
+async fn one_event(url: &str, key: &str, phase: &str, seen: &Mutex<Seen>) -> bool {
+    let id = format!("fault-after-ready-{phase}");
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .bearer_auth(key)
+        .json(&super::faults::event(&id, 0))
+        .send()
+        .await;
+    let acked = answer.is_ok_and(|a| a.status().is_success());
+    if acked {
+        seen.lock().expect("seen").acked.insert(id);
+    }
+    acked
 }
 
 /// `/readyz`'s status and detail.

@@ -160,6 +160,60 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What the database holds of the fault suite's events (source
+/// `faults`), read directly in one pass: how often each id is stored, at
+/// which sequence, and how many rows the ledger has.
+pub(super) struct Stored {
+    pub(super) counts: HashMap<String, usize>,
+    pub(super) sequences: HashMap<String, u64>,
+    pub(super) rows: usize,
+}
+
+pub(super) fn stored(store: &Store) -> anyhow::Result<Stored> {
+    let mut out = Stored {
+        counts: HashMap::new(),
+        sequences: HashMap::new(),
+        rows: 0,
+    };
+    let mut filter = EventFilter {
+        customer: "acme".into(),
+        limit: 10_000,
+        ..Default::default()
+    };
+    loop {
+        let page = store.events(&filter)?;
+        for e in &page.events {
+            if e.source == "faults" {
+                *out.counts.entry(e.id.clone()).or_default() += 1;
+                out.sequences.insert(e.id.clone(), e.sequence);
+            }
+            out.rows += 1;
+        }
+        match page.next_cursor {
+            Some(c) => filter.after_sequence = Some(c),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The ledger's promises: acknowledged events not stored (lost), ids
+/// stored more than once, and chains that do not verify.
+pub(super) fn promises(
+    store: &Store,
+    acked: &HashSet<String>,
+    stored: &HashMap<String, usize>,
+) -> anyhow::Result<(usize, usize, Vec<String>)> {
+    let lost = acked.iter().filter(|id| !stored.contains_key(*id)).count();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    let chains_broken = store
+        .verify()?
+        .into_iter()
+        .filter_map(|r| r.broken.map(|b| format!("{}: {b}", r.customer)))
+        .collect();
+    Ok((lost, duplicated, chains_broken))
+}
+
 /// Triggers that fail `percent` of the writes to the ledger's tables
 /// inside the database: an event row, a chain head's update, an audit
 /// record. A failure anywhere in a group must roll the whole group back
@@ -358,30 +412,11 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
 
     // The database, read directly.
     let store = Store::open(&db.url)?;
-    // One pass over the ledger: how often each of the bench's events is
-    // stored, and where (for the undelivered, below).
-    let mut stored: HashMap<String, usize> = HashMap::new();
-    let mut sequences: HashMap<String, u64> = HashMap::new();
-    let mut filter = EventFilter {
-        customer: "acme".into(),
-        limit: 10_000,
-        ..Default::default()
-    };
-    let mut total = 0usize;
-    loop {
-        let page = store.events(&filter)?;
-        for e in &page.events {
-            if e.source == "faults" {
-                *stored.entry(e.id.clone()).or_default() += 1;
-                sequences.insert(e.id.clone(), e.sequence);
-            }
-            total += 1;
-        }
-        match page.next_cursor {
-            Some(c) => filter.after_sequence = Some(c),
-            None => break,
-        }
-    }
+    let Stored {
+        counts: stored,
+        sequences,
+        rows: total,
+    } = stored(&store)?;
     // Where the undelivered stand: no delivery row, or one by status.
     let mut outbox: HashMap<u64, String> = HashMap::new();
     let mut cursor = 0;
@@ -421,13 +456,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
             *undelivered_by_state.entry(state).or_default() += 1;
         }
     }
-    let lost = acked.iter().filter(|id| !stored.contains_key(*id)).count();
-    let duplicated = stored.values().filter(|n| **n > 1).count();
-    let chains_broken: Vec<String> = store
-        .verify()?
-        .into_iter()
-        .filter_map(|r| r.broken.map(|b| format!("{}: {b}", r.customer)))
-        .collect();
+    let (lost, duplicated, chains_broken) = promises(&store, &acked, &stored)?;
     let seen = seen.lock().expect("seen");
     let (for_period, stored_statement) = runtime.block_on(async {
         let url = servers
@@ -598,7 +627,7 @@ pub(super) async fn drive(
     }
 }
 
-fn event(id: &str, i: usize) -> Value {
+pub(super) fn event(id: &str, i: usize) -> Value {
     let kind = if i.is_multiple_of(3) {
         "fault.resolved"
     } else {
