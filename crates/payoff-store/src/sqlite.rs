@@ -58,13 +58,27 @@ impl Sqlite {
         create
             .open(path)
             .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-        let mut conn = connect(path)?;
-        migrate(&mut conn)?;
+        let mut conn = connect(path).map_err(|e| named_open_error(path, e))?;
+        migrate(&mut conn).map_err(|e| named_open_error(path, e))?;
         let owned = path.to_owned();
         Ok(Sqlite {
             path: path.to_owned(),
             readers: Pool::new(64, Box::new(move || connect(&owned)), |_, _| false),
         })
+    }
+}
+
+/// An open that failed on a full disk says so: SQLite's own words are an
+/// I/O error about its shared-memory file (it cannot create it), which
+/// names nothing an operator acts on.
+fn named_open_error(path: &Path, e: StoreError) -> StoreError {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    match fs4::available_space(dir.unwrap_or(Path::new("."))) {
+        Ok(free) if free < 1024 * 1024 => StoreError::Open(format!(
+            "{}: the disk is full ({free} bytes free on its filesystem): {e}",
+            path.display()
+        )),
+        _ => e,
     }
 }
 

@@ -9,3 +9,4 @@ mod common;
 mod control;
 mod crash;
 mod demo;
+mod disk;

@@ -1,0 +1,180 @@
+//! Issue 16, findings 4 and 5: on a full disk the server could not start
+//! at all and `/readyz` said ready while every write failed; on a
+//! read-only data directory it failed with "index is locked by another
+//! writer". The data lives on a small tmpfs mounted for the test (root, as
+//! CI runs; `payoff bench disk` is the long version under load).
+
+use std::io::Write;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use payoff_store::scratch::ScratchDb;
+use serde_json::{json, Value};
+
+/// A tmpfs mounted over a scratch database's directory, unmounted first.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn over(dir: &std::path::Path) -> Option<Mounted> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mounted(dir.to_owned()))
+    }
+
+    fn remount(&self, mode: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {mode}");
+    }
+
+    /// Fills the filesystem to its last byte; returns the ballast's path.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.0.join("ballast");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write(&chunk).is_ok_and(|n| n > 0) {}
+        while file.write(&[0]).is_ok_and(|n| n == 1) {}
+        path
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Starts `payoff serve` expecting it to stop by itself within 20 s: its
+/// exit status and standard error, or `None` if it was still running
+/// (then it is killed).
+fn exit_of(db: &ScratchDb) -> (Option<ExitStatus>, String) {
+    let mut child = command(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+#[test]
+fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let db = ScratchDb::sqlite();
+    let mounted = Mounted::over(db.dir()).expect("mount a tmpfs (root)");
+    init(&db);
+    let key = customer_with_key(&db, "acme", "agent");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    let post = |url: &str, id: &str| {
+        let event = json!({"specversion": "1.0", "id": id, "source": "crm", "type": "lead.created",
+                           "subject": "L-1", "time": "2026-11-03T10:00:00Z", "data": {}});
+        runtime.block_on(async {
+            let r = http
+                .post(format!("{url}/v1/events"))
+                .bearer_auth(&key)
+                .json(&event)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+    let ready = |url: &str| {
+        runtime.block_on(async {
+            let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+
+    // The disk fills under a running server: not ready, saying why, and
+    // writes refused naming the cause.
+    let server = Server::start(&db);
+    assert_eq!(ready(&server.url).0, 200);
+    let ballast = mounted.fill();
+    let (s, v) = ready(&server.url);
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("disk is full"),
+        "{v}"
+    );
+    let (s, v) = post(&server.url, "e-1");
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("disk is full"),
+        "{v}"
+    );
+
+    // Space comes back: ready again without a restart, and writes succeed.
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&server.url).0 != 200 {
+        assert!(Instant::now() < deadline, "not ready after space came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(post(&server.url, "e-1").0, 200);
+    server.kill();
+
+    // A start on a full disk names the cause: it gets no further than
+    // opening the database (SQLite must create its shared-memory file,
+    // which the last connection to close removed), and says the disk is
+    // full instead of "disk I/O error".
+    let o = payoff(&db, &["customers", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ballast = mounted.fill();
+    let (status, err) = exit_of(&db);
+    let status = status.expect("a server started on a full disk");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("the disk is full"), "{err}");
+    std::fs::remove_file(&ballast).unwrap();
+    let server = Server::start(&db);
+    assert_eq!(post(&server.url, "e-2").0, 200);
+    server.kill();
+
+    // Read-only: the server does not start, and says why.
+    mounted.remount("ro");
+    let (status, err) = exit_of(&db);
+    let status = status.expect("the server kept running on a read-only data directory");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!err.contains("locked by another writer"), "{err}");
+    mounted.remount("rw");
+}
