@@ -59,31 +59,40 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Starts `payoff serve` expecting it to stop by itself within 20 s: its
-/// exit status and standard error, or `None` if it was still running
-/// (then it is killed).
-fn exit_of(db: &ScratchDb) -> (Option<ExitStatus>, String) {
+/// How a `payoff serve` started on a faulty disk went: it listens (its
+/// URL), or it exited (its status and standard error).
+enum Start {
+    Listening(Server),
+    Exited(ExitStatus, String),
+}
+
+fn start(db: &ScratchDb) -> Start {
     let mut child = command(db)
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    match line.split_whitespace().find(|w| w.starts_with("http://")) {
+        Some(url) => Start::Listening(Server {
+            url: url.to_owned(),
+            banner: line.clone(),
+            child,
+        }),
+        None => {
+            // Standard output ended: the process is exiting.
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            Start::Exited(status, err)
         }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    (status, err)
+    }
 }
 
 #[test]
@@ -160,10 +169,22 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
     let o = payoff(&db, &["customers", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ballast = mounted.fill();
-    let (status, err) = exit_of(&db);
-    let status = status.expect("a server started on a full disk");
-    assert!(!status.success(), "{err}");
-    assert!(err.contains("the disk is full"), "{err}");
+    match start(&db) {
+        Start::Exited(status, err) => {
+            assert!(!status.success(), "{err}");
+            assert!(err.contains("the disk is full"), "{err}");
+        }
+        // Or SQLite found room for it: then it says why it is not ready.
+        Start::Listening(server) => {
+            let (s, v) = ready(&server.url);
+            assert_eq!(s, 503, "{v}");
+            assert!(
+                v["detail"].as_str().unwrap().contains("disk is full"),
+                "{v}"
+            );
+            server.kill();
+        }
+    }
     std::fs::remove_file(&ballast).unwrap();
     let server = Server::start(&db);
     assert_eq!(post(&server.url, "e-2").0, 200);
@@ -171,8 +192,9 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
 
     // Read-only: the server does not start, and says why.
     mounted.remount("ro");
-    let (status, err) = exit_of(&db);
-    let status = status.expect("the server kept running on a read-only data directory");
+    let Start::Exited(status, err) = start(&db) else {
+        panic!("the server started on a read-only data directory");
+    };
     assert!(!status.success(), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
     assert!(!err.contains("locked by another writer"), "{err}");
