@@ -85,6 +85,7 @@ pub fn gather(
     customer: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    draft_ttl: chrono::Duration,
 ) -> Result<BTreeMap<String, AgentFigures>, ApiError> {
     let days = (until - since).num_days().max(1) as usize;
     let mut agents: BTreeMap<String, AgentFigures> = BTreeMap::new();
@@ -165,22 +166,25 @@ pub fn gather(
         outcomes_served(store, customer, since, until, &mut agents)?;
         service_levels_served(store, customer, since, until, &mut agents)?;
     }
-    for a in crate::support::approvals(store, customer)? {
-        if !a.decided_at.is_some_and(|t| t >= since && t < until) {
-            continue;
+    // A draft decided in the window was asked at most its time to live
+    // before it (see `pending_window`): newest first, back that far.
+    let asked_since = since - crate::support::pending_window(draft_ttl);
+    crate::support::walk_approvals_newest(store, customer, |a| {
+        if a.decided_at.is_some_and(|t| t >= since && t < until) {
+            let f = entry(&mut agents, Some(crate::support::AGENT), days);
+            f.drafts_decided += 1;
+            let edited = a
+                .request
+                .get("edited")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                || a.final_text.is_some();
+            if a.status == crate::support::approvals::Status::Rejected || edited {
+                f.drafts_reworked += 1;
+            }
         }
-        let f = entry(&mut agents, Some(crate::support::AGENT), days);
-        f.drafts_decided += 1;
-        let edited = a
-            .request
-            .get("edited")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            || a.final_text.is_some();
-        if a.status == crate::support::approvals::Status::Rejected || edited {
-            f.drafts_reworked += 1;
-        }
-    }
+        a.requested_at >= asked_since
+    })?;
     Ok(agents)
 }
 
@@ -501,11 +505,11 @@ pub async fn check_once(state: &AppState) -> Result<usize, ApiError> {
     let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
     let mut recorded = 0;
     for customer in customers.into_iter().map(|c| c.id) {
-        let (c, start) = (customer.clone(), week.start);
+        let (c, start, ttl) = (customer.clone(), week.start, state.support.approval_ttl);
         let figures = blocking_with(
             move |s| {
                 let prices = crate::economics::prices(s)?;
-                gather(s, &prices, &c, start, now)
+                gather(s, &prices, &c, start, now, ttl)
             },
             state,
         )

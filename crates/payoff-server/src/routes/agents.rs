@@ -179,7 +179,7 @@ pub async fn watched(
     let costs = crate::auth::allows(caller.0.role, Action::ReadEconomics);
     let until = state.now();
     let since = until - chrono::Duration::days(i64::from(days));
-    let c = customer.clone();
+    let (c, ttl) = (customer.clone(), state.support.approval_ttl);
     let (figures, drifts) = blocking_with(
         move |s| {
             if s.customer(&c)?.is_none() {
@@ -190,7 +190,7 @@ pub async fn watched(
             }
             let prices = crate::economics::prices(s)?;
             Ok((
-                crate::watch::gather(s, &prices, &c, since, until)?,
+                crate::watch::gather(s, &prices, &c, since, until, ttl)?,
                 crate::watch::recorded_drifts(s, &c, since, until)?,
             ))
         },

@@ -776,6 +776,64 @@ pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiErro
     Ok(fold_stored(events))
 }
 
+/// How long before `now` a draft still waiting for a person can have
+/// been asked: its time to live (as configured now, or a week if that is
+/// longer: the setting may have been longer when it was asked), and a day
+/// for a sweep that was late. Older ones are decided or expired.
+pub fn pending_window(ttl: chrono::Duration) -> chrono::Duration {
+    ttl.max(chrono::Duration::days(7)) + chrono::Duration::days(1)
+}
+
+/// Walks a customer's drafts awaiting approval newest first, each folded
+/// from its request and its decision (one lookup by key), and hands each
+/// to `visit` until it answers false: a page or a count costs what it
+/// reads, not every draft the customer ever had.
+pub fn walk_approvals_newest(
+    store: &Store,
+    customer: &str,
+    mut visit: impl FnMut(Approval) -> bool,
+) -> Result<(), ApiError> {
+    const PAGE: usize = 200;
+    let mut before = None;
+    loop {
+        let page = store.own_records_newest(customer, approvals::REQUESTED, before, PAGE)?;
+        let full = page.len() == PAGE;
+        for r in page {
+            before = Some(r.sequence);
+            let data = serde_json::from_slice::<Value>(&r.canonical)
+                .map(|mut body| body["data"].take())
+                .unwrap_or_default();
+            let id = data["approval"].as_str().unwrap_or_default().to_owned();
+            let decision =
+                store.event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}/decision"))?;
+            let decided = decision.as_ref().map(|e| {
+                let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
+                (e.event_type.clone(), e.time, body["data"].clone())
+            });
+            let mut records = vec![Record {
+                event_type: approvals::REQUESTED,
+                time: r.time,
+                data: &data,
+            }];
+            if let Some((t, time, d)) = &decided {
+                records.push(Record {
+                    event_type: t,
+                    time: *time,
+                    data: d,
+                });
+            }
+            for approval in approvals::fold(records) {
+                if !visit(approval) {
+                    return Ok(());
+                }
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// Folds Payoff's approval records, in ledger order, into approvals.
 fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Vec<Approval> {
     let parsed: Vec<(String, DateTime<Utc>, Value)> = events

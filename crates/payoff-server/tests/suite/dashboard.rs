@@ -433,10 +433,16 @@ fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
         let page = f.get(&ui("overview"), &viewer).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert!(page.location.unwrap().starts_with("/ui/login"));
-        // The other session lives on.
-        assert_eq!(
-            f.get(&ui("overview"), &operator).await.status,
-            StatusCode::OK
+        // The other session lives on, and its overview counts the one
+        // reply the agent queued for approval.
+        let overview = f.get(&ui("overview"), &operator).await;
+        assert_eq!(overview.status, StatusCode::OK);
+        assert!(
+            overview.body.contains(
+                "<span class=\"figure\">1</span></a><span class=\"caption\">replies waiting for approval"
+            ),
+            "{label}: {}",
+            overview.body
         );
 
         // A refused login of a known key is in the audit log; the two with

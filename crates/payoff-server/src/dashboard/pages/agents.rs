@@ -55,14 +55,15 @@ pub async fn show(
             Vec::new()
         },
     );
+    let ttl = state.support.approval_ttl;
     let (own, everyone, drifted) = blocking_with(
         move |store| {
             let prices = crate::economics::prices(store)?;
-            let own = gather(store, &prices, &id, since, until)?;
+            let own = gather(store, &prices, &id, since, until, ttl)?;
             let drifted = recorded_drifts(store, &id, since, until)?;
             let mut everyone = Vec::new();
             for other in others {
-                for (agent, f) in gather(store, &prices, &other, since, until)? {
+                for (agent, f) in gather(store, &prices, &other, since, until, ttl)? {
                     everyone.push((other.clone(), agent, f));
                 }
             }

@@ -108,6 +108,7 @@ fn load(
     asked: Option<&str>,
     provider: bool,
     now: DateTime<Utc>,
+    pending_since: DateTime<Utc>,
 ) -> Result<Overview, ApiError> {
     let versions = billing::Versions::load(store, customer)?;
     let closed = billing::statements(store, customer)?;
@@ -149,10 +150,14 @@ fn load(
         })
         .collect();
 
-    let open_approvals = support::approvals(store, customer)?
-        .iter()
-        .filter(|a| a.status == Status::Pending)
-        .count();
+    // Newest first, back to the oldest draft that can still be waiting.
+    let mut open_approvals = 0;
+    support::walk_approvals_newest(store, customer, |a| {
+        if a.status == Status::Pending {
+            open_approvals += 1;
+        }
+        a.requested_at >= pending_since
+    })?;
     // One statement (or preview) serves every figure of the page.
     let state = economics::state_of(&preview.statement);
     let roi = economics::roi_of(&versions, period, &preview.statement, state);
@@ -193,8 +198,16 @@ pub async fn show(
     let provider = ctx.allows(Action::ReadEconomics);
     let id = ctx.id();
     let now = state.now();
+    let pending_since = now - support::pending_window(state.support.approval_ttl);
     let loaded = blocking_with(
-        move |store| match load(store, &id, q.period.as_deref(), provider, now) {
+        move |store| match load(
+            store,
+            &id,
+            q.period.as_deref(),
+            provider,
+            now,
+            pending_since,
+        ) {
             Err(e) if e.code == crate::problem::ErrorCode::NoContract => Ok(None),
             other => other.map(Some),
         },
