@@ -618,15 +618,51 @@ pub fn approvals_for(
     let mut list = approvals(store, customer)?;
     let reader = DraftReader::of(store, reader)?;
     for a in &mut list {
-        let missing = reader.missing(&a.request);
-        if !missing.is_empty() {
-            a.request["reply"] = Value::Null;
-            a.request["citations"] = json!([]);
-            a.final_text = None;
-            a.request["withheld"] = withheld_reason(&missing).into();
-        }
+        reader.redact_approval(a);
     }
     Ok(list)
+}
+
+/// The approvals page's two lists, as `reader` may see them: every draft
+/// still waiting, and the `decided_max` decided last (newest first). Read
+/// newest first, and only as far back as either list can still change: a
+/// draft is decided within [`pending_window`] of being asked.
+pub fn approvals_page(
+    store: &Store,
+    customer: &str,
+    reader: &Principal,
+    now: DateTime<Utc>,
+    ttl: chrono::Duration,
+    decided_max: usize,
+) -> Result<(Vec<Approval>, Vec<Approval>), ApiError> {
+    let window = pending_window(ttl);
+    let (mut pending, mut decided): (Vec<Approval>, Vec<Approval>) = (Vec::new(), Vec::new());
+    walk_approvals_newest(store, customer, |a| {
+        let asked = a.requested_at;
+        if a.status == Status::Pending {
+            pending.push(a);
+        } else {
+            decided.push(a);
+            if decided.len() > decided_max {
+                decided.sort_by_key(|d| std::cmp::Reverse(d.decided_at));
+                decided.truncate(decided_max);
+            }
+        }
+        // An older draft was decided before `asked + window`: once the
+        // list is full of decisions later than that, it cannot enter.
+        let full_since = (decided.len() == decided_max)
+            .then(|| decided.iter().filter_map(|d| d.decided_at).min())
+            .flatten();
+        asked >= now - window || full_since.is_none_or(|d| asked + window >= d)
+    })?;
+    decided.sort_by_key(|d| std::cmp::Reverse(d.decided_at));
+    decided.truncate(decided_max);
+    pending.sort_by_key(|a| a.expires_at);
+    let reader = DraftReader::of(store, reader)?;
+    for a in pending.iter_mut().chain(decided.iter_mut()) {
+        reader.redact_approval(a);
+    }
+    Ok((pending, decided))
 }
 
 fn withheld_reason(missing: &[String]) -> String {
@@ -700,6 +736,18 @@ impl DraftReader {
             .filter(|g| !own.iter().any(|o| o == g))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Withholds the draft of an approval this reader may not read: its
+    /// reply, citations and final text, saying which groups it lacks.
+    pub fn redact_approval(&self, a: &mut Approval) {
+        let missing = self.missing(&a.request);
+        if !missing.is_empty() {
+            a.request["reply"] = Value::Null;
+            a.request["citations"] = json!([]);
+            a.final_text = None;
+            a.request["withheld"] = withheld_reason(&missing).into();
+        }
     }
 
     /// Withholds the `data` of one of the agent's records (a CloudEvent

@@ -63,20 +63,16 @@ pub async fn list(
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadApprovals).await?;
     let id = ctx.id();
     let reader = ctx.viewer.caller.0.clone();
-    let now = state.now();
+    let (now, ttl) = (state.now(), state.support.approval_ttl);
     let (pending_total, pending, decided, actions) = blocking_with(
         move |store| {
             let mut actions: Vec<ActionView> = crate::actions::pending(store, &id, now)?;
             actions.sort_by_key(|a| a.approval.as_ref().map(|p| p.expires_at));
             actions.truncate(PENDING_SHOWN_MAX);
-            let all = support::approvals_for(store, &id, &reader)?;
-            let (mut pending, mut decided): (Vec<Approval>, Vec<Approval>) =
-                all.into_iter().partition(|a| a.status == Status::Pending);
+            let (mut pending, decided) =
+                support::approvals_page(store, &id, &reader, now, ttl, DECIDED_SHOWN_MAX)?;
             let pending_total = pending.len();
-            pending.sort_by_key(|a| a.expires_at);
             pending.truncate(PENDING_SHOWN_MAX);
-            decided.sort_by_key(|a| std::cmp::Reverse(a.decided_at));
-            decided.truncate(DECIDED_SHOWN_MAX);
             let mut with_questions = Vec::new();
             for a in pending {
                 let q = question(store, &id, &a.ticket)?;
