@@ -22,7 +22,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use payoff_billing::PAYOFF_SOURCE;
 use payoff_policy::{ActionQuestion, ActionRules, ActionVerdict};
-use payoff_store::{AuditEntry, Principal, Store, StoredEvent};
+use payoff_store::{AuditEntry, Principal, Store};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -515,13 +515,7 @@ fn record(
 ) -> Result<Option<(DateTime<Utc>, Value)>, ApiError> {
     Ok(store
         .event_by_key(customer, PAYOFF_SOURCE, key)?
-        .map(|e| (e.time, data_of(&e))))
-}
-
-fn data_of(e: &StoredEvent) -> Value {
-    serde_json::from_slice::<Value>(&e.canonical)
-        .map(|mut body| body["data"].take())
-        .unwrap_or_default()
+        .map(|e| (e.time, crate::data_of(&e.canonical))))
 }
 
 /// One action, from its (at most three) records.
@@ -634,9 +628,6 @@ pub fn pending(
     Ok(out)
 }
 
-/// Requested records read per step of [`walk_newest`].
-const WALK_PAGE: usize = 200;
-
 /// Walks a customer's actions newest first, from before the requested
 /// record at sequence `before` (exclusive), folding each with its decision
 /// and result (two lookups by key), and hands each to `visit` with that
@@ -646,31 +637,19 @@ const WALK_PAGE: usize = 200;
 pub fn walk_newest(
     store: &Store,
     customer: &str,
-    mut before: Option<u64>,
+    before: Option<u64>,
     mut visit: impl FnMut(u64, ActionView) -> bool,
 ) -> Result<(), ApiError> {
-    loop {
-        let page = store.own_records_newest(customer, REQUESTED, before, WALK_PAGE)?;
-        let full = page.len() == WALK_PAGE;
-        for r in page {
-            before = Some(r.sequence);
-            let data = serde_json::from_slice::<Value>(&r.canonical)
-                .map(|mut body| body["data"].take())
-                .unwrap_or_default();
-            let id = data["action"].as_str().unwrap_or_default().to_owned();
-            let decided = record(store, customer, &format!("action/{id}/decision"))?;
-            let completed = record(store, customer, &format!("action/{id}/result"))?;
-            if !visit(
-                r.sequence,
-                fold(customer, (r.time, data), decided, completed),
-            ) {
-                return Ok(());
-            }
-        }
-        if !full {
-            return Ok(());
-        }
-    }
+    store.walk_own_records_newest(customer, REQUESTED, before, |r| {
+        let data = crate::data_of(&r.canonical);
+        let id = data["action"].as_str().unwrap_or_default().to_owned();
+        let decided = record(store, customer, &format!("action/{id}/decision"))?;
+        let completed = record(store, customer, &format!("action/{id}/result"))?;
+        Ok(visit(
+            r.sequence,
+            fold(customer, (r.time, data), decided, completed),
+        ))
+    })
 }
 
 /// Reads an action, waiting up to `wait` for a pending approval to be

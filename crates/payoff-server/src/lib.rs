@@ -453,6 +453,14 @@ pub(crate) fn own_event(
     })
 }
 
+/// The `data` of an event from its canonical bytes (`null` when it has
+/// none): how every reader of Payoff's own records takes their content.
+pub(crate) fn data_of(canonical: &[u8]) -> serde_json::Value {
+    serde_json::from_slice::<serde_json::Value>(canonical)
+        .map(|mut body| body["data"].take())
+        .unwrap_or_default()
+}
+
 /// Appends one of Payoff's own records. The inner `Err` says a record
 /// with that id was stored earlier with other content; it stands.
 pub(crate) async fn record_own(

@@ -927,16 +927,33 @@ impl Store {
         self.backend.delete_webhook(id, at)
     }
 
-    /// Payoff's own records of one type, newest first, before the sequence
-    /// `before`; see [`crate::actions::own_records_newest`].
-    pub fn own_records_newest(
+    /// Walks Payoff's own records of one type newest first, from before
+    /// the sequence `before`, a page at a time (one read each; see
+    /// [`crate::actions::own_records_newest`]), handing each to `visit`
+    /// until it answers false: a walk costs what its reader looks at.
+    pub fn walk_own_records_newest<E: From<StoreError>>(
         &self,
         customer: &str,
         event_type: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<crate::actions::OwnRecord>, StoreError> {
-        self.read(|tx| crate::actions::own_records_newest(tx, customer, event_type, before, limit))
+        mut before: Option<u64>,
+        mut visit: impl FnMut(crate::actions::OwnRecord) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        const PAGE: usize = 200;
+        loop {
+            let page = self.read(|tx| {
+                crate::actions::own_records_newest(tx, customer, event_type, before, PAGE)
+            })?;
+            let full = page.len() == PAGE;
+            for record in page {
+                before = Some(record.sequence);
+                if !visit(record)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Moves a subscription's cursor and inserts the deliveries it

@@ -841,45 +841,26 @@ pub fn walk_approvals_newest(
     customer: &str,
     mut visit: impl FnMut(Approval) -> bool,
 ) -> Result<(), ApiError> {
-    const PAGE: usize = 200;
-    let mut before = None;
-    loop {
-        let page = store.own_records_newest(customer, approvals::REQUESTED, before, PAGE)?;
-        let full = page.len() == PAGE;
-        for r in page {
-            before = Some(r.sequence);
-            let data = serde_json::from_slice::<Value>(&r.canonical)
-                .map(|mut body| body["data"].take())
-                .unwrap_or_default();
-            let id = data["approval"].as_str().unwrap_or_default().to_owned();
-            let decision =
-                store.event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}/decision"))?;
-            let decided = decision.as_ref().map(|e| {
-                let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
-                (e.event_type.clone(), e.time, body["data"].clone())
+    store.walk_own_records_newest(customer, approvals::REQUESTED, None, |r| {
+        let data = crate::data_of(&r.canonical);
+        let id = data["approval"].as_str().unwrap_or_default().to_owned();
+        let decided = store
+            .event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}/decision"))?
+            .map(|e| (crate::data_of(&e.canonical), e));
+        let mut records = vec![Record {
+            event_type: approvals::REQUESTED,
+            time: r.time,
+            data: &data,
+        }];
+        if let Some((d, e)) = &decided {
+            records.push(Record {
+                event_type: &e.event_type,
+                time: e.time,
+                data: d,
             });
-            let mut records = vec![Record {
-                event_type: approvals::REQUESTED,
-                time: r.time,
-                data: &data,
-            }];
-            if let Some((t, time, d)) = &decided {
-                records.push(Record {
-                    event_type: t,
-                    time: *time,
-                    data: d,
-                });
-            }
-            for approval in approvals::fold(records) {
-                if !visit(approval) {
-                    return Ok(());
-                }
-            }
         }
-        if !full {
-            return Ok(());
-        }
-    }
+        Ok(approvals::fold(records).into_iter().all(&mut visit))
+    })
 }
 
 /// Folds Payoff's approval records, in ledger order, into approvals.
@@ -888,8 +869,8 @@ fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Vec<Approval> {
         .into_iter()
         .filter(|e| e.source == PAYOFF_SOURCE && approvals::TYPES.contains(&e.event_type.as_str()))
         .map(|e| {
-            let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
-            (e.event_type, e.time, body["data"].clone())
+            let data = crate::data_of(&e.canonical);
+            (e.event_type, e.time, data)
         })
         .collect();
     approvals::fold(parsed.iter().map(|(t, time, data)| Record {
