@@ -27,21 +27,22 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Ready when the database answers.
 /// Free space below which a node with its database on local disk
 /// (SQLite) says it is not ready: a checkpoint of a full WAL (about 4 MiB)
 /// and room for the writes in flight.
 const READY_FREE_BYTES: u64 = 16 * 1024 * 1024;
 
-fn store_free(store: &payoff_store::Store) -> Result<Option<u64>, payoff_store::StoreError> {
-    store.free_space().transpose()
-}
-
+/// Ready when the database answers, its disk has room (SQLite), events
+/// can be written, and the node has caught up.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let store = state.store.clone();
-    let state_store = state.store.clone();
     let backend = store.backend_name();
-    blocking(move || store.ping()).await.map_err(|e| {
+    let free = blocking(move || {
+        store.ping()?;
+        store.free_space().transpose()
+    })
+    .await
+    .map_err(|e| {
         ApiError::new(
             ErrorCode::Unavailable,
             format!("the {backend} database does not answer: {}", e.detail),
@@ -50,7 +51,7 @@ async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiEr
     // A nearly full disk takes a small write and refuses the next larger
     // one, so a probe that fits says too little: below this much free
     // space the node says it is not ready, before writes start failing.
-    if let Some(free) = blocking(move || store_free(&state_store)).await? {
+    if let Some(free) = free {
         if free < READY_FREE_BYTES {
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
