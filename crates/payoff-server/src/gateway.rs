@@ -22,7 +22,7 @@ use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{Action, Caller, PresentedKey};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, AppState};
 
@@ -137,11 +137,11 @@ pub async fn models(
     security(("bearer" = [])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
-    caller: Caller,
+    key: PresentedKey,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "chat/completions")
+    forward(&state, key, &headers, &body, "chat/completions")
         .await
         .map_err(openai_error)
 }
@@ -153,11 +153,11 @@ pub async fn chat_completions(
     security(("bearer" = [])))]
 pub async fn embeddings(
     State(state): State<AppState>,
-    caller: Caller,
+    key: PresentedKey,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "embeddings")
+    forward(&state, key, &headers, &body, "embeddings")
         .await
         .map_err(openai_error)
 }
@@ -169,11 +169,11 @@ pub async fn embeddings(
     security(("bearer" = [])))]
 pub async fn responses(
     State(state): State<AppState>,
-    caller: Caller,
+    key: PresentedKey,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state, &caller, &headers, &body, "responses")
+    forward(&state, key, &headers, &body, "responses")
         .await
         .map_err(openai_error)
 }
@@ -295,18 +295,55 @@ pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<Stri
 /// Checks the request and the agent, then sends the call upstream.
 async fn forward(
     state: &AppState,
-    caller: &Caller,
+    key: PresentedKey,
     headers: &HeaderMap,
     body: &Bytes,
     endpoint: &'static str,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::CallModels)?;
-    let customer = caller.0.customer.clone().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            "the gateway is called with a customer's agent key: provider keys name no customer",
-        )
-    })?;
+    let agent = header_text(headers, "x-payoff-agent")
+        .map(|a| a.unwrap_or_else(|| "gateway".into()))
+        .and_then(|agent| {
+            crate::routes::agents::known_agent(&agent).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("x-payoff-agent: {}", e.detail),
+                )
+            })?;
+            Ok(agent)
+        });
+    // One step on the blocking pool for everything the store must say
+    // before a call goes upstream: who calls, whether the agent is
+    // stopped, and the customer's rules on models. The key is checked
+    // first, so a stranger learns nothing from the other answers.
+    let (now, policies, named) = (
+        state.now(),
+        state.action_policies.clone(),
+        agent.as_ref().ok().cloned(),
+    );
+    let (customer, halt, rules) = blocking_with(
+        move |s| {
+            let caller = key.admit(s)?;
+            caller.require(Action::CallModels)?;
+            let customer = caller.0.customer.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the gateway is called with a customer's agent key: provider keys name no customer",
+                )
+            })?;
+            let Some(agent) = named else {
+                return Ok((customer, None, None));
+            };
+            let halt = crate::actions::halted(s, &customer, &agent, now)?;
+            let rules = match policies.for_customer(s, &customer) {
+                Ok((_, rules)) => rules.governs_models().then_some(rules),
+                Err(e) if e.code == ErrorCode::NoActionRules => None,
+                Err(e) => return Err(e),
+            };
+            Ok((customer, halt, rules))
+        },
+        state,
+    )
+    .await?;
     let mut request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("body: not JSON ({e})")))?;
     if !request.is_object() {
@@ -337,16 +374,9 @@ async fn forward(
         }
         request["stream_options"]["include_usage"] = true.into();
     }
-    let agent = header_text(headers, "x-payoff-agent")?.unwrap_or_else(|| "gateway".into());
-    crate::routes::agents::known_agent(&agent).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("x-payoff-agent: {}", e.detail),
-        )
-    })?;
     let call = Call {
         customer,
-        agent,
+        agent: agent?,
         subject: header_text(headers, "x-payoff-subject")?,
         outcome: header_text(headers, "x-payoff-outcome")?,
         upstream,
@@ -354,7 +384,7 @@ async fn forward(
         endpoint,
         stream,
     };
-    stop_or_go(state, &call).await?;
+    stop_or_go(&call, halt, rules)?;
 
     let url = format!(
         "{}/{endpoint}",
@@ -484,23 +514,13 @@ async fn forward(
 }
 
 /// The kill switch, the budgets and the customer's rules on models (when
-/// its action schema declares `call_model`), before anything is spent.
-async fn stop_or_go(state: &AppState, call: &Call) -> Result<(), ApiError> {
-    let (customer, agent, now) = (call.customer.clone(), call.agent.clone(), state.now());
-    let policies = state.action_policies.clone();
-    let (halt, rules) = blocking_with(
-        move |s| {
-            let halt = crate::actions::halted(s, &customer, &agent, now)?;
-            let rules = match policies.for_customer(s, &customer) {
-                Ok((_, rules)) => rules.governs_models().then_some(rules),
-                Err(e) if e.code == ErrorCode::NoActionRules => None,
-                Err(e) => return Err(e),
-            };
-            Ok((halt, rules))
-        },
-        state,
-    )
-    .await?;
+/// its action schema declares `call_model`), before anything is spent:
+/// decided on what the store said in [`forward`]'s one blocking step.
+fn stop_or_go(
+    call: &Call,
+    halt: Option<(ErrorCode, &'static str, String)>,
+    rules: Option<std::sync::Arc<payoff_policy::ActionRules>>,
+) -> Result<(), ApiError> {
     if let (None, Some(rules)) = (&halt, rules) {
         let refused = |why: String| {
             Err(ApiError::new(

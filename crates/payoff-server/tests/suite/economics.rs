@@ -453,6 +453,32 @@ fn gateway_calls_are_passed_through_and_recorded_whatever_becomes_of_them() {
             (StatusCode::OK, Some("hi")),
             "{label}: {v}"
         );
+        // The key is checked before the body is read, and the role before
+        // the model: a stranger learns nothing; OpenAI's error shape too.
+        for (key, status, code) in [
+            ("pyk_unknown", StatusCode::UNAUTHORIZED, "invalid_api_key"),
+            (
+                operator.as_str(),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+        ] {
+            let (s, v, _) = server
+                .call(
+                    Method::POST,
+                    path,
+                    Some(key),
+                    Some("application/json"),
+                    b"{\"model\": ".to_vec(),
+                )
+                .await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (status, Some(code)),
+                "{label}: {v}"
+            );
+            assert_eq!(v["error"]["code"], code, "{label}: {v}");
+        }
         // The upstream's own refusal, not a problem document of Payoff's.
         let refused = reqwest::Client::new()
             .post(format!("{}{path}", server.url))
