@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mcp;
 mod metrics;
 mod openapi;
+mod paging;
 pub mod problem;
 pub mod projector;
 mod routes;

@@ -169,7 +169,7 @@ pub fn gather(
     // A draft decided in the window was asked at most its time to live
     // before it (see `pending_window`): newest first, back that far.
     let asked_since = since - crate::support::pending_window(draft_ttl);
-    crate::support::walk_approvals_newest(store, customer, |a| {
+    crate::support::walk_approvals_newest(store, customer, None, |_, a| {
         if a.decided_at.is_some_and(|t| t >= since && t < until) {
             let f = entry(&mut agents, Some(crate::support::AGENT), days);
             f.drafts_decided += 1;

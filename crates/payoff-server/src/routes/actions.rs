@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResultRequest};
 use crate::auth::{Action, Caller, PresentedKey};
+use crate::paging::{self, Walk};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::routes::policies::invalid_policy;
@@ -145,11 +146,6 @@ pub struct ListQuery {
     before: Option<u64>,
 }
 
-/// Actions a filtered page passes over at most before it answers with
-/// what it found and where to go on (`next_before`): a page's cost stays
-/// bounded whatever the filter and the history.
-const SCANNED_MAX: usize = 5_000;
-
 /// A customer's actions, newest first, a page at a time: `next_before`
 /// (absent on the last page) continues it.
 #[utoipa::path(get, path = "/v1/actions", operation_id = "list_actions", tag = "actions", params(ListQuery),
@@ -178,30 +174,21 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: 1 to 1000"));
     }
-    let (page, next_before) = blocking_with(
+    let page = blocking_with(
         move |s| {
-            let (mut page, mut scanned, mut last, mut more) = (Vec::new(), 0, None, false);
+            let mut page = Walk::new(limit);
             actions::walk_newest(s, &customer, q.before, |sequence, a| {
-                if page.len() == limit || scanned == SCANNED_MAX {
-                    more = true;
-                    return false;
-                }
-                scanned += 1;
-                last = Some(sequence);
-                if wanted.is_none_or(|w| a.state == w)
-                    && q.agent.as_ref().is_none_or(|g| *g == a.agent)
-                {
-                    page.push(a);
-                }
-                true
+                let keep = wanted.is_none_or(|w| a.state == w)
+                    && q.agent.as_ref().is_none_or(|g| *g == a.agent);
+                page.visit(sequence, keep.then_some(a))
             })?;
-            Ok((page, last.filter(|_| more)))
+            Ok(paging::merge(vec![page]))
         },
         &state,
     )
     .await?;
-    let mut reply = json!({ "actions": page });
-    if let Some(before) = next_before {
+    let mut reply = json!({ "actions": page.items });
+    if let Some(before) = page.next_before {
         reply["next_before"] = before.into();
     }
     Ok(Json(reply))

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
-use crate::actions::ActionState;
+use crate::actions::{ActionState, ActionView};
 use crate::auth::{Action, Caller};
+use crate::paging::{self, Walk};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, OptionalBody, Params};
 use crate::support::{self, approvals::Status, Choice, Handled, Ticket, AGENT};
@@ -236,6 +237,10 @@ pub struct ApprovalQuery {
     customer: Option<String>,
     /// `pending`, `approved`, `rejected` or `expired`.
     status: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Continue a listing: the `next_before` of the previous page.
+    before: Option<u64>,
 }
 
 /// The approval queue of a customer, newest first.
@@ -261,55 +266,64 @@ pub async fn list_approvals(
             ))
         }
     };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: 1 to 1000"));
+    }
     let reader = caller.0.clone();
-    let (replies, acts) = blocking_with(
+    // The support agent's drafts and any agent's actions, in one queue:
+    // two newest-first walks merged a page at a time.
+    let page = blocking_with(
         move |s| {
-            Ok((support::approvals_for(s, &customer, &reader)?, {
-                let mut all = Vec::new();
-                crate::actions::walk_newest(s, &customer, None, |_, a| {
-                    all.push(a);
-                    true
-                })?;
-                all
-            }))
+            let reader = support::DraftReader::of(s, &reader)?;
+            let mut drafts = Walk::new(limit);
+            support::walk_approvals_newest(s, &customer, q.before, |sequence, mut a| {
+                let keep = wanted.is_none_or(|w| a.status == w);
+                drafts.visit(
+                    sequence,
+                    keep.then(|| {
+                        reader.redact_approval(&mut a);
+                        let mut v = serde_json::to_value(&a).unwrap_or_default();
+                        v["kind"] = "reply".into();
+                        v
+                    }),
+                )
+            })?;
+            let mut acts = Walk::new(limit);
+            crate::actions::walk_newest(s, &customer, q.before, |sequence, a| {
+                acts.visit(sequence, action_approval(a, wanted))
+            })?;
+            Ok(paging::merge(vec![drafts, acts]))
         },
         &state,
     )
     .await?;
-    // The support agent's drafts and any agent's actions, in one queue.
-    let mut list: Vec<(chrono::DateTime<chrono::Utc>, Value)> = replies
-        .into_iter()
-        .filter(|a| wanted.is_none_or(|w| a.status == w))
-        .map(|a| {
-            let mut v = serde_json::to_value(&a).unwrap_or_default();
-            v["kind"] = "reply".into();
-            (a.requested_at, v)
-        })
-        .collect();
-    list.extend(acts.into_iter().filter_map(|a| {
-        let status = match a.state {
-            ActionState::PendingApproval => Status::Pending,
-            ActionState::Approved => Status::Approved,
-            ActionState::Rejected => Status::Rejected,
-            ActionState::Expired => Status::Expired,
-            ActionState::Allowed | ActionState::Denied => return None,
-        };
-        if wanted.is_some_and(|w| w != status) {
-            return None;
-        }
-        let approval = a.approval.clone()?;
-        Some((
-            a.requested_at,
-            json!({
-                "kind": "action", "id": a.id, "status": status, "requested_at": a.requested_at,
-                "expires_at": approval.expires_at, "decided_by": approval.decided_by,
-                "decided_at": approval.decided_at, "reason": approval.reason, "action": a,
-            }),
-        ))
-    }));
-    list.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    let list: Vec<Value> = list.into_iter().map(|(_, v)| v).collect();
-    Ok(Json(json!({ "approvals": list })))
+    let mut reply = json!({ "approvals": page.items });
+    if let Some(before) = page.next_before {
+        reply["next_before"] = before.into();
+    }
+    Ok(Json(reply))
+}
+
+/// An action's approval as the queue shows it, if it had one and it has
+/// the status `wanted`.
+fn action_approval(a: ActionView, wanted: Option<Status>) -> Option<Value> {
+    let status = match a.state {
+        ActionState::PendingApproval => Status::Pending,
+        ActionState::Approved => Status::Approved,
+        ActionState::Rejected => Status::Rejected,
+        ActionState::Expired => Status::Expired,
+        ActionState::Allowed | ActionState::Denied => return None,
+    };
+    if wanted.is_some_and(|w| w != status) {
+        return None;
+    }
+    let approval = a.approval.clone()?;
+    Some(json!({
+        "kind": "action", "id": a.id, "status": status, "requested_at": a.requested_at,
+        "expires_at": approval.expires_at, "decided_by": approval.decided_by,
+        "decided_at": approval.decided_at, "reason": approval.reason, "action": a,
+    }))
 }
 
 #[derive(Deserialize, Default)]

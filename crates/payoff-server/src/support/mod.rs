@@ -428,7 +428,7 @@ pub async fn handle(
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
     // The groups the draft was read as: only readers holding all of them
-    // see it in the approval queue (`approvals_for`).
+    // see it in the approval queue (`DraftReader::redact_approval`).
     let mut read_as = ticket.groups.clone();
     read_as.sort();
     read_as.dedup();
@@ -607,22 +607,6 @@ impl AgentPolicies {
     }
 }
 
-/// The approvals of `customer` as `reader` may see them: a draft whose
-/// groups the reader lacks has its reply, edited text and citations
-/// withheld (see [`DraftReader`]).
-pub fn approvals_for(
-    store: &Store,
-    customer: &str,
-    reader: &Principal,
-) -> Result<Vec<Approval>, ApiError> {
-    let mut list = approvals(store, customer)?;
-    let reader = DraftReader::of(store, reader)?;
-    for a in &mut list {
-        reader.redact_approval(a);
-    }
-    Ok(list)
-}
-
 /// The approvals page's two lists, as `reader` may see them: every draft
 /// still waiting, and the `decided_max` decided last (newest first). Read
 /// newest first, and only as far back as either list can still change: a
@@ -637,7 +621,7 @@ pub fn approvals_page(
 ) -> Result<(Vec<Approval>, Vec<Approval>), ApiError> {
     let window = pending_window(ttl);
     let (mut pending, mut decided): (Vec<Approval>, Vec<Approval>) = (Vec::new(), Vec::new());
-    walk_approvals_newest(store, customer, |a| {
+    walk_approvals_newest(store, customer, None, |_, a| {
         let asked = a.requested_at;
         if a.status == Status::Pending {
             pending.push(a);
@@ -797,33 +781,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-pub fn approvals(store: &Store, customer: &str) -> Result<Vec<Approval>, ApiError> {
-    let mut events = Vec::new();
-    for kind in approvals::TYPES {
-        let mut after = None;
-        loop {
-            let page = store.events(&EventFilter {
-                customer: customer.to_owned(),
-                event_type: Some(kind.to_owned()),
-                after_sequence: after,
-                limit: 1000,
-                ..Default::default()
-            })?;
-            events.extend(
-                page.events
-                    .into_iter()
-                    .filter(|e| e.source == PAYOFF_SOURCE),
-            );
-            match page.next_cursor {
-                Some(c) => after = Some(c),
-                None => break,
-            }
-        }
-    }
-    events.sort_by_key(|e| e.sequence);
-    Ok(fold_stored(events))
-}
-
 /// How long before `now` a draft still waiting for a person can have
 /// been asked: its time to live (as configured now, or a week if that is
 /// longer: the setting may have been longer when it was asked), and a day
@@ -839,9 +796,10 @@ pub fn pending_window(ttl: chrono::Duration) -> chrono::Duration {
 pub fn walk_approvals_newest(
     store: &Store,
     customer: &str,
-    mut visit: impl FnMut(Approval) -> bool,
+    before: Option<u64>,
+    mut visit: impl FnMut(u64, Approval) -> bool,
 ) -> Result<(), ApiError> {
-    store.walk_own_records_newest(customer, approvals::REQUESTED, None, |r| {
+    store.walk_own_records_newest(customer, approvals::REQUESTED, before, |r| {
         let data = crate::data_of(&r.canonical);
         let id = data["approval"].as_str().unwrap_or_default().to_owned();
         let decided = store
@@ -859,7 +817,9 @@ pub fn walk_approvals_newest(
                 data: d,
             });
         }
-        Ok(approvals::fold(records).into_iter().all(&mut visit))
+        Ok(approvals::fold(records)
+            .into_iter()
+            .all(|a| visit(r.sequence, a)))
     })
 }
 
@@ -1176,11 +1136,23 @@ pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
     for customer in customers.into_iter().map(|c| c.id) {
         let c = customer.clone();
         let now = state.now();
-        let due: Vec<Approval> = blocking_with(move |s| approvals(s, &c), state)
-            .await?
-            .into_iter()
-            .filter(|a| a.status == Status::Pending && a.expires_at <= now)
-            .collect();
+        // Newest first, back to the oldest draft that can still be waiting.
+        let since = now - pending_window(state.support.approval_ttl);
+        let due: Vec<Approval> = blocking_with(
+            move |s| {
+                let mut due = Vec::new();
+                walk_approvals_newest(s, &c, None, |_, a| {
+                    let asked = a.requested_at;
+                    if a.status == Status::Pending && a.expires_at <= now {
+                        due.push(a);
+                    }
+                    asked >= since
+                })?;
+                Ok(due)
+            },
+            state,
+        )
+        .await?;
         for a in due {
             expire(state, &customer, &a).await?;
         }

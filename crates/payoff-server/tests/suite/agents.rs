@@ -1428,30 +1428,25 @@ fn any_agent_asks_before_acting_and_people_decide_what_the_rules_send_them() {
             .json(Method::GET, "/v1/actions", &f.viewer, Value::Null)
             .await;
         assert!(all.get("next_before").is_none(), "{label}: {all}");
-        let ids = |v: &Value| -> Vec<String> {
-            v["actions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["id"].as_str().unwrap().to_owned())
-                .collect()
-        };
-        let every = ids(&all);
+        let every = listed_ids(&all, "actions");
         assert!(every.len() >= 3, "{label}: {all}");
-        let (mut paged, mut path) = (Vec::new(), "/v1/actions?limit=2".to_owned());
-        loop {
-            let (s, page) = server
-                .json(Method::GET, &path, &f.viewer, Value::Null)
-                .await;
-            assert_eq!(s, StatusCode::OK, "{label}: {page}");
-            assert!(ids(&page).len() <= 2, "{label}: {page}");
-            paged.extend(ids(&page));
-            match page["next_before"].as_u64() {
-                Some(b) => path = format!("/v1/actions?limit=2&before={b}"),
-                None => break,
-            }
-        }
+        let paged = page_through(server, "/v1/actions?", "actions", &f.viewer, 2).await;
         assert_eq!(paged, every, "{label}");
+        // The approval queue pages the same way, the support agent's
+        // drafts and the actions merged newest first.
+        let (_, queue) = server
+            .json(Method::GET, "/v1/approvals", &f.viewer, Value::Null)
+            .await;
+        assert!(queue.get("next_before").is_none(), "{label}: {queue}");
+        let queued = listed_ids(&queue, "approvals");
+        assert!(queued.len() >= 2, "{label}: {queue}");
+        let paged = page_through(server, "/v1/approvals?", "approvals", &f.viewer, 1).await;
+        assert_eq!(paged, queued, "{label}");
+        let (s, v) = server
+            .json(Method::GET, "/v1/approvals?limit=0", &f.viewer, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {v}");
+        assert!(v["detail"].as_str().unwrap().starts_with("limit: "), "{v}");
         let times: Vec<String> = all["actions"]
             .as_array()
             .unwrap()
@@ -2005,4 +2000,47 @@ fn mcp_tools_are_shown_and_called_only_as_the_customers_rules_say() {
             .await;
         assert_eq!(list["servers"][0]["name"], "shop", "{list}");
     })
+}
+
+/// The ids of a listing's `field`, in order.
+fn listed_ids(v: &Value, field: &str) -> Vec<String> {
+    v[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field}: {v}"))
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every id of a paged listing, following `next_before` to the last page
+/// (which must say nothing more), each page at most `limit` long.
+async fn page_through(
+    server: &TestServer,
+    path: &str,
+    field: &str,
+    key: &str,
+    limit: usize,
+) -> Vec<String> {
+    let (mut ids, mut before) = (Vec::new(), None::<u64>);
+    loop {
+        let mut at = format!("{path}limit={limit}");
+        if let Some(b) = before {
+            at.push_str(&format!("&before={b}"));
+        }
+        let (s, page) = server.json(Method::GET, &at, key, Value::Null).await;
+        assert_eq!(s, StatusCode::OK, "{at}: {page}");
+        let got = listed_ids(&page, field);
+        assert!(got.len() <= limit, "{at}: {page}");
+        ids.extend(got);
+        match page["next_before"].as_u64() {
+            Some(b) => {
+                assert!(
+                    before.is_none_or(|old| b < old),
+                    "{at}: the cursor moves on"
+                );
+                before = Some(b);
+            }
+            None => return ids,
+        }
+    }
 }

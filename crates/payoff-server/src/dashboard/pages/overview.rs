@@ -152,7 +152,7 @@ fn load(
 
     // Newest first, back to the oldest draft that can still be waiting.
     let mut open_approvals = 0;
-    support::walk_approvals_newest(store, customer, |a| {
+    support::walk_approvals_newest(store, customer, None, |_, a| {
         if a.status == Status::Pending {
             open_approvals += 1;
         }
