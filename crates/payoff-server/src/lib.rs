@@ -143,6 +143,9 @@ pub struct AppState {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the outcome projector ([`projector::run`]) after an append.
     pub projector_due: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook outbox ([`webhooks::run`]) when a subscription
+    /// is created on this node.
+    pub webhooks_due: Arc<tokio::sync::Notify>,
     /// What this node still does before it is ready ([`startup::Startup`]).
     pub startup: Arc<startup::Startup>,
     /// Held while the knowledge index catches up with the change log.
@@ -198,6 +201,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
             projector_due: Arc::new(tokio::sync::Notify::new()),
+            webhooks_due: Arc::new(tokio::sync::Notify::new()),
             startup: Arc::default(),
             knowledge_sync: Arc::default(),
         }

@@ -128,6 +128,10 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
 struct Outbox {
     busy: HashSet<String>,
     sending: tokio::task::JoinSet<String>,
+    /// Whether the last step saw a subscription that is not deleted:
+    /// without one an append has nothing to deliver, and waking for it
+    /// would take the store's write lock from ingest for nothing.
+    live: bool,
 }
 
 impl Outbox {
@@ -148,6 +152,10 @@ impl Outbox {
             state,
         )
         .await?;
+        self.live = subscriptions.iter().any(|w| w.deleted_at.is_none());
+        if !self.live && self.sending.is_empty() {
+            return Ok(0);
+        }
         if self.busy.len() >= CUSTOMERS_MAX {
             return Ok(0);
         }
@@ -497,17 +505,29 @@ pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
         if let Err(e) = outbox.step(&state).await {
             tracing::error!(error = %e.detail, "webhook pass failed");
         }
-        // New events written through this node wake the outbox at once;
-        // the poll finds those of other nodes and retries that fall due.
-        tokio::select! {
-            _ = stop.notified() => break,
-            _ = tokio::time::sleep(poll) => {}
-            Ok(()) = appended.changed() => {}
-            Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
-                outbox.finished(done);
+        // New events written through this node wake the outbox at once
+        // when some subscription may want them, as does a subscription
+        // created here; the poll finds those of other nodes, their new
+        // subscriptions, and retries that fall due.
+        let tick = tokio::time::sleep(poll);
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                _ = stop.notified() => return drain(outbox).await,
+                _ = &mut tick => break,
+                _ = state.webhooks_due.notified() => break,
+                Ok(()) = appended.changed() => if outbox.live { break },
+                Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
+                    outbox.finished(done);
+                    break;
+                }
             }
         }
     }
+}
+
+/// Waits for the batches in flight when the outbox stops.
+async fn drain(mut outbox: Outbox) {
     while let Some(done) = outbox.sending.join_next().await {
         outbox.finished(done);
     }

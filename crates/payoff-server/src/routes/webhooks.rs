@@ -98,6 +98,7 @@ pub async fn create(
         &state,
     )
     .await?;
+    state.webhooks_due.notify_one();
     let mut body = view(&created);
     // Shown once, here; stored sealed.
     body["secret"] = secret.into();

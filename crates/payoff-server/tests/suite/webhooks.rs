@@ -532,6 +532,54 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
     });
 }
 
+/// An outbox with no subscription sleeps through appends (it would only
+/// take the store's write lock from ingest); a subscription created on
+/// the node wakes it, and from then on each append does. With a poll of
+/// an hour, the delivery can only come from those two wakes.
+#[test]
+fn a_new_subscription_is_served_at_once_though_the_outbox_slept_through_appends() {
+    on_every_backend(|db_url, label| async move {
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let mut config = fast();
+        config.webhooks.poll = Duration::from_secs(3600);
+        let server = TestServer::start(&db_url, config).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let (s, _) = server
+            .json(
+                Method::POST,
+                "/v1/events",
+                &agent,
+                ev("before", "ticket.opened", "t-0"),
+            )
+            .await;
+        assert!(s.is_success(), "{label}: {s}");
+        subscribe(&server, &cadmin, format!("{hook}/hook"), &["ticket.*"]).await;
+        let (s, _) = server
+            .json(
+                Method::POST,
+                "/v1/events",
+                &agent,
+                ev("after", "ticket.opened", "t-1"),
+            )
+            .await;
+        assert!(s.is_success(), "{label}: {s}");
+        eventually("the event after the subscription delivered", || async {
+            !receiver.received.lock().unwrap().is_empty()
+        })
+        .await;
+        let (_, body) = receiver.received.lock().unwrap()[0].clone();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            event["id"], "after",
+            "{label}: a subscription starts at the head: {event}"
+        );
+    });
+}
+
 /// Issue 17, item 4: an agent waiting for a person's approval of an
 /// action may take the decision as a signed webhook instead of a long
 /// poll (`payoff.action.decided`).
