@@ -143,8 +143,9 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
             report["total"].as_str().unwrap_or("")
         );
         println!(
-            "  of which computing the statement {:.2} s, signing its {} canonical bytes the rest",
+            "  of which computing the statement {:.2} s (peak memory {:.0} MB), signing its {} canonical bytes the rest",
             report["compute_seconds"].as_f64().unwrap_or(0.0),
+            report["compute_peak_rss_mb"].as_f64().unwrap_or(0.0),
             report["statement_bytes"]
         );
     }
@@ -274,6 +275,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
         payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
+    let compute_peak = super::peak_rss_mb(std::process::id());
     let mut signed = statement.clone();
     payoff_billing::sign(&mut signed, &key)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -290,6 +292,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
             "events": args.events, "outcomes_billed": billed, "seconds": seconds,
             "events_per_second": args.events as f64 / seconds,
             "peak_rss_mb": super::peak_rss_mb(std::process::id()),
+            "compute_peak_rss_mb": compute_peak,
             "total": statement.total, "statement_bytes": bytes, "compute_seconds": computed,
             "outcomes_from": from,
         })
