@@ -102,23 +102,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     // Several nodes may start at once; one migrates, the others wait.
     tx.tx
         .execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
-    tx.tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)")?;
-    let applied: Vec<i64> = tx
-        .tx
-        .query("SELECT version FROM schema_migrations", &[])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for (version, sql) in migrations::pending(migrations::POSTGRES, &applied) {
-        tx.tx.batch_execute(sql)?;
-        if let Some(step) = migrations::step(*version) {
-            step(&mut tx)?;
-        }
-        tx.tx.execute(
-            "INSERT INTO schema_migrations VALUES ($1, $2)",
-            &[version, &payoff_clock::wall().timestamp_micros()],
-        )?;
-    }
+    migrations::apply(&mut tx)?;
     tx.tx.commit()?;
     Ok(())
 }

@@ -129,6 +129,8 @@ pub trait Sql {
     fn dialect(&self) -> Dialect;
     /// Runs a statement; returns the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError>;
+    /// Runs statements separated by `;`, without parameters (a schema).
+    fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError>;
     /// Runs a query, handing each row to `sink` in order.
     fn query(
         &mut self,
@@ -243,6 +245,10 @@ pub(crate) mod sqlite {
             execute(self, sql, params)
         }
 
+        fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+            Ok(rusqlite::Connection::execute_batch(self, sql)?)
+        }
+
         fn query(
             &mut self,
             sql: &str,
@@ -330,6 +336,10 @@ pub(crate) mod postgres {
         fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
             let statement = self.statement(sql)?;
             with_params(params, |refs| Ok(self.tx.execute(&statement, refs)?))
+        }
+
+        fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+            Ok(self.tx.batch_execute(sql)?)
         }
 
         fn query(

@@ -93,21 +93,7 @@ pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)")?;
-    let applied: Vec<i64> = tx
-        .prepare("SELECT version FROM schema_migrations")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (version, sql) in migrations::pending(migrations::SQLITE, &applied) {
-        tx.execute_batch(sql)?;
-        if let Some(step) = migrations::step(*version) {
-            step(&mut tx)?;
-        }
-        tx.execute(
-            "INSERT INTO schema_migrations VALUES (?1, ?2)",
-            params![version, payoff_clock::wall().timestamp_micros()],
-        )?;
-    }
+    migrations::apply(&mut tx)?;
     tx.commit()?;
     Ok(())
 }
