@@ -8,16 +8,23 @@
 
 mod access;
 mod actions;
+mod agents;
 mod append;
 pub mod audit;
+mod budgets;
+mod contracts;
 mod costs;
+mod customers;
 mod error;
+mod keys;
 mod knowledge;
 mod mcp;
 mod migrations;
 pub mod outcomes;
+mod policies;
 mod pool;
 mod postgres;
+mod prices;
 pub mod scratch;
 mod session;
 pub mod sql;

@@ -15,19 +15,16 @@ use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
+use crate::keys::KEY_COLUMNS;
 use crate::migrations;
 use crate::pool::Pool;
 use crate::session::SessionRow;
 use crate::sql::postgres::{Cached, Prepared};
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
-    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
-    TxBody,
+    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredStatement, TxBody,
 };
-use crate::webhooks::{
-    event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
-    DELIVERY_COLUMNS,
-};
+use crate::webhooks::{event_types_parse, WebhookSubscription};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {
@@ -107,7 +104,6 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-const KEY_COLUMNS: &str = "key_id, role, customer_id, created_us, revoked_us, secret_hash";
 const EVENT_COLUMNS: &str =
     "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
 
@@ -164,22 +160,6 @@ impl Backend for Postgres {
         }))
     }
 
-    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let mut tx = c.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO customers (id, name, created_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&customer.id, &customer.name, &customer.created_at.timestamp_micros()],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists { what: "customer", id: customer.id.clone() });
-            }
-            tx.execute("INSERT INTO ledger_heads (customer_id, sequence, hash) VALUES ($1, 0, $2)", &[&customer.id, &&Head::EMPTY.hash[..]])?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
     fn customers(&self) -> Result<Vec<Customer>, StoreError> {
         self.readers.with(|c| {
             Ok(c.query(
@@ -196,28 +176,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, role, customer_id, created_us) VALUES ($1, $2, $3, $4, $5)",
-                &[&key.key_id, &&secret_hash[..], &key.role.as_str(), &key.customer, &key.created_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
-        self.readers.with(|c| {
-            c.query(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE $1::TEXT IS NULL OR customer_id = $1 ORDER BY created_us, key_id"),
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| key_info(r).map(|(info, _)| info))
-            .collect()
-        })
-    }
-
     fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
         // Every request's first query: after an outage it meets the lost
         // session, and tries again on a new one rather than failing.
@@ -228,16 +186,6 @@ impl Backend for Postgres {
             )?
             .map(|r| key_info(&r))
             .transpose()
-        })
-    }
-
-    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let n = c.execute(
-                "UPDATE api_keys SET revoked_us = COALESCE(revoked_us, $2) WHERE key_id = $1",
-                &[&key_id, &at.timestamp_micros()],
-            )?;
-            Ok(n > 0)
         })
     }
 
@@ -411,60 +359,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO key_groups (key_id, groups) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET groups = excluded.groups",
-                &[&key_id, &groups],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query_opt(
-                "SELECT groups FROM key_groups WHERE key_id = $1",
-                &[&key_id],
-            )?
-            .map(|r| r.get(0)))
-        })
-    }
-
-    fn insert_price_table(&self, t: &StoredPriceTable) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO price_tables (version, effective_us, body, uploaded_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&(t.version as i64), &t.effective.timestamp_micros(), &t.body, &t.uploaded_at.timestamp_micros()],
-            )? == 1)
-        })
-    }
-
-    fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query("SELECT version, effective_us, body, uploaded_us FROM price_tables ORDER BY version", &[])?
-                .iter()
-                .map(|r| StoredPriceTable {
-                    version: r.get::<_, i64>(0) as u32,
-                    effective: from_us(r.get(1)),
-                    body: r.get(2),
-                    uploaded_at: from_us(r.get(3)),
-                })
-                .collect())
-        })
-    }
-
-    fn put_budget(&self, b: &Budget) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO budgets (customer_id, agent, limit_amount, warn_amount, updated_us) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (customer_id, agent) DO UPDATE SET limit_amount = excluded.limit_amount, warn_amount = excluded.warn_amount, updated_us = excluded.updated_us",
-                &[&b.customer, &b.agent, &b.limit, &b.warn_at, &b.updated_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
     fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
         self.readers.with(|c| {
             Ok(c.query(
@@ -480,15 +374,6 @@ impl Backend for Postgres {
                 updated_at: from_us(r.get(4)),
             })
             .collect())
-        })
-    }
-
-    fn insert_contract(&self, k: &StoredContract) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO contracts (customer_id, version, effective, effective_us, sha256, body, uploaded_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                &[&k.customer, &(k.version as i64), &k.effective, &k.effective_start.timestamp_micros(), &k.sha256, &k.body, &k.uploaded_at.timestamp_micros()],
-            )? == 1)
         })
     }
 
@@ -645,23 +530,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn set_agent_pause(&self, p: &AgentPause, paused: bool) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            if paused {
-                c.execute(
-                    "INSERT INTO agent_pauses (agent, customer_id, paused_by, paused_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&p.agent, &p.customer, &p.paused_by, &p.paused_at.timestamp_micros()],
-                )?;
-            } else {
-                c.execute(
-                    "DELETE FROM agent_pauses WHERE agent = $1 AND customer_id = $2",
-                    &[&p.agent, &p.customer],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
     fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
         self.readers.with(|c| {
             Ok(c.query(
@@ -676,42 +544,6 @@ impl Backend for Postgres {
                 paused_at: from_us(r.get(3)),
             })
             .collect())
-        })
-    }
-
-    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query_opt(
-                "SELECT sequence FROM agent_cursors WHERE agent = $1 AND customer_id = $2",
-                &[&agent, &customer],
-            )?
-            .map(|r| r.get::<_, i64>(0) as u64)
-            .unwrap_or(0))
-        })
-    }
-
-    fn set_agent_cursor(
-        &self,
-        agent: &str,
-        customer: &str,
-        sequence: u64,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO agent_cursors (agent, customer_id, sequence) VALUES ($1, $2, $3)
-                 ON CONFLICT (agent, customer_id) DO UPDATE SET sequence = excluded.sequence",
-                &[&agent, &customer, &(sequence as i64)],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn insert_policy(&self, p: &StoredPolicy) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO agent_policies (customer_id, version, body, sha256, uploaded_by, uploaded_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[&p.customer, &(p.version as i64), &p.body, &p.sha256, &p.uploaded_by, &p.uploaded_at.timestamp_micros()],
-            )? == 1)
         })
     }
 
@@ -731,16 +563,6 @@ impl Backend for Postgres {
                 uploaded_at: from_us(r.get(5)),
             })
             .collect())
-        })
-    }
-
-    fn insert_webhook(&self, w: &WebhookSubscription) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO webhook_subscriptions (id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
-                &[&w.id, &w.customer, &w.url, &event_types_text(&w.event_types), &w.secret, &w.created_by, &w.created_at.timestamp_micros(), &(w.cursor as i64)],
-            )?;
-            Ok(())
         })
     }
 
@@ -767,48 +589,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "UPDATE webhook_subscriptions SET deleted_us = $2 WHERE id = $1 AND deleted_us IS NULL",
-                &[&id, &at.timestamp_micros()],
-            )? == 1)
-        })
-    }
-
-    fn deliveries(
-        &self,
-        subscription: &str,
-        after_sequence: u64,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3"
-                ),
-                &[&subscription, &(after_sequence as i64), &(limit as i64)],
-            )?
-            .iter()
-            .map(delivery_row)
-            .collect())
-        })
-    }
-
-    fn insert_session(&self, s: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "DELETE FROM dashboard_sessions WHERE expires_us <= $1",
-                &[&now.timestamp_micros()],
-            )?;
-            c.execute(
-                "INSERT INTO dashboard_sessions (token_hash, key_id, csrf_token, created_us, expires_us) VALUES ($1, $2, $3, $4, $5)",
-                &[&&s.token_hash[..], &s.key_id, &s.csrf_token, &s.created_at.timestamp_micros(), &s.expires_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
     fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
         self.readers.with(|c| {
             Ok(c
@@ -826,15 +606,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let n = c.execute(
-                "DELETE FROM dashboard_sessions WHERE token_hash = $1",
-                &[&&token_hash[..]],
-            )?;
-            Ok(n > 0)
-        })
-    }
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
         // A body that began on a lost connection is not run again (see
         // `Store::run`); one that never began is, on a new connection.
@@ -854,23 +625,6 @@ impl Backend for Postgres {
             cached.tx.commit()?;
             Ok(())
         })
-    }
-}
-
-fn delivery_row(r: &Row) -> WebhookDelivery {
-    WebhookDelivery {
-        id: r.get(0),
-        subscription: r.get(1),
-        customer: r.get(2),
-        sequence: r.get::<_, i64>(3) as u64,
-        event_type: r.get(4),
-        status: DeliveryStatus::parse(r.get(5)),
-        attempts: r.get::<_, i64>(6) as u32,
-        next_attempt_at: from_us(r.get(7)),
-        last_status: r.get::<_, Option<i64>>(8).map(|s| s as u16),
-        last_error: r.get(9),
-        created_at: from_us(r.get(10)),
-        delivered_at: r.get::<_, Option<i64>>(11).map(from_us),
     }
 }
 

@@ -61,6 +61,37 @@ pub(crate) fn touch(
     )?;
     Ok(())
 }
+/// Stores a new session and deletes those expired by `now`.
+pub(crate) fn insert(
+    tx: &mut dyn Sql,
+    s: &SessionRow,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM dashboard_sessions WHERE expires_us <= ?",
+        &[now.timestamp_micros().into()],
+    )?;
+    tx.execute(
+        "INSERT INTO dashboard_sessions (token_hash, key_id, csrf_token, created_us, expires_us) VALUES (?, ?, ?, ?, ?)",
+        &[
+            s.token_hash.as_slice().into(),
+            s.key_id.as_str().into(),
+            s.csrf_token.as_str().into(),
+            s.created_at.timestamp_micros().into(),
+            s.expires_at.timestamp_micros().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Ends a session; false when there was none.
+pub(crate) fn delete(tx: &mut dyn Sql, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM dashboard_sessions WHERE token_hash = ?",
+        &[token_hash.as_slice().into()],
+    )? > 0)
+}
+
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

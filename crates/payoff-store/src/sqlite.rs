@@ -13,18 +13,15 @@ use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
+use crate::keys::KEY_COLUMNS;
 use crate::migrations;
 use crate::pool::Pool;
 use crate::session::SessionRow;
 use crate::store::{
     audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
-    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
-    TxBody,
+    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredStatement, TxBody,
 };
-use crate::webhooks::{
-    event_types_parse, event_types_text, DeliveryStatus, WebhookDelivery, WebhookSubscription,
-    DELIVERY_COLUMNS,
-};
+use crate::webhooks::{event_types_parse, WebhookSubscription};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Sqlite {
@@ -116,7 +113,6 @@ fn key_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyInfo, String, Vec<u
     ))
 }
 
-const KEY_COLUMNS: &str = "key_id, role, customer_id, created_us, revoked_us, secret_hash";
 const EVENT_COLUMNS: &str =
     "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
 
@@ -180,22 +176,6 @@ impl Backend for Sqlite {
         }))
     }
 
-    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO customers (id, name, created_us) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![customer.id, customer.name, customer.created_at.timestamp_micros()],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists { what: "customer", id: customer.id.clone() });
-            }
-            tx.execute("INSERT INTO ledger_heads (customer_id, sequence, hash) VALUES (?1, 0, ?2)", params![customer.id, &Head::EMPTY.hash[..]])?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
     fn customers(&self) -> Result<Vec<Customer>, StoreError> {
         self.readers.with(|c| {
             let mut stmt =
@@ -211,31 +191,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, role, customer_id, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.key_id, &secret_hash[..], key.role.as_str(), key.customer, key.created_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR customer_id = ?1 ORDER BY created_us, key_id"
-            ))?;
-            let rows = stmt.query_map(params![customer], key_info)?;
-            rows.map(|r| {
-                let (mut info, role_text, _) = r?;
-                info.role = role(role_text)?;
-                Ok(info)
-            })
-            .collect()
-        })
-    }
-
     fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
         self.readers.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -248,16 +203,6 @@ impl Backend for Sqlite {
                     Ok(Some((info, hash)))
                 }
             }
-        })
-    }
-
-    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let n = c.execute(
-                "UPDATE api_keys SET revoked_us = COALESCE(revoked_us, ?2) WHERE key_id = ?1",
-                params![key_id, at.timestamp_micros()],
-            )?;
-            Ok(n > 0)
         })
     }
 
@@ -441,64 +386,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO key_groups (key_id, groups) VALUES (?1, ?2) ON CONFLICT (key_id) DO UPDATE SET groups = excluded.groups",
-                params![key_id, groups],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query_row(
-                "SELECT groups FROM key_groups WHERE key_id = ?1",
-                params![key_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-    }
-
-    fn insert_price_table(&self, t: &StoredPriceTable) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO price_tables (version, effective_us, body, uploaded_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![t.version, t.effective.timestamp_micros(), t.body, t.uploaded_at.timestamp_micros()],
-            )? == 1)
-        })
-    }
-
-    fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT version, effective_us, body, uploaded_us FROM price_tables ORDER BY version",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(StoredPriceTable {
-                    version: r.get(0)?,
-                    effective: from_us(r.get(1)?),
-                    body: r.get(2)?,
-                    uploaded_at: from_us(r.get(3)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn put_budget(&self, b: &Budget) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO budgets (customer_id, agent, limit_amount, warn_amount, updated_us) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (customer_id, agent) DO UPDATE SET limit_amount = excluded.limit_amount, warn_amount = excluded.warn_amount, updated_us = excluded.updated_us",
-                params![b.customer, b.agent, b.limit, b.warn_at, b.updated_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
     fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
         self.readers.with(|c| {
             let mut stmt = c.prepare_cached(
@@ -514,15 +401,6 @@ impl Backend for Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn insert_contract(&self, k: &StoredContract) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO contracts (customer_id, version, effective, effective_us, sha256, body, uploaded_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                params![k.customer, k.version, k.effective, k.effective_start.timestamp_micros(), k.sha256, k.body, k.uploaded_at.timestamp_micros()],
-            )? == 1)
         })
     }
 
@@ -689,23 +567,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn set_agent_pause(&self, p: &AgentPause, paused: bool) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            if paused {
-                c.execute(
-                    "INSERT INTO agent_pauses (agent, customer_id, paused_by, paused_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                    params![p.agent, p.customer, p.paused_by, p.paused_at.timestamp_micros()],
-                )?;
-            } else {
-                c.execute(
-                    "DELETE FROM agent_pauses WHERE agent = ?1 AND customer_id = ?2",
-                    params![p.agent, p.customer],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
     fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
         self.readers.with(|c| {
             let mut stmt = c.prepare_cached(
@@ -720,44 +581,6 @@ impl Backend for Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
-        self.readers.with(|c| {
-            let v: Option<i64> = c
-                .query_row(
-                    "SELECT sequence FROM agent_cursors WHERE agent = ?1 AND customer_id = ?2",
-                    params![agent, customer],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(v.unwrap_or(0) as u64)
-        })
-    }
-
-    fn set_agent_cursor(
-        &self,
-        agent: &str,
-        customer: &str,
-        sequence: u64,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO agent_cursors (agent, customer_id, sequence) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (agent, customer_id) DO UPDATE SET sequence = excluded.sequence",
-                params![agent, customer, sequence as i64],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn insert_policy(&self, p: &StoredPolicy) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO agent_policies (customer_id, version, body, sha256, uploaded_by, uploaded_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![p.customer, p.version, p.body, p.sha256, p.uploaded_by, p.uploaded_at.timestamp_micros()],
-            )? == 1)
         })
     }
 
@@ -777,16 +600,6 @@ impl Backend for Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn insert_webhook(&self, w: &WebhookSubscription) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "INSERT INTO webhook_subscriptions (id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
-                params![w.id, w.customer, w.url, event_types_text(&w.event_types), w.secret, w.created_by, w.created_at.timestamp_micros(), w.cursor as i64],
-            )?;
-            Ok(())
         })
     }
 
@@ -813,47 +626,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.execute(
-                "UPDATE webhook_subscriptions SET deleted_us = ?2 WHERE id = ?1 AND deleted_us IS NULL",
-                params![id, at.timestamp_micros()],
-            )? == 1)
-        })
-    }
-
-    fn deliveries(
-        &self,
-        subscription: &str,
-        after_sequence: u64,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3"
-            ))?;
-            let rows = stmt.query_map(
-                params![subscription, after_sequence as i64, limit as i64],
-                delivery_row,
-            )?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn insert_session(&self, s: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            c.execute(
-                "DELETE FROM dashboard_sessions WHERE expires_us <= ?1",
-                params![now.timestamp_micros()],
-            )?;
-            c.execute(
-                "INSERT INTO dashboard_sessions (token_hash, key_id, csrf_token, created_us, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![&s.token_hash[..], s.key_id, s.csrf_token, s.created_at.timestamp_micros(), s.expires_at.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
     fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
         self.readers.with(|c| {
             let row = c
@@ -874,15 +646,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let n = c.execute(
-                "DELETE FROM dashboard_sessions WHERE token_hash = ?1",
-                params![&token_hash[..]],
-            )?;
-            Ok(n > 0)
-        })
-    }
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
         self.in_transaction(write, f)
     }
@@ -903,23 +666,6 @@ impl Sqlite {
             }
         })
     }
-}
-
-fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookDelivery> {
-    Ok(WebhookDelivery {
-        id: r.get(0)?,
-        subscription: r.get(1)?,
-        customer: r.get(2)?,
-        sequence: r.get::<_, i64>(3)? as u64,
-        event_type: r.get(4)?,
-        status: DeliveryStatus::parse(&r.get::<_, String>(5)?),
-        attempts: r.get(6)?,
-        next_attempt_at: from_us(r.get(7)?),
-        last_status: r.get(8)?,
-        last_error: r.get(9)?,
-        created_at: from_us(r.get(10)?),
-        delivered_at: r.get::<_, Option<i64>>(11)?.map(from_us),
-    })
 }
 
 struct SqliteWriter {

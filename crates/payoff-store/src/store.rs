@@ -144,6 +144,11 @@ pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), Store
 pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
 
 /// What each backend provides; [`Store`] adds the logic they share.
+/// Besides opening transactions (for the repositories written once
+/// against [`Sql`]) and the append paths (ledger, audit chain,
+/// statements), only the reads that requests make, in each backend's own
+/// SQL: on PostgreSQL a read through [`Sql`] is a transaction, and its
+/// `BEGIN` and `COMMIT` are round trips.
 pub(crate) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn ping(&self) -> Result<(), StoreError>;
@@ -155,12 +160,8 @@ pub(crate) trait Backend: Send + Sync {
     /// database is a server's (PostgreSQL), whose disk is not ours to see.
     fn free_space(&self) -> Option<Result<u64, StoreError>>;
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
-    fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
     fn customers(&self) -> Result<Vec<Customer>, StoreError>;
-    fn insert_key(&self, key: &KeyInfo, secret_hash: &[u8; 32]) -> Result<(), StoreError>;
-    fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError>;
     fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError>;
-    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     fn head(&self, customer: &str) -> Result<Option<Head>, StoreError>;
     fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
     /// The event stored under its idempotency key, if any.
@@ -191,15 +192,7 @@ pub(crate) trait Backend: Send + Sync {
         until: DateTime<Utc>,
         sink: CostSink<'_>,
     ) -> Result<(), StoreError>;
-    fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError>;
-    fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError>;
-    /// False when the version number is taken.
-    fn insert_price_table(&self, table: &StoredPriceTable) -> Result<bool, StoreError>;
-    fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError>;
-    fn put_budget(&self, budget: &Budget) -> Result<(), StoreError>;
     fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError>;
-    /// False when the version number is taken.
-    fn insert_contract(&self, contract: &StoredContract) -> Result<bool, StoreError>;
     fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError>;
     /// False when the customer's period (or the id) is already stored.
     fn insert_statement(
@@ -225,38 +218,12 @@ pub(crate) trait Backend: Send + Sync {
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// `(sequence, body, hash)` of every audit record, in order.
     fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError>;
-    fn set_agent_pause(&self, pause: &AgentPause, paused: bool) -> Result<(), StoreError>;
     fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError>;
-    /// The last ledger sequence an agent has handled for a customer.
-    fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError>;
-    fn set_agent_cursor(
-        &self,
-        agent: &str,
-        customer: &str,
-        sequence: u64,
-    ) -> Result<(), StoreError>;
-    /// False when the version number is taken.
-    fn insert_policy(&self, policy: &StoredPolicy) -> Result<bool, StoreError>;
     /// A customer's agent rules, oldest version first.
     fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError>;
-    fn insert_webhook(&self, subscription: &WebhookSubscription) -> Result<(), StoreError>;
     /// Subscriptions (deleted ones too), oldest first.
     fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError>;
-    /// False when there was no such live subscription.
-    fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Stores the outcome of an attempt and releases the lease.
-    /// A subscription's deliveries after `after_sequence`, oldest first.
-    fn deliveries(
-        &self,
-        subscription: &str,
-        after_sequence: u64,
-        limit: usize,
-    ) -> Result<Vec<WebhookDelivery>, StoreError>;
-    /// Stores a new session and deletes those expired before `now`.
-    fn insert_session(&self, session: &SessionRow, now: DateTime<Utc>) -> Result<(), StoreError>;
     fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError>;
-    /// False when there was no such session.
-    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError>;
     /// Runs `f` in one transaction: a write transaction (exclusive on
     /// SQLite, row locks on PostgreSQL) or a consistent read-only snapshot.
     /// Commits when `f` succeeds, rolls back when it fails.
@@ -365,7 +332,7 @@ impl Store {
             name: name.to_owned(),
             created_at: trunc_us(now),
         };
-        self.backend.insert_customer(&customer)?;
+        self.write(|tx| crate::customers::insert(tx, &customer))?;
         Ok(customer)
     }
 
@@ -400,13 +367,13 @@ impl Store {
             created_at: trunc_us(now),
             revoked_at: None,
         };
-        self.backend.insert_key(&info, &new.secret_hash)?;
+        self.write(|tx| crate::keys::insert(tx, &info, &new.secret_hash))?;
         Ok((new, info))
     }
 
     /// Keys of one customer, or all keys.
     pub fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
-        self.backend.keys(customer)
+        self.read(|tx| crate::keys::list(tx, customer))
     }
 
     pub fn key(&self, key_id: &str) -> Result<Option<KeyInfo>, StoreError> {
@@ -415,7 +382,7 @@ impl Store {
 
     /// Revokes a key at once; later requests with it are refused.
     pub fn revoke_key(&self, key_id: &str, now: DateTime<Utc>) -> Result<KeyInfo, StoreError> {
-        self.backend.revoke_key(key_id, trunc_us(now))?;
+        self.write(|tx| crate::keys::revoke(tx, key_id, trunc_us(now)))?;
         self.key(key_id)?.ok_or_else(|| StoreError::NotFound {
             what: "key",
             id: key_id.to_owned(),
@@ -519,7 +486,7 @@ impl Store {
                 body: body.to_owned(),
                 uploaded_at: trunc_us(now),
             };
-            if self.backend.insert_contract(&contract)? {
+            if self.write(|tx| crate::contracts::insert(tx, &contract))? {
                 return Ok(contract);
             }
         }
@@ -531,12 +498,12 @@ impl Store {
 
     /// The groups a key reads knowledge as (JSON array), if set.
     pub fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
-        self.backend.key_groups(key_id)
+        self.read(|tx| crate::keys::groups(tx, key_id))
     }
 
     /// Sets the groups a key reads knowledge as (JSON array).
     pub fn set_key_groups(&self, key_id: &str, groups: &str) -> Result<(), StoreError> {
-        self.backend.set_key_groups(key_id, groups)
+        self.write(|tx| crate::keys::set_groups(tx, key_id, groups))
     }
 
     /// Stores (or replaces) knowledge documents `(id, JSON)` of `customer`
@@ -592,7 +559,7 @@ impl Store {
                 body: body.to_owned(),
                 uploaded_at: trunc_us(now),
             };
-            if self.backend.insert_price_table(&table)? {
+            if self.write(|tx| crate::prices::insert(tx, &table))? {
                 return Ok(table);
             }
         }
@@ -604,7 +571,7 @@ impl Store {
 
     /// Every price table version, oldest first.
     pub fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
-        self.backend.price_tables()
+        self.read(crate::prices::versions)
     }
 
     /// Sets (or replaces) a budget.
@@ -615,7 +582,7 @@ impl Store {
                 id: budget.customer.clone(),
             });
         }
-        self.backend.put_budget(budget)
+        self.write(|tx| crate::budgets::put(tx, budget))
     }
 
     /// A customer's budgets: `*` for the customer, then per agent.
@@ -735,7 +702,7 @@ impl Store {
 
     /// Turns an agent's kill switch on (`paused`) or off.
     pub fn set_agent_pause(&self, pause: &AgentPause, paused: bool) -> Result<(), StoreError> {
-        self.backend.set_agent_pause(pause, paused)
+        self.write(|tx| crate::agents::set_pause(tx, pause, paused))
     }
 
     pub fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
@@ -756,7 +723,7 @@ impl Store {
     }
 
     pub fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
-        self.backend.agent_cursor(agent, customer)
+        self.read(|tx| crate::agents::cursor(tx, agent, customer))
     }
 
     pub fn set_agent_cursor(
@@ -765,7 +732,7 @@ impl Store {
         customer: &str,
         sequence: u64,
     ) -> Result<(), StoreError> {
-        self.backend.set_agent_cursor(agent, customer, sequence)
+        self.write(|tx| crate::agents::set_cursor(tx, agent, customer, sequence))
     }
 
     /// Stores a new version of a customer's agent rules, numbered one
@@ -798,7 +765,7 @@ impl Store {
                 uploaded_by: uploaded_by.to_owned(),
                 uploaded_at: trunc_us(now),
             };
-            if self.backend.insert_policy(&policy)? {
+            if self.write(|tx| crate::policies::insert(tx, &policy))? {
                 return Ok(policy);
             }
         }
@@ -914,7 +881,7 @@ impl Store {
                 id: subscription.customer.clone(),
             });
         }
-        self.backend.insert_webhook(subscription)
+        self.write(|tx| crate::webhooks::insert_subscription(tx, subscription))
     }
 
     /// Subscriptions of a customer (or all), deleted ones included.
@@ -924,7 +891,7 @@ impl Store {
 
     /// Stops a subscription; its delivery log stays readable.
     pub fn delete_webhook(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.backend.delete_webhook(id, at)
+        self.write(|tx| crate::webhooks::delete_subscription(tx, id, at))
     }
 
     /// Walks Payoff's own records of one type newest first, from before
@@ -1012,7 +979,7 @@ impl Store {
         after_sequence: u64,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.backend.deliveries(subscription, after_sequence, limit)
+        self.read(|tx| crate::webhooks::deliveries(tx, subscription, after_sequence, limit))
     }
 
     /// Opens a dashboard session for the key `key_id`, valid until
@@ -1032,7 +999,7 @@ impl Store {
             created_at: trunc_us(now),
             expires_at: trunc_us(now + ttl),
         };
-        self.backend.insert_session(&row, now)?;
+        self.write(|tx| session::insert(tx, &row, now))?;
         Ok(NewSession {
             token,
             csrf_token,
@@ -1086,7 +1053,7 @@ impl Store {
     /// Ends a session (logout); false when there was none.
     pub fn close_session(&self, token: &str) -> Result<bool, StoreError> {
         match session::hash_token(token) {
-            Some(hash) => self.backend.delete_session(&hash),
+            Some(hash) => self.write(|tx| session::delete(tx, &hash)),
             None => Ok(false),
         }
     }

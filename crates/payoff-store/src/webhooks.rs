@@ -122,7 +122,7 @@ impl WebhookDelivery {
 }
 
 /// Event types as stored: a JSON array.
-pub(crate) fn event_types_text(types: &[String]) -> String {
+fn event_types_text(types: &[String]) -> String {
     serde_json::to_string(types).expect("strings serialise")
 }
 
@@ -141,7 +141,7 @@ pub struct ClaimLimits<'a> {
     pub skip: &'a [String],
 }
 
-pub(crate) const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
+const DELIVERY_COLUMNS: &str = "id, subscription_id, customer_id, sequence, event_type, status, attempts, next_attempt_us, last_status, last_error, created_us, delivered_us";
 
 /// Schema version 14: a customer's pending deliveries in the order a claim
 /// takes them, so a claim reads the few it leases. Without it PostgreSQL
@@ -224,6 +224,66 @@ pub fn claim(
         (&a.customer, a.next_attempt_at, &a.id).cmp(&(&b.customer, b.next_attempt_at, &b.id))
     });
     Ok(claimed)
+}
+
+/// Stores a new subscription.
+pub(crate) fn insert_subscription(
+    tx: &mut dyn Sql,
+    w: &WebhookSubscription,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO webhook_subscriptions (id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        &[
+            w.id.as_str().into(),
+            w.customer.as_str().into(),
+            w.url.as_str().into(),
+            event_types_text(&w.event_types).as_str().into(),
+            w.secret.as_str().into(),
+            w.created_by.as_str().into(),
+            w.created_at.timestamp_micros().into(),
+            (w.cursor as i64).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks a live subscription deleted at `at`; false when there was none.
+pub(crate) fn delete_subscription(
+    tx: &mut dyn Sql,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET deleted_us = ? WHERE id = ? AND deleted_us IS NULL",
+        &[at.timestamp_micros().into(), id.into()],
+    )? == 1)
+}
+
+/// A subscription's deliveries after `after_sequence`, oldest first.
+pub(crate) fn deliveries(
+    tx: &mut dyn Sql,
+    subscription: &str,
+    after_sequence: u64,
+    limit: usize,
+) -> Result<Vec<WebhookDelivery>, StoreError> {
+    let mut out = Vec::new();
+    tx.query(
+        &format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = ? AND sequence > ?
+             ORDER BY sequence LIMIT ?"
+        ),
+        &[
+            subscription.into(),
+            (after_sequence as i64).into(),
+            (limit as i64).into(),
+        ],
+        &mut |r| {
+            out.push(delivery_row(r)?);
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// Extends the leases of deliveries still being sent to `lease_until`;

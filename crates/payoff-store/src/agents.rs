@@ -1,0 +1,63 @@
+//! Agents' kill switches and the cursors of what each has handled, written
+//! once for both databases (`crate::sql`); the list of pauses stays in
+//! each backend, since every agent request reads it.
+
+use crate::sql::Sql;
+use crate::store::AgentPause;
+use crate::StoreError;
+
+/// Turns a kill switch on (`paused`; one on already stays as it was) or
+/// off.
+pub(crate) fn set_pause(
+    tx: &mut dyn Sql,
+    pause: &AgentPause,
+    paused: bool,
+) -> Result<(), StoreError> {
+    if paused {
+        tx.execute(
+            "INSERT INTO agent_pauses (agent, customer_id, paused_by, paused_us) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+            &[
+                pause.agent.as_str().into(),
+                pause.customer.as_str().into(),
+                pause.paused_by.as_str().into(),
+                pause.paused_at.timestamp_micros().into(),
+            ],
+        )?;
+    } else {
+        tx.execute(
+            "DELETE FROM agent_pauses WHERE agent = ? AND customer_id = ?",
+            &[pause.agent.as_str().into(), pause.customer.as_str().into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The last ledger sequence `agent` has handled for `customer` (0: none).
+pub(crate) fn cursor(tx: &mut dyn Sql, agent: &str, customer: &str) -> Result<u64, StoreError> {
+    let mut sequence = 0;
+    tx.query(
+        "SELECT sequence FROM agent_cursors WHERE agent = ? AND customer_id = ?",
+        &[agent.into(), customer.into()],
+        &mut |r| {
+            sequence = r.int_req(0)? as u64;
+            Ok(())
+        },
+    )?;
+    Ok(sequence)
+}
+
+/// Moves `agent`'s cursor for `customer` to `sequence`.
+pub(crate) fn set_cursor(
+    tx: &mut dyn Sql,
+    agent: &str,
+    customer: &str,
+    sequence: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO agent_cursors (agent, customer_id, sequence) VALUES (?, ?, ?)
+         ON CONFLICT (agent, customer_id) DO UPDATE SET sequence = excluded.sequence",
+        &[agent.into(), customer.into(), (sequence as i64).into()],
+    )?;
+    Ok(())
+}
