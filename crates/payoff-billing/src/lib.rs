@@ -26,8 +26,8 @@ pub use economics::{
 };
 pub use evidence::{
     bundle_events, canonical_bytes, check_signature, key_id, key_id_matches, parse_public_key,
-    sign, verify, AlreadySigned, Bundle, BundleContract, BundleEvent, Verified, VerifyError,
-    BUNDLE_FORMAT,
+    sign, stored_bytes, verify, AlreadySigned, Bundle, BundleContract, BundleEvent, Verified,
+    VerifyError, BUNDLE_FORMAT,
 };
 pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};
 pub use money::{Currency, Rounding};

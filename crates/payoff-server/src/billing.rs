@@ -449,23 +449,27 @@ pub fn close(
         kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     })?;
     sign(&mut statement, key)?;
-    let body = String::from_utf8(payoff_ledger::canonical_json(
-        &serde_json::to_value(&statement).expect("statements serialise"),
-    ))
-    .expect("canonical JSON is UTF-8");
+    let body = String::from_utf8(payoff_billing::stored_bytes(&statement))
+        .expect("canonical JSON is UTF-8");
+    // The stored bytes are the statement from here on (the reply is read
+    // back from them): a million outcomes' ids are not held twice.
+    let Statement {
+        id, period: name, ..
+    } = statement;
     // A concurrent close may have stored its statement first: that one
     // stands, and only the call that stored it says it created it.
     let (saved, created) = store.save_statement(
         StoredStatement {
-            id: statement.id.clone(),
+            id,
             customer: customer.to_owned(),
-            period: statement.period.clone(),
+            period: name,
             period_start: period.start,
             body,
             issued_at: now,
         },
         &outcomes,
     )?;
+    drop(outcomes);
     Closed::from_stored(&saved, created)
 }
 

@@ -143,7 +143,7 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
             report["total"].as_str().unwrap_or("")
         );
         println!(
-            "  of which computing the statement {:.2} s (peak memory {:.0} MB), signing its {} canonical bytes the rest",
+            "  of which computing the statement {:.2} s (peak memory {:.0} MB), signing and encoding its {} bytes the rest",
             report["compute_seconds"].as_f64().unwrap_or(0.0),
             report["compute_peak_rss_mb"].as_f64().unwrap_or(0.0),
             report["statement_bytes"]
@@ -271,15 +271,15 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
         },
         From::Replay => (Outcomes::Replayed, "ledger"),
     };
-    let statement =
+    let mut statement =
         payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let compute_peak = super::peak_rss_mb(std::process::id());
-    let mut signed = statement.clone();
-    payoff_billing::sign(&mut signed, &key)?;
+    // Signed and encoded as a close stores it.
+    payoff_billing::sign(&mut statement, &key)?;
+    let bytes = payoff_billing::stored_bytes(&statement).len();
     let seconds = started.elapsed().as_secs_f64();
-    let bytes = payoff_billing::canonical_bytes(&signed).len();
     let billed: usize = statement
         .lines
         .iter()
