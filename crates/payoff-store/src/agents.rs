@@ -1,9 +1,9 @@
 //! Agents' kill switches and the cursors of what each has handled, written
-//! once for both databases (`crate::sql`); the list of pauses stays in
-//! each backend, since every agent request reads it.
+//! once for both databases (`crate::sql`); every agent request reads the
+//! list of pauses, so [`pauses`] is one statement.
 
 use crate::sql::Sql;
-use crate::store::AgentPause;
+use crate::store::{from_us, AgentPause};
 use crate::StoreError;
 
 /// Turns a kill switch on (`paused`; one on already stays as it was) or
@@ -31,6 +31,22 @@ pub(crate) fn set_pause(
         )?;
     }
     Ok(())
+}
+
+/// Every kill switch that is on, by agent and customer.
+pub(crate) fn pauses(tx: &mut dyn Sql) -> Result<Vec<AgentPause>, StoreError> {
+    tx.rows(
+        "SELECT agent, customer_id, paused_by, paused_us FROM agent_pauses ORDER BY agent, customer_id",
+        &[],
+        |r| {
+            Ok(AgentPause {
+                agent: r.text_req(0)?,
+                customer: r.text_req(1)?,
+                paused_by: r.text_req(2)?,
+                paused_at: from_us(r.int_req(3)?),
+            })
+        },
+    )
 }
 
 /// The last ledger sequence `agent` has handled for `customer` (0: none).

@@ -11,6 +11,10 @@ use payoff_ledger::{canonical_json, Head};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::sql::{Param, Sql};
+use crate::store::audit_record;
+use crate::StoreError;
+
 /// One thing that happened, before it takes its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -60,15 +64,37 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-impl AuditFilter {
-    /// `ASC` or `DESC`, for the backends' queries.
-    pub(crate) fn direction(&self) -> &'static str {
-        if self.newest_first {
-            "DESC"
-        } else {
-            "ASC"
+/// Records matching `filter`, in its order (one statement, for
+/// [`crate::Store::read_one`]). Only the filters given become conditions.
+pub(crate) fn records(tx: &mut dyn Sql, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+    let contains = tx.dialect().contains("action");
+    let mut sql = String::from("SELECT sequence, body, hash FROM audit_log WHERE sequence > ?");
+    let mut params: Vec<Param<'_>> = vec![(f.after_sequence.unwrap_or(0) as i64).into()];
+    let conditions: [(&str, Option<Param<'_>>); 7] = [
+        ("customer_id = ?", f.customer.as_deref().map(Param::from)),
+        ("actor = ?", f.actor.as_deref().map(Param::from)),
+        (&contains, f.action.as_deref().map(Param::from)),
+        ("decision = ?", f.decision.as_deref().map(Param::from)),
+        ("at_us >= ?", f.since.map(|t| t.timestamp_micros().into())),
+        ("at_us < ?", f.until.map(|t| t.timestamp_micros().into())),
+        ("sequence < ?", f.before_sequence.map(|b| (b as i64).into())),
+    ];
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            sql.push_str(" AND ");
+            sql.push_str(condition);
+            params.push(value);
         }
     }
+    sql.push_str(if f.newest_first {
+        " ORDER BY sequence DESC LIMIT ?"
+    } else {
+        " ORDER BY sequence ASC LIMIT ?"
+    });
+    params.push((f.limit as i64).into());
+    tx.rows(&sql, &params, |r| {
+        audit_record(r.int_req(0)?, &r.text_req(1)?, &r.bytes_req(2)?)
+    })
 }
 
 /// The bytes a record's hash covers: its sequence and entry, canonical.

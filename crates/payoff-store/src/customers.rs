@@ -1,12 +1,27 @@
 //! Customers, each created with the empty head of its chain. Written once
-//! for both databases (`crate::sql`); listing them stays in each backend,
-//! since requests read it.
+//! for both databases (`crate::sql`).
 
 use payoff_ledger::Head;
 
 use crate::access::Customer;
 use crate::sql::Sql;
+use crate::store::from_us;
 use crate::StoreError;
+
+/// Every customer, by id (one statement: requests read it).
+pub(crate) fn list(tx: &mut dyn Sql) -> Result<Vec<Customer>, StoreError> {
+    tx.rows(
+        "SELECT id, name, created_us FROM customers ORDER BY id",
+        &[],
+        |r| {
+            Ok(Customer {
+                id: r.text_req(0)?,
+                name: r.text_req(1)?,
+                created_at: from_us(r.int_req(2)?),
+            })
+        },
+    )
+}
 
 /// Stores a new customer and its empty chain head in the caller's one
 /// transaction; `AlreadyExists` when the id is taken.

@@ -1,18 +1,17 @@
 //! API keys as stored (their shape is [`crate::access`]'s) and the
 //! knowledge groups a key reads as. Written once for both databases
-//! (`crate::sql`); the lookup every request makes (`key_secret`) stays in
-//! each backend, where it costs no transaction.
+//! (`crate::sql`); the lookup every request makes ([`secret`]) runs through
+//! [`crate::Store::read_one`], where it costs no transaction.
 
 use chrono::{DateTime, Utc};
 
 use crate::access::KeyInfo;
-use crate::sql::Sql;
+use crate::sql::{Sql, SqlRow};
 use crate::store::from_us;
 use crate::StoreError;
 
 /// The columns of a key, its secret's hash last.
-pub(crate) const KEY_COLUMNS: &str =
-    "key_id, role, customer_id, created_us, revoked_us, secret_hash";
+const KEY_COLUMNS: &str = "key_id, role, customer_id, created_us, revoked_us, secret_hash";
 
 /// Stores a new key; only the hash of its secret.
 pub(crate) fn insert(
@@ -43,17 +42,34 @@ pub(crate) fn list(tx: &mut dyn Sql, customer: Option<&str>) -> Result<Vec<KeyIn
         ),
         &[customer.into(), customer.into()],
         &mut |r| {
-            keys.push(KeyInfo {
-                key_id: r.text_req(0)?,
-                role: r.text_req(1)?.parse().map_err(StoreError::Corrupt)?,
-                customer: r.text(2)?,
-                created_at: from_us(r.int_req(3)?),
-                revoked_at: r.int(4)?.map(from_us),
-            });
+            keys.push(key_info(r)?);
             Ok(())
         },
     )?;
     Ok(keys)
+}
+
+fn key_info(r: &dyn SqlRow) -> Result<KeyInfo, StoreError> {
+    Ok(KeyInfo {
+        key_id: r.text_req(0)?,
+        role: r.text_req(1)?.parse().map_err(StoreError::Corrupt)?,
+        customer: r.text(2)?,
+        created_at: from_us(r.int_req(3)?),
+        revoked_at: r.int(4)?.map(from_us),
+    })
+}
+
+/// A key and the hash of its secret: the lookup of every authenticated
+/// request (one statement, for [`crate::Store::read_one`]).
+pub(crate) fn secret(
+    tx: &mut dyn Sql,
+    key_id: &str,
+) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
+    tx.row(
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?"),
+        &[key_id.into()],
+        |r| Ok((key_info(r)?, r.bytes_req(5)?)),
+    )
 }
 
 /// Marks a key revoked at `at`; a key revoked already keeps its first

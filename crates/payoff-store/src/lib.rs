@@ -16,6 +16,7 @@ mod contracts;
 mod costs;
 mod customers;
 mod error;
+mod events;
 mod keys;
 mod knowledge;
 mod mcp;
@@ -29,6 +30,7 @@ pub mod scratch;
 mod session;
 pub mod sql;
 mod sqlite;
+mod statements;
 mod store;
 pub mod webhooks;
 

@@ -1,9 +1,9 @@
-//! Storing versions of a customer's agent rules, written once for both
-//! databases (`crate::sql`); reading them stays in each backend, since
-//! every agent request reads them.
+//! Versions of a customer's agent rules, written once for both databases
+//! (`crate::sql`); every agent request reads them, so [`list`] is one
+//! statement.
 
 use crate::sql::Sql;
-use crate::store::StoredPolicy;
+use crate::store::{from_us, StoredPolicy};
 use crate::StoreError;
 
 /// Stores `policy`; false when its version number is taken.
@@ -20,4 +20,22 @@ pub(crate) fn insert(tx: &mut dyn Sql, policy: &StoredPolicy) -> Result<bool, St
             policy.uploaded_at.timestamp_micros().into(),
         ],
     )? == 1)
+}
+
+/// A customer's agent rules, oldest version first.
+pub(crate) fn list(tx: &mut dyn Sql, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
+    tx.rows(
+        "SELECT customer_id, version, body, sha256, uploaded_by, uploaded_us FROM agent_policies WHERE customer_id = ? ORDER BY version",
+        &[customer.into()],
+        |r| {
+            Ok(StoredPolicy {
+                customer: r.text_req(0)?,
+                version: r.int_req(1)? as u32,
+                body: r.text_req(2)?,
+                sha256: r.text_req(3)?,
+                uploaded_by: r.text_req(4)?,
+                uploaded_at: from_us(r.int_req(5)?),
+            })
+        },
+    )
 }

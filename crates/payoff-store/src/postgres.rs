@@ -9,22 +9,18 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use payoff_ledger::{Head, ModelCall};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, NoTls, Row};
+use postgres::{Client, Config, NoTls};
 
-use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
-use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::audit::{AuditEntry, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
-use crate::keys::KEY_COLUMNS;
+use crate::events::{stored_event, EVENT_COLUMNS};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::session::SessionRow;
 use crate::sql::postgres::{Cached, Prepared};
 use crate::store::{
-    audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
-    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredStatement, TxBody,
+    from_us, hash32, next_audit, Backend, BodySink, EventSink, StoredStatement, TxBody,
 };
-use crate::webhooks::{event_types_parse, WebhookSubscription};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {
@@ -32,8 +28,8 @@ pub(crate) struct Postgres {
     readers: Pool<Conn>,
 }
 
-/// A pooled connection and the statements it has prepared (for the
-/// transactions of the SQL layer, [`Cached`]).
+/// A pooled connection and the statements it has prepared (for the SQL
+/// layer, [`Cached`], in a transaction or in autocommit).
 pub(crate) struct Conn {
     client: Client,
     prepared: Prepared,
@@ -91,49 +87,15 @@ impl Postgres {
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let mut prepared = Prepared::default();
-    let mut tx = Cached {
-        tx: client.transaction()?,
-        prepared: &mut prepared,
-    };
+    let mut tx = client.transaction()?;
     // Several nodes may start at once; one migrates, the others wait.
-    tx.tx
-        .execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
-    migrations::apply(&mut tx)?;
-    tx.tx.commit()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7243001)", &[])?;
+    migrations::apply(&mut Cached {
+        client: &mut tx,
+        prepared: &mut Prepared::default(),
+    })?;
+    tx.commit()?;
     Ok(())
-}
-
-const EVENT_COLUMNS: &str =
-    "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
-
-fn key_info(row: &Row) -> Result<(KeyInfo, Vec<u8>), StoreError> {
-    let role: String = row.get(1);
-    Ok((
-        KeyInfo {
-            key_id: row.get(0),
-            role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
-            customer: row.get(2),
-            created_at: from_us(row.get(3)),
-            revoked_at: row.get::<_, Option<i64>>(4).map(from_us),
-        },
-        row.get(5),
-    ))
-}
-
-fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        customer: row.get(0),
-        sequence: row.get::<_, i64>(1) as u64,
-        time: from_us(row.get(2)),
-        recorded_at: from_us(row.get(3)),
-        canonical: row.get(4),
-        hash: hash32(row.get(5))?,
-        source: row.get(6),
-        id: row.get(7),
-        event_type: row.get(8),
-        subject: row.get(9),
-    })
 }
 
 impl Backend for Postgres {
@@ -158,96 +120,6 @@ impl Backend for Postgres {
         Ok(Box::new(PostgresWriter {
             client: connect(&self.config)?,
         }))
-    }
-
-    fn customers(&self) -> Result<Vec<Customer>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT id, name, created_us FROM customers ORDER BY id",
-                &[],
-            )?
-            .iter()
-            .map(|r| Customer {
-                id: r.get(0),
-                name: r.get(1),
-                created_at: from_us(r.get(2)),
-            })
-            .collect())
-        })
-    }
-
-    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
-        // Every request's first query: after an outage it meets the lost
-        // session, and tries again on a new one rather than failing.
-        self.readers.with_retry(|c| {
-            c.query_opt(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"),
-                &[&key_id],
-            )?
-            .map(|r| key_info(&r))
-            .transpose()
-        })
-    }
-
-    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
-        self.readers.with(|c| {
-            c.query_opt(
-                "SELECT sequence, hash FROM ledger_heads WHERE customer_id = $1",
-                &[&customer],
-            )?
-            .map(|r| {
-                Ok(Head {
-                    sequence: r.get::<_, i64>(0) as u64,
-                    hash: hash32(r.get(1))?,
-                })
-            })
-            .transpose()
-        })
-    }
-
-    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        self.readers.with(|c| {
-            c.query(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events
-                     WHERE customer_id = $1 AND sequence > $2
-                       AND ($3::TEXT IS NULL OR type = $3) AND ($4::TEXT IS NULL OR subject = $4)
-                       AND ($5::BIGINT IS NULL OR time_us >= $5) AND ($6::BIGINT IS NULL OR time_us < $6)
-                     ORDER BY sequence LIMIT $7"
-                ),
-                &[
-                    &filter.customer,
-                    &(filter.after_sequence.unwrap_or(0) as i64),
-                    &filter.event_type,
-                    &filter.subject,
-                    &filter.since.map(|t| t.timestamp_micros()),
-                    &filter.until.map(|t| t.timestamp_micros()),
-                    &(filter.limit as i64),
-                ],
-            )?
-            .iter()
-            .map(stored_event)
-            .collect()
-        })
-    }
-
-    fn event_by_key(
-        &self,
-        customer: &str,
-        source: &str,
-        id: &str,
-    ) -> Result<Option<StoredEvent>, StoreError> {
-        self.readers.with(|c| {
-            c.query_opt(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = $1 AND source = $2 AND event_id = $3"
-                ),
-                &[&customer, &source, &id],
-            )?
-            .as_ref()
-            .map(stored_event)
-            .transpose()
-        })
     }
 
     fn scan(
@@ -359,44 +231,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT customer_id, agent, limit_amount, warn_amount, updated_us FROM budgets WHERE customer_id = $1 ORDER BY agent",
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| Budget {
-                customer: r.get(0),
-                agent: r.get(1),
-                limit: r.get(2),
-                warn_at: r.get(3),
-                updated_at: from_us(r.get(4)),
-            })
-            .collect())
-        })
-    }
-
-    fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT customer_id, version, effective, effective_us, sha256, body, uploaded_us FROM contracts WHERE customer_id = $1 ORDER BY version",
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| StoredContract {
-                customer: r.get(0),
-                version: r.get::<_, i64>(1) as u32,
-                effective: r.get(2),
-                effective_start: from_us(r.get(3)),
-                sha256: r.get(4),
-                body: r.get(5),
-                uploaded_at: from_us(r.get(6)),
-            })
-            .collect())
-        })
-    }
-
     fn insert_statement(
         &self,
         s: &StoredStatement,
@@ -456,64 +290,12 @@ impl Backend for Postgres {
         })
     }
 
-    fn statements(
-        &self,
-        customer: Option<&str>,
-        id: Option<&str>,
-    ) -> Result<Vec<StoredStatement>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT id, customer_id, period, period_start_us, body, issued_us FROM statements WHERE ($1::TEXT IS NULL OR customer_id = $1) AND ($2::TEXT IS NULL OR id = $2) ORDER BY customer_id, period_start_us",
-                &[&customer, &id],
-            )?
-            .iter()
-            .map(|r| StoredStatement {
-                id: r.get(0),
-                customer: r.get(1),
-                period: r.get(2),
-                period_start: from_us(r.get(3)),
-                body: r.get(4),
-                issued_at: from_us(r.get(5)),
-            })
-            .collect())
-        })
-    }
     fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         self.readers.with(|c| {
             let mut tx = c.transaction()?;
             let record = insert_audit(&mut tx, &[entry])?.remove(0);
             tx.commit()?;
             Ok(record)
-        })
-    }
-
-    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        self.readers.with(|c| {
-            let rows = c.query(
-                &format!(
-                    "SELECT sequence, body, hash FROM audit_log
-                 WHERE ($1::TEXT IS NULL OR customer_id = $1) AND ($2::TEXT IS NULL OR actor = $2)
-                   AND ($3::TEXT IS NULL OR strpos(action, $3) > 0) AND ($4::TEXT IS NULL OR decision = $4)
-                   AND ($5::BIGINT IS NULL OR at_us >= $5) AND ($6::BIGINT IS NULL OR at_us < $6)
-                   AND sequence > $7 AND ($9::BIGINT IS NULL OR sequence < $9)
-                 ORDER BY sequence {} LIMIT $8",
-                    f.direction()
-                ),
-                &[
-                    &f.customer,
-                    &f.actor,
-                    &f.action,
-                    &f.decision,
-                    &f.since.map(|t| t.timestamp_micros()),
-                    &f.until.map(|t| t.timestamp_micros()),
-                    &(f.after_sequence.unwrap_or(0) as i64),
-                    &(f.limit as i64),
-                    &f.before_sequence.map(|b| b as i64),
-                ],
-            )?;
-            rows.iter()
-                .map(|r| audit_record(r.get(0), r.get::<_, &str>(1), r.get::<_, &[u8]>(2)))
-                .collect()
         })
     }
 
@@ -530,88 +312,12 @@ impl Backend for Postgres {
         })
     }
 
-    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT agent, customer_id, paused_by, paused_us FROM agent_pauses ORDER BY agent, customer_id",
-                &[],
-            )?
-            .iter()
-            .map(|r| AgentPause {
-                agent: r.get(0),
-                customer: r.get(1),
-                paused_by: r.get(2),
-                paused_at: from_us(r.get(3)),
-            })
-            .collect())
-        })
-    }
-
-    fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT customer_id, version, body, sha256, uploaded_by, uploaded_us FROM agent_policies WHERE customer_id = $1 ORDER BY version",
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| StoredPolicy {
-                customer: r.get(0),
-                version: r.get::<_, i64>(1) as u32,
-                body: r.get(2),
-                sha256: r.get(3),
-                uploaded_by: r.get(4),
-                uploaded_at: from_us(r.get(5)),
-            })
-            .collect())
-        })
-    }
-
-    fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c.query(
-                "SELECT id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us FROM webhook_subscriptions
-                 WHERE ($1::TEXT IS NULL OR customer_id = $1) ORDER BY created_us, id",
-                &[&customer],
-            )?
-            .iter()
-            .map(|r| WebhookSubscription {
-                id: r.get(0),
-                customer: r.get(1),
-                url: r.get(2),
-                event_types: event_types_parse(r.get(3)),
-                secret: r.get(4),
-                created_by: r.get(5),
-                created_at: from_us(r.get(6)),
-                cursor: r.get::<_, i64>(7) as u64,
-                deleted_at: r.get::<_, Option<i64>>(8).map(from_us),
-            })
-            .collect())
-        })
-    }
-
-    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
-        self.readers.with(|c| {
-            Ok(c
-                .query_opt(
-                    "SELECT key_id, csrf_token, created_us, expires_us FROM dashboard_sessions WHERE token_hash = $1",
-                    &[&&token_hash[..]],
-                )?
-                .map(|r| SessionRow {
-                    token_hash: *token_hash,
-                    key_id: r.get(0),
-                    csrf_token: r.get(1),
-                    created_at: from_us(r.get(2)),
-                    expires_at: from_us(r.get(3)),
-                }))
-        })
-    }
-
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
         // A body that began on a lost connection is not run again (see
         // `Store::run`); one that never began is, on a new connection.
         self.readers.with_retry(|c| {
             let Conn { client, prepared } = c;
-            let tx = if write {
+            let mut tx = if write {
                 client.transaction()?
             } else {
                 client
@@ -620,10 +326,24 @@ impl Backend for Postgres {
                     .isolation_level(postgres::IsolationLevel::RepeatableRead)
                     .start()?
             };
-            let mut cached = Cached { tx, prepared };
-            f(&mut cached)?;
-            cached.tx.commit()?;
+            f(&mut Cached {
+                client: &mut tx,
+                prepared,
+            })?;
+            tx.commit()?;
             Ok(())
+        })
+    }
+
+    fn autocommit(&self, f: TxBody<'_>) -> Result<(), StoreError> {
+        // Every request's first query (its key) comes this way: after an
+        // outage it meets the lost session, and tries again on a new one
+        // rather than failing.
+        self.readers.with_retry(|c| {
+            f(&mut Cached {
+                client: &mut c.client,
+                prepared: &mut c.prepared,
+            })
         })
     }
 }

@@ -23,6 +23,27 @@ const TOUCH_AFTER: Duration = Duration::minutes(1);
 pub(crate) const SCHEMA_SEEN: &str =
     "ALTER TABLE dashboard_sessions ADD COLUMN seen_us BIGINT NOT NULL DEFAULT 0;";
 
+/// The session stored under `token_hash` (one statement: every dashboard
+/// request reads it).
+pub(crate) fn get(
+    tx: &mut dyn Sql,
+    token_hash: &[u8; 32],
+) -> Result<Option<SessionRow>, StoreError> {
+    tx.row(
+        "SELECT key_id, csrf_token, created_us, expires_us FROM dashboard_sessions WHERE token_hash = ?",
+        &[token_hash.as_slice().into()],
+        |r| {
+            Ok(SessionRow {
+                token_hash: *token_hash,
+                key_id: r.text_req(0)?,
+                csrf_token: r.text_req(1)?,
+                created_at: crate::store::from_us(r.int_req(2)?),
+                expires_at: crate::store::from_us(r.int_req(3)?),
+            })
+        },
+    )
+}
+
 /// When the session was last used (its creation if never since).
 pub(crate) fn last_used(
     tx: &mut dyn Sql,

@@ -53,6 +53,15 @@ impl Dialect {
         }
     }
 
+    /// A condition that the text `column` contains the next parameter's
+    /// text (SQLite has `instr`, PostgreSQL `strpos`).
+    pub fn contains(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({column}, ?) > 0"),
+            Dialect::Postgres => format!("strpos({column}, ?) > 0"),
+        }
+    }
+
     /// What ends a `SELECT` that locks the rows it reads and passes over
     /// rows another transaction has locked, so nodes claiming work at
     /// once take different rows.
@@ -114,6 +123,12 @@ pub trait SqlRow {
             .ok_or_else(|| StoreError::Corrupt(format!("column {column} is NULL")))
     }
 
+    /// A byte column that may not be NULL.
+    fn bytes_req(&self, column: usize) -> Result<Vec<u8>, StoreError> {
+        self.bytes(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {column} is NULL")))
+    }
+
     /// A text column that may not be NULL.
     fn text_req(&self, column: usize) -> Result<String, StoreError> {
         self.text(column)?
@@ -138,6 +153,33 @@ pub trait Sql {
         params: &[Param<'_>],
         sink: RowSink<'_>,
     ) -> Result<(), StoreError>;
+}
+
+impl dyn Sql + '_ {
+    /// Runs a query and returns each row as `map` reads it, in order.
+    pub fn rows<T>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        mut map: impl FnMut(&dyn SqlRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.query(sql, params, &mut |r| {
+            out.push(map(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs a lookup of at most one row and returns it as `map` reads it.
+    pub fn row<T>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        map: impl FnMut(&dyn SqlRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.rows(sql, params, map)?.pop())
+    }
 }
 
 /// `?` placeholders as PostgreSQL's `$n`; a `?` inside a quoted literal
@@ -308,18 +350,20 @@ pub(crate) mod postgres {
     /// Statements kept per connection at most; past it the cache starts over.
     const PREPARED_MAX: usize = 512;
 
-    /// A transaction that prepares each statement once per connection.
-    pub(crate) struct Cached<'t, 'c> {
-        pub tx: ::postgres::Transaction<'t>,
+    /// A connection's client, in a transaction (`Transaction`) or in
+    /// autocommit (`Client`: each statement its own transaction), that
+    /// prepares each statement once per connection.
+    pub(crate) struct Cached<'c, C> {
+        pub client: &'c mut C,
         pub prepared: &'c mut Prepared,
     }
 
-    impl Cached<'_, '_> {
+    impl<C: ::postgres::GenericClient> Cached<'_, C> {
         fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, StoreError> {
             if let Some(s) = self.prepared.0.get(sql) {
                 return Ok(s.clone());
             }
-            let statement = self.tx.prepare(numbered(sql).as_ref())?;
+            let statement = self.client.prepare(numbered(sql).as_ref())?;
             if self.prepared.0.len() >= PREPARED_MAX {
                 self.prepared.0.clear();
             }
@@ -328,18 +372,18 @@ pub(crate) mod postgres {
         }
     }
 
-    impl Sql for Cached<'_, '_> {
+    impl<C: ::postgres::GenericClient> Sql for Cached<'_, C> {
         fn dialect(&self) -> Dialect {
             Dialect::Postgres
         }
 
         fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
             let statement = self.statement(sql)?;
-            with_params(params, |refs| Ok(self.tx.execute(&statement, refs)?))
+            with_params(params, |refs| Ok(self.client.execute(&statement, refs)?))
         }
 
         fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
-            Ok(self.tx.batch_execute(sql)?)
+            Ok(self.client.batch_execute(sql)?)
         }
 
         fn query(
@@ -349,7 +393,7 @@ pub(crate) mod postgres {
             sink: RowSink<'_>,
         ) -> Result<(), StoreError> {
             let statement = self.statement(sql)?;
-            let rows = with_params(params, |refs| self.tx.query(&statement, refs))?;
+            let rows = with_params(params, |refs| self.client.query(&statement, refs))?;
             for row in rows {
                 sink(&row)?;
             }

@@ -9,19 +9,15 @@ use payoff_ledger::{Head, ModelCall};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::borrow::Cow;
 
-use crate::access::{Customer, KeyInfo, Role};
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
-use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::audit::{AuditEntry, AuditRecord};
 use crate::costs::{self, CostFact, CostSink};
-use crate::keys::KEY_COLUMNS;
+use crate::events::{stored_event, EVENT_COLUMNS};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::session::SessionRow;
 use crate::store::{
-    audit_record, from_us, hash32, next_audit, AgentPause, Backend, BodySink, Budget, EventFilter,
-    EventSink, StoredContract, StoredEvent, StoredPolicy, StoredStatement, TxBody,
+    from_us, hash32, next_audit, Backend, BodySink, EventSink, StoredStatement, TxBody,
 };
-use crate::webhooks::{event_types_parse, WebhookSubscription};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Sqlite {
@@ -95,50 +91,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn role(text: String) -> Result<Role, StoreError> {
-    text.parse().map_err(StoreError::Corrupt)
-}
-
-fn key_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyInfo, String, Vec<u8>)> {
-    Ok((
-        KeyInfo {
-            key_id: row.get(0)?,
-            role: Role::Admin,
-            customer: row.get(2)?,
-            created_at: from_us(row.get(3)?),
-            revoked_at: row.get::<_, Option<i64>>(4)?.map(from_us),
-        },
-        row.get(1)?,
-        row.get(5)?,
-    ))
-}
-
-const EVENT_COLUMNS: &str =
-    "customer_id, sequence, time_us, recorded_us, body, hash, source, event_id, type, subject";
-
-fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, Vec<u8>)> {
-    Ok((
-        StoredEvent {
-            customer: row.get(0)?,
-            sequence: row.get::<_, i64>(1)? as u64,
-            time: from_us(row.get(2)?),
-            recorded_at: from_us(row.get(3)?),
-            canonical: row.get(4)?,
-            hash: [0; 32],
-            source: row.get(6)?,
-            id: row.get(7)?,
-            event_type: row.get(8)?,
-            subject: row.get(9)?,
-        },
-        row.get(5)?,
-    ))
-}
-
-fn finish_event((mut event, hash): (StoredEvent, Vec<u8>)) -> Result<StoredEvent, StoreError> {
-    event.hash = hash32(&hash)?;
-    Ok(event)
-}
-
 impl Backend for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -176,108 +128,6 @@ impl Backend for Sqlite {
         }))
     }
 
-    fn customers(&self) -> Result<Vec<Customer>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, name, created_us FROM customers ORDER BY id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Customer {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    created_at: from_us(r.get(2)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
-            ))?;
-            match stmt.query_row(params![key_id], key_info).optional()? {
-                None => Ok(None),
-                Some((mut info, role_text, hash)) => {
-                    info.role = role(role_text)?;
-                    Ok(Some((info, hash)))
-                }
-            }
-        })
-    }
-
-    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
-        self.readers.with(|c| {
-            let row = c
-                .prepare_cached("SELECT sequence, hash FROM ledger_heads WHERE customer_id = ?1")?
-                .query_row(params![customer], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .optional()?;
-            row.map(|(sequence, hash)| {
-                Ok(Head {
-                    sequence: sequence as u64,
-                    hash: hash32(&hash)?,
-                })
-            })
-            .transpose()
-        })
-    }
-
-    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        self.readers.with(|c| {
-            // Only the filters given become conditions, so SQLite can use
-            // the index by type or by subject (an `?3 IS NULL OR type = ?3`
-            // would hide it); the others are written so they always hold.
-            let when = |given: bool, condition: &'static str, unused: &'static str| {
-                if given {
-                    condition
-                } else {
-                    unused
-                }
-            };
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE customer_id = ?1 AND sequence > ?2 AND {} AND {}
-                   AND (?5 IS NULL OR time_us >= ?5) AND (?6 IS NULL OR time_us < ?6)
-                 ORDER BY sequence LIMIT ?7",
-                when(filter.event_type.is_some(), "type = ?3", "?3 IS NULL"),
-                when(filter.subject.is_some(), "subject = ?4", "?4 IS NULL"),
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![
-                    filter.customer,
-                    filter.after_sequence.unwrap_or(0) as i64,
-                    filter.event_type,
-                    filter.subject,
-                    filter.since.map(|t| t.timestamp_micros()),
-                    filter.until.map(|t| t.timestamp_micros()),
-                    filter.limit as i64
-                ],
-                stored_event,
-            )?;
-            rows.map(|r| finish_event(r?)).collect()
-        })
-    }
-
-    fn event_by_key(
-        &self,
-        customer: &str,
-        source: &str,
-        id: &str,
-    ) -> Result<Option<StoredEvent>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ?1 AND source = ?2 AND event_id = ?3"
-            ))?;
-            let row = stmt
-                .query_row(params![customer, source, id], stored_event)
-                .optional()?;
-            row.map(finish_event).transpose()
-        })
-    }
-
     fn scan(
         &self,
         customer: &str,
@@ -288,9 +138,9 @@ impl Backend for Sqlite {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ?1 AND sequence > ?2 ORDER BY sequence"
             ))?;
-            let rows = stmt.query_map(params![customer, after_sequence as i64], stored_event)?;
-            for row in rows {
-                sink(finish_event(row?)?)?;
+            let mut rows = stmt.query(params![customer, after_sequence as i64])?;
+            while let Some(row) = rows.next()? {
+                sink(stored_event(row)?)?;
             }
             Ok(())
         })
@@ -386,44 +236,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT customer_id, agent, limit_amount, warn_amount, updated_us FROM budgets WHERE customer_id = ?1 ORDER BY agent",
-            )?;
-            let rows = stmt.query_map(params![customer], |r| {
-                Ok(Budget {
-                    customer: r.get(0)?,
-                    agent: r.get(1)?,
-                    limit: r.get(2)?,
-                    warn_at: r.get(3)?,
-                    updated_at: from_us(r.get(4)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT customer_id, version, effective, effective_us, sha256, body, uploaded_us FROM contracts WHERE customer_id = ?1 ORDER BY version",
-            )?;
-            let rows = stmt.query_map(params![customer], |r| {
-                Ok(StoredContract {
-                    customer: r.get(0)?,
-                    version: r.get(1)?,
-                    effective: r.get(2)?,
-                    effective_start: from_us(r.get(3)?),
-                    sha256: r.get(4)?,
-                    body: r.get(5)?,
-                    uploaded_at: from_us(r.get(6)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
     fn insert_statement(
         &self,
         s: &StoredStatement,
@@ -484,74 +296,12 @@ impl Backend for Sqlite {
         })
     }
 
-    fn statements(
-        &self,
-        customer: Option<&str>,
-        id: Option<&str>,
-    ) -> Result<Vec<StoredStatement>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, customer_id, period, period_start_us, body, issued_us FROM statements WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR id = ?2) ORDER BY customer_id, period_start_us",
-            )?;
-            let rows = stmt.query_map(params![customer, id], |r| {
-                Ok(StoredStatement {
-                    id: r.get(0)?,
-                    customer: r.get(1)?,
-                    period: r.get(2)?,
-                    period_start: from_us(r.get(3)?),
-                    body: r.get(4)?,
-                    issued_at: from_us(r.get(5)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
     fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         self.readers.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let record = insert_audit(&tx, &[entry])?.remove(0);
             tx.commit()?;
             Ok(record)
-        })
-    }
-
-    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT sequence, body, hash FROM audit_log
-                 WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR actor = ?2)
-                   AND (?3 IS NULL OR instr(action, ?3) > 0) AND (?4 IS NULL OR decision = ?4)
-                   AND (?5 IS NULL OR at_us >= ?5) AND (?6 IS NULL OR at_us < ?6)
-                   AND sequence > ?7 AND (?9 IS NULL OR sequence < ?9)
-                 ORDER BY sequence {} LIMIT ?8",
-                f.direction()
-            ))?;
-            let rows = stmt.query_map(
-                params![
-                    f.customer,
-                    f.actor,
-                    f.action,
-                    f.decision,
-                    f.since.map(|t| t.timestamp_micros()),
-                    f.until.map(|t| t.timestamp_micros()),
-                    f.after_sequence.unwrap_or(0) as i64,
-                    f.limit as i64,
-                    f.before_sequence.map(|b| b as i64)
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )?;
-            rows.map(|row| {
-                let (sequence, body, hash) = row?;
-                audit_record(sequence, &body, &hash)
-            })
-            .collect()
         })
     }
 
@@ -567,87 +317,12 @@ impl Backend for Sqlite {
         })
     }
 
-    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT agent, customer_id, paused_by, paused_us FROM agent_pauses ORDER BY agent, customer_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(AgentPause {
-                    agent: r.get(0)?,
-                    customer: r.get(1)?,
-                    paused_by: r.get(2)?,
-                    paused_at: from_us(r.get(3)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT customer_id, version, body, sha256, uploaded_by, uploaded_us FROM agent_policies WHERE customer_id = ?1 ORDER BY version",
-            )?;
-            let rows = stmt.query_map(params![customer], |r| {
-                Ok(StoredPolicy {
-                    customer: r.get(0)?,
-                    version: r.get(1)?,
-                    body: r.get(2)?,
-                    sha256: r.get(3)?,
-                    uploaded_by: r.get(4)?,
-                    uploaded_at: from_us(r.get(5)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us FROM webhook_subscriptions
-                 WHERE (?1 IS NULL OR customer_id = ?1) ORDER BY created_us, id",
-            )?;
-            let rows = stmt.query_map(params![customer], |r| {
-                Ok(WebhookSubscription {
-                    id: r.get(0)?,
-                    customer: r.get(1)?,
-                    url: r.get(2)?,
-                    event_types: event_types_parse(&r.get::<_, String>(3)?),
-                    secret: r.get(4)?,
-                    created_by: r.get(5)?,
-                    created_at: from_us(r.get(6)?),
-                    cursor: r.get::<_, i64>(7)? as u64,
-                    deleted_at: r.get::<_, Option<i64>>(8)?.map(from_us),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
-        self.readers.with(|c| {
-            let row = c
-                .prepare_cached(
-                    "SELECT key_id, csrf_token, created_us, expires_us FROM dashboard_sessions WHERE token_hash = ?1",
-                )?
-                .query_row(params![&token_hash[..]], |r| {
-                    Ok(SessionRow {
-                        token_hash: *token_hash,
-                        key_id: r.get(0)?,
-                        csrf_token: r.get(1)?,
-                        created_at: from_us(r.get(2)?),
-                        expires_at: from_us(r.get(3)?),
-                    })
-                })
-                .optional()?;
-            Ok(row)
-        })
-    }
-
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
         self.in_transaction(write, f)
+    }
+
+    fn autocommit(&self, f: TxBody<'_>) -> Result<(), StoreError> {
+        self.readers.with(|conn| f(conn))
     }
 }
 

@@ -144,11 +144,10 @@ pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), Store
 pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
 
 /// What each backend provides; [`Store`] adds the logic they share.
-/// Besides opening transactions (for the repositories written once
-/// against [`Sql`]) and the append paths (ledger, audit chain,
-/// statements), only the reads that requests make, in each backend's own
-/// SQL: on PostgreSQL a read through [`Sql`] is a transaction, and its
-/// `BEGIN` and `COMMIT` are round trips.
+/// Besides running [`Sql`] (in a transaction, or one statement on its
+/// own) for the repositories written once against it, only the append
+/// paths (ledger, audit chain, statements) and the scans that stream a
+/// chain, in each backend's own SQL.
 pub(crate) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn ping(&self) -> Result<(), StoreError>;
@@ -160,17 +159,6 @@ pub(crate) trait Backend: Send + Sync {
     /// database is a server's (PostgreSQL), whose disk is not ours to see.
     fn free_space(&self) -> Option<Result<u64, StoreError>>;
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
-    fn customers(&self) -> Result<Vec<Customer>, StoreError>;
-    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError>;
-    fn head(&self, customer: &str) -> Result<Option<Head>, StoreError>;
-    fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
-    /// The event stored under its idempotency key, if any.
-    fn event_by_key(
-        &self,
-        customer: &str,
-        source: &str,
-        id: &str,
-    ) -> Result<Option<StoredEvent>, StoreError>;
     fn scan(
         &self,
         customer: &str,
@@ -192,8 +180,6 @@ pub(crate) trait Backend: Send + Sync {
         until: DateTime<Utc>,
         sink: CostSink<'_>,
     ) -> Result<(), StoreError>;
-    fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError>;
-    fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError>;
     /// False when the customer's period (or the id) is already stored.
     fn insert_statement(
         &self,
@@ -206,31 +192,23 @@ pub(crate) trait Backend: Send + Sync {
         period: &str,
         sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError>;
-    /// A customer's statements by period, or the one with `id`.
-    fn statements(
-        &self,
-        customer: Option<&str>,
-        id: Option<&str>,
-    ) -> Result<Vec<StoredStatement>, StoreError>;
     /// Appends to the audit chain in one transaction that excludes every
     /// other audit writer, so sequences have no gaps and no forks.
     fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError>;
-    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// `(sequence, body, hash)` of every audit record, in order.
     fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError>;
-    fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError>;
-    /// A customer's agent rules, oldest version first.
-    fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError>;
-    /// Subscriptions (deleted ones too), oldest first.
-    fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError>;
-    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError>;
     /// Runs `f` in one transaction: a write transaction (exclusive on
     /// SQLite, row locks on PostgreSQL) or a consistent read-only snapshot.
     /// Commits when `f` succeeds, rolls back when it fails.
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError>;
+    /// Runs `f`, one statement, outside any explicit transaction (the
+    /// statement is its own). When a pooled connection turns out to be
+    /// gone, `f` runs again on a new one: one statement failed on a lost
+    /// session changed nothing.
+    fn autocommit(&self, f: TxBody<'_>) -> Result<(), StoreError>;
 }
 
-/// The body of a [`Backend::transaction`].
+/// The body of a [`Backend::transaction`] or [`Backend::autocommit`].
 pub(crate) type TxBody<'a> = &'a mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>;
 
 /// The database of one Payoff installation.
@@ -269,6 +247,31 @@ impl Store {
         f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.run(false, f)
+    }
+
+    /// Runs `f`, a body of exactly one statement, with no transaction
+    /// around it: the statement is its own transaction, and its own
+    /// snapshot is consistent. Right for the reads requests make on every
+    /// call (the key of each authenticated request, a customer's head,
+    /// budgets, pauses); on PostgreSQL it saves [`read`](Self::read)'s
+    /// `BEGIN` and `COMMIT`, two of its three round trips. A body of
+    /// several statements that must agree belongs in `read`.
+    ///
+    /// `f` may run twice: when a pooled connection turns out to be gone
+    /// (the server restarted or failed over), it runs again on a new one,
+    /// as `read` begins again when its `BEGIN` meets a lost session;
+    /// nothing of a lone read was done. So `f` builds its result from what
+    /// it reads and has no other effect.
+    pub fn read_one<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.backend.autocommit(&mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("the body ran"))
     }
 
     fn run<T>(
@@ -337,11 +340,11 @@ impl Store {
     }
 
     pub fn customers(&self) -> Result<Vec<Customer>, StoreError> {
-        self.backend.customers()
+        self.read_one(crate::customers::list)
     }
 
     pub fn customer(&self, id: &str) -> Result<Option<Customer>, StoreError> {
-        Ok(self.backend.customers()?.into_iter().find(|c| c.id == id))
+        Ok(self.customers()?.into_iter().find(|c| c.id == id))
     }
 
     /// Creates a key; the returned [`NewKey::key`] is the only copy of the secret.
@@ -377,7 +380,7 @@ impl Store {
     }
 
     pub fn key(&self, key_id: &str) -> Result<Option<KeyInfo>, StoreError> {
-        Ok(self.backend.key_secret(key_id)?.map(|(info, _)| info))
+        Ok(self.key_secret(key_id)?.map(|(info, _)| info))
     }
 
     /// Revokes a key at once; later requests with it are refused.
@@ -389,6 +392,10 @@ impl Store {
         })
     }
 
+    fn key_secret(&self, key_id: &str) -> Result<Option<(KeyInfo, Vec<u8>)>, StoreError> {
+        self.read_one(|tx| crate::keys::secret(tx, key_id))
+    }
+
     /// The principal of a presented key, or `None` for an unknown, malformed
     /// or revoked key. The secret is compared in constant time.
     pub fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
@@ -396,7 +403,7 @@ impl Store {
             return Ok(None);
         };
         let presented_hash = hash_secret(secret);
-        let Some((info, stored_hash)) = self.backend.key_secret(key_id)? else {
+        let Some((info, stored_hash)) = self.key_secret(key_id)? else {
             return Ok(None);
         };
         let equal: bool =
@@ -413,7 +420,7 @@ impl Store {
 
     /// The customer's chain head, `None` for an unknown customer.
     pub fn head(&self, customer: &str) -> Result<Option<Head>, StoreError> {
-        self.backend.head(customer)
+        self.read_one(|tx| crate::events::head(tx, customer))
     }
 
     /// One page of a customer's events matching `filter`.
@@ -425,14 +432,14 @@ impl Store {
         source: &str,
         id: &str,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        self.backend.event_by_key(customer, source, id)
+        self.read_one(|tx| crate::events::by_key(tx, customer, source, id))
     }
 
     pub fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         let limit = filter.limit.max(1);
         let mut query = filter.clone();
         query.limit = limit + 1;
-        let mut events = self.backend.events(&query)?;
+        let mut events = self.read_one(|tx| crate::events::list(tx, &query))?;
         let next_cursor = if events.len() > limit {
             events.truncate(limit);
             events.last().map(|e| e.sequence)
@@ -587,12 +594,12 @@ impl Store {
 
     /// A customer's budgets: `*` for the customer, then per agent.
     pub fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
-        self.backend.budgets(customer)
+        self.read_one(|tx| crate::budgets::list(tx, customer))
     }
 
     /// Every version of a customer's contract, oldest first.
     pub fn contracts(&self, customer: &str) -> Result<Vec<StoredContract>, StoreError> {
-        self.backend.contracts(customer)
+        self.read_one(|tx| crate::contracts::list(tx, customer))
     }
 
     /// Stores a closed statement and, in the same transaction, the
@@ -631,12 +638,15 @@ impl Store {
     }
 
     pub fn statement(&self, id: &str) -> Result<Option<StoredStatement>, StoreError> {
-        Ok(self.backend.statements(None, Some(id))?.into_iter().next())
+        Ok(self
+            .read_one(|tx| crate::statements::list(tx, None, Some(id)))?
+            .into_iter()
+            .next())
     }
 
     /// A customer's statements, oldest period first.
     pub fn statements(&self, customer: &str) -> Result<Vec<StoredStatement>, StoreError> {
-        self.backend.statements(Some(customer), None)
+        self.read_one(|tx| crate::statements::list(tx, Some(customer), None))
     }
 
     /// Streams the canonical bytes of a customer's events up to `up_to`, in
@@ -676,7 +686,7 @@ impl Store {
 
     /// Audit records matching `filter`, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        self.backend.audit(filter)
+        self.read_one(|tx| crate::audit::records(tx, filter))
     }
 
     /// Recomputes the whole audit chain from the stored rows.
@@ -706,7 +716,7 @@ impl Store {
     }
 
     pub fn agent_pauses(&self) -> Result<Vec<AgentPause>, StoreError> {
-        self.backend.agent_pauses()
+        self.read_one(crate::agents::pauses)
     }
 
     /// The pause that stops `agent` for `customer`, if any.
@@ -716,7 +726,6 @@ impl Store {
         customer: &str,
     ) -> Result<Option<AgentPause>, StoreError> {
         Ok(self
-            .backend
             .agent_pauses()?
             .into_iter()
             .find(|p| p.agent == agent && (p.customer == customer || p.customer == "*")))
@@ -752,11 +761,7 @@ impl Store {
         }
         // Two uploads at once race for the same number; the loser retries.
         for _ in 0..8 {
-            let version = self
-                .backend
-                .policies(customer)?
-                .last()
-                .map_or(1, |p| p.version + 1);
+            let version = self.policies(customer)?.last().map_or(1, |p| p.version + 1);
             let policy = StoredPolicy {
                 customer: customer.to_owned(),
                 version,
@@ -777,7 +782,7 @@ impl Store {
 
     /// Every version of a customer's agent rules, oldest first.
     pub fn policies(&self, customer: &str) -> Result<Vec<StoredPolicy>, StoreError> {
-        self.backend.policies(customer)
+        self.read_one(|tx| crate::policies::list(tx, customer))
     }
 
     /// Stores a new version of a customer's action schema and rules,
@@ -886,7 +891,7 @@ impl Store {
 
     /// Subscriptions of a customer (or all), deleted ones included.
     pub fn webhooks(&self, customer: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
-        self.backend.webhooks(customer)
+        self.read_one(|tx| crate::webhooks::subscriptions(tx, customer))
     }
 
     /// Stops a subscription; its delivery log stays readable.
@@ -1018,7 +1023,7 @@ impl Store {
         let Some(hash) = session::hash_token(token) else {
             return Ok(None);
         };
-        let Some(row) = self.backend.session(&hash)? else {
+        let Some(row) = self.read_one(|tx| session::get(tx, &hash))? else {
             return Ok(None);
         };
         if row.expires_at <= now {
@@ -1026,7 +1031,7 @@ impl Store {
         }
         let now_us = now.timestamp_micros();
         let seen = self
-            .read(|tx| session::last_used(tx, &hash))?
+            .read_one(|tx| session::last_used(tx, &hash))?
             .unwrap_or(row.created_at.timestamp_micros());
         let (alive, renew) = session::idle_state(seen, now_us);
         if !alive {

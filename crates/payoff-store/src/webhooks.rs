@@ -126,7 +126,7 @@ fn event_types_text(types: &[String]) -> String {
     serde_json::to_string(types).expect("strings serialise")
 }
 
-pub(crate) fn event_types_parse(text: &str) -> Vec<String> {
+fn event_types_parse(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
@@ -224,6 +224,31 @@ pub fn claim(
         (&a.customer, a.next_attempt_at, &a.id).cmp(&(&b.customer, b.next_attempt_at, &b.id))
     });
     Ok(claimed)
+}
+
+/// Subscriptions of a customer (or all), deleted ones too, oldest first.
+pub(crate) fn subscriptions(
+    tx: &mut dyn Sql,
+    customer: Option<&str>,
+) -> Result<Vec<WebhookSubscription>, StoreError> {
+    tx.rows(
+        "SELECT id, customer_id, url, event_types, secret, created_by, created_us, cursor, deleted_us FROM webhook_subscriptions
+         WHERE (CAST(? AS TEXT) IS NULL OR customer_id = ?) ORDER BY created_us, id",
+        &[customer.into(), customer.into()],
+        |r| {
+            Ok(WebhookSubscription {
+                id: r.text_req(0)?,
+                customer: r.text_req(1)?,
+                url: r.text_req(2)?,
+                event_types: event_types_parse(&r.text_req(3)?),
+                secret: r.text_req(4)?,
+                created_by: r.text_req(5)?,
+                created_at: from_us(r.int_req(6)?),
+                cursor: r.int_req(7)? as u64,
+                deleted_at: r.int(8)?.map(from_us),
+            })
+        },
+    )
 }
 
 /// Stores a new subscription.
