@@ -170,3 +170,118 @@ pub fn sqlite_reference_insert(
 ) -> Result<std::time::Duration, crate::StoreError> {
     crate::sqlite::reference_insert(path, customer, events)
 }
+
+/// A failpoint for fault tests and benches: the SQL that arms it and the
+/// SQL that disarms it. Triggers make `percent` of the row writes `ops`
+/// names (table, `INSERT` or `UPDATE`) fail with `message`, as a full disk
+/// or a broken connection would fail them. `name` prefixes every object it
+/// creates, so several can be armed at once.
+pub fn failpoint(
+    postgres: bool,
+    name: &str,
+    ops: &[(&str, &str)],
+    percent: u8,
+    message: &str,
+) -> (String, String) {
+    assert!(
+        !message.contains('\'') && percent <= 100,
+        "a message without quotes, a percentage"
+    );
+    let (mut arm, mut disarm) = (String::new(), String::new());
+    if postgres {
+        arm.push_str(&format!(
+            "CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN
+               IF random() * 100 < {percent} THEN RAISE EXCEPTION '{message}'; END IF;
+               RETURN NEW; END $$ LANGUAGE plpgsql;"
+        ));
+    }
+    for (table, op) in ops {
+        let trigger = format!("{name}_{table}_{}", op.to_lowercase());
+        if postgres {
+            arm.push_str(&format!(
+                "CREATE TRIGGER {trigger} BEFORE {op} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();"
+            ));
+            disarm.push_str(&format!("DROP TRIGGER {trigger} ON {table};"));
+        } else {
+            arm.push_str(&format!(
+                "CREATE TRIGGER {trigger} BEFORE {op} ON {table} WHEN abs(random()) % 100 < {percent}
+                 BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+            ));
+            disarm.push_str(&format!("DROP TRIGGER {trigger};"));
+        }
+    }
+    if postgres {
+        disarm.push_str(&format!("DROP FUNCTION {name}();"));
+    }
+    (arm, disarm)
+}
+
+/// A small tmpfs mounted over a directory for disk-fault tests and benches
+/// (needs root: CAP_SYS_ADMIN), lazily unmounted when dropped.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts `size_mib` MiB over `dir`; what `mount` said when it cannot.
+    pub fn mount(dir: &std::path::Path, size_mib: u64) -> Result<Tmpfs, String> {
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs(dir.to_owned()))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Remounts it `ro` or `rw`.
+    pub fn remount(&self, mode: &str) -> Result<(), String> {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(())
+            .ok_or_else(|| format!("remount {mode} of {} failed", self.0.display()))
+    }
+
+    /// Fills the filesystem to its last byte; the file returned is the
+    /// ballast to remove when space should come back.
+    pub fn fill(&self) -> std::io::Result<std::path::PathBuf> {
+        use std::io::Write;
+        let path = self.0.join("ballast");
+        let mut file = std::fs::File::create(&path)?;
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => return Err(e),
+            }
+        }
+        // Whatever a 64 KiB write left, byte by byte.
+        while file.write(&[0]).is_ok_and(|n| n == 1) {}
+        let _ = file.sync_all();
+        Ok(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

@@ -1079,14 +1079,15 @@ fn callers_over_their_rate_get_429_with_retry_after() {
 fn a_change_whose_audit_record_fails_does_not_answer_success() {
     on_every_backend(|db_url, label| async move {
         let server = TestServer::start(&db_url, ServerConfig::default()).await;
-        let failpoint = if label == "postgres" {
-            "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$ LANGUAGE plpgsql;
-             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
-        } else {
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;"
-        };
+        let (failpoint, _) = payoff_store::scratch::failpoint(
+            label == "postgres",
+            "refuse_audit",
+            &[("audit_log", "INSERT")],
+            100,
+            "no space left on device",
+        );
         let url = db_url.clone();
-        tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, failpoint))
+        tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, &failpoint))
             .await
             .unwrap();
         let (s, v) = server
@@ -1123,20 +1124,20 @@ fn readiness_is_refused_while_writes_fail_and_given_back_when_they_succeed() {
             json!({"specversion": "1.0", "id": id, "source": "crm",
             "type": "lead.created", "subject": "L-1", "time": "2026-11-03T10:00:00Z", "data": {}})
         };
-        let (fail, heal) = if label == "postgres" {
-            ("CREATE FUNCTION refuse_write() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$ LANGUAGE plpgsql;
-              CREATE TRIGGER refuse_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_write();
-              CREATE TRIGGER refuse_probe BEFORE INSERT OR UPDATE ON ledger_probe FOR EACH ROW EXECUTE FUNCTION refuse_write();",
-             "DROP TRIGGER refuse_events ON events; DROP TRIGGER refuse_probe ON ledger_probe;")
-        } else {
-            ("CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;
-              CREATE TRIGGER refuse_probe BEFORE INSERT ON ledger_probe BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;
-              CREATE TRIGGER refuse_probe_update BEFORE UPDATE ON ledger_probe BEGIN SELECT RAISE(ABORT, 'no space left on device'); END;",
-             "DROP TRIGGER refuse_events; DROP TRIGGER refuse_probe; DROP TRIGGER refuse_probe_update;")
-        };
-        let sql = |text: &'static str| {
+        let (fail, heal) = payoff_store::scratch::failpoint(
+            label == "postgres",
+            "refuse_write",
+            &[
+                ("events", "INSERT"),
+                ("ledger_probe", "INSERT"),
+                ("ledger_probe", "UPDATE"),
+            ],
+            100,
+            "no space left on device",
+        );
+        let sql = |text: String| {
             let url = db_url.clone();
-            tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, text))
+            tokio::task::spawn_blocking(move || payoff_store::scratch::execute_sql(&url, &text))
         };
         let ready = || async {
             let (s, v, _) = server

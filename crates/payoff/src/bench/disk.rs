@@ -14,14 +14,14 @@
 //! its `disk_full` (53100) the same way, which `payoff_store`'s tests map.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use payoff_store::scratch::Tmpfs;
 use payoff_store::{Role, Store};
 use serde_json::{json, Value};
 
@@ -51,76 +51,12 @@ const CLIENTS: usize = 4;
 /// Longest wait for a server to say ready again once the fault is gone.
 const RECOVERY_MAX: Duration = Duration::from_secs(30);
 
-/// A tmpfs mounted for the run, unmounted when dropped.
-struct Mounted {
-    dir: tempfile::TempDir,
-}
-
-impl Mounted {
-    fn new(size_mib: u64) -> anyhow::Result<Result<Mounted, String>> {
-        let dir = tempfile::tempdir()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m,mode=0700")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .output()
-            .context("cannot run mount")?;
-        if !out.status.success() {
-            return Ok(Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-        }
-        Ok(Ok(Mounted { dir }))
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn remount(&self, mode: &str) -> anyhow::Result<()> {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(self.path())
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "remount {mode} of {} failed", self.path().display());
-        Ok(())
-    }
-
-    /// Fills the filesystem to the last byte; the file is the ballast to
-    /// remove when space should come back.
-    fn fill(&self) -> anyhow::Result<PathBuf> {
-        use std::io::Write;
-        let path = self.path().join("ballast");
-        let mut file = std::fs::File::create(&path)?;
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // Whatever a 64 KiB write left, byte by byte.
-        while file.write(&[0]).is_ok_and(|n| n == 1) {}
-        let _ = file.sync_all();
-        Ok(path)
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
     if args.fault_ms == 0 || args.size_mib < 16 {
         return bad_input("--fault-ms at least 1 and --size-mib at least 16");
     }
-    let mounted = match Mounted::new(args.size_mib)? {
+    let dir = tempfile::tempdir()?;
+    let mounted = match Tmpfs::mount(dir.path(), args.size_mib) {
         Ok(m) => m,
         Err(why) => {
             return bad_input(format!(
@@ -156,7 +92,7 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
                 // the read-only disk (the finding: it said "index is
                 // locked by another writer").
                 drop(server.take());
-                mounted.remount("ro")?;
+                mounted.remount("ro").map_err(anyhow::Error::msg)?;
                 None
             }
             _ => Some(mounted.fill()?),
@@ -188,7 +124,7 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
         // The fault goes away.
         match &ballast {
             Some(path) => std::fs::remove_file(path)?,
-            None => mounted.remount("rw")?,
+            None => mounted.remount("rw").map_err(anyhow::Error::msg)?,
         }
         let freed = Instant::now();
         if server.is_none() {

@@ -214,39 +214,6 @@ pub(super) fn promises(
     Ok((lost, duplicated, chains_broken))
 }
 
-/// Triggers that fail `percent` of the writes to the ledger's tables
-/// inside the database: an event row, a chain head's update, an audit
-/// record. A failure anywhere in a group must roll the whole group back
-/// and answer 503.
-fn failpoints(backend: &str, percent: u8) -> String {
-    let tables = [
-        ("events", "INSERT"),
-        ("ledger_heads", "UPDATE"),
-        ("audit_log", "INSERT"),
-    ];
-    let mut sql = String::new();
-    if backend == "postgres" {
-        sql.push_str(&format!(
-            "CREATE FUNCTION payoff_failpoint() RETURNS trigger AS $$ BEGIN
-               IF random() * 100 < {percent} THEN RAISE EXCEPTION 'failpoint: write failed (injected)'; END IF;
-               RETURN NEW; END $$ LANGUAGE plpgsql;"
-        ));
-        for (table, op) in tables {
-            sql.push_str(&format!(
-                "CREATE TRIGGER failpoint_{table} BEFORE {op} ON {table} FOR EACH ROW EXECUTE FUNCTION payoff_failpoint();"
-            ));
-        }
-    } else {
-        for (table, op) in tables {
-            sql.push_str(&format!(
-                "CREATE TRIGGER failpoint_{table} BEFORE {op} ON {table} WHEN abs(random()) % 100 < {percent}
-                 BEGIN SELECT RAISE(ABORT, 'failpoint: write failed (injected)'); END;"
-            ));
-        }
-    }
-    sql
-}
-
 /// xorshift64*: kill moments and the request mix, the same for a seed.
 struct Rng(u64);
 
@@ -346,9 +313,26 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
         Ok(())
     })?;
 
-    // Armed once the bench's own setup is done.
+    // Armed once the bench's own setup is done: a share of the writes to
+    // the ledger's tables (an event row, a chain head's update, an audit
+    // record) fails inside the database. A failure anywhere in a group
+    // must roll the whole group back and answer 503.
     if args.write_faults > 0 {
-        payoff_store::scratch::execute_sql(&db.url, &failpoints(db.label, args.write_faults));
+        payoff_store::scratch::execute_sql(
+            &db.url,
+            &payoff_store::scratch::failpoint(
+                db.label == "postgres",
+                "payoff_failpoint",
+                &[
+                    ("events", "INSERT"),
+                    ("ledger_heads", "UPDATE"),
+                    ("audit_log", "INSERT"),
+                ],
+                args.write_faults,
+                "failpoint: write failed (injected)",
+            )
+            .0,
+        );
     }
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let mut rng = Rng(args.seed.max(1) * 0x9E37_79B9_7F4A_7C15);

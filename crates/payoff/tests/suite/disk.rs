@@ -4,53 +4,12 @@
 //! writer". The data lives on a small tmpfs mounted for the test (root, as
 //! CI runs; `payoff bench disk` is the long version under load).
 
-use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use payoff_store::scratch::ScratchDb;
+use payoff_store::scratch::{ScratchDb, Tmpfs};
 use serde_json::{json, Value};
-
-/// A tmpfs mounted over a scratch database's directory, unmounted first.
-struct Mounted(std::path::PathBuf);
-
-impl Mounted {
-    fn over(dir: &std::path::Path) -> Option<Mounted> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mounted(dir.to_owned()))
-    }
-
-    fn remount(&self, mode: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {mode}");
-    }
-
-    /// Fills the filesystem to its last byte; returns the ballast's path.
-    fn fill(&self) -> std::path::PathBuf {
-        let path = self.0.join("ballast");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while file.write(&chunk).is_ok_and(|n| n > 0) {}
-        while file.write(&[0]).is_ok_and(|n| n == 1) {}
-        path
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 fn is_root() -> bool {
     Command::new("id")
@@ -102,7 +61,7 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
         return;
     }
     let db = ScratchDb::sqlite();
-    let mounted = Mounted::over(db.dir()).expect("mount a tmpfs (root)");
+    let mounted = Tmpfs::mount(db.dir(), 32).expect("mount a tmpfs (root)");
     init(&db);
     let key = customer_with_key(&db, "acme", "agent");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -138,7 +97,7 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
     // writes refused naming the cause.
     let server = Server::start(&db);
     assert_eq!(ready(&server.url).0, 200);
-    let ballast = mounted.fill();
+    let ballast = mounted.fill().unwrap();
     let (s, v) = ready(&server.url);
     assert_eq!(s, 503, "{v}");
     assert!(
@@ -168,7 +127,7 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
     // full instead of "disk I/O error".
     let o = payoff(&db, &["customers", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ballast = mounted.fill();
+    let ballast = mounted.fill().unwrap();
     match start(&db) {
         Start::Exited(status, err) => {
             assert!(!status.success(), "{err}");
@@ -191,12 +150,12 @@ fn a_full_disk_is_named_and_recovered_from_and_a_read_only_one_is_named() {
     server.kill();
 
     // Read-only: the server does not start, and says why.
-    mounted.remount("ro");
+    mounted.remount("ro").unwrap();
     let Start::Exited(status, err) = start(&db) else {
         panic!("the server started on a read-only data directory");
     };
     assert!(!status.success(), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
     assert!(!err.contains("locked by another writer"), "{err}");
-    mounted.remount("rw");
+    mounted.remount("rw").unwrap();
 }
