@@ -1009,7 +1009,16 @@ fn the_agents_page_shows_what_each_agent_did() {
     on_every_backend(|db, label| async move {
         let f = setup(&db).await;
         let now = payoff_clock::wall();
-        let at = |minutes: i64| (now - chrono::Duration::minutes(minutes)).to_rfc3339();
+        // Minutes ago, but never before the ISO week the drift check looks
+        // at (in a week's first minutes they fell in the week before, and
+        // the notice never came): then milliseconds into it, in the same
+        // order.
+        let week = payoff_billing::Period::containing(payoff_billing::Cadence::Weekly, now).start;
+        let at = |minutes: i64| {
+            (now - chrono::Duration::minutes(minutes))
+                .max(week + chrono::Duration::milliseconds(20 - minutes))
+                .to_rfc3339()
+        };
         let mut batch = Vec::new();
         for (i, latency) in [100u64, 200, 300, 400].into_iter().enumerate() {
             batch.push(
