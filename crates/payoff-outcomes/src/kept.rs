@@ -86,7 +86,7 @@ impl KeptOutcomes for Kept<'_> {
         // into outcomes (half the time of a close over a million on two
         // cores); outcomes come back in order to this thread's sink.
         self.store
-            .read(|tx| {
+            .read_scan(|tx| {
                 let Some(at_most) =
                     model::kept_bound(tx, &self.customer, version, self.head.sequence, cut_us)?
                 else {

@@ -33,7 +33,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // 64 MiB of page cache keeps the key index of a busy ledger in memory.
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.execute_batch(crate::sql::SQLITE_CACHE)?;
     Ok(conn)
 }
 

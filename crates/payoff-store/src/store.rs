@@ -241,6 +241,24 @@ impl Store {
         self.run(true, f)
     }
 
+    /// [`Store::read`], for a body that passes over many rows once (a
+    /// close reading a period's outcomes): their pages are not kept in
+    /// the connection's cache ([`crate::sql::Dialect::scan_cache`]).
+    pub fn read_scan<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(|tx| {
+            let Some((small, full)) = tx.dialect().scan_cache() else {
+                return f(tx);
+            };
+            tx.execute_batch(small)?;
+            let out = f(tx);
+            tx.execute_batch(full)?;
+            out
+        })
+    }
+
     /// Runs `f` on one consistent read-only snapshot.
     pub fn read<T>(
         &self,
