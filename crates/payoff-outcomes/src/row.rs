@@ -166,11 +166,11 @@ pub(crate) fn into_outcome(r: OutcomeRow) -> Result<Outcome, OutcomesError> {
             .map_err(|e| OutcomesError::Corrupt(format!("outcome {}: {e}", r.id)))?
     };
     let void = match (r.void_sequence, r.void_event, r.void_us) {
-        (Some(sequence), Some(event_id), Some(us)) => Some(Mark {
+        (Some(sequence), Some(event_id), Some(us)) => Some(Box::new(Mark {
             sequence,
             event_id,
             time: time_of(d.void_at.as_deref(), us)?,
-        }),
+        })),
         (None, None, None) => None,
         _ => {
             return Err(OutcomesError::Corrupt(format!(
