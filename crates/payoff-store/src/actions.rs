@@ -56,16 +56,11 @@ pub(crate) fn versions(
     tx: &mut dyn Sql,
     customer: &str,
 ) -> Result<Vec<StoredActionRules>, StoreError> {
-    let mut out = Vec::new();
-    tx.query(
+    tx.rows(
         &format!("SELECT {COLUMNS} FROM action_rules WHERE customer_id = ? ORDER BY version"),
         &[customer.into()],
-        &mut |r| {
-            out.push(row(r)?);
-            Ok(())
-        },
-    )?;
-    Ok(out)
+        row,
+    )
 }
 
 /// The version in force, if any.
@@ -73,18 +68,13 @@ pub(crate) fn latest(
     tx: &mut dyn Sql,
     customer: &str,
 ) -> Result<Option<StoredActionRules>, StoreError> {
-    let mut out = None;
-    tx.query(
+    tx.row(
         &format!(
             "SELECT {COLUMNS} FROM action_rules WHERE customer_id = ? ORDER BY version DESC LIMIT 1"
         ),
         &[customer.into()],
-        &mut |r| {
-            out = Some(row(r)?);
-            Ok(())
-        },
-    )?;
-    Ok(out)
+        row,
+    )
 }
 
 /// Stores `rules` as the version after the last, unless another upload

@@ -51,16 +51,13 @@ pub(crate) fn pauses(tx: &mut dyn Sql) -> Result<Vec<AgentPause>, StoreError> {
 
 /// The last ledger sequence `agent` has handled for `customer` (0: none).
 pub(crate) fn cursor(tx: &mut dyn Sql, agent: &str, customer: &str) -> Result<u64, StoreError> {
-    let mut sequence = 0;
-    tx.query(
-        "SELECT sequence FROM agent_cursors WHERE agent = ? AND customer_id = ?",
-        &[agent.into(), customer.into()],
-        &mut |r| {
-            sequence = r.int_req(0)? as u64;
-            Ok(())
-        },
-    )?;
-    Ok(sequence)
+    Ok(tx
+        .row(
+            "SELECT sequence FROM agent_cursors WHERE agent = ? AND customer_id = ?",
+            &[agent.into(), customer.into()],
+            |r| r.int_req(0),
+        )?
+        .map_or(0, |s| s as u64))
 }
 
 /// Moves `agent`'s cursor for `customer` to `sequence`.

@@ -34,19 +34,14 @@ pub(crate) fn insert(
 
 /// Keys of one customer, or all keys, oldest first.
 pub(crate) fn list(tx: &mut dyn Sql, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
-    let mut keys = Vec::new();
-    tx.query(
+    tx.rows(
         &format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE CAST(? AS TEXT) IS NULL OR customer_id = ?
              ORDER BY created_us, key_id"
         ),
         &[customer.into(), customer.into()],
-        &mut |r| {
-            keys.push(key_info(r)?);
-            Ok(())
-        },
-    )?;
-    Ok(keys)
+        key_info,
+    )
 }
 
 fn key_info(r: &dyn SqlRow) -> Result<KeyInfo, StoreError> {
@@ -94,14 +89,11 @@ pub(crate) fn set_groups(tx: &mut dyn Sql, key_id: &str, groups: &str) -> Result
 
 /// The groups a key reads knowledge as, if set.
 pub(crate) fn groups(tx: &mut dyn Sql, key_id: &str) -> Result<Option<String>, StoreError> {
-    let mut groups = None;
-    tx.query(
-        "SELECT groups FROM key_groups WHERE key_id = ?",
-        &[key_id.into()],
-        &mut |r| {
-            groups = r.text(0)?;
-            Ok(())
-        },
-    )?;
-    Ok(groups)
+    Ok(tx
+        .row(
+            "SELECT groups FROM key_groups WHERE key_id = ?",
+            &[key_id.into()],
+            |r| r.text(0),
+        )?
+        .flatten())
 }

@@ -20,10 +20,8 @@ pub(crate) fn apply(tx: &mut dyn Sql) -> Result<(), StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version {int} PRIMARY KEY, applied_us {int} NOT NULL)",
         dialect,
     ))?;
-    let mut applied = Vec::new();
-    tx.query("SELECT version FROM schema_migrations", &[], &mut |r| {
-        applied.push(r.int_req(0)?);
-        Ok(())
+    let applied = tx.rows("SELECT version FROM schema_migrations", &[], |r| {
+        r.int_req(0)
     })?;
     for (version, sql) in all(dialect) {
         if applied.contains(&version) {

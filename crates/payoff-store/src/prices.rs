@@ -21,21 +21,18 @@ pub(crate) fn insert(tx: &mut dyn Sql, table: &StoredPriceTable) -> Result<bool,
 
 /// Every version, oldest first.
 pub(crate) fn versions(tx: &mut dyn Sql) -> Result<Vec<StoredPriceTable>, StoreError> {
-    let mut tables = Vec::new();
-    tx.query(
+    tx.rows(
         "SELECT version, effective_us, body, uploaded_us FROM price_tables ORDER BY version",
         &[],
-        &mut |r| {
-            tables.push(StoredPriceTable {
+        |r| {
+            Ok(StoredPriceTable {
                 version: u32::try_from(r.int_req(0)?).map_err(|_| {
                     StoreError::Corrupt("a price table version out of range".into())
                 })?,
                 effective: from_us(r.int_req(1)?),
                 body: r.text_req(2)?,
                 uploaded_at: from_us(r.int_req(3)?),
-            });
-            Ok(())
+            })
         },
-    )?;
-    Ok(tables)
+    )
 }

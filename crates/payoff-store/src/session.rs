@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::sql::{Sql, SqlRow};
+use crate::sql::Sql;
 use crate::StoreError;
 
 /// A session not used for this long ends, whatever its expiry: a browser
@@ -49,16 +49,11 @@ pub(crate) fn last_used(
     tx: &mut dyn Sql,
     token_hash: &[u8; 32],
 ) -> Result<Option<i64>, StoreError> {
-    let mut seen = None;
-    tx.query(
+    tx.row(
         "SELECT seen_us, created_us FROM dashboard_sessions WHERE token_hash = ?",
         &[token_hash.as_slice().into()],
-        &mut |r: &dyn SqlRow| {
-            seen = Some(r.int_req(0)?.max(r.int_req(1)?));
-            Ok(())
-        },
-    )?;
-    Ok(seen)
+        |r| Ok(r.int_req(0)?.max(r.int_req(1)?)),
+    )
 }
 
 /// Whether a session last used at `seen_us` is still alive at `now_us`,

@@ -254,8 +254,11 @@ impl Store {
             };
             tx.execute_batch(small)?;
             let out = f(tx);
-            tx.execute_batch(full)?;
-            out
+            // The body's own failure is the one to report.
+            let restored = tx.execute_batch(full);
+            let out = out?;
+            restored?;
+            Ok(out)
         })
     }
 
@@ -394,7 +397,7 @@ impl Store {
 
     /// Keys of one customer, or all keys.
     pub fn keys(&self, customer: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
-        self.read(|tx| crate::keys::list(tx, customer))
+        self.read_one(|tx| crate::keys::list(tx, customer))
     }
 
     pub fn key(&self, key_id: &str) -> Result<Option<KeyInfo>, StoreError> {
@@ -523,7 +526,7 @@ impl Store {
 
     /// The groups a key reads knowledge as (JSON array), if set.
     pub fn key_groups(&self, key_id: &str) -> Result<Option<String>, StoreError> {
-        self.read(|tx| crate::keys::groups(tx, key_id))
+        self.read_one(|tx| crate::keys::groups(tx, key_id))
     }
 
     /// Sets the groups a key reads knowledge as (JSON array).
@@ -556,7 +559,7 @@ impl Store {
 
     /// The number of the last change of knowledge documents (0: none yet).
     pub fn knowledge_head(&self) -> Result<u64, StoreError> {
-        self.read(crate::knowledge::head)
+        self.read_one(crate::knowledge::head)
     }
 
     /// Up to `limit` changes of knowledge documents after `after`, each
@@ -596,7 +599,7 @@ impl Store {
 
     /// Every price table version, oldest first.
     pub fn price_tables(&self) -> Result<Vec<StoredPriceTable>, StoreError> {
-        self.read(crate::prices::versions)
+        self.read_one(crate::prices::versions)
     }
 
     /// Sets (or replaces) a budget.
@@ -750,7 +753,7 @@ impl Store {
     }
 
     pub fn agent_cursor(&self, agent: &str, customer: &str) -> Result<u64, StoreError> {
-        self.read(|tx| crate::agents::cursor(tx, agent, customer))
+        self.read_one(|tx| crate::agents::cursor(tx, agent, customer))
     }
 
     pub fn set_agent_cursor(
@@ -852,7 +855,7 @@ impl Store {
 
     /// Every version of a customer's action schema and rules, oldest first.
     pub fn action_rules(&self, customer: &str) -> Result<Vec<StoredActionRules>, StoreError> {
-        self.read(|tx| crate::actions::versions(tx, customer))
+        self.read_one(|tx| crate::actions::versions(tx, customer))
     }
 
     /// The customer's action schema and rules in force, if any.
@@ -860,7 +863,7 @@ impl Store {
         &self,
         customer: &str,
     ) -> Result<Option<StoredActionRules>, StoreError> {
-        self.read(|tx| crate::actions::latest(tx, customer))
+        self.read_one(|tx| crate::actions::latest(tx, customer))
     }
 
     /// Registers a customer's MCP server under `server.name`, or points
@@ -877,7 +880,7 @@ impl Store {
 
     /// A customer's MCP servers, by name.
     pub fn mcp_servers(&self, customer: &str) -> Result<Vec<crate::McpServer>, StoreError> {
-        self.read(|tx| crate::mcp::list(tx, customer, None))
+        self.read_one(|tx| crate::mcp::list(tx, customer, None))
     }
 
     /// One of a customer's MCP servers.
@@ -1002,7 +1005,7 @@ impl Store {
         after_sequence: u64,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.read(|tx| crate::webhooks::deliveries(tx, subscription, after_sequence, limit))
+        self.read_one(|tx| crate::webhooks::deliveries(tx, subscription, after_sequence, limit))
     }
 
     /// Opens a dashboard session for the key `key_id`, valid until

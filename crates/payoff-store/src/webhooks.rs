@@ -180,8 +180,7 @@ pub fn claim(
     let mut params: Vec<Param<'_>> = vec![now_us.into(), now_us.into()];
     params.extend(limits.skip.iter().map(|c| Param::from(c.as_str())));
     params.push((limits.customers_max as i64).into());
-    let mut customers = Vec::new();
-    tx.query(
+    let customers = tx.rows(
         &format!(
             "SELECT customer_id, MIN(next_attempt_us) AS due FROM (
                  SELECT customer_id, next_attempt_us FROM webhook_deliveries
@@ -190,10 +189,7 @@ pub fn claim(
              GROUP BY customer_id ORDER BY due, customer_id LIMIT ?"
         ),
         &params,
-        &mut |r| {
-            customers.push(r.text_req(0)?);
-            Ok(())
-        },
+        |r| r.text_req(0),
     )?;
     let lock = tx.dialect().for_update_skip_locked();
     let mut claimed = Vec::new();
@@ -292,8 +288,7 @@ pub(crate) fn deliveries(
     after_sequence: u64,
     limit: usize,
 ) -> Result<Vec<WebhookDelivery>, StoreError> {
-    let mut out = Vec::new();
-    tx.query(
+    tx.rows(
         &format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = ? AND sequence > ?
              ORDER BY sequence LIMIT ?"
@@ -303,12 +298,8 @@ pub(crate) fn deliveries(
             (after_sequence as i64).into(),
             (limit as i64).into(),
         ],
-        &mut |r| {
-            out.push(delivery_row(r)?);
-            Ok(())
-        },
-    )?;
-    Ok(out)
+        delivery_row,
+    )
 }
 
 /// Extends the leases of deliveries still being sent to `lease_until`;
@@ -341,14 +332,10 @@ pub(crate) fn reseal(
     tx: &mut dyn Sql,
     seal: &dyn Fn(&str) -> Option<String>,
 ) -> Result<usize, StoreError> {
-    let mut stored = Vec::new();
-    tx.query(
+    let stored = tx.rows(
         "SELECT id, secret FROM webhook_subscriptions ORDER BY id",
         &[],
-        &mut |r| {
-            stored.push((r.text_req(0)?, r.text_req(1)?));
-            Ok(())
-        },
+        |r| Ok((r.text_req(0)?, r.text_req(1)?)),
     )?;
     let mut changed = 0;
     for (id, secret) in stored {
