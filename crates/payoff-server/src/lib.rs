@@ -23,6 +23,7 @@ mod routes;
 pub mod secrets;
 pub mod startup;
 pub mod support;
+mod unread;
 pub mod watch;
 pub mod webhooks;
 
@@ -343,6 +344,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit::record,
         ))
+        .layer(axum::middleware::from_fn(unread::read_before_answering))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::enforce,
