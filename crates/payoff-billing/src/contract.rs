@@ -804,23 +804,13 @@ pub struct TypeFilter {
     own: &'static [&'static str],
 }
 
-/// Payoff's own types a projection reads: disputes, holdout assignments
-/// and releases.
-const OWN_TYPES: &[&str] = &[
-    crate::projection::DISPUTE_OPENED,
-    crate::projection::DISPUTE_ACCEPTED,
-    crate::projection::DISPUTE_REJECTED,
-    crate::projection::ASSIGNMENT,
-    crate::holdout::RELEASE,
-];
-
 /// What a holdout reads besides outcomes.
-const HOLDOUT_TYPES: &[&str] = &[crate::projection::ASSIGNMENT, crate::holdout::RELEASE];
+const HOLDOUT_TYPES: &[&str] = &[crate::record::ASSIGNMENT, crate::record::RELEASE];
 
 impl TypeFilter {
     pub fn of(contracts: &[&Contract]) -> TypeFilter {
         let mut filter = TypeFilter {
-            own: OWN_TYPES,
+            own: crate::record::RECORD_TYPES,
             ..TypeFilter::default()
         };
         let mut add = |rule: &Rule| match rule.pinned_types() {
@@ -872,7 +862,7 @@ impl TypeFilter {
         TypeFilter {
             any: true,
             types: BTreeSet::new(),
-            own: OWN_TYPES,
+            own: crate::record::RECORD_TYPES,
         }
     }
 

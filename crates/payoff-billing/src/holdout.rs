@@ -25,9 +25,6 @@ use crate::statement::{Line, LineKind};
 /// A sample ratio this unlikely under the configured split holds the line.
 pub const SRM_THRESHOLD: f64 = 0.001;
 
-/// Event type of an operator's release of a held holdout line.
-pub const RELEASE: &str = "payoff.attribution.released";
-
 /// One arm's figures on a statement line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArmFigures {

@@ -13,6 +13,7 @@ pub mod litellm;
 mod money;
 mod period;
 mod projection;
+mod record;
 mod rules;
 mod statement;
 
@@ -29,13 +30,17 @@ pub use evidence::{
     sign, stored_bytes, verify, AlreadySigned, Bundle, BundleContract, BundleEvent, Verified,
     VerifyError, BUNDLE_FORMAT,
 };
-pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, RELEASE, SRM_THRESHOLD};
+pub use holdout::{holdout_lines, ArmFigures, AttributionFigures, SRM_THRESHOLD};
 pub use money::{Currency, Rounding};
 pub use period::{Cadence, Period};
 pub use projection::{
     customer_of_id, dispute_window_end, outcome_id, Assignment, BillingEvent, Decision, Dispute,
     DisputeState, Mark, Outcome, OutcomeRules, OutcomeSlots, Projection, Projector, ServiceCounts,
-    ServiceHit, ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE,
+    ServiceHit,
+};
+pub use record::{
+    Assigned, DisputeDecided, DisputeOpened, Record, RecordError, Released, ASSIGNMENT,
+    DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RECORD_TYPES, RELEASE,
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,

@@ -14,21 +14,13 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::attribution::Arm;
 use crate::contract::{Contract, PercentOf, Price};
 use crate::period::Period;
+use crate::record::{
+    Record, ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RELEASE,
+};
 use crate::rules::{RuleEnv, Scope};
-
-/// The source of the events Payoff records itself (disputes). The API
-/// refuses it from senders, so no one else can decide a dispute.
-pub const PAYOFF_SOURCE: &str = "payoff";
-
-/// Event type of a subject's first assignment to an experiment's arm.
-pub const ASSIGNMENT: &str = "payoff.assignment";
-
-/// Event types the provider writes to record a dispute's life.
-pub const DISPUTE_OPENED: &str = "payoff.dispute.opened";
-pub const DISPUTE_ACCEPTED: &str = "payoff.dispute.accepted";
-pub const DISPUTE_REJECTED: &str = "payoff.dispute.rejected";
 
 /// The part of a stored event that billing reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +326,7 @@ impl<'c> OutcomeRules<'c> {
 
     /// Does any outcome rule look at events of this type?
     pub fn wants(&self, event: &BillingEvent) -> bool {
-        (event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE)
+        is_dispute(event)
             || self.contract.outcomes.iter().any(|rule| {
                 rule.when.may_match(&event.event_type)
                     || rule
@@ -348,13 +340,11 @@ impl<'c> OutcomeRules<'c> {
     /// what a read model loads before it [`apply`](Self::apply)s the event.
     pub fn touches(&self, event: &BillingEvent) -> Vec<(usize, String)> {
         let mut keys = Vec::new();
-        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
-            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
-            if let (Some(kind), Some(subject)) = (
-                field("outcome").and_then(|o| self.contract.outcome_index(o)),
-                field("subject"),
-            ) {
-                keys.push((kind, subject.to_owned()));
+        if is_dispute(event) {
+            if let Some((outcome, subject)) = Record::of(event).as_ref().and_then(disputed) {
+                if let Some(kind) = self.contract.outcome_index(outcome) {
+                    keys.push((kind, subject.to_owned()));
+                }
             }
             return keys;
         }
@@ -409,7 +399,7 @@ impl<'c> OutcomeRules<'c> {
         let mut hits = Vec::new();
         // Payoff's own records of arms never count.
         let own = event.source == PAYOFF_SOURCE
-            && (event.event_type == ASSIGNMENT || event.event_type == crate::holdout::RELEASE);
+            && (event.event_type == ASSIGNMENT || event.event_type == RELEASE);
         if own {
             return hits;
         }
@@ -442,8 +432,10 @@ impl<'c> OutcomeRules<'c> {
         scope: &mut Option<Scope>,
         slots: &mut dyn OutcomeSlots,
     ) {
-        if event.event_type.starts_with("payoff.dispute.") && event.source == PAYOFF_SOURCE {
-            self.record_dispute(slots, event);
+        if is_dispute(event) {
+            if let Some(record) = Record::of(event) {
+                self.record_dispute(slots, event, record);
+            }
             return;
         }
         for (kind, rule) in self.contract.outcomes.iter().enumerate() {
@@ -493,13 +485,15 @@ impl<'c> OutcomeRules<'c> {
         }
     }
 
-    fn record_dispute(&self, slots: &mut dyn OutcomeSlots, event: &BillingEvent) {
+    fn record_dispute(&self, slots: &mut dyn OutcomeSlots, event: &BillingEvent, record: Record) {
         let contract = self.contract;
-        let field = |k: &str| event.data.get(k).and_then(Value::as_str).unwrap_or("");
-        let Some(kind) = contract.outcome_index(field("outcome")) else {
+        let Some((name, subject)) = disputed(&record) else {
             return;
         };
-        let Some(outcome) = slots.slot(kind, field("subject")) else {
+        let Some(kind) = contract.outcome_index(name) else {
+            return;
+        };
+        let Some(outcome) = slots.slot(kind, subject) else {
             return;
         };
         debug_assert_eq!(
@@ -509,30 +503,42 @@ impl<'c> OutcomeRules<'c> {
         let window_end = dispute_window_end(contract, outcome);
         let created = outcome.created.sequence;
         let open = outcome.disputes.last_mut().filter(|d| d.decision.is_none());
-        match (event.event_type.as_str(), open) {
-            (DISPUTE_OPENED, None) if event.time <= window_end && event.sequence > created => {
+        match (record, open) {
+            (Record::DisputeOpened(o), None)
+                if event.time <= window_end && event.sequence > created =>
+            {
                 outcome.disputes.push(Dispute {
                     opened: Mark::of(event),
-                    reason: field("reason").to_string(),
+                    reason: o.reason,
                     decision: None,
                 });
             }
-            (DISPUTE_ACCEPTED, Some(d)) => {
-                d.decision = Some((
-                    Decision::Accepted,
-                    Mark::of(event),
-                    field("note").to_string(),
-                ))
+            (Record::DisputeAccepted(d), Some(open)) => {
+                open.decision = Some((Decision::Accepted, Mark::of(event), d.note))
             }
-            (DISPUTE_REJECTED, Some(d)) => {
-                d.decision = Some((
-                    Decision::Rejected,
-                    Mark::of(event),
-                    field("note").to_string(),
-                ))
+            (Record::DisputeRejected(d), Some(open)) => {
+                open.decision = Some((Decision::Rejected, Mark::of(event), d.note))
             }
             _ => {}
         }
+    }
+}
+
+/// Whether `event` is of a dispute step's type from Payoff (well formed or not).
+fn is_dispute(event: &BillingEvent) -> bool {
+    event.source == PAYOFF_SOURCE
+        && matches!(
+            event.event_type.as_str(),
+            DISPUTE_OPENED | DISPUTE_ACCEPTED | DISPUTE_REJECTED
+        )
+}
+
+/// The (outcome kind's name, subject) a dispute step is about.
+fn disputed(record: &Record) -> Option<(&str, &str)> {
+    match record {
+        Record::DisputeOpened(d) => Some((&d.outcome, &d.subject)),
+        Record::DisputeAccepted(d) | Record::DisputeRejected(d) => Some((&d.outcome, &d.subject)),
+        _ => None,
     }
 }
 
@@ -612,29 +618,23 @@ impl<'c> Projector<'c> {
             return;
         }
         p.events_seen += 1;
-        if event.event_type == crate::holdout::RELEASE && event.source == PAYOFF_SOURCE {
-            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
-            if let (Some(experiment), Some(period)) = (field("experiment"), field("period")) {
-                p.releases
-                    .insert((experiment.to_owned(), period.to_owned()));
-            }
-            return;
-        }
-        if event.event_type == ASSIGNMENT && event.source == PAYOFF_SOURCE {
-            let field = |k: &str| event.data.get(k).and_then(Value::as_str);
-            if let (Some(experiment), Some(arm), Some(subject)) =
-                (field("experiment"), field("arm"), event.subject.as_ref())
-            {
-                if arm == "ai" || arm == "control" {
-                    p.assign(
-                        experiment,
-                        subject,
-                        Assignment {
-                            control: arm == "control",
-                            at: event.time,
-                        },
-                    );
+        if event.source == PAYOFF_SOURCE
+            && matches!(event.event_type.as_str(), ASSIGNMENT | RELEASE)
+        {
+            // A malformed one counts for nothing.
+            match Record::of(event) {
+                Some(Record::Release(r)) => {
+                    p.releases.insert((r.experiment, r.period));
                 }
+                Some(Record::Assignment(a)) => p.assign(
+                    &a.experiment,
+                    &a.subject,
+                    Assignment {
+                        control: a.arm == Arm::Control,
+                        at: event.time,
+                    },
+                ),
+                _ => {}
             }
             return;
         }

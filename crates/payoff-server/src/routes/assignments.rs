@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::DurationRound;
 use payoff_billing::attribution::{assign, Arm};
-use payoff_billing::{ASSIGNMENT, PAYOFF_SOURCE};
+use payoff_billing::{Assigned, Record, Released};
 use payoff_store::AppendRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -79,14 +79,15 @@ pub async fn release(
         &state,
     )
     .await?;
-    let event = json!({
-        "specversion": "1.0",
-        "id": format!("release/{}/{period}", req.experiment),
-        "source": PAYOFF_SOURCE,
-        "type": payoff_billing::RELEASE,
-        "time": (period.end - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data": { "experiment": req.experiment, "period": period.to_string(), "by": caller.0.key_id },
-    });
+    let event = Record::Release(Released {
+        experiment: req.experiment.clone(),
+        period: period.to_string(),
+        by: caller.0.key_id.clone(),
+    })
+    .to_event(
+        &format!("release/{}/{period}", req.experiment),
+        period.end - chrono::Duration::seconds(1),
+    );
     // Released twice (by anyone): the first release stands.
     let _ = record_own(&state, &customer, event).await?;
     Ok(Json(
@@ -155,15 +156,12 @@ pub(crate) async fn record(
         .unwrap_or_else(|_| state.now());
     let mut events = Vec::with_capacity(arms.len());
     for (subject, arm) in arms {
-        let event = json!({
-            "specversion": "1.0",
-            "id": format!("assignment/{experiment}/{subject}"),
-            "source": PAYOFF_SOURCE,
-            "type": ASSIGNMENT,
-            "subject": subject,
-            "time": day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "data": { "experiment": experiment, "arm": arm.name() },
-        });
+        let event = Record::Assignment(Assigned {
+            subject: subject.clone(),
+            experiment: experiment.to_owned(),
+            arm: *arm,
+        })
+        .to_event(&format!("assignment/{experiment}/{subject}"), day);
         events.push(own_event(state, customer, event)?);
     }
     let whole = state

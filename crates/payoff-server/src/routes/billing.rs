@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use payoff_billing::{
-    customer_of_id, dispute_window_end, CloseError, Decision, Outcome, DISPUTE_ACCEPTED,
-    DISPUTE_OPENED, DISPUTE_REJECTED,
+    customer_of_id, dispute_window_end, CloseError, Decision, DisputeDecided, DisputeOpened,
+    Outcome, Record,
 };
 use payoff_outcomes::{Freshness, PageQuery};
 use serde::Deserialize;
@@ -449,7 +449,7 @@ async fn dispute_step(
     state: AppState,
     caller: Caller,
     id: String,
-    kind: &'static str,
+    step: DisputeStep,
     text: String,
 ) -> Result<Json<Value>, ApiError> {
     let customer = scoped_id(&caller, &id, "outcome")?;
@@ -475,43 +475,61 @@ async fn dispute_step(
     let open = o.disputes.last().is_some_and(|d| d.decision.is_none());
     let now = state.now();
     let refuse = |why: String| Err(ApiError::new(ErrorCode::DisputeNotAllowed, why));
-    match kind {
-        DISPUTE_OPENED if open => {
+    match step {
+        DisputeStep::Raise if open => {
             return refuse(format!("outcome {id} already has an open dispute"))
         }
-        DISPUTE_OPENED if matches!(outcome.state, "voided" | "credited") => {
+        DisputeStep::Raise if matches!(outcome.state, "voided" | "credited") => {
             return refuse(format!(
                 "outcome {id} is {}; there is nothing to dispute",
                 outcome.state
             ))
         }
-        DISPUTE_OPENED if now > window_end => {
+        DisputeStep::Raise if now > window_end => {
             return refuse(format!(
                 "the dispute window ({} days after the period of maturity) closed at {}",
                 dispute_within.num_days(),
                 rfc3339(window_end)
             ))
         }
-        DISPUTE_ACCEPTED | DISPUTE_REJECTED if !open => {
+        DisputeStep::Accept | DisputeStep::Reject if !open => {
             return refuse(format!("outcome {id} has no open dispute"))
         }
         _ => {}
     }
-    let step = o.disputes.len() + usize::from(kind == DISPUTE_OPENED);
-    let text_field = if kind == DISPUTE_OPENED {
-        "reason"
-    } else {
-        "note"
+    let (outcome_kind, subject) = (o.name.clone(), o.subject.clone());
+    let record = match step {
+        DisputeStep::Raise => Record::DisputeOpened(DisputeOpened {
+            outcome: outcome_kind,
+            subject,
+            reason: text,
+            by,
+        }),
+        DisputeStep::Accept | DisputeStep::Reject => {
+            let decided = DisputeDecided {
+                outcome: outcome_kind,
+                subject,
+                note: text,
+                by,
+            };
+            if step == DisputeStep::Accept {
+                Record::DisputeAccepted(decided)
+            } else {
+                Record::DisputeRejected(decided)
+            }
+        }
     };
-    let event = json!({
-        "specversion": "1.0",
-        "id": format!("{id}/dispute-{step}/{}", kind.rsplit('.').next().unwrap_or(kind)),
-        "source": "payoff",
-        "type": kind,
-        "subject": o.subject,
-        "time": rfc3339(now),
-        "data": { "outcome": o.name, "subject": o.subject, text_field: text, "by": by },
-    });
+    // Each step has its own id: a retried step is stored once, and a
+    // second decision on the same dispute is refused by the ledger.
+    let number = o.disputes.len() + usize::from(step == DisputeStep::Raise);
+    let kind = record.event_type();
+    let event = record.to_event(
+        &format!(
+            "{id}/dispute-{number}/{}",
+            kind.rsplit('.').next().unwrap_or(kind)
+        ),
+        now,
+    );
     if let Err(e) = record_own(&state, &customer, event).await? {
         return refuse(format!("{e}; another decision was recorded first"));
     }
@@ -544,14 +562,6 @@ impl DisputeStep {
             DisputeStep::Accept | DisputeStep::Reject => Action::DecideDispute,
         }
     }
-
-    fn kind(self) -> &'static str {
-        match self {
-            DisputeStep::Raise => DISPUTE_OPENED,
-            DisputeStep::Accept => DISPUTE_ACCEPTED,
-            DisputeStep::Reject => DISPUTE_REJECTED,
-        }
-    }
 }
 
 /// Checks the caller's role and the text, then records the step: the one
@@ -569,7 +579,7 @@ pub(crate) async fn dispute(
         DisputeStep::Accept => note(text, "note", false)?,
         DisputeStep::Reject => note(text, "note", true)?,
     };
-    dispute_step(state, caller, id, step.kind(), text).await
+    dispute_step(state, caller, id, step, text).await
 }
 
 /// A customer admin disputes one outcome, within `dispute_within`.

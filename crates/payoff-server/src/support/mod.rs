@@ -239,12 +239,17 @@ fn earlier(
     for e in page.events.iter().filter(|e| e.source == PAYOFF_SOURCE) {
         match e.event_type.as_str() {
             ASSIGNMENT => {
-                let body: Value = serde_json::from_slice(&e.canonical).unwrap_or_default();
-                arm = Some(if body["data"]["arm"] == "control" {
-                    "control"
-                } else {
-                    "ai"
-                });
+                let data = crate::data_of(&e.canonical);
+                if let Some(Ok(payoff_billing::Record::Assignment(a))) =
+                    payoff_billing::Record::parse(
+                        &e.source,
+                        &e.event_type,
+                        e.subject.as_deref(),
+                        &data,
+                    )
+                {
+                    arm = Some(a.arm.name());
+                }
             }
             AI_REPLIED => status = Some("replied"),
             ESCALATED => status = status.or(Some("escalated")),
