@@ -497,27 +497,21 @@ async fn dispute_step(
         }
         _ => {}
     }
-    let (outcome_kind, subject) = (o.name.clone(), o.subject.clone());
+    let decided = |note| DisputeDecided {
+        outcome: o.name.clone(),
+        subject: o.subject.clone(),
+        note,
+        by: by.clone(),
+    };
     let record = match step {
         DisputeStep::Raise => Record::DisputeOpened(DisputeOpened {
-            outcome: outcome_kind,
-            subject,
+            outcome: o.name.clone(),
+            subject: o.subject.clone(),
             reason: text,
-            by,
+            by: by.clone(),
         }),
-        DisputeStep::Accept | DisputeStep::Reject => {
-            let decided = DisputeDecided {
-                outcome: outcome_kind,
-                subject,
-                note: text,
-                by,
-            };
-            if step == DisputeStep::Accept {
-                Record::DisputeAccepted(decided)
-            } else {
-                Record::DisputeRejected(decided)
-            }
-        }
+        DisputeStep::Accept => Record::DisputeAccepted(decided(text)),
+        DisputeStep::Reject => Record::DisputeRejected(decided(text)),
     };
     // Each step has its own id: a retried step is stored once, and a
     // second decision on the same dispute is refused by the ledger.
