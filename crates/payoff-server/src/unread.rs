@@ -11,6 +11,12 @@
 //! discards a request body. Bodies longer than [`BYTES_MAX`], or slower
 //! than [`TIME_MAX`], are left to the reset: a refusal must not become a
 //! way to hold the server.
+//!
+//! A client that asked `Expect: 100-continue` sends its body only once the
+//! handler starts reading it (hyper says "continue" then). If the handler
+//! answered without reading (a bad key, a missing permission), the body is
+//! not asked for: reading it here would solicit an upload only to discard
+//! it, and the client, told nothing, sends nothing and reads the answer.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,11 +41,16 @@ pub(crate) async fn read_before_answering(request: Request, next: Next) -> Respo
     if !may_have_body(&request) {
         return next.run(request).await;
     }
+    let waits_to_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (back, mut returned) = oneshot::channel();
     let request = request.map(|inner| {
         Body::new(Returning {
             inner: Some(inner),
             back: Some(back),
+            unasked: waits_to_continue,
         })
     });
     let response = next.run(request).await;
@@ -86,6 +97,9 @@ async fn read_to_end(mut body: Body) {
 struct Returning {
     inner: Option<Body>,
     back: Option<oneshot::Sender<Body>>,
+    /// The client waits for "100 Continue" and the handler has not read:
+    /// nothing of the body is on its way.
+    unasked: bool,
 }
 
 impl HttpBody for Returning {
@@ -96,6 +110,7 @@ impl HttpBody for Returning {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.unasked = false;
         match self.inner.as_mut() {
             Some(inner) => Pin::new(inner).poll_frame(cx),
             None => Poll::Ready(None),
@@ -116,7 +131,7 @@ impl HttpBody for Returning {
 impl Drop for Returning {
     fn drop(&mut self) {
         if let (Some(inner), Some(back)) = (self.inner.take(), self.back.take()) {
-            if !inner.is_end_stream() {
+            if !inner.is_end_stream() && !self.unasked {
                 // The middleware may have stopped listening; then nobody reads.
                 let _ = back.send(inner);
             }
