@@ -320,7 +320,7 @@ pub(crate) fn halted(
     {
         return Ok(None);
     }
-    let check = crate::economics::check_budget(store, customer, Some(agent), now)?;
+    let check = payoff_accounting::economics::check_budget(store, customer, Some(agent), now)?;
     Ok((!check.allow).then(|| {
         (
             ErrorCode::BudgetExceeded,

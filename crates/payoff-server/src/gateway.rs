@@ -16,8 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,6 +24,7 @@ use serde_json::{json, Value};
 use crate::auth::{Action, Caller, PresentedKey};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A model answer read whole (not streamed) is cut at this size.
 const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -100,12 +100,12 @@ impl GatewayConfig {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/gateway/v1/models", get(models))
-        .route("/gateway/v1/chat/completions", post(chat_completions))
-        .route("/gateway/v1/embeddings", post(embeddings))
-        .route("/gateway/v1/responses", post(responses))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(models))
+        .routes(routes!(chat_completions))
+        .routes(routes!(embeddings))
+        .routes(routes!(responses))
 }
 
 /// The models the gateway serves, in OpenAI's list shape.

@@ -7,10 +7,8 @@ pub mod actions;
 pub mod answers;
 mod audit;
 pub mod auth;
-pub mod billing;
 pub use payoff_clock as clock;
 mod dashboard;
-pub mod economics;
 pub mod gateway;
 pub mod limits;
 pub mod mcp;
@@ -32,14 +30,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use ed25519_dalek::SigningKey;
+use payoff_accounting::billing::KeyWindow;
 use payoff_ledger::EventLimits;
 use payoff_store::{Ledger, Store};
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use metrics::Metrics;
 pub use openapi::openapi_json;
 use problem::ApiError;
-pub use routes::check_customer_id;
 
 /// Limits and settings of one server.
 #[derive(Debug, Clone)]
@@ -78,30 +78,6 @@ impl Default for ServerConfig {
             traces: payoff_ledger::otlp::TraceSettings::default(),
             quality: watch::QualitySettings::default(),
         }
-    }
-}
-
-/// A statement-signing key the provider publishes at
-/// `/.well-known/payoff/keys`, with the window it signed in, so statements
-/// closed before a rotation still verify.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KeyWindow {
-    /// Hex of the Ed25519 public key (what a statement's signature names).
-    pub public_key: String,
-    /// When it started signing; `None` for a key made before windows were kept.
-    pub valid_from: Option<String>,
-    /// When it stopped; `None` for the key in use.
-    pub valid_until: Option<String>,
-}
-
-impl KeyWindow {
-    /// The entry of the keys document: algorithm, id, key and window.
-    pub fn published(&self) -> serde_json::Value {
-        let id = payoff_billing::parse_public_key(&self.public_key)
-            .map(|k| payoff_billing::key_id(&k))
-            .ok();
-        serde_json::json!({"algorithm": "ed25519", "key_id": id, "public_key": self.public_key,
-                           "valid_from": self.valid_from, "valid_until": self.valid_until})
     }
 }
 
@@ -307,15 +283,17 @@ impl AppState {
     }
 }
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The API's routes with their OpenAPI operations, per area. Every route
+/// in it is declared with `routes!`, so it is in `/openapi.json`, and the
+/// role-matrix test (driven by that document and
+/// `tests/authz/permissions.csv`) calls it as every role.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
         .merge(routes::traces::router())
         .merge(routes::customers::router())
         .merge(routes::keys::router())
         .merge(routes::ledger::router())
-        .merge(routes::operations::router())
         .merge(routes::billing::router())
         .merge(routes::economics::router())
         .merge(routes::assignments::router())
@@ -327,6 +305,15 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(routes::webhooks::router())
         .merge(gateway::router())
+}
+
+/// The whole server: the API, the operational routes (health, readiness,
+/// metrics, the OpenAPI document) and the dashboard.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api().split_for_parts();
+    Router::new()
+        .merge(api)
+        .merge(routes::operations::router())
         .merge(dashboard::router())
         .fallback(|| async {
             ApiError::new(

@@ -21,8 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
 use payoff_policy::MCP_SERVER_TYPE;
 use payoff_store::McpServer;
 use serde::Deserialize;
@@ -34,6 +33,7 @@ use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::routes::Body;
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The protocol versions Payoff speaks on both sides (streamable HTTP
 /// exists since 2025-03-26); the newest is offered to upstreams.
@@ -58,17 +58,11 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const UPSTREAM_ERROR: i64 = -32603;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/mcp/{server}", post(endpoint))
-        .route(
-            "/v1/customers/{customer}/mcp-servers",
-            axum::routing::get(list_servers),
-        )
-        .route(
-            "/v1/customers/{customer}/mcp-servers/{name}",
-            put(register).delete(unregister),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(endpoint))
+        .routes(routes!(list_servers))
+        .routes(routes!(register, unregister))
 }
 
 /// The upstream sessions this node holds, by customer, server and URL.

@@ -1,32 +1,19 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document. Its operations are not listed here: each area's
+//! router declares a route and its operation together
+//! (`utoipa_axum::routes!` over the handler's `#[utoipa::path]`), so a
+//! route cannot be served without its operation, nor the reverse. This
+//! module adds what belongs to the document as a whole.
+
+use std::sync::OnceLock;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{
-    actions, agents, assignments, audit, billing, customers, economics, events, keys, knowledge,
-    ledger, policies, traces, webhooks,
-};
-use crate::{gateway, mcp};
+use crate::routes::{customers, events, keys, ledger};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Payoff API", description = "Outcome ledger and control plane for AI services."),
-    paths(events::ingest, events::list, traces::export, customers::create, customers::list, customers::show, keys::create, keys::list, keys::revoke, ledger::head,
-        billing::upload_contract, billing::list_contracts, billing::list_outcomes, billing::show_outcome,
-        billing::raise_dispute, billing::accept_dispute, billing::reject_dispute, billing::preview, billing::close,
-        billing::list_statements, billing::show_statement, billing::evidence, billing::public_keys,
-        economics::upload_prices, economics::list_prices, economics::show_economics, economics::set_budgets,
-        economics::list_budgets, economics::check_budget, economics::show_roi,
-        assignments::one, assignments::batch, assignments::release,
-        knowledge::upload, knowledge::remove, knowledge::reindex, knowledge::search, knowledge::answer,
-        audit::list, audit::verify, agents::submit, agents::show_agent, agents::watched, agents::pause, agents::resume,
-        agents::list_approvals, agents::approve, agents::reject,
-        policies::upload_policies, policies::list_policies,
-        mcp::endpoint, mcp::register, mcp::list_servers, mcp::unregister,
-        actions::ask, actions::list, actions::show, actions::record_result, actions::upload_rules, actions::list_rules,
-        webhooks::create, webhooks::list, webhooks::remove, webhooks::deliveries,
-        gateway::models, gateway::chat_completions, gateway::embeddings, gateway::responses),
     components(schemas(
         events::CloudEvent, events::IngestReply, events::EventResult, events::EventList, events::ListedEvent,
         customers::NewCustomer, customers::CustomerView, customers::CustomerList,
@@ -34,7 +21,7 @@ use crate::{gateway, mcp};
     )),
     modifiers(&BearerAuth)
 )]
-struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -48,7 +35,12 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI 3.1 document of this server, as JSON.
-pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+/// The OpenAPI 3.1 document of this server, as JSON (made once: it is the
+/// same for the life of the process).
+pub fn openapi_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, doc) = crate::api().split_for_parts();
+        doc.to_pretty_json().unwrap_or_default()
+    })
 }

@@ -508,7 +508,7 @@ pub async fn check_once(state: &AppState) -> Result<usize, ApiError> {
         let (c, start, ttl) = (customer.clone(), week.start, state.support.approval_ttl);
         let figures = blocking_with(
             move |s| {
-                let prices = crate::economics::prices(s)?;
+                let prices = payoff_accounting::economics::prices(s)?;
                 gather(s, &prices, &c, start, now, ttl)
             },
             state,

@@ -6,8 +6,8 @@ use payoff_store::Customer;
 use crate::auth::{allows, Action, Caller};
 use crate::dashboard::Viewer;
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::check_customer_id;
 use crate::{blocking, AppState};
+use payoff_accounting::customers::check_customer_id;
 
 pub struct Ctx {
     pub viewer: Viewer,

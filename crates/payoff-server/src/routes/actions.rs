@@ -4,8 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -18,16 +17,14 @@ use crate::routes::billing::scoped;
 use crate::routes::policies::invalid_policy;
 use crate::routes::{Body, Params};
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/actions", post(ask).get(list))
-        .route("/v1/actions/{id}", get(show))
-        .route("/v1/actions/{id}/result", post(record_result))
-        .route(
-            "/v1/customers/{customer}/action-rules",
-            get(list_rules).post(upload_rules),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ask, list))
+        .routes(routes!(show))
+        .routes(routes!(record_result))
+        .routes(routes!(list_rules, upload_rules))
 }
 
 /// Asks whether an agent may act: `allow`, `deny` (with the policies

@@ -3,8 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use payoff_store::AgentPause;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,17 +16,18 @@ use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, OptionalBody, Params};
 use crate::support::{self, approvals::Status, Choice, Handled, Ticket, AGENT};
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agents/support/tickets", post(submit))
-        .route("/v1/agents/{agent}", get(show_agent))
-        .route("/v1/agents/{agent}/pause", post(pause))
-        .route("/v1/agents/{agent}/resume", post(resume))
-        .route("/v1/customers/{customer}/agents", get(watched))
-        .route("/v1/approvals", get(list_approvals))
-        .route("/v1/approvals/{id}/approve", post(approve))
-        .route("/v1/approvals/{id}/reject", post(reject))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit))
+        .routes(routes!(show_agent))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(watched))
+        .routes(routes!(list_approvals))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
 }
 
 /// Hands a ticket to the support agent and says what it did.
@@ -189,7 +189,7 @@ pub async fn watched(
                     format!("no customer \"{c}\""),
                 ));
             }
-            let prices = crate::economics::prices(s)?;
+            let prices = payoff_accounting::economics::prices(s)?;
             Ok((
                 crate::watch::gather(s, &prices, &c, since, until, ttl)?,
                 crate::watch::recorded_drifts(s, &c, since, until)?,

@@ -4,8 +4,7 @@
 //! ledger (`payoff.assignment`), which is what estimation reads.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::DurationRound;
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{Assigned, Record, Released};
@@ -15,23 +14,21 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::auth::{Action, Caller};
-use crate::billing::Versions;
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking_with, own_event, record_own, AppState};
+use payoff_accounting::billing::Versions;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Most subjects in one batch request.
 const BATCH_MAX: usize = 10_000;
 const SUBJECT_CHARS_MAX: usize = 256;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/assignments/{experiment}/{subject}", get(one))
-        .route("/v1/assignments", post(batch))
-        .route(
-            "/v1/customers/{customer}/periods/{period}/release",
-            post(release),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(one))
+        .routes(routes!(batch))
+        .routes(routes!(release))
 }
 
 #[derive(Deserialize)]

@@ -2,8 +2,7 @@
 //! customer's records only.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use payoff_store::{AuditFilter, AuditRecord};
 use serde::Deserialize;
@@ -14,11 +13,12 @@ use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
 use crate::{blocking, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit", get(list))
-        .route("/v1/audit/verify", get(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(verify))
 }
 
 const LIMIT_MAX: usize = 1000;

@@ -4,52 +4,40 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
-use payoff_billing::{
-    customer_of_id, dispute_window_end, CloseError, Decision, DisputeDecided, DisputeOpened,
-    Outcome, Record,
-};
+use payoff_accounting::disputes::{self, DisputeError, DisputeStep};
+use payoff_billing::{customer_of_id, CloseError, Decision, Outcome};
 use payoff_outcomes::{Freshness, PageQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::auth::{Action, Caller};
-use crate::billing::{self, BillingError, OutcomeNow, UploadError};
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{check_customer_id, wants_csv, Body, Params};
+use crate::routes::{wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
+use payoff_accounting::billing::{self, BillingError, OutcomeNow, UploadError};
+use payoff_accounting::customers::check_customer_id;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Largest contract file accepted.
 pub const CONTRACT_BYTES_MAX: usize = 256 * 1024;
-/// Longest dispute reason or decision note.
-const NOTE_CHARS_MAX: usize = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/customers/{customer}/contracts",
-            get(list_contracts).post(upload_contract),
-        )
-        .route("/v1/customers/{customer}/outcomes", get(list_outcomes))
-        .route("/v1/outcomes/{id}", get(show_outcome))
-        .route("/v1/outcomes/{id}/disputes", post(raise_dispute))
-        .route("/v1/outcomes/{id}/disputes/accept", post(accept_dispute))
-        .route("/v1/outcomes/{id}/disputes/reject", post(reject_dispute))
-        .route(
-            "/v1/customers/{customer}/periods/{period}/preview",
-            get(preview),
-        )
-        .route(
-            "/v1/customers/{customer}/periods/{period}/close",
-            post(close),
-        )
-        .route("/v1/customers/{customer}/statements", get(list_statements))
-        .route("/v1/statements/{id}", get(show_statement))
-        .route("/v1/statements/{id}/evidence", get(evidence))
-        .route("/.well-known/payoff/keys", get(public_keys))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_contracts, upload_contract))
+        .routes(routes!(list_outcomes))
+        .routes(routes!(show_outcome))
+        .routes(routes!(raise_dispute))
+        .routes(routes!(accept_dispute))
+        .routes(routes!(reject_dispute))
+        .routes(routes!(preview))
+        .routes(routes!(close))
+        .routes(routes!(list_statements))
+        .routes(routes!(show_statement))
+        .routes(routes!(evidence))
+        .routes(routes!(public_keys))
 }
 
 impl From<payoff_outcomes::OutcomesError> for ApiError {
@@ -426,106 +414,48 @@ pub struct DisputeRequest {
     note: Option<String>,
 }
 
-fn note(text: Option<String>, field: &str, required: bool) -> Result<String, ApiError> {
-    let text = text.unwrap_or_default().trim().to_owned();
-    if required && text.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{field}: is required"),
-        ));
+impl From<DisputeError> for ApiError {
+    fn from(e: DisputeError) -> Self {
+        match e {
+            DisputeError::Billing(e) => e.into(),
+            DisputeError::NotFound(_) => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            DisputeError::BadText { .. } => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+            DisputeError::NotAllowed(_) => {
+                ApiError::new(ErrorCode::DisputeNotAllowed, e.to_string())
+            }
+        }
     }
-    if text.chars().count() > NOTE_CHARS_MAX {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{field}: at most {NOTE_CHARS_MAX} characters"),
-        ));
-    }
-    Ok(text)
 }
 
-/// Records a dispute step as a ledger event, so that statements and their
-/// verification see exactly what the server saw.
-async fn dispute_step(
+/// Checks the caller's role and the text, then records the step (decided
+/// by `payoff_accounting::disputes`) as a ledger event, so that statements
+/// and their verification see exactly what the server saw: the one path
+/// by which the API and the dashboard change a dispute.
+pub(crate) async fn dispute(
     state: AppState,
     caller: Caller,
     id: String,
     step: DisputeStep,
-    text: String,
+    text: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(match step {
+        DisputeStep::Raise => Action::RaiseDispute,
+        DisputeStep::Accept | DisputeStep::Reject => Action::DecideDispute,
+    })?;
+    let text = step.text(text)?;
     let customer = scoped_id(&caller, &id, "outcome")?;
     let by = caller.0.key_id.clone();
-    let (store_customer, lookup_id) = (customer.clone(), id.clone());
-    let reader = caller.0.clone();
+    let (c, i) = (customer.clone(), id.clone());
     let now = state.now();
-    let (outcome, dispute_within, window_end) = blocking_with(
-        move |store| {
-            let (o, _) = find_outcome(store, &store_customer, &lookup_id, now, &reader)?;
-            // The window is the governing version's rule, decided by billing.
-            let versions = billing::Versions::load(store, &store_customer)?;
-            let c = versions.contract(o.version).ok_or_else(|| {
-                BillingError::Corrupt(format!("outcome {lookup_id}: no contract v{}", o.version))
-            })?;
-            let end = dispute_window_end(c, &o.outcome);
-            Ok((o, c.dispute_within, end))
-        },
+    let event = blocking_with(
+        move |store| Ok(disputes::record(store, &c, &i, step, text, &by, now)?),
         &state,
     )
     .await?;
-    let o = &outcome.outcome;
-    let open = o.disputes.last().is_some_and(|d| d.decision.is_none());
-    let now = state.now();
-    let refuse = |why: String| Err(ApiError::new(ErrorCode::DisputeNotAllowed, why));
-    match step {
-        DisputeStep::Raise if open => {
-            return refuse(format!("outcome {id} already has an open dispute"))
-        }
-        DisputeStep::Raise if matches!(outcome.state, "voided" | "credited") => {
-            return refuse(format!(
-                "outcome {id} is {}; there is nothing to dispute",
-                outcome.state
-            ))
-        }
-        DisputeStep::Raise if now > window_end => {
-            return refuse(format!(
-                "the dispute window ({} days after the period of maturity) closed at {}",
-                dispute_within.num_days(),
-                rfc3339(window_end)
-            ))
-        }
-        DisputeStep::Accept | DisputeStep::Reject if !open => {
-            return refuse(format!("outcome {id} has no open dispute"))
-        }
-        _ => {}
-    }
-    let decided = |note| DisputeDecided {
-        outcome: o.name.clone(),
-        subject: o.subject.clone(),
-        note,
-        by: by.clone(),
-    };
-    let record = match step {
-        DisputeStep::Raise => Record::DisputeOpened(DisputeOpened {
-            outcome: o.name.clone(),
-            subject: o.subject.clone(),
-            reason: text,
-            by: by.clone(),
-        }),
-        DisputeStep::Accept => Record::DisputeAccepted(decided(text)),
-        DisputeStep::Reject => Record::DisputeRejected(decided(text)),
-    };
-    // Each step has its own id: a retried step is stored once, and a
-    // second decision on the same dispute is refused by the ledger.
-    let number = o.disputes.len() + usize::from(step == DisputeStep::Raise);
-    let kind = record.event_type();
-    let event = record.to_event(
-        &format!(
-            "{id}/dispute-{number}/{}",
-            kind.rsplit('.').next().unwrap_or(kind)
-        ),
-        now,
-    );
     if let Err(e) = record_own(&state, &customer, event).await? {
-        return refuse(format!("{e}; another decision was recorded first"));
+        return Err(
+            DisputeError::NotAllowed(format!("{e}; another decision was recorded first")).into(),
+        );
     }
     let view = blocking_with(
         move |store| {
@@ -536,44 +466,6 @@ async fn dispute_step(
     )
     .await?;
     Ok(Json(view))
-}
-
-/// One step of a dispute, as the API and the dashboard take it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DisputeStep {
-    /// A customer admin disputes an outcome (a reason is required).
-    Raise,
-    /// An operator accepts the open dispute (a note is optional).
-    Accept,
-    /// An operator rejects the open dispute (a note is required).
-    Reject,
-}
-
-impl DisputeStep {
-    fn action(self) -> Action {
-        match self {
-            DisputeStep::Raise => Action::RaiseDispute,
-            DisputeStep::Accept | DisputeStep::Reject => Action::DecideDispute,
-        }
-    }
-}
-
-/// Checks the caller's role and the text, then records the step: the one
-/// path by which the API and the dashboard change a dispute.
-pub(crate) async fn dispute(
-    state: AppState,
-    caller: Caller,
-    id: String,
-    step: DisputeStep,
-    text: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(step.action())?;
-    let text = match step {
-        DisputeStep::Raise => note(text, "reason", true)?,
-        DisputeStep::Accept => note(text, "note", false)?,
-        DisputeStep::Reject => note(text, "note", true)?,
-    };
-    dispute_step(state, caller, id, step, text).await
 }
 
 /// A customer admin disputes one outcome, within `dispute_within`.
@@ -800,14 +692,17 @@ pub(crate) fn published_key(state: &AppState) -> ed25519_dalek::VerifyingKey {
 #[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200)))]
 pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
     let active = hex::encode(published_key(&state).as_bytes());
-    let mut keys: Vec<crate::KeyWindow> = state.key_history.as_ref().clone();
+    let mut keys: Vec<payoff_accounting::billing::KeyWindow> = state.key_history.as_ref().clone();
     if !keys.iter().any(|k| k.public_key == active) {
-        keys.push(crate::KeyWindow {
+        keys.push(payoff_accounting::billing::KeyWindow {
             public_key: active,
             valid_from: None,
             valid_until: None,
         });
     }
-    let keys: Vec<Value> = keys.iter().map(crate::KeyWindow::published).collect();
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(payoff_accounting::billing::KeyWindow::published)
+        .collect();
     Json(json!({ "keys": keys }))
 }

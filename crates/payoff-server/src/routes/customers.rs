@@ -2,8 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use payoff_store::Customer;
 use serde::{Deserialize, Serialize};
@@ -11,13 +10,15 @@ use utoipa::ToSchema;
 
 use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{check_customer_id, Body};
+use crate::routes::Body;
 use crate::{blocking, AppState};
+use payoff_accounting::customers::check_customer_id;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/customers", get(list).post(create))
-        .route("/v1/customers/{customer}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -4,8 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use payoff_billing::PriceTable;
 use payoff_store::Budget;
 use rust_decimal::Decimal;
@@ -16,21 +15,20 @@ use std::str::FromStr;
 use utoipa::IntoParams;
 
 use crate::auth::{Action, Caller};
-use crate::economics;
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{check_customer_id, wants_csv, Body, Params};
+use crate::routes::{wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
+use payoff_accounting::customers::check_customer_id;
+use payoff_accounting::economics;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/prices", get(list_prices).post(upload_prices))
-        .route("/v1/customers/{customer}/economics", get(show_economics))
-        .route(
-            "/v1/customers/{customer}/budgets",
-            get(list_budgets).put(set_budgets),
-        )
-        .route("/v1/budgets/check", get(check_budget))
-        .route("/v1/customers/{customer}/roi", get(show_roi))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_prices, upload_prices))
+        .routes(routes!(show_economics))
+        .routes(routes!(list_budgets, set_budgets))
+        .routes(routes!(check_budget))
+        .routes(routes!(show_roi))
 }
 
 fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use payoff_ledger::{
     decode_http, BatchError, Event, FieldError, HttpDecodeError, CUSTOMER_EXTENSION,
@@ -19,10 +19,11 @@ use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", post(ingest).get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ingest, list))
         // OpenMeter's ingest path, so its clients (LiteLLM's OpenMeter
         // callback among them) need only Payoff's URL and key.
         .route("/api/v1/events", post(ingest))
@@ -210,7 +211,8 @@ pub(crate) async fn store(
             let warnings = if calls.is_empty() {
                 Vec::new()
             } else {
-                let prices = blocking_with(|s| Ok(crate::economics::prices(s)?), state).await?;
+                let prices =
+                    blocking_with(|s| Ok(payoff_accounting::economics::prices(s)?), state).await?;
                 cost_warnings(&prices, &calls)
             };
             for w in &warnings {

@@ -7,8 +7,7 @@ use std::str::FromStr;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use payoff_store::{KeyInfo, Role};
 use serde::{Deserialize, Serialize};
@@ -18,11 +17,12 @@ use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/keys", get(list).post(create))
-        .route("/v1/keys/{key_id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -4,8 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use payoff_knowledge::Document;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,6 +14,8 @@ use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking_with, AppState};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Most documents in one upload.
 const DOCUMENTS_MAX: usize = 1000;
@@ -23,16 +24,13 @@ pub const UPLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Longest question or query.
 pub const QUESTION_CHARS_MAX: usize = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/knowledge/documents",
-            post(upload).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
-        )
-        .route("/v1/knowledge/documents/{id}", delete(remove))
-        .route("/v1/knowledge/search", get(search))
-        .route("/v1/knowledge/answer", post(answer))
-        .route("/v1/knowledge/reindex", post(reindex))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_BYTES_MAX)))
+        .routes(routes!(remove))
+        .routes(routes!(search))
+        .routes(routes!(answer))
+        .routes(routes!(reindex))
 }
 
 #[derive(Deserialize, IntoParams)]

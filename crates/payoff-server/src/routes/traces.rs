@@ -13,16 +13,15 @@ use std::io::Read as _;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use payoff_ledger::otlp::{self, Encoding};
 
 use crate::auth::{Action, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::AppState;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/traces", post(export))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(export))
 }
 
 /// Reasons listed one by one in a reply; the rest are counted.

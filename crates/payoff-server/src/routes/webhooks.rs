@@ -3,8 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use payoff_store::WebhookSubscription;
 use rand::RngCore;
 use serde::Deserialize;
@@ -16,12 +15,13 @@ use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::webhooks::{check_subscription, new_secret};
 use crate::{blocking_with, AppState};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/webhooks", get(list).post(create))
-        .route("/v1/webhooks/{id}", delete(remove))
-        .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
+        .routes(routes!(deliveries))
 }
 
 const SUBSCRIPTIONS_MAX: usize = 32;

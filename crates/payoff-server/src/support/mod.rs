@@ -349,7 +349,7 @@ pub async fn handle(
             {
                 return Ok(None);
             }
-            Ok(Some(crate::economics::check_budget(
+            Ok(Some(payoff_accounting::economics::check_budget(
                 s,
                 &c,
                 Some(AGENT),
@@ -540,7 +540,7 @@ async fn holdout_arm(
 ) -> Result<Option<Arm>, ApiError> {
     let (c, experiment) = (customer.to_owned(), state.support.experiment.clone());
     let share = blocking_with(
-        move |s| match crate::billing::Versions::load(s, &c) {
+        move |s| match payoff_accounting::billing::Versions::load(s, &c) {
             Ok(v) => Ok(v.latest().experiment(&experiment).map(|(_, share)| share)),
             Err(payoff_outcomes::OutcomesError::NoContract(_)) => Ok(None),
             Err(e) => Err(e.into()),

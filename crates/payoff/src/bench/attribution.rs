@@ -92,7 +92,7 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
         .is_none()
     {
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        payoff_server::billing::close(
+        payoff_accounting::billing::close(
             &store,
             &key,
             BENCH_CUSTOMER,
@@ -102,7 +102,7 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let started = Instant::now();
-    let economics = payoff_server::economics::economics(
+    let economics = payoff_accounting::economics::economics(
         &store,
         BENCH_CUSTOMER,
         BENCH_PERIOD,

@@ -160,8 +160,14 @@ fn populate(db: &Path, args: &CloseArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let store = Store::open(&db.display().to_string())?;
     store.create_customer(CUSTOMER, "Bench Co.", payoff_clock::wall())?;
-    payoff_server::billing::upload_contract(&store, CUSTOMER, CONTRACT, None, payoff_clock::wall())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    payoff_accounting::billing::upload_contract(
+        &store,
+        CUSTOMER,
+        CONTRACT,
+        None,
+        payoff_clock::wall(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ledger = store.ledger(LedgerConfig::default())?;
     let limits = EventLimits::default();
     let tickets = args.outcomes;
@@ -258,7 +264,7 @@ fn build_model(db: &Path) -> anyhow::Result<()> {
 }
 
 fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
-    use payoff_server::billing::Outcomes;
+    use payoff_accounting::billing::Outcomes;
     let store = Store::open(&db.display().to_string())?;
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
     let started = Instant::now();
@@ -272,7 +278,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
         From::Replay => (Outcomes::Replayed, "ledger"),
     };
     let mut statement =
-        payoff_server::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
+        payoff_accounting::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let compute_peak = super::peak_rss_mb(std::process::id());

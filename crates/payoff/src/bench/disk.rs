@@ -71,7 +71,7 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
     let now = payoff_clock::wall();
     let admin = store.create_key(Role::Admin, None, now)?.0.key;
     store.create_customer("acme", "Acme", now)?;
-    payoff_server::billing::upload_contract(&store, "acme", CONTRACT, None, now)
+    payoff_accounting::billing::upload_contract(&store, "acme", CONTRACT, None, now)
         .map_err(|e| anyhow::anyhow!("the bench's contract: {e}"))?;
     drop(store);
     let runtime = tokio::runtime::Runtime::new()?;

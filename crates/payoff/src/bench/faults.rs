@@ -252,7 +252,7 @@ fn measure(args: &FaultsArgs, db: &ScratchDb, nodes: usize) -> anyhow::Result<Va
     let now = payoff_clock::wall();
     let admin = store.create_key(Role::Admin, None, now)?.0.key;
     store.create_customer("acme", "Acme", now)?;
-    payoff_server::billing::upload_contract(&store, "acme", CONTRACT, None, now)
+    payoff_accounting::billing::upload_contract(&store, "acme", CONTRACT, None, now)
         .map_err(|e| anyhow::anyhow!("the bench's contract: {e}"))?;
     drop(store);
     let wrapper: Vec<String> = match args.fsync_faults {

@@ -374,7 +374,7 @@ fn measure(args: &IngestArgs, db: &ScratchDb) -> anyhow::Result<Run> {
     // A contract, so that the server folds the outcome read model while
     // the events arrive, as it does in production.
     if !args.without_model {
-        payoff_server::billing::upload_contract(
+        payoff_accounting::billing::upload_contract(
             &store,
             "bench",
             INGEST_CONTRACT,

@@ -116,8 +116,14 @@ fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
     let now = payoff_clock::wall();
     store.create_customer(CUSTOMER, "Bench Co.", now)?;
     for (price, effective) in [("0.90", None), ("0.80", Some("2026-11"))] {
-        payoff_server::billing::upload_contract(&store, CUSTOMER, &contract(price), effective, now)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        payoff_accounting::billing::upload_contract(
+            &store,
+            CUSTOMER,
+            &contract(price),
+            effective,
+            now,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     // The ledger's tickets are history: with the support agent on, it
     // would work through them (appending its own records) while the reads

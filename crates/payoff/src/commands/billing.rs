@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use payoff_accounting::billing::{self as shell, UploadError};
 use payoff_billing::{
     compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract,
     ContractVersion, EventSource, HeadRef, Period, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
-use payoff_server::billing::{self as shell, UploadError};
 use serde::Serialize;
 use serde_json::Value;
 

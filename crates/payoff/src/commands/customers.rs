@@ -33,7 +33,7 @@ pub fn run(settings: &Settings, command: CustomersCommand) -> anyhow::Result<Exi
     let store = open_store(settings)?;
     match command {
         CustomersCommand::Create { id, name, json } => {
-            if let Err(e) = payoff_server::check_customer_id(&id) {
+            if let Err(e) = payoff_accounting::customers::check_customer_id(&id) {
                 return bad_input(e);
             }
             let name = name.unwrap_or_else(|| id.clone());

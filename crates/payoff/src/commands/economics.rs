@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use payoff_server::economics;
+use payoff_accounting::economics;
 
 use crate::commands::open_store;
 use crate::settings::Settings;
@@ -26,10 +26,10 @@ pub struct PeriodArgs {
     csv: bool,
 }
 
-fn shell_error(e: payoff_server::billing::BillingError) -> anyhow::Error {
+fn shell_error(e: payoff_accounting::billing::BillingError) -> anyhow::Error {
     match e {
-        payoff_server::billing::BillingError::Store(s) => crate::commands::user_error(s),
-        payoff_server::billing::BillingError::Corrupt(_) => e.into(),
+        payoff_accounting::billing::BillingError::Store(s) => crate::commands::user_error(s),
+        payoff_accounting::billing::BillingError::Corrupt(_) => e.into(),
         other => BadInput(other.to_string()).into(),
     }
 }

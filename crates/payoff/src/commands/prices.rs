@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use payoff_server::economics::{self, PricesError};
+use payoff_accounting::economics::{self, PricesError};
 
 use crate::commands::{audit_local, open_store, read_text, user_error};
 use crate::settings::Settings;

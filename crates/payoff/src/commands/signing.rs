@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
-use payoff_server::KeyWindow;
+use payoff_accounting::billing::KeyWindow;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::init::ensure_signing_key;

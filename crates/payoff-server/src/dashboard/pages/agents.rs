@@ -58,7 +58,7 @@ pub async fn show(
     let ttl = state.support.approval_ttl;
     let (own, everyone, drifted) = blocking_with(
         move |store| {
-            let prices = crate::economics::prices(store)?;
+            let prices = payoff_accounting::economics::prices(store)?;
             let own = gather(store, &prices, &id, since, until, ttl)?;
             let drifted = recorded_drifts(store, &id, since, until)?;
             let mut everyone = Vec::new();

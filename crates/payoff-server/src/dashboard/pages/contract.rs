@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use super::Filters;
 use crate::auth::Action;
-use crate::billing::BillingError;
 use crate::dashboard::format::{datetime, duration, grouped, money, short_hash};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, AppState};
+use payoff_accounting::billing::BillingError;
 
 #[derive(Deserialize)]
 pub struct VersionQuery {

@@ -15,8 +15,9 @@ use crate::dashboard::format::{datetime, url_encode};
 use crate::dashboard::layout::{self, csrf, Tab};
 use crate::dashboard::{see_other, Ctx, Posted, Viewer};
 use crate::problem::{ApiError, ErrorCode};
-use crate::routes::billing::{dispute, DisputeStep};
+use crate::routes::billing::dispute;
 use crate::{blocking_with, AppState};
+use payoff_accounting::disputes::DisputeStep;
 
 #[derive(Deserialize)]
 pub struct Done {

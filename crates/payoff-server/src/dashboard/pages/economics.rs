@@ -10,14 +10,14 @@ use rust_decimal::Decimal;
 use super::overview::{chosen_period, period_choices, period_picker, PeriodQuery};
 use super::Filters;
 use crate::auth::Action;
-use crate::billing::{self, BillingError};
 use crate::dashboard::charts::{self, Bar};
 use crate::dashboard::format::{grouped, money};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
-use crate::economics::{self, BudgetCheck, Economics};
 use crate::problem::ApiError;
 use crate::{blocking_with, AppState};
+use payoff_accounting::billing::{self, BillingError};
+use payoff_accounting::economics::{self, BudgetCheck, Economics};
 
 /// Customers compared in the margin chart; more are listed in the table.
 const MARGIN_BARS_MAX: usize = 12;

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{day_start, state_badge, Filters};
 use crate::auth::Action;
-use crate::billing::{self, OutcomeNow};
+use payoff_accounting::billing::{self, OutcomeNow};
 
 use crate::dashboard::format::{
     datetime, datetime_text, duration, grouped, short_hash, url_encode,

@@ -15,15 +15,15 @@ use std::str::FromStr;
 
 use super::Filters;
 use crate::auth::Action;
-use crate::billing;
 use crate::dashboard::charts::{self, Bar, Series};
 use crate::dashboard::format::{grouped, money, points};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
-use crate::economics::{self, Economics, Roi};
 use crate::problem::ApiError;
 use crate::support::{self, approvals::Status};
 use crate::{blocking_with, AppState};
+use payoff_accounting::billing;
+use payoff_accounting::economics::{self, Economics, Roi};
 
 #[derive(Deserialize)]
 pub struct PeriodQuery {

@@ -17,13 +17,13 @@ use payoff_billing::{customer_of_id, Period, Statement};
 use serde_json::{json, Value};
 
 use crate::auth::Action;
-use crate::billing;
 use crate::dashboard::format::{datetime_text, grouped, money, short_hash, url_encode};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::{published_key, statement_with_evidence, stored_statement};
 use crate::{blocking_with, AppState};
+use payoff_accounting::billing;
 
 fn line_kind(line: &payoff_billing::Line) -> String {
     serde_json::to_value(line.kind)

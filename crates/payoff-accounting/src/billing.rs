@@ -2,7 +2,7 @@
 //! contract versions, events and statements from the store, runs the pure
 //! computation, signs and stores what it closes.
 //!
-//! Everything here is blocking; handlers call it through [`crate::blocking`].
+//! Everything here is blocking; the server calls it from its blocking pool.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
@@ -578,4 +578,28 @@ pub fn statement_csv(statement: &Statement) -> String {
     row("subtotal", None, &statement.subtotal);
     row("total", None, &statement.total);
     out
+}
+
+/// A statement-signing key the provider publishes at
+/// `/.well-known/payoff/keys`, with the window it signed in, so statements
+/// closed before a rotation still verify.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyWindow {
+    /// Hex of the Ed25519 public key (what a statement's signature names).
+    pub public_key: String,
+    /// When it started signing; `None` for a key made before windows were kept.
+    pub valid_from: Option<String>,
+    /// When it stopped; `None` for the key in use.
+    pub valid_until: Option<String>,
+}
+
+impl KeyWindow {
+    /// The entry of the keys document: algorithm, id, key and window.
+    pub fn published(&self) -> serde_json::Value {
+        let id = payoff_billing::parse_public_key(&self.public_key)
+            .map(|k| payoff_billing::key_id(&k))
+            .ok();
+        serde_json::json!({"algorithm": "ed25519", "key_id": id, "public_key": self.public_key,
+                           "valid_from": self.valid_from, "valid_until": self.valid_until})
+    }
 }
