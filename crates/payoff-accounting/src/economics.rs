@@ -82,31 +82,6 @@ pub struct RevenueLine {
     pub amount: Decimal,
 }
 
-/// The period's statement, whether it is closed or previewed, and for a
-/// preview the outcomes it was computed from.
-fn statement_for(
-    store: &Store,
-    customer: &str,
-    period: &str,
-    now: DateTime<Utc>,
-) -> Result<(Statement, &'static str, Option<PeriodOutcomes>), BillingError> {
-    let closed = store
-        .statements(customer)?
-        .into_iter()
-        .find(|s| s.period == period);
-    Ok(match closed {
-        Some(s) => (
-            serde_json::from_str(&s.body).map_err(|e| BillingError::Corrupt(e.to_string()))?,
-            "closed",
-            None,
-        ),
-        None => {
-            let preview = billing::preview(store, customer, period, now)?;
-            (preview.statement, "preview", preview.outcomes)
-        }
-    })
-}
-
 fn amount(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap_or_default()
 }
@@ -121,10 +96,8 @@ pub fn economics(
 ) -> Result<Economics, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let (statement, state, outcomes) = statement_for(store, customer, &period.to_string(), now)?;
-    economics_of(
-        store, customer, &versions, period, statement, outcomes, state,
-    )
+    let (_, economics) = preview_with_economics(store, customer, &versions, period, now)?;
+    Ok(economics)
 }
 
 /// Whether a statement is the stored one of a closed period (signed) or
@@ -137,19 +110,24 @@ pub fn state_of(statement: &Statement) -> &'static str {
     }
 }
 
-/// [`economics`] of a period whose statement (or preview, with the
-/// outcomes it was computed from) the caller already holds, as the
-/// Overview does.
-pub fn economics_of(
+/// The period's statement ([`billing::preview`]: the stored one of a
+/// closed period, else a preview) and its [`economics`], as the Overview
+/// shows them together. The statement is computed on this thread while
+/// another reads the period's costs, so the two take the time of the
+/// longer rather than their sum (at 10M events each took about 5 s).
+pub fn preview_with_economics(
     store: &Store,
     customer: &str,
     versions: &Versions,
     period: Period,
-    statement: Statement,
-    outcomes: Option<PeriodOutcomes>,
-    state: &'static str,
-) -> Result<Economics, BillingError> {
-    let cost = period_costs(store, customer, versions, period, outcomes)?;
+    now: DateTime<Utc>,
+) -> Result<(billing::Preview, Economics), BillingError> {
+    let (preview, cost) = period_costs(store, customer, versions, period, || {
+        let mut preview = billing::preview(store, customer, &period.to_string(), now)?;
+        let outcomes = preview.outcomes.take();
+        Ok((preview, outcomes))
+    })?;
+    let statement = &preview.statement;
     let revenue: Vec<RevenueLine> = statement
         .lines
         .iter()
@@ -166,46 +144,54 @@ pub fn economics_of(
     let gross_margin = revenue_total - cost.total;
     let gross_margin_percent = (!revenue_total.is_zero())
         .then(|| (gross_margin * Decimal::ONE_HUNDRED / revenue_total).round_dp(2));
-    Ok(Economics {
+    let economics = Economics {
         customer: customer.to_owned(),
         period: period.to_string(),
-        statement: state,
-        currency: statement.currency,
+        statement: state_of(statement),
+        currency: statement.currency.clone(),
         revenue,
         revenue_total,
         cost,
         gross_margin,
         gross_margin_percent,
-    })
+    };
+    Ok((preview, economics))
 }
 
-/// The costs of the period from the cost index, on a thread of their own,
-/// while this one finds the outcomes they are attributed to: those a
-/// preview was just computed from (`given`), else those of the closed
-/// period ([`closed_outcomes`]).
-fn period_costs(
+/// The costs of the period from the cost index, read on a thread of their
+/// own while this one runs `alongside` (which may give the outcomes costs
+/// are attributed to: those a preview was just computed from), then finds
+/// the outcomes `alongside` did not give: those of the closed period
+/// ([`closed_outcomes`]).
+fn period_costs<T>(
     store: &Store,
     customer: &str,
     versions: &Versions,
     period: Period,
-    given: Option<PeriodOutcomes>,
-) -> Result<CostReport, BillingError> {
+    alongside: impl FnOnce() -> Result<(T, Option<PeriodOutcomes>), BillingError>,
+) -> Result<(T, CostReport), BillingError> {
     let prices = prices(store)?;
     let (events, kept) = billing::sources(store, customer, billing::Outcomes::Kept)?;
     let (prices, head) = (&prices, events.head.sequence);
     let (ledger, outcomes) = std::thread::scope(|scope| {
         let costs = scope.spawn(move || costs_of(store, customer, head, prices, period));
-        let outcomes = match given {
-            Some(outcomes) => Ok(outcomes),
-            None => closed_outcomes(store, &events, kept.as_ref(), versions, period),
-        };
+        let outcomes = alongside().and_then(|(done, given)| {
+            let outcomes = match given {
+                Some(outcomes) => outcomes,
+                None => closed_outcomes(store, &events, kept.as_ref(), versions, period)?,
+            };
+            Ok((done, outcomes))
+        });
         let ledger = costs
             .join()
             .unwrap_or_else(|_| Err(BillingError::Corrupt("the cost reader panicked".into())));
         (ledger, outcomes)
     });
-    let (ledger, outcomes) = (ledger?, outcomes?);
-    Ok(ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))))
+    let (ledger, (done, outcomes)) = (ledger?, outcomes?);
+    Ok((
+        done,
+        ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))),
+    ))
 }
 
 /// A closed period's outcomes by (kind, subject): those kept with its
@@ -417,8 +403,8 @@ pub fn roi(
 ) -> Result<Roi, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let (statement, state, _) = statement_for(store, customer, &period.to_string(), now)?;
-    Ok(roi_of(&versions, period, &statement, state))
+    let statement = billing::preview(store, customer, &period.to_string(), now)?.statement;
+    Ok(roi_of(&versions, period, &statement, state_of(&statement)))
 }
 
 /// [`roi`] of a period whose statement (or preview) the caller already

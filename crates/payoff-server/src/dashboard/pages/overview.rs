@@ -115,7 +115,18 @@ fn load(
     let choices = period_choices(&closed, Period::containing(versions.latest().cadence, now));
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;
-    let preview = billing::preview(store, customer, &period.to_string(), now)?;
+    // The statement, and for a provider its economics: the period's costs
+    // are read alongside the preview, not after it.
+    let (preview, economics) = if provider {
+        let (preview, economics) =
+            economics::preview_with_economics(store, customer, &versions, period, now)?;
+        (preview, Some(economics))
+    } else {
+        (
+            billing::preview(store, customer, &period.to_string(), now)?,
+            None,
+        )
+    };
     let payoff_outcomes::OverviewCounts {
         created,
         open_disputes,
@@ -161,19 +172,6 @@ fn load(
     // One statement (or preview) serves every figure of the page.
     let state = economics::state_of(&preview.statement);
     let roi = economics::roi_of(&versions, period, &preview.statement, state);
-    let economics = if provider {
-        Some(economics::economics_of(
-            store,
-            customer,
-            &versions,
-            period,
-            preview.statement.clone(),
-            preview.outcomes,
-            state,
-        )?)
-    } else {
-        None
-    };
     Ok(Overview {
         period,
         choices,
