@@ -87,12 +87,17 @@ impl KeptOutcomes for Kept<'_> {
         // cores); outcomes come back in order to this thread's sink.
         self.store
             .read_scan(|tx| {
-                let Some(at_most) =
-                    model::kept_bound(tx, &self.customer, version, self.head.sequence, cut_us)?
+                let Some(span) = model::kept_bound(
+                    tx,
+                    &self.customer,
+                    version,
+                    self.head.sequence,
+                    (from_us, cut_us),
+                )?
                 else {
                     return Ok(false);
                 };
-                sink.reserve(at_most);
+                sink.reserve(span.rows);
                 std::thread::scope(|scope| {
                     let (rows, to_convert) = mpsc::sync_channel::<Vec<OutcomeRow>>(8);
                     // Unbounded back: the converter never waits on this
@@ -116,19 +121,26 @@ impl KeptOutcomes for Kept<'_> {
                             .map_err(StoreError::Corrupt)
                     };
                     let mut batch = Vec::with_capacity(BATCH);
-                    model::kept_rows(tx, &self.customer, version, (from_us, cut_us), &mut |row| {
-                        batch.push(row);
-                        if batch.len() == BATCH {
-                            rows.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                                .map_err(|_| {
-                                    StoreError::Stopped("the row converter stopped".into())
-                                })?;
-                            while let Ok(outcomes) = done.try_recv() {
-                                take(outcomes)?;
+                    model::kept_rows(
+                        tx,
+                        &self.customer,
+                        version,
+                        (from_us, cut_us),
+                        span,
+                        &mut |row| {
+                            batch.push(row);
+                            if batch.len() == BATCH {
+                                rows.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                                    .map_err(|_| {
+                                        StoreError::Stopped("the row converter stopped".into())
+                                    })?;
+                                while let Ok(outcomes) = done.try_recv() {
+                                    take(outcomes)?;
+                                }
                             }
-                        }
-                        Ok(())
-                    })?;
+                            Ok(())
+                        },
+                    )?;
                     if !batch.is_empty() {
                         rows.send(batch)
                             .map_err(|_| StoreError::Stopped("the row converter stopped".into()))?;

@@ -309,4 +309,5 @@ const SHARED: &[(i64, &str)] = &[
     (18, crate::mcp::SCHEMA),
     (19, crate::costs::SCHEMA_CACHE_REASONING),
     (20, crate::append::SCHEMA_PROBE),
+    (21, crate::outcomes::SCHEMA_PERIOD_INDEX),
 ];

@@ -738,19 +738,34 @@ pub fn scan(
     )
 }
 
+/// The rows of a fold that mature in a period: how many there are, and
+/// the first and last creation sequence among them. Counted from
+/// `outcome_rows_period` alone (migration 21), so a close reads what it
+/// needs to reserve and where its scan starts and stops without touching
+/// a row, however long the history before and after the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptSpan {
+    /// An upper bound of what [`kept_rows`] gives: rows maturing in the
+    /// period, created before the cut or not.
+    pub rows: usize,
+    /// Creation sequences `first..=last` hold every one of them.
+    pub first: i64,
+    pub last: i64,
+}
+
 /// Whether a fold can stand in for a replay cut at `cut_us`: `None` when
 /// the fold is not ready and at `head`, or a row was touched out of time
-/// order at or after the cut (see [`OutcomeRow::disorder_us`]); else how
-/// many rows the fold holds, an upper bound of what [`kept_rows`] gives
-/// (counted from an index alone). Read in the same transaction as
-/// [`kept_rows`], whose snapshot holds checkpoint and rows together.
+/// order at or after the cut (see [`OutcomeRow::disorder_us`]); else the
+/// span of the rows maturing in `[from_us, cut_us)`. Read in the same
+/// transaction as [`kept_rows`], whose snapshot holds checkpoint and rows
+/// together.
 pub fn kept_bound(
     tx: &mut dyn Sql,
     customer: &str,
     version: u32,
     head: u64,
-    cut_us: i64,
-) -> Result<Option<usize>, StoreError> {
+    (from_us, cut_us): (i64, i64),
+) -> Result<Option<KeptSpan>, StoreError> {
     let at = checkpoints(tx, customer)?;
     if !at
         .iter()
@@ -771,41 +786,67 @@ pub fn kept_bound(
     if unsure {
         return Ok(None);
     }
-    let mut rows = 0;
+    let mut span = KeptSpan {
+        rows: 0,
+        first: 0,
+        last: -1,
+    };
     tx.query(
-        "SELECT COUNT(*) FROM outcome_rows WHERE customer_id = ? AND version = ?",
-        &[customer.into(), i64::from(version).into()],
+        "SELECT COUNT(*), MIN(created_seq), MAX(created_seq) FROM outcome_rows \
+         WHERE customer_id = ? AND version = ? AND matures_us >= ? AND matures_us < ?",
+        &[
+            customer.into(),
+            i64::from(version).into(),
+            from_us.into(),
+            cut_us.into(),
+        ],
         &mut |r| {
-            rows = r.int_req(0)?;
+            let rows = r.int_req(0)?;
+            if rows > 0 {
+                span = KeptSpan {
+                    rows: usize::try_from(rows).unwrap_or(0),
+                    first: r.int_req(1)?,
+                    last: r.int_req(2)?,
+                };
+            }
             Ok(())
         },
     )?;
-    Ok(Some(usize::try_from(rows).unwrap_or(0)))
+    Ok(Some(span))
 }
 
 /// The rows of a fold a close cut at `cut_us` reads, in the replay's order
 /// (creation): those created before the cut that mature in
-/// `[from_us, cut_us)`. Their billing is not read (a close does not need
-/// it), which spares a lookup per row. The unary `+` (a no-op on both
-/// databases) keeps SQLite off the maturity index, which would then sort
-/// a million whole rows in memory: the fold's index by creation gives
-/// them in order.
+/// `[from_us, cut_us)`, found within the creation sequences of `span`
+/// ([`kept_bound`]) on the fold's index by creation, which gives them in
+/// order: a period's close reads its own rows and those created among
+/// them, not the fold's whole history. Their billing is not read (a
+/// close does not need it), which spares a lookup per row. The unary `+`
+/// (a no-op on both databases) keeps SQLite off the maturity indexes,
+/// which would then sort a million whole rows in memory.
 pub fn kept_rows(
     tx: &mut dyn Sql,
     customer: &str,
     version: u32,
     (from_us, cut_us): (i64, i64),
+    span: KeptSpan,
     sink: &mut dyn FnMut(OutcomeRow) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
+    if span.rows == 0 {
+        return Ok(());
+    }
     tx.query(
         &format!(
             "SELECT {KEPT_COLUMNS} FROM outcome_rows r WHERE r.customer_id = ? AND r.version = ? \
+             AND r.created_seq >= ? AND r.created_seq <= ? \
              AND +r.created_us < ? AND +r.matures_us >= ? AND +r.matures_us < ? \
              ORDER BY r.created_seq, r.kind"
         ),
         &[
             customer.into(),
             i64::from(version).into(),
+            span.first.into(),
+            span.last.into(),
             cut_us.into(),
             from_us.into(),
             cut_us.into(),
@@ -813,6 +854,11 @@ pub fn kept_rows(
         &mut |r| sink(read_row(r)?),
     )
 }
+
+/// Migration 21: a fold's rows by maturity, carrying their creation
+/// sequence, so [`kept_bound`] finds a period's rows from the index alone.
+pub(crate) const SCHEMA_PERIOD_INDEX: &str =
+    "CREATE INDEX outcome_rows_period ON outcome_rows (customer_id, version, matures_us, created_seq);";
 
 /// Refreshes the planner's statistics of the read model's rows, after a
 /// fold applied many events at once (see [`crate::sql::Dialect::refresh_statistics`]).
