@@ -5,6 +5,7 @@
 //! route against every role has one source to check.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::LazyLock;
 
 use axum::extract::FromRequestParts;
@@ -39,7 +40,24 @@ macro_rules! actions {
                 }
             }
         }
+
+        /// Each action as a type, for [`Allowed`]: a handler names the
+        /// permission it needs in its signature (`Allowed<may::ReadBilling>`).
+        pub mod may {
+            $(
+                #[doc = concat!("Permission to ", $describe, ".")]
+                pub struct $variant;
+                impl super::Permission for $variant {
+                    const ACTION: super::Action = super::Action::$variant;
+                }
+            )*
+        }
     };
+}
+
+/// An [`Action`] as a type (one per action, in [`may`]).
+pub trait Permission {
+    const ACTION: Action;
 }
 
 actions! {
@@ -144,7 +162,7 @@ impl Caller {
 /// An API key as presented, not yet checked: for a hot path that checks
 /// it in the same blocking step as its own first reads (the model
 /// gateway), saving a hop to the blocking pool per request. The key is
-/// checked exactly as [`Caller`]'s extractor checks it.
+/// checked exactly as [`Allowed`] checks it.
 pub struct PresentedKey {
     key: String,
     slot: Option<crate::audit::CallerSlot>,
@@ -197,7 +215,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// The caller of a request, authenticated (401 without a valid key) and
+/// allowed the action `P` (403 otherwise) before the handler runs or its
+/// body is read. The only extractor that yields a [`Caller`]: a handler
+/// cannot reach the caller without naming its permission, so a route
+/// that forgets one does not build (Meilisearch's `GuardedData` is the
+/// model). The hot paths that check a key in their own blocking step take
+/// [`PresentedKey`] and call [`Caller::require`] there.
+pub struct Allowed<P>(pub Caller, pub PhantomData<P>);
+
+impl<P: Permission> FromRequestParts<AppState> for Allowed<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -205,6 +232,8 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let presented = PresentedKey::from_request_parts(parts, state).await?;
-        crate::blocking_with(move |store| presented.admit(store), state).await
+        let caller = crate::blocking_with(move |store| presented.admit(store), state).await?;
+        caller.require(P::ACTION)?;
+        Ok(Allowed(caller, PhantomData))
     }
 }

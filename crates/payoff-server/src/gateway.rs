@@ -20,11 +20,11 @@ use axum::Json;
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller, PresentedKey};
+use crate::auth::{may, Action, Allowed, PresentedKey};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A model answer read whole (not streamed) is cut at this size.
 const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -113,9 +113,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn models(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<may::CallModels>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::CallModels)?;
     let data: Vec<Value> = state
         .config
         .gateway

@@ -26,14 +26,14 @@ use payoff_policy::MCP_SERVER_TYPE;
 use payoff_store::McpServer;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResourceRef, ResultRequest};
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::routes::Body;
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The protocol versions Payoff speaks on both sides (streamable HTTP
 /// exists since 2025-03-26); the newest is offered to upstreams.
@@ -100,11 +100,10 @@ pub struct Registration {
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path((customer, name)): Path<(String, String)>,
     Body(reg): Body<Registration>,
 ) -> Result<Json<McpServer>, ApiError> {
-    caller.require(Action::ManagePolicies)?;
     let customer = scoped(&caller, &customer)?;
     if !server_name_ok(&name) {
         return Err(ApiError::new(
@@ -150,10 +149,9 @@ pub async fn register(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_servers(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadPolicies)?;
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let servers = blocking_with(move |s| Ok(s.mcp_servers(&c)?), &state).await?;
@@ -166,10 +164,9 @@ pub async fn list_servers(
     responses((status = 204), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn unregister(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path((customer, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Action::ManagePolicies)?;
     let customer = scoped(&caller, &customer)?;
     let n = name.clone();
     if blocking_with(move |s| Ok(s.delete_mcp_server(&customer, &n)?), &state).await? {
@@ -210,12 +207,11 @@ fn refusal(view: &ActionView, text: String) -> Value {
     security(("bearer" = [])))]
 pub async fn endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::AuthorizeActions>,
     Path(server): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::AuthorizeActions)?;
     let customer = caller.0.customer.clone().ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidRequest,

@@ -1,13 +1,13 @@
 //! The context of a customer's page: who looks, at which customer, and
 //! whether their role may see the page at all.
 
+use payoff_accounting::customers::check_customer_id;
 use payoff_store::Customer;
 
 use crate::auth::{allows, Action, Caller};
 use crate::dashboard::Viewer;
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking, AppState};
-use payoff_accounting::customers::check_customer_id;
 
 pub struct Ctx {
     pub viewer: Viewer,

@@ -8,16 +8,16 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResultRequest};
-use crate::auth::{Action, Caller, PresentedKey};
+use crate::auth::{may, Action, Allowed, PresentedKey};
 use crate::paging::{self, Walk};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::routes::policies::invalid_policy;
 use crate::routes::{Body, Params};
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -110,11 +110,10 @@ fn wait_of(text: &str) -> Result<std::time::Duration, ApiError> {
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadActions>,
     Path(id): Path<String>,
     Params(q): Params<ShowQuery>,
 ) -> Result<Json<ActionView>, ApiError> {
-    caller.require(Action::ReadActions)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let wait = q
         .wait
@@ -150,10 +149,9 @@ pub struct ListQuery {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadActions>,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadActions)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let wanted = q
         .state
@@ -201,11 +199,10 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn record_result(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::AuthorizeActions>,
     Path(id): Path<String>,
     Body(req): Body<ResultRequest>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
-    caller.require(Action::AuthorizeActions)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
     let (recorded, view) = actions::complete(&state, &customer, &id, &caller.0, req).await?;
     let status = if recorded {
@@ -236,11 +233,10 @@ pub struct RulesUpload {
     security(("bearer" = [])))]
 pub async fn upload_rules(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path(customer): Path<String>,
     Body(upload): Body<RulesUpload>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::ManagePolicies)?;
     let customer = scoped(&caller, &customer)?;
     for (field, text) in [("schema", &upload.schema), ("rules", &upload.rules)] {
         if text.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
@@ -295,10 +291,9 @@ pub async fn upload_rules(
     security(("bearer" = [])))]
 pub async fn list_rules(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadPolicies)?;
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let versions = blocking_with(move |s| Ok(s.action_rules(&c)?), &state).await?;

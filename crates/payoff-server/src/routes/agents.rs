@@ -8,15 +8,15 @@ use payoff_store::AgentPause;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{ActionState, ActionView};
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Action, Allowed, Caller};
 use crate::paging::{self, Walk};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, OptionalBody, Params};
 use crate::support::{self, approvals::Status, Choice, Handled, Ticket, AGENT};
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,10 +35,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::SubmitTickets>,
     Body(ticket): Body<Ticket>,
 ) -> Result<Json<Handled>, ApiError> {
-    caller.require(Action::SubmitTickets)?;
     let customer = caller.customer_scope(ticket.customer.as_deref())?;
     crate::routes::knowledge::check_acting_for(&state, &caller, "groups", &ticket.groups).await?;
     Ok(Json(
@@ -110,7 +109,7 @@ async fn switch(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn pause(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ControlAgents>,
     Path(agent): Path<String>,
     OptionalBody(body): OptionalBody<PauseRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -122,7 +121,7 @@ pub async fn pause(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn resume(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ControlAgents>,
     Path(agent): Path<String>,
     OptionalBody(body): OptionalBody<PauseRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -135,10 +134,9 @@ pub async fn resume(
     responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_agent(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadApprovals>,
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadApprovals)?;
     known_agent(&agent)?;
     let pauses = blocking_with(move |s| Ok(s.agent_pauses()?), &state).await?;
     let visible: Vec<&AgentPause> = pauses
@@ -167,11 +165,10 @@ pub struct WatchQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn watched(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadApprovals>,
     Path(customer): Path<String>,
     Params(q): Params<WatchQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadApprovals)?;
     let customer = crate::routes::billing::scoped(&caller, &customer)?;
     let days = q.days.unwrap_or(7);
     if !(1..=90).contains(&days) {
@@ -248,10 +245,9 @@ pub struct ApprovalQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list_approvals(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadApprovals>,
     Params(q): Params<ApprovalQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadApprovals)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let wanted = match q.status.as_deref() {
         None => None,
@@ -400,7 +396,7 @@ pub(crate) async fn decide(
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::DecideApprovals>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<DecisionRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -412,7 +408,7 @@ pub async fn approve(
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn reject(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::DecideApprovals>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<DecisionRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

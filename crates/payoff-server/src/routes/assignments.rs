@@ -6,19 +6,19 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::DurationRound;
+use payoff_accounting::billing::Versions;
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{Assigned, Record, Released};
 use payoff_store::AppendRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking_with, own_event, record_own, AppState};
-use payoff_accounting::billing::Versions;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Most subjects in one batch request.
 const BATCH_MAX: usize = 10_000;
@@ -44,11 +44,10 @@ pub struct ReleaseRequest {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn release(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::CloseStatements>,
     Path((customer, period)): Path<(String, String)>,
     Body(req): Body<ReleaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::CloseStatements)?;
     let customer = caller.customer_scope(Some(&customer))?;
     let (id, experiment) = (customer.clone(), req.experiment.clone());
     let period = blocking_with(
@@ -201,11 +200,10 @@ where
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn one(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::Assign>,
     Path((experiment, subject)): Path<(String, String)>,
     Params(q): Params<CustomerQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::Assign)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     check_subject(&subject)?;
     let share = holdout(&state, &customer, &experiment).await?;
@@ -222,10 +220,9 @@ pub async fn one(
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn batch(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::Assign>,
     Body(req): Body<BatchRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::Assign)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
     if req.subjects.is_empty() || req.subjects.len() > BATCH_MAX {
         return Err(ApiError::new(

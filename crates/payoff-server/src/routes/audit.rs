@@ -8,12 +8,12 @@ use payoff_store::{AuditFilter, AuditRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Action, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
 use crate::{blocking, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -121,7 +121,7 @@ pub(crate) async fn page(
     responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadAudit>,
     Params(q): Params<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (records, next_cursor) = page(&state, &caller, q).await?;
@@ -137,9 +137,8 @@ pub async fn list(
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn verify(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadAudit>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadAudit)?;
     if caller.0.customer.is_some() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

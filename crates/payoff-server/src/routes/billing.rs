@@ -6,20 +6,20 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use payoff_accounting::billing::{self, BillingError, OutcomeNow, UploadError};
+use payoff_accounting::customers::check_customer_id;
 use payoff_accounting::disputes::{self, DisputeError, DisputeStep};
 use payoff_billing::{customer_of_id, CloseError, Decision, Outcome};
 use payoff_outcomes::{Freshness, PageQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Action, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
-use payoff_accounting::billing::{self, BillingError, OutcomeNow, UploadError};
-use payoff_accounting::customers::check_customer_id;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Largest contract file accepted.
 pub const CONTRACT_BYTES_MAX: usize = 256 * 1024;
@@ -107,12 +107,11 @@ pub struct UploadQuery {
     security(("bearer" = [])))]
 pub async fn upload_contract(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageContracts>,
     Path(customer): Path<String>,
     Params(query): Params<UploadQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::ManageContracts)?;
     let customer = scoped(&caller, &customer)?;
     if body.len() > CONTRACT_BYTES_MAX {
         return Err(ApiError::new(
@@ -163,10 +162,9 @@ pub async fn upload_contract(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_contracts(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let versions = blocking_with(move |store| Ok(store.contracts(&customer)?), &state).await?;
     Ok(Json(json!({ "contracts": versions })))
@@ -316,11 +314,10 @@ pub(crate) fn outcome_page(
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_outcomes(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
     Params(q): Params<OutcomeQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let page = blocking_with(
@@ -390,10 +387,9 @@ fn outcome_detail(o: &OutcomeNow, evidence: Vec<Value>, customer: &str) -> Value
     responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_outcome(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped_id(&caller, &id, "outcome")?;
     let now = state.now();
     let view = blocking_with(
@@ -473,7 +469,7 @@ pub(crate) async fn dispute(
     responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn raise_dispute(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::RaiseDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -487,7 +483,7 @@ pub async fn raise_dispute(
     responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn accept_dispute(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::DecideDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -500,7 +496,7 @@ pub async fn accept_dispute(
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn reject_dispute(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::DecideDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -514,10 +510,9 @@ pub async fn reject_dispute(
     responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn preview(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path((customer, period)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let preview = blocking_with(
@@ -542,10 +537,9 @@ fn statement_response(status: StatusCode, body: String) -> Response {
     responses((status = 201), (status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::CloseStatements>,
     Path((customer, period)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::CloseStatements)?;
     let customer = scoped(&caller, &customer)?;
     let key = state.signing_key.clone();
     let now = state.now();
@@ -581,10 +575,9 @@ pub async fn close(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_statements(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let list = blocking_with(
         move |store| {
@@ -629,7 +622,7 @@ pub(crate) fn stored_statement(
     responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_statement(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     Params(q): Params<FormatQuery>,
@@ -666,7 +659,7 @@ pub(crate) fn statement_with_evidence(
     responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn evidence(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (_, bundle) = blocking_with(

@@ -4,16 +4,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use payoff_accounting::customers::check_customer_id;
 use payoff_store::Customer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Body;
 use crate::{blocking, AppState};
-use payoff_accounting::customers::check_customer_id;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,10 +59,9 @@ const NAME_CHARS_MAX: usize = 200;
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<may::CreateCustomer>,
     Body(new): Body<NewCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
-    caller.require(Action::CreateCustomer)?;
     check_customer_id(&new.id)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("id: {e}")))?;
     let name = new.name.trim().to_owned();
@@ -82,9 +81,8 @@ pub async fn create(
     responses((status = 200, body = CustomerList), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<may::ListCustomers>,
 ) -> Result<Json<CustomerList>, ApiError> {
-    caller.require(Action::ListCustomers)?;
     let store = state.store.clone();
     let customers = blocking(move || store.customers()).await?;
     Ok(Json(CustomerList {
@@ -97,10 +95,9 @@ pub async fn list(
     responses((status = 200, body = CustomerView), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadCustomer>,
     Path(customer): Path<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
-    caller.require(Action::ReadCustomer)?;
     let customer = caller.customer_scope(Some(&customer))?;
     let store = state.store.clone();
     let found = blocking(move || store.customer(&customer)).await?;

@@ -5,6 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use payoff_accounting::customers::check_customer_id;
+use payoff_accounting::economics;
 use payoff_billing::PriceTable;
 use payoff_store::Budget;
 use rust_decimal::Decimal;
@@ -13,14 +15,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
-use payoff_accounting::customers::check_customer_id;
-use payoff_accounting::economics;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,10 +44,9 @@ fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
     responses((status = 201), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn upload_prices(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<may::ManagePrices>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::ManagePrices)?;
     if body.len() > economics::PRICE_TABLE_BYTES_MAX {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -82,9 +81,8 @@ pub async fn upload_prices(
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list_prices(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<may::ReadEconomics>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadEconomics)?;
     let tables = blocking_with(move |store| Ok(store.price_tables()?), &state).await?;
     Ok(Json(json!({
         "defaults": PriceTable::defaults(),
@@ -108,11 +106,10 @@ pub struct PeriodQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn show_economics(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadEconomics>,
     Path(customer): Path<String>,
     Params(q): Params<PeriodQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadEconomics)?;
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let report = blocking_with(
@@ -171,11 +168,10 @@ fn check_limit(who: &str, l: &Limit) -> Result<(), ApiError> {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn set_budgets(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageBudgets>,
     Path(customer): Path<String>,
     Body(req): Body<BudgetRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ManageBudgets)?;
     let customer = scoped(&caller, &customer)?;
     let mut rows = Vec::new();
     if let Some(l) = &req.customer {
@@ -226,10 +222,9 @@ pub async fn set_budgets(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_budgets(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadEconomics>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadEconomics)?;
     let customer = scoped(&caller, &customer)?;
     let budgets = blocking_with(move |store| Ok(store.budgets(&customer)?), &state).await?;
     Ok(Json(json!({ "budgets": budgets })))
@@ -249,10 +244,9 @@ pub struct CheckQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn check_budget(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::CheckBudget>,
     Params(q): Params<CheckQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::CheckBudget)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let (id, agent) = (customer.clone(), q.agent.clone());
     let now = state.now();
@@ -302,12 +296,11 @@ async fn record_budget_event(
     responses((status = 200), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_roi(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
     headers: HeaderMap,
     Params(q): Params<PeriodQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::ReadBilling)?;
     let customer = scoped(&caller, &customer)?;
     let csv = wants_csv(q.format.as_deref(), &headers)?;
     let period = q.period.clone();

@@ -14,12 +14,12 @@ use payoff_store::{AppendError, AppendRequest, EventFilter, Routed};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -142,11 +142,10 @@ pub struct CloudEvent {
     security(("bearer" = [])))]
 pub async fn ingest(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::IngestEvents>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<IngestReply>, ApiError> {
-    caller.require(Action::IngestEvents)?;
     let body = axum::body::to_bytes(body, state.config.body_bytes_max)
         .await
         .map_err(|_| {
@@ -385,10 +384,9 @@ const LIST_LIMIT_MAX: usize = 1000;
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadEvents>,
     Params(query): Params<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Action::ReadEvents)?;
     let customer = caller.customer_scope(query.customer.as_deref())?;
     let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
         v.as_deref()

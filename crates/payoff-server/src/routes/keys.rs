@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use payoff_store::{KeyInfo, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,10 +87,9 @@ fn may_manage(caller: &Caller, role: Role, customer: Option<&str>) -> bool {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKeys>,
     Body(request): Body<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    caller.require(Action::ManageKeys)?;
     let role = Role::from_str(&request.role)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("role: {e}")))?;
     match (role.is_provider(), &request.customer) {
@@ -176,10 +175,9 @@ pub struct KeyQuery {
     responses((status = 200, body = KeyList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKeys>,
     Params(query): Params<KeyQuery>,
 ) -> Result<Json<KeyList>, ApiError> {
-    caller.require(Action::ManageKeys)?;
     let customer = match caller.0.customer {
         Some(_) => Some(caller.customer_scope(query.customer.as_deref())?),
         None => query.customer,
@@ -199,10 +197,9 @@ pub async fn list(
     responses((status = 200, body = KeyView), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKeys>,
     Path(key_id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    caller.require(Action::ManageKeys)?;
     let store = state.store.clone();
     let id = key_id.clone();
     let found = blocking(move || store.key(&id)).await?;

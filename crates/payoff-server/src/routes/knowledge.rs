@@ -9,13 +9,13 @@ use payoff_knowledge::Document;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Action, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::{blocking_with, AppState};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
-use utoipa_axum::routes;
 
 /// Most documents in one upload.
 const DOCUMENTS_MAX: usize = 1000;
@@ -114,11 +114,10 @@ fn index_error(e: payoff_knowledge::IndexError) -> ApiError {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKnowledge>,
     Params(q): Params<CustomerQuery>,
     Body(upload): Body<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ManageKnowledge)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let items = match upload {
         Value::Array(items) => items,
@@ -182,11 +181,10 @@ pub async fn upload(
     responses((status = 204), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKnowledge>,
     Path(id): Path<String>,
     Params(q): Params<CustomerQuery>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Action::ManageKnowledge)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let after = state.clone();
     blocking_with(
@@ -211,10 +209,9 @@ pub async fn remove(
     responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn reindex(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageKnowledge>,
     Params(q): Params<CustomerQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ManageKnowledge)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let index = state.knowledge.clone();
     let passages = blocking_with(
@@ -338,10 +335,9 @@ pub struct SearchQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn search(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::SearchKnowledge>,
     Params(q): Params<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::SearchKnowledge)?;
     let customer = caller.customer_scope(q.customer.as_deref())?;
     check_text("q", &q.q)?;
     let limit = q.limit.unwrap_or(10);
@@ -393,10 +389,9 @@ pub(crate) async fn ask(
     responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn answer(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::SearchKnowledge>,
     Body(req): Body<AnswerRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::SearchKnowledge)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
     let (_, answer) = ask(&state, &caller, &customer, &req.question, req.groups).await?;
     Ok(Json(

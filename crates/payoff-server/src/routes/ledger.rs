@@ -4,12 +4,12 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::Params;
 use crate::{blocking, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(head))
@@ -36,10 +36,9 @@ pub struct HeadView {
     responses((status = 200, body = HeadView), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn head(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadLedgerHead>,
     Params(query): Params<HeadQuery>,
 ) -> Result<Json<HeadView>, ApiError> {
-    caller.require(Action::ReadLedgerHead)?;
     let customer = caller.customer_scope(query.customer.as_deref())?;
     let store = state.store.clone();
     let id = customer.clone();

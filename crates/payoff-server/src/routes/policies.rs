@@ -7,12 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::scoped;
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_policies, upload_policies))
@@ -36,11 +36,10 @@ pub(crate) fn invalid_policy(errors: &payoff_policy::PolicyErrors) -> ApiError {
     security(("bearer" = [])))]
 pub async fn upload_policies(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path(customer): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::ManagePolicies)?;
     let customer = scoped(&caller, &customer)?;
     if body.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
         return Err(ApiError::new(
@@ -92,10 +91,9 @@ pub async fn upload_policies(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_policies(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadPolicies)?;
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let versions = blocking_with(move |store| Ok(store.policies(&c)?), &state).await?;

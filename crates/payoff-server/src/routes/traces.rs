@@ -14,11 +14,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use payoff_ledger::otlp::{self, Encoding};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed};
 use crate::problem::{ApiError, ErrorCode};
 use crate::AppState;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(export))
@@ -49,11 +49,10 @@ const REASONS_MAX: usize = 20;
     security(("bearer" = [])))]
 pub async fn export(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::IngestEvents>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::IngestEvents)?;
     let content_type = header_text(&headers, header::CONTENT_TYPE);
     let encoding = Encoding::of(content_type).ok_or_else(|| {
         ApiError::new(

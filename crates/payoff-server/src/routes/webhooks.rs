@@ -9,13 +9,13 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Action, Caller};
+use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, Params};
 use crate::webhooks::{check_subscription, new_secret};
 use crate::{blocking_with, AppState};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,10 +53,9 @@ fn view(w: &WebhookSubscription) -> Value {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageWebhooks>,
     Body(request): Body<NewSubscription>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Action::ManageWebhooks)?;
     let customer = caller.customer_scope(request.customer.as_deref())?;
     check_subscription(&state.egress, &request.url, &request.event_types)?;
     let mut id = [0u8; 8];
@@ -118,10 +117,9 @@ pub struct ListQuery {
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadWebhooks>,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadWebhooks)?;
     let customer = match (&caller.0.customer, q.customer) {
         (None, named) => named,
         (Some(_), named) => Some(caller.customer_scope(named.as_deref())?),
@@ -154,10 +152,9 @@ async fn visible(
     responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ManageWebhooks>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ManageWebhooks)?;
     let sub = visible(&state, &caller, id).await?;
     let sub_id = sub.id.clone();
     let now = state.now();
@@ -187,11 +184,10 @@ pub struct DeliveryQuery {
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed(caller, _): Allowed<may::ReadWebhooks>,
     Path(id): Path<String>,
     Params(q): Params<DeliveryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadWebhooks)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=DELIVERIES_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::new(

@@ -1534,6 +1534,24 @@ fn every_route_answers_each_role_as_the_permission_table_says() {
                         "allow (anything but 401/403, or acme hidden from its own key)",
                     )
                 } else {
+                    // Refused before its body is read: a body that is
+                    // not even JSON gets the same 403, not a 400.
+                    let (unread, _, unread_text) = server
+                        .call(
+                            method.clone(),
+                            &path,
+                            Some(&keys[r]),
+                            Some("application/json"),
+                            b"{\"not json".to_vec(),
+                        )
+                        .await;
+                    if unread != StatusCode::FORBIDDEN {
+                        disagreements.push(format!(
+                            "line {}: {role} {method} {path} with a body that is not JSON: \
+                             the table says deny (403), the server answered {unread}: {unread_text}",
+                            row.line
+                        ));
+                    }
                     (status == StatusCode::FORBIDDEN, "deny (403)")
                 };
                 if !agrees {

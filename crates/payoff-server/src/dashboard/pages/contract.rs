@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use maud::{html, Markup};
+use payoff_accounting::billing::BillingError;
 use payoff_billing::{Attribution, Bound, Contract, Credit, HoldoutBill, Price, TierMode};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -15,7 +16,6 @@ use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking_with, AppState};
-use payoff_accounting::billing::BillingError;
 
 #[derive(Deserialize)]
 pub struct VersionQuery {

@@ -4,13 +4,13 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
+use payoff_accounting::customers::check_customer_id;
 use serde::Deserialize;
 
 use super::Filters;
 use crate::dashboard::{format, layout, see_other, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::{blocking, AppState};
-use payoff_accounting::customers::check_customer_id;
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Response, ApiError> {
     if let Some(own) = &viewer.principal().customer {

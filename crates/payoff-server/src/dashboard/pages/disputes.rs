@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{html, Markup};
+use payoff_accounting::disputes::DisputeStep;
 use payoff_billing::{customer_of_id, Decision};
 use serde::Deserialize;
 
@@ -17,7 +18,6 @@ use crate::dashboard::{see_other, Ctx, Posted, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::dispute;
 use crate::{blocking_with, AppState};
-use payoff_accounting::disputes::DisputeStep;
 
 #[derive(Deserialize)]
 pub struct Done {

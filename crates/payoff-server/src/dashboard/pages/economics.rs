@@ -4,6 +4,8 @@
 
 use axum::extract::{Path, State};
 use maud::{html, Markup};
+use payoff_accounting::billing::{self, BillingError};
+use payoff_accounting::economics::{self, BudgetCheck, Economics};
 use payoff_billing::Period;
 use rust_decimal::Decimal;
 
@@ -16,8 +18,6 @@ use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::ApiError;
 use crate::{blocking_with, AppState};
-use payoff_accounting::billing::{self, BillingError};
-use payoff_accounting::economics::{self, BudgetCheck, Economics};
 
 /// Customers compared in the margin chart; more are listed in the table.
 const MARGIN_BARS_MAX: usize = 12;

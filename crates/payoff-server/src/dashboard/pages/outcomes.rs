@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
+use payoff_accounting::billing::{self, OutcomeNow};
 use payoff_billing::{customer_of_id, Decision};
 use payoff_store::{EventFilter, StoredEvent};
 use serde::Deserialize;
@@ -12,7 +13,6 @@ use serde_json::Value;
 
 use super::{day_start, state_badge, Filters};
 use crate::auth::Action;
-use payoff_accounting::billing::{self, OutcomeNow};
 
 use crate::dashboard::format::{
     datetime, datetime_text, duration, grouped, short_hash, url_encode,

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
+use payoff_accounting::billing;
+use payoff_accounting::economics::{self, Economics, Roi};
 use payoff_billing::{Period, Statement};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -22,8 +24,6 @@ use crate::dashboard::{Ctx, Viewer};
 use crate::problem::ApiError;
 use crate::support::{self, approvals::Status};
 use crate::{blocking_with, AppState};
-use payoff_accounting::billing;
-use payoff_accounting::economics::{self, Economics, Roi};
 
 #[derive(Deserialize)]
 pub struct PeriodQuery {

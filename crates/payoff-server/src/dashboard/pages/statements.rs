@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use maud::{html, Markup};
+use payoff_accounting::billing;
 use payoff_billing::{customer_of_id, Period, Statement};
 use serde_json::{json, Value};
 
@@ -23,7 +24,6 @@ use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::billing::{published_key, statement_with_evidence, stored_statement};
 use crate::{blocking_with, AppState};
-use payoff_accounting::billing;
 
 fn line_kind(line: &payoff_billing::Line) -> String {
     serde_json::to_value(line.kind)
