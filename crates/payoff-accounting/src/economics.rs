@@ -114,7 +114,8 @@ pub fn state_of(statement: &Statement) -> &'static str {
 /// closed period, else a preview) and its [`economics`], as the Overview
 /// shows them together. The statement is computed on this thread while
 /// another reads the period's costs, so the two take the time of the
-/// longer rather than their sum (at 10M events each took about 5 s).
+/// longer rather than their sum (at 10M events each took about 5 s). The
+/// preview's `outcomes` are spent on the cost attribution (`None` after).
 pub fn preview_with_economics(
     store: &Store,
     customer: &str,

@@ -283,10 +283,11 @@ impl AppState {
     }
 }
 
-/// The API's routes with their OpenAPI operations, per area. Every route
-/// in it is declared with `routes!`, so it is in `/openapi.json`, and the
+/// The API's routes with their OpenAPI operations, per area. Each route is
+/// declared with `routes!`, so it is in `/openapi.json`, and the
 /// role-matrix test (driven by that document and
-/// `tests/authz/permissions.csv`) calls it as every role.
+/// `tests/authz/permissions.csv`) calls it as every role; the one plain
+/// route is an alias (OpenMeter's `/api/v1/events` for `POST /v1/events`).
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
