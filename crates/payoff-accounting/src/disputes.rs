@@ -3,12 +3,12 @@
 //! append the record through the server's ledger writer; the record, not
 //! a table, is what statements and their verification read.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use payoff_billing::{dispute_window_end, DisputeDecided, DisputeOpened, Record};
 use payoff_store::Store;
 use serde_json::Value;
 
-use crate::billing::{BillingError, Versions};
+use crate::billing::{rfc3339, BillingError, Versions};
 
 /// Longest dispute reason or decision note, in characters.
 pub const NOTE_CHARS_MAX: usize = 2000;
@@ -113,7 +113,7 @@ pub fn record(
             return refuse(format!(
                 "the dispute window ({} days after the period of maturity) closed at {}",
                 contract.dispute_within.num_days(),
-                window_end.to_rfc3339_opts(SecondsFormat::Secs, true)
+                rfc3339(window_end)
             ))
         }
         DisputeStep::Accept | DisputeStep::Reject if !open => {
