@@ -220,6 +220,7 @@ fn closed_outcomes(
             .outcomes(
                 versions.latest_version(),
                 (period.start, period.end),
+                period.end,
                 &mut side,
             )
             .map_err(BillingError::Corrupt)?,

@@ -183,14 +183,29 @@ pub struct CloseInput<'a> {
 pub trait KeptOutcomes {
     /// Hands `sink` the outcomes of contract `version`, as a replay of the
     /// events before `cut` leaves them, in the order it creates them, one
-    /// per kind and subject; only those that mature in `[from, cut)` are
-    /// needed. Returns `false`, before handing any, when the store cannot
-    /// vouch for them (the close then replays).
+    /// per kind and subject; only those that mature in `matures` (`[from,
+    /// until)`, `until` at most `cut`) are needed. Returns `false`, before
+    /// handing any, when the store cannot vouch for them (the close then
+    /// replays).
     fn outcomes(
         &self,
         version: u32,
-        span: (DateTime<Utc>, DateTime<Utc>),
+        matures: (DateTime<Utc>, DateTime<Utc>),
+        cut: DateTime<Utc>,
         sink: &mut dyn OutcomeSink,
+    ) -> Result<bool, String>;
+
+    /// Whether no outcome of contract `version` maturing in `matures` was
+    /// touched by an event after ledger sequence `since.0` or dated at or
+    /// after `since.1`: the last statement, cut at `since.1` over the
+    /// ledger up to `since.0`, then saw them as they are, so its billing of
+    /// their period stands and the close need not read them. `false` when
+    /// the store cannot vouch (the period is then re-priced in full).
+    fn untouched_since(
+        &self,
+        version: u32,
+        matures: (DateTime<Utc>, DateTime<Utc>),
+        since: (u64, DateTime<Utc>),
     ) -> Result<bool, String>;
 
     /// The counts of each of `levels` service levels of contract `version`
@@ -523,6 +538,26 @@ pub fn periods_before(versions: &[ContractVersion<'_>], period: Period) -> Vec<P
     out
 }
 
+/// What a close reads of one contract version.
+struct Needed<'a> {
+    contract: &'a Contract,
+    /// The period whose service levels it counts (the closed one's).
+    service: Option<Period>,
+    /// The maturities of the outcomes it prices: `[from, until)`.
+    matures: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// The ledger head and the cut of the latest earlier statement, the one
+/// that re-priced every period before it; `None` before the first.
+fn last_statement(prior: &[Statement]) -> Result<Option<(u64, DateTime<Utc>)>, CloseError> {
+    let Some(last) = prior.iter().max_by(|a, b| a.period_end.cmp(&b.period_end)) else {
+        return Ok(None);
+    };
+    let end = DateTime::parse_from_rfc3339(&last.period_end)
+        .map_err(|_| CloseError::BadPrior(format!("{}: period_end", last.id)))?;
+    Ok(Some((last.ledger_head.sequence, end.with_timezone(&Utc))))
+}
+
 /// Closes (or previews) one period.
 pub fn compute(input: &CloseInput) -> Result<Statement, CloseError> {
     close(input, false).map(|(statement, _)| statement)
@@ -567,25 +602,57 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
     let billed = Billed::from(input.prior)?;
     let cut = period.end;
 
-    // The versions this close needs: the period's, and each earlier
-    // period's. One pass over the ledger feeds them all; with outcomes
-    // kept, only what they do not hold is read.
-    // Each version with the first start of the periods it is read for.
-    let mut needed: BTreeMap<u32, (&Contract, Option<Period>, DateTime<Utc>)> = BTreeMap::new();
-    needed.insert(current.version, (contract, Some(period), period.start));
+    // The earlier periods to re-price: those whose outcomes an event
+    // touched since the last statement, which re-priced every period
+    // before it (all of them when the store cannot tell).
+    let since = last_statement(input.prior)?;
+    let mut reprice: Vec<(Period, &ContractVersion)> = Vec::new();
     for p in &earlier {
-        if let Some(v) = version_for(input.versions, *p) {
-            let e = needed
-                .entry(v.version)
-                .or_insert((v.contract, None, p.start));
-            e.2 = e.2.min(p.start);
+        let Some(v) = version_for(input.versions, *p) else {
+            continue;
+        };
+        let stands = match (input.kept, since) {
+            (Some(k), Some(since)) => k
+                .untouched_since(v.version, (p.start, p.end), since)
+                .map_err(CloseError::Events)?,
+            _ => false,
+        };
+        if !stands {
+            reprice.push((*p, v));
         }
     }
-    let contracts: Vec<&Contract> = needed.values().map(|(c, _, _)| *c).collect();
+
+    // The versions this close needs: the period's, and each re-priced
+    // period's. One pass over the ledger feeds them all; with outcomes
+    // kept, only what they do not hold is read.
+    // Each version with the maturities it is read for.
+    let mut needed: BTreeMap<u32, Needed> = BTreeMap::new();
+    needed.insert(
+        current.version,
+        Needed {
+            contract,
+            service: Some(period),
+            matures: (period.start, cut),
+        },
+    );
+    for (p, v) in &reprice {
+        let e = needed.entry(v.version).or_insert(Needed {
+            contract: v.contract,
+            service: None,
+            matures: (p.start, p.end),
+        });
+        e.matures = (e.matures.0.min(p.start), e.matures.1.max(p.end));
+    }
+    let contracts: Vec<&Contract> = needed.values().map(|n| n.contract).collect();
     let replayers = || -> BTreeMap<u32, Projector> {
         needed
             .iter()
-            .map(|(&v, &(c, service, _))| (v, Projector::new(input.customer, c, cut, service)))
+            .map(|(&v, n)| {
+                (
+                    v,
+                    Projector::new(input.customer, n.contract, cut, n.service),
+                )
+            })
             .collect()
     };
     // The outcomes streamed from the store straight into side projectors
@@ -595,12 +662,19 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         Some(k) => {
             let mut side: BTreeMap<u32, Projector> = needed
                 .iter()
-                .map(|(&v, &(c, service, _))| (v, Projector::side(input.customer, c, cut, service)))
+                .map(|(&v, n)| {
+                    (
+                        v,
+                        Projector::side(input.customer, n.contract, cut, n.service),
+                    )
+                })
                 .collect();
             let mut vouched = true;
-            for (&v, &(_, _, from)) in &needed {
+            for (&v, n) in &needed {
                 let p = side.get_mut(&v).expect("one per version");
-                vouched = k.outcomes(v, (from, cut), p).map_err(CloseError::Events)?;
+                vouched = k
+                    .outcomes(v, n.matures, cut, p)
+                    .map_err(CloseError::Events)?;
                 if !vouched {
                     break;
                 }
@@ -768,10 +842,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
 
     // 6-7. Earlier periods: late outcomes, clawbacks, accepted disputes.
     let mut credits = Vec::new();
-    for p in &earlier {
-        let Some(v) = version_for(input.versions, *p) else {
-            continue;
-        };
+    for (p, v) in &reprice {
         let c = v.contract;
         let proj = &projections[&v.version];
         let name = p.to_string();

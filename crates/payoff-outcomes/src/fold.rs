@@ -17,7 +17,7 @@ use payoff_store::outcomes::{self as model, OutcomeRow};
 use payoff_store::sql::Sql;
 use payoff_store::{Store, StoreError};
 
-use crate::row::{from_row, to_row};
+use crate::row::{from_row, to_row, Order};
 use crate::{OutcomesError, Versions};
 
 /// Ledger sequences one transaction of a fold covers at most: bounds the
@@ -364,6 +364,7 @@ fn fold_batch(
         let outcome = from_row(&row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = (outcome.kind, outcome.subject.clone());
         let order = Order {
+            touched_seq: row.touched_seq,
             touched_us: row.touched_us,
             disorder_us: row.disorder_us,
         };
@@ -378,8 +379,9 @@ fn fold_batch(
         for key in touched.iter().filter(|k| slots.now.contains_key(*k)) {
             orders
                 .entry(key.clone())
-                .and_modify(|o| o.touch(at))
+                .and_modify(|o| o.touch(e.sequence, at))
                 .or_insert(Order {
+                    touched_seq: e.sequence,
                     touched_us: at,
                     disorder_us: None,
                 });
@@ -396,14 +398,7 @@ fn fold_batch(
             let governs = governed
                 .iter()
                 .any(|g| g.version == version && g.from_us <= us && us < g.until_us);
-            let order = orders[key];
-            to_row(
-                customer,
-                version,
-                o,
-                governs,
-                (order.touched_us, order.disorder_us),
-            )
+            to_row(customer, version, o, governs, orders[key])
         })
         .collect();
     Ok((deltas, changed))
@@ -411,28 +406,6 @@ fn fold_batch(
 
 /// Service-level deltas (level, period, numerator, denominator) and rows.
 type FoldedBatch = (Vec<(u32, String, u64, u64)>, Vec<OutcomeRow>);
-
-/// The times at which the events touching one outcome arrived: whether
-/// the fold saw them in time order, which is what lets a close cut at a
-/// time read the row instead of replaying (see
-/// `payoff_store::outcomes::OutcomeRow::disorder_us`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Order {
-    touched_us: i64,
-    disorder_us: Option<i64>,
-}
-
-impl Order {
-    fn touch(&mut self, at: i64) {
-        if at < self.touched_us {
-            self.disorder_us = Some(
-                self.disorder_us
-                    .map_or(self.touched_us, |d| d.max(self.touched_us)),
-            );
-        }
-        self.touched_us = self.touched_us.max(at);
-    }
-}
 
 /// Records, from the statements closed since the last time, which
 /// statement billed or took back each outcome. Idempotent: a statement

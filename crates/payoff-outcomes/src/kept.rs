@@ -77,10 +77,12 @@ impl KeptOutcomes for Kept<'_> {
     fn outcomes(
         &self,
         version: u32,
-        (from, cut): (DateTime<Utc>, DateTime<Utc>),
+        (from, until): (DateTime<Utc>, DateTime<Utc>),
+        cut: DateTime<Utc>,
         sink: &mut dyn OutcomeSink,
     ) -> Result<bool, String> {
-        let (from_us, cut_us) = (from.timestamp_micros(), cut.timestamp_micros());
+        let matures = (from.timestamp_micros(), until.timestamp_micros());
+        let cut_us = cut.timestamp_micros();
         // One snapshot: the fold's checkpoint, its order marks and its rows.
         // The database is read on this thread while a second one turns rows
         // into outcomes (half the time of a close over a million on two
@@ -92,7 +94,8 @@ impl KeptOutcomes for Kept<'_> {
                     &self.customer,
                     version,
                     self.head.sequence,
-                    (from_us, cut_us),
+                    cut_us,
+                    matures,
                 )?
                 else {
                     return Ok(false);
@@ -125,7 +128,8 @@ impl KeptOutcomes for Kept<'_> {
                         tx,
                         &self.customer,
                         version,
-                        (from_us, cut_us),
+                        cut_us,
+                        matures,
                         span,
                         &mut |row| {
                             batch.push(row);
@@ -153,6 +157,27 @@ impl KeptOutcomes for Kept<'_> {
                 })?;
                 Ok(true)
             })
+            .map_err(|e| e.to_string())
+    }
+
+    fn untouched_since(
+        &self,
+        version: u32,
+        (from, until): (DateTime<Utc>, DateTime<Utc>),
+        (since_seq, since): (u64, DateTime<Utc>),
+    ) -> Result<bool, String> {
+        self.store
+            .read(|tx| {
+                model::untouched_since(
+                    tx,
+                    &self.customer,
+                    version,
+                    self.head.sequence,
+                    (from.timestamp_micros(), until.timestamp_micros()),
+                    (since_seq, since.timestamp_micros()),
+                )
+            })
+            .map(|untouched| untouched == Some(true))
             .map_err(|e| e.to_string())
     }
 

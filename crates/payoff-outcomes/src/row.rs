@@ -99,14 +99,41 @@ fn dispute_column(o: &Outcome) -> &'static str {
     }
 }
 
-/// `order` is (`touched_us`, `disorder_us`): how the outcome's events
-/// arrived in time, which the outcome itself does not hold.
+/// When and in what order the events touching one outcome arrived, which
+/// the outcome itself does not hold: whether the fold saw them in time
+/// order, which lets a close cut at a time read the row instead of
+/// replaying (see `payoff_store::outcomes::OutcomeRow::disorder_us`), and
+/// the last one's sequence, which tells a close whether an earlier
+/// period's billing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub touched_seq: u64,
+    pub touched_us: i64,
+    pub disorder_us: Option<i64>,
+}
+
+impl Order {
+    /// Event `sequence`, dated `at`, touched the outcome; events come in
+    /// ledger order, so it is the last to have touched it (a row migrated
+    /// with an unknown sequence gets a known one).
+    pub fn touch(&mut self, sequence: u64, at: i64) {
+        if at < self.touched_us {
+            self.disorder_us = Some(
+                self.disorder_us
+                    .map_or(self.touched_us, |d| d.max(self.touched_us)),
+            );
+        }
+        self.touched_us = self.touched_us.max(at);
+        self.touched_seq = sequence;
+    }
+}
+
 pub(crate) fn to_row(
     customer: &str,
     version: u32,
     o: &Outcome,
     governs: bool,
-    (touched_us, disorder_us): (i64, Option<i64>),
+    order: Order,
 ) -> OutcomeRow {
     let detail = Detail {
         created_at: beyond_micros(o.created.time),
@@ -147,8 +174,9 @@ pub(crate) fn to_row(
         governs,
         billed_in: None,
         credited_in: None,
-        touched_us,
-        disorder_us,
+        touched_us: order.touched_us,
+        disorder_us: order.disorder_us,
+        touched_seq: order.touched_seq,
     }
 }
 

@@ -310,4 +310,5 @@ const SHARED: &[(i64, &str)] = &[
     (19, crate::costs::SCHEMA_CACHE_REASONING),
     (20, crate::append::SCHEMA_PROBE),
     (21, crate::outcomes::SCHEMA_PERIOD_INDEX),
+    (22, crate::outcomes::SCHEMA_TOUCHED),
 ];

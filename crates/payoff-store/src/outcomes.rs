@@ -44,6 +44,10 @@ pub struct OutcomeRow {
     pub credited_in: Option<String>,
     /// The latest event time (µs) among the events that touched it.
     pub touched_us: i64,
+    /// The ledger sequence of the last event that touched it: with
+    /// `touched_us`, what tells a close that an earlier period's billing
+    /// stands as the last statement left it ([`untouched_since`]).
+    pub touched_seq: u64,
     /// Set when an event touched it with a time earlier than one that
     /// touched it before (a late event): the latest such earlier time's
     /// running maximum. A close cut after it sees the same events as the
@@ -54,7 +58,7 @@ pub struct OutcomeRow {
 const ROW_COLUMNS: &str = "r.customer_id, r.version, r.kind, r.subject, r.outcome_id, r.name, \
     r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
     r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, r.governs, b.billed_in, b.credited_in, \
-    r.touched_us, r.disorder_us";
+    r.touched_us, r.disorder_us, r.touched_seq";
 
 const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
     ON b.customer_id = r.customer_id AND b.outcome_id = r.outcome_id";
@@ -63,7 +67,7 @@ const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
 const KEPT_COLUMNS: &str = "r.customer_id, r.version, r.kind, r.subject, r.outcome_id, r.name, \
     r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
     r.void_seq, r.void_event, r.void_us, r.dispute, r.detail, r.governs, NULL, NULL, \
-    r.touched_us, r.disorder_us";
+    r.touched_us, r.disorder_us, r.touched_seq";
 
 fn seq(v: i64) -> u64 {
     v as u64
@@ -93,6 +97,7 @@ fn read_row(r: &dyn SqlRow) -> Result<OutcomeRow, StoreError> {
         credited_in: r.text(19)?,
         touched_us: r.int_req(20)?,
         disorder_us: r.int(21)?,
+        touched_seq: seq(r.int_req(22)?),
     })
 }
 
@@ -230,7 +235,7 @@ pub fn load(
 
 /// Rows per INSERT statement ([`UPSERT_PARAMS`] parameters each).
 const ROWS_PER_INSERT: usize = 100;
-const UPSERT_PARAMS: usize = 20;
+const UPSERT_PARAMS: usize = 21;
 
 /// Inserts or replaces the folded part of these rows (never their
 /// billing, which the close writes).
@@ -241,7 +246,7 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
         let sql = format!(
             "INSERT INTO outcome_rows (customer_id, version, kind, subject, outcome_id, name, \
              created_seq, created_event, created_us, matures_us, value, value_error, void_seq, \
-             void_event, void_us, dispute, detail, governs, touched_us, disorder_us) \
+             void_event, void_us, dispute, detail, governs, touched_us, disorder_us, touched_seq) \
              VALUES {values} \
              ON CONFLICT (customer_id, version, kind, subject) DO UPDATE SET \
              created_seq = excluded.created_seq, created_event = excluded.created_event, \
@@ -250,7 +255,7 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
              void_seq = excluded.void_seq, void_event = excluded.void_event, \
              void_us = excluded.void_us, dispute = excluded.dispute, detail = excluded.detail, \
              governs = excluded.governs, touched_us = excluded.touched_us, \
-             disorder_us = excluded.disorder_us"
+             disorder_us = excluded.disorder_us, touched_seq = excluded.touched_seq"
         );
         let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * UPSERT_PARAMS);
         for r in chunk {
@@ -275,6 +280,7 @@ pub fn upsert(tx: &mut dyn Sql, rows: &[&OutcomeRow]) -> Result<(), StoreError> 
                 i64::from(r.governs).into(),
                 r.touched_us.into(),
                 r.disorder_us.into(),
+                (r.touched_seq as i64).into(),
             ]);
         }
         tx.execute(&sql, &params)?;
@@ -756,21 +762,22 @@ pub struct KeptSpan {
 /// Whether a fold can stand in for a replay cut at `cut_us`: `None` when
 /// the fold is not ready and at `head`, or a row was touched out of time
 /// order at or after the cut (see [`OutcomeRow::disorder_us`]); else the
-/// span of the rows maturing in `[from_us, cut_us)`. Read in the same
-/// transaction as [`kept_rows`], whose snapshot holds checkpoint and rows
-/// together.
+/// span of the rows maturing in `[from_us, until_us)` (`until_us` at most
+/// the cut). Read in the same transaction as [`kept_rows`], whose
+/// snapshot holds checkpoint and rows together.
 pub fn kept_bound(
     tx: &mut dyn Sql,
     customer: &str,
     version: u32,
     head: u64,
-    (from_us, cut_us): (i64, i64),
+    cut_us: i64,
+    (from_us, until_us): (i64, i64),
 ) -> Result<Option<KeptSpan>, StoreError> {
-    let at = checkpoints(tx, customer)?;
-    if !at
-        .iter()
-        .any(|&(v, s, ready)| v == version && s == head && ready)
-    {
+    assert!(
+        until_us <= cut_us,
+        "a close reads no row maturing after its cut"
+    );
+    if !at_head(tx, customer, version, head)? {
         return Ok(None);
     }
     let mut unsure = false;
@@ -798,7 +805,7 @@ pub fn kept_bound(
             customer.into(),
             i64::from(version).into(),
             from_us.into(),
-            cut_us.into(),
+            until_us.into(),
         ],
         &mut |r| {
             let rows = r.int_req(0)?;
@@ -815,9 +822,55 @@ pub fn kept_bound(
     Ok(Some(span))
 }
 
+/// Whether the fold of `version` is ready and at `head`.
+fn at_head(tx: &mut dyn Sql, customer: &str, version: u32, head: u64) -> Result<bool, StoreError> {
+    Ok(checkpoints(tx, customer)?
+        .iter()
+        .any(|&(v, s, ready)| v == version && s == head && ready))
+}
+
+/// Whether no row of the fold of `version` maturing in `[from_us,
+/// until_us)` was touched by an event after ledger sequence `since_seq` or
+/// dated at or after `since_us`; `None` when the fold is not ready and at
+/// `head`. A statement cut at `since_us` over the ledger up to `since_seq`
+/// saw every such row as it is now, so what it billed of them stands: a
+/// later close re-prices the period only when this is `Some(false)`.
+/// Answered from `outcome_rows_period` alone (migration 22), stopping at
+/// the first touched row.
+pub fn untouched_since(
+    tx: &mut dyn Sql,
+    customer: &str,
+    version: u32,
+    head: u64,
+    (from_us, until_us): (i64, i64),
+    (since_seq, since_us): (u64, i64),
+) -> Result<Option<bool>, StoreError> {
+    if !at_head(tx, customer, version, head)? {
+        return Ok(None);
+    }
+    let mut touched = false;
+    tx.query(
+        "SELECT 1 FROM outcome_rows WHERE customer_id = ? AND version = ? \
+         AND matures_us >= ? AND matures_us < ? AND (touched_seq > ? OR touched_us >= ?) LIMIT 1",
+        &[
+            customer.into(),
+            i64::from(version).into(),
+            from_us.into(),
+            until_us.into(),
+            (since_seq as i64).into(),
+            since_us.into(),
+        ],
+        &mut |_| {
+            touched = true;
+            Ok(())
+        },
+    )?;
+    Ok(Some(!touched))
+}
+
 /// The rows of a fold a close cut at `cut_us` reads, in the replay's order
 /// (creation): those created before the cut that mature in
-/// `[from_us, cut_us)`, found within the creation sequences of `span`
+/// `[from_us, until_us)`, found within the creation sequences of `span`
 /// ([`kept_bound`]) on the fold's index by creation, which gives them in
 /// order: a period's close reads its own rows and those created among
 /// them, not the fold's whole history. Their billing is not read (a
@@ -828,7 +881,8 @@ pub fn kept_rows(
     tx: &mut dyn Sql,
     customer: &str,
     version: u32,
-    (from_us, cut_us): (i64, i64),
+    cut_us: i64,
+    (from_us, until_us): (i64, i64),
     span: KeptSpan,
     sink: &mut dyn FnMut(OutcomeRow) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
@@ -849,7 +903,7 @@ pub fn kept_rows(
             span.last.into(),
             cut_us.into(),
             from_us.into(),
-            cut_us.into(),
+            until_us.into(),
         ],
         &mut |r| sink(read_row(r)?),
     )
@@ -859,6 +913,18 @@ pub fn kept_rows(
 /// sequence, so [`kept_bound`] finds a period's rows from the index alone.
 pub(crate) const SCHEMA_PERIOD_INDEX: &str =
     "CREATE INDEX outcome_rows_period ON outcome_rows (customer_id, version, matures_us, created_seq);";
+
+/// Migration 22: each row's last touching sequence
+/// ([`OutcomeRow::touched_seq`]), and the period index carrying it with
+/// the last touching time, so [`untouched_since`] reads the index alone.
+/// Rows folded before it say they were touched at the last possible
+/// sequence: every earlier period is re-priced from them, as before,
+/// until `payoff reindex` folds them again.
+pub(crate) const SCHEMA_TOUCHED: &str =
+    "ALTER TABLE outcome_rows ADD COLUMN touched_seq BIGINT NOT NULL DEFAULT 9223372036854775807;
+    DROP INDEX outcome_rows_period;
+    CREATE INDEX outcome_rows_period ON outcome_rows
+        (customer_id, version, matures_us, created_seq, touched_seq, touched_us);";
 
 /// Refreshes the planner's statistics of the read model's rows, after a
 /// fold applied many events at once (see [`crate::sql::Dialect::refresh_statistics`]).
