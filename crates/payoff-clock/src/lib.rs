@@ -7,12 +7,14 @@
 //!   system clock; a simulation (the demo replaying a month, a test) sets
 //!   time by hand, so everything Payoff stamps (the agent's acts, approvals
 //!   and their expiry, closes, contracts, keys, audit records) happens when
-//!   the simulated business says it does.
+//!   the simulated business says it does. The server's background work
+//!   is scheduled in it too (approval sweeps, webhook retries and leases),
+//!   so a simulation that moves the clock decides when they fall due.
 //! - **Operational time**, [`wall`]: always real. Deadlines that protect
 //!   the system or a peer rather than describe the business: webhook
-//!   retries, leases and signature timestamps (a receiver checks them
-//!   against its own clock), dashboard sessions (an expiry a simulated
-//!   clock could stretch), migrations, benchmarks.
+//!   signature timestamps (a receiver checks them against its own clock),
+//!   dashboard sessions (an expiry a simulated clock could stretch),
+//!   migrations, benchmarks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -788,10 +788,10 @@ pub async fn decide(
 
 /// Records the expiry of an approval whose time is up. The record's time
 /// is the expiry itself and its content fixed, so sweeps and readers
-/// racing each other write it once.
-async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<(), ApiError> {
+/// racing each other write it once; true when this call wrote it.
+async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<bool, ApiError> {
     let Some(approval) = &view.approval else {
-        return Ok(());
+        return Ok(false);
     };
     let data = json!({
         "action": view.id, "decision": "expired", "by": "payoff",
@@ -799,7 +799,7 @@ async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<(
         "agent": view.agent, "type": view.action,
         "resource": { "type": view.resource.kind, "id": view.resource.id },
     });
-    if append(
+    let wrote = append(
         state,
         customer,
         format!("action/{}/decision", view.id),
@@ -809,31 +809,37 @@ async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<(
         data,
         None,
     )
-    .await?
-    {
+    .await?;
+    if wrote {
         crate::Metrics::result_by(&state.metrics.actions, "expired", 1);
     }
     state.actions_decided.notify_waiters();
-    Ok(())
+    Ok(wrote)
 }
 
-/// Expires every pending approval whose time is up (the support agent's
-/// sweep calls this beside its own).
-pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
+/// Expires every pending approval whose time is up at `now` (the support
+/// agent's sweep calls this beside its own).
+pub(crate) async fn expire_due(
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> Result<crate::support::Swept, ApiError> {
     let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
+    let mut swept = crate::support::Swept::default();
     for customer in customers.into_iter().map(|c| c.id) {
         let c = customer.clone();
-        let now = state.now();
-        let due: Vec<ActionView> = blocking_with(move |s| pending(s, &c, now), state)
-            .await?
-            .into_iter()
-            .filter(|a| a.approval.as_ref().is_some_and(|p| p.expires_at <= now))
-            .collect();
-        for a in due {
-            expire(state, &customer, &a).await?;
+        let pending = blocking_with(move |s| pending(s, &c, now), state).await?;
+        for a in pending {
+            let Some(expires_at) = a.approval.as_ref().map(|p| p.expires_at) else {
+                continue;
+            };
+            if expires_at > now {
+                swept.ahead(expires_at);
+            } else if expire(state, &customer, &a).await? {
+                swept.expired += 1;
+            }
         }
     }
-    Ok(())
+    Ok(swept)
 }
 
 pub fn state_name(s: ActionState) -> &'static str {

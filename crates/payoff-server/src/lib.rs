@@ -63,6 +63,26 @@ pub struct ServerConfig {
     pub traces: payoff_ledger::otlp::TraceSettings,
     /// The quality bands of agents (`[quality]`, see [`watch`]).
     pub quality: watch::QualitySettings,
+    /// Whether the background workers run by themselves.
+    pub background: Background,
+}
+
+/// Who drives the background workers: the support agent
+/// ([`support::Worker::tick`]), the webhook outbox ([`webhooks::tick`])
+/// and the quality watcher ([`watch::tick`]). Each pass of each is a tick
+/// at the business time of `AppState::clock`; only the pacing of the ticks
+/// differs. The outcome projector and the knowledge index's catch-up run
+/// in both modes: reads catch up by themselves, and readiness waits for
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Background {
+    /// `serve` runs each worker in a loop: a tick, then a sleep or a wake.
+    #[default]
+    Running,
+    /// Nothing runs by itself: whoever holds the `AppState` (a test, a
+    /// simulation) calls the ticks, after setting a manual clock. No route
+    /// exposes them: a tick is an in-process call, not a door.
+    Manual,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +97,7 @@ impl Default for ServerConfig {
             gateway: gateway::GatewayConfig::default(),
             traces: payoff_ledger::otlp::TraceSettings::default(),
             quality: watch::QualitySettings::default(),
+            background: Background::default(),
         }
     }
 }
@@ -350,42 +371,46 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Beside the requests: the support agent works tickets that arrive as
-    // ledger events and expires approvals; the webhook outbox delivers.
+    // Beside the requests: the projector keeps the read model current and,
+    // unless background work is manual, the support agent works tickets
+    // that arrive as ledger events and expires approvals, the webhook
+    // outbox delivers and the quality watcher checks agents.
     let state = match listener.local_addr() {
         Ok(own) => state.listening_on(own),
         Err(_) => state,
     };
-    let (stop_agent, stop_webhooks, stop_projector, stop_quality) = (
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    let quality = tokio::spawn(watch::run(state.clone(), stop_quality.clone()));
+    webhooks::seal_clear_secrets(&state).await;
+    // Each worker has its own stop: a `Notify` keeps one permit for a
+    // worker still in a pass, so one shared among them would stop one.
+    let mut stops = Vec::new();
+    let mut workers = tokio::task::JoinSet::new();
+    let mut stop = || {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        stops.push(stop.clone());
+        stop
+    };
+    workers.spawn(projector::run(state.clone(), stop()));
+    if state.config.background == Background::Running {
+        workers.spawn(watch::run(state.clone(), stop()));
+        workers.spawn(support::run(
+            state.clone(),
+            std::time::Duration::from_secs(1),
+            stop(),
+        ));
+        workers.spawn(webhooks::run(state.clone(), stop()));
+    }
     let knowledge = tokio::spawn(catch_up_at_start(state.clone()));
-    let projector = tokio::spawn(projector::run(state.clone(), stop_projector.clone()));
-    let agent = tokio::spawn(support::run(
-        state.clone(),
-        std::time::Duration::from_secs(1),
-        stop_agent.clone(),
-    ));
-    let outbox = tokio::spawn(webhooks::run(state.clone(), stop_webhooks.clone()));
     let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    stop_agent.notify_one();
-    stop_webhooks.notify_one();
-    stop_projector.notify_one();
-    stop_quality.notify_one();
     knowledge.abort();
-    let _ = agent.await;
-    let _ = outbox.await;
-    let _ = projector.await;
-    let _ = quality.await;
+    for stop in stops {
+        stop.notify_one();
+    }
+    while workers.join_next().await.is_some() {}
     served
 }
 

@@ -494,8 +494,9 @@ pub fn drifts(figures: &BTreeMap<String, AgentFigures>, bands: &[Band], week: &s
     out
 }
 
-/// Checks every customer's agents this week; the drifts newly recorded.
-pub async fn check_once(state: &AppState) -> Result<usize, ApiError> {
+/// One pass at the business time of `state.clock`: checks every
+/// customer's agents in the week up to then; the drifts newly recorded.
+pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
     let bands = state.config.quality.band.clone();
     if bands.is_empty() {
         return Ok(0);
@@ -543,7 +544,8 @@ pub async fn check_once(state: &AppState) -> Result<usize, ApiError> {
     Ok(recorded)
 }
 
-/// Checks the bands every `[quality] every_seconds` until `stop`.
+/// Ticks every `[quality] every_seconds` of real time until `stop` (not
+/// started when the server's background work is manual).
 pub async fn run(state: AppState, stop: std::sync::Arc<tokio::sync::Notify>) {
     if state.config.quality.band.is_empty() {
         return;
@@ -551,7 +553,7 @@ pub async fn run(state: AppState, stop: std::sync::Arc<tokio::sync::Notify>) {
     let every = std::time::Duration::from_secs_f64(state.config.quality.every_seconds);
     let mut last_error = None;
     loop {
-        if let Err(e) = check_once(&state).await {
+        if let Err(e) = tick(&state).await {
             if last_error.as_ref() != Some(&e.detail) {
                 tracing::error!(error = %e.detail, "quality check failed");
                 last_error = Some(e.detail);

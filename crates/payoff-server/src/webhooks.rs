@@ -2,6 +2,11 @@
 //! delivered to its URL, signed in the Standard Webhooks format
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
 //! HMAC-SHA256 of "id.timestamp.body">`), retried with exponential backoff.
+//! The schedule (when a delivery is due, its retries, its lease) is kept
+//! in business time (`state.clock`): the system clock in production, and
+//! in a simulation the clock that decides when a retry falls due, so
+//! [`tick`] after [`tick`] gives the same attempts. Only the signature's
+//! timestamp is real time.
 //!
 //! Deliveries are rows in the store before anything is sent (see
 //! `payoff_store::webhooks`), so a restart loses nothing: the next pass
@@ -73,7 +78,9 @@ const BODIES_SPAN_MAX: u64 = 2_000;
 /// deliveries a crashed node had claimed go out again within seconds; a
 /// node still sending renews its leases every [`RENEW_EVERY`], so a slow
 /// receiver (each attempt may take the whole `timeout`) never makes a
-/// lease lapse under a live sender.
+/// lease lapse under a live sender. Business time, like the due times a
+/// claim compares it with; a simulated clock moved past it while a batch
+/// is in flight lets another node send again (delivery is at least once).
 const LEASE: Duration = Duration::seconds(15);
 const RENEW_EVERY: StdDuration = StdDuration::from_secs(5);
 const ERROR_CHARS_MAX: usize = 500;
@@ -108,56 +115,91 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String 
     )
 }
 
-/// One pass: enqueue what subscriptions have not looked at yet, then send
-/// what is due and wait for it. Returns how many deliveries were attempted.
-pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
-    let mut outbox = Outbox::default();
-    let attempted = outbox.step(state).await?;
-    while let Some(done) = outbox.sending.join_next().await {
-        outbox.finished(done);
+/// What the outbox did: deliveries enqueued and attempted by a pass, and
+/// the outcomes of the attempts that finished (see [`tick`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxPass {
+    /// Deliveries left for ledger events subscriptions had not seen.
+    pub enqueued: usize,
+    /// Due deliveries claimed and sent (one attempt each).
+    pub attempted: usize,
+    /// Attempts the receiver accepted.
+    pub delivered: usize,
+    /// Attempts that failed, scheduled again after their backoff.
+    pub retrying: usize,
+    /// Deliveries given up on: the last attempt failed, or one that
+    /// cannot succeed (410 Gone, the subscription deleted).
+    pub failed: usize,
+}
+
+impl std::ops::AddAssign for OutboxPass {
+    fn add_assign(&mut self, o: OutboxPass) {
+        self.enqueued += o.enqueued;
+        self.attempted += o.attempted;
+        self.delivered += o.delivered;
+        self.retrying += o.retrying;
+        self.failed += o.failed;
     }
-    Ok(attempted)
+}
+
+/// One whole pass of the outbox at the business time of `state.clock`:
+/// enqueues what subscriptions have not looked at yet, sends what is due
+/// then, and waits until every attempt's outcome is recorded. What a test
+/// or a simulation calls: with a manual clock, a failed delivery is sent
+/// again by the first pass at or after its backoff, and never before. The
+/// running server ticks an [`Outbox`] instead, which does not wait.
+pub async fn tick(state: &AppState) -> Result<OutboxPass, ApiError> {
+    let mut outbox = Outbox::default();
+    let mut pass = outbox.tick(state).await?;
+    pass += outbox.settle().await;
+    Ok(pass)
 }
 
 /// The deliveries this node is sending, by customer. Each customer has at
 /// most one batch in flight (at most [`PER_CUSTOMER_MAX`] deliveries, sent
 /// at once) and the node at most [`CUSTOMERS_MAX`] customers' batches, so
 /// a customer whose receiver hangs holds back its own deliveries only:
-/// every other customer's are claimed at the next poll.
+/// every other customer's are claimed at the next tick.
 #[derive(Default)]
-struct Outbox {
+pub struct Outbox {
     busy: HashSet<String>,
-    sending: tokio::task::JoinSet<String>,
-    /// Whether the last step saw a subscription that is not deleted:
+    sending: tokio::task::JoinSet<(String, Option<OutboxPass>)>,
+    /// Whether the last tick saw a subscription that is not deleted:
     /// without one an append has nothing to deliver, and waking for it
     /// would take the store's write lock from ingest for nothing.
     live: bool,
 }
 
 impl Outbox {
-    /// Enqueues, then claims and starts sending the due deliveries of
-    /// customers not already in flight; returns how many were started.
-    async fn step(&mut self, state: &AppState) -> Result<usize, ApiError> {
+    /// One pass at the business time of `state.clock` that does not wait
+    /// for receivers: takes the outcomes of the batches that finished since
+    /// the last tick, enqueues, then claims the deliveries due now of
+    /// customers not already in flight and starts sending them.
+    pub async fn tick(&mut self, state: &AppState) -> Result<OutboxPass, ApiError> {
+        let mut pass = OutboxPass::default();
         while let Some(done) = self.sending.try_join_next() {
-            self.finished(done);
+            pass += self.finished(done);
         }
-        let subscriptions = blocking_with(
-            |s| {
+        let now = state.now();
+        let (subscriptions, enqueued) = blocking_with(
+            move |s| {
                 let all = s.webhooks(None)?;
+                let mut enqueued = 0;
                 for sub in all.iter().filter(|w| w.deleted_at.is_none()) {
-                    enqueue(s, sub, payoff_clock::wall())?;
+                    enqueued += enqueue(s, sub, now)?;
                 }
-                Ok(all)
+                Ok((all, enqueued))
             },
             state,
         )
         .await?;
+        pass.enqueued = enqueued;
         self.live = subscriptions.iter().any(|w| w.deleted_at.is_none());
         if !self.live && self.sending.is_empty() {
-            return Ok(0);
+            return Ok(pass);
         }
         if self.busy.len() >= CUSTOMERS_MAX {
-            return Ok(0);
+            return Ok(pass);
         }
         let by_id: Arc<HashMap<String, WebhookSubscription>> = Arc::new(
             subscriptions
@@ -165,7 +207,6 @@ impl Outbox {
                 .map(|w| (w.id.clone(), w))
                 .collect(),
         );
-        let now = payoff_clock::wall();
         let skip: Vec<String> = self.busy.iter().cloned().collect();
         let customers_max = CUSTOMERS_MAX - self.busy.len();
         let claimed = blocking_with(
@@ -180,7 +221,7 @@ impl Outbox {
             state,
         )
         .await?;
-        let attempted = claimed.len();
+        pass.attempted = claimed.len();
         let mut by_customer: BTreeMap<String, Vec<WebhookDelivery>> = BTreeMap::new();
         for d in claimed {
             by_customer.entry(d.customer.clone()).or_default().push(d);
@@ -190,19 +231,36 @@ impl Outbox {
             self.busy.insert(customer.clone());
             let (state, by_id) = (state.clone(), by_id.clone());
             self.sending.spawn(async move {
-                if let Err(e) = send_batch(&state, &by_id, batch).await {
-                    tracing::error!(error = %e.detail, "a customer's webhook batch could not be recorded");
+                match send_batch(&state, &by_id, batch).await {
+                    Ok(sent) => (customer, Some(sent)),
+                    Err(e) => {
+                        tracing::error!(error = %e.detail, "a customer's webhook batch could not be recorded");
+                        (customer, None)
+                    }
                 }
-                customer
             });
         }
-        Ok(attempted)
+        Ok(pass)
     }
 
-    fn finished(&mut self, done: Result<String, tokio::task::JoinError>) {
+    /// Waits for every batch in flight; the outcomes of their attempts.
+    pub async fn settle(&mut self) -> OutboxPass {
+        let mut pass = OutboxPass::default();
+        while let Some(done) = self.sending.join_next().await {
+            pass += self.finished(done);
+        }
+        pass
+    }
+
+    /// Frees a finished batch's customer; the outcomes it recorded.
+    fn finished(
+        &mut self,
+        done: Result<(String, Option<OutboxPass>), tokio::task::JoinError>,
+    ) -> OutboxPass {
         match done {
-            Ok(customer) => {
+            Ok((customer, sent)) => {
                 self.busy.remove(&customer);
+                sent.unwrap_or_default()
             }
             Err(e) => {
                 // The batch's customer is unknown: start afresh; leases
@@ -211,15 +269,21 @@ impl Outbox {
                 if self.sending.is_empty() {
                     self.busy.clear();
                 }
+                OutboxPass::default()
             }
         }
     }
 }
 
 /// Moves `sub`'s cursor over the ledger, one page at a time, leaving a
-/// delivery for every event it wants.
-fn enqueue(store: &Store, sub: &WebhookSubscription, now: DateTime<Utc>) -> Result<(), ApiError> {
+/// delivery (due at `now`) for every event it wants; how many it left.
+fn enqueue(
+    store: &Store,
+    sub: &WebhookSubscription,
+    now: DateTime<Utc>,
+) -> Result<usize, ApiError> {
     let mut cursor = sub.cursor;
+    let mut enqueued = 0;
     loop {
         let page = store.events(&EventFilter {
             customer: sub.customer.clone(),
@@ -228,7 +292,7 @@ fn enqueue(store: &Store, sub: &WebhookSubscription, now: DateTime<Utc>) -> Resu
             ..Default::default()
         })?;
         let Some(last) = page.events.last().map(|e| e.sequence) else {
-            return Ok(());
+            return Ok(enqueued);
         };
         let deliveries: Vec<WebhookDelivery> = page
             .events
@@ -238,24 +302,25 @@ fn enqueue(store: &Store, sub: &WebhookSubscription, now: DateTime<Utc>) -> Resu
             .collect();
         if !store.advance_webhook(&sub.id, cursor, last, &deliveries)? {
             // Another node moved it first; it enqueued these.
-            return Ok(());
+            return Ok(enqueued);
         }
+        enqueued += deliveries.len();
         cursor = last;
         if page.events.len() < EVENTS_PAGE {
-            return Ok(());
+            return Ok(enqueued);
         }
     }
 }
 
 /// Sends one customer's claimed deliveries, at most
 /// [`PER_CUSTOMER_CONCURRENCY`] at a time, and records their outcomes in
-/// one transaction. The events' bodies are read in one query when their
+/// one transaction; returns those outcomes counted. The events' bodies are read in one query when their
 /// sequences are close (they usually are: deliveries follow the ledger).
 async fn send_batch(
     state: &AppState,
     subscriptions: &Arc<HashMap<String, WebhookSubscription>>,
     batch: Vec<WebhookDelivery>,
-) -> Result<(), ApiError> {
+) -> Result<OutboxPass, ApiError> {
     let bodies = Arc::new(bodies(state, subscriptions, &batch).await?);
     let ids: Arc<Vec<String>> = Arc::new(batch.iter().map(|d| d.id.clone()).collect());
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_CUSTOMER_CONCURRENCY));
@@ -284,7 +349,7 @@ async fn send_batch(
                 None => break,
             },
             _ = renew.tick() => {
-                let until = payoff_clock::wall() + LEASE;
+                let until = state.now() + LEASE;
                 let ids = ids.clone();
                 // A renewal that fails is logged: the lease may lapse and
                 // another node send again (delivery is at least once).
@@ -294,15 +359,26 @@ async fn send_batch(
             }
         }
     }
+    let mut sent = OutboxPass::default();
     for d in &finished {
         let result = match d.status {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            _ => "retry",
+            DeliveryStatus::Delivered => {
+                sent.delivered += 1;
+                "delivered"
+            }
+            DeliveryStatus::Failed => {
+                sent.failed += 1;
+                "failed"
+            }
+            _ => {
+                sent.retrying += 1;
+                "retry"
+            }
         };
         crate::Metrics::result(&state.metrics.webhook_deliveries, result);
     }
-    blocking_with(move |s| Ok(s.finish_deliveries(&finished)?), state).await
+    blocking_with(move |s| Ok(s.finish_deliveries(&finished)?), state).await?;
+    Ok(sent)
 }
 
 /// The body of each delivery of the batch, by delivery id: the event's
@@ -374,14 +450,15 @@ async fn bodies(
 }
 
 /// One attempt of one delivery; returns it with the outcome recorded in
-/// it (stored by the caller).
+/// it (stored by the caller). Its next attempt is scheduled in business
+/// time, the clock the claim compares it with.
 async fn attempt(
     state: &AppState,
     subscriptions: &HashMap<String, WebhookSubscription>,
     bodies: &HashMap<String, Vec<u8>>,
     mut delivery: WebhookDelivery,
 ) -> WebhookDelivery {
-    let now = payoff_clock::wall();
+    let now = state.now();
     let outcome = match subscriptions
         .get(&delivery.subscription)
         .filter(|s| s.deleted_at.is_none())
@@ -398,7 +475,7 @@ async fn attempt(
             delivery.status = DeliveryStatus::Delivered;
             delivery.last_status = Some(status);
             delivery.last_error = None;
-            delivery.delivered_at = Some(payoff_clock::wall());
+            delivery.delivered_at = Some(state.now());
         }
         Err((status, error, final_)) => {
             delivery.last_status = status;
@@ -431,6 +508,8 @@ async fn send(
     if state.egress.check_url(&url).is_err() {
         return Err((None, REFUSED.into(), false));
     }
+    // Real time, not business time: the receiver checks it against its own
+    // clock.
     let timestamp = payoff_clock::wall().timestamp();
     let secret = state
         .secrets
@@ -480,18 +559,14 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Runs the outbox every `poll` (and whenever a customer's batch ends)
-/// until `stop` is notified; then waits for the batches in flight.
-pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
-    let poll = state.config.webhooks.poll;
-    let mut appended = state.ledger.appended();
-    let mut outbox = Outbox::default();
-    // Secrets stored before they were sealed at rest are sealed now; a
-    // failure is tried again at the next start (they still sign meanwhile).
+/// Seals the secrets stored in clear before they were sealed at rest
+/// (they still sign meanwhile); a failure is tried again at the next
+/// start. Run by `serve` before any worker.
+pub async fn seal_clear_secrets(state: &AppState) {
     let secrets = state.secrets.clone();
     match blocking_with(
         move |s| Ok(s.reseal_webhook_secrets(&|stored| secrets.reseal(stored))?),
-        &state,
+        state,
     )
     .await
     {
@@ -501,20 +576,33 @@ pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
             tracing::error!(error = %e.detail, "could not seal webhook secrets stored in clear")
         }
     }
+}
+
+/// Ticks an [`Outbox`] every `poll` of real time, and whenever something
+/// may be due sooner, until `stop` is notified; then waits for the
+/// batches in flight (not started when the server's background work is
+/// manual).
+pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
+    let poll = state.config.webhooks.poll;
+    let mut appended = state.ledger.appended();
+    let mut outbox = Outbox::default();
     loop {
-        if let Err(e) = outbox.step(&state).await {
+        if let Err(e) = outbox.tick(&state).await {
             tracing::error!(error = %e.detail, "webhook pass failed");
         }
         // New events written through this node wake the outbox at once
         // when some subscription may want them, as does a subscription
         // created here; the poll finds those of other nodes, their new
         // subscriptions, and retries that fall due.
-        let tick = tokio::time::sleep(poll);
-        tokio::pin!(tick);
+        let sleep = tokio::time::sleep(poll);
+        tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = stop.notified() => return drain(outbox).await,
-                _ = &mut tick => break,
+                _ = stop.notified() => {
+                    outbox.settle().await;
+                    return;
+                }
+                _ = &mut sleep => break,
                 _ = state.webhooks_due.notified() => break,
                 Ok(()) = appended.changed() => if outbox.live { break },
                 Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
@@ -523,13 +611,6 @@ pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
                 }
             }
         }
-    }
-}
-
-/// Waits for the batches in flight when the outbox stops.
-async fn drain(mut outbox: Outbox) {
-    while let Some(done) = outbox.sending.join_next().await {
-        outbox.finished(done);
     }
 }
 

@@ -1040,8 +1040,12 @@ async fn follow_up(
 
 /// Applies the expiry default to an approval whose time is up. The
 /// record's time is the expiry itself, so sweeps racing each other write
-/// the same record once.
-pub async fn expire(state: &AppState, customer: &str, approval: &Approval) -> Result<(), ApiError> {
+/// the same record once; true when this call wrote it.
+pub async fn expire(
+    state: &AppState,
+    customer: &str,
+    approval: &Approval,
+) -> Result<bool, ApiError> {
     let by = format!("agent:{AGENT}");
     let resource = format!("approval/{}", approval.id);
     let follow = if approval.on_expiry == "send_reply" {
@@ -1064,16 +1068,16 @@ pub async fn expire(state: &AppState, customer: &str, approval: &Approval) -> Re
         "type": approvals::EXPIRED, "subject": approval.ticket, "time": now_text(approval.expires_at),
         "data": { "approval": approval.id, "ticket": approval.ticket, "by": by },
     });
-    if record_own(state, customer, event).await?.is_ok() {
+    let wrote = record_own(state, customer, event).await?.is_ok();
+    if wrote {
         follow_up(state, customer, approval, follow, None, &by).await?;
     }
-    Ok(())
+    Ok(wrote)
 }
 
-/// One pass of the background work: tickets that arrived as ledger events
-/// since the last pass, and approvals whose time is up. Returns how many
-/// tickets were handled.
-pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
+/// Works the tickets that arrived as ledger events since the last pass;
+/// returns how many were handled.
+async fn work_tickets(state: &AppState) -> Result<usize, ApiError> {
     let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
     let mut handled = 0;
     for customer in customers.iter().map(|c| c.id.clone()) {
@@ -1135,58 +1139,136 @@ pub async fn work_once(state: &AppState) -> Result<usize, ApiError> {
     Ok(handled)
 }
 
-/// Applies the expiry default to every approval whose time is up.
-pub async fn expire_due(state: &AppState) -> Result<(), ApiError> {
+/// What a sweep of approvals did: how many it expired, and the earliest
+/// expiry still ahead among the pending ones it read (the next sweep need
+/// not wait longer than that).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Swept {
+    pub expired: usize,
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
+impl Swept {
+    /// Notes a pending approval expiring at `at`, still ahead.
+    pub fn ahead(&mut self, at: DateTime<Utc>) {
+        self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
+    }
+}
+
+/// Applies the expiry default to every draft whose approval time is up at
+/// `now`.
+async fn expire_due(state: &AppState, now: DateTime<Utc>) -> Result<Swept, ApiError> {
     let customers = blocking_with(move |s| Ok(s.customers()?), state).await?;
+    let mut swept = Swept::default();
     for customer in customers.into_iter().map(|c| c.id) {
         let c = customer.clone();
-        let now = state.now();
         // Newest first, back to the oldest draft that can still be waiting.
         let since = now - pending_window(state.support.approval_ttl);
-        let due: Vec<Approval> = blocking_with(
+        let (due, ahead): (Vec<Approval>, Vec<Approval>) = blocking_with(
             move |s| {
-                let mut due = Vec::new();
+                let mut pending = Vec::new();
                 walk_approvals_newest(s, &c, None, |_, a| {
                     let asked = a.requested_at;
-                    if a.status == Status::Pending && a.expires_at <= now {
-                        due.push(a);
+                    if a.status == Status::Pending {
+                        pending.push(a);
                     }
                     asked >= since
                 })?;
-                Ok(due)
+                Ok(pending.into_iter().partition(|a| a.expires_at <= now))
             },
             state,
         )
         .await?;
+        for a in ahead {
+            swept.ahead(a.expires_at);
+        }
         for a in due {
-            expire(state, &customer, &a).await?;
+            if expire(state, &customer, &a).await? {
+                swept.expired += 1;
+            }
         }
     }
-    Ok(())
+    Ok(swept)
 }
 
-/// Runs [`work_once`] every `every`, and [`expire_due`] every tenth of
-/// the approval window (between `every` and 30 s: reading every approval
-/// is the costly part), until `stop` is notified.
+/// What one pass of the support agent did (see [`Worker::tick`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Tickets that arrived as ledger events, handled.
+    pub tickets: usize,
+    /// Whether this pass swept the approvals (the sweep has its own
+    /// schedule, see [`Worker`]).
+    pub swept: bool,
+    /// Drafts whose approval expired in this pass.
+    pub approvals_expired: usize,
+    /// Actions whose approval expired in this pass.
+    pub actions_expired: usize,
+}
+
+/// The support agent's background work, one [`Worker::tick`] at a time.
+/// It holds the sweep's schedule, kept in business time (`state.clock`),
+/// so a simulation that sets the clock decides when approvals are looked
+/// at and expire, and the same ticks give the same records.
+///
+/// Reading every approval is the costly part of a pass, so the sweep runs
+/// every tenth of the approval window (between 1 and 30 s of business
+/// time), and sooner when a pending approval it read expires sooner: each
+/// approval that was pending at a sweep expires at the first pass at or
+/// after its deadline.
+#[derive(Debug, Default)]
+pub struct Worker {
+    /// Business time from which the next pass sweeps; none: the first does.
+    next_sweep_at: Option<DateTime<Utc>>,
+}
+
+impl Worker {
+    /// One pass at the business time of `state.clock`: works the tickets
+    /// that arrived as ledger events since the last pass, then, when the
+    /// sweep is due, applies the expiry default to every approval (drafts
+    /// and actions) whose time is up. Each part runs even when one before
+    /// it failed (a customer whose tickets fail must not keep approvals
+    /// from expiring); the first error is returned.
+    pub async fn tick(&mut self, state: &AppState) -> Result<Pass, ApiError> {
+        let tickets = work_tickets(state).await;
+        let now = state.now();
+        if self.next_sweep_at.is_some_and(|at| now < at) {
+            return tickets.map(|tickets| Pass {
+                tickets,
+                ..Pass::default()
+            });
+        }
+        let drafts = expire_due(state, now).await;
+        let actions = crate::actions::expire_due(state, now).await;
+        let every = (state.support.approval_ttl / 10).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
+        // A failed sweep is tried again a period later, not at every pass.
+        let ahead = [&drafts, &actions]
+            .into_iter()
+            .filter_map(|s| s.as_ref().ok()?.next_expiry);
+        self.next_sweep_at = Some(ahead.fold(now + every, DateTime::min));
+        Ok(Pass {
+            tickets: tickets?,
+            swept: true,
+            approvals_expired: drafts?.expired,
+            actions_expired: actions?.expired,
+        })
+    }
+}
+
+/// The sweep's period in business time, at least and at most.
+const SWEEP_EVERY_MIN: Duration = Duration::seconds(1);
+const SWEEP_EVERY_MAX: Duration = Duration::seconds(30);
+
+/// Ticks a [`Worker`] every `every` of real time until `stop` is
+/// notified (not started when the server's background work is manual).
 pub async fn run(
     state: AppState,
     every: std::time::Duration,
     stop: std::sync::Arc<tokio::sync::Notify>,
 ) {
+    let mut worker = Worker::default();
     let mut seen_errors = BTreeSet::new();
-    let sweep_every = (state.support.approval_ttl / 10)
-        .to_std()
-        .unwrap_or_default()
-        .clamp(every, std::time::Duration::from_secs(30));
-    let mut last_sweep: Option<std::time::Instant> = None;
     loop {
-        let mut pass = work_once(&state).await.map(|_| ());
-        if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
-            last_sweep = Some(std::time::Instant::now());
-            pass = pass.and(expire_due(&state).await);
-            pass = pass.and(crate::actions::expire_due(&state).await);
-        }
-        if let Err(e) = pass {
+        if let Err(e) = worker.tick(&state).await {
             if seen_errors.insert(e.detail.clone()) {
                 tracing::error!(error = %e.detail, "support agent pass failed");
             }

@@ -5,8 +5,8 @@
 use crate::common::{eventually, on_every_backend, TestServer};
 use chrono::Datelike;
 use payoff_billing::attribution::{assign, Arm};
-use payoff_server::support::SupportConfig;
-use payoff_server::ServerConfig;
+use payoff_server::support::{Pass, SupportConfig, Worker};
+use payoff_server::{Background, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -690,6 +690,20 @@ fn the_kill_switch_stops_every_act_until_resumed() {
     })
 }
 
+/// A server whose support agent works only when the test ticks it.
+fn manual() -> ServerConfig {
+    ServerConfig {
+        background: Background::Manual,
+        ..ServerConfig::default()
+    }
+}
+
+/// A `ticket.created` event as a help desk sends it to the ledger.
+fn ticket_event(id: &str, subject: &str, body: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": "ticket.created", "subject": id,
+           "data": {"subject": subject, "body": body, "requester": "sam@example.com", "groups": []}})
+}
+
 #[test]
 fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
     on_every_backend(|db_url, label| async move {
@@ -697,16 +711,14 @@ fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
             approval_ttl: chrono::Duration::zero(),
             ..SupportConfig::default()
         };
-        let f = setup(&db_url, config).await;
+        let server =
+            TestServer::start_with(&db_url, manual(), |s| s.with_support(config).unwrap()).await;
+        let f = Fixture::on(server, "acme").await;
         let replied = ticket_in(Arm::Ai, 12);
         let queued = ticket_in(Arm::Ai, 13);
-        let event = |id: &str, subject: &str, body: &str| {
-            json!({"specversion": "1.0", "id": id, "source": "helpdesk", "type": "ticket.created", "subject": id,
-                   "data": {"subject": subject, "body": body, "requester": "sam@example.com", "groups": []}})
-        };
         let batch = json!([
-            event(&replied, RETURN_SUBJECT, RETURN_BODY),
-            event(
+            ticket_event(&replied, RETURN_SUBJECT, RETURN_BODY),
+            ticket_event(
                 &queued,
                 "Refund payment",
                 "When will my refund be paid to my card?"
@@ -717,14 +729,21 @@ fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
             .send(&f.agent, "application/cloudevents-batch+json", &batch)
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {v}");
-        eventually("the reply to the ledger ticket", || async {
-            f.events_of("ticket.ai_replied").await.len() == 1
-        })
-        .await;
-        eventually("the expiry of the queued reply", || async {
-            f.events_of("ticket.escalated").await.len() == 1
-        })
-        .await;
+        // One pass works both tickets; the queued reply, with no time to
+        // wait, expires in the same pass's sweep.
+        let pass = Worker::default().tick(&f.server.state).await.unwrap();
+        assert_eq!(
+            pass,
+            Pass {
+                tickets: 2,
+                swept: true,
+                approvals_expired: 1,
+                actions_expired: 0
+            },
+            "{label}"
+        );
+        assert_eq!(f.events_of("ticket.ai_replied").await.len(), 1, "{label}");
+        assert_eq!(f.events_of("ticket.escalated").await.len(), 1, "{label}");
         let (_, v) = f
             .server
             .json(
@@ -739,6 +758,126 @@ fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
         assert_eq!(
             f.events_of("ticket.ai_replied").await[0]["subject"],
             replied.as_str()
+        );
+        // Worked once: the next pass finds nothing new.
+        let pass = Worker::default().tick(&f.server.state).await.unwrap();
+        assert_eq!((pass.tickets, pass.approvals_expired), (0, 0), "{label}");
+    })
+}
+
+/// The one test of the agent's loop itself: a running server works a
+/// ticket from the ledger without being ticked.
+#[test]
+fn a_running_server_works_ledger_tickets_on_its_own() {
+    on_every_backend(|db_url, label| async move {
+        let f = setup(&db_url, SupportConfig::default()).await;
+        let replied = ticket_in(Arm::Ai, 14);
+        let (s, v) = f
+            .server
+            .send(
+                &f.agent,
+                "application/cloudevents+json",
+                &ticket_event(&replied, RETURN_SUBJECT, RETURN_BODY),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {v}");
+        eventually("the reply to the ledger ticket", || async {
+            f.events_of("ticket.ai_replied").await.len() == 1
+        })
+        .await;
+    })
+}
+
+/// Under a manual clock, an approval expires at the first pass at or
+/// after its deadline, and not a microsecond before: the sweep's schedule
+/// and the deadline are both read off the server's clock, never off the
+/// machine's.
+#[test]
+fn an_approval_expires_exactly_at_its_deadline_under_a_manual_clock() {
+    on_every_backend(|db_url, label| async move {
+        let wall = payoff_clock::wall();
+        // The month's first instant: inside the contract, before now.
+        let start = chrono::NaiveDate::from_ymd_opt(wall.year(), wall.month(), 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let clock = payoff_clock::Clock::manual(start);
+        let ttl = chrono::Duration::minutes(10);
+        let config = SupportConfig {
+            approval_ttl: ttl,
+            ..SupportConfig::default()
+        };
+        let server = TestServer::start_with(&db_url, manual(), {
+            let clock = clock.clone();
+            |s| s.with_clock(clock).with_support(config).unwrap()
+        })
+        .await;
+        let f = Fixture::on(server, "acme").await;
+        let (_, v) = f
+            .ticket(
+                &ticket_in(Arm::Ai, 15),
+                "Refund payment",
+                "When will my refund be paid to my card?",
+                &[],
+            )
+            .await;
+        assert_eq!(v["status"], "awaiting_approval", "{label}: {v}");
+        let approval = v["approval"].as_str().unwrap().to_owned();
+        let mut worker = Worker::default();
+        let state = &f.server.state;
+        let mut tick_at = async |at| {
+            clock.set(at);
+            worker.tick(state).await.unwrap()
+        };
+        let swept_nothing = Pass {
+            swept: true,
+            ..Pass::default()
+        };
+        assert_eq!(tick_at(start).await, swept_nothing, "{label}");
+        let just_before = start + ttl - chrono::Duration::microseconds(1);
+        assert_eq!(tick_at(just_before).await, swept_nothing, "{label}");
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=pending",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["approvals"][0]["id"], approval.as_str(), "{label}: {v}");
+        assert_eq!(f.events_of("ticket.escalated").await.len(), 0, "{label}");
+
+        // A microsecond later the sweep is due (the deadline it saw), and
+        // the approval expires.
+        assert_eq!(
+            tick_at(start + ttl).await,
+            Pass {
+                approvals_expired: 1,
+                ..swept_nothing
+            },
+            "{label}"
+        );
+        let (_, v) = f
+            .server
+            .json(
+                Method::GET,
+                "/v1/approvals?status=expired",
+                &f.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(v["approvals"][0]["id"], approval.as_str(), "{label}: {v}");
+        let decided: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(v["approvals"][0]["decided_at"].clone()).unwrap();
+        assert_eq!(decided, start + ttl, "{label}: dated at the deadline: {v}");
+        assert_eq!(f.events_of("ticket.escalated").await.len(), 1, "{label}");
+        // Nothing left to expire; the sweep waits its period again.
+        assert_eq!(
+            tick_at(start + ttl + chrono::Duration::microseconds(1)).await,
+            Pass::default(),
+            "{label}"
         );
     })
 }

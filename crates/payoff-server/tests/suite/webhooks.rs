@@ -2,6 +2,9 @@
 //! Standard Webhooks format (checked here by an implementation of the
 //! scheme written from its specification, HMAC included), retried with
 //! backoff, given up after the last attempt, and not lost across a restart.
+//! The outbox is ticked by the tests (`Background::Manual`), under a manual
+//! clock where retries matter; `a_new_subscription_is_served_at_once…` and
+//! `a_hanging_receiver_delays_only_its_own_tenant` test the running loop.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +16,9 @@ use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
-use payoff_server::webhooks::WebhookSettings;
-use payoff_server::ServerConfig;
+use payoff_clock::Clock;
+use payoff_server::webhooks::{OutboxPass, WebhookSettings};
+use payoff_server::{Background, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -150,6 +154,42 @@ fn fast() -> ServerConfig {
     }
 }
 
+/// A server whose outbox (and quality watcher) moves only when the test
+/// ticks it, on the system clock.
+async fn start_manual(db_url: &str, config: ServerConfig) -> TestServer {
+    let config = ServerConfig {
+        background: Background::Manual,
+        ..config
+    };
+    TestServer::start(db_url, config).await
+}
+
+/// [`start_manual`] on a manual clock the test sets: a retry falls due
+/// when the test moves the clock past its backoff.
+async fn start_on_manual_clock(db_url: &str, config: ServerConfig) -> (TestServer, Clock) {
+    let clock = Clock::manual("2026-11-05T10:00:00Z".parse().unwrap());
+    let config = ServerConfig {
+        background: Background::Manual,
+        ..config
+    };
+    let server = TestServer::start_with(db_url, config, {
+        let clock = clock.clone();
+        |s| s.with_clock(clock)
+    })
+    .await;
+    (server, clock)
+}
+
+/// One whole pass of the outbox.
+async fn tick(server: &TestServer) -> OutboxPass {
+    payoff_server::webhooks::tick(&server.state).await.unwrap()
+}
+
+/// Moves a manual clock on by `by`.
+fn advance(clock: &Clock, by: Duration) {
+    clock.set(clock.now() + chrono::Duration::from_std(by).unwrap());
+}
+
 /// The receivers of these tests listen on loopback, which tenants may
 /// reach only when the operator allows it.
 fn loopback_allowed() -> payoff_egress::Egress {
@@ -184,7 +224,8 @@ fn deliveries_are_signed_retried_and_given_up_on() {
         *receiver.fail_first.lock().unwrap() = 2;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hook = start_receiver(listener, receiver.clone()).await;
-        let server = TestServer::start(&db_url, fast()).await;
+        let (server, clock) = start_on_manual_clock(&db_url, fast()).await;
+        let backoff = fast().webhooks.backoff[0];
         server.customer("acme").await;
         server.customer("globex").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
@@ -249,10 +290,31 @@ fn deliveries_are_signed_retried_and_given_up_on() {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
 
-        eventually("both ticket events delivered", || async {
-            receiver.received.lock().unwrap().len() == 2
-        })
-        .await;
+        // The ticket events are refused (503) and the lead's endpoint fails
+        // (500): all three wait for their backoff; then the ticket events go.
+        let retrying = |attempted, retrying| OutboxPass {
+            attempted,
+            retrying,
+            ..OutboxPass::default()
+        };
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                enqueued: 3,
+                ..retrying(3, 3)
+            },
+            "{label}"
+        );
+        advance(&clock, backoff);
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                delivered: 2,
+                ..retrying(3, 1)
+            },
+            "{label}"
+        );
+        assert_eq!(receiver.received.lock().unwrap().len(), 2);
         let received = receiver.received.lock().unwrap().clone();
         let (_, listed) = server
             .json(
@@ -289,13 +351,7 @@ fn deliveries_are_signed_retried_and_given_up_on() {
             "one webhook-id per event, the same on retries"
         );
 
-        // The log: two deliveries, both delivered (recorded just after the
-        // receiver answered), four attempts in all.
-        eventually("both deliveries recorded as delivered", || async {
-            let log = deliveries(&server, &cadmin, &id).await;
-            log.len() == 2 && log.iter().all(|d| d["status"] == "delivered")
-        })
-        .await;
+        // The log: two deliveries, both delivered, four attempts in all.
         let log = deliveries(&server, &cadmin, &id).await;
         assert_eq!(log.len(), 2, "{log:?}");
         assert!(log.iter().all(|d| d["status"] == "delivered"), "{log:?}");
@@ -304,14 +360,25 @@ fn deliveries_are_signed_retried_and_given_up_on() {
         assert_eq!(*receiver.requests.lock().unwrap(), 4);
 
         // An endpoint that always fails is given up after 1 + 3 retries.
-        eventually("the broken delivery given up", || async {
-            deliveries(&server, &cadmin, &broken_id).await[0]["status"] == "failed"
-        })
-        .await;
+        advance(&clock, backoff);
+        assert_eq!(tick(&server).await, retrying(1, 1), "{label}");
+        advance(&clock, backoff);
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                failed: 1,
+                ..retrying(1, 0)
+            },
+            "{label}"
+        );
         let d = &deliveries(&server, &cadmin, &broken_id).await[0];
         assert_eq!(
-            (d["attempts"].as_u64(), d["last_status"].as_u64()),
-            (Some(4), Some(500))
+            (
+                d["status"].as_str(),
+                d["attempts"].as_u64(),
+                d["last_status"].as_u64()
+            ),
+            (Some("failed"), Some(4), Some(500))
         );
 
         // Other customers see none of it; lists never show secrets.
@@ -372,10 +439,17 @@ fn deliveries_are_signed_retried_and_given_up_on() {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
-        eventually("the witness's delivery", || async {
-            witness.received.lock().unwrap().len() == 1
-        })
-        .await;
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                enqueued: 1,
+                attempted: 1,
+                delivered: 1,
+                ..OutboxPass::default()
+            },
+            "{label}: the witness's delivery only"
+        );
+        assert_eq!(witness.received.lock().unwrap().len(), 1);
         assert_eq!(deliveries(&server, &cadmin, &id).await.len(), 2);
         assert_eq!(receiver.received.lock().unwrap().len(), 2);
     })
@@ -390,7 +464,7 @@ fn pending_deliveries_survive_a_restart() {
         drop(listener);
         let mut config = fast();
         config.webhooks.backoff = vec![Duration::from_millis(200); 50];
-        let server = TestServer::start(&db_url, config.clone()).await;
+        let (server, clock) = start_on_manual_clock(&db_url, config.clone()).await;
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
@@ -421,12 +495,10 @@ fn pending_deliveries_survive_a_restart() {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
-        eventually("a failed attempt", || async {
-            let log = deliveries(&server, &cadmin, &id).await;
-            log.len() == 1 && log[0]["attempts"].as_u64() >= Some(1)
-        })
-        .await;
+        assert_eq!(tick(&server).await.retrying, 1, "{label}: a failed attempt");
         let log = deliveries(&server, &cadmin, &id).await;
+        assert_eq!(log.len(), 1, "{label}: {log:?}");
+        assert_eq!(log[0]["attempts"], 1, "{label}: {log:?}");
         assert_eq!(log[0]["status"], "pending", "{label}: {log:?}");
         assert_eq!(log[0]["last_error"], "connection failed");
         drop(server);
@@ -446,17 +518,25 @@ fn pending_deliveries_survive_a_restart() {
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         start_receiver(listener, receiver.clone()).await;
-        let server = TestServer::start(&db_url, config).await;
-        eventually("the delivery after the restart", || async {
-            receiver.received.lock().unwrap().len() == 1
-        })
+        // The same data directory and the same (simulated) time.
+        let server = TestServer::start_with(
+            &db_url,
+            ServerConfig {
+                background: Background::Manual,
+                ..config
+            },
+            |s| s.with_clock(clock.clone()),
+        )
         .await;
+        advance(&clock, Duration::from_millis(200));
+        assert_eq!(tick(&server).await.delivered, 1, "{label}");
+        assert_eq!(receiver.received.lock().unwrap().len(), 1);
         let (headers, body) = receiver.received.lock().unwrap()[0].clone();
         verify(&secret, &headers, &body).unwrap();
-        eventually("the delivery recorded", || async {
-            deliveries(&server, &cadmin, &id).await[0]["status"] == "delivered"
-        })
-        .await;
+        assert_eq!(
+            deliveries(&server, &cadmin, &id).await[0]["status"],
+            "delivered"
+        );
         let url = db_url.clone();
         let stored = tokio::task::spawn_blocking(move || {
             payoff_store::scratch::query_texts(&url, "SELECT secret FROM webhook_subscriptions")
@@ -477,7 +557,7 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hook = start_receiver(listener, receiver.clone()).await;
-        let server = TestServer::start(&db_url, fast()).await;
+        let server = start_manual(&db_url, fast()).await;
         server.customer("acme").await;
         let operator = server.key("operator", None).await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
@@ -520,10 +600,8 @@ fn a_budget_crossing_reaches_its_subscriber_signed() {
             (StatusCode::OK, Some(true), Some(true)),
             "{c}"
         );
-        eventually("the warning delivered", || async {
-            !receiver.received.lock().unwrap().is_empty()
-        })
-        .await;
+        assert_eq!(tick(&server).await.delivered, 1, "{label}: the warning");
+        assert_eq!(receiver.received.lock().unwrap().len(), 1);
         let (headers, body) = receiver.received.lock().unwrap()[0].clone();
         verify(&secret, &headers, &body).unwrap();
         let event: Value = serde_json::from_slice(&body).unwrap();
@@ -589,7 +667,7 @@ fn an_actions_approval_reaches_its_subscriber_signed() {
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hook = start_receiver(listener, receiver.clone()).await;
-        let server = TestServer::start(&db_url, fast()).await;
+        let server = start_manual(&db_url, fast()).await;
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
@@ -638,10 +716,8 @@ fn an_actions_approval_reaches_its_subscriber_signed() {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        eventually("the decision delivered", || async {
-            !receiver.received.lock().unwrap().is_empty()
-        })
-        .await;
+        assert_eq!(tick(&server).await.delivered, 1, "{label}: the decision");
+        assert_eq!(receiver.received.lock().unwrap().len(), 1);
         let (headers, body) = receiver.received.lock().unwrap()[0].clone();
         verify(&secret, &headers, &body).unwrap();
         let event: Value = serde_json::from_slice(&body).unwrap();
@@ -699,7 +775,7 @@ fn a_drifting_agent_reaches_its_subscriber_signed() {
             },
             ..fast()
         };
-        let server = TestServer::start(&db_url, config).await;
+        let server = start_manual(&db_url, config).await;
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
@@ -770,10 +846,10 @@ credit = "10%"
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        eventually("the three drifts delivered", || async {
-            receiver.received.lock().unwrap().len() >= 3
-        })
-        .await;
+        let watch = || payoff_server::watch::tick(&server.state);
+        assert_eq!(watch().await.unwrap(), 3, "{label}: three drifts recorded");
+        assert_eq!(tick(&server).await.delivered, 3, "{label}");
+        assert_eq!(receiver.received.lock().unwrap().len(), 3);
         let mut measures = Vec::new();
         for (headers, body) in receiver.received.lock().unwrap().clone() {
             verify(&secret, &headers, &body).unwrap();
@@ -810,6 +886,7 @@ credit = "10%"
             .send(&agent, "application/cloudevents+json", &call(4, "timeout"))
             .await;
         assert_eq!(s, StatusCode::OK);
+        assert_eq!(watch().await.unwrap(), 0, "{label}: nothing new recorded");
         let (_, v) = server
             .json(
                 Method::GET,
@@ -989,7 +1066,7 @@ fn a_tenant_webhook_to_loopback_is_refused_unless_the_operator_allows_it() {
             )])),
             ..Default::default()
         };
-        let server = TestServer::start(&db_url, config).await;
+        let server = start_manual(&db_url, config).await;
         server.customer("acme").await;
         let cadmin = server.key("customer_admin", Some("acme")).await;
         let agent = server.key("agent", Some("acme")).await;
@@ -1032,12 +1109,17 @@ fn a_tenant_webhook_to_loopback_is_refused_unless_the_operator_allows_it() {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
-        eventually("an attempt refused", || async {
-            let log = deliveries(&server, &cadmin, &id).await;
-            log.len() == 1 && log[0]["attempts"].as_u64() >= Some(1)
-        })
-        .await;
+        assert_eq!(
+            tick(&server).await.retrying,
+            1,
+            "{label}: an attempt refused"
+        );
         let log = deliveries(&server, &cadmin, &id).await;
+        assert_eq!(
+            (log.len(), log[0]["attempts"].as_u64()),
+            (1, Some(1)),
+            "{log:?}"
+        );
         assert_eq!(log[0]["last_error"], "refused by egress policy", "{log:?}");
         assert_eq!(log[0]["last_status"], Value::Null);
         assert_eq!(*accepted.lock().unwrap(), 0, "never connected");
@@ -1224,7 +1306,7 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_in_the_operator_bundle() {
             // What SSL_CERT_FILE names in production, given here without
             // touching the process's environment.
             config.egress.trust = payoff_egress::Trust::load(Some(&ca)).unwrap();
-            let server = TestServer::start(&db_url, config).await;
+            let server = start_manual(&db_url, config).await;
             server.customer("acme").await;
             let cadmin = server.key("customer_admin", Some("acme")).await;
             let agent = server.key("agent", Some("acme")).await;
@@ -1241,11 +1323,11 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_in_the_operator_bundle() {
                 )
                 .await;
             assert_eq!(s, StatusCode::OK);
-            eventually("the delivery logged as delivered", || async {
-                let log = deliveries(&server, &cadmin, &id).await;
-                log.first().is_some_and(|d| d["status"] == "delivered")
-            })
-            .await;
+            assert_eq!(tick(&server).await.delivered, 1, "{label}");
+            assert_eq!(
+                deliveries(&server, &cadmin, &id).await[0]["status"],
+                "delivered"
+            );
             let (headers, body) = receiver.received.lock().unwrap()[0].clone();
             verify(&secret, &headers, &body).unwrap_or_else(|e| panic!("{label}: {e}"));
             assert_eq!(
@@ -1345,5 +1427,79 @@ fn subscriptions_are_stamped_by_the_servers_clock() {
                 serde_json::from_value(listed[field].clone()).unwrap();
             assert_eq!(t, at, "{label}: {field} of {listed}");
         }
+    });
+}
+
+/// Under a manual clock a failed delivery is tried again at the first pass
+/// at or after its backoff, and not a microsecond before: the due time is
+/// set and compared in business time, never the machine's.
+#[test]
+fn a_retry_falls_due_exactly_at_its_backoff_under_a_manual_clock() {
+    on_every_backend(|db_url, label| async move {
+        let receiver = Receiver::default();
+        *receiver.fail_first.lock().unwrap() = 1;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = start_receiver(listener, receiver.clone()).await;
+        let backoff = chrono::Duration::seconds(10);
+        let mut config = fast();
+        config.webhooks.backoff = vec![backoff.to_std().unwrap()];
+        let (server, clock) = start_on_manual_clock(&db_url, config).await;
+        server.customer("acme").await;
+        let cadmin = server.key("customer_admin", Some("acme")).await;
+        let agent = server.key("agent", Some("acme")).await;
+        let created = subscribe(&server, &cadmin, format!("{hook}/hook"), &["*"]).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (s, _) = server
+            .send(
+                &agent,
+                "application/cloudevents+json",
+                &ev("1", "ticket.created", "T1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let start = clock.now();
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                enqueued: 1,
+                attempted: 1,
+                retrying: 1,
+                ..OutboxPass::default()
+            },
+            "{label}: refused once"
+        );
+        let log = deliveries(&server, &cadmin, &id).await;
+        let due: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(log[0]["next_attempt_at"].clone()).unwrap();
+        assert_eq!(due, start + backoff, "{label}: {log:?}");
+
+        clock.set(start + backoff - chrono::Duration::microseconds(1));
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass::default(),
+            "{label}: not due yet"
+        );
+        assert_eq!(*receiver.requests.lock().unwrap(), 1, "{label}");
+
+        clock.set(start + backoff);
+        assert_eq!(
+            tick(&server).await,
+            OutboxPass {
+                attempted: 1,
+                delivered: 1,
+                ..OutboxPass::default()
+            },
+            "{label}: due at its backoff"
+        );
+        let log = deliveries(&server, &cadmin, &id).await;
+        assert_eq!(
+            (log[0]["status"].as_str(), log[0]["attempts"].as_u64()),
+            (Some("delivered"), Some(2)),
+            "{label}: {log:?}"
+        );
+        let delivered: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(log[0]["delivered_at"].clone()).unwrap();
+        assert_eq!(delivered, start + backoff, "{label}: {log:?}");
+        assert_eq!(receiver.received.lock().unwrap().len(), 1);
     });
 }

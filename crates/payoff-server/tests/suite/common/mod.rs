@@ -27,6 +27,10 @@ pub struct TestServer {
     pub url: String,
     pub admin: String,
     pub http: reqwest::Client,
+    /// The state the server runs with (the same store, clock and
+    /// settings): a test whose config has `Background::Manual` calls the
+    /// workers' ticks with it.
+    pub state: AppState,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -56,28 +60,28 @@ impl TestServer {
         .unwrap();
         let ledger = store.ledger(LedgerConfig::default()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let own = listener.local_addr().unwrap();
+        let url = format!("http://{own}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(payoff_server::serve(
-            listener,
-            // One signing key and one secrets key for every server of a
-            // test, as the nodes and restarts of one data directory share.
-            customize(
-                AppState::new(
-                    store.clone(),
-                    ledger,
-                    config,
-                    ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-                )
-                .with_secret_key(&[5; 32]),
-            ),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        // One signing key and one secrets key for every server of a test,
+        // as the nodes and restarts of one data directory share.
+        let state = customize(
+            AppState::new(
+                store.clone(),
+                ledger,
+                config,
+                ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            )
+            .with_secret_key(&[5; 32]),
+        )
+        .listening_on(own);
+        tokio::spawn(payoff_server::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
         let server = TestServer {
             url,
             admin,
+            state,
             // A fresh connection per request: a server may close one after
             // refusing a body it did not read (413), and a pooled reuse of
             // it would fail the next request for reasons outside the test.
@@ -225,7 +229,9 @@ impl TestServer {
 }
 
 /// Polls `check` until it holds or ten seconds pass (then fails, naming
-/// `what`): for work the server does in the background.
+/// `what`): for work a running server does on its own. A test of what the
+/// background workers do starts the server with `Background::Manual` and
+/// calls their ticks instead.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut check: impl FnMut() -> F,
