@@ -18,8 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use chrono::SecondsFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Action, Allowed, PresentedKey};
@@ -108,31 +109,59 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(responses))
 }
 
+/// OpenAI's list of models.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: &'static str,
+    pub data: Vec<ModelEntry>,
+}
+
+/// A model in OpenAI's shape.
+#[derive(Serialize, ToSchema)]
+pub struct ModelEntry {
+    pub id: String,
+    /// `model`.
+    pub object: &'static str,
+    /// Always 0: Payoff does not know when the provider made it.
+    pub created: u64,
+    /// The `[[gateway.upstream]]` that serves it.
+    pub owned_by: String,
+}
+
 /// The models the gateway serves, in OpenAI's list shape.
 #[utoipa::path(get, path = "/gateway/v1/models", operation_id = "gateway_models", tag = "gateway",
-    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = ModelList), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn models(
     State(state): State<AppState>,
     _: Allowed<may::CallModels>,
-) -> Result<Json<Value>, ApiError> {
-    let data: Vec<Value> = state
+) -> Result<Json<ModelList>, ApiError> {
+    let data = state
         .config
         .gateway
         .upstreams
         .iter()
         .flat_map(|u| {
-            u.models
-                .iter()
-                .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": u.name}))
+            u.models.iter().map(|m| ModelEntry {
+                id: m.clone(),
+                object: "model",
+                created: 0,
+                owned_by: u.name.clone(),
+            })
         })
         .collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
 /// OpenAI's chat completions, streaming (SSE) or not.
 #[utoipa::path(post, path = "/gateway/v1/chat/completions", operation_id = "gateway_chat_completions", tag = "gateway",
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
+    responses((status = 200, description = "The upstream's chat completion as it answered, or its server-sent events when `stream` is true",
+            content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
     security(("bearer" = [])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -148,7 +177,8 @@ pub async fn chat_completions(
 /// OpenAI's embeddings.
 #[utoipa::path(post, path = "/gateway/v1/embeddings", operation_id = "gateway_embeddings", tag = "gateway",
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
+    responses((status = 200, description = "The upstream's embeddings as it answered", body = Object, content_type = "application/json"),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
     security(("bearer" = [])))]
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -164,7 +194,9 @@ pub async fn embeddings(
 /// OpenAI's responses, streaming (SSE) or not.
 #[utoipa::path(post, path = "/gateway/v1/responses", operation_id = "gateway_responses", tag = "gateway",
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
+    responses((status = 200, description = "The upstream's response as it answered, or its server-sent events when `stream` is true",
+            content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 429), (status = 502), (status = 504)),
     security(("bearer" = [])))]
 pub async fn responses(
     State(state): State<AppState>,

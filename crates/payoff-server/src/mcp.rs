@@ -22,10 +22,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use payoff_policy::MCP_SERVER_TYPE;
 use payoff_store::McpServer;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResourceRef, ResultRequest};
@@ -85,7 +87,7 @@ fn server_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// The server's streamable HTTP endpoint, reached under the egress policy.
@@ -96,14 +98,14 @@ pub struct Registration {
 /// new URL); its agents reach it at `/mcp/<name>`.
 #[utoipa::path(put, path = "/v1/customers/{customer}/mcp-servers/{name}", operation_id = "register_mcp_server",
     tag = "mcp", request_body = Registration, params(("customer" = String, Path), ("name" = String, Path)),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)),
+    responses((status = 200, body = McpServerView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)),
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path((customer, name)): Path<(String, String)>,
     Body(reg): Body<Registration>,
-) -> Result<Json<McpServer>, ApiError> {
+) -> Result<Json<McpServerView>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     if !server_name_ok(&name) {
         return Err(ApiError::new(
@@ -140,22 +142,57 @@ pub async fn register(
     };
     let stored = server.clone();
     blocking_with(move |s| Ok(s.put_mcp_server(&stored)?), &state).await?;
-    Ok(Json(server))
+    Ok(Json(server.into()))
+}
+
+/// One of a customer's MCP servers.
+#[derive(Serialize, ToSchema)]
+pub struct McpServerView {
+    pub customer: String,
+    /// Its agents reach it at `/mcp/<name>`.
+    pub name: String,
+    /// Its streamable HTTP endpoint.
+    pub url: String,
+    /// The key id that registered it.
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+impl From<McpServer> for McpServerView {
+    fn from(s: McpServer) -> Self {
+        McpServerView {
+            customer: s.customer,
+            name: s.name,
+            url: s.url,
+            added_by: s.added_by,
+            added_at: s.added_at,
+        }
+    }
+}
+
+/// A customer's MCP servers.
+#[derive(Serialize, ToSchema)]
+pub struct McpServerList {
+    pub customer: String,
+    pub servers: Vec<McpServerView>,
 }
 
 /// The customer's MCP servers.
 #[utoipa::path(get, path = "/v1/customers/{customer}/mcp-servers", operation_id = "list_mcp_servers",
     tag = "mcp", params(("customer" = String, Path)),
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = McpServerList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_servers(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<McpServerList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let servers = blocking_with(move |s| Ok(s.mcp_servers(&c)?), &state).await?;
-    Ok(Json(json!({ "customer": customer, "servers": servers })))
+    Ok(Json(McpServerList {
+        customer,
+        servers: servers.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Removes one of the customer's MCP servers.
@@ -203,7 +240,10 @@ fn refusal(view: &ActionView, text: String) -> Value {
 #[utoipa::path(post, path = "/mcp/{server}", operation_id = "mcp_endpoint", tag = "mcp",
     params(("server" = String, Path)),
     request_body(content = Object, description = "one JSON-RPC message"),
-    responses((status = 200), (status = 202), (status = 400), (status = 401), (status = 403), (status = 404)),
+    responses(
+        (status = 200, description = "The JSON-RPC response to a request", body = Object, content_type = "application/json"),
+        (status = 202, description = "A notification, or a response, taken: nothing to answer"),
+        (status = 400), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn endpoint(
     State(state): State<AppState>,

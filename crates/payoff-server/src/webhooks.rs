@@ -246,10 +246,18 @@ impl Outbox {
     /// Waits for every batch in flight; the outcomes of their attempts.
     pub async fn settle(&mut self) -> OutboxPass {
         let mut pass = OutboxPass::default();
-        while let Some(done) = self.sending.join_next().await {
-            pass += self.finished(done);
+        while let Some(done) = self.next_done().await {
+            pass += done;
         }
         pass
+    }
+
+    /// Waits for the next batch in flight to finish (whichever customer's
+    /// it is); the outcomes of its attempts, or none when nothing is in
+    /// flight.
+    pub async fn next_done(&mut self) -> Option<OutboxPass> {
+        let done = self.sending.join_next().await?;
+        Some(self.finished(done))
     }
 
     /// Frees a finished batch's customer; the outcomes it recorded.
@@ -605,10 +613,7 @@ pub async fn run(state: AppState, stop: Arc<tokio::sync::Notify>) {
                 _ = &mut sleep => break,
                 _ = state.webhooks_due.notified() => break,
                 Ok(()) = appended.changed() => if outbox.live { break },
-                Some(done) = outbox.sending.join_next(), if !outbox.sending.is_empty() => {
-                    outbox.finished(done);
-                    break;
-                }
+                Some(_) = outbox.next_done(), if !outbox.sending.is_empty() => break,
             }
         }
     }

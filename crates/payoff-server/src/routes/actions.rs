@@ -5,9 +5,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{self, ActionRequest, ActionState, ActionView, ResultRequest};
@@ -142,16 +142,25 @@ pub struct ListQuery {
     before: Option<u64>,
 }
 
+/// A page of a customer's actions, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ActionList {
+    pub actions: Vec<ActionView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
 /// A customer's actions, newest first, a page at a time: `next_before`
 /// (absent on the last page) continues it.
 #[utoipa::path(get, path = "/v1/actions", operation_id = "list_actions", tag = "actions", params(ListQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403)),
+    responses((status = 200, body = ActionList), (status = 400), (status = 401), (status = 403)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadActions>,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionList>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let wanted = q
         .state
@@ -182,11 +191,10 @@ pub async fn list(
         &state,
     )
     .await?;
-    let mut reply = json!({ "actions": page.items });
-    if let Some(before) = page.next_before {
-        reply["next_before"] = before.into();
-    }
-    Ok(Json(reply))
+    Ok(Json(ActionList {
+        actions: page.items,
+        next_before: page.next_before,
+    }))
 }
 
 /// Records what the agent did: `succeeded` or `failed`, with a detail.
@@ -225,18 +233,38 @@ pub struct RulesUpload {
     rules: String,
 }
 
+/// A version of a customer's action schema and rules, as its upload
+/// stored it.
+#[derive(Serialize, ToSchema)]
+pub struct UploadedRules {
+    pub customer: String,
+    pub version: u32,
+    /// Hex SHA-256 of the schema, a NUL byte, then the rules.
+    pub sha256: String,
+    /// The action types the schema declares: `name`, and the entity
+    /// types it may act on (`resources`).
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<payoff_policy::ActionType>,
+    /// The ids of its policies, as decisions name them
+    /// (`<customer>.v<version>.<id>`).
+    pub policy_ids: Vec<String>,
+    /// The key id that uploaded it.
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
 /// Uploads a new version of the customer's action schema and rules.
 /// Nothing is stored unless both compile and every policy validates.
 #[utoipa::path(post, path = "/v1/customers/{customer}/action-rules", operation_id = "upload_action_rules", tag = "actions", request_body = RulesUpload,
     params(("customer" = String, Path)),
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
+    responses((status = 201, body = UploadedRules), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
     security(("bearer" = [])))]
 pub async fn upload_rules(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path(customer): Path<String>,
     Body(upload): Body<RulesUpload>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UploadedRules>), ApiError> {
     let customer = scoped(&caller, &customer)?;
     for (field, text) in [("schema", &upload.schema), ("rules", &upload.rules)] {
         if text.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
@@ -264,22 +292,22 @@ pub async fn upload_rules(
     .await?;
     let prefix = format!("{}.", stored.customer);
     let label = format!("{}.v{}.", stored.customer, stored.version);
-    let ids: Vec<String> = compiled
+    let policy_ids = compiled
         .policy_ids()
         .iter()
         .map(|id| id.replacen(&prefix, &label, 1))
         .collect();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "customer": stored.customer,
-            "version": stored.version,
-            "sha256": stored.sha256,
-            "actions": compiled.actions(),
-            "policy_ids": ids,
-            "uploaded_by": stored.uploaded_by,
-            "uploaded_at": stored.uploaded_at,
-        })),
+        Json(UploadedRules {
+            customer: stored.customer,
+            version: stored.version,
+            sha256: stored.sha256,
+            actions: compiled.actions().to_vec(),
+            policy_ids,
+            uploaded_by: stored.uploaded_by,
+            uploaded_at: stored.uploaded_at,
+        }),
     ))
 }
 
@@ -287,15 +315,25 @@ pub async fn upload_rules(
 /// the last is in force.
 #[utoipa::path(get, path = "/v1/customers/{customer}/action-rules", operation_id = "list_action_rules", tag = "actions",
     params(("customer" = String, Path)),
-    responses((status = 200), (status = 401), (status = 403), (status = 404)),
+    responses((status = 200, body = RulesList), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn list_rules(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RulesList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let versions = blocking_with(move |s| Ok(s.action_rules(&c)?), &state).await?;
-    Ok(Json(json!({ "customer": customer, "versions": versions })))
+    Ok(Json(RulesList { customer, versions }))
+}
+
+/// Every version of a customer's action schema and rules, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct RulesList {
+    pub customer: String,
+    /// Each version as stored: `customer`, `version`, `sha256`, the Cedar
+    /// `schema` and `rules` as uploaded, `uploaded_by` and `uploaded_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Vec<payoff_store::StoredActionRules>,
 }

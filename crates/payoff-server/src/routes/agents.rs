@@ -4,10 +4,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use payoff_store::AgentPause;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::actions::{ActionState, ActionView};
@@ -15,7 +17,8 @@ use crate::auth::{may, Action, Allowed, Caller};
 use crate::paging::{self, Walk};
 use crate::problem::{ApiError, ErrorCode};
 use crate::routes::{Body, OptionalBody, Params};
-use crate::support::{self, approvals::Status, Choice, Handled, Ticket, AGENT};
+use crate::support::approvals::{Approval, Status};
+use crate::support::{self, Choice, Handled, Ticket, AGENT};
 use crate::{blocking_with, AppState};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,7 +35,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Hands a ticket to the support agent and says what it did.
 #[utoipa::path(post, path = "/v1/agents/support/tickets", tag = "agents",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, description = "What the agent did with the ticket (`support::Handled`): `ticket`, \
+        `arm`, `status` (replied, awaiting_approval, escalated, left_to_humans or already_handled), `category`, \
+        `confidence`, `reply`, `citations`, `approval`, `policy_ids` and `reason`", body = Object), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::SubmitTickets>,
@@ -81,13 +86,22 @@ fn pause_scope(caller: &Caller, named: Option<String>) -> Result<String, ApiErro
     }
 }
 
+/// The kill switch of an agent for one customer or all, as just set.
+#[derive(Serialize, ToSchema)]
+pub struct AgentSwitch {
+    pub agent: String,
+    /// The customer, or `*` for every customer.
+    pub customer: String,
+    pub paused: bool,
+}
+
 async fn switch(
     state: &AppState,
     caller: &Caller,
     agent: &str,
     req: PauseRequest,
     paused: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentSwitch>, ApiError> {
     caller.require(Action::ControlAgents)?;
     known_agent(agent)?;
     let customer = pause_scope(caller, req.customer)?;
@@ -99,51 +113,63 @@ async fn switch(
     };
     let stored = pause.clone();
     blocking_with(move |s| Ok(s.set_agent_pause(&stored, paused)?), state).await?;
-    Ok(Json(
-        json!({ "agent": agent, "customer": pause.customer, "paused": paused }),
-    ))
+    Ok(Json(AgentSwitch {
+        agent: agent.to_owned(),
+        customer: pause.customer,
+        paused,
+    }))
 }
 
 /// The kill switch: the agent takes no action (tickets go to people) until resumed.
 #[utoipa::path(post, path = "/v1/agents/{agent}/pause", tag = "agents",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = AgentSwitch), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn pause(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ControlAgents>,
     Path(agent): Path<String>,
     OptionalBody(body): OptionalBody<PauseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentSwitch>, ApiError> {
     switch(&state, &caller, &agent, body, true).await
 }
 
 /// Turns the kill switch off again.
 #[utoipa::path(post, path = "/v1/agents/{agent}/resume", tag = "agents",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = AgentSwitch), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn resume(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ControlAgents>,
     Path(agent): Path<String>,
     OptionalBody(body): OptionalBody<PauseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentSwitch>, ApiError> {
     switch(&state, &caller, &agent, body, false).await
+}
+
+/// An agent's kill switches that the caller sees.
+#[derive(Serialize, ToSchema)]
+pub struct AgentStatus {
+    pub agent: String,
+    /// Each pause in force: `agent`, `customer` (`*` for every
+    /// customer), `paused_by` and `paused_at`; empty when it runs.
+    #[schema(value_type = Vec<Object>)]
+    pub paused: Vec<AgentPause>,
 }
 
 /// Whether the agent is paused, and for whom (a customer key sees only
 /// what concerns its customer).
 #[utoipa::path(get, path = "/v1/agents/{agent}", tag = "agents",
-    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = AgentStatus), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_agent(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadApprovals>,
     Path(agent): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentStatus>, ApiError> {
     known_agent(&agent)?;
     let pauses = blocking_with(move |s| Ok(s.agent_pauses()?), &state).await?;
-    let visible: Vec<&AgentPause> = pauses
-        .iter()
+    let paused = pauses
+        .into_iter()
         .filter(|p| p.agent == agent && (p.customer == "*" || caller.sees(Some(&p.customer))))
         .collect();
-    Ok(Json(json!({ "agent": agent, "paused": visible })))
+    Ok(Json(AgentStatus { agent, paused }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -162,13 +188,13 @@ pub struct WatchQuery {
 /// only for roles that read economics.
 #[utoipa::path(get, path = "/v1/customers/{customer}/agents", operation_id = "watch_agents", tag = "agents",
     params(("customer" = String, Path), WatchQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = WatchedAgents), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn watched(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadApprovals>,
     Path(customer): Path<String>,
     Params(q): Params<WatchQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WatchedAgents>, ApiError> {
     let customer = crate::routes::billing::scoped(&caller, &customer)?;
     let days = q.days.unwrap_or(7);
     if !(1..=90).contains(&days) {
@@ -195,35 +221,123 @@ pub async fn watched(
         &state,
     )
     .await?;
-    let agents: Vec<Value> = figures
+    let agents = figures
         .iter()
-        .map(|(name, f)| {
-            let mut v = json!({
-                "agent": name,
-                "model_calls": f.calls, "errors": f.errors,
-                "latency_p50_ms": f.latency(0.5), "latency_p95_ms": f.latency(0.95),
-                "tool_calls": f.tool_calls, "runs": f.runs,
-                "actions": { "allowed": f.allowed, "denied": f.denied, "pending": f.pending },
-                "drafts": { "decided": f.drafts_decided, "reworked": f.drafts_reworked },
-                "outcomes": { "created": f.outcomes, "voided": f.outcomes_voided },
-                "service_levels": f.service.iter().map(|(level, (n, d))| {
-                    (level.clone(), json!({ "numerator": n, "denominator": d }))
-                }).collect::<serde_json::Map<_, _>>(),
-                "model_calls_per_day": f.per_day,
-            });
-            if costs {
-                v["cost"] = f.cost.round_dp(6).normalize().to_string().into();
-            }
-            v
+        .map(|(name, f)| WatchedAgent {
+            agent: name.clone(),
+            model_calls: f.calls,
+            errors: f.errors,
+            latency_p50_ms: f.latency(0.5),
+            latency_p95_ms: f.latency(0.95),
+            tool_calls: f.tool_calls,
+            runs: f.runs,
+            actions: ActionCounts {
+                allowed: f.allowed,
+                denied: f.denied,
+                pending: f.pending,
+            },
+            drafts: DraftCounts {
+                decided: f.drafts_decided,
+                reworked: f.drafts_reworked,
+            },
+            outcomes: OutcomeCounts {
+                created: f.outcomes,
+                voided: f.outcomes_voided,
+            },
+            service_levels: f
+                .service
+                .iter()
+                .map(|(level, &(numerator, denominator))| {
+                    (
+                        level.clone(),
+                        ServiceLevelHits {
+                            numerator,
+                            denominator,
+                        },
+                    )
+                })
+                .collect(),
+            model_calls_per_day: f.per_day.clone(),
+            cost: costs.then(|| f.cost.round_dp(6).normalize().to_string()),
         })
         .collect();
-    Ok(Json(json!({
-        "customer": customer,
-        "since": since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "until": until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "agents": agents,
-        "drifts": drifts,
-    })))
+    Ok(Json(WatchedAgents {
+        customer,
+        since: since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        until: until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        agents,
+        drifts,
+    }))
+}
+
+/// What a customer's agents did in a window.
+#[derive(Serialize, ToSchema)]
+pub struct WatchedAgents {
+    pub customer: String,
+    /// RFC 3339, to the microsecond: the window's start.
+    pub since: String,
+    /// RFC 3339, to the microsecond: now.
+    pub until: String,
+    /// By agent name.
+    pub agents: Vec<WatchedAgent>,
+    /// The `payoff.quality.drift` records of the window: a measure of an
+    /// agent outside the provider's band for it.
+    #[schema(value_type = Vec<Object>)]
+    pub drifts: Vec<Value>,
+}
+
+/// One agent's figures over the window.
+#[derive(Serialize, ToSchema)]
+pub struct WatchedAgent {
+    pub agent: String,
+    pub model_calls: u64,
+    pub errors: u64,
+    /// `null` when no call reported its latency.
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+    pub tool_calls: u64,
+    pub runs: u64,
+    pub actions: ActionCounts,
+    pub drafts: DraftCounts,
+    /// Outcomes of the subjects it served.
+    pub outcomes: OutcomeCounts,
+    /// Per service level of the contract, over the subjects it served.
+    pub service_levels: BTreeMap<String, ServiceLevelHits>,
+    /// Model calls per day of the window, oldest first.
+    pub model_calls_per_day: Vec<u64>,
+    /// USD, a decimal as text; only for roles that read economics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+}
+
+/// The actions an agent asked for, by what the rules said.
+#[derive(Serialize, ToSchema)]
+pub struct ActionCounts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub pending: u64,
+}
+
+/// The support agent's drafts a person decided, and of those the ones
+/// approved with edits or rejected.
+#[derive(Serialize, ToSchema)]
+pub struct DraftCounts {
+    pub decided: u64,
+    pub reworked: u64,
+}
+
+/// Outcomes created in the window, and of those the ones voided.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeCounts {
+    pub created: u64,
+    pub voided: u64,
+}
+
+/// A service level's hits: `numerator` of `denominator` events.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceLevelHits {
+    pub numerator: u64,
+    pub denominator: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -240,14 +354,66 @@ pub struct ApprovalQuery {
     before: Option<u64>,
 }
 
+/// A page of the approval queue, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalList {
+    pub approvals: Vec<QueuedApproval>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// One entry of the approval queue: the support agent's drafted reply
+/// (`kind` `reply`) or an agent's action (`kind` `action`).
+// A reply value, built once per request and serialised at once: the
+// variants' sizes do not matter, and boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum QueuedApproval {
+    Reply(ReplyApproval),
+    Action(ActionApproval),
+}
+
+/// A drafted reply waiting for, or having had, a person's decision.
+#[derive(Serialize, ToSchema)]
+pub struct ReplyApproval {
+    /// `id`, `ticket`, `status`, `requested_at`, `expires_at`,
+    /// `on_expiry`, the `request` as recorded (draft, citations,
+    /// confidence, category, requester), `decided_by`, `decided_at`,
+    /// `final_text` and `reason`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub approval: Approval,
+    /// `reply`.
+    pub kind: &'static str,
+}
+
+/// An action an agent asked for that a person must decide.
+#[derive(Serialize, ToSchema)]
+pub struct ActionApproval {
+    /// `action`.
+    pub kind: &'static str,
+    pub id: String,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub action: ActionView,
+}
+
 /// The approval queue of a customer, newest first.
 #[utoipa::path(get, path = "/v1/approvals", tag = "agents", params(ApprovalQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = ApprovalList), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list_approvals(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadApprovals>,
     Params(q): Params<ApprovalQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalList>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let wanted = match q.status.as_deref() {
         None => None,
@@ -279,9 +445,10 @@ pub async fn list_approvals(
                     sequence,
                     keep.then(|| {
                         reader.redact_approval(&mut a);
-                        let mut v = serde_json::to_value(&a).unwrap_or_default();
-                        v["kind"] = "reply".into();
-                        v
+                        QueuedApproval::Reply(ReplyApproval {
+                            approval: a,
+                            kind: "reply",
+                        })
                     }),
                 )
             })?;
@@ -294,16 +461,15 @@ pub async fn list_approvals(
         &state,
     )
     .await?;
-    let mut reply = json!({ "approvals": page.items });
-    if let Some(before) = page.next_before {
-        reply["next_before"] = before.into();
-    }
-    Ok(Json(reply))
+    Ok(Json(ApprovalList {
+        approvals: page.items,
+        next_before: page.next_before,
+    }))
 }
 
 /// An action's approval as the queue shows it, if it had one and it has
 /// the status `wanted`.
-fn action_approval(a: ActionView, wanted: Option<Status>) -> Option<Value> {
+fn action_approval(a: ActionView, wanted: Option<Status>) -> Option<QueuedApproval> {
     let status = match a.state {
         ActionState::PendingApproval => Status::Pending,
         ActionState::Approved => Status::Approved,
@@ -315,10 +481,16 @@ fn action_approval(a: ActionView, wanted: Option<Status>) -> Option<Value> {
         return None;
     }
     let approval = a.approval.clone()?;
-    Some(json!({
-        "kind": "action", "id": a.id, "status": status, "requested_at": a.requested_at,
-        "expires_at": approval.expires_at, "decided_by": approval.decided_by,
-        "decided_at": approval.decided_at, "reason": approval.reason, "action": a,
+    Some(QueuedApproval::Action(ActionApproval {
+        kind: "action",
+        id: a.id.clone(),
+        status,
+        requested_at: a.requested_at,
+        expires_at: approval.expires_at,
+        decided_by: approval.decided_by,
+        decided_at: approval.decided_at,
+        reason: approval.reason,
+        action: a,
     }))
 }
 
@@ -332,6 +504,28 @@ pub struct DecisionRequest {
     pub(crate) reason: Option<String>,
 }
 
+/// A decided approval: an agent's action, or a drafted reply.
+// A reply value, built once per request and serialised at once: the
+// variants' sizes do not matter, and boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Decided {
+    Action(ActionView),
+    Reply(DecidedReply),
+}
+
+/// A drafted reply's approval, decided.
+#[derive(Serialize, ToSchema)]
+pub struct DecidedReply {
+    /// `id`, `ticket`, `status`, `requested_at`, `expires_at`,
+    /// `on_expiry`, `request`, `decided_by`, `decided_at`, `final_text`
+    /// and `reason`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub approval: Approval,
+}
+
 /// Approves or rejects a pending approval: the one path of the API and
 /// the dashboard.
 pub(crate) async fn decide(
@@ -340,7 +534,7 @@ pub(crate) async fn decide(
     id: String,
     req: DecisionRequest,
     approve: bool,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Decided>), ApiError> {
     caller.require(Action::DecideApprovals)?;
     let customer = caller.customer_scope(req.customer.as_deref())?;
     if crate::actions::is_action_id(&id) {
@@ -352,10 +546,7 @@ pub(crate) async fn decide(
         }
         let view =
             crate::actions::decide(&state, &customer, &id, &caller.0, approve, req.reason).await?;
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::to_value(view).unwrap_or_default()),
-        ));
+        return Ok((StatusCode::OK, Json(Decided::Action(view))));
     }
     if req
         .reason
@@ -387,30 +578,30 @@ pub(crate) async fn decide(
     let approval = support::decide_approval(&state, &customer, &id, &caller.0, choice).await?;
     Ok((
         StatusCode::OK,
-        Json(serde_json::to_value(approval).unwrap_or_default()),
+        Json(Decided::Reply(DecidedReply { approval })),
     ))
 }
 
 /// Sends the drafted reply (or the approver's edited text).
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "agents",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = Decided), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn approve(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::DecideApprovals>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<DecisionRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Decided>), ApiError> {
     decide(state, caller, id, body, true).await
 }
 
 /// Refuses the draft; the ticket goes to a person.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "agents",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = Decided), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn reject(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::DecideApprovals>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<DecisionRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Decided>), ApiError> {
     decide(state, caller, id, body, false).await
 }

@@ -10,9 +10,8 @@ use payoff_accounting::billing::Versions;
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{Assigned, Record, Released};
 use payoff_store::AppendRequest;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Allowed};
@@ -37,17 +36,27 @@ pub struct ReleaseRequest {
     experiment: String,
 }
 
+/// A holdout line released for a period.
+#[derive(Serialize, ToSchema)]
+pub struct Release {
+    pub customer: String,
+    pub period: String,
+    pub experiment: String,
+    /// Always true: released now, or by an earlier release that stands.
+    pub released: bool,
+}
+
 /// An operator releases a holdout line held for a sample-ratio mismatch,
 /// before the period closes. The release is a ledger event dated at the
 /// period's last second: it is a statement about that period.
 #[utoipa::path(post, path = "/v1/customers/{customer}/periods/{period}/release", tag = "attribution",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = Release), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn release(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::CloseStatements>,
     Path((customer, period)): Path<(String, String)>,
     Body(req): Body<ReleaseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Release>, ApiError> {
     let customer = caller.customer_scope(Some(&customer))?;
     let (id, experiment) = (customer.clone(), req.experiment.clone());
     let period = blocking_with(
@@ -86,9 +95,12 @@ pub async fn release(
     );
     // Released twice (by anyone): the first release stands.
     let _ = record_own(&state, &customer, event).await?;
-    Ok(Json(
-        json!({"customer": customer, "period": period.to_string(), "experiment": req.experiment, "released": true}),
-    ))
+    Ok(Json(Release {
+        customer,
+        period: period.to_string(),
+        experiment: req.experiment,
+        released: true,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -194,35 +206,68 @@ where
     out
 }
 
+/// A subject's arm in a customer's holdout experiment.
+#[derive(Serialize, ToSchema)]
+pub struct Assignment {
+    pub customer: String,
+    pub experiment: String,
+    pub subject: String,
+    /// `ai` or `control`.
+    pub arm: &'static str,
+    /// The experiment's holdout share, 0 to 1.
+    pub holdout: f64,
+}
+
 /// The arm of one subject: `ai` (the agent may act) or `control` (leave
 /// it to humans).
 #[utoipa::path(get, path = "/v1/assignments/{experiment}/{subject}", tag = "attribution", params(CustomerQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = Assignment), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn one(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::Assign>,
     Path((experiment, subject)): Path<(String, String)>,
     Params(q): Params<CustomerQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Assignment>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     check_subject(&subject)?;
     let share = holdout(&state, &customer, &experiment).await?;
     let arm = assign(&format!("{customer}/{experiment}"), &subject, share);
     record(&state, &customer, &experiment, &[(subject.clone(), arm)]).await?;
-    Ok(Json(json!({
-        "customer": customer, "experiment": experiment, "subject": subject,
-        "arm": arm.name(), "holdout": share,
-    })))
+    Ok(Json(Assignment {
+        customer,
+        experiment,
+        subject,
+        arm: arm.name(),
+        holdout: share,
+    }))
+}
+
+/// The arms of many subjects in a customer's holdout experiment.
+#[derive(Serialize, ToSchema)]
+pub struct Assignments {
+    pub customer: String,
+    pub experiment: String,
+    /// The experiment's holdout share, 0 to 1.
+    pub holdout: f64,
+    /// In the order of the request's subjects, repeats included.
+    pub assignments: Vec<SubjectArm>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubjectArm {
+    pub subject: String,
+    /// `ai` or `control`.
+    pub arm: &'static str,
 }
 
 /// The arms of many subjects at once (up to 10,000).
 #[utoipa::path(post, path = "/v1/assignments", tag = "attribution",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = Assignments), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn batch(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::Assign>,
     Body(req): Body<BatchRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Assignments>, ApiError> {
     let customer = caller.customer_scope(req.customer.as_deref())?;
     if req.subjects.is_empty() || req.subjects.len() > BATCH_MAX {
         return Err(ApiError::new(
@@ -244,12 +289,18 @@ pub async fn batch(
         .map(|s| (s.clone(), assign(&salt, s, share)))
         .collect();
     record(&state, &customer, &req.experiment, &arms).await?;
-    let list: Vec<Value> = req
+    let assignments = req
         .subjects
         .iter()
-        .map(|s| json!({"subject": s, "arm": assign(&salt, s, share).name()}))
+        .map(|s| SubjectArm {
+            subject: s.clone(),
+            arm: assign(&salt, s, share).name(),
+        })
         .collect();
-    Ok(Json(json!({
-        "customer": customer, "experiment": req.experiment, "holdout": share, "assignments": list,
-    })))
+    Ok(Json(Assignments {
+        customer,
+        experiment: req.experiment,
+        holdout: share,
+        assignments,
+    }))
 }

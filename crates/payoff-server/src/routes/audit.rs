@@ -4,10 +4,10 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use payoff_store::{AuditFilter, AuditRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use payoff_store::{AuditFilter, AuditRecord, AuditReport};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Action, Allowed, Caller};
@@ -115,30 +115,64 @@ pub(crate) async fn page(
     Ok((records, next_cursor))
 }
 
+/// A page of audit records.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Each record as the chain hashes it (`sequence`, `at`, `actor`,
+    /// `role`, `customer`, `action`, `resource`, `decision`, `reason`,
+    /// `policy_ids`), with its `hash`.
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<Value>,
+    /// Pass as `cursor` (in the same order) for the next page; `null` on
+    /// the last page.
+    pub next_cursor: Option<u64>,
+}
+
 /// Audit records, oldest first (or `order=newest`), each with its hash in
 /// the chain.
 #[utoipa::path(get, path = "/v1/audit", operation_id = "list_audit", tag = "audit", params(AuditQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = AuditPage), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadAudit>,
     Params(q): Params<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let (records, next_cursor) = page(&state, &caller, q).await?;
-    Ok(Json(json!({
-        "records": records.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(AuditPage {
+        records: records.iter().map(AuditRecord::to_json).collect(),
+        next_cursor,
+    }))
+}
+
+/// The check of the whole audit chain.
+#[derive(Serialize, ToSchema)]
+pub struct AuditCheck {
+    /// Records checked.
+    pub records: u64,
+    /// Hex hash of the last record checked.
+    pub head_hash: String,
+    /// The first broken link, in words; `null` when the chain is intact.
+    pub broken: Option<String>,
+}
+
+impl From<AuditReport> for AuditCheck {
+    fn from(r: AuditReport) -> Self {
+        AuditCheck {
+            records: r.records,
+            head_hash: r.head_hash,
+            broken: r.broken,
+        }
+    }
 }
 
 /// Recomputes the whole audit chain (provider keys only: it spans every
 /// customer).
 #[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verify_audit", tag = "audit",
-    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = AuditCheck), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn verify(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadAudit>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditCheck>, ApiError> {
     if caller.0.customer.is_some() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -147,5 +181,5 @@ pub async fn verify(
     }
     let store = state.store.clone();
     let report = blocking(move || store.verify_audit()).await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report.into()))
 }

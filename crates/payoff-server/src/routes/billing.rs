@@ -11,9 +11,9 @@ use payoff_accounting::customers::check_customer_id;
 use payoff_accounting::disputes::{self, DisputeError, DisputeStep};
 use payoff_billing::{customer_of_id, CloseError, Decision, Outcome};
 use payoff_outcomes::{Freshness, PageQuery};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Action, Allowed, Caller};
@@ -99,11 +99,23 @@ pub struct UploadQuery {
     effective: Option<String>,
 }
 
+/// A contract version as its upload stored it.
+#[derive(Serialize, ToSchema)]
+pub struct UploadedContract {
+    pub customer: String,
+    pub version: u32,
+    /// The first period it governs, e.g. `2026-12`.
+    pub effective: String,
+    /// Hex SHA-256 of the text as uploaded.
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
 /// Uploads a contract version (TOML body). Each upload is a new immutable
 /// version, effective from a period that is not closed yet.
 #[utoipa::path(post, path = "/v1/customers/{customer}/contracts", tag = "billing", params(UploadQuery),
     request_body(content = String, content_type = "application/toml"),
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    responses((status = 201, body = UploadedContract), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
     security(("bearer" = [])))]
 pub async fn upload_contract(
     State(state): State<AppState>,
@@ -111,7 +123,7 @@ pub async fn upload_contract(
     Path(customer): Path<String>,
     Params(query): Params<UploadQuery>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UploadedContract>), ApiError> {
     let customer = scoped(&caller, &customer)?;
     if body.len() > CONTRACT_BYTES_MAX {
         return Err(ApiError::new(
@@ -147,27 +159,37 @@ pub async fn upload_contract(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "customer": stored.customer,
-            "version": stored.version,
-            "effective": stored.effective,
-            "sha256": stored.sha256,
-            "uploaded_at": stored.uploaded_at,
-        })),
+        Json(UploadedContract {
+            customer: stored.customer,
+            version: stored.version,
+            effective: stored.effective,
+            sha256: stored.sha256,
+            uploaded_at: stored.uploaded_at,
+        }),
     ))
+}
+
+/// Every version of a customer's contract, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ContractList {
+    /// Each version as stored: `customer`, `version`, `effective` (its
+    /// first period) and `effective_start`, `sha256`, the TOML text as
+    /// uploaded (`body`) and `uploaded_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub contracts: Vec<payoff_store::StoredContract>,
 }
 
 /// Every version of the customer's contract, oldest first, with its text.
 #[utoipa::path(get, path = "/v1/customers/{customer}/contracts", tag = "billing",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = ContractList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_contracts(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ContractList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
-    let versions = blocking_with(move |store| Ok(store.contracts(&customer)?), &state).await?;
-    Ok(Json(json!({ "contracts": versions })))
+    let contracts = blocking_with(move |store| Ok(store.contracts(&customer)?), &state).await?;
+    Ok(Json(ContractList { contracts }))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -200,34 +222,97 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn outcome_view(o: &OutcomeNow) -> Value {
-    let outcome: &Outcome = &o.outcome;
-    json!({
-        "id": outcome.id,
-        "name": outcome.name,
-        "subject": outcome.subject,
-        "state": o.state,
-        "created_at": rfc3339(outcome.created.time),
-        "matures_at": rfc3339(outcome.matures_at),
-        "value": outcome.value.map(|v| v.normalize().to_string()),
-        "value_error": outcome.value_error,
-        "billed_in": o.billed_in,
-        "credited_in": o.credited_in,
-        "contract_version": o.version,
-    })
+/// An outcome as it stands, under the contract version that governs the
+/// period it matures in.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeView {
+    pub id: String,
+    /// The name of its `[[outcome]]` kind in the contract.
+    pub name: String,
+    pub subject: String,
+    /// pending, billable, billed, voided, disputed or credited.
+    pub state: &'static str,
+    /// RFC 3339, to the second.
+    pub created_at: String,
+    /// RFC 3339, to the second: when it stops being disputable.
+    pub matures_at: String,
+    /// A decimal, as text; `null` when the kind has no value or it could
+    /// not be read (then `value_error` says why).
+    pub value: Option<String>,
+    pub value_error: Option<String>,
+    /// The statement that billed it.
+    pub billed_in: Option<String>,
+    /// The statement that credited it back.
+    pub credited_in: Option<String>,
+    pub contract_version: u32,
+}
+
+impl From<&OutcomeNow> for OutcomeView {
+    fn from(o: &OutcomeNow) -> Self {
+        let outcome: &Outcome = &o.outcome;
+        OutcomeView {
+            id: outcome.id.clone(),
+            name: outcome.name.clone(),
+            subject: outcome.subject.clone(),
+            state: o.state,
+            created_at: rfc3339(outcome.created.time),
+            matures_at: rfc3339(outcome.matures_at),
+            value: outcome.value.map(|v| v.normalize().to_string()),
+            value_error: outcome.value_error.clone(),
+            billed_in: o.billed_in.clone(),
+            credited_in: o.credited_in.clone(),
+            contract_version: o.version,
+        }
+    }
 }
 
 /// Which ledger head a read reflects, and the folds still being rebuilt
 /// (their periods are answered from the previous version meanwhile).
-fn freshness_view(f: &Freshness) -> Value {
-    json!({
-        "ledger_head": f.ledger_head,
-        "rebuilding": f.rebuilding.iter().map(|(version, applied, head)| json!({
-            "contract_version": version,
-            "events_applied": applied,
-            "ledger_head": head,
-        })).collect::<Vec<_>>(),
-    })
+#[derive(Serialize, ToSchema)]
+pub struct FreshnessView {
+    /// Every event up to this sequence is reflected.
+    pub ledger_head: u64,
+    pub rebuilding: Vec<Rebuilding>,
+}
+
+/// A contract version's fold that is not ready yet.
+#[derive(Serialize, ToSchema)]
+pub struct Rebuilding {
+    pub contract_version: u32,
+    pub events_applied: u64,
+    /// The ledger head it is catching up with.
+    pub ledger_head: u64,
+}
+
+impl From<&Freshness> for FreshnessView {
+    fn from(f: &Freshness) -> Self {
+        FreshnessView {
+            ledger_head: f.ledger_head,
+            rebuilding: f
+                .rebuilding
+                .iter()
+                .map(
+                    |&(contract_version, events_applied, ledger_head)| Rebuilding {
+                        contract_version,
+                        events_applied,
+                        ledger_head,
+                    },
+                )
+                .collect(),
+        }
+    }
+}
+
+/// One page of a customer's outcomes.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeList {
+    pub outcomes: Vec<OutcomeView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// Every match, when `count=true` asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    pub freshness: FreshnessView,
 }
 
 /// One page of a customer's outcomes that match a query.
@@ -311,13 +396,13 @@ pub(crate) fn outcome_page(
 /// period it matures in; `ledger_head` says up to which event the list
 /// reflects the ledger (at least the head when the request arrived).
 #[utoipa::path(get, path = "/v1/customers/{customer}/outcomes", tag = "billing", params(OutcomeQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = OutcomeList), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_outcomes(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
     Params(q): Params<OutcomeQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutcomeList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let page = blocking_with(
@@ -325,13 +410,26 @@ pub async fn list_outcomes(
         &state,
     )
     .await?;
-    let items: Vec<Value> = page.items.iter().map(outcome_view).collect();
-    let mut body = json!({ "outcomes": items, "next_cursor": page.next_cursor });
-    if let Some(total) = page.total {
-        body["total"] = json!(total);
-    }
-    body["freshness"] = freshness_view(&page.freshness);
-    Ok(Json(body))
+    Ok(Json(OutcomeList {
+        outcomes: page.items.iter().map(OutcomeView::from).collect(),
+        next_cursor: page.next_cursor,
+        total: page.total,
+        freshness: FreshnessView::from(&page.freshness),
+    }))
+}
+
+/// One event behind an outcome.
+#[derive(Serialize, ToSchema)]
+pub struct EvidenceView {
+    /// `created`, `voided`, `disputed` or `decided`.
+    pub role: &'static str,
+    pub sequence: u64,
+    /// Hex SHA-256 chain hash of the event.
+    pub hash: String,
+    /// The CloudEvent as stored (an agent's draft the reader may not
+    /// read withheld).
+    #[schema(value_type = Object)]
+    pub event: Value,
 }
 
 /// Finds one outcome by id with its evidence events, as `reader` may see
@@ -342,7 +440,7 @@ pub(crate) fn find_outcome(
     id: &str,
     now: chrono::DateTime<Utc>,
     reader: &payoff_store::Principal,
-) -> Result<(OutcomeNow, Vec<Value>), ApiError> {
+) -> Result<(OutcomeNow, Vec<EvidenceView>), ApiError> {
     let drafts = crate::support::DraftReader::of(store, reader)?;
     let found = payoff_outcomes::find(store, customer, id, now)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no outcome \"{id}\"")))?;
@@ -351,45 +449,82 @@ pub(crate) fn find_outcome(
         if let Some(e) = found.evidence.iter().find(|e| e.sequence == sequence) {
             let mut event: Value = serde_json::from_slice(&e.canonical).unwrap_or(Value::Null);
             drafts.redact_event(&mut event);
-            evidence.push(json!({ "role": role, "sequence": e.sequence, "hash": hex::encode(e.hash), "event": event }));
+            evidence.push(EvidenceView {
+                role,
+                sequence: e.sequence,
+                hash: hex::encode(e.hash),
+                event,
+            });
         }
     }
     Ok((found.outcome, evidence))
 }
 
-fn outcome_detail(o: &OutcomeNow, evidence: Vec<Value>, customer: &str) -> Value {
-    let mut view = outcome_view(o);
-    let disputes: Vec<Value> = o
+/// One outcome with its customer, disputes and evidence.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeDetail {
+    #[serde(flatten)]
+    pub outcome: OutcomeView,
+    pub customer: String,
+    /// Oldest first.
+    pub disputes: Vec<DisputeView>,
+    pub evidence: Vec<EvidenceView>,
+}
+
+/// A dispute of an outcome, and its decision once there is one.
+#[derive(Serialize, ToSchema)]
+pub struct DisputeView {
+    /// RFC 3339, to the second.
+    pub opened_at: String,
+    pub reason: String,
+    /// `null` while the dispute is open.
+    pub decision: Option<DisputeDecision>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DisputeDecision {
+    /// `accepted` or `rejected`.
+    pub outcome: &'static str,
+    /// RFC 3339, to the second.
+    pub at: String,
+    pub note: String,
+}
+
+fn outcome_detail(o: &OutcomeNow, evidence: Vec<EvidenceView>, customer: &str) -> OutcomeDetail {
+    let disputes = o
         .outcome
         .disputes
         .iter()
-        .map(|d| {
-            json!({
-                "opened_at": rfc3339(d.opened.time),
-                "reason": d.reason,
-                "decision": d.decision.as_ref().map(|(k, m, note)| json!({
-                    "outcome": match k { Decision::Accepted => "accepted", Decision::Rejected => "rejected" },
-                    "at": rfc3339(m.time),
-                    "note": note,
-                })),
-            })
+        .map(|d| DisputeView {
+            opened_at: rfc3339(d.opened.time),
+            reason: d.reason.clone(),
+            decision: d.decision.as_ref().map(|(k, m, note)| DisputeDecision {
+                outcome: match k {
+                    Decision::Accepted => "accepted",
+                    Decision::Rejected => "rejected",
+                },
+                at: rfc3339(m.time),
+                note: note.clone(),
+            }),
         })
         .collect();
-    view["customer"] = json!(customer);
-    view["disputes"] = Value::Array(disputes);
-    view["evidence"] = Value::Array(evidence);
-    view
+    OutcomeDetail {
+        outcome: OutcomeView::from(o),
+        customer: customer.to_owned(),
+        disputes,
+        evidence,
+    }
 }
 
 /// One outcome with its evidence: the events that created it, voided it,
 /// and disputed it.
 #[utoipa::path(get, path = "/v1/outcomes/{id}", tag = "billing",
-    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = OutcomeDetail), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_outcome(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutcomeDetail>, ApiError> {
     let customer = scoped_id(&caller, &id, "outcome")?;
     let now = state.now();
     let view = blocking_with(
@@ -433,7 +568,7 @@ pub(crate) async fn dispute(
     id: String,
     step: DisputeStep,
     text: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutcomeDetail>, ApiError> {
     caller.require(match step {
         DisputeStep::Raise => Action::RaiseDispute,
         DisputeStep::Accept | DisputeStep::Reject => Action::DecideDispute,
@@ -466,13 +601,13 @@ pub(crate) async fn dispute(
 
 /// A customer admin disputes one outcome, within `dispute_within`.
 #[utoipa::path(post, path = "/v1/outcomes/{id}/disputes", tag = "billing",
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 201, body = OutcomeDetail), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn raise_dispute(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::RaiseDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<OutcomeDetail>), ApiError> {
     let view = dispute(state, caller, id, DisputeStep::Raise, req.reason).await?;
     Ok((StatusCode::CREATED, view))
 }
@@ -480,39 +615,53 @@ pub async fn raise_dispute(
 /// An operator accepts the open dispute: the outcome is voided, or
 /// credited on the next statement if it was billed.
 #[utoipa::path(post, path = "/v1/outcomes/{id}/disputes/accept", tag = "billing",
-    responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = OutcomeDetail), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn accept_dispute(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::DecideDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutcomeDetail>, ApiError> {
     dispute(state, caller, id, DisputeStep::Accept, req.note).await
 }
 
 /// An operator rejects the open dispute with a note: the outcome is
 /// billable again.
 #[utoipa::path(post, path = "/v1/outcomes/{id}/disputes/reject", tag = "billing",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = OutcomeDetail), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn reject_dispute(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::DecideDispute>,
     Path(id): Path<String>,
     Body(req): Body<DisputeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutcomeDetail>, ApiError> {
     dispute(state, caller, id, DisputeStep::Reject, req.note).await
+}
+
+/// A period's statement as a close would give it now.
+#[derive(Serialize, ToSchema)]
+pub struct StatementPreview {
+    /// The statement's members, unsigned (the stored, signed one for a
+    /// closed period).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub statement: payoff_billing::Statement,
+    /// Earlier periods still open, oldest first, that this preview
+    /// assumes close as previewed; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assumes_closed_as_previewed: Vec<String>,
 }
 
 /// The statement the period would close into now (not stored, not
 /// signed). When earlier periods are still open, it assumes they close as
 /// previewed, and lists them in `assumes_closed_as_previewed`.
 #[utoipa::path(get, path = "/v1/customers/{customer}/periods/{period}/preview", tag = "billing",
-    responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = StatementPreview), (status = 400), (status = 401), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn preview(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
     Path((customer, period)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatementPreview>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let preview = blocking_with(
@@ -520,11 +669,10 @@ pub async fn preview(
         &state,
     )
     .await?;
-    let mut body = serde_json::to_value(&preview.statement).unwrap_or_default();
-    if !preview.assumed.is_empty() {
-        body["assumes_closed_as_previewed"] = json!(preview.assumed);
-    }
-    Ok(Json(body))
+    Ok(Json(StatementPreview {
+        statement: preview.statement,
+        assumes_closed_as_previewed: preview.assumed,
+    }))
 }
 
 fn statement_response(status: StatusCode, body: String) -> Response {
@@ -534,7 +682,10 @@ fn statement_response(status: StatusCode, body: String) -> Response {
 /// Closes a period into a signed, immutable statement. Closing it again
 /// returns the same statement (200 instead of 201).
 #[utoipa::path(post, path = "/v1/customers/{customer}/periods/{period}/close", tag = "billing",
-    responses((status = 201), (status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
+    responses(
+        (status = 201, description = "Closed now: the signed statement, as stored", body = Object, content_type = "application/json"),
+        (status = 200, description = "Closed before: the same signed statement", body = Object, content_type = "application/json"),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::CloseStatements>,
@@ -570,29 +721,53 @@ pub async fn close(
     Ok(statement_response(status, closed.body))
 }
 
+/// A customer's closed statements, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct StatementList {
+    pub statements: Vec<StatementSummary>,
+}
+
+/// A closed statement in brief: `GET /v1/statements/{id}` has the rest.
+#[derive(Serialize, ToSchema)]
+pub struct StatementSummary {
+    pub id: String,
+    pub period: String,
+    pub currency: String,
+    /// A decimal, as text.
+    pub total: String,
+    /// RFC 3339.
+    pub issued_at: String,
+    /// How many lines it has.
+    pub lines: usize,
+}
+
 /// The customer's closed statements, oldest first.
 #[utoipa::path(get, path = "/v1/customers/{customer}/statements", tag = "billing",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = StatementList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_statements(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatementList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
-    let list = blocking_with(
+    let statements = blocking_with(
         move |store| {
             Ok(billing::statements(store, &customer)?
                 .into_iter()
-                .map(|s| {
-                    json!({"id": s.id, "period": s.period, "currency": s.currency, "total": s.total,
-                           "issued_at": s.issued_at, "lines": s.lines.len()})
+                .map(|s| StatementSummary {
+                    lines: s.lines.len(),
+                    id: s.id,
+                    period: s.period,
+                    currency: s.currency,
+                    total: s.total,
+                    issued_at: s.issued_at,
                 })
-                .collect::<Vec<_>>())
+                .collect())
         },
         &state,
     )
     .await?;
-    Ok(Json(json!({ "statements": list })))
+    Ok(Json(StatementList { statements }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -619,7 +794,10 @@ pub(crate) fn stored_statement(
 /// A closed statement, exactly as signed and stored; `format=csv` (or
 /// `Accept: text/csv`) for its lines as CSV.
 #[utoipa::path(get, path = "/v1/statements/{id}", tag = "billing", params(FormatQuery),
-    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "The signed statement as stored, or its lines as CSV",
+            content((Object = "application/json"), (String = "text/csv"))),
+        (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_statement(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
@@ -656,7 +834,10 @@ pub(crate) fn statement_with_evidence(
 
 /// The evidence bundle of a statement, for `payoff verify`.
 #[utoipa::path(get, path = "/v1/statements/{id}/evidence", tag = "billing",
-    responses((status = 200), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "The statement, the contract versions and events it was computed from, and their chain links: what `payoff verify` reads",
+            body = Object, content_type = "application/json"),
+        (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn evidence(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
@@ -682,8 +863,8 @@ pub(crate) fn published_key(state: &AppState) -> ed25519_dalek::VerifyingKey {
 /// The provider's statement-signing public keys, each with the window it
 /// signed in (no authentication): a statement verifies against the key its
 /// signature names.
-#[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200)))]
-pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/.well-known/payoff/keys", tag = "billing", responses((status = 200, body = PublicKeys)))]
+pub async fn public_keys(State(state): State<AppState>) -> Json<PublicKeys> {
     let active = hex::encode(published_key(&state).as_bytes());
     let mut keys: Vec<payoff_accounting::billing::KeyWindow> = state.key_history.as_ref().clone();
     if !keys.iter().any(|k| k.public_key == active) {
@@ -693,9 +874,21 @@ pub async fn public_keys(State(state): State<AppState>) -> Json<Value> {
             valid_until: None,
         });
     }
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(payoff_accounting::billing::KeyWindow::published)
-        .collect();
-    Json(json!({ "keys": keys }))
+    Json(PublicKeys {
+        keys: keys
+            .iter()
+            .map(payoff_accounting::billing::KeyWindow::published)
+            .collect(),
+    })
+}
+
+/// The statement-signing keys a provider has used.
+#[derive(Serialize, ToSchema)]
+pub struct PublicKeys {
+    /// Each key as `payoff_accounting::billing::KeyWindow::published`
+    /// writes it: `algorithm` (`ed25519`), `key_id`, `public_key` (hex),
+    /// and the window it signed in, `valid_from` and `valid_until`
+    /// (`null` for the key in use).
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<Value>,
 }

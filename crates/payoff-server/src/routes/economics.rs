@@ -5,16 +5,17 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use payoff_accounting::customers::check_customer_id;
 use payoff_accounting::economics;
 use payoff_billing::PriceTable;
-use payoff_store::Budget;
+use payoff_store::{Budget, StoredPriceTable};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Allowed, Caller};
@@ -36,17 +37,25 @@ fn scoped(caller: &Caller, customer: &str) -> Result<String, ApiError> {
     caller.customer_scope(Some(customer))
 }
 
+/// A price table version as its upload stored it.
+#[derive(Serialize, ToSchema)]
+pub struct UploadedPrices {
+    pub version: u32,
+    /// When it takes effect.
+    pub effective: DateTime<Utc>,
+}
+
 /// Stores a new version of the model price table (TOML with `effective`
 /// and `[[model]]` entries). It may not take effect in the past, so costs
 /// already incurred are never re-priced.
 #[utoipa::path(post, path = "/v1/prices", tag = "economics",
     request_body(content = String, content_type = "application/toml"),
-    responses((status = 201), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 201, body = UploadedPrices), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn upload_prices(
     State(state): State<AppState>,
     _: Allowed<may::ManagePrices>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UploadedPrices>), ApiError> {
     if body.len() > economics::PRICE_TABLE_BYTES_MAX {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -72,22 +81,37 @@ pub async fn upload_prices(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"version": stored.version, "effective": stored.effective})),
+        Json(UploadedPrices {
+            version: stored.version,
+            effective: stored.effective,
+        }),
     ))
+}
+
+/// The model prices Payoff costs calls with.
+#[derive(Serialize, ToSchema)]
+pub struct PriceList {
+    /// The built-in table, in force before any version was stored.
+    #[schema(value_type = Object)]
+    pub defaults: PriceTable,
+    /// Each stored version: `version`, `effective`, the TOML text
+    /// (`body`) and `uploaded_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Vec<StoredPriceTable>,
 }
 
 /// The default prices and every stored version.
 #[utoipa::path(get, path = "/v1/prices", tag = "economics",
-    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = PriceList), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list_prices(
     State(state): State<AppState>,
     _: Allowed<may::ReadEconomics>,
-) -> Result<Json<Value>, ApiError> {
-    let tables = blocking_with(move |store| Ok(store.price_tables()?), &state).await?;
-    Ok(Json(json!({
-        "defaults": PriceTable::defaults(),
-        "versions": tables,
-    })))
+) -> Result<Json<PriceList>, ApiError> {
+    let versions = blocking_with(move |store| Ok(store.price_tables()?), &state).await?;
+    Ok(Json(PriceList {
+        defaults: PriceTable::defaults(),
+        versions,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -103,13 +127,17 @@ pub struct PeriodQuery {
 /// Revenue by line, cost by model, category, agent and outcome kind, the
 /// cost of subjects without an outcome, gross margin (provider roles).
 #[utoipa::path(get, path = "/v1/customers/{customer}/economics", tag = "economics", params(PeriodQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, description = "The period's economics (`payoff_accounting::economics::Economics`): \
+        `customer`, `period`, `statement` (closed or preview), `currency`, `revenue` by line, `revenue_total`, \
+        `cost` (by model, category, agent and outcome kind, and of subjects without an outcome), `gross_margin` \
+        and `gross_margin_percent`; amounts are decimals as text", body = Object),
+        (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn show_economics(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadEconomics>,
     Path(customer): Path<String>,
     Params(q): Params<PeriodQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<economics::Economics>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let report = blocking_with(
@@ -117,7 +145,7 @@ pub async fn show_economics(
         &state,
     )
     .await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report))
 }
 
 #[derive(Deserialize)]
@@ -163,15 +191,24 @@ fn check_limit(who: &str, l: &Limit) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A customer's spending limits per period.
+#[derive(Serialize, ToSchema)]
+pub struct BudgetList {
+    /// Each limit: `customer`, `agent` (`*` for the whole customer),
+    /// `limit` and `warn_at` (USD, decimals as text) and `updated_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub budgets: Vec<Budget>,
+}
+
 /// Sets the customer's budget and its agents' budgets for each period.
 #[utoipa::path(put, path = "/v1/customers/{customer}/budgets", tag = "economics",
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = BudgetList), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn set_budgets(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManageBudgets>,
     Path(customer): Path<String>,
     Body(req): Body<BudgetRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BudgetList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let mut rows = Vec::new();
     if let Some(l) = &req.customer {
@@ -205,7 +242,7 @@ pub async fn set_budgets(
         })
         .collect();
     let id = customer.clone();
-    let stored = blocking_with(
+    let budgets = blocking_with(
         move |store| {
             for b in &budgets {
                 store.put_budget(b)?;
@@ -215,19 +252,19 @@ pub async fn set_budgets(
         &state,
     )
     .await?;
-    Ok(Json(json!({ "budgets": stored })))
+    Ok(Json(BudgetList { budgets }))
 }
 
 #[utoipa::path(get, path = "/v1/customers/{customer}/budgets", tag = "economics",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = BudgetList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_budgets(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadEconomics>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BudgetList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let budgets = blocking_with(move |store| Ok(store.budgets(&customer)?), &state).await?;
-    Ok(Json(json!({ "budgets": budgets })))
+    Ok(Json(BudgetList { budgets }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -241,12 +278,14 @@ pub struct CheckQuery {
 
 /// Allow or deny: may this agent spend more for this customer now?
 #[utoipa::path(get, path = "/v1/budgets/check", tag = "economics", params(CheckQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, description = "The answer (`payoff_accounting::economics::BudgetCheck`): `allow`, \
+        `customer`, `agent`, `period`, `spent`, `limit`, `warn_at` (USD, decimals as text), `warning` and `reason`", body = Object),
+        (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn check_budget(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::CheckBudget>,
     Params(q): Params<CheckQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<economics::BudgetCheck>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let (id, agent) = (customer.clone(), q.agent.clone());
     let now = state.now();
@@ -258,7 +297,7 @@ pub async fn check_budget(
     if answer.warning || !answer.allow {
         record_budget_event(&state, &customer, &answer).await?;
     }
-    Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
+    Ok(Json(answer))
 }
 
 /// A budget crossing its warning threshold or its limit is recorded in the
@@ -293,7 +332,11 @@ async fn record_budget_event(
 /// the customer's baseline and the licence it replaces. `format=csv` or
 /// `Accept: text/csv` for CSV.
 #[utoipa::path(get, path = "/v1/customers/{customer}/roi", tag = "economics", params(PeriodQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, description = "The period's return (`payoff_accounting::economics::Roi`): `customer`, \
+        `period`, `statement`, `currency`, `outcomes_delivered`, `amount_billed`, `effective_price_per_outcome`, \
+        `baseline_unit_cost`, `implied_saving`, `licence_for_period` and `paid_versus_licence` (decimals as text); \
+        or the same as CSV", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_roi(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadBilling>,
@@ -313,6 +356,6 @@ pub async fn show_roi(
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], roi.csv()).into_response()
     } else {
-        Json(serde_json::to_value(roi).unwrap_or_default()).into_response()
+        Json(roi).into_response()
     })
 }

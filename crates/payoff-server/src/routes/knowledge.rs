@@ -5,10 +5,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use payoff_knowledge::Document;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use payoff_knowledge::{Answer, Document, Hit};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -107,17 +107,24 @@ fn index_error(e: payoff_knowledge::IndexError) -> ApiError {
     }
 }
 
+/// Documents stored by an upload.
+#[derive(Serialize, ToSchema)]
+pub struct StoredDocuments {
+    /// How many.
+    pub stored: usize,
+}
+
 /// Adds or replaces documents (by id): a JSON object or an array of up to
 /// 1,000 `{id, title, url, body, groups}`. A document with no groups is
 /// readable by the whole customer. All are checked before any is stored.
 #[utoipa::path(post, path = "/v1/knowledge/documents", tag = "knowledge", params(CustomerQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = StoredDocuments), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManageKnowledge>,
     Params(q): Params<CustomerQuery>,
     Body(upload): Body<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDocuments>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let items = match upload {
         Value::Array(items) => items,
@@ -173,7 +180,7 @@ pub async fn upload(
         &state,
     )
     .await?;
-    Ok(Json(json!({ "stored": n })))
+    Ok(Json(StoredDocuments { stored: n }))
 }
 
 /// Deletes a document from the store and the index.
@@ -204,14 +211,21 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A customer's passages, rebuilt.
+#[derive(Serialize, ToSchema)]
+pub struct Reindexed {
+    /// How many passages its documents now make.
+    pub passages: usize,
+}
+
 /// Rebuilds a customer's passages from its stored documents.
 #[utoipa::path(post, path = "/v1/knowledge/reindex", tag = "knowledge", params(CustomerQuery),
-    responses((status = 200), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = Reindexed), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn reindex(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManageKnowledge>,
     Params(q): Params<CustomerQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Reindexed>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     let index = state.knowledge.clone();
     let passages = blocking_with(
@@ -225,7 +239,7 @@ pub async fn reindex(
         &state,
     )
     .await?;
-    Ok(Json(json!({ "passages": passages })))
+    Ok(Json(Reindexed { passages }))
 }
 
 /// The stored documents of one customer or of all.
@@ -330,14 +344,24 @@ pub struct SearchQuery {
     customer: Option<String>,
 }
 
+/// The passages a search found.
+#[derive(Serialize, ToSchema)]
+pub struct SearchHits {
+    /// Best first: `doc_id`, `title`, `url`, `heading`, `snippet_html`
+    /// (escaped, query terms in `<b>`), the passage's `text` and its
+    /// `score` (comparable only within one search).
+    #[schema(value_type = Vec<Object>)]
+    pub hits: Vec<Hit>,
+}
+
 /// Passages the caller may read, best first, with highlighted snippets.
 #[utoipa::path(get, path = "/v1/knowledge/search", tag = "knowledge", params(SearchQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = SearchHits), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn search(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::SearchKnowledge>,
     Params(q): Params<SearchQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchHits>, ApiError> {
     let customer = caller.customer_scope(q.customer.as_deref())?;
     check_text("q", &q.q)?;
     let limit = q.limit.unwrap_or(10);
@@ -349,7 +373,7 @@ pub async fn search(
     }
     let groups = reader_groups(&state, &caller, split_groups(q.groups.as_deref())).await?;
     let hits = passages(&state, &customer, &q.q, groups, limit).await?;
-    Ok(Json(json!({ "hits": hits })))
+    Ok(Json(SearchHits { hits }))
 }
 
 #[derive(Deserialize)]
@@ -383,20 +407,32 @@ pub(crate) async fn ask(
     Ok((hits, answer))
 }
 
+/// An answer drawn from the passages the caller may read.
+#[derive(Serialize, ToSchema)]
+pub struct KnowledgeAnswer {
+    /// `text` (sentences from the passages, each followed by ` [n]`),
+    /// `citations`, `confidence` (0 to 1) and `no_answer`.
+    #[schema(value_type = Object)]
+    pub answer: Answer,
+    /// What drafted it: `extractive` or `openai`.
+    pub provider: &'static str,
+}
+
 /// An answer whose sentences cite the passages they came from, or
 /// `no_answer` when the knowledge the caller may read does not cover it.
 #[utoipa::path(post, path = "/v1/knowledge/answer", tag = "knowledge",
-    responses((status = 200), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = KnowledgeAnswer), (status = 400), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn answer(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::SearchKnowledge>,
     Body(req): Body<AnswerRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KnowledgeAnswer>, ApiError> {
     let customer = caller.customer_scope(req.customer.as_deref())?;
     let (_, answer) = ask(&state, &caller, &customer, &req.question, req.groups).await?;
-    Ok(Json(
-        json!({ "answer": answer, "provider": state.answerer.name() }),
-    ))
+    Ok(Json(KnowledgeAnswer {
+        answer,
+        provider: state.answerer.name(),
+    }))
 }
 
 /// A stored document's JSON as a document.

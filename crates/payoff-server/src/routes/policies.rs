@@ -6,7 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
+use payoff_store::StoredPolicy;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Allowed};
@@ -28,18 +32,33 @@ pub(crate) fn invalid_policy(errors: &payoff_policy::PolicyErrors) -> ApiError {
     ApiError::new(ErrorCode::InvalidPolicy, errors.to_string()).with("errors", Value::Array(list))
 }
 
+/// A version of a customer's agent rules, as its upload stored it.
+#[derive(Serialize, ToSchema)]
+pub struct UploadedPolicies {
+    pub customer: String,
+    pub version: u32,
+    /// Hex SHA-256 of the Cedar text as uploaded.
+    pub sha256: String,
+    /// The ids of its policies, as decisions name them
+    /// (`<customer>.v<version>.<id>`).
+    pub policy_ids: Vec<String>,
+    /// The key id that uploaded it.
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
 /// Uploads a new version of the customer's agent rules (Cedar text).
 /// Nothing is stored unless every policy validates against the schema.
 #[utoipa::path(post, path = "/v1/customers/{customer}/policies", tag = "policies",
     request_body(content = String, content_type = "application/cedar"),
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
+    responses((status = 201, body = UploadedPolicies), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413)),
     security(("bearer" = [])))]
 pub async fn upload_policies(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path(customer): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UploadedPolicies>), ApiError> {
     let customer = scoped(&caller, &customer)?;
     if body.len() > payoff_policy::CUSTOMER_RULES_BYTES_MAX {
         return Err(ApiError::new(
@@ -67,39 +86,53 @@ pub async fn upload_policies(
     .await?;
     let prefix = format!("{}.", stored.customer);
     let label = format!("{}.v{}.", stored.customer, stored.version);
-    let ids: Vec<String> = checked
+    let policy_ids = checked
         .customer_policy_ids()
         .iter()
         .map(|id| id.replacen(&prefix, &label, 1))
         .collect();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "customer": stored.customer,
-            "version": stored.version,
-            "sha256": stored.sha256,
-            "policy_ids": ids,
-            "uploaded_by": stored.uploaded_by,
-            "uploaded_at": stored.uploaded_at,
-        })),
+        Json(UploadedPolicies {
+            customer: stored.customer,
+            version: stored.version,
+            sha256: stored.sha256,
+            policy_ids,
+            uploaded_by: stored.uploaded_by,
+            uploaded_at: stored.uploaded_at,
+        }),
     ))
+}
+
+/// A customer's agent rules: every version, and the built-in rules they
+/// add to.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyList {
+    pub customer: String,
+    /// The built-in rules, Cedar text.
+    pub builtin: String,
+    /// Each version as stored, oldest first: `customer`, `version`,
+    /// `sha256`, the Cedar text as uploaded (`body`), `uploaded_by` and
+    /// `uploaded_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Vec<StoredPolicy>,
 }
 
 /// Every version of the customer's agent rules, oldest first; the last is
 /// in force, beside the built-in rules.
 #[utoipa::path(get, path = "/v1/customers/{customer}/policies", tag = "policies",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = PolicyList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list_policies(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadPolicies>,
     Path(customer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyList>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let versions = blocking_with(move |store| Ok(store.policies(&c)?), &state).await?;
-    Ok(Json(json!({
-        "customer": customer,
-        "builtin": state.agent_policies.builtin().text(),
-        "versions": versions,
-    })))
+    Ok(Json(PolicyList {
+        customer,
+        builtin: state.agent_policies.builtin().text().to_owned(),
+        versions,
+    }))
 }

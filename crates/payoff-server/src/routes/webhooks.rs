@@ -4,11 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use payoff_store::WebhookSubscription;
+use chrono::{DateTime, Utc};
+use payoff_store::{WebhookDelivery, WebhookSubscription};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Allowed, Caller};
@@ -39,23 +39,54 @@ pub struct NewSubscription {
     customer: Option<String>,
 }
 
-fn view(w: &WebhookSubscription) -> Value {
-    json!({
-        "id": w.id, "customer": w.customer, "url": w.url, "event_types": w.event_types,
-        "created_by": w.created_by, "created_at": w.created_at, "deleted_at": w.deleted_at,
-    })
+/// A subscription, never its secret.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub customer: String,
+    pub url: String,
+    /// Exact types, prefixes ending in `*` (`ticket.*`), or `*`.
+    pub event_types: Vec<String>,
+    /// The key id that created it.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// `null` while it is live.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&WebhookSubscription> for WebhookView {
+    fn from(w: &WebhookSubscription) -> Self {
+        WebhookView {
+            id: w.id.clone(),
+            customer: w.customer.clone(),
+            url: w.url.clone(),
+            event_types: w.event_types.clone(),
+            created_by: w.created_by.clone(),
+            created_at: w.created_at,
+            deleted_at: w.deleted_at,
+        }
+    }
+}
+
+/// A new subscription, with the secret its deliveries are signed with.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub subscription: WebhookView,
+    /// `whsec_` and the base64 key (Standard Webhooks): shown only now.
+    pub secret: String,
 }
 
 /// Subscribes a URL to event types. The signing secret is in this reply
 /// only; deliveries start with the next event recorded.
 #[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
-    responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)),
+    responses((status = 201, body = CreatedWebhook), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManageWebhooks>,
     Body(request): Body<NewSubscription>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let customer = caller.customer_scope(request.customer.as_deref())?;
     check_subscription(&state.egress, &request.url, &request.event_types)?;
     let mut id = [0u8; 8];
@@ -98,10 +129,14 @@ pub async fn create(
     )
     .await?;
     state.webhooks_due.notify_one();
-    let mut body = view(&created);
     // Shown once, here; stored sealed.
-    body["secret"] = secret.into();
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            subscription: WebhookView::from(&created),
+            secret,
+        }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -112,22 +147,28 @@ pub struct ListQuery {
     customer: Option<String>,
 }
 
+/// A customer's (or every customer's) subscriptions.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+}
+
 /// Subscriptions, deleted ones included (with `deleted_at`); never secrets.
 #[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(ListQuery),
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = WebhookList), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadWebhooks>,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookList>, ApiError> {
     let customer = match (&caller.0.customer, q.customer) {
         (None, named) => named,
         (Some(_), named) => Some(caller.customer_scope(named.as_deref())?),
     };
     let all = blocking_with(move |s| Ok(s.webhooks(customer.as_deref())?), &state).await?;
-    Ok(Json(
-        json!({ "webhooks": all.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(WebhookList {
+        webhooks: all.iter().map(WebhookView::from).collect(),
+    }))
 }
 
 /// The subscription `id` if the caller sees its customer (else 404).
@@ -146,15 +187,23 @@ async fn visible(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such webhook subscription"))
 }
 
+/// A subscription stopped.
+#[derive(Serialize, ToSchema)]
+pub struct RemovedWebhook {
+    pub id: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
 /// Stops a subscription: nothing new is enqueued, deliveries still
 /// pending fail with that reason, and the log stays readable.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "remove_webhook", tag = "webhooks",
-    responses((status = 200), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = RemovedWebhook), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManageWebhooks>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RemovedWebhook>, ApiError> {
     let sub = visible(&state, &caller, id).await?;
     let sub_id = sub.id.clone();
     let now = state.now();
@@ -165,7 +214,10 @@ pub async fn remove(
             "the subscription was deleted already",
         ));
     }
-    Ok(Json(json!({ "id": sub.id, "deleted": true })))
+    Ok(Json(RemovedWebhook {
+        id: sub.id,
+        deleted: true,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -178,16 +230,29 @@ pub struct DeliveryQuery {
     limit: Option<usize>,
 }
 
+/// A page of a subscription's delivery log.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    /// Each delivery: `id` (the `webhook-id` its receiver sees),
+    /// `subscription`, `customer`, the ledger `sequence` and `event_type`
+    /// delivered, `status`, `attempts`, `next_attempt_at`, `last_status`
+    /// (HTTP), `last_error`, `created_at` and `delivered_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub deliveries: Vec<WebhookDelivery>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<u64>,
+}
+
 /// The delivery log of a subscription, in ledger order: status, attempts,
 /// the last HTTP status or error, and when it is tried next.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks", params(DeliveryQuery),
-    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = DeliveryPage), (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ReadWebhooks>,
     Path(id): Path<String>,
     Params(q): Params<DeliveryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=DELIVERIES_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::new(
@@ -205,7 +270,8 @@ pub async fn deliveries(
     let more = list.len() > limit;
     list.truncate(limit);
     let next_cursor = more.then(|| list.last().map(|d| d.sequence)).flatten();
-    Ok(Json(
-        json!({ "deliveries": list, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(DeliveryPage {
+        deliveries: list,
+        next_cursor,
+    }))
 }

@@ -1622,6 +1622,74 @@ fn openapi_faults(doc: &Value) -> Vec<String> {
     faults
 }
 
+/// Issue 13, item 7: most operations answered `Json<Value>` and declared a
+/// bare `200`, so a generated client got untyped dictionaries. Every
+/// operation of the served document has a unique operationId and at least
+/// one 2xx answer whose content names a schema (a 204, or a 3xx, has no
+/// content to name); each offender is listed.
+#[test]
+fn every_operation_has_a_unique_id_and_a_typed_success_reply() {
+    on_every_backend(|db_url, label| async move {
+        let server = TestServer::start(&db_url, ServerConfig::default()).await;
+        let (s, doc, _) = server
+            .call(Method::GET, "/openapi.json", None, None, Vec::new())
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}");
+        let mut ids = std::collections::BTreeMap::new();
+        let mut offenders = Vec::new();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                operations += 1;
+                let at = format!("{} {path}", method.to_uppercase());
+                match op["operationId"].as_str() {
+                    None => offenders.push(format!("{at}: no operationId")),
+                    Some(id) => {
+                        if let Some(first) = ids.insert(id.to_owned(), at.clone()) {
+                            offenders.push(format!("{at}: operationId {id} also names {first}"));
+                        }
+                    }
+                }
+                let responses = op["responses"].as_object().cloned().unwrap_or_default();
+                let typed = responses.iter().any(|(status, reply)| {
+                    let reply = match reply["$ref"].as_str() {
+                        Some(r) => {
+                            let name = r.trim_start_matches("#/components/responses/");
+                            &doc["components"]["responses"][name]
+                        }
+                        None => reply,
+                    };
+                    let content = reply["content"].as_object();
+                    match status.as_bytes().first() {
+                        Some(b'2') if status == "204" => content.is_none_or(|c| c.is_empty()),
+                        Some(b'2') => content.is_some_and(|c| {
+                            !c.is_empty()
+                                && c.values().all(|media| {
+                                    media["schema"].as_object().is_some_and(|s| !s.is_empty())
+                                })
+                        }),
+                        Some(b'3') => content.is_none_or(|c| c.is_empty()),
+                        _ => false,
+                    }
+                });
+                if !typed {
+                    let id = op["operationId"].as_str().unwrap_or("(none)");
+                    offenders.push(format!(
+                        "{at} ({id}): no 2xx answer with a schema (nor a bare 204 or 3xx)"
+                    ));
+                }
+            }
+        }
+        assert!(operations > 60, "{label}: the document lists the API");
+        assert!(
+            offenders.is_empty(),
+            "{label}: {} of {operations} operations:\n{}",
+            offenders.len(),
+            offenders.join("\n")
+        );
+    });
+}
+
 /// Issue 17: LiteLLM's OpenMeter callback posts to `/api/v1/events` (404
 /// before) with OpenAI's usage names, and a call that cannot be costed was
 /// stored at 0 without a word. The path is served; `prompt_tokens` and

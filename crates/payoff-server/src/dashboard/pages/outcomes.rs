@@ -272,18 +272,17 @@ pub async fn show(
     .await?;
     let roles: Vec<(u64, String)> = evidence
         .iter()
-        .filter_map(|e| Some((e["sequence"].as_u64()?, e["role"].as_str()?.to_owned())))
+        .map(|e| (e.sequence, e.role.to_owned()))
         .collect();
     // The subject's events, and the outcome's own evidence even where a
     // contract reads the subject from elsewhere than the event's subject.
     let mut rows: Vec<Row> = events.iter().map(Row::of).collect();
-    for e in &evidence {
-        let sequence = e["sequence"].as_u64().unwrap_or(0);
-        if !rows.iter().any(|r| r.sequence == sequence) {
+    for e in evidence {
+        if !rows.iter().any(|r| r.sequence == e.sequence) {
             rows.push(Row {
-                sequence,
-                hash: e["hash"].as_str().unwrap_or("").to_owned(),
-                event: e["event"].clone(),
+                sequence: e.sequence,
+                hash: e.hash,
+                event: e.event,
             });
         }
     }
