@@ -35,9 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Hands a ticket to the support agent and says what it did.
 #[utoipa::path(post, path = "/v1/agents/support/tickets", tag = "agents",
-    responses((status = 200, description = "What the agent did with the ticket (`support::Handled`): `ticket`, \
-        `arm`, `status` (replied, awaiting_approval, escalated, left_to_humans or already_handled), `category`, \
-        `confidence`, `reply`, `citations`, `approval`, `policy_ids` and `reason`", body = Object), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
+    responses((status = 200, body = Handled), (status = 400), (status = 401), (status = 403), (status = 409)), security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::SubmitTickets>,

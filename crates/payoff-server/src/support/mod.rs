@@ -121,7 +121,7 @@ impl Ticket {
 }
 
 /// What the agent did with a ticket.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Handled {
     pub ticket: String,
     /// `ai` or `control`; `null` when the contract has no holdout.
@@ -132,6 +132,8 @@ pub struct Handled {
     pub category: Option<String>,
     pub confidence: Option<f64>,
     pub reply: Option<String>,
+    /// The knowledge passages the reply rests on, as search returns them.
+    #[schema(value_type = Vec<Object>)]
     pub citations: Vec<Value>,
     pub approval: Option<String>,
     pub policy_ids: Vec<String>,

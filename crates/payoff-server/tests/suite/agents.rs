@@ -117,6 +117,21 @@ impl Fixture {
             .await
     }
 
+    /// The approval queue with `status`, as the approver reads it.
+    async fn approvals(&self, status: &str) -> Value {
+        let (s, v) = self
+            .server
+            .json(
+                Method::GET,
+                &format!("/v1/approvals?status={status}"),
+                &self.approver,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
     async fn events_of(&self, kind: &str) -> Vec<Value> {
         let (s, v) = self
             .server
@@ -744,15 +759,7 @@ fn tickets_sent_as_ledger_events_are_worked_and_expired_approvals_escalate() {
         );
         assert_eq!(f.events_of("ticket.ai_replied").await.len(), 1, "{label}");
         assert_eq!(f.events_of("ticket.escalated").await.len(), 1, "{label}");
-        let (_, v) = f
-            .server
-            .json(
-                Method::GET,
-                "/v1/approvals?status=expired",
-                &f.approver,
-                Value::Null,
-            )
-            .await;
+        let v = f.approvals("expired").await;
         assert_eq!(v["approvals"].as_array().unwrap().len(), 1, "{v}");
         assert_eq!(v["approvals"][0]["ticket"], queued.as_str());
         assert_eq!(
@@ -837,15 +844,7 @@ fn an_approval_expires_exactly_at_its_deadline_under_a_manual_clock() {
         assert_eq!(tick_at(start).await, swept_nothing, "{label}");
         let just_before = start + ttl - chrono::Duration::microseconds(1);
         assert_eq!(tick_at(just_before).await, swept_nothing, "{label}");
-        let (_, v) = f
-            .server
-            .json(
-                Method::GET,
-                "/v1/approvals?status=pending",
-                &f.approver,
-                Value::Null,
-            )
-            .await;
+        let v = f.approvals("pending").await;
         assert_eq!(v["approvals"][0]["id"], approval.as_str(), "{label}: {v}");
         assert_eq!(f.events_of("ticket.escalated").await.len(), 0, "{label}");
 
@@ -859,15 +858,7 @@ fn an_approval_expires_exactly_at_its_deadline_under_a_manual_clock() {
             },
             "{label}"
         );
-        let (_, v) = f
-            .server
-            .json(
-                Method::GET,
-                "/v1/approvals?status=expired",
-                &f.approver,
-                Value::Null,
-            )
-            .await;
+        let v = f.approvals("expired").await;
         assert_eq!(v["approvals"][0]["id"], approval.as_str(), "{label}: {v}");
         let decided: chrono::DateTime<chrono::Utc> =
             serde_json::from_value(v["approvals"][0]["decided_at"].clone()).unwrap();
