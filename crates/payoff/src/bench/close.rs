@@ -43,6 +43,19 @@ pub struct CloseArgs {
     child: bool,
 }
 
+/// `payoff bench close`: the ledger, and which of its periods is measured.
+#[derive(Args, Clone)]
+pub struct CloseCommand {
+    #[command(flatten)]
+    ledger: CloseArgs,
+    /// The period measured: `2026-10` (the month the ledger's tickets
+    /// mature in), or `2026-11`, a month after it: October is then closed
+    /// first, outside the measure, so the measured close shows what
+    /// re-pricing a large closed month costs the next one.
+    #[arg(long, default_value = PERIOD)]
+    period: String,
+}
+
 /// Where a measured close takes its outcomes from.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum From {
@@ -72,6 +85,9 @@ pub(super) const BENCH_PERIOD: &str = PERIOD;
 
 const CUSTOMER: &str = "bench";
 const PERIOD: &str = "2026-10";
+/// The month after the ledger's: nothing matures in it, so its close is
+/// the re-pricing of October.
+const NEXT_PERIOD: &str = "2026-11";
 
 /// Graduated tiers, so that pricing does real work.
 const CONTRACT: &str = r#"
@@ -95,15 +111,24 @@ fn marker(dir: &Path, args: &CloseArgs) -> PathBuf {
     dir.join(format!("ready-v4-{}-{}", args.events, args.outcomes))
 }
 
-pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
+pub fn run(_settings: &Settings, command: CloseCommand) -> anyhow::Result<ExitCode> {
+    let CloseCommand {
+        ledger: args,
+        period,
+    } = command;
     if args.outcomes == 0 || args.events < args.outcomes * 2 {
         return bad_input(
             "--events must be at least twice --outcomes (a ticket is created, then closed)",
         );
     }
+    if period != PERIOD && period != NEXT_PERIOD {
+        return bad_input(format!(
+            "--period: {period:?} is not measured here: the bench ledger has {PERIOD} and {NEXT_PERIOD}"
+        ));
+    }
     let db = args.dir.join("bench.sqlite");
     if args.child {
-        return measured_close(&db, &args);
+        return measured_close(&db, &args, &period);
     }
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are only meaningful from `cargo run --release`");
@@ -111,6 +136,9 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
     args.ledger()?;
     if args.from == From::Model {
         build_model(&db)?;
+    }
+    if period == NEXT_PERIOD {
+        close_first_month(&db)?;
     }
     let exe = std::env::current_exe()?;
     let from = match args.from {
@@ -125,6 +153,8 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
         .arg(args.outcomes.to_string())
         .arg("--dir")
         .arg(&args.dir)
+        .arg("--period")
+        .arg(&period)
         .stderr(Stdio::inherit())
         .output()
         .context("cannot start the measured close")?;
@@ -136,7 +166,7 @@ pub fn run(_settings: &Settings, args: CloseArgs) -> anyhow::Result<ExitCode> {
         println!("{report}");
     } else {
         println!(
-            "closed {PERIOD} from the {} over {} events ({} outcomes billed) in {:.2} s: {:.0} events/s, peak memory {:.0} MB; total {}",
+            "closed {period} from the {} over {} events ({} outcomes billed) in {:.2} s: {:.0} events/s, peak memory {:.0} MB; total {}",
             report["outcomes_from"].as_str().unwrap_or(""),
             report["events"], report["outcomes_billed"], report["seconds"].as_f64().unwrap_or(0.0),
             report["events_per_second"].as_f64().unwrap_or(0.0), report["peak_rss_mb"].as_f64().unwrap_or(0.0),
@@ -263,10 +293,37 @@ fn build_model(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
+/// Closes October (stored and signed, as an operator would) unless it is
+/// closed already, outside the measured close of November.
+fn close_first_month(db: &Path) -> anyhow::Result<()> {
+    let store = Store::open(&db.display().to_string())?;
+    let started = Instant::now();
+    let closed = payoff_accounting::billing::close(
+        &store,
+        &signing_key(),
+        CUSTOMER,
+        PERIOD,
+        payoff_clock::wall(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if closed.created {
+        eprintln!(
+            "closed {PERIOD} first in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The bench's signing key: fixed, so that runs sign alike.
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+}
+
+fn measured_close(db: &Path, args: &CloseArgs, period: &str) -> anyhow::Result<ExitCode> {
     use payoff_accounting::billing::Outcomes;
     let store = Store::open(&db.display().to_string())?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let key = signing_key();
     let started = Instant::now();
     let (how, from) = match args.from {
         // Whether the model can stand in is decided inside the close; ask
@@ -278,7 +335,7 @@ fn measured_close(db: &Path, args: &CloseArgs) -> anyhow::Result<ExitCode> {
         From::Replay => (Outcomes::Replayed, "ledger"),
     };
     let mut statement =
-        payoff_accounting::billing::recompute(&store, CUSTOMER, PERIOD, payoff_clock::wall(), how)
+        payoff_accounting::billing::recompute(&store, CUSTOMER, period, payoff_clock::wall(), how)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let computed = started.elapsed().as_secs_f64();
     let compute_peak = super::peak_rss_mb(std::process::id());

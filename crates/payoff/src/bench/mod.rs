@@ -35,7 +35,7 @@ pub enum BenchCommand {
     /// Ingest throughput and latency, durable, over HTTP.
     Ingest(IngestArgs),
     /// Closing a period over a large ledger: time, events/s, peak memory.
-    Close(close::CloseArgs),
+    Close(close::CloseCommand),
     /// Lift over a million subjects; economics of ten million events.
     Attribution(attribution::AttributionArgs),
     /// Knowledge search with permissions, many concurrent clients.

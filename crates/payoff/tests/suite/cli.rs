@@ -120,6 +120,23 @@ fn bad_input_exits_2_with_one_line() {
             "unknown customer",
         );
         assert_bad_input(&payoff(&db, &["serve", "--listen", "nowhere"]), "--listen");
+        // Refused before any ledger is written.
+        let bench = data_dir(&db).join("bench-close");
+        assert_bad_input(
+            &payoff(
+                &db,
+                &[
+                    "bench",
+                    "close",
+                    "--period",
+                    "2027-01",
+                    "--dir",
+                    bench.to_str().unwrap(),
+                ],
+            ),
+            "--period: \"2027-01\" is not measured here",
+        );
+        assert!(!bench.exists(), "nothing written for a refused period");
         assert_eq!(
             payoff(&db, &["frobnicate"]).status.code(),
             Some(2),
