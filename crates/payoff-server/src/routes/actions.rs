@@ -290,13 +290,11 @@ pub async fn upload_rules(
         &state,
     )
     .await?;
-    let prefix = format!("{}.", stored.customer);
-    let label = format!("{}.v{}.", stored.customer, stored.version);
-    let policy_ids = compiled
-        .policy_ids()
-        .iter()
-        .map(|id| id.replacen(&prefix, &label, 1))
-        .collect();
+    let policy_ids = super::policies::as_decisions_name(
+        &stored.customer,
+        stored.version,
+        &compiled.policy_ids(),
+    );
     Ok((
         StatusCode::CREATED,
         Json(UploadedRules {

@@ -598,7 +598,7 @@ impl AgentPolicies {
                 return Ok(rules.clone());
             }
         }
-        let label = format!("{customer}.v{}", latest.version);
+        let label = crate::routes::policies::rules_label(customer, latest.version);
         let rules = Arc::new(
             self.builtin
                 .with_customer(&label, &latest.body)
