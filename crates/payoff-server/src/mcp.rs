@@ -22,7 +22,6 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use payoff_policy::MCP_SERVER_TYPE;
 use payoff_store::McpServer;
 use serde::{Deserialize, Serialize};
@@ -98,14 +97,14 @@ pub struct Registration {
 /// new URL); its agents reach it at `/mcp/<name>`.
 #[utoipa::path(put, path = "/v1/customers/{customer}/mcp-servers/{name}", operation_id = "register_mcp_server",
     tag = "mcp", request_body = Registration, params(("customer" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = McpServerView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)),
+    responses((status = 200, body = McpServer), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)),
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
     Allowed(caller, _): Allowed<may::ManagePolicies>,
     Path((customer, name)): Path<(String, String)>,
     Body(reg): Body<Registration>,
-) -> Result<Json<McpServerView>, ApiError> {
+) -> Result<Json<McpServer>, ApiError> {
     let customer = scoped(&caller, &customer)?;
     if !server_name_ok(&name) {
         return Err(ApiError::new(
@@ -142,39 +141,14 @@ pub async fn register(
     };
     let stored = server.clone();
     blocking_with(move |s| Ok(s.put_mcp_server(&stored)?), &state).await?;
-    Ok(Json(server.into()))
-}
-
-/// One of a customer's MCP servers.
-#[derive(Serialize, ToSchema)]
-pub struct McpServerView {
-    pub customer: String,
-    /// Its agents reach it at `/mcp/<name>`.
-    pub name: String,
-    /// Its streamable HTTP endpoint.
-    pub url: String,
-    /// The key id that registered it.
-    pub added_by: String,
-    pub added_at: DateTime<Utc>,
-}
-
-impl From<McpServer> for McpServerView {
-    fn from(s: McpServer) -> Self {
-        McpServerView {
-            customer: s.customer,
-            name: s.name,
-            url: s.url,
-            added_by: s.added_by,
-            added_at: s.added_at,
-        }
-    }
+    Ok(Json(server))
 }
 
 /// A customer's MCP servers.
 #[derive(Serialize, ToSchema)]
 pub struct McpServerList {
     pub customer: String,
-    pub servers: Vec<McpServerView>,
+    pub servers: Vec<McpServer>,
 }
 
 /// The customer's MCP servers.
@@ -189,10 +163,7 @@ pub async fn list_servers(
     let customer = scoped(&caller, &customer)?;
     let c = customer.clone();
     let servers = blocking_with(move |s| Ok(s.mcp_servers(&c)?), &state).await?;
-    Ok(Json(McpServerList {
-        customer,
-        servers: servers.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(McpServerList { customer, servers }))
 }
 
 /// Removes one of the customer's MCP servers.

@@ -128,8 +128,11 @@ impl AuditRecord {
 
 /// The check of an audit chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditReport {
+    /// Records checked.
     pub records: u64,
+    /// Hex hash of the last record checked.
     pub head_hash: String,
     /// The first broken link, in words; `None` when the chain is intact.
     pub broken: Option<String>,

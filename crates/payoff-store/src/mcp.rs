@@ -21,11 +21,14 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE mcp_servers (
 
 /// One registered MCP server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct McpServer {
     pub customer: String,
+    /// Its agents reach it at `/mcp/<name>`.
     pub name: String,
     /// Its streamable HTTP endpoint.
     pub url: String,
+    /// The key id that registered it.
     pub added_by: String,
     pub added_at: DateTime<Utc>,
 }
