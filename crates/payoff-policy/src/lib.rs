@@ -31,6 +31,23 @@ pub use agent::{AgentDecision, AgentRules, ReplyRule, TicketFacts, Verdict};
 pub use problems::{PolicyErrors, Problem};
 pub use roles::{RoleDecision, RoleRules};
 
+/// The label a customer's rules version is compiled under (agent rules
+/// and action rules alike): its decisions name each policy `<label>.<id>`.
+pub fn rules_label(customer: &str, version: u32) -> String {
+    format!("{customer}.v{version}")
+}
+
+/// A new version's policy ids, checked before it had a version
+/// (`<customer>.<id>`), as its decisions will name them
+/// (`<customer>.v<version>.<id>`).
+pub fn as_decisions_name(customer: &str, version: u32, ids: &[String]) -> Vec<String> {
+    let prefix = format!("{customer}.");
+    let label = format!("{}.", rules_label(customer, version));
+    ids.iter()
+        .map(|id| id.replacen(&prefix, &label, 1))
+        .collect()
+}
+
 /// The Cedar schema of the role rules.
 pub const ROLE_SCHEMA: &str = include_str!("roles.cedarschema");
 

@@ -281,7 +281,7 @@ impl ActionPolicies {
                 return Ok((*version, rules.clone()));
             }
         }
-        let label = crate::routes::policies::rules_label(customer, latest.version);
+        let label = payoff_policy::rules_label(customer, latest.version);
         let rules = Arc::new(
             ActionRules::compile(&label, &latest.schema, &latest.rules).map_err(|e| {
                 ApiError::new(

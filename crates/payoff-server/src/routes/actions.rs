@@ -290,11 +290,8 @@ pub async fn upload_rules(
         &state,
     )
     .await?;
-    let policy_ids = super::policies::as_decisions_name(
-        &stored.customer,
-        stored.version,
-        &compiled.policy_ids(),
-    );
+    let policy_ids =
+        payoff_policy::as_decisions_name(&stored.customer, stored.version, &compiled.policy_ids());
     Ok((
         StatusCode::CREATED,
         Json(UploadedRules {

@@ -22,22 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_policies, upload_policies))
 }
 
-/// The label a customer's rules version is compiled under (agent rules
-/// and action rules alike): its decisions name each policy `<label>.<id>`.
-pub(crate) fn rules_label(customer: &str, version: u32) -> String {
-    format!("{customer}.v{version}")
-}
-
-/// A new version's policy ids, checked before it had a version
-/// (`<customer>.<id>`), as its decisions will name them.
-pub(crate) fn as_decisions_name(customer: &str, version: u32, ids: &[String]) -> Vec<String> {
-    let prefix = format!("{customer}.");
-    let label = format!("{}.", rules_label(customer, version));
-    ids.iter()
-        .map(|id| id.replacen(&prefix, &label, 1))
-        .collect()
-}
-
 /// The problem of rules that do not validate, each error with its position.
 pub(crate) fn invalid_policy(errors: &payoff_policy::PolicyErrors) -> ApiError {
     let list: Vec<Value> = errors
@@ -100,7 +84,7 @@ pub async fn upload_policies(
         &state,
     )
     .await?;
-    let policy_ids = as_decisions_name(
+    let policy_ids = payoff_policy::as_decisions_name(
         &stored.customer,
         stored.version,
         &checked.customer_policy_ids(),

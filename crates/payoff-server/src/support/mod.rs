@@ -598,7 +598,7 @@ impl AgentPolicies {
                 return Ok(rules.clone());
             }
         }
-        let label = crate::routes::policies::rules_label(customer, latest.version);
+        let label = payoff_policy::rules_label(customer, latest.version);
         let rules = Arc::new(
             self.builtin
                 .with_customer(&label, &latest.body)
