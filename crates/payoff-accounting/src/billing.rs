@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     compute, compute_with_outcomes, periods_before, sign, BillingEvent, Bundle, BundleContract,
-    BundleEvent, CloseError, CloseInput, Contract, ContractErrors, EventSource, HeadRef,
-    KeptOutcomes, Period, PeriodOutcomes, Statement, TypeFilter, BUNDLE_FORMAT,
+    BundleEvent, CloseError, CloseInput, Contract, ContractErrors, Earlier, EarlierLines,
+    EventSource, HeadRef, KeptOutcomes, Line, Period, PeriodOutcomes, Statement, TypeFilter,
+    BUNDLE_FORMAT,
 };
 use payoff_ledger::Head;
 use payoff_outcomes::OutcomesError;
-use payoff_store::{Store, StoreError, StoredContract, StoredStatement};
+use payoff_store::{StatementSummary, Store, StoreError, StoredContract, StoredStatement};
 
 /// Why a billing request cannot be served, in the caller's terms.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +92,10 @@ pub fn upload_contract(
             )));
         }
     }
-    let last_closed = store.statements(customer)?.last().map(|s| s.period_start);
+    let last_closed = store
+        .statement_summaries(customer)?
+        .last()
+        .map(|s| s.period_start);
     let effective = match (effective, last_closed) {
         (Some(p), _) => p,
         (None, Some(start)) => Period::containing(contract.cadence, start).next(),
@@ -252,15 +256,57 @@ impl EventSource for StoredEvents<'_> {
 
 fn parse_statement(stored: &StoredStatement) -> Result<Statement, BillingError> {
     serde_json::from_str(&stored.body)
-        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.id)))
+        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.summary.id)))
 }
 
-pub fn statements(store: &Store, customer: &str) -> Result<Vec<Statement>, BillingError> {
+/// A customer's closed statements without their lines, oldest first:
+/// what listing them needs, without reading the outcomes each one names.
+pub fn summaries(store: &Store, customer: &str) -> Result<Vec<StatementSummary>, BillingError> {
+    Ok(store.statement_summaries(customer)?)
+}
+
+/// The stored statement of `id`, parsed.
+fn stored_statement(store: &Store, id: &str) -> Result<StoredStatement, BillingError> {
     store
-        .statements(customer)?
+        .statement(id)?
+        .ok_or_else(|| BillingError::Corrupt(format!("statement {id} is listed but not stored")))
+}
+
+/// The statements a close builds on, as it reads them: the closed ones
+/// (`closed`) with their lines read from the database only if the close
+/// needs them, then those a preview assumes (`assumed`, at hand).
+fn earlier<'a>(
+    store: &'a Store,
+    closed: &'a [StatementSummary],
+    assumed: &'a [Statement],
+) -> Result<Vec<Earlier<'a>>, BillingError> {
+    let mut all: Vec<Earlier<'a>> = closed
         .iter()
-        .map(parse_statement)
-        .collect()
+        .map(|s| Earlier {
+            id: s.id.clone(),
+            period: s.period.clone(),
+            period_start: s.period_start,
+            period_end: s.period_end,
+            head: s.head,
+            lines: EarlierLines::Later(Box::new(move || stored_lines(store, &s.id))),
+        })
+        .collect();
+    for s in assumed {
+        all.push(Earlier::of(s)?);
+    }
+    Ok(all)
+}
+
+/// The lines of a stored statement, the rest of it skipped.
+fn stored_lines(store: &Store, id: &str) -> Result<Vec<Line>, String> {
+    #[derive(serde::Deserialize)]
+    struct Lines {
+        lines: Vec<Line>,
+    }
+    let stored = stored_statement(store, id).map_err(|e| e.to_string())?;
+    serde_json::from_str::<Lines>(&stored.body)
+        .map(|l| l.lines)
+        .map_err(|e| e.to_string())
 }
 
 /// A period's statement as it stands, and the earlier periods it assumes
@@ -286,13 +332,10 @@ pub fn preview(
     period: &str,
     now: DateTime<Utc>,
 ) -> Result<Preview, BillingError> {
-    if let Some(stored) = store
-        .statements(customer)?
-        .into_iter()
-        .find(|s| s.period == period)
-    {
+    let closed = store.statement_summaries(customer)?;
+    if let Some(s) = closed.iter().find(|s| s.period == period) {
         return Ok(Preview {
-            statement: parse_statement(&stored)?,
+            statement: parse_statement(&stored_statement(store, &s.id)?)?,
             assumed: Vec::new(),
             outcomes: None,
         });
@@ -308,13 +351,13 @@ pub fn preview(
             rfc3339(period.start)
         )));
     }
-    let mut prior: Vec<Statement> = statements(store, customer)?
+    let closed: Vec<StatementSummary> = closed
         .into_iter()
-        .filter(|s| s.period_start < rfc3339(period.start))
+        .filter(|s| s.period_start < period.start)
         .collect();
     let (ledger, kept) = sources(store, customer, Outcomes::Kept)?;
     let list = versions.list();
-    let mut assumed = Vec::new();
+    let mut assumed: Vec<Statement> = Vec::new();
     let base = CloseInput {
         customer,
         period,
@@ -326,24 +369,27 @@ pub fn preview(
         kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     };
     for p in periods_before(&list, period) {
-        if !prior.iter().any(|s| s.period == p.to_string()) {
+        if !closed.iter().any(|s| s.period == p.to_string()) {
+            let prior = earlier(store, &closed, &assumed)?;
             let previewed = compute(&CloseInput {
                 period: p,
                 prior: &prior,
                 head: base.head.clone(),
                 ..base
             })?;
-            assumed.push(previewed.period.clone());
-            prior.push(previewed);
+            drop(prior);
+            assumed.push(previewed);
         }
     }
+    let prior = earlier(store, &closed, &assumed)?;
     let (statement, outcomes) = compute_with_outcomes(&CloseInput {
         prior: &prior,
         ..base
     })?;
+    drop(prior);
     Ok(Preview {
         statement,
-        assumed,
+        assumed: assumed.into_iter().map(|s| s.period).collect(),
         outcomes: Some(outcomes),
     })
 }
@@ -389,10 +435,12 @@ pub fn recompute(
 ) -> Result<Statement, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period)?;
-    let prior: Vec<Statement> = statements(store, customer)?
+    let closed: Vec<StatementSummary> = store
+        .statement_summaries(customer)?
         .into_iter()
-        .filter(|s| s.period_start < rfc3339(period.start))
+        .filter(|s| s.period_start < period.start)
         .collect();
+    let prior = earlier(store, &closed, &[])?;
     let (ledger, kept) = sources(store, customer, how)?;
     let list = versions.list();
     Ok(compute(&CloseInput {
@@ -407,7 +455,8 @@ pub fn recompute(
     })?)
 }
 
-pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+/// A time as statements print it: RFC 3339 in UTC, whole seconds.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -422,9 +471,12 @@ pub fn close(
 ) -> Result<Closed, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period)?;
-    let stored = store.statements(customer)?;
-    if let Some(existing) = stored.iter().find(|s| s.period == period.to_string()) {
-        return Closed::from_stored(existing, false);
+    let closed = store.statement_summaries(customer)?;
+    if let Some(existing) = closed.iter().find(|s| s.period == period.to_string()) {
+        return Ok(Closed {
+            stored: stored_statement(store, &existing.id)?,
+            created: false,
+        });
     }
     if now < period.end {
         return Err(BillingError::NotEnded {
@@ -432,10 +484,7 @@ pub fn close(
             end: rfc3339(period.end),
         });
     }
-    let prior: Vec<Statement> = stored
-        .iter()
-        .map(parse_statement)
-        .collect::<Result<_, _>>()?;
+    let prior = earlier(store, &closed, &[])?;
     let (ledger, kept) = sources(store, customer, Outcomes::Kept)?;
     let list = versions.list();
     let (mut statement, outcomes) = compute_with_outcomes(&CloseInput {
@@ -453,41 +502,54 @@ pub fn close(
         .expect("canonical JSON is UTF-8");
     // The stored bytes are the statement from here on (the reply is read
     // back from them): a million outcomes' ids are not held twice.
+    let lines = statement.lines.len() as u64;
     let Statement {
-        id, period: name, ..
+        id,
+        period: name,
+        currency,
+        total,
+        ledger_head,
+        ..
     } = statement;
     // A concurrent close may have stored its statement first: that one
     // stands, and only the call that stored it says it created it.
     let (saved, created) = store.save_statement(
         StoredStatement {
-            id,
-            customer: customer.to_owned(),
-            period: name,
-            period_start: period.start,
+            summary: StatementSummary {
+                id,
+                customer: customer.to_owned(),
+                period: name,
+                period_start: period.start,
+                period_end: period.end,
+                head: ledger_head.sequence,
+                currency,
+                total,
+                lines,
+                issued_at: now,
+            },
             body,
-            issued_at: now,
         },
         &outcomes,
     )?;
     drop(outcomes);
-    Closed::from_stored(&saved, created)
+    Ok(Closed {
+        stored: saved,
+        created,
+    })
 }
 
-/// A closed period's statement, with the signed bytes as stored (what a
-/// close answers, byte for byte) and whether this call stored it.
+/// A closed period's statement: the signed bytes as stored (what a close
+/// answers, byte for byte, without parsing a million outcome ids back),
+/// and whether this call stored it.
 pub struct Closed {
-    pub statement: Statement,
-    pub body: String,
+    pub stored: StoredStatement,
     pub created: bool,
 }
 
 impl Closed {
-    fn from_stored(stored: &StoredStatement, created: bool) -> Result<Closed, BillingError> {
-        Ok(Closed {
-            statement: parse_statement(stored)?,
-            body: stored.body.clone(),
-            created,
-        })
+    /// The statement parsed from its stored bytes.
+    pub fn statement(&self) -> Result<Statement, BillingError> {
+        parse_statement(&self.stored)
     }
 }
 
@@ -510,10 +572,11 @@ pub fn evidence(store: &Store, statement: &Statement) -> Result<Bundle, BillingE
         }
         Ok(())
     })?;
-    let statements = statements(store, customer)?
-        .into_iter()
-        .filter(|s| statement.depends_on.contains(&s.id))
-        .collect();
+    let statements = statement
+        .depends_on
+        .iter()
+        .map(|id| parse_statement(&stored_statement(store, id)?))
+        .collect::<Result<_, _>>()?;
     Ok(Bundle {
         format: BUNDLE_FORMAT.into(),
         statement: statement.id.clone(),

@@ -18,7 +18,9 @@ use sha2::Digest;
 use crate::contract::Contract;
 use crate::period::Period;
 use crate::projection::BillingEvent;
-use crate::statement::{compute, CloseInput, ContractVersion, HeadRef, Signature, Statement};
+use crate::statement::{
+    compute, CloseInput, ContractVersion, Earlier, HeadRef, Signature, Statement,
+};
 
 pub const BUNDLE_FORMAT: &str = "payoff-evidence/1";
 
@@ -313,6 +315,7 @@ pub fn verify(
         .filter(|s| statement.depends_on.contains(&s.id))
         .cloned()
         .collect();
+    let prior = Earlier::all(&prior).map_err(|e| VerifyError::Recompute(e.to_string()))?;
     let recomputed = compute(&CloseInput {
         customer: &statement.customer,
         period,

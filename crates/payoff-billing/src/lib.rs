@@ -44,8 +44,8 @@ pub use record::{
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,
-    CloseError, CloseInput, ContractRef, ContractVersion, EventSource, HeadRef, KeptOutcomes, Line,
-    LineKind, OutcomeSink, PeriodOutcomes, Signature, Statement,
+    CloseError, CloseInput, ContractRef, ContractVersion, Earlier, EarlierLines, EventSource,
+    HeadRef, KeptOutcomes, Line, LineKind, OutcomeSink, PeriodOutcomes, Signature, Statement,
 };
 
 pub mod attribution;

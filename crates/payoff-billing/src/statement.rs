@@ -6,7 +6,7 @@
 //! it to close a period; the customer runs it again (`payoff verify`) to
 //! check the provider's arithmetic byte for byte.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -166,8 +166,8 @@ pub struct CloseInput<'a> {
     /// The customer's events up to the head, in ledger order.
     pub events: &'a dyn EventSource,
     pub head: HeadRef,
-    /// Every earlier statement of the customer.
-    pub prior: &'a [Statement],
+    /// Every earlier statement of the customer, in period order.
+    pub prior: &'a [Earlier<'a>],
     pub issued_at: DateTime<Utc>,
     /// Outcomes a store keeps as events land, up to the same head: when
     /// it can give every version's, the close reads only the events the
@@ -277,45 +277,148 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// SHA-256 of the ids joined by newlines, fed to the hash one id at a
+/// time: a line of a million ids is not copied into one string first.
 fn hash_ids(ids: &[String]) -> String {
-    hex::encode(Sha256::digest(ids.join("\n").as_bytes()))
+    let mut h = Sha256::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(id.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
-/// The outcomes billed so far for each (period, kind), from earlier statements.
+/// An earlier statement as a close reads it: its identity and where it was
+/// cut always, its lines only when the close needs them. Each statement
+/// names every outcome it billed (a million in a large month), so a close
+/// or preview that held every earlier statement would grow with the
+/// customer's history; this way it holds one at a time, and none when
+/// nothing it closes could have been billed before.
+pub struct Earlier<'a> {
+    pub id: String,
+    pub period: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// The ledger sequence it was cut at.
+    pub head: u64,
+    pub lines: EarlierLines<'a>,
+}
+
+/// Where an earlier statement's lines come from.
+pub enum EarlierLines<'a> {
+    /// At hand: a statement in memory (a bundle's, a previewed one).
+    Here(&'a [Line]),
+    /// Read when needed, e.g. from the database, one statement at a time.
+    Later(Box<dyn Fn() -> Result<Vec<Line>, String> + 'a>),
+}
+
+impl<'a> Earlier<'a> {
+    /// A statement at hand.
+    pub fn of(s: &'a Statement) -> Result<Earlier<'a>, CloseError> {
+        let time = |field: &str, value: &str| {
+            DateTime::parse_from_rfc3339(value)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| CloseError::BadPrior(format!("{}: {field}", s.id)))
+        };
+        Ok(Earlier {
+            id: s.id.clone(),
+            period: s.period.clone(),
+            period_start: time("period_start", &s.period_start)?,
+            period_end: time("period_end", &s.period_end)?,
+            head: s.ledger_head.sequence,
+            lines: EarlierLines::Here(&s.lines),
+        })
+    }
+
+    /// Statements at hand, in the order given.
+    pub fn all(statements: &'a [Statement]) -> Result<Vec<Earlier<'a>>, CloseError> {
+        statements.iter().map(Earlier::of).collect()
+    }
+
+    fn with_lines<T>(&self, f: impl FnOnce(&[Line]) -> T) -> Result<T, CloseError> {
+        match &self.lines {
+            EarlierLines::Here(lines) => Ok(f(lines)),
+            EarlierLines::Later(read) => {
+                let lines =
+                    read().map_err(|e| CloseError::BadPrior(format!("{}: {e}", self.id)))?;
+                Ok(f(&lines))
+            }
+        }
+    }
+}
+
+/// What earlier statements billed, as far as one close needs it: the
+/// outcomes still billed for each re-priced (period, kind), and which of
+/// the outcomes it may bill were ever billed before.
 #[derive(Default)]
 struct Billed {
     sets: BTreeMap<(String, String), BTreeSet<String>>,
-    ever: HashMap<String, ()>,
+    ever: HashSet<String>,
 }
 
 impl Billed {
-    fn from(prior: &[Statement]) -> Result<Billed, CloseError> {
+    /// Reads the earlier statements in order, one at a time, keeping only
+    /// the sets of `periods` and the ids among `candidates`; a statement
+    /// that can hold neither is not read at all (lines about a period are
+    /// only in its own statement and later ones).
+    fn read(
+        prior: &[Earlier],
+        periods: &[Period],
+        candidates: &HashSet<&str>,
+    ) -> Result<Billed, CloseError> {
         let mut b = Billed::default();
+        let names: BTreeSet<String> = periods.iter().map(Period::to_string).collect();
+        let first = periods.iter().map(|p| p.start).min();
         for s in prior {
-            for line in &s.lines {
-                let Some(kind) = &line.outcome else { continue };
-                let period = line.period.clone().unwrap_or_else(|| s.period.clone());
-                let set = b.sets.entry((period, kind.clone())).or_default();
-                let taking_back = Decimal::from_str(&line.quantity)
-                    .map_err(|_| CloseError::BadPrior(format!("{}: quantity", s.id)))?
-                    .is_sign_negative();
-                match line.kind {
-                    LineKind::Outcome | LineKind::Tier | LineKind::Adjustment if !taking_back => {
-                        for id in &line.outcomes {
+            let about_repriced = first.is_some_and(|start| s.period_end > start);
+            if candidates.is_empty() && !about_repriced {
+                continue;
+            }
+            s.with_lines(|lines| b.apply(s, lines, &names, candidates))??;
+        }
+        Ok(b)
+    }
+
+    fn apply(
+        &mut self,
+        s: &Earlier,
+        lines: &[Line],
+        periods: &BTreeSet<String>,
+        candidates: &HashSet<&str>,
+    ) -> Result<(), CloseError> {
+        for line in lines {
+            let Some(kind) = &line.outcome else { continue };
+            let period = line.period.as_ref().unwrap_or(&s.period);
+            let mut set = periods
+                .contains(period)
+                .then(|| self.sets.entry((period.clone(), kind.clone())).or_default());
+            let taking_back = Decimal::from_str(&line.quantity)
+                .map_err(|_| CloseError::BadPrior(format!("{}: quantity", s.id)))?
+                .is_sign_negative();
+            match line.kind {
+                LineKind::Outcome | LineKind::Tier | LineKind::Adjustment if !taking_back => {
+                    for id in &line.outcomes {
+                        if let Some(set) = set.as_mut() {
                             set.insert(id.clone());
-                            b.ever.insert(id.clone(), ());
+                        }
+                        if candidates.contains(id.as_str()) {
+                            self.ever.insert(id.clone());
                         }
                     }
-                    LineKind::Adjustment | LineKind::DisputeCredit => {
+                }
+                LineKind::Adjustment | LineKind::DisputeCredit => {
+                    if let Some(set) = set.as_mut() {
                         for id in &line.outcomes {
                             set.remove(id);
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
-        Ok(b)
+        Ok(())
     }
 
     fn of(&self, period: &str, kind: &str) -> BTreeSet<String> {
@@ -549,13 +652,11 @@ struct Needed<'a> {
 
 /// The ledger head and the cut of the latest earlier statement, the one
 /// that re-priced every period before it; `None` before the first.
-fn last_statement(prior: &[Statement]) -> Result<Option<(u64, DateTime<Utc>)>, CloseError> {
-    let Some(last) = prior.iter().max_by(|a, b| a.period_end.cmp(&b.period_end)) else {
-        return Ok(None);
-    };
-    let end = DateTime::parse_from_rfc3339(&last.period_end)
-        .map_err(|_| CloseError::BadPrior(format!("{}: period_end", last.id)))?;
-    Ok(Some((last.ledger_head.sequence, end.with_timezone(&Utc))))
+fn last_statement(prior: &[Earlier]) -> Option<(u64, DateTime<Utc>)> {
+    prior
+        .iter()
+        .max_by_key(|s| s.period_end)
+        .map(|last| (last.head, last.period_end))
 }
 
 /// Closes (or previews) one period.
@@ -599,13 +700,12 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
             missing: p.to_string(),
         });
     }
-    let billed = Billed::from(input.prior)?;
     let cut = period.end;
 
     // The earlier periods to re-price: those whose outcomes an event
     // touched since the last statement, which re-priced every period
     // before it (all of them when the store cannot tell).
-    let since = last_statement(input.prior)?;
+    let since = last_statement(input.prior);
     let mut reprice: Vec<(Period, &ContractVersion)> = Vec::new();
     for p in &earlier {
         let Some(v) = version_for(input.versions, *p) else {
@@ -744,15 +844,40 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         lines.push(l);
     }
 
-    // 2. Outcomes maturing in this period.
+    // What earlier statements billed: the sets of the re-priced periods,
+    // and which of the outcomes this close may bill were billed before.
     let projection = &projections[&current.version];
+    let billable = |c: &Contract, o: &Outcome, p: &Period| {
+        p.contains(o.matures_at) && direct(c, o) && billable_at(o, cut)
+    };
+    let billed = {
+        let mut candidates: HashSet<&str> = HashSet::new();
+        if !input.prior.is_empty() {
+            candidates.extend(
+                projection
+                    .outcomes
+                    .iter()
+                    .filter(|o| billable(contract, o, &period))
+                    .map(|o| o.id.as_str()),
+            );
+            for (p, v) in &reprice {
+                candidates.extend(
+                    projections[&v.version]
+                        .outcomes
+                        .iter()
+                        .filter(|o| billable(v.contract, o, p))
+                        .map(|o| o.id.as_str()),
+                );
+            }
+        }
+        let periods: Vec<Period> = reprice.iter().map(|(p, _)| *p).collect();
+        Billed::read(input.prior, &periods, &candidates)?
+    };
+
+    // 2. Outcomes maturing in this period.
     let mut own: Vec<Vec<&Outcome>> = vec![Vec::new(); contract.outcomes.len()];
     for o in &projection.outcomes {
-        if period.contains(o.matures_at)
-            && direct(contract, o)
-            && billable_at(o, cut)
-            && !billed.ever.contains_key(&o.id)
-        {
+        if billable(contract, o, &period) && !billed.ever.contains(&o.id) {
             own[o.kind].push(o);
         }
     }
@@ -858,11 +983,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         let stage0: Vec<Vec<&Outcome>> = (0..c.outcomes.len()).map(set_of).collect();
         let mut late: Vec<Vec<&Outcome>> = vec![Vec::new(); c.outcomes.len()];
         for o in &proj.outcomes {
-            if p.contains(o.matures_at)
-                && direct(c, o)
-                && billable_at(o, cut)
-                && !billed.ever.contains_key(&o.id)
-            {
+            if billable(c, o, p) && !billed.ever.contains(&o.id) {
                 late[o.kind].push(o);
             }
         }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
     canonical_bytes, compute, sign, verify, BillingEvent, Bundle, BundleContract, BundleEvent,
-    CloseInput, Contract, ContractVersion, HeadRef, Period, Statement, BUNDLE_FORMAT,
+    CloseInput, Contract, ContractVersion, Earlier, HeadRef, Period, Statement, BUNDLE_FORMAT,
 };
 use payoff_ledger::{canonical_json, Head};
 use rust_decimal::Decimal;
@@ -167,13 +167,14 @@ fn run_case(dir: &Path) -> Result<usize, String> {
             .min(ledger.events.len());
         let issued_at: DateTime<Utc> = period.end;
         let known = ledger.events[..n].to_vec();
+        let earlier = Earlier::all(&prior).map_err(|e| e.to_string())?;
         let input = CloseInput {
             customer: "case",
             period,
             versions: &versions,
             events: &known,
             head: head_of(&ledger, n),
-            prior: &prior,
+            prior: &earlier,
             issued_at,
             kept: None,
         };
@@ -231,6 +232,8 @@ fn run_case(dir: &Path) -> Result<usize, String> {
                 close.period
             ));
         }
+        drop(input);
+        drop(earlier);
         prior.push(signed);
     }
     if problems.is_empty() {

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use chrono::{Duration, TimeZone, Utc};
 use payoff_billing::{
-    canonical_bytes, compute, BillingEvent, CloseInput, Contract, ContractVersion, HeadRef,
-    LineKind, Statement,
+    canonical_bytes, compute, BillingEvent, CloseInput, Contract, ContractVersion, Earlier,
+    HeadRef, LineKind, Statement,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -95,6 +95,7 @@ fn close_all(c: &Contract, all: &[BillingEvent], arrivals: [usize; 3]) -> Vec<St
     for share in arrivals {
         known = (known + share).min(all.len());
         let seen = all[..known].to_vec();
+        let earlier = Earlier::all(&prior).unwrap();
         let input = CloseInput {
             customer: "p",
             period,
@@ -104,7 +105,7 @@ fn close_all(c: &Contract, all: &[BillingEvent], arrivals: [usize; 3]) -> Vec<St
                 sequence: known as u64,
                 hash: "h".repeat(64),
             },
-            prior: &prior,
+            prior: &earlier,
             issued_at: period.end,
             kept: None,
         };
@@ -115,6 +116,8 @@ fn close_all(c: &Contract, all: &[BillingEvent], arrivals: [usize; 3]) -> Vec<St
             canonical_bytes(&again),
             "closing is deterministic"
         );
+        drop(input);
+        drop(earlier);
         prior.push(s);
         period = period.next();
     }

@@ -46,7 +46,7 @@ pub use knowledge::KnowledgeChange;
 pub use mcp::McpServer;
 pub use session::{NewSession, IDLE as SESSION_IDLE};
 pub use store::{
-    AgentPause, Budget, ChainReport, EventFilter, EventPage, Store, StoredContract, StoredEvent,
-    StoredPolicy, StoredPriceTable, StoredStatement,
+    AgentPause, Budget, ChainReport, EventFilter, EventPage, StatementSummary, Store,
+    StoredContract, StoredEvent, StoredPolicy, StoredPriceTable, StoredStatement,
 };
 pub use webhooks::{ClaimLimits, DeliveryStatus, WebhookDelivery, WebhookSubscription};

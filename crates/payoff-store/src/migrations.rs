@@ -92,7 +92,10 @@ pub(crate) type Step = fn(&mut dyn Sql) -> Result<(), StoreError>;
 
 /// The Rust step of `version`, if it has one.
 pub(crate) fn step(version: i64) -> Option<Step> {
-    const STEPS: &[(i64, Step)] = &[(19, crate::costs::reindex_calls)];
+    const STEPS: &[(i64, Step)] = &[
+        (19, crate::costs::reindex_calls),
+        (23, crate::statements::fill_summaries),
+    ];
     STEPS.iter().find(|(v, _)| *v == version).map(|(_, s)| *s)
 }
 
@@ -311,4 +314,5 @@ const SHARED: &[(i64, &str)] = &[
     (20, crate::append::SCHEMA_PROBE),
     (21, crate::outcomes::SCHEMA_PERIOD_INDEX),
     (22, crate::outcomes::SCHEMA_TOUCHED),
+    (23, crate::statements::SCHEMA_SUMMARY),
 ];

@@ -236,11 +236,18 @@ impl Backend for Postgres {
         s: &StoredStatement,
         outcomes: &[(String, String)],
     ) -> Result<bool, StoreError> {
+        let h = &s.summary;
         self.readers.with(|c| {
             let mut tx = c.transaction()?;
             let inserted = tx.execute(
-                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept) VALUES ($1, $2, $3, $4, $5, $6, TRUE) ON CONFLICT DO NOTHING",
-                &[&s.id, &s.customer, &s.period, &s.period_start.timestamp_micros(), &s.body, &s.issued_at.timestamp_micros()],
+                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept, \
+                 period_end_us, head_seq, currency, total, line_count) \
+                 VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                &[
+                    &h.id, &h.customer, &h.period, &h.period_start.timestamp_micros(), &s.body,
+                    &h.issued_at.timestamp_micros(), &h.period_end.timestamp_micros(), &(h.head as i64),
+                    &h.currency, &h.total, &(h.lines as i64),
+                ],
             )? == 1;
             if inserted {
                 let insert = tx.prepare(
@@ -250,7 +257,7 @@ impl Backend for Postgres {
                 for chunk in outcomes.chunks(INSERT_ROWS_MAX) {
                     let kinds: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
                     let subjects: Vec<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
-                    tx.execute(&insert, &[&s.customer, &s.period, &kinds, &subjects])?;
+                    tx.execute(&insert, &[&h.customer, &h.period, &kinds, &subjects])?;
                 }
             }
             tx.commit()?;

@@ -241,18 +241,25 @@ impl Backend for Sqlite {
         s: &StoredStatement,
         outcomes: &[(String, String)],
     ) -> Result<bool, StoreError> {
+        let h = &s.summary;
         self.readers.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
-                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING",
-                params![s.id, s.customer, s.period, s.period_start.timestamp_micros(), s.body, s.issued_at.timestamp_micros()],
+                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept, \
+                 period_end_us, head_seq, currency, total, line_count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+                params![
+                    h.id, h.customer, h.period, h.period_start.timestamp_micros(), s.body,
+                    h.issued_at.timestamp_micros(), h.period_end.timestamp_micros(), h.head as i64,
+                    h.currency, h.total, h.lines as i64
+                ],
             )? == 1;
             if inserted {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO period_outcomes (customer_id, period, kind, subject) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )?;
                 for (kind, subject) in outcomes {
-                    insert.execute(params![s.customer, s.period, kind, subject])?;
+                    insert.execute(params![h.customer, h.period, kind, subject])?;
                 }
                 drop(insert);
             }

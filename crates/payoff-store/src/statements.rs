@@ -2,9 +2,34 @@
 //! (`crate::sql`) as one statement for [`crate::Store::read_one`]. Storing
 //! one, with its period's outcomes, stays in each backend.
 
-use crate::sql::Sql;
-use crate::store::{from_us, StoredStatement};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::sql::{Sql, SqlRow};
+use crate::store::{from_us, StatementSummary, StoredStatement};
 use crate::StoreError;
+
+const SUMMARY_COLUMNS: &str = "id, customer_id, period, period_start_us, period_end_us, head_seq, \
+    currency, total, line_count, issued_us";
+
+fn summary(r: &dyn SqlRow) -> Result<StatementSummary, StoreError> {
+    let id = r.text_req(0)?;
+    let filled = |v: Option<i64>| {
+        v.ok_or_else(|| StoreError::Corrupt(format!("statement {id} has no summary")))
+    };
+    Ok(StatementSummary {
+        customer: r.text_req(1)?,
+        period: r.text_req(2)?,
+        period_start: from_us(r.int_req(3)?),
+        period_end: from_us(filled(r.int(4)?)?),
+        head: filled(r.int(5)?)? as u64,
+        currency: r.text_req(6)?,
+        total: r.text_req(7)?,
+        lines: filled(r.int(8)?)? as u64,
+        issued_at: from_us(r.int_req(9)?),
+        id,
+    })
+}
 
 /// A customer's statements by period, or the one with `id`.
 pub(crate) fn list(
@@ -13,19 +38,92 @@ pub(crate) fn list(
     id: Option<&str>,
 ) -> Result<Vec<StoredStatement>, StoreError> {
     tx.rows(
-        "SELECT id, customer_id, period, period_start_us, body, issued_us FROM statements
-         WHERE (CAST(? AS TEXT) IS NULL OR customer_id = ?) AND (CAST(? AS TEXT) IS NULL OR id = ?)
-         ORDER BY customer_id, period_start_us",
+        &format!(
+            "SELECT {SUMMARY_COLUMNS}, body FROM statements
+             WHERE (CAST(? AS TEXT) IS NULL OR customer_id = ?) AND (CAST(? AS TEXT) IS NULL OR id = ?)
+             ORDER BY customer_id, period_start_us"
+        ),
         &[customer.into(), customer.into(), id.into(), id.into()],
         |r| {
             Ok(StoredStatement {
-                id: r.text_req(0)?,
-                customer: r.text_req(1)?,
-                period: r.text_req(2)?,
-                period_start: from_us(r.int_req(3)?),
-                body: r.text_req(4)?,
-                issued_at: from_us(r.int_req(5)?),
+                summary: summary(r)?,
+                body: r.text_req(10)?,
             })
         },
     )
+}
+
+/// A customer's statements by period, without their bodies.
+pub(crate) fn summaries(
+    tx: &mut dyn Sql,
+    customer: &str,
+) -> Result<Vec<StatementSummary>, StoreError> {
+    tx.rows(
+        &format!(
+            "SELECT {SUMMARY_COLUMNS} FROM statements WHERE customer_id = ? ORDER BY period_start_us"
+        ),
+        &[customer.into()],
+        summary,
+    )
+}
+
+/// Migration 23: the summary of each statement in columns beside its
+/// body, so that listing periods and closing the next one read no body.
+pub(crate) const SCHEMA_SUMMARY: &str = "ALTER TABLE statements ADD COLUMN period_end_us BIGINT;
+    ALTER TABLE statements ADD COLUMN head_seq BIGINT;
+    ALTER TABLE statements ADD COLUMN currency TEXT;
+    ALTER TABLE statements ADD COLUMN total TEXT;
+    ALTER TABLE statements ADD COLUMN line_count BIGINT;";
+
+/// What migration 23 reads of a stored statement's JSON: the fields of
+/// its summary (the lines only counted, never kept).
+#[derive(Deserialize)]
+struct Header {
+    period_end: String,
+    ledger_head: HeadSequence,
+    currency: String,
+    total: String,
+    lines: Vec<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct HeadSequence {
+    sequence: u64,
+}
+
+/// Migration 23's step: fills the summary of the statements stored
+/// before it, one at a time (each may name a million outcomes).
+pub(crate) fn fill_summaries(tx: &mut dyn Sql) -> Result<(), StoreError> {
+    let ids = tx.rows(
+        "SELECT id FROM statements WHERE line_count IS NULL ORDER BY id",
+        &[],
+        |r| r.text_req(0),
+    )?;
+    for id in ids {
+        let body = tx
+            .rows(
+                "SELECT body FROM statements WHERE id = ?",
+                &[id.as_str().into()],
+                |r| r.text_req(0),
+            )?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("statement {id} vanished")))?;
+        let corrupt = |e: String| StoreError::Corrupt(format!("statement {id}: {e}"));
+        let h: Header = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+        let end = chrono::DateTime::parse_from_rfc3339(&h.period_end)
+            .map_err(|e| corrupt(format!("period_end: {e}")))?;
+        tx.execute(
+            "UPDATE statements SET period_end_us = ?, head_seq = ?, currency = ?, total = ?, line_count = ? \
+             WHERE id = ?",
+            &[
+                end.timestamp_micros().into(),
+                (h.ledger_head.sequence as i64).into(),
+                h.currency.as_str().into(),
+                h.total.as_str().into(),
+                (h.lines.len() as i64).into(),
+                id.as_str().into(),
+            ],
+        )?;
+    }
+    Ok(())
 }

@@ -83,15 +83,31 @@ pub struct StoredContract {
     pub uploaded_at: DateTime<Utc>,
 }
 
-/// One closed statement: the signed JSON, immutable once stored.
+/// A closed statement without its lines: what listing a customer's
+/// periods and a close building on earlier ones read, so that neither
+/// reads the signed bytes, which name every outcome billed (a million in
+/// a large month). Kept in columns beside the body (migration 23).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredStatement {
+pub struct StatementSummary {
     pub id: String,
     pub customer: String,
     pub period: String,
     pub period_start: DateTime<Utc>,
-    pub body: String,
+    pub period_end: DateTime<Utc>,
+    /// The ledger sequence it was cut at.
+    pub head: u64,
+    pub currency: String,
+    pub total: String,
+    /// How many lines it has.
+    pub lines: u64,
     pub issued_at: DateTime<Utc>,
+}
+
+/// One closed statement: the signed JSON, immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatement {
+    pub summary: StatementSummary,
+    pub body: String,
 }
 
 /// One version of the model price table (TOML), immutable once stored.
@@ -635,13 +651,12 @@ impl Store {
         if self.backend.insert_statement(&statement, outcomes)? {
             return Ok((statement, true));
         }
-        self.statements(&statement.customer)?
-            .into_iter()
-            .find(|s| s.period == statement.period)
+        let id = &statement.summary.id;
+        self.statement(id)?
             .map(|s| (s, false))
             .ok_or_else(|| StoreError::AlreadyExists {
                 what: "statement",
-                id: statement.id.clone(),
+                id: id.clone(),
             })
     }
 
@@ -665,9 +680,16 @@ impl Store {
             .next())
     }
 
-    /// A customer's statements, oldest period first.
+    /// A customer's statements, oldest period first, with their signed
+    /// bytes: every outcome each one billed. Listing them, or closing the
+    /// next period, reads [`Store::statement_summaries`] instead.
     pub fn statements(&self, customer: &str) -> Result<Vec<StoredStatement>, StoreError> {
         self.read_one(|tx| crate::statements::list(tx, Some(customer), None))
+    }
+
+    /// A customer's statements without their lines, oldest period first.
+    pub fn statement_summaries(&self, customer: &str) -> Result<Vec<StatementSummary>, StoreError> {
+        self.read_one(|tx| crate::statements::summaries(tx, customer))
     }
 
     /// Streams the canonical bytes of a customer's events up to `up_to`, in

@@ -70,7 +70,7 @@ pub async fn release(
                 ));
             }
             if store
-                .statements(&id)?
+                .statement_summaries(&id)?
                 .iter()
                 .any(|s| s.period == period.to_string())
             {

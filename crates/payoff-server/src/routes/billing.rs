@@ -718,7 +718,7 @@ pub async fn close(
         StatusCode::OK
     };
     // The signed bytes as stored, not a re-serialised copy.
-    Ok(statement_response(status, closed.body))
+    Ok(statement_response(status, closed.stored.body))
 }
 
 /// A customer's closed statements, oldest first.
@@ -738,7 +738,7 @@ pub struct StatementSummary {
     /// RFC 3339.
     pub issued_at: String,
     /// How many lines it has.
-    pub lines: usize,
+    pub lines: u64,
 }
 
 /// The customer's closed statements, oldest first.
@@ -752,15 +752,15 @@ pub async fn list_statements(
     let customer = scoped(&caller, &customer)?;
     let statements = blocking_with(
         move |store| {
-            Ok(billing::statements(store, &customer)?
+            Ok(billing::summaries(store, &customer)?
                 .into_iter()
                 .map(|s| StatementSummary {
-                    lines: s.lines.len(),
+                    lines: s.lines,
+                    issued_at: billing::rfc3339(s.issued_at),
                     id: s.id,
                     period: s.period,
                     currency: s.currency,
                     total: s.total,
-                    issued_at: s.issued_at,
                 })
                 .collect())
         },
@@ -811,7 +811,7 @@ pub async fn show_statement(
         return Ok(statement_response(StatusCode::OK, stored.body));
     }
     let statement = serde_json::from_str(&stored.body)
-        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.id)))?;
+        .map_err(|e| BillingError::Corrupt(format!("statement {}: {e}", stored.summary.id)))?;
     Ok((
         [(header::CONTENT_TYPE, "text/csv")],
         billing::statement_csv(&statement),

@@ -624,3 +624,100 @@ fn migration_19_indexes_cache_writes_and_reasoning_of_calls_indexed_before() {
         check(&store, &format!("{} migrated", db.label));
     }
 }
+
+/// Migration 23 keeps each statement's summary in columns beside its body
+/// and fills them for the statements stored before it, from their bodies:
+/// a summary read after the migration is the one a close stores today.
+#[test]
+fn migration_23_summarises_the_statements_stored_before_it() {
+    use payoff_store::{StatementSummary, StoredStatement};
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let statement = |customer: &str, period: &str, start: &str, end: &str, head: u64| {
+        let id = format!("st.{customer}.{period}");
+        let lines: Vec<serde_json::Value> = (0..head % 3 + 1)
+            .map(|i| {
+                json!({"kind": "outcome", "description": format!("line {i}"),
+                "quantity": "1", "amount": "1.00", "outcomes": ["out.a", "out.b"]})
+            })
+            .collect();
+        let body = json!({
+            "id": id, "customer": customer, "period": period,
+            "period_start": start, "period_end": end,
+            "contract": {"version": 1, "sha256": "00"}, "currency": "EUR", "rounding": "half_even",
+            "lines": lines, "subtotal": format!("{head}.50"), "total": format!("{head}.50"),
+            "ledger_head": {"sequence": head, "hash": "ab"}, "depends_on": [],
+            "issued_at": end,
+        });
+        StoredStatement {
+            summary: StatementSummary {
+                id,
+                customer: customer.into(),
+                period: period.into(),
+                period_start: at(start),
+                period_end: at(end),
+                head,
+                currency: "EUR".into(),
+                total: format!("{head}.50"),
+                lines: head % 3 + 1,
+                issued_at: at(end),
+            },
+            body: body.to_string(),
+        }
+    };
+    let stored = [
+        statement(
+            "acme",
+            "2026-10",
+            "2026-10-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+            40,
+        ),
+        statement(
+            "acme",
+            "2026-11",
+            "2026-11-01T00:00:00Z",
+            "2026-12-01T00:00:00Z",
+            91,
+        ),
+        statement(
+            "globex",
+            "2026-11",
+            "2026-11-01T00:00:00Z",
+            "2026-12-01T00:00:00Z",
+            7,
+        ),
+    ];
+    let summaries = |store: &Store| {
+        let mut all = store.statement_summaries("acme").unwrap();
+        all.extend(store.statement_summaries("globex").unwrap());
+        all
+    };
+    let want: Vec<StatementSummary> = stored.iter().map(|s| s.summary.clone()).collect();
+    for db in ScratchDb::all() {
+        {
+            let (store, _ledger) = setup(&db);
+            for s in &stored {
+                let (_, created) = store.save_statement(s.clone(), &[]).unwrap();
+                assert!(created, "{}", db.label);
+            }
+            assert_eq!(summaries(&store), want, "{} as stored", db.label);
+            assert_eq!(
+                store.statement("st.acme.2026-11").unwrap().as_ref(),
+                Some(&stored[1]),
+                "{}",
+                db.label
+            );
+        }
+        // Back to the table as it was before version 23.
+        db.execute_sql(
+            "ALTER TABLE statements DROP COLUMN period_end_us;
+             ALTER TABLE statements DROP COLUMN head_seq;
+             ALTER TABLE statements DROP COLUMN currency;
+             ALTER TABLE statements DROP COLUMN total;
+             ALTER TABLE statements DROP COLUMN line_count;
+             DELETE FROM schema_migrations WHERE version = 23;",
+        );
+        let store = Store::open(&db.url).unwrap();
+        assert_eq!(summaries(&store), want, "{} migrated", db.label);
+    }
+}

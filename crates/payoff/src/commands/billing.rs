@@ -12,7 +12,7 @@ use clap::Subcommand;
 use payoff_accounting::billing::{self as shell, UploadError};
 use payoff_billing::{
     compute, key_id_matches, parse_public_key, verify, BillingEvent, Bundle, CloseInput, Contract,
-    ContractVersion, EventSource, HeadRef, Period, Statement,
+    ContractVersion, Earlier, EventSource, HeadRef, Period, Statement,
 };
 use payoff_ledger::{validate_event, EventLimits, Head};
 use serde::Serialize;
@@ -357,6 +357,7 @@ fn simulate(
     let mut prior: Vec<Statement> = Vec::new();
     let mut p = contract.starts;
     loop {
+        let earlier = Earlier::all(&prior)?;
         let statement = compute(&CloseInput {
             customer: &contract.customer,
             period: p,
@@ -366,13 +367,14 @@ fn simulate(
                 sequence: head.sequence,
                 hash: head.hash_hex(),
             },
-            prior: &prior,
+            prior: &earlier,
             issued_at: p.end,
             kept: None,
         })?;
         if p == target {
             return Ok(statement);
         }
+        drop(earlier);
         prior.push(statement);
         p = p.next();
     }
@@ -447,14 +449,14 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
                     settings.clock.now(),
                     Some(&customer),
                     "statement close",
-                    &format!("/v1/statements/{}", closed.statement.id),
+                    &format!("/v1/statements/{}", closed.stored.summary.id),
                     &format!(
                         "total {} {}",
-                        closed.statement.total, closed.statement.currency
+                        closed.stored.summary.total, closed.stored.summary.currency
                     ),
                 )?;
             }
-            let s = closed.statement;
+            let s = closed.statement().map_err(billing_error)?;
             if !json {
                 println!(
                     "{}",
@@ -493,15 +495,15 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             }
         }
         StatementCommand::List { customer, json } => {
-            let listed: Vec<Listed> = shell::statements(&store, &customer)
+            let listed: Vec<Listed> = shell::summaries(&store, &customer)
                 .map_err(billing_error)?
                 .into_iter()
                 .map(|s| Listed {
+                    issued_at: shell::rfc3339(s.issued_at),
                     id: s.id,
                     period: s.period,
                     total: s.total,
                     currency: s.currency,
-                    issued_at: s.issued_at,
                 })
                 .collect();
             if json {

@@ -45,7 +45,7 @@ pub async fn show(
                 Err(payoff_outcomes::OutcomesError::NoContract(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            let closed = billing::statements(store, &id)?;
+            let closed = billing::summaries(store, &id)?;
             let choices =
                 period_choices(&closed, Period::containing(versions.latest().cadence, now));
             let period = versions

@@ -11,6 +11,7 @@ use maud::{html, Markup};
 use payoff_accounting::billing;
 use payoff_accounting::economics::{self, Economics, Roi};
 use payoff_billing::{Period, Statement};
+use payoff_store::StatementSummary;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::str::FromStr;
@@ -42,7 +43,7 @@ pub(super) struct PeriodChoice {
     pub closed: bool,
 }
 
-pub(super) fn period_choices(closed: &[Statement], current: Period) -> Vec<PeriodChoice> {
+pub(super) fn period_choices(closed: &[StatementSummary], current: Period) -> Vec<PeriodChoice> {
     let mut list: Vec<PeriodChoice> = closed
         .iter()
         .map(|s| PeriodChoice {
@@ -111,7 +112,7 @@ fn load(
     pending_since: DateTime<Utc>,
 ) -> Result<Overview, ApiError> {
     let versions = billing::Versions::load(store, customer)?;
-    let closed = billing::statements(store, customer)?;
+    let closed = billing::summaries(store, customer)?;
     let choices = period_choices(&closed, Period::containing(versions.latest().cadence, now));
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;

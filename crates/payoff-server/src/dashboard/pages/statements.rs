@@ -18,7 +18,7 @@ use payoff_billing::{customer_of_id, Period, Statement};
 use serde_json::{json, Value};
 
 use crate::auth::Action;
-use crate::dashboard::format::{datetime_text, grouped, money, short_hash, url_encode};
+use crate::dashboard::format::{datetime, datetime_text, grouped, money, short_hash, url_encode};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
@@ -42,7 +42,7 @@ pub async fn list(
     let now = state.now();
     let (closed, current) = blocking_with(
         move |store| {
-            let closed = billing::statements(store, &id)?;
+            let closed = billing::summaries(store, &id)?;
             let current = match billing::Versions::load(store, &id) {
                 Ok(v) => Some(Period::containing(v.latest().cadence, now)),
                 Err(payoff_outcomes::OutcomesError::NoContract(_)) => None,
@@ -67,9 +67,9 @@ pub async fn list(
                         tr {
                             td { (s.period) }
                             td.mono { a href=(ctx.path(&format!("statements/{}", s.id))) { (s.id) } }
-                            td.num { (s.lines.len()) }
+                            td.num { (s.lines) }
                             td.num { (money(&s.total, &s.currency)) }
-                            td { (datetime_text(&s.issued_at)) }
+                            td { (datetime(s.issued_at)) }
                         }
                     }
                 }
@@ -148,8 +148,9 @@ pub async fn show(
     own_statement(&customer, &id)?;
     let caller = ctx.caller();
     let stored = blocking_with(move |store| stored_statement(store, &caller, &id), &state).await?;
-    let s: Statement = serde_json::from_str(&stored.body)
-        .map_err(|e| billing::BillingError::Corrupt(format!("statement {}: {e}", stored.id)))?;
+    let s: Statement = serde_json::from_str(&stored.body).map_err(|e| {
+        billing::BillingError::Corrupt(format!("statement {}: {e}", stored.summary.id))
+    })?;
     let download = |file: &str| ctx.path(&format!("statements/{}/download/{file}", s.id));
     let key = hex::encode(published_key(&state).as_bytes());
     let body = html! {
