@@ -10,8 +10,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use payoff_billing::{
-    canonical_bytes, compute, sign, verify, BillingEvent, Bundle, BundleContract, BundleEvent,
-    CloseInput, Contract, ContractVersion, Earlier, HeadRef, Period, Statement, BUNDLE_FORMAT,
+    canonical_bytes, compute, sign, stored_bytes, verify, BillingEvent, Bundle, BundleContract,
+    BundleEvent, CloseInput, Contract, ContractVersion, Earlier, HeadRef, Period, Statement,
+    BUNDLE_FORMAT,
 };
 use payoff_ledger::{canonical_json, Head};
 use rust_decimal::Decimal;
@@ -187,6 +188,19 @@ fn run_case(dir: &Path) -> Result<usize, String> {
 
         let mut signed = got.clone();
         sign(&mut signed, &key).map_err(|e| e.to_string())?;
+        // The bytes written straight from the statement are those of its
+        // JSON tree, with and without the signature.
+        let tree = serde_json::to_value(&signed).map_err(|e| e.to_string())?;
+        let mut unsigned = tree.clone();
+        unsigned.as_object_mut().map(|o| o.remove("signature"));
+        if stored_bytes(&signed) != canonical_json(&tree)
+            || canonical_bytes(&signed) != canonical_json(&unsigned)
+        {
+            problems.push(format!(
+                "{}: the statement's bytes differ from its tree's",
+                close.period
+            ));
+        }
         if sign(&mut signed.clone(), &key).is_ok() {
             problems.push(format!(
                 "{}: a signed statement was signed again",

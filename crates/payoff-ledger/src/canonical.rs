@@ -41,13 +41,7 @@ pub fn canonical_json_into(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // Names that are all ASCII (the usual case) sort the same by bytes
-            // and by UTF-16 code units; only non-ASCII names need the slow path.
-            if members.iter().all(|(k, _)| k.is_ascii()) {
-                members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            } else {
-                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            }
+            sort_members(&mut members, |m| m.0.as_str());
             out.push(b'{');
             for (i, (name, item)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -62,19 +56,35 @@ pub fn canonical_json_into(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Sorts object members by their names' UTF-16 code units. Names that
+/// are all ASCII (the usual case) sort the same by bytes, so only
+/// non-ASCII names take the slow path.
+pub(crate) fn sort_members<T>(members: &mut [T], name: impl Fn(&T) -> &str) {
+    if members.iter().all(|m| name(m).is_ascii()) {
+        members.sort_unstable_by(|a, b| name(a).as_bytes().cmp(name(b).as_bytes()));
+    } else {
+        members.sort_by(|a, b| name(a).encode_utf16().cmp(name(b).encode_utf16()));
+    }
+}
+
 fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if let Some(i) = n.as_i64() {
         out.extend_from_slice(i.to_string().as_bytes());
     } else if let Some(u) = n.as_u64() {
         out.extend_from_slice(u.to_string().as_bytes());
     } else if let Some(f) = n.as_f64() {
-        // serde_json never holds NaN or infinities, so ryu-js always applies.
-        let mut buf = ryu_js::Buffer::new();
-        out.extend_from_slice(buf.format_finite(f).as_bytes());
+        // serde_json never holds NaN or infinities.
+        write_finite(f, out);
     }
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// A finite number as ECMAScript writes it.
+pub(crate) fn write_finite(f: f64, out: &mut Vec<u8>) {
+    let mut buf = ryu_js::Buffer::new();
+    out.extend_from_slice(buf.format_finite(f).as_bytes());
+}
+
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;

@@ -6,6 +6,7 @@
 
 mod calls;
 mod canonical;
+mod canonical_ser;
 mod chain;
 mod event;
 mod http;
@@ -13,6 +14,7 @@ pub mod otlp;
 
 pub use calls::{ModelCall, COST_INCURRED, LLM_CALL};
 pub use canonical::{canonical_json, canonical_json_into};
+pub use canonical_ser::{canonical_json_of, canonical_json_omitting, CanonicalError};
 pub use chain::{verify_chain, ChainBreak, ChainLink, Head, GENESIS_HASH};
 pub use event::{
     parse_event, parse_event_batch, validate_event, BatchError, Event, EventLimits, FieldError,

@@ -1,0 +1,699 @@
+//! Canonical JSON written straight from a `Serialize` value, without first
+//! building a `serde_json::Value` tree.
+//!
+//! The bytes are those of [`crate::canonical_json`] applied to
+//! `serde_json::to_value(value)` (a property test holds the two together),
+//! but a statement naming a million outcomes is never copied into a tree
+//! of a million strings: arrays are written as they come, and only object
+//! members are held until they can be sorted.
+
+use serde::ser::{self, Serialize};
+
+use crate::canonical::{sort_members, write_finite, write_string};
+
+/// Why a value has no canonical JSON: a map key that is not a string or
+/// an integer, or an integer beyond 64 bits (as `serde_json::to_value`
+/// refuses them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no canonical JSON: {0}")]
+pub struct CanonicalError(String);
+
+impl ser::Error for CanonicalError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        CanonicalError(msg.to_string())
+    }
+}
+
+/// The canonical bytes of `value`, written without a JSON tree.
+///
+/// ```
+/// #[derive(serde::Serialize)]
+/// struct S { b: f64, a: Vec<Option<bool>> }
+/// let bytes = payoff_ledger::canonical_json_of(&S { b: 1.5, a: vec![Some(true), None] }).unwrap();
+/// assert_eq!(bytes, br#"{"a":[true,null],"b":1.5}"#);
+/// ```
+pub fn canonical_json_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    canonical_json_omitting(value, None)
+}
+
+/// [`canonical_json_of`] without the member `omit` of the outermost
+/// object, as if it were removed from the tree first (what a signature
+/// covers: the statement without its signature).
+pub fn canonical_json_omitting<T: Serialize + ?Sized>(
+    value: &T,
+    omit: Option<&str>,
+) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    value.serialize(Canon {
+        out: &mut out,
+        omit,
+    })?;
+    Ok(out)
+}
+
+/// Writes one value into `out`; `omit` names a member its object leaves
+/// out (only ever the outermost one's).
+struct Canon<'a> {
+    out: &'a mut Vec<u8>,
+    omit: Option<&'a str>,
+}
+
+impl<'a> Canon<'a> {
+    fn into(out: &'a mut Vec<u8>) -> Canon<'a> {
+        Canon { out, omit: None }
+    }
+}
+
+/// An object being written: its members held until all are known, then
+/// sorted. `close` is what follows the object (the `}` of an enum
+/// variant's wrapper, when there is one).
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    omit: Option<&'a str>,
+    members: Vec<(String, Vec<u8>)>,
+    key: Option<String>,
+    close: &'static [u8],
+}
+
+/// An array being written straight into `out`.
+struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    close: &'static [u8],
+}
+
+impl<'a> Canon<'a> {
+    fn object(self, prefix: Option<&str>, close: &'static [u8], len: usize) -> Object<'a> {
+        if let Some(variant) = prefix {
+            self.out.push(b'{');
+            write_string(variant, self.out);
+            self.out.push(b':');
+        }
+        Object {
+            out: self.out,
+            omit: self.omit,
+            members: Vec::with_capacity(len),
+            key: None,
+            close,
+        }
+    }
+
+    fn array(self, prefix: Option<&str>, close: &'static [u8]) -> Array<'a> {
+        if let Some(variant) = prefix {
+            self.out.push(b'{');
+            write_string(variant, self.out);
+            self.out.push(b':');
+        }
+        self.out.push(b'[');
+        Array {
+            out: self.out,
+            first: true,
+            close,
+        }
+    }
+
+    fn integer(self, digits: String) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(digits.as_bytes());
+        Ok(())
+    }
+}
+
+impl<'a> ser::Serializer for Canon<'a> {
+    type Ok = ();
+    type Error = CanonicalError;
+    type SerializeSeq = Array<'a>;
+    type SerializeTuple = Array<'a>;
+    type SerializeTupleStruct = Array<'a>;
+    type SerializeTupleVariant = Array<'a>;
+    type SerializeMap = Object<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = Object<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
+        self.out
+            .extend_from_slice(if v { b"true" as &[u8] } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
+        if i64::try_from(v).is_ok() || u64::try_from(v).is_ok() {
+            self.integer(v.to_string())
+        } else {
+            Err(CanonicalError(format!("{v} is beyond 64 bits")))
+        }
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), CanonicalError> {
+        self.integer(v.to_string())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
+        match u64::try_from(v) {
+            Ok(v) => self.integer(v.to_string()),
+            Err(_) => Err(CanonicalError(format!("{v} is beyond 64 bits"))),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
+        self.serialize_f64(f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), CanonicalError> {
+        // As `serde_json::to_value`: a number that is not finite is null.
+        if v.is_finite() {
+            write_finite(v, self.out);
+        } else {
+            self.out.extend_from_slice(b"null");
+        }
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), CanonicalError> {
+        write_string(v.encode_utf8(&mut [0; 4]), self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), CanonicalError> {
+        write_string(v, self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CanonicalError> {
+        // As `serde_json::to_value`: an array of numbers.
+        use ser::SerializeSeq;
+        let mut a = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            a.serialize_element(b)?;
+        }
+        a.end()
+    }
+    fn serialize_none(self) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), CanonicalError> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.out.push(b'{');
+        write_string(variant, self.out);
+        self.out.push(b':');
+        value.serialize(Canon::into(self.out))?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'a>, CanonicalError> {
+        Ok(self.array(None, b"]"))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Array<'a>, CanonicalError> {
+        Ok(self.array(None, b"]"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Array<'a>, CanonicalError> {
+        Ok(self.array(None, b"]"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Array<'a>, CanonicalError> {
+        Ok(self.array(Some(variant), b"]}"))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, CanonicalError> {
+        Ok(self.object(None, b"}", len.unwrap_or(0)))
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Object<'a>, CanonicalError> {
+        Ok(self.object(None, b"}", len))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Object<'a>, CanonicalError> {
+        Ok(self.object(Some(variant), b"}}", len))
+    }
+}
+
+impl Array<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(Canon::into(self.out))
+    }
+
+    fn finish(self) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(self.close);
+        Ok(())
+    }
+}
+
+impl ser::SerializeSeq for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl Object<'_> {
+    fn member<T: Serialize + ?Sized>(
+        &mut self,
+        key: String,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        if self.omit == Some(key.as_str()) {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        value.serialize(Canon::into(&mut bytes))?;
+        // A later member of the same name replaces an earlier one, as in
+        // a `serde_json::Map`.
+        match self.members.iter_mut().find(|(k, _)| *k == key) {
+            Some(m) => m.1 = bytes,
+            None => self.members.push((key, bytes)),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), CanonicalError> {
+        let Object {
+            out,
+            mut members,
+            close,
+            ..
+        } = self;
+        sort_members(&mut members, |m| m.0.as_str());
+        out.push(b'{');
+        for (i, (name, bytes)) in members.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_string(&name, out);
+            out.push(b':');
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(close);
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
+        self.key = Some(key.serialize(KeyName)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| CanonicalError("a map value without its key".into()))?;
+        self.member(key, value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.member(key.to_owned(), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.member(key.to_owned(), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+/// A map key as `serde_json::to_value` names it: a string, or an integer,
+/// boolean or character written as text.
+struct KeyName;
+
+impl ser::Serializer for KeyName {
+    type Ok = String;
+    type Error = CanonicalError;
+    type SerializeSeq = ser::Impossible<String, CanonicalError>;
+    type SerializeTuple = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleVariant = ser::Impossible<String, CanonicalError>;
+    type SerializeMap = ser::Impossible<String, CanonicalError>;
+    type SerializeStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeStructVariant = ser::Impossible<String, CanonicalError>;
+
+    fn serialize_str(self, v: &str) -> Result<String, CanonicalError> {
+        Ok(v.to_owned())
+    }
+    fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_bool(self, v: bool) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<String, CanonicalError> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<String, CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_f32(self, _v: f32) -> Result<String, CanonicalError> {
+        Err(key_refused("a number that is not an integer"))
+    }
+    fn serialize_f64(self, _v: f64) -> Result<String, CanonicalError> {
+        Err(key_refused("a number that is not an integer"))
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, CanonicalError> {
+        Err(key_refused("bytes"))
+    }
+    fn serialize_none(self) -> Result<String, CanonicalError> {
+        Err(key_refused("null"))
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, CanonicalError> {
+        Err(key_refused("an option"))
+    }
+    fn serialize_unit(self) -> Result<String, CanonicalError> {
+        Err(key_refused("null"))
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, CanonicalError> {
+        Err(key_refused("null"))
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<String, CanonicalError> {
+        Err(key_refused("an enum with data"))
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
+        Err(key_refused("an array"))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, CanonicalError> {
+        Err(key_refused("an array"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
+        Err(key_refused("an array"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, CanonicalError> {
+        Err(key_refused("an array"))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
+        Err(key_refused("an object"))
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, CanonicalError> {
+        Err(key_refused("an object"))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, CanonicalError> {
+        Err(key_refused("an object"))
+    }
+}
+
+fn key_refused(what: &str) -> CanonicalError {
+    CanonicalError(format!("an object key must be a string, not {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical_json;
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    /// Any JSON value: the direct writer and the tree agree byte for byte.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            "[\\x00-\\x1f\"\\\\é€😀]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn written_directly_as_through_a_tree(v in json()) {
+            prop_assert_eq!(canonical_json_of(&v).unwrap(), canonical_json(&v));
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Shape {
+        Unit,
+        Newtype(u8),
+        Tuple(u8, String),
+        Struct { z: f32, a: Option<char> },
+    }
+
+    #[derive(serde::Serialize)]
+    struct Everything {
+        z_last: Vec<Shape>,
+        bytes: serde_bytes_like::Bytes,
+        keys: BTreeMap<u32, i128>,
+        not_finite: [f64; 3],
+        unit: (),
+        nothing: Option<u8>,
+        #[serde(rename = "\u{20ac}")]
+        euro: bool,
+        #[serde(rename = "\r")]
+        cr: u128,
+    }
+
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
+    /// Every kind of serde data, against `serde_json::to_value`.
+    #[test]
+    fn every_serde_shape_writes_as_its_tree() {
+        let v = Everything {
+            z_last: vec![
+                Shape::Unit,
+                Shape::Newtype(7),
+                Shape::Tuple(1, "t\n".into()),
+                Shape::Struct {
+                    z: 0.1,
+                    a: Some('é'),
+                },
+            ],
+            bytes: serde_bytes_like::Bytes(vec![0, 255]),
+            keys: BTreeMap::from([(10, -1), (2, i128::from(u64::MAX))]),
+            not_finite: [f64::NAN, f64::INFINITY, -0.0],
+            unit: (),
+            nothing: None,
+            euro: true,
+            cr: 5,
+        };
+        let tree = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json_of(&v).unwrap()).unwrap(),
+            String::from_utf8(canonical_json(&tree)).unwrap()
+        );
+    }
+
+    #[test]
+    fn an_omitted_member_is_left_out_of_the_outermost_object_only() {
+        let v = serde_json::json!({"signature": 1, "b": {"signature": 2}, "a": [{"signature": 3}]});
+        let mut without = v.clone();
+        without.as_object_mut().unwrap().remove("signature");
+        assert_eq!(
+            String::from_utf8(canonical_json_omitting(&v, Some("signature")).unwrap()).unwrap(),
+            String::from_utf8(canonical_json(&without)).unwrap()
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_text_are_refused_by_name() {
+        let m = BTreeMap::from([(vec![1u8], 1)]);
+        assert_eq!(
+            canonical_json_of(&m).unwrap_err().to_string(),
+            "no canonical JSON: an object key must be a string, not an array"
+        );
+        assert!(serde_json::to_value(&m).is_err(), "as the tree refuses it");
+    }
+}
