@@ -285,7 +285,6 @@ fn earlier<'a>(
         .map(|s| Earlier {
             id: s.id.clone(),
             period: s.period.clone(),
-            period_start: s.period_start,
             period_end: s.period_end,
             head: s.head,
             lines: EarlierLines::Later(Box::new(move || stored_lines(store, &s.id))),

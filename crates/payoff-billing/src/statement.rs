@@ -299,7 +299,6 @@ fn hash_ids(ids: &[String]) -> String {
 pub struct Earlier<'a> {
     pub id: String,
     pub period: String,
-    pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     /// The ledger sequence it was cut at.
     pub head: u64,
@@ -317,16 +316,13 @@ pub enum EarlierLines<'a> {
 impl<'a> Earlier<'a> {
     /// A statement at hand.
     pub fn of(s: &'a Statement) -> Result<Earlier<'a>, CloseError> {
-        let time = |field: &str, value: &str| {
-            DateTime::parse_from_rfc3339(value)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| CloseError::BadPrior(format!("{}: {field}", s.id)))
-        };
+        let period_end = DateTime::parse_from_rfc3339(&s.period_end)
+            .map_err(|_| CloseError::BadPrior(format!("{}: period_end", s.id)))?
+            .with_timezone(&Utc);
         Ok(Earlier {
             id: s.id.clone(),
             period: s.period.clone(),
-            period_start: time("period_start", &s.period_start)?,
-            period_end: time("period_end", &s.period_end)?,
+            period_end,
             head: s.ledger_head.sequence,
             lines: EarlierLines::Here(&s.lines),
         })

@@ -588,7 +588,6 @@ fn closes_from_the_model_are_byte_identical_to_the_replay() {
                     .map(|(e, bytes)| Earlier {
                         id: e.id.clone(),
                         period: e.period.clone(),
-                        period_start: e.period_start,
                         period_end: e.period_end,
                         head: e.head,
                         lines: EarlierLines::Later(Box::new(move || {
