@@ -121,15 +121,16 @@ pub fn record(
         }
         _ => {}
     }
+    let name = &contract.outcomes[o.kind].name;
     let decided = |note| DisputeDecided {
-        outcome: o.name.clone(),
+        outcome: name.clone(),
         subject: o.subject.clone(),
         note,
         by: by.to_owned(),
     };
     let record = match step {
         DisputeStep::Raise => Record::DisputeOpened(DisputeOpened {
-            outcome: o.name.clone(),
+            outcome: name.clone(),
             subject: o.subject.clone(),
             reason: text,
             by: by.to_owned(),

@@ -191,7 +191,7 @@ fn period_costs<T>(
     let (ledger, (done, outcomes)) = (ledger?, outcomes?);
     Ok((
         done,
-        ledger.finish_by(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))),
+        ledger.finish(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))),
     ))
 }
 
@@ -235,7 +235,11 @@ fn closed_outcomes(
             .map_err(BillingError::Corrupt)?;
         projector.finish()
     };
-    Ok(payoff_billing::period_outcomes(&projection, period))
+    Ok(payoff_billing::period_outcomes(
+        contract,
+        &projection,
+        period,
+    ))
 }
 
 /// Every cost of `period` among the customer's events up to `up_to`.

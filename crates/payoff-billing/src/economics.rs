@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 use crate::period::Period;
-use crate::projection::{BillingEvent, Outcome};
+use crate::projection::BillingEvent;
 
 pub use payoff_ledger::{ModelCall, COST_INCURRED, LLM_CALL};
 
@@ -442,19 +442,10 @@ impl<'p> CostLedger<'p> {
     }
 
     /// Attributes subject costs to the outcomes (of any period) those
-    /// subjects produced; the cost of a subject with outcomes of several
-    /// kinds counts for each kind.
-    pub fn finish<'o>(self, outcomes: impl IntoIterator<Item = &'o Outcome>) -> CostReport {
-        self.finish_by(
-            outcomes
-                .into_iter()
-                .map(|o| (o.name.as_str(), o.subject.as_str())),
-        )
-    }
-
-    /// [`CostLedger::finish`] with the outcomes as (kind name, subject), as
-    /// a closed period keeps them.
-    pub fn finish_by<'o>(
+    /// subjects produced, given as (kind name, subject), as a closed period
+    /// keeps them; the cost of a subject with outcomes of several kinds
+    /// counts for each kind.
+    pub fn finish<'o>(
         mut self,
         outcomes: impl IntoIterator<Item = (&'o str, &'o str)>,
     ) -> CostReport {
@@ -780,23 +771,7 @@ mod tests {
             "T3",
             json!({"amount": "4.00", "category": "human_review"}),
         ));
-        let outcome = Outcome {
-            id: "o".into(),
-            kind: 0,
-            name: "ticket_resolved".into(),
-            subject: "T1".into(),
-            created: crate::Mark {
-                sequence: 1,
-                event_id: "e".into(),
-                time: period.start,
-            },
-            matures_at: period.start,
-            value: None,
-            value_error: None,
-            void: None,
-            disputes: vec![],
-        };
-        let r = ledger.finish([&outcome]);
+        let r = ledger.finish([("ticket_resolved", "T1")]);
         assert_eq!(r.total, d("11.50"));
         assert_eq!(r.by_model["gpt-4o"], d("7.50"));
         assert_eq!(r.by_category["human_review"], d("4.00"));

@@ -93,14 +93,14 @@ pub struct Outcome {
     pub id: String,
     /// Index of the `[[outcome]]` kind in the contract.
     pub kind: usize,
-    pub name: String,
     pub subject: String,
     pub created: Mark,
     pub matures_at: DateTime<Utc>,
     /// What a `percent_of` price applies to; zero when it could not be read
     /// (`value_error` says why).
     pub value: Option<Decimal>,
-    pub value_error: Option<String>,
+    /// Boxed text: a close holds a million outcomes, almost all without.
+    pub value_error: Option<Box<str>>,
     /// Boxed: most outcomes are never voided, and a close holds a million
     /// outcomes (40 bytes each less).
     pub void: Option<Box<Mark>>,
@@ -468,12 +468,11 @@ impl<'c> OutcomeRules<'c> {
             let (value, value_error) = match value {
                 None => (None, None),
                 Some(Ok(v)) => (Some(v), None),
-                Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}"))),
+                Some(Err(e)) => (Some(Decimal::ZERO), Some(format!("value {e}").into())),
             };
             slots.create(Outcome {
                 id: outcome_id(self.customer, &rule.name, &subject),
                 kind,
-                name: rule.name.clone(),
                 subject,
                 created: Mark::of(event),
                 matures_at: event.time + rule.matures_after,
@@ -498,7 +497,7 @@ impl<'c> OutcomeRules<'c> {
         };
         debug_assert_eq!(
             outcome.id,
-            outcome_id(self.customer, &outcome.name, &outcome.subject)
+            outcome_id(self.customer, name, &outcome.subject)
         );
         let window_end = dispute_window_end(contract, outcome);
         let created = outcome.created.sequence;

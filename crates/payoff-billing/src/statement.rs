@@ -1039,7 +1039,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
     let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
     depends_on.sort();
     let outcomes = if keep {
-        period_outcomes(projection, period)
+        period_outcomes(contract, projection, period)
     } else {
         PeriodOutcomes::new()
     };
@@ -1095,13 +1095,18 @@ fn check_subtotal(lines: &[Line], subtotal: Decimal) -> Result<(), CloseError> {
     Ok(())
 }
 
-/// The outcomes of `projection` that matured in `period`, not voided.
-pub fn period_outcomes(projection: &Projection, period: Period) -> PeriodOutcomes {
+/// The outcomes of `projection` (made under `contract`) that matured in
+/// `period`, not voided.
+pub fn period_outcomes(
+    contract: &Contract,
+    projection: &Projection,
+    period: Period,
+) -> PeriodOutcomes {
     projection
         .outcomes
         .iter()
         .filter(|o| period.contains(o.matures_at) && o.void.is_none())
-        .map(|o| (o.name.clone(), o.subject.clone()))
+        .map(|o| (contract.outcomes[o.kind].name.clone(), o.subject.clone()))
         .collect()
 }
 

@@ -398,7 +398,8 @@ fn fold_batch(
             let governs = governed
                 .iter()
                 .any(|g| g.version == version && g.from_us <= us && us < g.until_us);
-            to_row(customer, version, o, governs, orders[key])
+            let name = &rules.contract().outcomes[o.kind].name;
+            to_row(customer, version, o, name, governs, orders[key])
         })
         .collect();
     Ok((deltas, changed))

@@ -19,6 +19,9 @@ use crate::{OutcomesError, Versions};
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeNow {
     pub outcome: Outcome,
+    /// Its kind's name (the outcome holds the kind's index in the
+    /// contract version that recognised it).
+    pub name: String,
     pub state: &'static str,
     /// The statement that billed it, if any.
     pub billed_in: Option<String>,
@@ -64,6 +67,7 @@ fn now_of(row: &OutcomeRow, now: DateTime<Utc>) -> Result<OutcomeNow, OutcomesEr
         billed_in: row.billed_in.clone(),
         credited_in: row.credited_in.clone(),
         version: row.version,
+        name: row.name.clone(),
         outcome,
     })
 }

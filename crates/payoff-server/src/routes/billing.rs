@@ -252,13 +252,13 @@ impl From<&OutcomeNow> for OutcomeView {
         let outcome: &Outcome = &o.outcome;
         OutcomeView {
             id: outcome.id.clone(),
-            name: outcome.name.clone(),
+            name: o.name.clone(),
             subject: outcome.subject.clone(),
             state: o.state,
             created_at: rfc3339(outcome.created.time),
             matures_at: rfc3339(outcome.matures_at),
             value: outcome.value.map(|v| v.normalize().to_string()),
-            value_error: outcome.value_error.clone(),
+            value_error: outcome.value_error.as_deref().map(str::to_owned),
             billed_in: o.billed_in.clone(),
             credited_in: o.credited_in.clone(),
             contract_version: o.version,

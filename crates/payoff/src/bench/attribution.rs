@@ -56,7 +56,6 @@ pub fn run(_settings: &Settings, args: AttributionArgs) -> anyhow::Result<ExitCo
             projection.push_outcome(Outcome {
                 id: format!("o{i}"),
                 kind: 0,
-                name: "ticket_resolved".into(),
                 subject: subject.clone(),
                 created: Mark {
                     sequence: i + 1,

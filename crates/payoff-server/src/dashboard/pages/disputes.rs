@@ -74,7 +74,7 @@ pub async fn list(
                         @let d = o.outcome.disputes.last().expect("filtered on disputes");
                         tr {
                             td.mono { a href=(ctx.path(&format!("outcomes/{}", o.outcome.id))) { (o.outcome.id) } }
-                            td { (o.outcome.name) br; span.muted { (o.outcome.subject) } }
+                            td { (o.name) br; span.muted { (o.outcome.subject) } }
                             td { (state_badge(o.state)) }
                             td.when { (datetime(d.opened.time)) }
                             td { (d.reason) }

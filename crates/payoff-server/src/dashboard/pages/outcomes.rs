@@ -131,7 +131,7 @@ pub async fn list(
                     @for o in &page.items {
                         tr {
                             td.mono { a href=(ctx.path(&format!("outcomes/{}", o.outcome.id))) { (o.outcome.id) } }
-                            td { (o.outcome.name) }
+                            td { (o.name) }
                             td { (o.outcome.subject) }
                             td { (state_badge(o.state)) }
                             td { (datetime(o.outcome.created.time)) }
@@ -157,7 +157,7 @@ fn history(ctx: &Ctx, o: &OutcomeNow, now: DateTime<Utc>) -> Vec<(DateTime<Utc>,
     let out = &o.outcome;
     let mut steps = vec![(
         out.created.time,
-        html! { "Recognised as " strong { (out.name) } " (pending): event " span.mono { (out.created.event_id) } },
+        html! { "Recognised as " strong { (o.name) } " (pending): event " span.mono { (out.created.event_id) } },
     )];
     let matured = out.matures_at <= now;
     steps.push((
@@ -292,7 +292,7 @@ pub async fn show(
     let body = html! {
         dl.facts {
             dt { "Outcome" } dd.mono { (out.id) }
-            dt { "Kind" } dd { (out.name) }
+            dt { "Kind" } dd { (o.name) }
             dt { "Subject" } dd { (out.subject) }
             dt { "State" } dd #outcome-state { (state_badge(o.state)) }
             dt { "Recognised" } dd { (datetime(out.created.time)) }
