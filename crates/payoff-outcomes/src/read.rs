@@ -91,8 +91,11 @@ pub struct PageQuery {
     pub period: Option<Period>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Keyset cursor: outcomes created after this (sequence, kind).
-    pub after: Option<(u64, u32)>,
+    /// Keyset cursor: outcomes after this (creation sequence, kind,
+    /// contract version): an event may create an outcome under two
+    /// versions that each govern it, in the periods it matures in under
+    /// each.
+    pub after: Option<(u64, u32, u32)>,
     pub limit: usize,
     /// Count the matches up to this many (one more pass over them, which
     /// a bound keeps short); `None` counts nothing.
@@ -104,7 +107,7 @@ pub struct PageQuery {
 pub struct Page {
     pub items: Vec<OutcomeNow>,
     /// The cursor of the next page, when there is one.
-    pub next: Option<(u64, u32)>,
+    pub next: Option<(u64, u32, u32)>,
     pub total: Option<u64>,
     pub freshness: Freshness,
 }
@@ -199,7 +202,7 @@ pub fn page(
     let next = if more {
         items
             .last()
-            .map(|o| (o.outcome.created.sequence, o.outcome.kind as u32))
+            .map(|o| (o.outcome.created.sequence, o.outcome.kind as u32, o.version))
     } else {
         None
     };

@@ -315,4 +315,5 @@ const SHARED: &[(i64, &str)] = &[
     (21, crate::outcomes::SCHEMA_PERIOD_INDEX),
     (22, crate::outcomes::SCHEMA_TOUCHED),
     (23, crate::statements::SCHEMA_SUMMARY),
+    (24, crate::outcomes::SCHEMA_GOVERNING_VERSION),
 ];

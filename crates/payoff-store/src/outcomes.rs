@@ -499,8 +499,8 @@ pub struct OutcomeFilter {
     pub matures_until_us: Option<i64>,
     pub created_from_us: Option<i64>,
     pub created_until_us: Option<i64>,
-    /// Keyset: only outcomes created after this (sequence, kind).
-    pub after: Option<(u64, u32)>,
+    /// Keyset: only outcomes after this (creation sequence, kind, version).
+    pub after: Option<(u64, u32, u32)>,
     pub limit: usize,
     /// The time `pending` and `billable` are judged at.
     pub now_us: i64,
@@ -599,12 +599,17 @@ fn conditions<'a>(
         }
     }
     if keyset {
-        if let Some((s, k)) = f.after {
-            sql.push_str(" AND (r.created_seq > ? OR (r.created_seq = ? AND r.kind > ?))");
+        if let Some((s, k, v)) = f.after {
+            sql.push_str(
+                " AND (r.created_seq > ? OR (r.created_seq = ? AND (r.kind > ? \
+                 OR (r.kind = ? AND r.version > ?))))",
+            );
             params.extend([
                 Param::from(s as i64),
                 Param::from(s as i64),
                 Param::from(i64::from(k)),
+                Param::from(i64::from(k)),
+                Param::from(i64::from(v)),
             ]);
         }
     }
@@ -612,7 +617,7 @@ fn conditions<'a>(
 }
 
 /// One page of the governing outcomes in creation order (ledger sequence,
-/// then kind): one walk of the index by (governs, creation).
+/// kind, version): one walk of the index by (governs, creation).
 pub fn page(
     tx: &mut dyn Sql,
     customer: &str,
@@ -620,7 +625,7 @@ pub fn page(
 ) -> Result<Vec<OutcomeRow>, StoreError> {
     let (cond, params) = conditions(customer, f, true)?;
     let sql = format!(
-        "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE {cond} ORDER BY r.created_seq, r.kind LIMIT {}",
+        "SELECT {ROW_COLUMNS} {FROM_ROWS} WHERE {cond} ORDER BY r.created_seq, r.kind, r.version LIMIT {}",
         f.limit
     );
     let mut out = Vec::new();
@@ -913,6 +918,12 @@ pub fn kept_rows(
 /// sequence, so [`kept_bound`] finds a period's rows from the index alone.
 pub(crate) const SCHEMA_PERIOD_INDEX: &str =
     "CREATE INDEX outcome_rows_period ON outcome_rows (customer_id, version, matures_us, created_seq);";
+
+/// Migration 24: the listing's index carries the version, the last part
+/// of its keyset (an event may create an outcome under two versions that
+/// both govern it), so a page is still one walk of the index.
+pub(crate) const SCHEMA_GOVERNING_VERSION: &str = "DROP INDEX outcome_rows_governing;
+    CREATE INDEX outcome_rows_governing ON outcome_rows (customer_id, governs, created_seq, kind, version);";
 
 /// Migration 22: each row's last touching sequence
 /// ([`OutcomeRow::touched_seq`]), and the period index carrying it with

@@ -324,9 +324,17 @@ pub(crate) struct OutcomePage {
 }
 
 /// A keyset cursor: the (sequence, kind) of the last outcome of a page.
-fn parse_cursor(text: &str) -> Option<(u64, u32)> {
-    let (sequence, kind) = text.split_once('.')?;
-    Some((sequence.parse().ok()?, kind.parse().ok()?))
+/// `sequence.kind.version`; a cursor of the older form `sequence.kind`
+/// still means "after every outcome of that event and kind".
+fn parse_cursor(text: &str) -> Option<(u64, u32, u32)> {
+    let mut parts = text.split('.');
+    let sequence = parts.next()?.parse().ok()?;
+    let kind = parts.next()?.parse().ok()?;
+    let version = match parts.next() {
+        Some(v) => v.parse().ok()?,
+        None => u32::MAX,
+    };
+    parts.next().is_none().then_some((sequence, kind, version))
 }
 
 /// The outcomes matching `q`, ordered by creation, one page of them, from
@@ -386,7 +394,7 @@ pub(crate) fn outcome_page(
     Ok(OutcomePage {
         items: page.items,
         total: page.total,
-        next_cursor: page.next.map(|(s, k)| format!("{s}.{k}")),
+        next_cursor: page.next.map(|(s, k, v)| format!("{s}.{k}.{v}")),
         freshness: page.freshness,
     })
 }

@@ -746,6 +746,8 @@ fn events_are_filtered_and_paged_with_clear_query_errors() {
             ("limit=0", "limit"),
             ("limit=5000", "limit"),
             ("cursor=abc", "cursor"),
+            ("cursor=1.0.1.1", "cursor"),
+            ("cursor=1.0.x", "cursor"),
             ("since=monday", "since"),
             ("until=2026-13-01", "until"),
             ("limit=x", "limit"),
