@@ -356,24 +356,23 @@ struct Billed {
 
 impl Billed {
     /// Reads the earlier statements in order, one at a time, keeping only
-    /// the sets of `periods` and the ids among `candidates`. A statement
-    /// is read only if it can hold either: lines about a re-priced period
-    /// (only in that period's statement and later ones), or a candidate
-    /// billed for another period, which `mixed_from` bounds (see
-    /// [`mixed_from`]).
+    /// the sets of `periods` and the ids among `candidates`; a statement
+    /// that can hold neither is not read at all (lines about a period are
+    /// only in its own statement and later ones). Any statement may hold a
+    /// candidate: which event creates an outcome, and so when it matures,
+    /// depends on the cut when events arrive out of time order (the
+    /// properties test found one billed twice when that was assumed away).
     fn read(
         prior: &[Earlier],
         periods: &[Period],
         candidates: &HashSet<&str>,
-        mixed_from: Option<DateTime<Utc>>,
     ) -> Result<Billed, CloseError> {
         let mut b = Billed::default();
         let names: BTreeSet<String> = periods.iter().map(Period::to_string).collect();
         let first = periods.iter().map(|p| p.start).min();
         for s in prior {
             let about_repriced = first.is_some_and(|start| s.period_end > start);
-            let may_hold = !candidates.is_empty() && mixed_from.is_some_and(|t| s.period_end > t);
-            if about_repriced || may_hold {
+            if about_repriced || !candidates.is_empty() {
                 s.with_lines(|lines| b.apply(s, lines, &names, candidates))??;
             }
         }
@@ -426,36 +425,6 @@ impl Billed {
             .cloned()
             .unwrap_or_default()
     }
-}
-
-/// Where earlier statements may start to hold an outcome this close may
-/// bill, for a period other than the one it matures in: the start of the
-/// first earlier period governed by another contract version than those
-/// of the periods this close prices, or the first period of all when
-/// those are several; `None` when every period is under one version.
-///
-/// Under one version an outcome (one per kind and subject, created once)
-/// matures at one time, so a statement lists it only in lines about that
-/// period: the close's own (no statement yet) or a re-priced one, whose
-/// statements are read anyway. Under another version the same id may
-/// have matured in another period and been billed there, which is what
-/// "billed before" guards against.
-fn mixed_from(
-    versions: &[ContractVersion],
-    current: u32,
-    reprice: &[(Period, &ContractVersion)],
-    earlier: &[Period],
-) -> Option<DateTime<Utc>> {
-    let priced: BTreeSet<u32> = std::iter::once(current)
-        .chain(reprice.iter().map(|(_, v)| v.version))
-        .collect();
-    if priced.len() > 1 {
-        return earlier.first().map(|p| p.start);
-    }
-    earlier
-        .iter()
-        .find(|p| version_for(versions, **p).is_none_or(|v| v.version != current))
-        .map(|p| p.start)
 }
 
 /// The charge of one kind in one period.
@@ -880,18 +849,15 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         p.contains(o.matures_at) && direct(c, o) && billable_at(o, cut)
     };
     let billed = {
-        let mixed = mixed_from(input.versions, current.version, &reprice, &earlier);
         let mut candidates: HashSet<&str> = HashSet::new();
         if !input.prior.is_empty() {
-            if mixed.is_some() {
-                candidates.extend(
-                    projection
-                        .outcomes
-                        .iter()
-                        .filter(|o| billable(contract, o, &period))
-                        .map(|o| o.id.as_str()),
-                );
-            }
+            candidates.extend(
+                projection
+                    .outcomes
+                    .iter()
+                    .filter(|o| billable(contract, o, &period))
+                    .map(|o| o.id.as_str()),
+            );
             for (p, v) in &reprice {
                 candidates.extend(
                     projections[&v.version]
@@ -903,7 +869,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
             }
         }
         let periods: Vec<Period> = reprice.iter().map(|(p, _)| *p).collect();
-        Billed::read(input.prior, &periods, &candidates, mixed)?
+        Billed::read(input.prior, &periods, &candidates)?
     };
 
     // 2. Outcomes maturing in this period.
