@@ -31,26 +31,20 @@ fn summary(r: &dyn SqlRow) -> Result<StatementSummary, StoreError> {
     })
 }
 
-/// A customer's statements by period, or the one with `id`.
-pub(crate) fn list(
-    tx: &mut dyn Sql,
-    customer: Option<&str>,
-    id: Option<&str>,
-) -> Result<Vec<StoredStatement>, StoreError> {
-    tx.rows(
-        &format!(
-            "SELECT {SUMMARY_COLUMNS}, body FROM statements
-             WHERE (CAST(? AS TEXT) IS NULL OR customer_id = ?) AND (CAST(? AS TEXT) IS NULL OR id = ?)
-             ORDER BY customer_id, period_start_us"
-        ),
-        &[customer.into(), customer.into(), id.into(), id.into()],
-        |r| {
-            Ok(StoredStatement {
-                summary: summary(r)?,
-                body: r.text_req(10)?,
-            })
-        },
-    )
+/// The statement with `id`, its signed bytes and all.
+pub(crate) fn by_id(tx: &mut dyn Sql, id: &str) -> Result<Option<StoredStatement>, StoreError> {
+    Ok(tx
+        .rows(
+            &format!("SELECT {SUMMARY_COLUMNS}, body FROM statements WHERE id = ?"),
+            &[id.into()],
+            |r| {
+                Ok(StoredStatement {
+                    summary: summary(r)?,
+                    body: r.text_req(10)?,
+                })
+            },
+        )?
+        .pop())
 }
 
 /// A customer's statements by period, without their bodies.

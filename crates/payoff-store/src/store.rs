@@ -673,21 +673,14 @@ impl Store {
             .scan_period_outcomes(customer, period, &mut sink)
     }
 
+    /// A closed statement by id, its signed bytes and all.
     pub fn statement(&self, id: &str) -> Result<Option<StoredStatement>, StoreError> {
-        Ok(self
-            .read_one(|tx| crate::statements::list(tx, None, Some(id)))?
-            .into_iter()
-            .next())
+        self.read_one(|tx| crate::statements::by_id(tx, id))
     }
 
-    /// A customer's statements, oldest period first, with their signed
-    /// bytes: every outcome each one billed. Listing them, or closing the
-    /// next period, reads [`Store::statement_summaries`] instead.
-    pub fn statements(&self, customer: &str) -> Result<Vec<StoredStatement>, StoreError> {
-        self.read_one(|tx| crate::statements::list(tx, Some(customer), None))
-    }
-
-    /// A customer's statements without their lines, oldest period first.
+    /// A customer's statements without their lines, oldest period first:
+    /// listing them, or closing the next period, reads these, not the
+    /// signed bytes, which name every outcome each one billed.
     pub fn statement_summaries(&self, customer: &str) -> Result<Vec<StatementSummary>, StoreError> {
         self.read_one(|tx| crate::statements::summaries(tx, customer))
     }
