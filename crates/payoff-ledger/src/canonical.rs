@@ -56,12 +56,12 @@ pub fn canonical_json_into(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Sorts object members by their names' UTF-16 code units. Names that
-/// are all ASCII (the usual case) sort the same by bytes, so only
-/// non-ASCII names take the slow path.
+/// Sorts object members by their names' UTF-16 code units, stably (equal
+/// names keep their order). Names that are all ASCII (the usual case)
+/// sort the same by bytes, so only non-ASCII names take the slow path.
 pub(crate) fn sort_members<T>(members: &mut [T], name: impl Fn(&T) -> &str) {
     if members.iter().all(|m| name(m).is_ascii()) {
-        members.sort_unstable_by(|a, b| name(a).as_bytes().cmp(name(b).as_bytes()));
+        members.sort_by(|a, b| name(a).as_bytes().cmp(name(b).as_bytes()));
     } else {
         members.sort_by(|a, b| name(a).encode_utf16().cmp(name(b).encode_utf16()));
     }

@@ -361,12 +361,7 @@ impl Object<'_> {
         }
         let mut bytes = Vec::new();
         value.serialize(Canon::into(&mut bytes))?;
-        // A later member of the same name replaces an earlier one, as in
-        // a `serde_json::Map`.
-        match self.members.iter_mut().find(|(k, _)| *k == key) {
-            Some(m) => m.1 = bytes,
-            None => self.members.push((key, bytes)),
-        }
+        self.members.push((key, bytes));
         Ok(())
     }
 
@@ -377,9 +372,18 @@ impl Object<'_> {
             close,
             ..
         } = self;
+        // Stable: of members with one name, the last given stays last, and
+        // replaces the others, as in a `serde_json::Map`.
         sort_members(&mut members, |m| m.0.as_str());
+        let mut kept: Vec<(String, Vec<u8>)> = Vec::with_capacity(members.len());
+        for m in members {
+            match kept.last_mut() {
+                Some(last) if last.0 == m.0 => *last = m,
+                _ => kept.push(m),
+            }
+        }
         out.push(b'{');
-        for (i, (name, bytes)) in members.into_iter().enumerate() {
+        for (i, (name, bytes)) in kept.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -396,7 +400,7 @@ impl ser::SerializeMap for Object<'_> {
     type Ok = ();
     type Error = CanonicalError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
-        self.key = Some(key.serialize(KeyName)?);
+        self.key = Some(key_name(key)?);
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
@@ -441,139 +445,20 @@ impl ser::SerializeStructVariant for Object<'_> {
     }
 }
 
-/// A map key as `serde_json::to_value` names it: a string, or an integer,
-/// boolean or character written as text.
-struct KeyName;
-
-impl ser::Serializer for KeyName {
-    type Ok = String;
-    type Error = CanonicalError;
-    type SerializeSeq = ser::Impossible<String, CanonicalError>;
-    type SerializeTuple = ser::Impossible<String, CanonicalError>;
-    type SerializeTupleStruct = ser::Impossible<String, CanonicalError>;
-    type SerializeTupleVariant = ser::Impossible<String, CanonicalError>;
-    type SerializeMap = ser::Impossible<String, CanonicalError>;
-    type SerializeStruct = ser::Impossible<String, CanonicalError>;
-    type SerializeStructVariant = ser::Impossible<String, CanonicalError>;
-
-    fn serialize_str(self, v: &str) -> Result<String, CanonicalError> {
-        Ok(v.to_owned())
-    }
-    fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_bool(self, v: bool) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i8(self, v: i8) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i16(self, v: i16) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i32(self, v: i32) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i64(self, v: i64) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u8(self, v: u8) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u16(self, v: u16) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u32(self, v: u32) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u64(self, v: u64) -> Result<String, CanonicalError> {
-        Ok(v.to_string())
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<String, CanonicalError> {
-        Ok(variant.to_owned())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<String, CanonicalError> {
-        value.serialize(self)
-    }
-    fn serialize_f32(self, _v: f32) -> Result<String, CanonicalError> {
-        Err(key_refused("a number that is not an integer"))
-    }
-    fn serialize_f64(self, _v: f64) -> Result<String, CanonicalError> {
-        Err(key_refused("a number that is not an integer"))
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<String, CanonicalError> {
-        Err(key_refused("bytes"))
-    }
-    fn serialize_none(self) -> Result<String, CanonicalError> {
-        Err(key_refused("null"))
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, CanonicalError> {
-        Err(key_refused("an option"))
-    }
-    fn serialize_unit(self) -> Result<String, CanonicalError> {
-        Err(key_refused("null"))
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, CanonicalError> {
-        Err(key_refused("null"))
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<String, CanonicalError> {
-        Err(key_refused("an enum with data"))
-    }
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
-        Err(key_refused("an array"))
-    }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, CanonicalError> {
-        Err(key_refused("an array"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
-        Err(key_refused("an array"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, CanonicalError> {
-        Err(key_refused("an array"))
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
-        Err(key_refused("an object"))
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, CanonicalError> {
-        Err(key_refused("an object"))
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, CanonicalError> {
-        Err(key_refused("an object"))
+/// A map key as `serde_json::to_value` names it: a string, or an integer
+/// or boolean written as text. Keys are read through `serde_json` itself
+/// (one small value each; statements have no maps, only structs), so the
+/// rule is serde_json's, not a copy of it.
+fn key_name<T: Serialize + ?Sized>(key: &T) -> Result<String, CanonicalError> {
+    use serde_json::Value;
+    match serde_json::to_value(key).map_err(|e| CanonicalError(e.to_string()))? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(_) => Err(key_refused("a number that is not an integer")),
+        Value::Null => Err(key_refused("null")),
+        Value::Array(_) => Err(key_refused("an array")),
+        Value::Object(_) => Err(key_refused("an object")),
     }
 }
 
@@ -685,6 +570,26 @@ mod tests {
             String::from_utf8(canonical_json_omitting(&v, Some("signature")).unwrap()).unwrap(),
             String::from_utf8(canonical_json(&without)).unwrap()
         );
+    }
+
+    /// A name given twice keeps its last value, as `serde_json::to_value`
+    /// keeps it.
+    #[test]
+    fn a_repeated_member_keeps_its_last_value() {
+        struct Twice;
+        impl serde::Serialize for Twice {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in [("b", 1), ("a", 2), ("b", 3), ("a", 4), ("a", 5)] {
+                    m.serialize_entry(k, &v)?;
+                }
+                m.end()
+            }
+        }
+        let tree = serde_json::to_value(Twice).unwrap();
+        assert_eq!(canonical_json_of(&Twice).unwrap(), canonical_json(&tree));
+        assert_eq!(canonical_json_of(&Twice).unwrap(), br#"{"a":5,"b":3}"#);
     }
 
     #[test]
