@@ -13,8 +13,11 @@
 //!   evidence bundles; re-computation from the ledger.
 //! - [`economics`]: price tables, the cost of a period attributed to its
 //!   outcomes, budget checks, ROI against a licence.
+//! - [`glance`]: a period's Overview figures, kept with the ledger head
+//!   they reflect, so a look does not price a million outcomes again.
 
 pub mod billing;
 pub mod customers;
 pub mod disputes;
 pub mod economics;
+pub mod glance;

@@ -10,6 +10,7 @@ pub mod auth;
 pub use payoff_clock as clock;
 mod dashboard;
 pub mod gateway;
+pub mod glances;
 pub mod limits;
 pub mod mcp;
 mod metrics;
@@ -63,13 +64,17 @@ pub struct ServerConfig {
     pub traces: payoff_ledger::otlp::TraceSettings,
     /// The quality bands of agents (`[quality]`, see [`watch`]).
     pub quality: watch::QualitySettings,
+    /// When the dashboard Overview's kept figures are shown as they are
+    /// (`[dashboard] overview_exact_below_ms`, see [`glances`]).
+    pub overview: payoff_accounting::glance::Policy,
     /// Whether the background workers run by themselves.
     pub background: Background,
 }
 
 /// Who drives the background workers: the support agent
-/// ([`support::Worker::tick`]), the webhook outbox ([`webhooks::tick`])
-/// and the quality watcher ([`watch::tick`]). Each pass of each is a tick
+/// ([`support::Worker::tick`]), the webhook outbox ([`webhooks::tick`]),
+/// the quality watcher ([`watch::tick`]) and the Overview's refreshes
+/// ([`glances::tick`]). Each pass of each is a tick
 /// at the business time of `AppState::clock`; only the pacing of the ticks
 /// differs. The outcome projector and the knowledge index's catch-up run
 /// in both modes: reads catch up by themselves, and readiness waits for
@@ -97,6 +102,7 @@ impl Default for ServerConfig {
             gateway: gateway::GatewayConfig::default(),
             traces: payoff_ledger::otlp::TraceSettings::default(),
             quality: watch::QualitySettings::default(),
+            overview: payoff_accounting::glance::Policy::default(),
             background: Background::default(),
         }
     }
@@ -144,6 +150,8 @@ pub struct AppState {
     /// Wakes the webhook outbox ([`webhooks::run`]) when a subscription
     /// is created on this node.
     pub webhooks_due: Arc<tokio::sync::Notify>,
+    /// The Overview figures being refreshed ([`glances`]).
+    pub glances: Arc<glances::Refreshes>,
     /// What this node still does before it is ready ([`startup::Startup`]).
     pub startup: Arc<startup::Startup>,
     /// Held while the knowledge index catches up with the change log.
@@ -200,6 +208,7 @@ impl AppState {
             )),
             projector_due: Arc::new(tokio::sync::Notify::new()),
             webhooks_due: Arc::new(tokio::sync::Notify::new()),
+            glances: Arc::default(),
             startup: Arc::default(),
             knowledge_sync: Arc::default(),
         }

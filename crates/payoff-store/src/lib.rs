@@ -17,6 +17,7 @@ mod costs;
 mod customers;
 mod error;
 mod events;
+mod glances;
 mod keys;
 mod knowledge;
 mod mcp;
@@ -42,6 +43,7 @@ pub use append::{AppendError, AppendRequest, EventStatus, Ledger, LedgerConfig, 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport};
 pub use costs::CostFact;
 pub use error::StoreError;
+pub use glances::StoredGlance;
 pub use knowledge::KnowledgeChange;
 pub use mcp::McpServer;
 pub use session::{NewSession, IDLE as SESSION_IDLE};

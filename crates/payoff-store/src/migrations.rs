@@ -316,4 +316,5 @@ const SHARED: &[(i64, &str)] = &[
     (22, crate::outcomes::SCHEMA_TOUCHED),
     (23, crate::statements::SCHEMA_SUMMARY),
     (24, crate::outcomes::SCHEMA_GOVERNING_VERSION),
+    (25, crate::glances::SCHEMA),
 ];

@@ -629,6 +629,20 @@ impl Store {
         self.write(|tx| crate::budgets::put(tx, budget))
     }
 
+    /// The kept Overview figures of a customer's period, if any.
+    pub fn glance(
+        &self,
+        customer: &str,
+        period: &str,
+    ) -> Result<Option<crate::StoredGlance>, StoreError> {
+        self.read_one(|tx| crate::glances::get(tx, customer, period))
+    }
+
+    /// Keeps a period's Overview figures (unless later ones are kept).
+    pub fn put_glance(&self, glance: &crate::StoredGlance) -> Result<(), StoreError> {
+        self.write(|tx| crate::glances::put(tx, glance))
+    }
+
     /// A customer's budgets: `*` for the customer, then per agent.
     pub fn budgets(&self, customer: &str) -> Result<Vec<Budget>, StoreError> {
         self.read_one(|tx| crate::budgets::list(tx, customer))

@@ -114,6 +114,11 @@ pub struct DashboardSettings {
     /// The session cookie is always `Secure` (the dashboard is reached over
     /// https only).
     pub secure_cookies: Option<bool>,
+    /// The Overview's figures of a period are computed again in the
+    /// request when stale if that took less than this many milliseconds
+    /// the last time; slower ones are shown as kept, marked, and refreshed
+    /// in the background [default: 250; 0: always in the background].
+    pub overview_exact_below_ms: Option<u64>,
 }
 
 /// `[rate_limits]`: requests allowed per API key, per client address (for
@@ -245,8 +250,20 @@ impl Settings {
             rate_limits: file.rate_limits.unwrap_or_default().resolve(),
             secure_cookies: file
                 .dashboard
+                .as_ref()
                 .and_then(|d| d.secure_cookies)
                 .unwrap_or(defaults.secure_cookies),
+            overview: payoff_accounting::glance::Policy {
+                exact_below: file
+                    .dashboard
+                    .as_ref()
+                    .and_then(|d| d.overview_exact_below_ms)
+                    .map_or(
+                        defaults.overview.exact_below,
+                        std::time::Duration::from_millis,
+                    ),
+                ..defaults.overview
+            },
             gateway: gateway_config(file.gateway.unwrap_or_default())?,
             traces: file.traces.unwrap_or_default().resolve()?,
             quality: {

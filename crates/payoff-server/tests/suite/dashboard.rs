@@ -275,30 +275,36 @@ impl Fixture {
 
     /// Logs in with `key` through the form, as a browser does.
     async fn login(&self, key: &str) -> Session {
-        let response = self
-            .http
-            .post(format!("{}/ui/login", self.server.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string([("key", key)]).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-        assert!(set.contains("HttpOnly"), "{set}");
-        assert!(set.contains("SameSite=Strict"), "{set}");
-        assert!(set.contains("Path=/"), "{set}");
-        let cookie = set.split(';').next().unwrap().to_owned();
-        let home = response.headers()[LOCATION].to_str().unwrap().to_owned();
-        let mut session = Session {
-            cookie,
-            csrf: String::new(),
-        };
-        let page = self.get(&home, &session).await;
-        assert_eq!(page.status, StatusCode::OK, "{home}: {}", page.body);
-        session.csrf = csrf_of(&page.body);
-        session
+        login(&self.http, &self.server.url, key).await
     }
+}
+
+/// Logs in with `key` through the form at `url`, as a browser does
+/// (`http` follows no redirect).
+async fn login(http: &reqwest::Client, url: &str, key: &str) -> Session {
+    let response = http
+        .post(format!("{url}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("key", key)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let home = response.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = http
+        .get(format!("{url}{home}"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "{home}");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    Session { cookie, csrf }
 }
 
 impl Fixture {
@@ -1334,6 +1340,140 @@ fn the_session_cookie_is_secure_when_the_operator_says_so() {
             assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
             let set = set.unwrap();
             assert_eq!(set.contains("; Secure"), secure, "{label}: {set}");
+        }
+    });
+}
+
+/// Issue 14: the Overview priced every outcome of its period on every
+/// look (seconds at a million). Its figures are kept with the ledger head
+/// they count: a look at current figures reads them; stale ones are
+/// computed again in the request when that was cheap, else shown marked
+/// (with how many newer events they leave out) and refreshed in the
+/// background, after which the page counts the new events. Both
+/// policies, by a newer event and by age alone.
+#[test]
+fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
+    on_every_backend(|db_url, label| async move {
+        for background in [true, false] {
+            let exact_below = if background {
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_secs(3600)
+            };
+            let config = ServerConfig {
+                overview: payoff_accounting::glance::Policy {
+                    exact_below,
+                    ..Default::default()
+                },
+                background: payoff_server::Background::Manual,
+                ..ServerConfig::default()
+            };
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+                .unwrap()
+                .to_utc();
+            let clock = payoff_clock::Clock::manual(at);
+            let server = TestServer::start_with(&db_url, config, {
+                let clock = clock.clone();
+                |s| s.with_clock(clock)
+            })
+            .await;
+            // One database for both servers: a customer each.
+            let customer = if background { "acme" } else { "globex" };
+            server.customer(customer).await;
+            let operator = server.key("operator", None).await;
+            server
+                .upload_contract(
+                    &operator,
+                    customer,
+                    &contract()
+                        .replace(&month_start(1).to_string(), "2026-10-01")
+                        .replace("\"acme\"", &format!("\"{customer}\"")),
+                )
+                .await;
+            let agent = server.key("agent", Some(customer)).await;
+            let close = |n: u32| {
+                json!({"specversion": "1.0", "id": format!("closed-{n}"), "source": "helpdesk",
+                    "type": "ticket.closed", "subject": format!("T-{n}"),
+                    "time": format!("2026-11-{:02}T08:00:00Z", 2 + n), "data": {"resolved_by": "ai"}})
+            };
+            let (s, v) = server
+                .send(
+                    &agent,
+                    "application/cloudevents-batch+json",
+                    &json!([close(1), close(2)]),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{label}: {v}");
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let session = login(&http, &server.url, &operator).await;
+            let overview = || async {
+                let r = http
+                    .get(format!("{}/ui/customers/{customer}/overview", server.url))
+                    .header(COOKIE, &session.cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                r.text().await.unwrap()
+            };
+            let recognised = |n: u32| {
+                format!("<span class=\"figure\">{n}</span><span class=\"caption\">outcomes recognised in 2026-11")
+            };
+            let catching_up = "Being brought up to date";
+
+            // No figures kept yet: computed in the request, whatever the policy.
+            let page = overview().await;
+            assert!(page.contains(&recognised(2)), "{label}: {page}");
+            assert!(page.contains("ledger sequence 2."), "{label}: {page}");
+            assert!(!page.contains(catching_up), "{label}: {page}");
+            // Current: the same figures again, nothing to refresh.
+            assert!(overview().await.contains(&recognised(2)));
+            assert_eq!(
+                payoff_server::glances::tick(&server.state).await,
+                0,
+                "{label}"
+            );
+
+            // A newer event.
+            let (s, v) = server
+                .send(&agent, "application/cloudevents+json", &close(3))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{label}: {v}");
+            let page = overview().await;
+            if background {
+                assert!(page.contains(&recognised(2)), "{label}: {page}");
+                assert!(page.contains(catching_up), "{label}: {page}");
+                assert!(page.contains("(1 newer events)"), "{label}: {page}");
+                assert_eq!(
+                    payoff_server::glances::tick(&server.state).await,
+                    1,
+                    "{label}"
+                );
+                let page = overview().await;
+                assert!(page.contains(&recognised(3)), "{label}: {page}");
+                assert!(!page.contains(catching_up), "{label}: {page}");
+            } else {
+                assert!(page.contains(&recognised(3)), "{label}: {page}");
+                assert!(!page.contains(catching_up), "{label}: {page}");
+            }
+            assert!(overview().await.contains("ledger sequence 3."), "{label}");
+
+            // Time alone: an open period's outcomes mature as it passes.
+            clock.set(at + chrono::Duration::seconds(61));
+            let page = overview().await;
+            assert_eq!(page.contains(catching_up), background, "{label}: {page}");
+            assert!(!page.contains("newer events"), "{label}: {page}");
+            assert_eq!(
+                payoff_server::glances::tick(&server.state).await,
+                usize::from(background),
+                "{label}"
+            );
+            let page = overview().await;
+            assert!(!page.contains(catching_up), "{label}: {page}");
+            assert!(page.contains("2026-11-20 12:01:01 UTC"), "{label}: {page}");
         }
     });
 }

@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
 use payoff_accounting::billing;
-use payoff_accounting::economics::{self, Economics, Roi};
+use payoff_accounting::economics::{self, Roi};
+use payoff_accounting::glance;
 use payoff_billing::{Period, Statement};
 use payoff_store::StatementSummary;
 use rust_decimal::Decimal;
@@ -24,7 +25,7 @@ use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::ApiError;
 use crate::support::{self, approvals::Status};
-use crate::{blocking_with, AppState};
+use crate::{blocking_with, glances, AppState};
 
 #[derive(Deserialize)]
 pub struct PeriodQuery {
@@ -92,46 +93,34 @@ pub(super) fn chosen_period(asked: Option<&str>, choices: &[PeriodChoice]) -> St
 struct Overview {
     period: Period,
     choices: Vec<PeriodChoice>,
-    statement: Statement,
-    /// Earlier open periods the preview assumes closed as previewed.
-    assumed: Vec<String>,
+    /// The figures, as kept or just computed ([`glance`]).
+    kept: glance::Kept,
+    /// Events the figures do not count yet (a refresh is under way).
+    behind: Option<u64>,
     days: Vec<NaiveDate>,
     per_day: Vec<Series>,
     roi: Roi,
-    economics: Option<Economics>,
     open_approvals: usize,
-    open_disputes: u64,
 }
 
 fn load(
     store: &payoff_store::Store,
     customer: &str,
     asked: Option<&str>,
-    provider: bool,
     now: DateTime<Utc>,
     pending_since: DateTime<Utc>,
+    policy: glance::Policy,
 ) -> Result<Overview, ApiError> {
     let versions = billing::Versions::load(store, customer)?;
     let closed = billing::summaries(store, customer)?;
     let choices = period_choices(&closed, Period::containing(versions.latest().cadence, now));
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;
-    // The statement, and for a provider its economics: the period's costs
-    // are read alongside the preview, not after it.
-    let (preview, economics) = if provider {
-        let (preview, economics) =
-            economics::preview_with_economics(store, customer, &versions, period, now)?;
-        (preview, Some(economics))
-    } else {
-        (
-            billing::preview(store, customer, &period.to_string(), now)?,
-            None,
-        )
-    };
-    let payoff_outcomes::OverviewCounts {
-        created,
-        open_disputes,
-    } = payoff_outcomes::overview(store, customer, period, now)?;
+    let (kept, behind) =
+        match glance::look(store, customer, &versions, &closed, period, now, policy)? {
+            glance::Look::Current(kept) => (kept, None),
+            glance::Look::Stale { kept, behind } => (kept, Some(behind)),
+        };
     let first = period.start.date_naive();
     let days: Vec<NaiveDate> = first
         .iter_days()
@@ -146,7 +135,7 @@ fn load(
         .iter()
         .map(|o| (o.name.as_str(), vec![0; days.len()]))
         .collect();
-    for (name, day, n) in &created {
+    for (name, day, n) in &kept.glance.created {
         if let Some(slot) = counts
             .get_mut(name.as_str())
             .and_then(|c| c.get_mut(*day as usize))
@@ -171,19 +160,17 @@ fn load(
         a.requested_at >= pending_since
     })?;
     // One statement (or preview) serves every figure of the page.
-    let state = economics::state_of(&preview.statement);
-    let roi = economics::roi_of(&versions, period, &preview.statement, state);
+    let statement = &kept.glance.statement;
+    let roi = economics::roi_of(&versions, period, statement, economics::state_of(statement));
     Ok(Overview {
         period,
         choices,
-        statement: preview.statement,
-        assumed: preview.assumed,
+        kept,
+        behind,
         days,
         per_day,
         roi,
-        economics,
         open_approvals,
-        open_disputes,
     })
 }
 
@@ -194,19 +181,12 @@ pub async fn show(
     Filters(q): Filters<PeriodQuery>,
 ) -> Result<Markup, ApiError> {
     let ctx = Ctx::open(&state, viewer, &customer, Action::ReadBilling).await?;
-    let provider = ctx.allows(Action::ReadEconomics);
     let id = ctx.id();
     let now = state.now();
     let pending_since = now - support::pending_window(state.support.approval_ttl);
+    let policy = state.config.overview;
     let loaded = blocking_with(
-        move |store| match load(
-            store,
-            &id,
-            q.period.as_deref(),
-            provider,
-            now,
-            pending_since,
-        ) {
+        move |store| match load(store, &id, q.period.as_deref(), now, pending_since, policy) {
             Err(e) if e.code == crate::problem::ErrorCode::NoContract => Ok(None),
             other => other.map(Some),
         },
@@ -218,7 +198,12 @@ pub async fn show(
             p { "This customer has no contract yet, so nothing is measured or billed. "
                 "Upload one with " code { "payoff contract push FILE.toml" } "." }
         },
-        Some(o) => render(&ctx, &o),
+        Some(o) => {
+            if o.behind.is_some() {
+                glances::want(&state, &ctx.id(), &o.period.to_string());
+            }
+            render(&ctx, &o)
+        }
     };
     Ok(layout::page(&ctx, Tab::Overview, "Overview", body))
 }
@@ -228,13 +213,14 @@ fn decimal(text: &str) -> Decimal {
 }
 
 fn render(ctx: &Ctx, o: &Overview) -> Markup {
-    let s = &o.statement;
+    let s = &o.kept.glance.statement;
     let closed = s.signature.is_some();
     let currency = s.currency.as_str();
     let outcomes_in_period: u64 = o.per_day.iter().flat_map(|s| &s.counts).sum();
     html! {
         (period_picker(&ctx.path("overview"), &o.choices, &o.period.to_string()))
-        (super::statements::assumed_notice(&o.assumed))
+        (super::statements::assumed_notice(&o.kept.glance.assumed))
+        (as_of(o))
         div.tiles {
             div.tile {
                 span.figure { (grouped(&outcomes_in_period.to_string())) }
@@ -262,7 +248,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
                 span.caption { "replies waiting for approval" }
             }
             div.tile {
-                a href=(ctx.path("disputes")) { span.figure { (o.open_disputes) } }
+                a href=(ctx.path("disputes")) { span.figure { (o.kept.glance.open_disputes) } }
                 span.caption { "open disputes" }
             }
         }
@@ -276,8 +262,8 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
         }
         div.grid {
             section.card { (billed_versus_licence(o, currency)) }
-            @if let Some(e) = &o.economics {
-                section.card { (cost_versus_revenue(e)) }
+            @if ctx.allows(Action::ReadEconomics) {
+                section.card { (cost_versus_revenue(&o.kept.glance.margin, o.period)) }
             }
         }
         section.card {
@@ -288,7 +274,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
 }
 
 fn billed_versus_licence(o: &Overview, currency: &str) -> Markup {
-    let billed = decimal(&o.statement.total);
+    let billed = decimal(&o.kept.glance.statement.total);
     let mut bars = vec![Bar {
         label: "Billed by Payoff".into(),
         value: billed,
@@ -320,7 +306,24 @@ fn billed_versus_licence(o: &Overview, currency: &str) -> Markup {
     }
 }
 
-fn cost_versus_revenue(e: &Economics) -> Markup {
+/// What the figures count: the ledger sequence and time they are as of,
+/// and, while a refresh runs, how many newer events they leave out.
+fn as_of(o: &Overview) -> Markup {
+    let k = &o.kept;
+    html! {
+        p.muted #figures-as-of {
+            "Figures as of " (k.computed_at.format("%Y-%m-%d %H:%M:%S UTC"))
+            ", ledger sequence " (grouped(&k.head.to_string())) "."
+            @if let Some(behind) = o.behind {
+                " " strong { "Being brought up to date" }
+                @if behind > 0 { " (" (grouped(&behind.to_string())) " newer events)" }
+                ": reload in a moment."
+            }
+        }
+    }
+}
+
+fn cost_versus_revenue(e: &glance::Margin, period: Period) -> Markup {
     let bars = [
         Bar {
             label: "Revenue".into(),
@@ -329,7 +332,7 @@ fn cost_versus_revenue(e: &Economics) -> Markup {
         },
         Bar {
             label: "Cost of service".into(),
-            value: e.cost.total,
+            value: e.cost_total,
             class: "s4",
         },
         Bar {
@@ -343,8 +346,8 @@ fn cost_versus_revenue(e: &Economics) -> Markup {
         },
     ];
     html! {
-        (charts::amounts(&format!("Cost against revenue, {} (provider only)", e.period), &e.currency, &bars))
-        @if let Some(p) = e.gross_margin_percent { p { "Gross margin " strong { (p) " %" } " of revenue, " (e.cost.calls) " model calls." } }
+        (charts::amounts(&format!("Cost against revenue, {period} (provider only)"), &e.currency, &bars))
+        @if let Some(p) = e.gross_margin_percent { p { "Gross margin " strong { (p) " %" } " of revenue, " (e.calls) " model calls." } }
     }
 }
 
