@@ -19,8 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use payoff_billing::PAYOFF_SOURCE;
+use chrono::{DateTime, Duration, Utc};
 use payoff_policy::{ActionQuestion, ActionRules, ActionVerdict};
 use payoff_store::{AuditEntry, Principal, Store};
 use rand::RngCore;
@@ -30,11 +29,11 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, ErrorCode};
+use crate::records::{
+    data_as, micros, ActionCompleted, ActionDecided, ActionRequested, Decision, OwnRecord,
+    ResourceName, ACTION_COMPLETED, ACTION_DECIDED, ACTION_REQUESTED, PAYOFF_SOURCE,
+};
 use crate::{blocking_with, record_own_audited, AppState};
-
-pub const REQUESTED: &str = "payoff.action.requested";
-pub const DECIDED: &str = "payoff.action.decided";
-pub const COMPLETED: &str = "payoff.action.completed";
 
 /// How long an approval waits for a person unless the request says.
 const APPROVAL_TTL_DEFAULT_S: i64 = 3600;
@@ -182,8 +181,12 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
-fn now_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+/// What an action's later records name of its resource.
+fn resource_name(r: &ResourceRef) -> ResourceName {
+    ResourceName {
+        kind: r.kind.clone(),
+        id: r.id.clone(),
+    }
 }
 
 /// A JSON object of at most [`JSON_BYTES_MAX`] bytes.
@@ -380,19 +383,24 @@ pub async fn request(
         None => (decision.verdict, decision.policy_ids, decision.reason),
     };
     let subject = req.subject.clone().unwrap_or_else(|| id.clone());
-    let mut data = json!({
-        "action": id, "agent": req.agent, "type": req.action, "resource": req.resource,
-        "subject": subject, "context": req.context, "decision": verdict,
-        "policy_ids": policy_ids, "reason": reason, "rules_version": version,
-        "requested_by": by.key_id,
-    });
-    if let Some(k) = &req.request_key {
-        data["request_key"] = k.clone().into();
-    }
-    if verdict == ActionVerdict::ApprovalRequired {
-        let ttl = req.approval_expires_in.unwrap_or(APPROVAL_TTL_DEFAULT_S);
-        data["expires_at"] = now_text(now + Duration::seconds(ttl)).into();
-    }
+    let requested = ActionRequested {
+        action: id.clone(),
+        agent: req.agent.clone(),
+        action_type: req.action.clone(),
+        resource: req.resource.clone(),
+        subject: subject.clone(),
+        context: req.context.clone(),
+        decision: verdict,
+        policy_ids: policy_ids.clone(),
+        reason: reason.clone(),
+        rules_version: version,
+        requested_by: by.key_id.clone(),
+        request_key: req.request_key.clone(),
+        expires_at: (verdict == ActionVerdict::ApprovalRequired).then(|| {
+            let ttl = req.approval_expires_in.unwrap_or(APPROVAL_TTL_DEFAULT_S);
+            micros(now + Duration::seconds(ttl))
+        }),
+    };
     let reason_text = format!(
         "{} on {}/{}: {reason}",
         req.action, req.resource.kind, req.resource.id
@@ -411,10 +419,9 @@ pub async fn request(
         state,
         customer,
         format!("action/{id}"),
-        REQUESTED,
         &subject,
         now,
-        data.clone(),
+        OwnRecord::ActionRequested(requested.clone()),
         Some(audit),
     )
     .await;
@@ -430,7 +437,7 @@ pub async fn request(
     }
     // What was stored, read back the way every later read folds it.
     let stored_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let view = fold(customer, (stored_at, data), None, None);
+    let view = fold(customer, (stored_at, requested), None, None);
     crate::Metrics::result_by(&state.metrics.actions, verdict.as_str(), 1);
     Ok((true, view))
 }
@@ -485,21 +492,16 @@ fn audit_entry(
 /// a person or agent took it); `false` when a record with this key
 /// already stands with other content (someone else was first), and then
 /// no audit record is written either.
-#[allow(clippy::too_many_arguments)]
 async fn append(
     state: &AppState,
     customer: &str,
     key: String,
-    kind: &str,
     subject: &str,
     time: DateTime<Utc>,
-    data: Value,
+    record: OwnRecord,
     audit: Option<AuditEntry>,
 ) -> Result<bool, ApiError> {
-    let event = json!({
-        "specversion": "1.0", "id": key, "source": PAYOFF_SOURCE, "type": kind,
-        "subject": subject, "time": now_text(time), "data": data,
-    });
+    let event = record.to_event(&key, Some(subject), time);
     Ok(
         record_own_audited(state, customer, event, audit.into_iter().collect())
             .await?
@@ -507,15 +509,21 @@ async fn append(
     )
 }
 
-/// The `(time, data)` of one of the action's records.
-fn record(
+/// The time and content of one of the action's records, of type
+/// `event_type`.
+fn record<T: serde::de::DeserializeOwned>(
     store: &Store,
     customer: &str,
     key: &str,
-) -> Result<Option<(DateTime<Utc>, Value)>, ApiError> {
-    Ok(store
-        .event_by_key(customer, PAYOFF_SOURCE, key)?
-        .map(|e| (e.time, crate::data_of(&e.canonical))))
+    event_type: &str,
+) -> Result<Option<(DateTime<Utc>, T)>, ApiError> {
+    match store.event_by_key(customer, PAYOFF_SOURCE, key)? {
+        None => Ok(None),
+        Some(e) => Ok(Some((
+            e.time,
+            data_as(event_type, crate::data_of(&e.canonical))?,
+        ))),
+    }
 }
 
 /// One action, from its (at most three) records.
@@ -523,11 +531,11 @@ pub fn find(store: &Store, customer: &str, id: &str) -> Result<Option<ActionView
     if !is_action_id(id) || id.len() > 64 {
         return Ok(None);
     }
-    let Some(requested) = record(store, customer, &format!("action/{id}"))? else {
+    let Some(requested) = record(store, customer, &format!("action/{id}"), ACTION_REQUESTED)?
+    else {
         return Ok(None);
     };
-    let decided = record(store, customer, &format!("action/{id}/decision"))?;
-    let completed = record(store, customer, &format!("action/{id}/result"))?;
+    let (decided, completed) = later_records(store, customer, id)?;
     Ok(Some(fold(customer, requested, decided, completed)))
 }
 
@@ -540,66 +548,79 @@ async fn find_async(
     blocking_with(move |s| find(s, &c, &i), state).await
 }
 
+type Later = (
+    Option<(DateTime<Utc>, ActionDecided)>,
+    Option<(DateTime<Utc>, ActionCompleted)>,
+);
+
+/// An action's decision and result records, if written.
+fn later_records(store: &Store, customer: &str, id: &str) -> Result<Later, ApiError> {
+    Ok((
+        record(
+            store,
+            customer,
+            &format!("action/{id}/decision"),
+            ACTION_DECIDED,
+        )?,
+        record(
+            store,
+            customer,
+            &format!("action/{id}/result"),
+            ACTION_COMPLETED,
+        )?,
+    ))
+}
+
 /// An action from its records. Pure: the list and the single read fold
 /// the same way.
 fn fold(
     customer: &str,
-    (requested_at, r): (DateTime<Utc>, Value),
-    decided: Option<(DateTime<Utc>, Value)>,
-    completed: Option<(DateTime<Utc>, Value)>,
+    (requested_at, r): (DateTime<Utc>, ActionRequested),
+    decided: Option<(DateTime<Utc>, ActionDecided)>,
+    completed: Option<(DateTime<Utc>, ActionCompleted)>,
 ) -> ActionView {
-    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-    let decision: ActionVerdict =
-        serde_json::from_value(r["decision"].clone()).unwrap_or(ActionVerdict::Deny);
-    let expires_at = r["expires_at"]
-        .as_str()
+    let expires_at = r
+        .expires_at
+        .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let state = match (decision, &decided) {
+    let state = match (r.decision, &decided) {
         (ActionVerdict::Allow, _) => ActionState::Allowed,
         (ActionVerdict::Deny, _) => ActionState::Denied,
         (ActionVerdict::ApprovalRequired, None) => ActionState::PendingApproval,
-        (ActionVerdict::ApprovalRequired, Some((_, d))) => match d["decision"].as_str() {
-            Some("approved") => ActionState::Approved,
-            Some("rejected") => ActionState::Rejected,
-            _ => ActionState::Expired,
+        (ActionVerdict::ApprovalRequired, Some((_, d))) => match d.decision {
+            Decision::Approved => ActionState::Approved,
+            Decision::Rejected => ActionState::Rejected,
+            Decision::Expired => ActionState::Expired,
         },
     };
     let approval = expires_at.map(|expires_at| ApprovalView {
         expires_at,
-        decided_by: decided
-            .as_ref()
-            .and_then(|(_, d)| d["by"].as_str().map(str::to_owned)),
+        decided_by: decided.as_ref().map(|(_, d)| d.by.clone()),
         decided_at: decided.as_ref().map(|(t, _)| *t),
-        reason: decided
-            .as_ref()
-            .and_then(|(_, d)| d["reason"].as_str().map(str::to_owned)),
+        reason: decided.as_ref().and_then(|(_, d)| d.reason.clone()),
     });
     let result = completed.map(|(t, c)| ResultView {
-        status: text(&c, "status"),
-        detail: c["detail"].clone(),
-        recorded_by: text(&c, "by"),
+        status: c.status,
+        detail: c.detail,
+        recorded_by: c.by,
         recorded_at: t,
     });
     ActionView {
-        id: text(&r, "action"),
+        id: r.action,
         customer: customer.to_owned(),
-        agent: text(&r, "agent"),
-        action: text(&r, "type"),
-        resource: serde_json::from_value(r["resource"].clone()).unwrap_or(ResourceRef {
-            kind: String::new(),
-            id: String::new(),
-            attributes: json!({}),
-        }),
-        subject: text(&r, "subject"),
-        context: r["context"].clone(),
-        decision,
-        policy_ids: serde_json::from_value(r["policy_ids"].clone()).unwrap_or_default(),
-        reason: text(&r, "reason"),
-        rules_version: r["rules_version"].as_u64().unwrap_or(0) as u32,
+        agent: r.agent,
+        action: r.action_type,
+        resource: r.resource,
+        subject: r.subject,
+        context: r.context,
+        decision: r.decision,
+        policy_ids: r.policy_ids,
+        reason: r.reason,
+        rules_version: r.rules_version,
         may_proceed: state.may_proceed() && result.is_none(),
         state,
-        requested_by: text(&r, "requested_by"),
+        requested_by: r.requested_by,
         requested_at,
         approval,
         result,
@@ -640,14 +661,12 @@ pub fn walk_newest(
     before: Option<u64>,
     mut visit: impl FnMut(u64, ActionView) -> bool,
 ) -> Result<(), ApiError> {
-    store.walk_own_records_newest(customer, REQUESTED, before, |r| {
-        let data = crate::data_of(&r.canonical);
-        let id = data["action"].as_str().unwrap_or_default().to_owned();
-        let decided = record(store, customer, &format!("action/{id}/decision"))?;
-        let completed = record(store, customer, &format!("action/{id}/result"))?;
+    store.walk_own_records_newest(customer, ACTION_REQUESTED, before, |r| {
+        let requested: ActionRequested = data_as(ACTION_REQUESTED, crate::data_of(&r.canonical))?;
+        let (decided, completed) = later_records(store, customer, &requested.action)?;
         Ok(visit(
             r.sequence,
-            fold(customer, (r.time, data), decided, completed),
+            fold(customer, (r.time, requested), decided, completed),
         ))
     })
 }
@@ -758,18 +777,26 @@ pub async fn decide(
         ),
         &[],
     );
-    let data = json!({
-        "action": id, "decision": decision, "by": by.key_id, "reason": reason,
-        "agent": view.agent, "type": view.action, "resource": { "type": view.resource.kind, "id": view.resource.id },
+    let record = OwnRecord::ActionDecided(ActionDecided {
+        action: id.to_owned(),
+        decision: if approve {
+            Decision::Approved
+        } else {
+            Decision::Rejected
+        },
+        by: by.key_id.clone(),
+        reason,
+        agent: view.agent.clone(),
+        action_type: view.action.clone(),
+        resource: resource_name(&view.resource),
     });
     if !append(
         state,
         customer,
         format!("action/{id}/decision"),
-        DECIDED,
         &view.subject,
         state.now(),
-        data,
+        record,
         Some(audit),
     )
     .await?
@@ -793,20 +820,22 @@ async fn expire(state: &AppState, customer: &str, view: &ActionView) -> Result<b
     let Some(approval) = &view.approval else {
         return Ok(false);
     };
-    let data = json!({
-        "action": view.id, "decision": "expired", "by": "payoff",
-        "reason": "no one decided before the approval expired",
-        "agent": view.agent, "type": view.action,
-        "resource": { "type": view.resource.kind, "id": view.resource.id },
+    let record = OwnRecord::ActionDecided(ActionDecided {
+        action: view.id.clone(),
+        decision: Decision::Expired,
+        by: "payoff".into(),
+        reason: Some("no one decided before the approval expired".into()),
+        agent: view.agent.clone(),
+        action_type: view.action.clone(),
+        resource: resource_name(&view.resource),
     });
     let wrote = append(
         state,
         customer,
         format!("action/{}/decision", view.id),
-        DECIDED,
         &view.subject,
         approval.expires_at,
-        data,
+        record,
         None,
     )
     .await?;
@@ -911,19 +940,22 @@ pub async fn complete(
         ),
         &[],
     );
-    let data = json!({
-        "action": id, "agent": view.agent, "type": view.action, "status": req.status,
-        "resource": { "type": view.resource.kind, "id": view.resource.id },
-        "detail": detail, "by": by.key_id,
+    let record = OwnRecord::ActionCompleted(ActionCompleted {
+        action: id.to_owned(),
+        agent: view.agent.clone(),
+        action_type: view.action.clone(),
+        status: req.status.clone(),
+        resource: resource_name(&view.resource),
+        detail: detail.clone(),
+        by: by.key_id.clone(),
     });
     if !append(
         state,
         customer,
         format!("action/{id}/result"),
-        COMPLETED,
         &view.subject,
         state.now(),
-        data,
+        record,
         Some(audit),
     )
     .await?

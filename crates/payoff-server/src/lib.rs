@@ -18,6 +18,7 @@ mod openapi;
 mod paging;
 pub mod problem;
 pub mod projector;
+pub mod records;
 mod routes;
 pub mod secrets;
 pub mod startup;

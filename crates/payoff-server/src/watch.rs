@@ -9,15 +9,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::records::{OwnRecord, PAYOFF_SOURCE, QUALITY_DRIFT};
 use chrono::{DateTime, Utc};
-use payoff_billing::PAYOFF_SOURCE;
 use payoff_billing::{
     cost_of_call, BillingEvent, Cadence, ModelCall, OutcomeRules, Period, Prices,
 };
 use payoff_store::{EventFilter, Store};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::actions::{self, ActionState};
 use crate::problem::ApiError;
@@ -25,9 +25,6 @@ use crate::{blocking_with, AppState};
 
 /// The name shown for records that name no agent.
 pub const UNNAMED: &str = "(unnamed)";
-/// The record of a measure leaving its band.
-pub const DRIFT: &str = "payoff.quality.drift";
-
 /// What one agent did in the window.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct AgentFigures {
@@ -445,12 +442,12 @@ impl QualitySettings {
 }
 
 /// One measure outside its band.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drift {
     pub agent: String,
     pub measure: Measure,
     /// The service level, for `service_level`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
     pub week: String,
     /// The share, four decimals.
@@ -530,12 +527,8 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
             if known.is_some() {
                 continue;
             }
-            let event = json!({
-                "specversion": "1.0", "id": key, "source": PAYOFF_SOURCE, "type": DRIFT,
-                "subject": format!("agent/{}", d.agent),
-                "time": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "data": d,
-            });
+            let subject = format!("agent/{}", d.agent);
+            let event = OwnRecord::QualityDrift(d).to_event(&key, Some(&subject), now);
             if crate::record_own(state, &customer, event).await?.is_ok() {
                 recorded += 1;
             }
@@ -572,22 +565,22 @@ pub fn recorded_drifts(
     customer: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Drift>, ApiError> {
     let page = store.events(&EventFilter {
         customer: customer.to_owned(),
-        event_type: Some(DRIFT.to_owned()),
+        event_type: Some(QUALITY_DRIFT.to_owned()),
         since: Some(since),
         until: Some(until),
         limit: 1000,
         ..Default::default()
     })?;
-    let mut out: Vec<Value> = page
-        .events
-        .iter()
-        .filter(|e| e.source == PAYOFF_SOURCE)
-        .filter_map(|e| serde_json::from_slice::<Value>(&e.canonical).ok())
-        .map(|mut body| body["data"].take())
-        .collect();
+    let mut out = Vec::new();
+    for e in page.events.iter().filter(|e| e.source == PAYOFF_SOURCE) {
+        out.push(crate::records::data_as(
+            QUALITY_DRIFT,
+            crate::data_of(&e.canonical),
+        )?);
+    }
     out.reverse();
     Ok(out)
 }

@@ -7,7 +7,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use payoff_store::AgentPause;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -281,7 +280,7 @@ pub struct WatchedAgents {
     /// The `payoff.quality.drift` records of the window: a measure of an
     /// agent outside the provider's band for it.
     #[schema(value_type = Vec<Object>)]
-    pub drifts: Vec<Value>,
+    pub drifts: Vec<crate::watch::Drift>,
 }
 
 /// One agent's figures over the window.

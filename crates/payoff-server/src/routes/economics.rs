@@ -12,7 +12,6 @@ use payoff_billing::PriceTable;
 use payoff_store::{Budget, StoredPriceTable};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Allowed, Caller};
 use crate::problem::{ApiError, ErrorCode};
+use crate::records::{BudgetCrossing, OwnRecord};
 use crate::routes::{wants_csv, Body, Params};
 use crate::{blocking_with, record_own, AppState};
 
@@ -308,21 +308,22 @@ async fn record_budget_event(
     customer: &str,
     answer: &economics::BudgetCheck,
 ) -> Result<(), ApiError> {
-    let kind = if answer.allow {
-        "payoff.budget.warning"
-    } else {
-        "payoff.budget.exceeded"
+    let record = OwnRecord::Budget {
+        exceeded: !answer.allow,
+        crossing: BudgetCrossing {
+            agent: answer.agent.clone(),
+            period: answer.period.clone(),
+            limit: answer.limit,
+            warn_at: answer.warn_at,
+        },
     };
-    let day = state.now().format("%Y-%m-%d");
+    let day = state.now().date_naive();
     let scope = answer.agent.as_deref().unwrap_or("*");
-    let event = json!({
-        "specversion": "1.0",
-        "id": format!("{kind}/{scope}/{day}"),
-        "source": payoff_billing::PAYOFF_SOURCE,
-        "type": kind,
-        "time": format!("{day}T00:00:00Z"),
-        "data": { "agent": answer.agent, "period": answer.period, "limit": answer.limit, "warn_at": answer.warn_at },
-    });
+    let event = record.to_event(
+        &format!("{}/{scope}/{day}", record.event_type()),
+        None,
+        day.and_time(chrono::NaiveTime::MIN).and_utc(),
+    );
     // Recorded already today (perhaps with other figures): that one stands.
     let _ = record_own(state, customer, event).await?;
     Ok(())

@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use chrono::{Duration, NaiveDate};
 use maud::{html, Markup};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::Filters;
 use crate::auth::Action;
@@ -21,7 +20,7 @@ use crate::dashboard::format::{grouped, points};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
-use crate::watch::{gather, recorded_drifts, AgentFigures};
+use crate::watch::{gather, recorded_drifts, AgentFigures, Drift};
 use crate::{blocking_with, AppState};
 
 /// Agents drawn in the chart; the table lists them all.
@@ -110,9 +109,8 @@ pub async fn show(
 }
 
 /// A measure that left its band this window (a `payoff.quality.drift` record).
-fn drift_notice(d: &Value) -> Markup {
-    let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
-    let band = match (d["min"].as_f64(), d["max"].as_f64()) {
+fn drift_notice(d: &Drift) -> Markup {
+    let band = match (d.min, d.max) {
         (Some(lo), Some(hi)) => format!("{lo} to {hi}"),
         (Some(lo), None) => format!("at least {lo}"),
         (None, Some(hi)) => format!("at most {hi}"),
@@ -120,8 +118,8 @@ fn drift_notice(d: &Value) -> Markup {
     };
     html! {
         p.notice.drift role="status" {
-            strong { "Quality: " } "agent " span.mono { (text("agent")) } "'s " (text("measure").replace('_', " "))
-            " was " strong { (text("value")) } " in week " (text("week")) " (" (d["hits"]) " of " (d["samples"]) "), outside its band (" (band) ")."
+            strong { "Quality: " } "agent " span.mono { (d.agent) } "'s " (d.measure.as_str().replace('_', " "))
+            " was " strong { (d.value) } " in week " (d.week) " (" (d.hits) " of " (d.samples) "), outside its band (" (band) ")."
         }
     }
 }
