@@ -3,11 +3,10 @@
 //! One entry point serves the knowledge route and the support agent, so a
 //! model call can never be made without its `llm.call` record.
 
-use chrono::SecondsFormat;
 use payoff_knowledge::{answer_extractive, Answer, Hit, OpenAiProvider};
-use serde_json::json;
 
 use crate::problem::{ApiError, ErrorCode};
+use crate::records::{AnswerCall, OwnRecord};
 use crate::AppState;
 
 /// The configured answer provider.
@@ -60,26 +59,24 @@ pub async fn draft(
     })?;
     if usage.input_tokens + usage.output_tokens > 0 {
         let now = state.now();
-        let mut data = json!({
-            "model": usage.model,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_input_tokens": usage.cached_input_tokens,
-            "latency_ms": usage.latency_ms,
-            "agent": meter.agent,
+        let record = OwnRecord::AnswerCall(AnswerCall {
+            model: usage.model.clone(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            latency_ms: usage.latency_ms,
+            agent: meter.agent.to_owned(),
+            subject: meter.subject.map(str::to_owned),
         });
-        if let Some(subject) = meter.subject {
-            data["subject"] = subject.into();
-        }
-        let event = json!({
-            "specversion": "1.0",
-            "id": format!("llm/{}/{}", meter.agent, now.timestamp_nanos_opt().unwrap_or_default()),
-            "source": payoff_billing::PAYOFF_SOURCE,
-            "type": payoff_billing::LLM_CALL,
-            "subject": meter.subject,
-            "time": now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "data": data,
-        });
+        let event = record.to_event(
+            &format!(
+                "llm/{}/{}",
+                meter.agent,
+                now.timestamp_nanos_opt().unwrap_or_default()
+            ),
+            meter.subject,
+            now,
+        );
         crate::record_own(state, meter.customer, event)
             .await?
             .map_err(|e| {

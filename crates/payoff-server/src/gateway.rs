@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -25,6 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{may, Action, Allowed, PresentedKey};
 use crate::problem::{ApiError, ErrorCode};
+use crate::records::{GatewayCall, OwnRecord};
 use crate::{blocking_with, AppState};
 
 /// A model answer read whole (not streamed) is cut at this size.
@@ -692,43 +692,36 @@ async fn meter(
         .model_call_seconds
         .observe(latency.as_secs_f64());
     let now = state.now();
-    let mut data = json!({
-        "model": usage.model.clone().unwrap_or_else(|| call.model.clone()),
-        "requested_model": call.model,
-        "upstream": call.upstream.name,
-        "endpoint": call.endpoint,
-        "agent": call.agent,
-        "stream": call.stream,
-        // OpenAI's convention: input counts the cached tokens read.
-        "input_tokens": usage.input,
-        "input_includes_cached": true,
-        "cached_input_tokens": usage.cached_read,
-        "cache_creation_input_tokens": usage.cache_creation,
-        "reasoning_tokens": usage.reasoning,
-        "output_tokens": usage.output,
-        "latency_ms": latency.as_millis() as u64,
-        "status": status.map(|s| s.as_u16()),
-        "result": result,
-        "via": "gateway",
+    let record = OwnRecord::GatewayCall(GatewayCall {
+        model: usage.model.clone().unwrap_or_else(|| call.model.clone()),
+        requested_model: call.model.clone(),
+        upstream: call.upstream.name.clone(),
+        endpoint: call.endpoint.to_owned(),
+        agent: call.agent.clone(),
+        stream: call.stream,
+        input_tokens: usage.input,
+        input_includes_cached: true,
+        cached_input_tokens: usage.cached_read,
+        cache_creation_input_tokens: usage.cache_creation,
+        reasoning_tokens: usage.reasoning,
+        output_tokens: usage.output,
+        latency_ms: latency.as_millis() as u64,
+        status: status.map(|s| s.as_u16()),
+        result: result.to_owned(),
+        via: "gateway".into(),
+        provider_cost: usage.cost.clone(),
+        subject: call.subject.clone(),
+        outcome: call.outcome.clone(),
     });
-    if let Some(cost) = &usage.cost {
-        data["provider_cost"] = cost.clone();
-    }
-    if let Some(subject) = &call.subject {
-        data["subject"] = subject.clone().into();
-    }
-    if let Some(outcome) = &call.outcome {
-        data["outcome"] = outcome.clone().into();
-    }
-    let event = json!({
-        "specversion": "1.0",
-        "id": format!("gateway/{}/{}", call.agent, hex::encode(rand::random::<[u8; 12]>())),
-        "source": payoff_billing::PAYOFF_SOURCE,
-        "type": payoff_billing::LLM_CALL,
-        "subject": call.subject,
-        "time": now.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "data": data,
-    });
+    let event = record.to_event(
+        &format!(
+            "gateway/{}/{}",
+            call.agent,
+            hex::encode(rand::random::<[u8; 12]>())
+        ),
+        call.subject.as_deref(),
+        now,
+    );
     crate::record_own(state, &call.customer, event)
         .await?
         .map_err(|e| {

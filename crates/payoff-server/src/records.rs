@@ -32,6 +32,16 @@ pub const BUDGET_WARNING: &str = "payoff.budget.warning";
 pub const BUDGET_EXCEEDED: &str = "payoff.budget.exceeded";
 /// Event type of an agent's quality measure outside its band.
 pub const QUALITY_DRIFT: &str = "payoff.quality.drift";
+/// Event types of a drafted reply's approval: its request, and at most
+/// one decision (approved, rejected or expired).
+pub const APPROVAL_REQUESTED: &str = "payoff.approval.requested";
+pub const APPROVAL_APPROVED: &str = "payoff.approval.approved";
+pub const APPROVAL_REJECTED: &str = "payoff.approval.rejected";
+pub const APPROVAL_EXPIRED: &str = "payoff.approval.expired";
+/// Event types of the support agent's reply sent and of a ticket handed
+/// to a person.
+pub const AI_REPLIED: &str = "ticket.ai_replied";
+pub const ESCALATED: &str = "ticket.escalated";
 
 /// One record Payoff writes into a customer's ledger.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +62,156 @@ pub enum OwnRecord {
     },
     /// An agent's quality measure left its band in a week.
     QualityDrift(Drift),
+    /// The support agent's draft waits for a person.
+    ApprovalRequested(ApprovalRequested),
+    /// A person approved the draft (perhaps with their own text).
+    ApprovalApproved(ApprovalApproved),
+    /// A person rejected the draft.
+    ApprovalRejected(ApprovalRejected),
+    /// No one decided in time.
+    ApprovalExpired(ApprovalExpired),
+    /// The support agent's reply went out.
+    Replied(Draft),
+    /// The ticket went to a person.
+    Escalated(Escalated),
+    /// A model call the support agent's answerer made (`llm.call`).
+    AnswerCall(AnswerCall),
+    /// A model call through the gateway, whatever became of it (`llm.call`).
+    GatewayCall(GatewayCall),
+}
+
+/// `data` of [`OwnRecord::AnswerCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerCall {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub latency_ms: u64,
+    pub agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// `data` of [`OwnRecord::GatewayCall`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayCall {
+    /// The model that answered (else the one asked for).
+    pub model: String,
+    pub requested_model: String,
+    pub upstream: String,
+    pub endpoint: String,
+    pub agent: String,
+    pub stream: bool,
+    /// OpenAI's convention: input counts the cached tokens read.
+    pub input_tokens: u64,
+    pub input_includes_cached: bool,
+    pub cached_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    /// The upstream's HTTP status, if it answered.
+    pub status: Option<u16>,
+    pub result: String,
+    /// Always `gateway`: how a reader tells it from an answerer's call.
+    pub via: String,
+    /// The cost the upstream reported, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_cost: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// A reply the support agent drafted, with why it was (or was not) sent.
+/// Fields an earlier build may not have written default when read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    pub ticket: String,
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub reply: String,
+    #[serde(default)]
+    pub citations: Vec<Value>,
+    /// The groups the draft was read as: only readers holding them all
+    /// see it.
+    #[serde(default)]
+    pub read_as: Vec<String>,
+    #[serde(default)]
+    pub confidence: f64,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub requester: String,
+    #[serde(default)]
+    pub policy_ids: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+    /// Who approved it, when a person did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+/// `data` of [`OwnRecord::ApprovalRequested`]: the draft and its approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    #[serde(flatten)]
+    pub draft: Draft,
+    pub approval: String,
+    /// RFC 3339; absent from records written by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// `escalate` or `send_reply`; absent means `escalate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_expiry: Option<String>,
+}
+
+/// `data` of [`OwnRecord::ApprovalApproved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalApproved {
+    pub approval: String,
+    pub by: String,
+    /// The approver's own text, replacing the draft.
+    pub text: Option<String>,
+    #[serde(default)]
+    pub edited: bool,
+    #[serde(default)]
+    pub ticket: String,
+    /// The draft's groups (an edited reply may quote what it quoted).
+    pub read_as: Option<Vec<String>>,
+}
+
+/// `data` of [`OwnRecord::ApprovalRejected`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRejected {
+    pub approval: String,
+    pub by: String,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub ticket: String,
+    pub read_as: Option<Vec<String>>,
+}
+
+/// `data` of [`OwnRecord::ApprovalExpired`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalExpired {
+    pub approval: String,
+    #[serde(default)]
+    pub ticket: String,
+    pub by: String,
+}
+
+/// `data` of [`OwnRecord::Escalated`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalated {
+    pub ticket: String,
+    pub agent: String,
+    pub reason: String,
+    /// The draft a person may start from, if there was one.
+    pub draft: Option<Draft>,
 }
 
 /// `data` of [`OwnRecord::ActionRequested`].
@@ -168,6 +328,13 @@ impl OwnRecord {
             } => BUDGET_WARNING,
             OwnRecord::Budget { exceeded: true, .. } => BUDGET_EXCEEDED,
             OwnRecord::QualityDrift(_) => QUALITY_DRIFT,
+            OwnRecord::ApprovalRequested(_) => APPROVAL_REQUESTED,
+            OwnRecord::ApprovalApproved(_) => APPROVAL_APPROVED,
+            OwnRecord::ApprovalRejected(_) => APPROVAL_REJECTED,
+            OwnRecord::ApprovalExpired(_) => APPROVAL_EXPIRED,
+            OwnRecord::Replied(_) => AI_REPLIED,
+            OwnRecord::Escalated(_) => ESCALATED,
+            OwnRecord::AnswerCall(_) | OwnRecord::GatewayCall(_) => payoff_billing::LLM_CALL,
         }
     }
 
@@ -184,6 +351,14 @@ impl OwnRecord {
             OwnRecord::ActionCompleted(r) => serde_json::to_value(r),
             OwnRecord::Budget { crossing, .. } => serde_json::to_value(crossing),
             OwnRecord::QualityDrift(d) => serde_json::to_value(d),
+            OwnRecord::ApprovalRequested(r) => serde_json::to_value(r),
+            OwnRecord::ApprovalApproved(r) => serde_json::to_value(r),
+            OwnRecord::ApprovalRejected(r) => serde_json::to_value(r),
+            OwnRecord::ApprovalExpired(r) => serde_json::to_value(r),
+            OwnRecord::Replied(d) => serde_json::to_value(d),
+            OwnRecord::Escalated(e) => serde_json::to_value(e),
+            OwnRecord::AnswerCall(c) => serde_json::to_value(c),
+            OwnRecord::GatewayCall(c) => serde_json::to_value(c),
         }
         .expect("records hold JSON values, text and numbers only");
         let mut event = Map::new();
@@ -191,8 +366,16 @@ impl OwnRecord {
         event.insert("id".into(), id.into());
         event.insert("source".into(), PAYOFF_SOURCE.into());
         event.insert("type".into(), self.event_type().into());
-        if let Some(subject) = subject {
-            event.insert("subject".into(), subject.into());
+        match subject {
+            Some(subject) => {
+                event.insert("subject".into(), subject.into());
+            }
+            // Metered calls have always written a subject, `null` for
+            // none (the ledger keeps it so).
+            None if matches!(self, OwnRecord::AnswerCall(_) | OwnRecord::GatewayCall(_)) => {
+                event.insert("subject".into(), Value::Null);
+            }
+            None => {}
         }
         let format = match self {
             OwnRecord::Budget { .. } => SecondsFormat::AutoSi,
@@ -237,6 +420,30 @@ impl OwnRecord {
                 .map_err(failed),
             QUALITY_DRIFT => Drift::deserialize(data)
                 .map(OwnRecord::QualityDrift)
+                .map_err(failed),
+            APPROVAL_REQUESTED => ApprovalRequested::deserialize(data)
+                .map(OwnRecord::ApprovalRequested)
+                .map_err(failed),
+            APPROVAL_APPROVED => ApprovalApproved::deserialize(data)
+                .map(OwnRecord::ApprovalApproved)
+                .map_err(failed),
+            APPROVAL_REJECTED => ApprovalRejected::deserialize(data)
+                .map(OwnRecord::ApprovalRejected)
+                .map_err(failed),
+            APPROVAL_EXPIRED => ApprovalExpired::deserialize(data)
+                .map(OwnRecord::ApprovalExpired)
+                .map_err(failed),
+            AI_REPLIED => Draft::deserialize(data)
+                .map(OwnRecord::Replied)
+                .map_err(failed),
+            ESCALATED => Escalated::deserialize(data)
+                .map(OwnRecord::Escalated)
+                .map_err(failed),
+            payoff_billing::LLM_CALL if data["via"] == "gateway" => GatewayCall::deserialize(data)
+                .map(OwnRecord::GatewayCall)
+                .map_err(failed),
+            payoff_billing::LLM_CALL => AnswerCall::deserialize(data)
+                .map(OwnRecord::AnswerCall)
                 .map_err(failed),
             _ => {
                 return payoff_billing::Record::parse(source, event_type, subject, data).map(|r| {
@@ -485,5 +692,206 @@ mod tests {
             ),
             Some(Ok(OwnRecord::Billing(_)))
         ));
+    }
+
+    fn draft() -> Draft {
+        Draft {
+            ticket: "T-1".into(),
+            agent: "support".into(),
+            reply: "Refunds take five days.".into(),
+            citations: vec![json!({"doc": "refunds", "title": "Refunds"})],
+            read_as: vec!["finance".into()],
+            confidence: 0.75,
+            category: "refund".into(),
+            requester: "jane@example.com".into(),
+            policy_ids: vec!["builtin.approval".into()],
+            reason: "a refund waits for a person".into(),
+            approved_by: None,
+        }
+    }
+
+    fn draft_literal() -> Value {
+        json!({
+            "ticket": "T-1", "agent": "support", "reply": "Refunds take five days.",
+            "citations": [{"doc": "refunds", "title": "Refunds"}], "read_as": ["finance"],
+            "confidence": 0.75, "category": "refund", "requester": "jane@example.com",
+            "policy_ids": ["builtin.approval"], "reason": "a refund waits for a person",
+        })
+    }
+
+    #[test]
+    fn the_support_agents_records_are_written_as_their_literals_were() {
+        let envelope = |id: &str, kind: &str, data: Value| {
+            json!({"specversion": "1.0", "id": id, "source": "payoff", "type": kind,
+                   "subject": "T-1", "time": "2026-11-03T14:05:00.250000Z", "data": data})
+        };
+        same(
+            OwnRecord::Replied(draft()),
+            "reply/T-1",
+            Some("T-1"),
+            envelope("reply/T-1", AI_REPLIED, draft_literal()),
+        );
+        let mut requested = draft_literal();
+        requested["approval"] = "apr_1".into();
+        requested["expires_at"] = "2026-11-04T14:05:00.250000Z".into();
+        requested["on_expiry"] = "escalate".into();
+        same(
+            OwnRecord::ApprovalRequested(ApprovalRequested {
+                draft: draft(),
+                approval: "apr_1".into(),
+                expires_at: Some("2026-11-04T14:05:00.250000Z".into()),
+                on_expiry: Some("escalate".into()),
+            }),
+            "approval/apr_1",
+            Some("T-1"),
+            envelope("approval/apr_1", APPROVAL_REQUESTED, requested),
+        );
+        // The approver's own text: the reply it sends names them.
+        let mut approved = draft();
+        approved.reply = "Paid today.".into();
+        approved.approved_by = Some("key_a".into());
+        let mut literal = draft_literal();
+        literal["reply"] = "Paid today.".into();
+        literal["approved_by"] = "key_a".into();
+        same(
+            OwnRecord::Replied(approved),
+            "reply/T-1",
+            Some("T-1"),
+            envelope("reply/T-1", AI_REPLIED, literal),
+        );
+        for (text, read_as) in [
+            (Some("Paid today."), Some(vec!["finance".to_owned()])),
+            (None, None),
+        ] {
+            same(
+                OwnRecord::ApprovalApproved(ApprovalApproved {
+                    approval: "apr_1".into(),
+                    by: "key_a".into(),
+                    text: text.map(str::to_owned),
+                    edited: text.is_some(),
+                    ticket: "T-1".into(),
+                    read_as: read_as.clone(),
+                }),
+                "approval/apr_1/decision",
+                Some("T-1"),
+                envelope(
+                    "approval/apr_1/decision",
+                    APPROVAL_APPROVED,
+                    json!({"approval": "apr_1", "by": "key_a", "text": text, "edited": text.is_some(),
+                           "ticket": "T-1", "read_as": read_as}),
+                ),
+            );
+        }
+        same(
+            OwnRecord::ApprovalRejected(ApprovalRejected {
+                approval: "apr_1".into(),
+                by: "key_b".into(),
+                reason: None,
+                ticket: "T-1".into(),
+                read_as: Some(vec!["finance".into()]),
+            }),
+            "approval/apr_1/decision",
+            Some("T-1"),
+            envelope(
+                "approval/apr_1/decision",
+                APPROVAL_REJECTED,
+                json!({"approval": "apr_1", "by": "key_b", "reason": null, "ticket": "T-1",
+                       "read_as": ["finance"]}),
+            ),
+        );
+        same(
+            OwnRecord::ApprovalExpired(ApprovalExpired {
+                approval: "apr_1".into(),
+                ticket: "T-1".into(),
+                by: "agent:support".into(),
+            }),
+            "approval/apr_1/decision",
+            Some("T-1"),
+            envelope(
+                "approval/apr_1/decision",
+                APPROVAL_EXPIRED,
+                json!({"approval": "apr_1", "ticket": "T-1", "by": "agent:support"}),
+            ),
+        );
+        for draft_given in [true, false] {
+            same(
+                OwnRecord::Escalated(Escalated {
+                    ticket: "T-1".into(),
+                    agent: "support".into(),
+                    reason: "the model failed".into(),
+                    draft: draft_given.then(draft),
+                }),
+                "escalation/T-1",
+                Some("T-1"),
+                envelope(
+                    "escalation/T-1",
+                    ESCALATED,
+                    json!({"ticket": "T-1", "agent": "support", "reason": "the model failed",
+                           "draft": if draft_given { draft_literal() } else { Value::Null }}),
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn metered_calls_are_written_as_their_literals_were() {
+        for subject in [Some("T-1"), None] {
+            let mut data = json!({"model": "gpt-4o-mini", "input_tokens": 900, "output_tokens": 150,
+                                  "cached_input_tokens": 0, "latency_ms": 420, "agent": "support"});
+            if let Some(s) = subject {
+                data["subject"] = s.into();
+            }
+            same(
+                OwnRecord::AnswerCall(AnswerCall {
+                    model: "gpt-4o-mini".into(),
+                    input_tokens: 900,
+                    output_tokens: 150,
+                    cached_input_tokens: 0,
+                    latency_ms: 420,
+                    agent: "support".into(),
+                    subject: subject.map(str::to_owned),
+                }),
+                "llm/support/1",
+                subject,
+                json!({"specversion": "1.0", "id": "llm/support/1", "source": "payoff",
+                       "type": "llm.call", "subject": subject, "time": "2026-11-03T14:05:00.250000Z",
+                       "data": data}),
+            );
+        }
+        let call = GatewayCall {
+            model: "gpt-4o-mini-2024-07-18".into(),
+            requested_model: "gpt-4o-mini".into(),
+            upstream: "openai".into(),
+            endpoint: "chat/completions".into(),
+            agent: "lead-bot".into(),
+            stream: false,
+            input_tokens: 12,
+            input_includes_cached: true,
+            cached_input_tokens: 0,
+            cache_creation_input_tokens: 0,
+            reasoning_tokens: 0,
+            output_tokens: 3,
+            latency_ms: 5,
+            status: None,
+            result: "timeout".into(),
+            via: "gateway".into(),
+            provider_cost: Some(json!(0.00012)),
+            subject: None,
+            outcome: Some("lead_qualified".into()),
+        };
+        same(
+            OwnRecord::GatewayCall(call),
+            "gateway/lead-bot/ab",
+            None,
+            json!({"specversion": "1.0", "id": "gateway/lead-bot/ab", "source": "payoff",
+                   "type": "llm.call", "subject": null, "time": "2026-11-03T14:05:00.250000Z",
+                   "data": {"model": "gpt-4o-mini-2024-07-18", "requested_model": "gpt-4o-mini",
+                            "upstream": "openai", "endpoint": "chat/completions", "agent": "lead-bot",
+                            "stream": false, "input_tokens": 12, "input_includes_cached": true,
+                            "cached_input_tokens": 0, "cache_creation_input_tokens": 0,
+                            "reasoning_tokens": 0, "output_tokens": 3, "latency_ms": 5,
+                            "status": null, "result": "timeout", "via": "gateway",
+                            "provider_cost": 0.00012, "outcome": "lead_qualified"}}),
+        );
     }
 }

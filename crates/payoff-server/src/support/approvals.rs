@@ -7,10 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-pub const REQUESTED: &str = "payoff.approval.requested";
-pub const APPROVED: &str = "payoff.approval.approved";
-pub const REJECTED: &str = "payoff.approval.rejected";
-pub const EXPIRED: &str = "payoff.approval.expired";
+use crate::records::{
+    data_as, ApprovalApproved, ApprovalExpired, ApprovalRejected, ApprovalRequested, RecordError,
+};
+pub use crate::records::{
+    APPROVAL_APPROVED as APPROVED, APPROVAL_EXPIRED as EXPIRED, APPROVAL_REJECTED as REJECTED,
+    APPROVAL_REQUESTED as REQUESTED,
+};
 pub const TYPES: [&str; 4] = [REQUESTED, APPROVED, REJECTED, EXPIRED];
 
 /// Where an approval stands.
@@ -50,28 +53,30 @@ pub struct Record<'a> {
 }
 
 /// Folds records (ledger order) into approvals by id, oldest first. A
-/// decision without its request, or a second decision, is ignored.
-pub fn fold<'a>(records: impl IntoIterator<Item = Record<'a>>) -> Vec<Approval> {
+/// decision without its request, or a second decision, is ignored; a
+/// record that is not its type's is an error naming it.
+pub fn fold<'a>(
+    records: impl IntoIterator<Item = Record<'a>>,
+) -> Result<Vec<Approval>, RecordError> {
     let mut out: Vec<Approval> = Vec::new();
     for r in records {
-        let Some(id) = r.data.get("approval").and_then(Value::as_str) else {
-            continue;
-        };
-        let text = |k: &str| r.data.get(k).and_then(Value::as_str).map(str::to_owned);
         if r.event_type == REQUESTED {
-            if out.iter().any(|a| a.id == id) {
+            let q: ApprovalRequested = data_as(REQUESTED, r.data.clone())?;
+            if out.iter().any(|a| a.id == q.approval) {
                 continue;
             }
-            let expires_at = text("expires_at")
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            let expires_at = q
+                .expires_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map_or(r.time, |t| t.with_timezone(&Utc));
             out.push(Approval {
-                id: id.to_owned(),
-                ticket: text("ticket").unwrap_or_default(),
+                id: q.approval,
+                ticket: q.draft.ticket,
                 status: Status::Pending,
                 requested_at: r.time,
                 expires_at,
-                on_expiry: text("on_expiry").unwrap_or_else(|| "escalate".into()),
+                on_expiry: q.on_expiry.unwrap_or_else(|| "escalate".into()),
                 request: r.data.clone(),
                 decided_by: None,
                 decided_at: None,
@@ -80,10 +85,19 @@ pub fn fold<'a>(records: impl IntoIterator<Item = Record<'a>>) -> Vec<Approval> 
             });
             continue;
         }
-        let status = match r.event_type {
-            APPROVED => Status::Approved,
-            REJECTED => Status::Rejected,
-            EXPIRED => Status::Expired,
+        let (id, status, by, text, reason) = match r.event_type {
+            APPROVED => {
+                let d: ApprovalApproved = data_as(APPROVED, r.data.clone())?;
+                (d.approval, Status::Approved, d.by, d.text, None)
+            }
+            REJECTED => {
+                let d: ApprovalRejected = data_as(REJECTED, r.data.clone())?;
+                (d.approval, Status::Rejected, d.by, None, d.reason)
+            }
+            EXPIRED => {
+                let d: ApprovalExpired = data_as(EXPIRED, r.data.clone())?;
+                (d.approval, Status::Expired, d.by, None, None)
+            }
             _ => continue,
         };
         if let Some(a) = out
@@ -91,13 +105,13 @@ pub fn fold<'a>(records: impl IntoIterator<Item = Record<'a>>) -> Vec<Approval> 
             .find(|a| a.id == id && a.status == Status::Pending)
         {
             a.status = status;
-            a.decided_by = text("by");
+            a.decided_by = Some(by);
             a.decided_at = Some(r.time);
-            a.final_text = text("text");
-            a.reason = text("reason");
+            a.final_text = text;
+            a.reason = reason;
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -136,7 +150,8 @@ mod tests {
                 time: at(30),
                 data: &no,
             },
-        ]);
+        ])
+        .unwrap();
         assert_eq!(list.len(), 1);
         let a = &list[0];
         assert_eq!((a.status, a.ticket.as_str()), (Status::Approved, "T-1"));
@@ -153,8 +168,25 @@ mod tests {
             event_type: REQUESTED,
             time: at(1),
             data: &req,
-        }]);
+        }])
+        .unwrap();
         assert_eq!(list[0].status, Status::Pending);
         assert_eq!(list[0].on_expiry, "escalate");
+    }
+
+    #[test]
+    fn a_record_that_is_not_its_type_is_an_error_naming_it() {
+        let no_ticket = json!({"approval": "apr_3"});
+        let e = fold([Record {
+            event_type: REQUESTED,
+            time: at(1),
+            data: &no_ticket,
+        }])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("payoff.approval.requested record: "),
+            "{e}"
+        );
     }
 }

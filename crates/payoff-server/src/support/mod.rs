@@ -23,6 +23,11 @@ use sha2::{Digest, Sha256};
 
 use crate::answers::{draft, Meter};
 use crate::problem::{ApiError, ErrorCode};
+use crate::records::{
+    data_as, ApprovalApproved, ApprovalExpired, ApprovalRejected, ApprovalRequested, Draft,
+    Escalated, OwnRecord, APPROVAL_REQUESTED,
+};
+pub use crate::records::{AI_REPLIED, ESCALATED};
 use crate::{blocking_with, record_own, AppState};
 use approvals::{Approval, Record, Status};
 use payoff_policy::{AgentRules, PolicyErrors, ReplyRule, TicketFacts, Verdict};
@@ -31,8 +36,6 @@ use triage::{classify, Category};
 /// The agent's name in budgets, costs, pauses and the audit log.
 pub const AGENT: &str = "support";
 pub const TICKET_CREATED: &str = "ticket.created";
-pub const AI_REPLIED: &str = "ticket.ai_replied";
-pub const ESCALATED: &str = "ticket.escalated";
 /// The source of tickets handed over through the agent's route. The
 /// background pass leaves them alone: the route handles them itself, and
 /// two handlers of one ticket at once would race.
@@ -205,14 +208,22 @@ async fn act(
     state: &AppState,
     customer: &str,
     id: String,
-    kind: &str,
     subject: &str,
-    data: Value,
+    record: OwnRecord,
 ) -> Result<bool, ApiError> {
-    let event = json!({
-        "specversion": "1.0", "id": id, "source": PAYOFF_SOURCE, "type": kind,
-        "subject": subject, "time": now_text(state.now()), "data": data,
-    });
+    act_at(state, customer, id, subject, record, state.now()).await
+}
+
+/// [`act`] at `time`.
+async fn act_at(
+    state: &AppState,
+    customer: &str,
+    id: String,
+    subject: &str,
+    record: OwnRecord,
+    time: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    let event = record.to_event(&id, Some(subject), time);
     Ok(record_own(state, customer, event).await?.is_ok())
 }
 
@@ -439,11 +450,19 @@ pub async fn handle(
     let mut read_as = ticket.groups.clone();
     read_as.sort();
     read_as.dedup();
-    let draft_data = json!({
-        "ticket": ticket.id, "agent": AGENT, "reply": answer.text, "citations": citations, "read_as": read_as,
-        "confidence": answer.confidence, "category": category, "requester": ticket.requester,
-        "policy_ids": decision.policy_ids, "reason": decision.reason,
-    });
+    let draft = Draft {
+        ticket: ticket.id.clone(),
+        agent: AGENT.into(),
+        reply: answer.text.clone(),
+        citations: citations.clone(),
+        read_as,
+        confidence: answer.confidence,
+        category: category.clone(),
+        requester: ticket.requester.clone(),
+        policy_ids: decision.policy_ids.clone(),
+        reason: decision.reason.clone(),
+        approved_by: None,
+    };
     audit(
         state,
         customer,
@@ -473,40 +492,33 @@ pub async fn handle(
                 state,
                 customer,
                 format!("reply/{}", ticket.id),
-                AI_REPLIED,
                 &ticket.id,
-                draft_data,
+                OwnRecord::Replied(draft),
             )
             .await?;
             handled.status = "replied";
         }
         Verdict::NeedsApproval => {
             let id = approval_id(customer, &ticket.id);
-            let mut data = draft_data;
-            data["approval"] = id.clone().into();
-            data["expires_at"] = now_text(state.now() + state.support.approval_ttl).into();
-            data["on_expiry"] = state.support.on_expiry.action().into();
+            let requested = ApprovalRequested {
+                draft,
+                approval: id.clone(),
+                expires_at: Some(now_text(state.now() + state.support.approval_ttl)),
+                on_expiry: Some(state.support.on_expiry.action().into()),
+            };
             act(
                 state,
                 customer,
                 format!("approval/{id}"),
-                approvals::REQUESTED,
                 &ticket.id,
-                data,
+                OwnRecord::ApprovalRequested(requested),
             )
             .await?;
             handled.status = "awaiting_approval";
             handled.approval = Some(id);
         }
         Verdict::Escalate => {
-            escalate(
-                state,
-                customer,
-                &ticket.id,
-                &decision.reason,
-                Some(draft_data),
-            )
-            .await?;
+            escalate(state, customer, &ticket.id, &decision.reason, Some(draft)).await?;
             handled.status = "escalated";
         }
     }
@@ -518,16 +530,20 @@ async fn escalate(
     customer: &str,
     ticket: &str,
     reason: &str,
-    draft: Option<Value>,
+    draft: Option<Draft>,
 ) -> Result<(), ApiError> {
-    let data = json!({ "ticket": ticket, "agent": AGENT, "reason": reason, "draft": draft });
+    let record = OwnRecord::Escalated(Escalated {
+        ticket: ticket.to_owned(),
+        agent: AGENT.into(),
+        reason: reason.to_owned(),
+        draft,
+    });
     act(
         state,
         customer,
         format!("escalation/{ticket}"),
-        ESCALATED,
         ticket,
-        data,
+        record,
     )
     .await?;
     Ok(())
@@ -808,7 +824,7 @@ pub fn walk_approvals_newest(
 ) -> Result<(), ApiError> {
     store.walk_own_records_newest(customer, approvals::REQUESTED, before, |r| {
         let data = crate::data_of(&r.canonical);
-        let id = data["approval"].as_str().unwrap_or_default().to_owned();
+        let id = data_as::<ApprovalRequested>(APPROVAL_REQUESTED, data.clone())?.approval;
         let decided = store
             .event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}/decision"))?
             .map(|e| (crate::data_of(&e.canonical), e));
@@ -824,14 +840,14 @@ pub fn walk_approvals_newest(
                 data: d,
             });
         }
-        Ok(approvals::fold(records)
+        Ok(approvals::fold(records)?
             .into_iter()
             .all(|a| visit(r.sequence, a)))
     })
 }
 
 /// Folds Payoff's approval records, in ledger order, into approvals.
-fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Vec<Approval> {
+fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Result<Vec<Approval>, ApiError> {
     let parsed: Vec<(String, DateTime<Utc>, Value)> = events
         .into_iter()
         .filter(|e| e.source == PAYOFF_SOURCE && approvals::TYPES.contains(&e.event_type.as_str()))
@@ -840,11 +856,13 @@ fn fold_stored(events: Vec<payoff_store::StoredEvent>) -> Vec<Approval> {
             (e.event_type, e.time, data)
         })
         .collect();
-    approvals::fold(parsed.iter().map(|(t, time, data)| Record {
-        event_type: t,
-        time: *time,
-        data,
-    }))
+    Ok(approvals::fold(parsed.iter().map(|(t, time, data)| {
+        Record {
+            event_type: t,
+            time: *time,
+            data,
+        }
+    }))?)
 }
 
 /// One approval, found by the key of its request record and folded from
@@ -864,7 +882,7 @@ pub fn find_approval(
         limit: 1000,
         ..Default::default()
     })?;
-    Ok(fold_stored(page.events).into_iter().find(|a| a.id == id))
+    Ok(fold_stored(page.events)?.into_iter().find(|a| a.id == id))
 }
 
 /// A person's decision on a pending approval.
@@ -926,7 +944,12 @@ pub async fn decide_approval(
         ));
     }
     let resource = format!("approval/{id}");
-    let (kind, mut data, follow) = match choice {
+    // An edited reply may quote what the draft quoted.
+    let read_as = approval
+        .request
+        .get("read_as")
+        .and_then(|r| serde_json::from_value::<Vec<String>>(r.clone()).ok());
+    let (record, text, follow) = match choice {
         Choice::Approve { text } => {
             if let Some(t) = &text {
                 if t.trim().is_empty() || t.chars().count() > TICKET_TEXT_CHARS_MAX {
@@ -936,22 +959,27 @@ pub async fn decide_approval(
                     ));
                 }
             }
-            let edited = text.is_some();
-            (
-                approvals::APPROVED,
-                json!({ "approval": id, "by": by, "text": text, "edited": edited }),
-                Verdict::Send,
-            )
+            let record = OwnRecord::ApprovalApproved(ApprovalApproved {
+                approval: id.to_owned(),
+                by: by.to_owned(),
+                edited: text.is_some(),
+                text: text.clone(),
+                ticket: approval.ticket.clone(),
+                read_as,
+            });
+            (record, text, Verdict::Send)
         }
-        Choice::Reject { reason } => (
-            approvals::REJECTED,
-            json!({ "approval": id, "by": by, "reason": reason }),
-            Verdict::Escalate,
-        ),
+        Choice::Reject { reason } => {
+            let record = OwnRecord::ApprovalRejected(ApprovalRejected {
+                approval: id.to_owned(),
+                by: by.to_owned(),
+                reason,
+                ticket: approval.ticket.clone(),
+                read_as,
+            });
+            (record, None, Verdict::Escalate)
+        }
     };
-    data["ticket"] = approval.ticket.clone().into();
-    // An edited reply may quote what the draft quoted.
-    data["read_as"] = approval.request["read_as"].clone();
     let action = if follow == Verdict::Send {
         "approve"
     } else {
@@ -976,9 +1004,8 @@ pub async fn decide_approval(
         state,
         customer,
         format!("approval/{id}/decision"),
-        kind,
         &approval.ticket,
-        data.clone(),
+        record,
     )
     .await?
     {
@@ -987,15 +1014,7 @@ pub async fn decide_approval(
             format!("approval {id} was decided by someone else just now"),
         ));
     }
-    follow_up(
-        state,
-        customer,
-        &approval,
-        follow,
-        data.get("text").and_then(Value::as_str),
-        by,
-    )
-    .await?;
+    follow_up(state, customer, &approval, follow, text.as_deref(), by).await?;
     let (c, wanted) = (customer.to_owned(), id.to_owned());
     blocking_with(move |s| find_approval(s, &c, &wanted), state)
         .await?
@@ -1010,31 +1029,26 @@ async fn follow_up(
     text: Option<&str>,
     by: &str,
 ) -> Result<(), ApiError> {
-    let mut data = approval.request.clone();
-    if let Some(obj) = data.as_object_mut() {
-        for k in ["approval", "expires_at", "on_expiry"] {
-            obj.remove(k);
-        }
-    }
+    let requested: ApprovalRequested = data_as(APPROVAL_REQUESTED, approval.request.clone())?;
+    let mut draft = requested.draft;
     match verdict {
         Verdict::Send => {
             if let Some(t) = text {
-                data["reply"] = t.into();
+                draft.reply = t.to_owned();
             }
-            data["approved_by"] = by.into();
+            draft.approved_by = Some(by.to_owned());
             act(
                 state,
                 customer,
                 format!("reply/{}", approval.ticket),
-                AI_REPLIED,
                 &approval.ticket,
-                data,
+                OwnRecord::Replied(draft),
             )
             .await?;
         }
         _ => {
             let reason = format!("the drafted reply was not approved ({by})");
-            escalate(state, customer, &approval.ticket, &reason, Some(data)).await?;
+            escalate(state, customer, &approval.ticket, &reason, Some(draft)).await?;
         }
     }
     Ok(())
@@ -1065,12 +1079,20 @@ pub async fn expire(
         &["builtin.expiry".into()],
     )
     .await?;
-    let event = json!({
-        "specversion": "1.0", "id": format!("approval/{}/decision", approval.id), "source": PAYOFF_SOURCE,
-        "type": approvals::EXPIRED, "subject": approval.ticket, "time": now_text(approval.expires_at),
-        "data": { "approval": approval.id, "ticket": approval.ticket, "by": by },
+    let record = OwnRecord::ApprovalExpired(ApprovalExpired {
+        approval: approval.id.clone(),
+        ticket: approval.ticket.clone(),
+        by: by.clone(),
     });
-    let wrote = record_own(state, customer, event).await?.is_ok();
+    let wrote = act_at(
+        state,
+        customer,
+        format!("approval/{}/decision", approval.id),
+        &approval.ticket,
+        record,
+        approval.expires_at,
+    )
+    .await?;
     if wrote {
         follow_up(state, customer, approval, follow, None, &by).await?;
     }
