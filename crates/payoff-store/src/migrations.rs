@@ -317,4 +317,5 @@ const SHARED: &[(i64, &str)] = &[
     (23, crate::statements::SCHEMA_SUMMARY),
     (24, crate::outcomes::SCHEMA_GOVERNING_VERSION),
     (25, crate::glances::SCHEMA),
+    (26, crate::outcomes::SCHEMA_BY_ID_GOVERNS),
 ];
