@@ -99,7 +99,7 @@ pub fn run(_settings: &Settings, args: ReadsArgs) -> anyhow::Result<ExitCode> {
             if let Some(reads) = r["reads"].as_object() {
                 for (name, s) in reads {
                     println!(
-                        "  {name:<28} p50 {:>8.2} ms  p99 {:>8.2} ms",
+                        "  {name:<32} p50 {:>8.2} ms  p99 {:>8.2} ms",
                         s["p50_ms"].as_f64().unwrap_or(0.0),
                         s["p99_ms"].as_f64().unwrap_or(0.0)
                     );
