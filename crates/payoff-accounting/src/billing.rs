@@ -522,7 +522,7 @@ pub fn close(
                 period_end: period.end,
                 head: ledger_head.sequence,
                 currency,
-                total,
+                total: total.to_string(),
                 lines,
                 issued_at: now,
             },
@@ -610,35 +610,36 @@ pub fn statement_csv(statement: &Statement) -> String {
     let mut out = String::from(
         "statement,period,currency,kind,description,outcome,concerns_period,quantity,included,unit_price,amount,outcomes\n",
     );
-    let mut row = |kind: &str, line: Option<&payoff_billing::Line>, amount: &str| {
-        let text = |t: Option<&String>| cell(t.map_or("", String::as_str), true);
-        let number = |t: Option<&String>| cell(t.map_or("", String::as_str), false);
-        let fields = [
-            cell(&statement.id, true),
-            cell(&statement.period, true),
-            cell(&statement.currency, true),
-            cell(kind, true),
-            text(line.map(|l| &l.description)),
-            text(line.and_then(|l| l.outcome.as_ref())),
-            text(line.and_then(|l| l.period.as_ref())),
-            number(line.map(|l| &l.quantity)),
-            number(line.and_then(|l| l.included.as_ref())),
-            number(line.and_then(|l| l.unit_price.as_ref())),
-            cell(amount, false),
-            cell(&line.map_or(0, |l| l.outcomes.len()).to_string(), false),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    };
+    let mut row =
+        |kind: &str, line: Option<&payoff_billing::Line>, amount: rust_decimal::Decimal| {
+            let text = |t: Option<&String>| cell(t.map_or("", String::as_str), true);
+            let number = |t: Option<String>| cell(t.as_deref().unwrap_or(""), false);
+            let fields = [
+                cell(&statement.id, true),
+                cell(&statement.period, true),
+                cell(&statement.currency, true),
+                cell(kind, true),
+                text(line.map(|l| &l.description)),
+                text(line.and_then(|l| l.outcome.as_ref())),
+                text(line.and_then(|l| l.period.as_ref())),
+                number(line.map(|l| l.quantity.to_string())),
+                number(line.and_then(|l| l.included).map(|i| i.to_string())),
+                number(line.and_then(|l| l.unit_price).map(|p| p.to_string())),
+                cell(&amount.to_string(), false),
+                cell(&line.map_or(0, |l| l.outcomes.len()).to_string(), false),
+            ];
+            out.push_str(&fields.join(","));
+            out.push('\n');
+        };
     for line in &statement.lines {
         let kind = serde_json::to_value(line.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        row(&kind, Some(line), &line.amount);
+        row(&kind, Some(line), line.amount);
     }
-    row("subtotal", None, &statement.subtotal);
-    row("total", None, &statement.total);
+    row("subtotal", None, statement.subtotal);
+    row("total", None, statement.total);
     out
 }
 

@@ -138,10 +138,10 @@ pub fn preview_with_economics(
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             description: l.description.clone(),
-            amount: amount(&l.amount),
+            amount: l.amount,
         })
         .collect();
-    let revenue_total = amount(&statement.total);
+    let revenue_total = statement.total;
     let gross_margin = revenue_total - cost.total;
     let gross_margin_percent = (!revenue_total.is_zero())
         .then(|| (gross_margin * Decimal::ONE_HUNDRED / revenue_total).round_dp(2));
@@ -376,9 +376,11 @@ fn units_of_work(contract: &payoff_billing::Contract, line: &payoff_billing::Lin
     match kind {
         None => 0,
         Some(k) if matches!(k.price, payoff_billing::Price::Percent { .. }) => 0,
+        // A line's quantity counts the outcomes it names (it is read from
+        // the quantity, so a statement kept without its ids counts alike).
         Some(_) => match &line.attribution {
             Some(a) => a.ai.outcomes,
-            None => line.outcomes.len() as u64,
+            None => rust_decimal::prelude::ToPrimitive::to_u64(&line.quantity).unwrap_or(0),
         },
     }
 }
@@ -437,7 +439,7 @@ pub fn roi_of(
         })
         .map(|l| units_of_work(contract, l))
         .sum();
-    let billed = amount(&statement.total);
+    let billed = statement.total;
     let round = |d: Decimal| contract.rounding.round(d, contract.currency);
     let per_year = match contract.cadence {
         payoff_billing::Cadence::Monthly => Decimal::from(12),

@@ -8,7 +8,6 @@
 //! byte for byte, naming the first difference.
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use payoff_ledger::{canonical_json, canonical_json_of, canonical_json_omitting, Head};
 use serde::{Deserialize, Serialize};
@@ -210,7 +209,7 @@ pub fn bundle_events(bundle: &Bundle) -> Result<(Vec<BillingEvent>, Head), Verif
 pub struct Verified {
     pub statement: String,
     pub events: u64,
-    pub total: String,
+    pub total: rust_decimal::Decimal,
     pub currency: String,
 }
 
@@ -304,9 +303,7 @@ pub fn verify(
         .and_then(|v| {
             Period::parse(v.contract.cadence, &statement.period).map_err(VerifyError::Recompute)
         })?;
-    let issued_at = DateTime::parse_from_rfc3339(&statement.issued_at)
-        .map_err(|e| VerifyError::Recompute(format!("issued_at: {e}")))?
-        .with_timezone(&Utc);
+    let issued_at = statement.issued_at;
     let prior: Vec<Statement> = bundle
         .statements
         .iter()
@@ -344,7 +341,7 @@ pub fn verify(
     Ok(Verified {
         statement: statement.id.clone(),
         events: head.sequence,
-        total: statement.total.clone(),
+        total: statement.total,
         currency: statement.currency.clone(),
     })
 }

@@ -239,7 +239,7 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
         let (quantity, amount, unit_price) = match &rule.price {
             Price::Percent { rate, .. } => {
                 let value: Decimal = figures.billed_quantity.parse().unwrap_or_default();
-                (figures.billed_quantity.clone(), value * rate, Some(*rate))
+                (value, value * rate, Some(*rate))
             }
             price => {
                 let units: u64 = figures.billed_quantity.parse().unwrap_or(0);
@@ -247,7 +247,7 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
                     Price::PerUnit(p) => Some(*p),
                     _ => None,
                 };
-                (units.to_string(), price_units(price, units), unit_price)
+                (Decimal::from(units), price_units(price, units), unit_price)
             }
         };
         let amount = contract.rounding.round(amount, currency);
@@ -263,8 +263,8 @@ pub fn holdout_lines(contract: &Contract, projection: &Projection, period: Perio
             contract_version: None,
             quantity,
             included: None,
-            unit_price: unit_price.map(|p| p.normalize().to_string()),
-            amount: currency.format(amount),
+            unit_price: unit_price.map(|p| p.normalize()),
+            amount: currency.amount(amount),
             outcomes: Vec::new(),
             outcomes_hash: None,
             attribution: Some(figures),

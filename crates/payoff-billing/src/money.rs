@@ -76,15 +76,21 @@ impl Currency {
             })
     }
 
-    /// Formats an amount with exactly the currency's minor digits, so that
-    /// equal amounts always print as equal bytes.
-    pub fn format(&self, amount: Decimal) -> String {
+    /// An amount with exactly the currency's minor digits (and zero never
+    /// negative), so that equal amounts always print as equal bytes: what
+    /// a statement line holds.
+    pub fn amount(&self, amount: Decimal) -> Decimal {
         let mut a = amount;
         a.rescale(self.minor_digits);
         if a.is_zero() {
             a.set_sign_positive(true);
         }
-        a.to_string()
+        a
+    }
+
+    /// [`Currency::amount`] as text.
+    pub fn format(&self, amount: Decimal) -> String {
+        self.amount(amount).to_string()
     }
 
     /// Whether `amount` needs no rounding in this currency.

@@ -7,9 +7,8 @@
 //! check the provider's arithmetic byte for byte.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,7 +40,10 @@ pub struct ContractRef {
     pub sha256: String,
 }
 
-/// One line of a statement. Amounts and quantities are decimal strings.
+/// One line of a statement. Amounts, prices and quantities are exact
+/// decimals written as text (`"100.90"`, never a JSON number a reader
+/// could round); an amount has exactly its currency's minor digits
+/// ([`crate::Currency::amount`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub kind: LineKind,
@@ -57,13 +59,15 @@ pub struct Line {
     /// The contract version that priced an adjustment or credit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract_version: Option<u32>,
-    /// Negative for credits that take outcomes back.
-    pub quantity: String,
+    /// Negative for credits that take outcomes back; a decimal for a
+    /// value billed by lift.
+    pub quantity: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "count_text")]
+    pub included: Option<u64>,
+    /// Normalised (`2.5`, not `2.50`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub included: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<String>,
-    pub amount: String,
+    pub unit_price: Option<Decimal>,
+    pub amount: Decimal,
     /// The outcomes behind the line, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<String>,
@@ -108,18 +112,22 @@ pub struct Statement {
     pub id: String,
     pub customer: String,
     pub period: String,
-    pub period_start: String,
-    pub period_end: String,
+    #[serde(with = "utc_seconds")]
+    pub period_start: DateTime<Utc>,
+    #[serde(with = "utc_seconds")]
+    pub period_end: DateTime<Utc>,
     pub contract: ContractRef,
     pub currency: String,
     pub rounding: String,
     pub lines: Vec<Line>,
-    pub subtotal: String,
-    pub total: String,
+    pub subtotal: Decimal,
+    pub total: Decimal,
     pub ledger_head: HeadRef,
     /// Ids of the earlier statements this one builds on.
     pub depends_on: Vec<String>,
-    pub issued_at: String,
+    /// To the second.
+    #[serde(with = "utc_seconds")]
+    pub issued_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,
 }
@@ -277,6 +285,48 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A statement's times: RFC 3339 in UTC to the second (`2026-11-01T00:00:00Z`),
+/// as every statement has printed them; a fraction is dropped on writing.
+mod utc_seconds {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.to_utc())
+            .map_err(|e| {
+                serde::de::Error::custom(format!("\"{text}\" is not an RFC 3339 time: {e}"))
+            })
+    }
+}
+
+/// A count written as text (`"50"`), as statements have always written
+/// included units.
+mod count_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| {
+                t.parse()
+                    .map_err(|_| serde::de::Error::custom(format!("\"{t}\" is not a count")))
+            })
+            .transpose()
+    }
+}
+
 /// SHA-256 of the ids joined by newlines, fed to the hash one id at a
 /// time: a line of a million ids is not copied into one string first.
 fn hash_ids(ids: &[String]) -> String {
@@ -316,13 +366,10 @@ pub enum EarlierLines<'a> {
 impl<'a> Earlier<'a> {
     /// A statement at hand.
     pub fn of(s: &'a Statement) -> Result<Earlier<'a>, CloseError> {
-        let period_end = DateTime::parse_from_rfc3339(&s.period_end)
-            .map_err(|_| CloseError::BadPrior(format!("{}: period_end", s.id)))?
-            .with_timezone(&Utc);
         Ok(Earlier {
             id: s.id.clone(),
             period: s.period.clone(),
-            period_end,
+            period_end: s.period_end,
             head: s.ledger_head.sequence,
             lines: EarlierLines::Here(&s.lines),
         })
@@ -392,9 +439,7 @@ impl Billed {
             let mut set = periods
                 .contains(period)
                 .then(|| self.sets.entry((period.clone(), kind.clone())).or_default());
-            let taking_back = Decimal::from_str(&line.quantity)
-                .map_err(|_| CloseError::BadPrior(format!("{}: quantity", s.id)))?
-                .is_sign_negative();
+            let taking_back = line.quantity.is_sign_negative();
             match line.kind {
                 LineKind::Outcome | LineKind::Tier | LineKind::Adjustment if !taking_back => {
                     for id in &line.outcomes {
@@ -452,7 +497,7 @@ fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge
     }
     let currency = contract.currency;
     let round = |d: Decimal| contract.rounding.round(d, currency);
-    let fmt = |d: Decimal| currency.format(d);
+    let fmt = |d: Decimal| currency.amount(d);
     contract
         .outcomes
         .iter()
@@ -481,9 +526,9 @@ fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge
                     service_level: None,
                     period: None,
                     contract_version: None,
-                    quantity: quantity.to_string(),
-                    included: included.map(|i| i.to_string()),
-                    unit_price: unit_price.map(|p| p.normalize().to_string()),
+                    quantity: Decimal::from(quantity),
+                    included,
+                    unit_price: unit_price.map(|p| p.normalize()),
                     amount: fmt(amount),
                     outcomes_hash: Some(hash_ids(&outcomes)),
                     outcomes,
@@ -584,10 +629,7 @@ fn price_period(contract: &Contract, billed: &[Vec<&Outcome>]) -> Vec<KindCharge
                     }
                 }
             }
-            let amount = lines
-                .iter()
-                .map(|l| Decimal::from_str(&l.amount).expect("formatted here"))
-                .sum();
+            let amount = lines.iter().map(|l| l.amount).sum();
             KindCharge { lines, amount }
         })
         .collect()
@@ -816,7 +858,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         .collect();
 
     let currency = contract.currency;
-    let fmt = |d: Decimal| currency.format(d);
+    let fmt = |d: Decimal| currency.amount(d);
     let round = |d: Decimal| contract.rounding.round(d, currency);
     let mut lines = Vec::new();
     let simple = |kind: LineKind, description: String, amount: Decimal| Line {
@@ -826,7 +868,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         service_level: None,
         period: None,
         contract_version: None,
-        quantity: "1".into(),
+        quantity: Decimal::ONE,
         included: None,
         unit_price: None,
         amount: fmt(amount),
@@ -889,7 +931,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
     }
     // Outcomes attributed by a holdout: the proven lift only.
     for line in holdout_lines(contract, projection, period) {
-        outcome_total += Decimal::from_str(&line.amount).expect("formatted here");
+        outcome_total += line.amount;
         lines.push(line);
     }
 
@@ -932,7 +974,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
                     fmt(charged)
                 ),
             ),
-            Credit::Amount(a) => (a, fmt(a)),
+            Credit::Amount(a) => (a, fmt(a).to_string()),
         };
         let bound = match sl.bound {
             Bound::AtLeast(b) => format!("at least {}", b.normalize()),
@@ -1033,10 +1075,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
     }
     lines.extend(credits);
 
-    let total: Decimal = lines
-        .iter()
-        .map(|l| Decimal::from_str(&l.amount).expect("formatted here"))
-        .sum();
+    let total: Decimal = lines.iter().map(|l| l.amount).sum();
     check_subtotal(&lines, subtotal)?;
     let mut depends_on: Vec<String> = input.prior.iter().map(|s| s.id.clone()).collect();
     depends_on.sort();
@@ -1049,8 +1088,8 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         id: statement_id(input.customer, &period.to_string()),
         customer: input.customer.to_string(),
         period: period.to_string(),
-        period_start: rfc3339(period.start),
-        period_end: rfc3339(period.end),
+        period_start: period.start,
+        period_end: period.end,
         contract: ContractRef {
             version: current.version,
             sha256: contract.sha256.clone(),
@@ -1062,7 +1101,7 @@ fn close(input: &CloseInput, keep: bool) -> Result<(Statement, PeriodOutcomes), 
         total: fmt(total),
         ledger_head: input.head.clone(),
         depends_on,
-        issued_at: rfc3339(input.issued_at),
+        issued_at: input.issued_at.trunc_subsecs(0),
         signature: None,
     };
     Ok((statement, outcomes))
@@ -1086,8 +1125,7 @@ fn check_subtotal(lines: &[Line], subtotal: Decimal) -> Result<(), CloseError> {
                 | LineKind::ServiceCredit
         )
     }) {
-        printed += Decimal::from_str(&l.amount)
-            .map_err(|_| CloseError::Invariant(format!("line amount {:?}", l.amount)))?;
+        printed += l.amount;
     }
     if printed != subtotal {
         return Err(CloseError::Invariant(format!(
@@ -1194,10 +1232,10 @@ impl Restatement<'_> {
                 service_level: None,
                 period: Some(self.period.to_string()),
                 contract_version: Some(self.version),
-                quantity: quantity.to_string(),
+                quantity: Decimal::from(quantity),
                 included: None,
                 unit_price: None,
-                amount: c.currency.format(amount),
+                amount: c.currency.amount(amount),
                 outcomes_hash: Some(hash_ids(&ids)),
                 outcomes: ids,
                 attribution: None,

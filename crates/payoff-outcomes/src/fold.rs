@@ -423,7 +423,7 @@ fn apply_statements(tx: &mut dyn Sql, customer: &str) -> Result<(), StoreError> 
         let s: Statement = serde_json::from_str(&body)
             .map_err(|e| StoreError::Corrupt(format!("a statement of {customer}: {e}")))?;
         for line in &s.lines {
-            let taking_back = line.quantity.starts_with('-');
+            let taking_back = line.quantity.is_sign_negative();
             if !taking_back && line.outcome.is_none() {
                 continue;
             }

@@ -254,7 +254,10 @@ fn only_the_lift_over_the_holdout_is_billed() {
             line["attribution"],
             "{label}"
         );
-        assert_eq!(offline_line.amount, line["amount"].as_str().unwrap());
+        assert_eq!(
+            offline_line.amount.to_string(),
+            line["amount"].as_str().unwrap()
+        );
     });
 }
 

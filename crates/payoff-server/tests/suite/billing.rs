@@ -538,7 +538,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
         let statement: Statement = serde_json::from_str(&statement_text).unwrap();
         let bundle: Bundle = serde_json::from_str(&bundle_text).unwrap();
         let verified = verify(&statement, &bundle, &key).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(verified.total, "102.50");
+        assert_eq!(verified.total.to_string(), "102.50");
         // The statement names its key by the id the document publishes.
         let id = statement
             .signature
@@ -552,7 +552,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
 
         // Tampering is found and located.
         let mut altered = statement.clone();
-        altered.total = "90.00".into();
+        altered.total = "90.00".parse().unwrap();
         match verify(&altered, &bundle, &key) {
             Err(VerifyError::Differs {
                 path,
@@ -567,7 +567,7 @@ fn a_customer_life_closes_into_verifiable_statements() {
             other => panic!("{label}: {other:?}"),
         }
         let mut altered = statement.clone();
-        altered.issued_at = "2030-01-01T00:00:00Z".into();
+        altered.issued_at = "2030-01-01T00:00:00Z".parse().unwrap();
         assert!(matches!(
             verify(&altered, &bundle, &key),
             Err(VerifyError::Signature { .. })

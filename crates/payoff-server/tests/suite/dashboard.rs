@@ -1423,10 +1423,16 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
                 format!("<span class=\"figure\">{n}</span><span class=\"caption\">outcomes recognised in 2026-11")
             };
             let catching_up = "Being brought up to date";
+            // The base fee and 2.50 per outcome, over the outcomes delivered
+            // (counted from the kept lines, which keep no outcome ids).
+            let per_unit = |price: &str| {
+                format!("<span class=\"figure\">{price} USD</span><span class=\"caption\">per unit of work delivered")
+            };
 
             // No figures kept yet: computed in the request, whatever the policy.
             let page = overview().await;
             assert!(page.contains(&recognised(2)), "{label}: {page}");
+            assert!(page.contains(&per_unit("52.50")), "{label}: {page}");
             assert!(page.contains("ledger sequence 2."), "{label}: {page}");
             assert!(!page.contains(catching_up), "{label}: {page}");
             // Current: the same figures again, nothing to refresh.
@@ -1454,6 +1460,7 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
                 );
                 let page = overview().await;
                 assert!(page.contains(&recognised(3)), "{label}: {page}");
+                assert!(page.contains(&per_unit("35.83")), "{label}: {page}");
                 assert!(!page.contains(catching_up), "{label}: {page}");
             } else {
                 assert!(page.contains(&recognised(3)), "{label}: {page}");

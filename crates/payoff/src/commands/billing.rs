@@ -403,9 +403,9 @@ fn print_statement(s: &Statement, json: bool) -> anyhow::Result<()> {
             "{:<16} {:<44} {:>10} {:>12} {:>14}",
             kind.as_str().unwrap_or(""),
             truncate(&l.description, 44),
-            l.quantity,
-            l.unit_price.clone().unwrap_or_default(),
-            l.amount
+            l.quantity.to_string(),
+            l.unit_price.map(|p| p.to_string()).unwrap_or_default(),
+            l.amount.to_string()
         );
     }
     println!("{:>100}", format!("subtotal {} {}", s.subtotal, s.currency));
@@ -576,7 +576,7 @@ pub fn verify_statement(
         Ok(v) => Verdict {
             verified: true,
             statement: v.statement,
-            total: Some(v.total),
+            total: Some(v.total.to_string()),
             currency: Some(v.currency),
             events: Some(v.events),
             problem: None,

@@ -15,7 +15,6 @@ use payoff_billing::{Period, Statement};
 use payoff_store::StatementSummary;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use std::str::FromStr;
 
 use super::Filters;
 use crate::auth::Action;
@@ -208,10 +207,6 @@ pub async fn show(
     Ok(layout::page(&ctx, Tab::Overview, "Overview", body))
 }
 
-fn decimal(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap_or_default()
-}
-
 fn render(ctx: &Ctx, o: &Overview) -> Markup {
     let s = &o.kept.glance.statement;
     let closed = s.signature.is_some();
@@ -227,7 +222,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
                 span.caption { "outcomes recognised in " (o.period) }
             }
             div.tile {
-                span.figure #billed-total { (money(&s.total, currency)) }
+                span.figure #billed-total { (money(s.total, currency)) }
                 span.caption {
                     @if closed { "billed (statement " a href=(ctx.path(&format!("statements/{}", s.id))) { (s.id) } ")" }
                     @else { "to bill so far (preview, not closed)" }
@@ -274,7 +269,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
 }
 
 fn billed_versus_licence(o: &Overview, currency: &str) -> Markup {
-    let billed = decimal(&o.kept.glance.statement.total);
+    let billed = o.kept.glance.statement.total;
     let mut bars = vec![Bar {
         label: "Billed by Payoff".into(),
         value: billed,
@@ -383,7 +378,7 @@ fn lift(s: &Statement) -> Markup {
                 ". Billed: "
                 @if proportions { strong { (grouped(&a.billed_quantity)) } " incremental outcomes" }
                 @else { strong { (money(&a.billed_quantity, &s.currency)) } " of incremental value" }
-                ", " (money(&line.amount, &s.currency)) "."
+                ", " (money(line.amount, &s.currency)) "."
             }
             p.muted { (a.reason) ". " (a.method) "." }
         }

@@ -18,7 +18,7 @@ use payoff_billing::{customer_of_id, Period, Statement};
 use serde_json::{json, Value};
 
 use crate::auth::Action;
-use crate::dashboard::format::{datetime, datetime_text, grouped, money, short_hash, url_encode};
+use crate::dashboard::format::{datetime, grouped, money, short_hash, url_encode};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::{ApiError, ErrorCode};
@@ -91,11 +91,11 @@ fn lines(ctx: &Ctx, s: &Statement) -> Markup {
                         td { (line_kind(l)) }
                         td { (l.description)
                             @if let Some(p) = &l.period { br; span.muted { "concerns " (p) } }
-                            @if let Some(i) = &l.included { br; span.muted { (grouped(i)) " included" } }
+                            @if let Some(i) = l.included { br; span.muted { (grouped(&i.to_string())) " included" } }
                         }
-                        td.num { (grouped(&l.quantity)) }
+                        td.num { (grouped(&l.quantity.to_string())) }
                         td.num { @if let Some(p) = &l.unit_price { (money(p, currency)) } }
-                        td.num { (money(&l.amount, currency)) }
+                        td.num { (money(l.amount, currency)) }
                         td {
                             @if !l.outcomes.is_empty() {
                                 a href=(ctx.path(&format!("outcomes?kind={}&period={}", url_encode(l.outcome.as_deref().unwrap_or("")), l.period.as_deref().unwrap_or(&s.period)))) { (grouped(&l.outcomes.len().to_string())) " outcomes" }
@@ -107,8 +107,8 @@ fn lines(ctx: &Ctx, s: &Statement) -> Markup {
                         }
                     }
                 }
-                tr { td colspan="4" { "Subtotal" } td.num { (money(&s.subtotal, currency)) } td {} }
-                tr.total { td colspan="4" { "Total" } td.num #statement-total { (money(&s.total, currency)) } td {} }
+                tr { td colspan="4" { "Subtotal" } td.num { (money(s.subtotal, currency)) } td {} }
+                tr.total { td colspan="4" { "Total" } td.num #statement-total { (money(s.total, currency)) } td {} }
             }
         } }
     }
@@ -118,10 +118,10 @@ fn facts(s: &Statement) -> Markup {
     html! {
         dl.facts {
             dt { "Customer" } dd { (s.customer) }
-            dt { "Period" } dd { (s.period) " (" (datetime_text(&s.period_start)) " to " (datetime_text(&s.period_end)) ", end excluded)" }
+            dt { "Period" } dd { (s.period) " (" (datetime(s.period_start)) " to " (datetime(s.period_end)) ", end excluded)" }
             dt { "Contract" } dd { "version " (s.contract.version) ", sha256 " span.mono title=(s.contract.sha256) { (short_hash(&s.contract.sha256)) } }
             dt { "Ledger head" } dd { "event #" (s.ledger_head.sequence) ", hash " span.mono title=(s.ledger_head.hash) { (short_hash(&s.ledger_head.hash)) } }
-            dt { "Issued" } dd { (datetime_text(&s.issued_at)) }
+            dt { "Issued" } dd { (datetime(s.issued_at)) }
             @if !s.depends_on.is_empty() { dt { "Builds on" } dd { (s.depends_on.join(", ")) } }
         }
     }
