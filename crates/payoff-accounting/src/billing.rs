@@ -454,10 +454,7 @@ pub fn recompute(
     })?)
 }
 
-/// A time as statements print it: RFC 3339 in UTC, whole seconds.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use payoff_billing::rfc3339;
 
 /// Closes a period: computes, signs and stores its statement. Closing a
 /// closed period returns the stored statement unchanged (`false`).

@@ -43,9 +43,10 @@ pub use record::{
     DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RECORD_TYPES, RELEASE,
 };
 pub use statement::{
-    compute, compute_with_outcomes, period_outcomes, periods_before, statement_id, version_for,
-    CloseError, CloseInput, ContractRef, ContractVersion, Earlier, EarlierLines, EventSource,
-    HeadRef, KeptOutcomes, Line, LineKind, OutcomeSink, PeriodOutcomes, Signature, Statement,
+    compute, compute_with_outcomes, period_outcomes, periods_before, rfc3339, statement_id,
+    version_for, CloseError, CloseInput, ContractRef, ContractVersion, Earlier, EarlierLines,
+    EventSource, HeadRef, KeptOutcomes, Line, LineKind, OutcomeSink, PeriodOutcomes, Signature,
+    Statement,
 };
 
 pub mod attribution;

@@ -281,7 +281,8 @@ pub fn version_for<'a>(
         .max_by_key(|v| (v.effective.start, v.version))
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+/// A time as statements print it: RFC 3339 in UTC, whole seconds.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

@@ -218,9 +218,7 @@ pub(crate) const STATES: [&str; 6] = [
     "pending", "billable", "billed", "voided", "disputed", "credited",
 ];
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use billing::rfc3339;
 
 /// An outcome as it stands, under the contract version that governs the
 /// period it matures in.
