@@ -39,7 +39,7 @@ pub use projection::{
     ServiceHit,
 };
 pub use record::{
-    Assigned, DisputeDecided, DisputeOpened, Record, RecordError, Released, ASSIGNMENT,
+    own_event, Assigned, DisputeDecided, DisputeOpened, Record, RecordError, Released, ASSIGNMENT,
     DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RECORD_TYPES, RELEASE,
 };
 pub use statement::{

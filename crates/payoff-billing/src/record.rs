@@ -151,20 +151,13 @@ impl Record {
             Record::Release(r) => serde_json::to_value(r),
         }
         .expect("records are plain strings");
-        let mut event = Map::new();
-        event.insert("specversion".into(), "1.0".into());
-        event.insert("id".into(), id.into());
-        event.insert("source".into(), PAYOFF_SOURCE.into());
-        event.insert("type".into(), self.event_type().into());
-        if let Some(subject) = self.subject() {
-            event.insert("subject".into(), subject.into());
-        }
-        event.insert(
-            "time".into(),
-            time.to_rfc3339_opts(SecondsFormat::AutoSi, true).into(),
-        );
-        event.insert("data".into(), data);
-        Value::Object(event)
+        own_event(
+            id,
+            self.event_type(),
+            self.subject(),
+            &time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            data,
+        )
     }
 
     /// Reads a record back from an event's parts. `None` when the event is
@@ -226,6 +219,29 @@ impl Record {
         )?
         .ok()
     }
+}
+
+/// The CloudEvent of one of Payoff's own records (source
+/// [`PAYOFF_SOURCE`]): the envelope every record shares, billing's and the
+/// server's.
+pub fn own_event(
+    id: &str,
+    event_type: &str,
+    subject: Option<&str>,
+    time: &str,
+    data: Value,
+) -> Value {
+    let mut event = Map::new();
+    event.insert("specversion".into(), "1.0".into());
+    event.insert("id".into(), id.into());
+    event.insert("source".into(), PAYOFF_SOURCE.into());
+    event.insert("type".into(), event_type.into());
+    if let Some(subject) = subject {
+        event.insert("subject".into(), subject.into());
+    }
+    event.insert("time".into(), time.into());
+    event.insert("data".into(), data);
+    Value::Object(event)
 }
 
 /// An arm as its name in events (`"ai"`, `"control"`).

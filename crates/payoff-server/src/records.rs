@@ -16,7 +16,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use payoff_policy::ActionVerdict;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::actions::ResourceRef;
 use crate::watch::Drift;
@@ -300,12 +300,7 @@ pub struct BudgetCrossing {
 }
 
 /// Why an event of one of the record types is not its record.
-#[derive(Debug, thiserror::Error)]
-#[error("{event_type} record: {reason}")]
-pub struct RecordError {
-    pub event_type: String,
-    pub reason: String,
-}
+pub use payoff_billing::RecordError;
 
 /// A stored record that does not parse is damaged data, answered as the
 /// store answers any (logged, 503), never read as empty.
@@ -361,29 +356,24 @@ impl OwnRecord {
             OwnRecord::GatewayCall(c) => serde_json::to_value(c),
         }
         .expect("records hold JSON values, text and numbers only");
-        let mut event = Map::new();
-        event.insert("specversion".into(), "1.0".into());
-        event.insert("id".into(), id.into());
-        event.insert("source".into(), PAYOFF_SOURCE.into());
-        event.insert("type".into(), self.event_type().into());
-        match subject {
-            Some(subject) => {
-                event.insert("subject".into(), subject.into());
-            }
-            // Metered calls have always written a subject, `null` for
-            // none (the ledger keeps it so).
-            None if matches!(self, OwnRecord::AnswerCall(_) | OwnRecord::GatewayCall(_)) => {
-                event.insert("subject".into(), Value::Null);
-            }
-            None => {}
-        }
         let format = match self {
             OwnRecord::Budget { .. } => SecondsFormat::AutoSi,
             _ => SecondsFormat::Micros,
         };
-        event.insert("time".into(), time.to_rfc3339_opts(format, true).into());
-        event.insert("data".into(), data);
-        Value::Object(event)
+        let mut event = payoff_billing::own_event(
+            id,
+            self.event_type(),
+            subject,
+            &time.to_rfc3339_opts(format, true),
+            data,
+        );
+        // Metered calls have always written a subject, `null` for none
+        // (the ledger keeps it so).
+        if subject.is_none() && matches!(self, OwnRecord::AnswerCall(_) | OwnRecord::GatewayCall(_))
+        {
+            event["subject"] = Value::Null;
+        }
+        event
     }
 
     /// Reads a record back from an event's parts. `None` when the event
@@ -446,12 +436,8 @@ impl OwnRecord {
                 .map(OwnRecord::AnswerCall)
                 .map_err(failed),
             _ => {
-                return payoff_billing::Record::parse(source, event_type, subject, data).map(|r| {
-                    r.map(OwnRecord::Billing).map_err(|e| RecordError {
-                        event_type: e.event_type,
-                        reason: e.reason,
-                    })
-                })
+                return payoff_billing::Record::parse(source, event_type, subject, data)
+                    .map(|r| r.map(OwnRecord::Billing))
             }
         })
     }

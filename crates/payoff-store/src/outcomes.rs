@@ -635,15 +635,18 @@ fn page_query<'a>(
 /// but SQLite (without statistics) would rather walk all the customer's
 /// governing rows in the listing's order than find the subject's few and
 /// sort them (32 ms instead of 0.5 at 100,000 outcomes), so it is told
-/// the index; PostgreSQL's planner has statistics.
+/// the index ([`Dialect::indexed_by`]).
 fn from_rows(dialect: Dialect, f: &OutcomeFilter) -> String {
-    match (dialect, &f.subject) {
-        (Dialect::Sqlite, Some(_)) => FROM_ROWS.replacen(
+    match &f.subject {
+        Some(_) => FROM_ROWS.replacen(
             "outcome_rows r",
-            "outcome_rows r INDEXED BY outcome_rows_by_subject",
+            &format!(
+                "outcome_rows r{}",
+                dialect.indexed_by("outcome_rows_by_subject")
+            ),
             1,
         ),
-        _ => FROM_ROWS.to_owned(),
+        None => FROM_ROWS.to_owned(),
     }
 }
 

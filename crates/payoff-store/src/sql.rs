@@ -39,6 +39,17 @@ impl Dialect {
         }
     }
 
+    /// What follows a table's alias in `FROM` to make the planner use
+    /// `index`: SQLite's `INDEXED BY`, for a query whose best index it
+    /// cannot tell without statistics; nothing on PostgreSQL, whose
+    /// planner has them.
+    pub fn indexed_by(self, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(" INDEXED BY {index}"),
+            Dialect::Postgres => String::new(),
+        }
+    }
+
     /// What ends a `SELECT` that must lock the rows it reads until commit.
     pub fn for_update(self) -> &'static str {
         match self {
