@@ -8,7 +8,7 @@ use payoff_billing::{
 };
 use payoff_store::{Budget, CostFact, Store, StoreError, StoredPriceTable};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use crate::billing::{self, BillingError, StoredEvents, Versions};
@@ -60,12 +60,12 @@ pub fn store_prices(
 }
 
 /// Revenue, cost and margin of one customer's period.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Economics {
     pub customer: String,
     pub period: String,
     /// `closed` when read from the stored statement, else `preview`.
-    pub statement: &'static str,
+    pub statement: String,
     pub currency: String,
     pub revenue: Vec<RevenueLine>,
     pub revenue_total: Decimal,
@@ -75,7 +75,7 @@ pub struct Economics {
     pub gross_margin_percent: Option<Decimal>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevenueLine {
     pub kind: String,
     pub description: String,
@@ -148,7 +148,7 @@ pub fn preview_with_economics(
     let economics = Economics {
         customer: customer.to_owned(),
         period: period.to_string(),
-        statement: state_of(statement),
+        statement: state_of(statement).into(),
         currency: statement.currency.clone(),
         revenue,
         revenue_total,

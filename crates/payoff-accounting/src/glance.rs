@@ -1,7 +1,7 @@
 //! A period at a glance, kept: the figures of the dashboard's Overview
-//! (the statement or its preview, cost against revenue, outcomes per day,
-//! open disputes) as last computed, stored beside the ledger head they
-//! reflect.
+//! and Economics pages (the statement or its preview, revenue, cost and
+//! margin, outcomes per day, open disputes) as last computed, stored
+//! beside the ledger head they reflect.
 //!
 //! Why: those figures price every outcome of the period. At a million
 //! outcomes that takes seconds, and the Overview is the page a person
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use payoff_billing::{Period, Statement};
 use payoff_store::{StatementSummary, Store, StoredGlance};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::billing::{BillingError, Versions};
-use crate::economics;
+use crate::economics::{self, Economics};
 
 /// When kept figures are shown as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,22 +55,11 @@ pub struct Glance {
     pub statement: Statement,
     /// Earlier open periods the preview assumes closed as previewed.
     pub assumed: Vec<String>,
-    /// Cost against revenue (shown to provider roles only).
-    pub margin: Margin,
+    /// Revenue, cost and margin (shown to provider roles only).
+    pub economics: Economics,
     /// Outcomes created in the period: (kind name, day of the period, count).
     pub created: Vec<(String, u64, u64)>,
     pub open_disputes: u64,
-}
-
-/// Revenue, cost and margin of the period ([`economics::Economics`]'s totals).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Margin {
-    pub currency: String,
-    pub revenue_total: Decimal,
-    pub cost_total: Decimal,
-    pub gross_margin: Decimal,
-    pub gross_margin_percent: Option<Decimal>,
-    pub calls: u64,
 }
 
 /// Figures with what they reflect.
@@ -181,14 +169,7 @@ fn compute(
     let glance = Glance {
         statement,
         assumed: preview.assumed,
-        margin: Margin {
-            currency: e.currency,
-            revenue_total: e.revenue_total,
-            cost_total: e.cost.total,
-            gross_margin: e.gross_margin,
-            gross_margin_percent: e.gross_margin_percent,
-            calls: e.cost.calls,
-        },
+        economics: e,
         created: counts.created,
         open_disputes: counts.open_disputes,
     };

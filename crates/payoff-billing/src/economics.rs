@@ -316,9 +316,9 @@ fn price_tokens(p: &ModelPrice, call: &ModelCall<'_>) -> Decimal {
 }
 
 /// Cost totals of one period, attributed to subjects and outcomes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostReport {
-    pub currency: &'static str,
+    pub currency: String,
     pub total: Decimal,
     pub by_model: BTreeMap<String, Decimal>,
     pub by_category: BTreeMap<String, Decimal>,
@@ -334,7 +334,7 @@ pub struct CostReport {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeCost {
     pub outcomes: u64,
     pub cost: Decimal,
@@ -357,7 +357,7 @@ impl<'p> CostLedger<'p> {
             prices,
             period,
             report: CostReport {
-                currency: "USD",
+                currency: "USD".into(),
                 ..CostReport::default()
             },
             by_subject: HashMap::default(),

@@ -1425,6 +1425,20 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
             let catching_up = "Being brought up to date";
             // The base fee and 2.50 per outcome, over the outcomes delivered
             // (counted from the kept lines, which keep no outcome ids).
+            // The Economics page reads the same kept figures.
+            let economics = || async {
+                let r = http
+                    .get(format!("{}/ui/customers/{customer}/economics", server.url))
+                    .header(COOKIE, &session.cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                r.text().await.unwrap()
+            };
+            let revenue = |amount: &str| {
+                format!("<span class=\"figure\">{amount} USD</span><span class=\"caption\">revenue (preview statement)")
+            };
             let per_unit = |price: &str| {
                 format!("<span class=\"figure\">{price} USD</span><span class=\"caption\">per unit of work delivered")
             };
@@ -1453,6 +1467,9 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
                 assert!(page.contains(&recognised(2)), "{label}: {page}");
                 assert!(page.contains(catching_up), "{label}: {page}");
                 assert!(page.contains("(1 newer events)"), "{label}: {page}");
+                let costs = economics().await;
+                assert!(costs.contains(&revenue("105.00")), "{label}: {costs}");
+                assert!(costs.contains(catching_up), "{label}: {costs}");
                 assert_eq!(
                     payoff_server::glances::tick(&server.state).await,
                     1,
@@ -1466,6 +1483,9 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
                 assert!(page.contains(&recognised(3)), "{label}: {page}");
                 assert!(!page.contains(catching_up), "{label}: {page}");
             }
+            let costs = economics().await;
+            assert!(costs.contains(&revenue("107.50")), "{label}: {costs}");
+            assert!(!costs.contains(catching_up), "{label}: {costs}");
             assert!(overview().await.contains("ledger sequence 3."), "{label}");
 
             // Time alone: an open period's outcomes mature as it passes.

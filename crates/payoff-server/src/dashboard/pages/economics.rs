@@ -4,8 +4,9 @@
 
 use axum::extract::{Path, State};
 use maud::{html, Markup};
-use payoff_accounting::billing::{self, BillingError};
+use payoff_accounting::billing;
 use payoff_accounting::economics::{self, BudgetCheck, Economics};
+use payoff_accounting::glance;
 use payoff_billing::Period;
 use rust_decimal::Decimal;
 
@@ -17,7 +18,7 @@ use crate::dashboard::format::{grouped, money};
 use crate::dashboard::layout::{self, Tab};
 use crate::dashboard::{Ctx, Viewer};
 use crate::problem::ApiError;
-use crate::{blocking_with, AppState};
+use crate::{blocking_with, glances, AppState};
 
 /// Customers compared in the margin chart; more are listed in the table.
 const MARGIN_BARS_MAX: usize = 12;
@@ -38,6 +39,10 @@ pub async fn show(
     let id = ctx.id();
     let others: Vec<String> = ctx.customers.iter().map(|c| c.id.clone()).collect();
     let now = state.now();
+    let policy = state.config.overview;
+    // Every figure of the page but the budgets is the kept figures of the
+    // Overview (`glance`): one row per customer when current, so the page
+    // costs what it reads, not a preview of every customer's period.
     let loaded = blocking_with(
         move |store| {
             let versions = match billing::Versions::load(store, &id) {
@@ -48,10 +53,24 @@ pub async fn show(
             let closed = billing::summaries(store, &id)?;
             let choices =
                 period_choices(&closed, Period::containing(versions.latest().cadence, now));
-            let period = versions
-                .period(&chosen_period(q.asked(), &choices))?
-                .to_string();
-            let report = economics::economics(store, &id, &period, now)?;
+            let period = versions.period(&chosen_period(q.asked(), &choices))?;
+            let mut stale = Vec::new();
+            let mut kept = |customer: &str,
+                            versions: &billing::Versions,
+                            closed: &[payoff_store::StatementSummary],
+                            period: Period|
+             -> Result<Economics, ApiError> {
+                let (kept, behind) =
+                    match glance::look(store, customer, versions, closed, period, now, policy)? {
+                        glance::Look::Current(kept) => (kept, false),
+                        glance::Look::Stale { kept, .. } => (kept, true),
+                    };
+                if behind {
+                    stale.push((customer.to_owned(), period.to_string()));
+                }
+                Ok(kept.glance.economics)
+            };
+            let report = kept(&id, &versions, &closed, period)?;
             let mut budgets = Vec::new();
             for b in store.budgets(&id)? {
                 let agent = (b.agent != "*").then_some(b.agent.as_str());
@@ -60,26 +79,43 @@ pub async fn show(
             }
             let mut margins = Vec::new();
             for other in others {
-                let economics = match economics::economics(store, &other, &period, now) {
-                    Ok(e) => Some(e),
-                    Err(BillingError::NoContract(_) | BillingError::BadPeriod(_)) => None,
+                let economics = match billing::Versions::load(store, &other) {
+                    Err(payoff_outcomes::OutcomesError::NoContract(_)) => None,
                     Err(e) => return Err(e.into()),
+                    // Another cadence names no such period: nothing to compare.
+                    Ok(v) => match v.period(&period.to_string()) {
+                        Err(_) => None,
+                        Ok(p) => {
+                            let closed = billing::summaries(store, &other)?;
+                            Some(kept(&other, &v, &closed, p)?)
+                        }
+                    },
                 };
                 margins.push(Margin {
                     customer: other,
                     economics,
                 });
             }
-            Ok(Some((choices, report, budgets, margins)))
+            Ok(Some((choices, report, budgets, margins, stale)))
         },
         &state,
     )
     .await?;
+    if let Some((.., stale)) = &loaded {
+        for (customer, period) in stale {
+            glances::want(&state, customer, period);
+        }
+    }
     let body = match loaded {
         None => {
             html! { p.muted { "This customer has no contract yet: nothing is billed, so there is no margin." } }
         }
-        Some((choices, report, budgets, margins)) => html! {
+        Some((choices, report, budgets, margins, stale)) => html! {
+            @if !stale.is_empty() {
+                p.muted #figures-as-of { strong { "Being brought up to date" } ": newer events are being counted for "
+                    (stale.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")) "; reload in a moment." }
+            }
+
             (period_picker(&ctx.path("economics"), &choices, &report.period))
             (figures(&report))
             div.grid {
@@ -94,7 +130,7 @@ pub async fn show(
 }
 
 fn figures(e: &Economics) -> Markup {
-    let usd = e.cost.currency;
+    let usd = e.cost.currency.as_str();
     html! {
         div.tiles {
             div.tile { span.figure { (money(e.revenue_total, &e.currency)) } span.caption { "revenue (" (e.statement) " statement)" } }
@@ -108,7 +144,7 @@ fn figures(e: &Economics) -> Markup {
 }
 
 fn per_outcome(e: &Economics) -> Markup {
-    let usd = e.cost.currency;
+    let usd = e.cost.currency.as_str();
     let bars: Vec<Bar> = e
         .cost
         .by_outcome
@@ -135,7 +171,7 @@ fn per_outcome(e: &Economics) -> Markup {
 }
 
 fn by_model(e: &Economics) -> Markup {
-    let usd = e.cost.currency;
+    let usd = e.cost.currency.as_str();
     let bars: Vec<Bar> = e
         .cost
         .by_model
@@ -181,7 +217,7 @@ fn margin_per_customer(ctx: &Ctx, period: &str, margins: &[Margin]) -> Markup {
                     @match &m.economics {
                         Some(e) => {
                             td.num { (money(e.revenue_total, &e.currency)) }
-                            td.num { (money(e.cost.total, e.cost.currency)) }
+                            td.num { (money(e.cost.total, &e.cost.currency)) }
                             td.num { (money(e.gross_margin, &e.currency)) }
                             td.num { @if let Some(p) = e.gross_margin_percent { (p) " %" } @else { "–" } }
                         }

@@ -258,7 +258,7 @@ fn render(ctx: &Ctx, o: &Overview) -> Markup {
         div.grid {
             section.card { (billed_versus_licence(o, currency)) }
             @if ctx.allows(Action::ReadEconomics) {
-                section.card { (cost_versus_revenue(&o.kept.glance.margin, o.period)) }
+                section.card { (cost_versus_revenue(&o.kept.glance.economics)) }
             }
         }
         section.card {
@@ -318,7 +318,7 @@ fn as_of(o: &Overview) -> Markup {
     }
 }
 
-fn cost_versus_revenue(e: &glance::Margin, period: Period) -> Markup {
+fn cost_versus_revenue(e: &payoff_accounting::economics::Economics) -> Markup {
     let bars = [
         Bar {
             label: "Revenue".into(),
@@ -327,7 +327,7 @@ fn cost_versus_revenue(e: &glance::Margin, period: Period) -> Markup {
         },
         Bar {
             label: "Cost of service".into(),
-            value: e.cost_total,
+            value: e.cost.total,
             class: "s4",
         },
         Bar {
@@ -341,8 +341,8 @@ fn cost_versus_revenue(e: &glance::Margin, period: Period) -> Markup {
         },
     ];
     html! {
-        (charts::amounts(&format!("Cost against revenue, {period} (provider only)"), &e.currency, &bars))
-        @if let Some(p) = e.gross_margin_percent { p { "Gross margin " strong { (p) " %" } " of revenue, " (e.calls) " model calls." } }
+        (charts::amounts(&format!("Cost against revenue, {} (provider only)", e.period), &e.currency, &bars))
+        @if let Some(p) = e.gross_margin_percent { p { "Gross margin " strong { (p) " %" } " of revenue, " (e.cost.calls) " model calls." } }
     }
 }
 
