@@ -39,8 +39,9 @@ pub use projection::{
     ServiceHit,
 };
 pub use record::{
-    own_event, Assigned, DisputeDecided, DisputeOpened, Record, RecordError, Released, ASSIGNMENT,
-    DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RECORD_TYPES, RELEASE,
+    own_event, record_data, Assigned, DisputeDecided, DisputeOpened, Record, RecordError, Released,
+    ASSIGNMENT, DISPUTE_ACCEPTED, DISPUTE_OPENED, DISPUTE_REJECTED, PAYOFF_SOURCE, RECORD_TYPES,
+    RELEASE,
 };
 pub use statement::{
     compute, compute_with_outcomes, period_outcomes, periods_before, rfc3339, statement_id,

@@ -111,6 +111,17 @@ pub struct RecordError {
     pub reason: String,
 }
 
+/// A record's `data` read as `T`; the error names the record's type.
+pub fn record_data<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    data: &Value,
+) -> Result<T, RecordError> {
+    T::deserialize(data).map_err(|e| RecordError {
+        event_type: event_type.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 impl Record {
     /// The event type it is written under.
     pub fn event_type(&self) -> &'static str {
@@ -172,37 +183,23 @@ impl Record {
         if source != PAYOFF_SOURCE {
             return None;
         }
-        let failed = |e: serde_json::Error| RecordError {
-            event_type: event_type.to_owned(),
-            reason: e.to_string(),
-        };
         Some(match event_type {
-            DISPUTE_OPENED => DisputeOpened::deserialize(data)
-                .map(Record::DisputeOpened)
-                .map_err(failed),
-            DISPUTE_ACCEPTED => DisputeDecided::deserialize(data)
-                .map(Record::DisputeAccepted)
-                .map_err(failed),
-            DISPUTE_REJECTED => DisputeDecided::deserialize(data)
-                .map(Record::DisputeRejected)
-                .map_err(failed),
+            DISPUTE_OPENED => record_data(event_type, data).map(Record::DisputeOpened),
+            DISPUTE_ACCEPTED => record_data(event_type, data).map(Record::DisputeAccepted),
+            DISPUTE_REJECTED => record_data(event_type, data).map(Record::DisputeRejected),
             ASSIGNMENT => match subject.filter(|s| !s.is_empty()) {
                 None => Err(RecordError {
                     event_type: event_type.to_owned(),
                     reason: "an assignment names its subject".into(),
                 }),
-                Some(subject) => Assigned::deserialize(data)
-                    .map(|a| {
-                        Record::Assignment(Assigned {
-                            subject: subject.to_owned(),
-                            ..a
-                        })
+                Some(subject) => record_data(event_type, data).map(|a: Assigned| {
+                    Record::Assignment(Assigned {
+                        subject: subject.to_owned(),
+                        ..a
                     })
-                    .map_err(failed),
+                }),
             },
-            RELEASE => Released::deserialize(data)
-                .map(Record::Release)
-                .map_err(failed),
+            RELEASE => record_data(event_type, data).map(Record::Release),
             _ => return None,
         })
     }

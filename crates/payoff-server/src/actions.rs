@@ -521,7 +521,7 @@ fn record<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(e) => Ok(Some((
             e.time,
-            data_as(event_type, crate::data_of(&e.canonical))?,
+            data_as(event_type, &crate::data_of(&e.canonical))?,
         ))),
     }
 }
@@ -662,7 +662,7 @@ pub fn walk_newest(
     mut visit: impl FnMut(u64, ActionView) -> bool,
 ) -> Result<(), ApiError> {
     store.walk_own_records_newest(customer, ACTION_REQUESTED, before, |r| {
-        let requested: ActionRequested = data_as(ACTION_REQUESTED, crate::data_of(&r.canonical))?;
+        let requested: ActionRequested = data_as(ACTION_REQUESTED, &crate::data_of(&r.canonical))?;
         let (decided, completed) = later_records(store, customer, &requested.action)?;
         Ok(visit(
             r.sequence,

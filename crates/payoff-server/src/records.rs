@@ -388,53 +388,27 @@ impl OwnRecord {
         if source != PAYOFF_SOURCE {
             return None;
         }
-        let failed = |e: serde_json::Error| RecordError {
-            event_type: event_type.to_owned(),
-            reason: e.to_string(),
-        };
         Some(match event_type {
-            ACTION_REQUESTED => ActionRequested::deserialize(data)
-                .map(OwnRecord::ActionRequested)
-                .map_err(failed),
-            ACTION_DECIDED => ActionDecided::deserialize(data)
-                .map(OwnRecord::ActionDecided)
-                .map_err(failed),
-            ACTION_COMPLETED => ActionCompleted::deserialize(data)
-                .map(OwnRecord::ActionCompleted)
-                .map_err(failed),
-            BUDGET_WARNING | BUDGET_EXCEEDED => BudgetCrossing::deserialize(data)
-                .map(|crossing| OwnRecord::Budget {
+            ACTION_REQUESTED => data_as(event_type, data).map(OwnRecord::ActionRequested),
+            ACTION_DECIDED => data_as(event_type, data).map(OwnRecord::ActionDecided),
+            ACTION_COMPLETED => data_as(event_type, data).map(OwnRecord::ActionCompleted),
+            BUDGET_WARNING | BUDGET_EXCEEDED => {
+                data_as(event_type, data).map(|crossing| OwnRecord::Budget {
                     exceeded: event_type == BUDGET_EXCEEDED,
                     crossing,
                 })
-                .map_err(failed),
-            QUALITY_DRIFT => Drift::deserialize(data)
-                .map(OwnRecord::QualityDrift)
-                .map_err(failed),
-            APPROVAL_REQUESTED => ApprovalRequested::deserialize(data)
-                .map(OwnRecord::ApprovalRequested)
-                .map_err(failed),
-            APPROVAL_APPROVED => ApprovalApproved::deserialize(data)
-                .map(OwnRecord::ApprovalApproved)
-                .map_err(failed),
-            APPROVAL_REJECTED => ApprovalRejected::deserialize(data)
-                .map(OwnRecord::ApprovalRejected)
-                .map_err(failed),
-            APPROVAL_EXPIRED => ApprovalExpired::deserialize(data)
-                .map(OwnRecord::ApprovalExpired)
-                .map_err(failed),
-            AI_REPLIED => Draft::deserialize(data)
-                .map(OwnRecord::Replied)
-                .map_err(failed),
-            ESCALATED => Escalated::deserialize(data)
-                .map(OwnRecord::Escalated)
-                .map_err(failed),
-            payoff_billing::LLM_CALL if data["via"] == "gateway" => GatewayCall::deserialize(data)
-                .map(OwnRecord::GatewayCall)
-                .map_err(failed),
-            payoff_billing::LLM_CALL => AnswerCall::deserialize(data)
-                .map(OwnRecord::AnswerCall)
-                .map_err(failed),
+            }
+            QUALITY_DRIFT => data_as(event_type, data).map(OwnRecord::QualityDrift),
+            APPROVAL_REQUESTED => data_as(event_type, data).map(OwnRecord::ApprovalRequested),
+            APPROVAL_APPROVED => data_as(event_type, data).map(OwnRecord::ApprovalApproved),
+            APPROVAL_REJECTED => data_as(event_type, data).map(OwnRecord::ApprovalRejected),
+            APPROVAL_EXPIRED => data_as(event_type, data).map(OwnRecord::ApprovalExpired),
+            AI_REPLIED => data_as(event_type, data).map(OwnRecord::Replied),
+            ESCALATED => data_as(event_type, data).map(OwnRecord::Escalated),
+            payoff_billing::LLM_CALL if data["via"] == "gateway" => {
+                data_as(event_type, data).map(OwnRecord::GatewayCall)
+            }
+            payoff_billing::LLM_CALL => data_as(event_type, data).map(OwnRecord::AnswerCall),
             _ => {
                 return payoff_billing::Record::parse(source, event_type, subject, data)
                     .map(|r| r.map(OwnRecord::Billing))
@@ -449,15 +423,7 @@ pub fn micros(t: DateTime<Utc>) -> String {
 }
 
 /// One record's `data`, parsed as `T`; the error names the record.
-pub fn data_as<T: serde::de::DeserializeOwned>(
-    event_type: &str,
-    data: Value,
-) -> Result<T, RecordError> {
-    serde_json::from_value(data).map_err(|e| RecordError {
-        event_type: event_type.to_owned(),
-        reason: e.to_string(),
-    })
-}
+pub use payoff_billing::record_data as data_as;
 
 #[cfg(test)]
 mod tests {

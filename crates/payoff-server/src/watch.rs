@@ -578,7 +578,7 @@ pub fn recorded_drifts(
     for e in page.events.iter().filter(|e| e.source == PAYOFF_SOURCE) {
         out.push(crate::records::data_as(
             QUALITY_DRIFT,
-            crate::data_of(&e.canonical),
+            &crate::data_of(&e.canonical),
         )?);
     }
     out.reverse();

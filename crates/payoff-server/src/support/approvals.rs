@@ -61,7 +61,7 @@ pub fn fold<'a>(
     let mut out: Vec<Approval> = Vec::new();
     for r in records {
         if r.event_type == REQUESTED {
-            let q: ApprovalRequested = data_as(REQUESTED, r.data.clone())?;
+            let q: ApprovalRequested = data_as(REQUESTED, r.data)?;
             if out.iter().any(|a| a.id == q.approval) {
                 continue;
             }
@@ -87,15 +87,15 @@ pub fn fold<'a>(
         }
         let (id, status, by, text, reason) = match r.event_type {
             APPROVED => {
-                let d: ApprovalApproved = data_as(APPROVED, r.data.clone())?;
+                let d: ApprovalApproved = data_as(APPROVED, r.data)?;
                 (d.approval, Status::Approved, d.by, d.text, None)
             }
             REJECTED => {
-                let d: ApprovalRejected = data_as(REJECTED, r.data.clone())?;
+                let d: ApprovalRejected = data_as(REJECTED, r.data)?;
                 (d.approval, Status::Rejected, d.by, None, d.reason)
             }
             EXPIRED => {
-                let d: ApprovalExpired = data_as(EXPIRED, r.data.clone())?;
+                let d: ApprovalExpired = data_as(EXPIRED, r.data)?;
                 (d.approval, Status::Expired, d.by, None, None)
             }
             _ => continue,

@@ -824,7 +824,7 @@ pub fn walk_approvals_newest(
 ) -> Result<(), ApiError> {
     store.walk_own_records_newest(customer, approvals::REQUESTED, before, |r| {
         let data = crate::data_of(&r.canonical);
-        let id = data_as::<ApprovalRequested>(APPROVAL_REQUESTED, data.clone())?.approval;
+        let id = data_as::<ApprovalRequested>(APPROVAL_REQUESTED, &data)?.approval;
         let decided = store
             .event_by_key(customer, PAYOFF_SOURCE, &format!("approval/{id}/decision"))?
             .map(|e| (crate::data_of(&e.canonical), e));
@@ -1029,7 +1029,7 @@ async fn follow_up(
     text: Option<&str>,
     by: &str,
 ) -> Result<(), ApiError> {
-    let requested: ApprovalRequested = data_as(APPROVAL_REQUESTED, approval.request.clone())?;
+    let requested: ApprovalRequested = data_as(APPROVAL_REQUESTED, &approval.request)?;
     let mut draft = requested.draft;
     match verdict {
         Verdict::Send => {
