@@ -1409,36 +1409,31 @@ fn the_overview_answers_its_kept_figures_and_says_what_they_count() {
                 .build()
                 .unwrap();
             let session = login(&http, &server.url, &operator).await;
-            let overview = || async {
-                let r = http
-                    .get(format!("{}/ui/customers/{customer}/overview", server.url))
-                    .header(COOKIE, &session.cookie)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                r.text().await.unwrap()
+            let look = |page: &'static str| {
+                let (http, url, cookie) = (&http, &server.url, &session.cookie);
+                async move {
+                    let r = http
+                        .get(format!("{url}/ui/customers/{customer}/{page}"))
+                        .header(COOKIE, cookie)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK, "{page}");
+                    r.text().await.unwrap()
+                }
             };
+            let overview = || look("overview");
+            // The Economics page reads the same kept figures.
+            let economics = || look("economics");
             let recognised = |n: u32| {
                 format!("<span class=\"figure\">{n}</span><span class=\"caption\">outcomes recognised in 2026-11")
             };
             let catching_up = "Being brought up to date";
-            // The base fee and 2.50 per outcome, over the outcomes delivered
-            // (counted from the kept lines, which keep no outcome ids).
-            // The Economics page reads the same kept figures.
-            let economics = || async {
-                let r = http
-                    .get(format!("{}/ui/customers/{customer}/economics", server.url))
-                    .header(COOKIE, &session.cookie)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                r.text().await.unwrap()
-            };
             let revenue = |amount: &str| {
                 format!("<span class=\"figure\">{amount} USD</span><span class=\"caption\">revenue (preview statement)")
             };
+            // The base fee and 2.50 per outcome, over the outcomes delivered
+            // (counted from the kept lines, which keep no outcome ids).
             let per_unit = |price: &str| {
                 format!("<span class=\"figure\">{price} USD</span><span class=\"caption\">per unit of work delivered")
             };
