@@ -83,6 +83,16 @@ pub enum Look {
     Stale { kept: Kept, behind: u64 },
 }
 
+impl Look {
+    /// The figures, and how many events they leave out when stale.
+    pub fn split(self) -> (Kept, Option<u64>) {
+        match self {
+            Look::Current(kept) => (kept, None),
+            Look::Stale { kept, behind } => (kept, Some(behind)),
+        }
+    }
+}
+
 /// What the figures are computed over besides the ledger: the contract
 /// versions and the closed statements (closed in order, never changed,
 /// so their count and the last id name them all).

@@ -88,11 +88,6 @@ impl Currency {
         a
     }
 
-    /// [`Currency::amount`] as text.
-    pub fn format(&self, amount: Decimal) -> String {
-        self.amount(amount).to_string()
-    }
-
     /// Whether `amount` needs no rounding in this currency.
     pub fn is_exact(&self, amount: Decimal) -> bool {
         amount.normalize().scale() <= self.minor_digits
@@ -186,17 +181,17 @@ mod tests {
         }
         let jpy = Currency::from_code("JPY").unwrap();
         assert_eq!(Rounding::HalfEven.round(d("2.5"), jpy), d("2"));
-        assert_eq!(jpy.format(d("2")), "2");
+        assert_eq!(jpy.amount(d("2")).to_string(), "2");
     }
 
     #[test]
     fn format_always_shows_the_minor_digits() {
         let usd = Currency::from_code("USD").unwrap();
-        assert_eq!(usd.format(d("5")), "5.00");
-        assert_eq!(usd.format(d("-0.00")), "0.00");
-        assert_eq!(usd.format(d("1.10")), "1.10");
+        assert_eq!(usd.amount(d("5")).to_string(), "5.00");
+        assert_eq!(usd.amount(d("-0.00")).to_string(), "0.00");
+        assert_eq!(usd.amount(d("1.10")).to_string(), "1.10");
         let kwd = Currency::from_code("KWD").unwrap();
-        assert_eq!(kwd.format(d("1.5")), "1.500");
+        assert_eq!(kwd.amount(d("1.5")).to_string(), "1.500");
         assert!(usd.is_exact(d("1.2000")));
         assert!(!usd.is_exact(d("1.234")));
     }

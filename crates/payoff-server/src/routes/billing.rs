@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use payoff_accounting::billing::{self, BillingError, OutcomeNow, UploadError};
+use payoff_accounting::billing::{self, rfc3339, BillingError, OutcomeNow, UploadError};
 use payoff_accounting::customers::check_customer_id;
 use payoff_accounting::disputes::{self, DisputeError, DisputeStep};
 use payoff_billing::{customer_of_id, CloseError, Decision, Outcome};
@@ -217,8 +217,6 @@ pub struct OutcomeQuery {
 pub(crate) const STATES: [&str; 6] = [
     "pending", "billable", "billed", "voided", "disputed", "credited",
 ];
-
-use billing::rfc3339;
 
 /// An outcome as it stands, under the contract version that governs the
 /// period it matures in.

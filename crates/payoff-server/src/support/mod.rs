@@ -13,7 +13,7 @@ pub mod triage;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use payoff_billing::attribution::{assign, Arm};
 use payoff_billing::{ASSIGNMENT, PAYOFF_SOURCE};
 use payoff_store::{AuditEntry, EventFilter, Principal, Store};
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::answers::{draft, Meter};
 use crate::problem::{ApiError, ErrorCode};
 use crate::records::{
-    data_as, ApprovalApproved, ApprovalExpired, ApprovalRejected, ApprovalRequested, Draft,
+    data_as, micros, ApprovalApproved, ApprovalExpired, ApprovalRejected, ApprovalRequested, Draft,
     Escalated, OwnRecord, APPROVAL_REQUESTED,
 };
 pub use crate::records::{AI_REPLIED, ESCALATED};
@@ -165,10 +165,6 @@ impl Handled {
     }
 }
 
-fn now_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 /// The id of the approval of a ticket: stable, so a retried ticket finds it.
 pub fn approval_id(customer: &str, ticket: &str) -> String {
     let digest = Sha256::digest(format!("{customer}\0{ticket}").as_bytes());
@@ -292,7 +288,7 @@ pub async fn handle(
         let data = json!({ "subject": ticket.subject, "body": ticket.body, "requester": ticket.requester, "groups": ticket.groups });
         let event = json!({
             "specversion": "1.0", "id": ticket.id, "source": ROUTE_SOURCE, "type": TICKET_CREATED,
-            "subject": ticket.id, "time": now_text(time), "data": data,
+            "subject": ticket.id, "time": micros(time), "data": data,
         });
         if let Err(e) = record_own(state, customer, event).await? {
             // A retry without a time of its own is stamped anew; it is the
@@ -321,7 +317,7 @@ pub async fn handle(
         let reason = format!(
             "the support agent is paused (by {} at {})",
             pause.paused_by,
-            now_text(pause.paused_at)
+            micros(pause.paused_at)
         );
         audit(state, customer, "escalate", resource, "allow", &reason, &[]).await?;
         escalate(state, customer, &ticket.id, &reason, None).await?;
@@ -503,7 +499,7 @@ pub async fn handle(
             let requested = ApprovalRequested {
                 draft,
                 approval: id.clone(),
-                expires_at: Some(now_text(state.now() + state.support.approval_ttl)),
+                expires_at: Some(micros(state.now() + state.support.approval_ttl)),
                 on_expiry: Some(state.support.on_expiry.action().into()),
             };
             act(
@@ -930,7 +926,7 @@ pub async fn decide_approval(
         expire(state, customer, &approval).await?;
         return Err(ApiError::new(
             ErrorCode::AlreadyDecided,
-            format!("approval {id} expired at {}", now_text(approval.expires_at)),
+            format!("approval {id} expired at {}", micros(approval.expires_at)),
         ));
     }
     let c = customer.to_owned();

@@ -61,11 +61,8 @@ pub async fn show(
                             period: Period|
              -> Result<Economics, ApiError> {
                 let (kept, behind) =
-                    match glance::look(store, customer, versions, closed, period, now, policy)? {
-                        glance::Look::Current(kept) => (kept, false),
-                        glance::Look::Stale { kept, .. } => (kept, true),
-                    };
-                if behind {
+                    glance::look(store, customer, versions, closed, period, now, policy)?.split();
+                if behind.is_some() {
                     stale.push((customer.to_owned(), period.to_string()));
                 }
                 Ok(kept.glance.economics)
@@ -115,7 +112,6 @@ pub async fn show(
                 p.muted #figures-as-of { strong { "Being brought up to date" } ": newer events are being counted for "
                     (stale.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")) "; reload in a moment." }
             }
-
             (period_picker(&ctx.path("economics"), &choices, &report.period))
             (figures(&report))
             div.grid {

@@ -116,10 +116,7 @@ fn load(
     let name = chosen_period(asked, &choices);
     let period = versions.period(&name)?;
     let (kept, behind) =
-        match glance::look(store, customer, &versions, &closed, period, now, policy)? {
-            glance::Look::Current(kept) => (kept, None),
-            glance::Look::Stale { kept, behind } => (kept, Some(behind)),
-        };
+        glance::look(store, customer, &versions, &closed, period, now, policy)?.split();
     let first = period.start.date_naive();
     let days: Vec<NaiveDate> = first
         .iter_days()
