@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
-use payoff_ledger::{canonical_json, canonical_json_of, canonical_json_omitting, Head};
+use payoff_ledger::{canonical_json, canonical_json_omitting, Head};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
@@ -29,13 +29,26 @@ pub const BUNDLE_FORMAT: &str = "payoff-evidence/1";
 pub fn canonical_bytes(statement: &Statement) -> Vec<u8> {
     // Written straight from the statement (no JSON tree of its million
     // outcome ids), the same bytes as the tree's (payoff-ledger tests it).
-    canonical_json_omitting(statement, Some("signature")).expect("statements serialise")
+    canonical_json_omitting(statement, Some("signature"), length_hint(statement))
+        .expect("statements serialise")
 }
 
 /// The canonical JSON of a statement as stored and served, signature and
 /// all: what a close answers, byte for byte.
 pub fn stored_bytes(statement: &Statement) -> Vec<u8> {
-    canonical_json_of(statement).expect("statements serialise")
+    canonical_json_omitting(statement, None, length_hint(statement)).expect("statements serialise")
+}
+
+/// About how long a statement's canonical JSON is: its outcome ids (all
+/// but a few hundred bytes of a large one) and room for the rest.
+fn length_hint(statement: &Statement) -> usize {
+    let ids: usize = statement
+        .lines
+        .iter()
+        .flat_map(|l| &l.outcomes)
+        .map(|id| id.len() + 3)
+        .sum();
+    ids + 1024 * (statement.lines.len() + 4)
 }
 
 /// A statement handed to [`sign`] that already carries a signature.

@@ -4,8 +4,10 @@
 //! The bytes are those of [`crate::canonical_json`] applied to
 //! `serde_json::to_value(value)` (a property test holds the two together),
 //! but a statement naming a million outcomes is never copied into a tree
-//! of a million strings: arrays are written as they come, and only object
-//! members are held until they can be sorted.
+//! of a million strings: everything is written as it comes into one
+//! buffer, and an object whose members came out of order is put in order
+//! in place (its largest member moved once, the others through a small
+//! scratch copy), so a statement costs one buffer, not a copy per level.
 
 use serde::ser::{self, Serialize};
 
@@ -33,17 +35,21 @@ impl ser::Error for CanonicalError {
 /// assert_eq!(bytes, br#"{"a":[true,null],"b":1.5}"#);
 /// ```
 pub fn canonical_json_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    canonical_json_omitting(value, None)
+    canonical_json_omitting(value, None, 256)
 }
 
 /// [`canonical_json_of`] without the member `omit` of the outermost
 /// object, as if it were removed from the tree first (what a signature
 /// covers: the statement without its signature).
+/// `capacity` is room made at once: a caller that knows roughly how long
+/// the bytes will be (tens of megabytes for a large statement) spares
+/// the buffer its doublings, each a fresh allocation and a copy.
 pub fn canonical_json_omitting<T: Serialize + ?Sized>(
     value: &T,
     omit: Option<&str>,
+    capacity: usize,
 ) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(capacity);
     value.serialize(Canon {
         out: &mut out,
         omit,
@@ -64,13 +70,16 @@ impl<'a> Canon<'a> {
     }
 }
 
-/// An object being written: its members held until all are known, then
-/// sorted. `close` is what follows the object (the `}` of an enum
-/// variant's wrapper, when there is one).
+/// An object being written: each member written as `"name":value` into
+/// `out` as it comes, remembered by its place, and the members put in
+/// order when all are known. `close` is what follows the object (the `}`
+/// of an enum variant's wrapper, when there is one).
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     omit: Option<&'a str>,
-    members: Vec<(String, Vec<u8>)>,
+    /// Where the first member starts (just after the `{`).
+    body: usize,
+    members: Vec<(String, std::ops::Range<usize>)>,
     key: Option<String>,
     close: &'static [u8],
 }
@@ -89,7 +98,9 @@ impl<'a> Canon<'a> {
             write_string(variant, self.out);
             self.out.push(b':');
         }
+        self.out.push(b'{');
         Object {
+            body: self.out.len(),
             out: self.out,
             omit: self.omit,
             members: Vec::with_capacity(len),
@@ -359,9 +370,14 @@ impl Object<'_> {
         if self.omit == Some(key.as_str()) {
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        value.serialize(Canon::into(&mut bytes))?;
-        self.members.push((key, bytes));
+        if !self.members.is_empty() {
+            self.out.push(b',');
+        }
+        let start = self.out.len();
+        write_string(&key, self.out);
+        self.out.push(b':');
+        value.serialize(Canon::into(self.out))?;
+        self.members.push((key, start..self.out.len()));
         Ok(())
     }
 
@@ -369,31 +385,66 @@ impl Object<'_> {
         let Object {
             out,
             mut members,
+            body,
             close,
             ..
         } = self;
+        let given: Vec<std::ops::Range<usize>> = members.iter().map(|m| m.1.clone()).collect();
         // Stable: of members with one name, the last given stays last, and
         // replaces the others, as in a `serde_json::Map`.
         sort_members(&mut members, |m| m.0.as_str());
-        let mut kept: Vec<(String, Vec<u8>)> = Vec::with_capacity(members.len());
-        for m in members {
+        let mut kept: Vec<std::ops::Range<usize>> = Vec::with_capacity(members.len());
+        let mut last: Option<&str> = None;
+        for (name, range) in &members {
             match kept.last_mut() {
-                Some(last) if last.0 == m.0 => *last = m,
-                _ => kept.push(m),
+                Some(previous) if last == Some(name.as_str()) => *previous = range.clone(),
+                _ => kept.push(range.clone()),
             }
+            last = Some(name.as_str());
         }
-        out.push(b'{');
-        for (i, (name, bytes)) in kept.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_string(&name, out);
-            out.push(b':');
-            out.extend_from_slice(&bytes);
+        if kept != given {
+            arrange(out, body, &kept);
         }
         out.extend_from_slice(close);
         Ok(())
     }
+}
+
+/// Rewrites the members written from `body` to the end of `out` as `kept`
+/// (their ranges in the order wanted, a subset of what is there), joined
+/// by commas. The largest member (a statement's million ids) is moved
+/// within the buffer, never copied out; the others go through a scratch
+/// copy first, since their places may overlap where it lands.
+fn arrange(out: &mut Vec<u8>, body: usize, kept: &[std::ops::Range<usize>]) {
+    let Some(largest) = (0..kept.len()).max_by_key(|&i| kept[i].len()) else {
+        out.truncate(body);
+        return;
+    };
+    let mut scratch = Vec::new();
+    let mut from: Vec<usize> = Vec::with_capacity(kept.len());
+    for (i, r) in kept.iter().enumerate() {
+        from.push(scratch.len());
+        if i != largest {
+            scratch.extend_from_slice(&out[r.clone()]);
+        }
+    }
+    let to = |i: usize| body + kept[..i].iter().map(|r| r.len() + 1).sum::<usize>();
+    let end = to(kept.len()) - 1;
+    assert!(
+        end <= out.len(),
+        "the members kept fit where they were written"
+    );
+    out.copy_within(kept[largest].clone(), to(largest));
+    for (i, r) in kept.iter().enumerate() {
+        let at = to(i);
+        if i != largest {
+            out[at..at + r.len()].copy_from_slice(&scratch[from[i]..from[i] + r.len()]);
+        }
+        if i + 1 < kept.len() {
+            out[at + r.len()] = b',';
+        }
+    }
+    out.truncate(end);
 }
 
 impl ser::SerializeMap for Object<'_> {
@@ -494,10 +545,41 @@ mod tests {
         })
     }
 
+    /// Members given in any order, names repeated, values nested: what a
+    /// struct or a map hands the writer, which must put them in order in
+    /// place.
+    struct Given(Vec<(String, Value)>);
+    impl serde::Serialize for Given {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+
     proptest! {
         #[test]
         fn written_directly_as_through_a_tree(v in json()) {
             prop_assert_eq!(canonical_json_of(&v).unwrap(), canonical_json(&v));
+        }
+
+        #[test]
+        fn members_in_any_order_are_put_in_order_in_place(
+            given in prop::collection::vec(("[a-dé]{0,2}", json()), 0..8),
+            omit in prop::option::of("[a-d]{1}"),
+        ) {
+            let given = Given(given);
+            let mut tree = serde_json::to_value(&given).unwrap();
+            if let Some(name) = &omit {
+                tree.as_object_mut().unwrap().remove(name);
+            }
+            prop_assert_eq!(
+                String::from_utf8(canonical_json_omitting(&given, omit.as_deref(), 0).unwrap()).unwrap(),
+                String::from_utf8(canonical_json(&tree)).unwrap()
+            );
         }
     }
 
@@ -567,7 +649,7 @@ mod tests {
         let mut without = v.clone();
         without.as_object_mut().unwrap().remove("signature");
         assert_eq!(
-            String::from_utf8(canonical_json_omitting(&v, Some("signature")).unwrap()).unwrap(),
+            String::from_utf8(canonical_json_omitting(&v, Some("signature"), 0).unwrap()).unwrap(),
             String::from_utf8(canonical_json(&without)).unwrap()
         );
     }

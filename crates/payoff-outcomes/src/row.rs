@@ -188,7 +188,8 @@ pub(crate) fn from_row(r: &OutcomeRow) -> Result<Outcome, OutcomesError> {
 /// [`from_row`] taking the row, so its strings move instead of being copied
 /// (a close reads a million rows).
 pub(crate) fn into_outcome(r: OutcomeRow) -> Result<Outcome, OutcomesError> {
-    let d: Detail = if r.detail == "{}" {
+    // Empty when a close's trimmed row stands for `{}`.
+    let d: Detail = if r.detail == "{}" || r.detail.is_empty() {
         Detail::default()
     } else {
         serde_json::from_str(&r.detail)
