@@ -505,8 +505,12 @@ pub fn close(
         currency,
         total,
         ledger_head,
+        lines: billed,
         ..
     } = statement;
+    // Freed before the store writes: the database's pages of the body take
+    // the memory the million ids held.
+    drop(billed);
     // A concurrent close may have stored its statement first: that one
     // stands, and only the call that stored it says it created it.
     let (saved, created) = store.save_statement(
@@ -525,7 +529,7 @@ pub fn close(
             },
             body,
         },
-        &outcomes,
+        &outcomes.kinds,
     )?;
     drop(outcomes);
     Ok(Closed {

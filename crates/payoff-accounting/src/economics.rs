@@ -189,9 +189,10 @@ fn period_costs<T>(
         (ledger, outcomes)
     });
     let (ledger, (done, outcomes)) = (ledger?, outcomes?);
+    let pairs = outcomes.pairs().map_err(BillingError::Corrupt)?;
     Ok((
         done,
-        ledger.finish(outcomes.iter().map(|(k, s)| (k.as_str(), s.as_str()))),
+        ledger.finish(pairs.iter().map(|(k, s)| (*k, s.as_ref()))),
     ))
 }
 
@@ -205,13 +206,8 @@ fn closed_outcomes(
     versions: &Versions,
     period: Period,
 ) -> Result<PeriodOutcomes, BillingError> {
-    let mut closed = Vec::new();
-    let found = store.scan_period_outcomes(&events.customer, &period.to_string(), |k, s| {
-        closed.push((k.to_owned(), s.to_owned()));
-        Ok(())
-    })?;
-    if found {
-        return Ok(closed);
+    if let Some(kinds) = store.period_outcome_sets(&events.customer, &period.to_string())? {
+        return Ok(PeriodOutcomes { kinds });
     }
     let contract = versions.latest();
     let mut side = Projector::side(&events.customer, contract, period.end, None);

@@ -318,4 +318,5 @@ const SHARED: &[(i64, &str)] = &[
     (24, crate::outcomes::SCHEMA_GOVERNING_VERSION),
     (25, crate::glances::SCHEMA),
     (26, crate::outcomes::SCHEMA_BY_ID_GOVERNS),
+    (27, crate::statements::SCHEMA_OUTCOME_SETS),
 ];

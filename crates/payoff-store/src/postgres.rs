@@ -234,7 +234,7 @@ impl Backend for Postgres {
     fn insert_statement(
         &self,
         s: &StoredStatement,
-        outcomes: &[(String, String)],
+        outcome_sets: &[(String, String)],
     ) -> Result<bool, StoreError> {
         let h = &s.summary;
         self.readers.with(|c| {
@@ -251,49 +251,14 @@ impl Backend for Postgres {
             )? == 1;
             if inserted {
                 let insert = tx.prepare(
-                    "INSERT INTO period_outcomes (customer_id, period, kind, subject)
-                     SELECT $1, $2, * FROM unnest($3::TEXT[], $4::TEXT[]) ON CONFLICT DO NOTHING",
+                    "INSERT INTO period_outcome_sets (customer_id, period, kind, subjects) VALUES ($1, $2, $3, $4)",
                 )?;
-                for chunk in outcomes.chunks(INSERT_ROWS_MAX) {
-                    let kinds: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
-                    let subjects: Vec<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
-                    tx.execute(&insert, &[&h.customer, &h.period, &kinds, &subjects])?;
+                for (kind, subjects) in outcome_sets {
+                    tx.execute(&insert, &[&h.customer, &h.period, kind, subjects])?;
                 }
             }
             tx.commit()?;
             Ok(inserted)
-        })
-    }
-
-    fn scan_period_outcomes(
-        &self,
-        customer: &str,
-        period: &str,
-        sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let mut tx = c.build_transaction().read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead).start()?;
-            let kept: Option<bool> = tx
-                .query_opt(
-                    "SELECT outcomes_kept FROM statements WHERE customer_id = $1 AND period = $2",
-                    &[&customer, &period],
-                )?
-                .map(|r| r.get(0));
-            if kept != Some(true) {
-                return Ok(false);
-            }
-            {
-                let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &period];
-                let mut rows = tx.query_raw(
-                    "SELECT kind, subject FROM period_outcomes WHERE customer_id = $1 AND period = $2",
-                    params,
-                )?;
-                while let Some(row) = rows.next()? {
-                    sink(row.get(0), row.get(1))?;
-                }
-            }
-            tx.commit()?;
-            Ok(true)
         })
     }
 

@@ -239,7 +239,7 @@ impl Backend for Sqlite {
     fn insert_statement(
         &self,
         s: &StoredStatement,
-        outcomes: &[(String, String)],
+        outcome_sets: &[(String, String)],
     ) -> Result<bool, StoreError> {
         let h = &s.summary;
         self.readers.with(|c| {
@@ -256,50 +256,15 @@ impl Backend for Sqlite {
             )? == 1;
             if inserted {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO period_outcomes (customer_id, period, kind, subject) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO period_outcome_sets (customer_id, period, kind, subjects) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for (kind, subject) in outcomes {
-                    insert.execute(params![h.customer, h.period, kind, subject])?;
+                for (kind, subjects) in outcome_sets {
+                    insert.execute(params![h.customer, h.period, kind, subjects])?;
                 }
                 drop(insert);
             }
             tx.commit()?;
             Ok(inserted)
-        })
-    }
-
-    fn scan_period_outcomes(
-        &self,
-        customer: &str,
-        period: &str,
-        sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
-        self.readers.with(|c| {
-            let tx = c.transaction()?;
-            let kept: Option<bool> = tx
-                .query_row(
-                    "SELECT outcomes_kept FROM statements WHERE customer_id = ?1 AND period = ?2",
-                    params![customer, period],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if kept != Some(true) {
-                return Ok(false);
-            }
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT kind, subject FROM period_outcomes WHERE customer_id = ?1 AND period = ?2",
-                )?;
-                let mut rows = stmt.query(params![customer, period])?;
-                while let Some(row) = rows.next()? {
-                    sink(
-                        row.get_ref(0)?.as_str().map_err(corrupt)?,
-                        row.get_ref(1)?.as_str().map_err(corrupt)?,
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(true)
         })
     }
 

@@ -1,6 +1,6 @@
-//! Reading closed statements, written once for both databases
-//! (`crate::sql`) as one statement for [`crate::Store::read_one`]. Storing
-//! one, with its period's outcomes, stays in each backend.
+//! Reading closed statements and the outcomes kept beside them, written
+//! once for both databases (`crate::sql`). Storing one, with its period's
+//! outcomes, stays in each backend.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -120,4 +120,63 @@ pub(crate) fn fill_summaries(tx: &mut dyn Sql) -> Result<(), StoreError> {
         )?;
     }
     Ok(())
+}
+
+/// Migration 27: a closed period's outcomes as one row per kind, its
+/// subjects one JSON array (see `payoff_billing::PeriodOutcomes`). A close
+/// of a million outcomes inserted a million `period_outcomes` rows, most
+/// of its time; periods closed before keep theirs there and are read from
+/// there.
+pub(crate) const SCHEMA_OUTCOME_SETS: &str = "CREATE TABLE period_outcome_sets (
+        customer_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subjects TEXT NOT NULL,
+        PRIMARY KEY (customer_id, period, kind)
+    );";
+
+/// The outcomes kept with a closed period's statement as (kind, JSON array
+/// of subjects), kinds by name; `None` when none were kept (not closed, or
+/// closed before they were).
+pub(crate) fn outcome_sets(
+    tx: &mut dyn Sql,
+    customer: &str,
+    period: &str,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    let kept = tx.row(
+        "SELECT CAST(CASE WHEN outcomes_kept THEN 1 ELSE 0 END AS BIGINT) FROM statements \
+         WHERE customer_id = ? AND period = ?",
+        &[customer.into(), period.into()],
+        |r| r.int_req(0),
+    )?;
+    if kept != Some(1) {
+        return Ok(None);
+    }
+    let mut sets = tx.rows(
+        "SELECT kind, subjects FROM period_outcome_sets WHERE customer_id = ? AND period = ? \
+         ORDER BY kind",
+        &[customer.into(), period.into()],
+        |r| Ok((r.text_req(0)?, r.text_req(1)?)),
+    )?;
+    // Kept one row per outcome before migration 27.
+    let mut legacy: Vec<(String, Vec<String>)> = Vec::new();
+    tx.query(
+        "SELECT kind, subject FROM period_outcomes WHERE customer_id = ? AND period = ? \
+         ORDER BY kind, subject",
+        &[customer.into(), period.into()],
+        &mut |r| {
+            let (kind, subject) = (r.text_req(0)?, r.text_req(1)?);
+            match legacy.last_mut() {
+                Some((k, subjects)) if *k == kind => subjects.push(subject),
+                _ => legacy.push((kind, vec![subject])),
+            }
+            Ok(())
+        },
+    )?;
+    for (kind, subjects) in legacy {
+        let array = serde_json::to_string(&subjects)
+            .map_err(|e| StoreError::Corrupt(format!("period outcomes of {kind}: {e}")))?;
+        sets.push((kind, array));
+    }
+    Ok(Some(sets))
 }

@@ -197,16 +197,11 @@ pub(crate) trait Backend: Send + Sync {
         sink: CostSink<'_>,
     ) -> Result<(), StoreError>;
     /// False when the customer's period (or the id) is already stored.
+    /// `outcome_sets`: (kind, JSON array of subjects), one per kind.
     fn insert_statement(
         &self,
         statement: &StoredStatement,
-        outcomes: &[(String, String)],
-    ) -> Result<bool, StoreError>;
-    fn scan_period_outcomes(
-        &self,
-        customer: &str,
-        period: &str,
-        sink: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
+        outcome_sets: &[(String, String)],
     ) -> Result<bool, StoreError>;
     /// Appends to the audit chain in one transaction that excludes every
     /// other audit writer, so sequences have no gaps and no forks.
@@ -654,15 +649,16 @@ impl Store {
     }
 
     /// Stores a closed statement and, in the same transaction, the
-    /// period's outcomes by (kind, subject) that costs are attributed to.
+    /// period's outcomes that costs are attributed to, as (kind, JSON
+    /// array of subjects) per kind (`payoff_billing::PeriodOutcomes`).
     /// If the period was closed meanwhile, the statement stored first wins
     /// and is returned: a period closes once. `true` when this call stored it.
     pub fn save_statement(
         &self,
         statement: StoredStatement,
-        outcomes: &[(String, String)],
+        outcome_sets: &[(String, String)],
     ) -> Result<(StoredStatement, bool), StoreError> {
-        if self.backend.insert_statement(&statement, outcomes)? {
+        if self.backend.insert_statement(&statement, outcome_sets)? {
             return Ok((statement, true));
         }
         let id = &statement.summary.id;
@@ -674,17 +670,16 @@ impl Store {
             })
     }
 
-    /// Streams the outcomes (kind, subject) kept with a closed period's
-    /// statement; `false` when none were kept (not closed, or closed before
-    /// they were).
-    pub fn scan_period_outcomes(
+    /// The outcomes kept with a closed period's statement, as
+    /// [`save_statement`](Self::save_statement) took them (periods closed
+    /// before migration 27 read back in the same form); `None` when none
+    /// were kept (not closed, or closed before they were).
+    pub fn period_outcome_sets(
         &self,
         customer: &str,
         period: &str,
-        mut sink: impl FnMut(&str, &str) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
-        self.backend
-            .scan_period_outcomes(customer, period, &mut sink)
+    ) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        self.read(|tx| crate::statements::outcome_sets(tx, customer, period))
     }
 
     /// A closed statement by id, its signed bytes and all.

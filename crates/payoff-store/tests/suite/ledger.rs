@@ -721,3 +721,65 @@ fn migration_23_summarises_the_statements_stored_before_it() {
         assert_eq!(summaries(&store), want, "{} migrated", db.label);
     }
 }
+
+/// A close keeps its period's outcomes as one JSON array of subjects per
+/// kind (migration 27), read back as stored; a period closed before keeps
+/// one row per outcome, read back in the same form; a period not closed
+/// has none.
+#[test]
+fn a_periods_outcomes_are_kept_per_kind_and_read_back_from_either_table() {
+    use payoff_store::{StatementSummary, StoredStatement};
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let statement = |period: &str| StoredStatement {
+        summary: StatementSummary {
+            id: format!("st.acme.{period}"),
+            customer: "acme".into(),
+            period: period.into(),
+            period_start: at("2026-10-01T00:00:00Z"),
+            period_end: at("2026-11-01T00:00:00Z"),
+            head: 3,
+            currency: "EUR".into(),
+            total: "1.00".into(),
+            lines: 1,
+            issued_at: at("2026-11-01T00:00:00Z"),
+        },
+        body: "{}".into(),
+    };
+    let sets = vec![
+        ("resolved".to_string(), r#"["T-1","T \"2\"\n"]"#.to_string()),
+        ("upsold".to_string(), r#"["T-1"]"#.to_string()),
+    ];
+    for db in ScratchDb::all() {
+        let (store, _ledger) = setup(&db);
+        assert_eq!(store.period_outcome_sets("acme", "2026-10").unwrap(), None);
+        store.save_statement(statement("2026-10"), &sets).unwrap();
+        assert_eq!(
+            store.period_outcome_sets("acme", "2026-10").unwrap(),
+            Some(sets.clone()),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            store.period_outcome_sets("globex", "2026-10").unwrap(),
+            None,
+            "{}: another customer's period",
+            db.label
+        );
+        // A period closed before migration 27: its rows, one per outcome.
+        store.save_statement(statement("2026-09"), &[]).unwrap();
+        db.execute_sql(
+            "INSERT INTO period_outcomes (customer_id, period, kind, subject) VALUES
+             ('acme', '2026-09', 'upsold', 'T-9'), ('acme', '2026-09', 'resolved', 'T-8'),
+             ('acme', '2026-09', 'resolved', 'T \"7\"');",
+        );
+        assert_eq!(
+            store.period_outcome_sets("acme", "2026-09").unwrap(),
+            Some(vec![
+                ("resolved".to_string(), r#"["T \"7\"","T-8"]"#.to_string()),
+                ("upsold".to_string(), r#"["T-9"]"#.to_string()),
+            ]),
+            "{}",
+            db.label
+        );
+    }
+}
