@@ -428,15 +428,20 @@ fn arrange(out: &mut Vec<u8>, body: usize, kept: &[std::ops::Range<usize>]) {
             scratch.extend_from_slice(&out[r.clone()]);
         }
     }
-    let to = |i: usize| body + kept[..i].iter().map(|r| r.len() + 1).sum::<usize>();
-    let end = to(kept.len()) - 1;
+    // Where each member lands: after the ones before it and their commas.
+    let mut to: Vec<usize> = Vec::with_capacity(kept.len() + 1);
+    to.push(body);
+    for r in kept {
+        to.push(to[to.len() - 1] + r.len() + 1);
+    }
+    let end = to[kept.len()] - 1;
     assert!(
         end <= out.len(),
         "the members kept fit where they were written"
     );
-    out.copy_within(kept[largest].clone(), to(largest));
+    out.copy_within(kept[largest].clone(), to[largest]);
     for (i, r) in kept.iter().enumerate() {
-        let at = to(i);
+        let at = to[i];
         if i != largest {
             out[at..at + r.len()].copy_from_slice(&scratch[from[i]..from[i] + r.len()]);
         }
