@@ -105,6 +105,20 @@ pub fn run(_settings: &Settings, args: ReadsArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            if let Some(closes) = r["closes"].as_object() {
+                for (name, c) in closes {
+                    println!(
+                        "  {name:<32} {:>8.2} s, a signed statement of {} bytes",
+                        c["seconds"].as_f64().unwrap_or(0.0),
+                        c["statement_bytes"]
+                    );
+                }
+            }
+            println!(
+                "  server peak memory {:.0} MB after the reads, {:.0} MB after the closes",
+                r["server_peak_rss_mb_reads"].as_f64().unwrap_or(0.0),
+                r["server_peak_rss_mb"].as_f64().unwrap_or(0.0)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -152,6 +166,8 @@ fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
         .enable_all()
         .build()?;
     let figures = runtime.block_on(read_all(&base, &key.key, &some_outcome, args.requests))?;
+    let reads_peak = super::peak_rss_mb(server.child.id());
+    let closes = runtime.block_on(close_all(&base, &key.key))?;
     Ok(json!({
         "backend": db.label,
         "events": args.events,
@@ -159,8 +175,40 @@ fn measure(args: &ReadsArgs, db: &ScratchDb) -> anyhow::Result<Value> {
         "model_build_seconds": build,
         "model_build_events_per_second": args.events as f64 / build,
         "reads": figures,
+        "closes": closes,
+        "server_peak_rss_mb_reads": reads_peak,
         "server_peak_rss_mb": super::peak_rss_mb(server.child.id()),
     }))
+}
+
+/// Closes October, then November (two contract versions), through the
+/// API as an operator would, after the reads: each close once, timed from
+/// request to reply, which is the signed statement as stored.
+async fn close_all(base: &str, key: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let client = reqwest::Client::new();
+    let mut figures = serde_json::Map::new();
+    for period in ["2026-10", "2026-11"] {
+        let path = format!("/v1/customers/{CUSTOMER}/periods/{period}/close");
+        let started = Instant::now();
+        let response = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::CREATED,
+            "POST {path}: {status} {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        figures.insert(
+            format!("close {period}"),
+            json!({"seconds": seconds, "statement_bytes": body.len()}),
+        );
+    }
+    Ok(figures)
 }
 
 /// Measures each read `requests` times, one at a time.
