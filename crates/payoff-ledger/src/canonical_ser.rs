@@ -389,7 +389,6 @@ impl Object<'_> {
             close,
             ..
         } = self;
-        let given: Vec<std::ops::Range<usize>> = members.iter().map(|m| m.1.clone()).collect();
         // Stable: of members with one name, the last given stays last, and
         // replaces the others, as in a `serde_json::Map`.
         sort_members(&mut members, |m| m.0.as_str());
@@ -402,7 +401,11 @@ impl Object<'_> {
             }
             last = Some(name.as_str());
         }
-        if kept != given {
+        // Members are written in ascending places: they are already in
+        // order when none was dropped and the sorted ones still ascend.
+        let in_place =
+            kept.len() == members.len() && kept.windows(2).all(|w| w[0].start < w[1].start);
+        if !in_place {
             arrange(out, body, &kept);
         }
         out.extend_from_slice(close);

@@ -312,14 +312,7 @@ fn build_model(db: &Path) -> anyhow::Result<()> {
 fn close_first_month(db: &Path) -> anyhow::Result<()> {
     let store = Store::open(&db.display().to_string())?;
     let started = Instant::now();
-    let closed = payoff_accounting::billing::close(
-        &store,
-        &signing_key(),
-        CUSTOMER,
-        PERIOD,
-        payoff_clock::wall(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let closed = close_period(&store, PERIOD)?;
     if closed.created {
         eprintln!(
             "closed {PERIOD} first in {:.1} s",
@@ -327,6 +320,19 @@ fn close_first_month(db: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Closes a period of the bench customer as an operator would: signed
+/// and stored.
+fn close_period(store: &Store, period: &str) -> anyhow::Result<payoff_accounting::billing::Closed> {
+    payoff_accounting::billing::close(
+        store,
+        &signing_key(),
+        CUSTOMER,
+        period,
+        payoff_clock::wall(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The bench's signing key: fixed, so that runs sign alike.
@@ -410,14 +416,7 @@ fn close_from_model(copy: &Path, period: &str) -> anyhow::Result<Measured> {
         Some(_) => "read model",
         None => "ledger (the read model could not stand in)",
     };
-    let closed = payoff_accounting::billing::close(
-        &store,
-        &signing_key(),
-        CUSTOMER,
-        period,
-        payoff_clock::wall(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let closed = close_period(&store, period)?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_mb = super::peak_rss_mb(std::process::id());
     anyhow::ensure!(closed.created, "{period} was closed already in the copy");
