@@ -427,9 +427,8 @@ fn apply_statements(tx: &mut dyn Sql, customer: &str) -> Result<(), StoreError> 
             if !taking_back && line.outcome.is_none() {
                 continue;
             }
-            for id in &line.outcomes {
-                model::record_billing(tx, customer, id, &s.id, taking_back)?;
-            }
+            let ids: Vec<&str> = line.outcomes.iter().map(String::as_str).collect();
+            model::record_billing(tx, customer, &ids, &s.id, taking_back)?;
         }
         applied += 1;
     }
