@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::sql::{Param, Sql};
-use crate::store::audit_record;
+use crate::store::{audit_record, next_audit};
 use crate::StoreError;
 
 /// One thing that happened, before it takes its place in the chain.
@@ -62,6 +62,62 @@ pub struct AuditFilter {
     /// Newest first, as a person reading a log wants it.
     pub newest_first: bool,
     pub limit: usize,
+}
+
+/// Appends `entries` to the audit chain inside the caller's write
+/// transaction, one SQL text for both databases. The chain is one for the
+/// installation: on PostgreSQL the table lock makes other writers (of
+/// every node) wait while readers go on, and is taken after any head lock,
+/// never before, so no two transactions wait on each other; SQLite's write
+/// transaction holds the database's one write lock already.
+pub(crate) fn insert(
+    tx: &mut dyn Sql,
+    entries: &[&AuditEntry],
+) -> Result<Vec<AuditRecord>, StoreError> {
+    if let Some(lock) = tx.dialect().lock_table_exclusive("audit_log") {
+        tx.execute_batch(&lock)?;
+    }
+    let mut last = tx.row(
+        "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
+        &[],
+        |r| Ok((r.int_req(0)?, r.bytes_req(1)?)),
+    )?;
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (record, body) = next_audit(last.take(), entry)?;
+        tx.execute(
+            "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                (record.sequence as i64).into(),
+                entry.at.timestamp_micros().into(),
+                entry.actor.as_str().into(),
+                entry.customer.as_deref().into(),
+                entry.action.as_str().into(),
+                entry.decision.as_str().into(),
+                body.as_str().into(),
+                record.hash.as_slice().into(),
+            ],
+        )?;
+        last = Some((record.sequence as i64, record.hash.to_vec()));
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// `(sequence, body, hash)` of every audit record, in order.
+pub(crate) fn rows(
+    tx: &mut dyn Sql,
+    sink: &mut dyn FnMut(u64, String, Vec<u8>),
+) -> Result<(), StoreError> {
+    tx.query(
+        "SELECT sequence, body, hash FROM audit_log ORDER BY sequence",
+        &[],
+        &mut |r| {
+            sink(r.int_req(0)? as u64, r.text_req(1)?, r.bytes_req(2)?);
+            Ok(())
+        },
+    )
 }
 
 /// Records matching `filter`, in its order (one statement, for

@@ -12,15 +12,12 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
 
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::AuditEntry;
 use crate::costs::{self, CostFact, CostSink};
-use crate::events::{stored_event, EVENT_COLUMNS};
 use crate::migrations;
 use crate::pool::Pool;
 use crate::sql::postgres::{Cached, Prepared};
-use crate::store::{
-    from_us, hash32, next_audit, Backend, BodySink, EventSink, StoredStatement, TxBody,
-};
+use crate::store::{from_us, hash32, Backend, BodySink, TxBody};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Postgres {
@@ -122,26 +119,6 @@ impl Backend for Postgres {
         }))
     }
 
-    fn scan(
-        &self,
-        customer: &str,
-        after_sequence: u64,
-        sink: EventSink<'_>,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let after = after_sequence as i64;
-            let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&customer, &after];
-            let mut rows = c.query_raw(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = $1 AND sequence > $2 ORDER BY sequence"),
-                params,
-            )?;
-            while let Some(row) = rows.next()? {
-                sink(stored_event(&row)?)?;
-            }
-            Ok(())
-        })
-    }
-
     fn scan_bodies(
         &self,
         customer: &str,
@@ -231,59 +208,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn insert_statement(
-        &self,
-        s: &StoredStatement,
-        outcome_sets: &[(String, String)],
-    ) -> Result<bool, StoreError> {
-        let h = &s.summary;
-        self.readers.with(|c| {
-            let mut tx = c.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept, \
-                 period_end_us, head_seq, currency, total, line_count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
-                &[
-                    &h.id, &h.customer, &h.period, &h.period_start.timestamp_micros(), &s.body,
-                    &h.issued_at.timestamp_micros(), &h.period_end.timestamp_micros(), &(h.head as i64),
-                    &h.currency, &h.total, &(h.lines as i64),
-                ],
-            )? == 1;
-            if inserted {
-                let insert = tx.prepare(
-                    "INSERT INTO period_outcome_sets (customer_id, period, kind, subjects) VALUES ($1, $2, $3, $4)",
-                )?;
-                for (kind, subjects) in outcome_sets {
-                    tx.execute(&insert, &[&h.customer, &h.period, kind, subjects])?;
-                }
-            }
-            tx.commit()?;
-            Ok(inserted)
-        })
-    }
-
-    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
-        self.readers.with(|c| {
-            let mut tx = c.transaction()?;
-            let record = insert_audit(&mut tx, &[entry])?.remove(0);
-            tx.commit()?;
-            Ok(record)
-        })
-    }
-
-    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let mut rows = c.query_raw(
-                "SELECT sequence, body, hash FROM audit_log ORDER BY sequence",
-                std::iter::empty::<i64>(),
-            )?;
-            while let Some(r) = rows.next()? {
-                sink(r.get::<_, i64>(0) as u64, r.get(1), r.get(2));
-            }
-            Ok(())
-        })
-    }
-
     fn transaction(&self, write: bool, f: TxBody<'_>) -> Result<(), StoreError> {
         // A body that began on a lost connection is not run again (see
         // `Store::run`); one that never began is, on a new connection.
@@ -350,34 +274,6 @@ impl GroupWriter for PostgresWriter {
         tx.tx.commit()?;
         Ok(results)
     }
-}
-
-/// Appends `entries` to the audit chain inside the caller's transaction.
-/// The chain is one for the installation: the table lock makes other
-/// writers (of every node) wait while readers go on. Taken after any head
-/// lock, never before, so no two transactions wait on each other.
-fn insert_audit(
-    tx: &mut postgres::Transaction<'_>,
-    entries: &[&AuditEntry],
-) -> Result<Vec<AuditRecord>, StoreError> {
-    tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
-    let mut last = tx
-        .query_opt(
-            "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1",
-            &[],
-        )?
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
-    let mut records = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let (record, body) = next_audit(last.take(), entry)?;
-        tx.execute(
-            "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&(record.sequence as i64), &entry.at.timestamp_micros(), &entry.actor, &entry.customer, &entry.action, &entry.decision, &body, &&record.hash[..]],
-        )?;
-        last = Some((record.sequence as i64, record.hash.to_vec()));
-        records.push(record);
-    }
-    Ok(records)
 }
 
 struct PostgresTx<'c> {
@@ -523,7 +419,14 @@ impl LedgerTx for PostgresTx<'_> {
     }
 
     fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
-        insert_audit(&mut self.tx, entries).map(|_| ())
+        crate::audit::insert(
+            &mut Cached {
+                client: &mut self.tx,
+                prepared: &mut Prepared::default(),
+            },
+            entries,
+        )
+        .map(|_| ())
     }
 
     fn probe(&mut self, at_us: i64, pad: &[u8]) -> Result<(), StoreError> {

@@ -335,6 +335,7 @@ pub(crate) mod sqlite {
 
 pub(crate) mod postgres {
     use super::*;
+    use ::postgres::fallible_iterator::FallibleIterator;
     use ::postgres::types::ToSql;
     use std::collections::HashMap;
 
@@ -420,11 +421,15 @@ pub(crate) mod postgres {
             sink: RowSink<'_>,
         ) -> Result<(), StoreError> {
             let statement = self.statement(sql)?;
-            let rows = with_params(params, |refs| self.client.query(&statement, refs))?;
-            for row in rows {
-                sink(&row)?;
-            }
-            Ok(())
+            // Rows are handed on as they arrive, never gathered first: a
+            // close's million outcome rows were all held at once.
+            with_params(params, |refs| {
+                let mut rows = self.client.query_raw(&statement, refs.iter().copied())?;
+                while let Some(row) = rows.next()? {
+                    sink(&row)?;
+                }
+                Ok(())
+            })
         }
     }
 }

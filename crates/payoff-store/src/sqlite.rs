@@ -10,14 +10,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::borrow::Cow;
 
 use crate::append::{apply_group, Existing, GroupWriter, LedgerTx, NewRow, RequestResult};
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::AuditEntry;
 use crate::costs::{self, CostFact, CostSink};
-use crate::events::{stored_event, EVENT_COLUMNS};
 use crate::migrations;
 use crate::pool::Pool;
-use crate::store::{
-    from_us, hash32, next_audit, Backend, BodySink, EventSink, StoredStatement, TxBody,
-};
+use crate::store::{from_us, hash32, Backend, BodySink, TxBody};
 use crate::{AppendRequest, StoreError};
 
 pub(crate) struct Sqlite {
@@ -128,24 +125,6 @@ impl Backend for Sqlite {
         }))
     }
 
-    fn scan(
-        &self,
-        customer: &str,
-        after_sequence: u64,
-        sink: EventSink<'_>,
-    ) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ?1 AND sequence > ?2 ORDER BY sequence"
-            ))?;
-            let mut rows = stmt.query(params![customer, after_sequence as i64])?;
-            while let Some(row) = rows.next()? {
-                sink(stored_event(row)?)?;
-            }
-            Ok(())
-        })
-    }
-
     fn scan_bodies(
         &self,
         customer: &str,
@@ -231,59 +210,6 @@ impl Backend for Sqlite {
                     sequence: row.get::<_, i64>(0)? as u64,
                     body: row.get_ref(1)?.as_blob().map_err(corrupt)?,
                 })?;
-            }
-            Ok(())
-        })
-    }
-
-    fn insert_statement(
-        &self,
-        s: &StoredStatement,
-        outcome_sets: &[(String, String)],
-    ) -> Result<bool, StoreError> {
-        let h = &s.summary;
-        self.readers.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, outcomes_kept, \
-                 period_end_us, head_seq, currency, total, line_count) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
-                params![
-                    h.id, h.customer, h.period, h.period_start.timestamp_micros(), s.body,
-                    h.issued_at.timestamp_micros(), h.period_end.timestamp_micros(), h.head as i64,
-                    h.currency, h.total, h.lines as i64
-                ],
-            )? == 1;
-            if inserted {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO period_outcome_sets (customer_id, period, kind, subjects) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (kind, subjects) in outcome_sets {
-                    insert.execute(params![h.customer, h.period, kind, subjects])?;
-                }
-                drop(insert);
-            }
-            tx.commit()?;
-            Ok(inserted)
-        })
-    }
-
-    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
-        self.readers.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let record = insert_audit(&tx, &[entry])?.remove(0);
-            tx.commit()?;
-            Ok(record)
-        })
-    }
-
-    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError> {
-        self.readers.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT sequence, body, hash FROM audit_log ORDER BY sequence")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                sink(r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?);
             }
             Ok(())
         })
@@ -409,7 +335,7 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<(), StoreError> {
-        insert_audit(&self.tx, entries).map(|_| ())
+        crate::audit::insert(&mut self.tx, entries).map(|_| ())
     }
 
     fn probe(&mut self, at_us: i64, pad: &[u8]) -> Result<(), StoreError> {
@@ -420,35 +346,6 @@ impl LedgerTx for SqliteTx<'_> {
         )
         .map(|_| ())
     }
-}
-
-/// Appends `entries` to the audit chain inside the caller's write
-/// transaction (which holds the database's write lock).
-fn insert_audit(c: &Connection, entries: &[&AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut last: Option<(i64, Vec<u8>)> = c
-        .prepare_cached("SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let mut insert = c.prepare_cached(
-        "INSERT INTO audit_log (sequence, at_us, actor, customer_id, action, decision, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let mut records = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let (record, body) = next_audit(last.take(), entry)?;
-        insert.execute(params![
-            record.sequence as i64,
-            entry.at.timestamp_micros(),
-            entry.actor,
-            entry.customer,
-            entry.action,
-            entry.decision,
-            body,
-            &record.hash[..]
-        ])?;
-        last = Some((record.sequence as i64, record.hash.to_vec()));
-        records.push(record);
-    }
-    Ok(records)
 }
 
 /// The one INSERT of events, shared by the writer and the benchmark's

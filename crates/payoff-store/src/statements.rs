@@ -5,7 +5,7 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::sql::{Sql, SqlRow};
+use crate::sql::{Param, Sql, SqlRow};
 use crate::store::{from_us, StatementSummary, StoredStatement};
 use crate::StoreError;
 
@@ -179,4 +179,48 @@ pub(crate) fn outcome_sets(
         sets.push((kind, array));
     }
     Ok(Some(sets))
+}
+
+/// Stores a closed statement and its period's outcome sets, one SQL text
+/// for both databases; false, writing nothing, when the customer's period
+/// (or the id) is stored already.
+pub(crate) fn insert(
+    tx: &mut dyn Sql,
+    s: &StoredStatement,
+    outcome_sets: &[(String, String)],
+) -> Result<bool, StoreError> {
+    let h = &s.summary;
+    let inserted = tx.execute(
+        "INSERT INTO statements (id, customer_id, period, period_start_us, body, issued_us, \
+         outcomes_kept, period_end_us, head_seq, currency, total, line_count) \
+         VALUES (?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        &[
+            h.id.as_str().into(),
+            h.customer.as_str().into(),
+            h.period.as_str().into(),
+            h.period_start.timestamp_micros().into(),
+            s.body.as_str().into(),
+            h.issued_at.timestamp_micros().into(),
+            h.period_end.timestamp_micros().into(),
+            (h.head as i64).into(),
+            h.currency.as_str().into(),
+            h.total.as_str().into(),
+            (h.lines as i64).into(),
+        ],
+    )? == 1;
+    if inserted {
+        for (kind, subjects) in outcome_sets {
+            let row: [Param; 4] = [
+                h.customer.as_str().into(),
+                h.period.as_str().into(),
+                kind.as_str().into(),
+                subjects.as_str().into(),
+            ];
+            tx.execute(
+                "INSERT INTO period_outcome_sets (customer_id, period, kind, subjects) VALUES (?, ?, ?, ?)",
+                &row,
+            )?;
+        }
+    }
+    Ok(inserted)
 }

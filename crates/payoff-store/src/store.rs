@@ -1,5 +1,6 @@
 //! The storage facade: one API over SQLite and PostgreSQL.
 
+use crate::events::{stored_event, EVENT_COLUMNS};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -157,8 +158,6 @@ pub struct StoredPolicy {
 /// Receives `(sequence, canonical bytes)` of each event a scan wants.
 pub(crate) type BodySink<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
 
-pub(crate) type EventSink<'a> = &'a mut dyn FnMut(StoredEvent) -> Result<(), StoreError>;
-
 /// What each backend provides; [`Store`] adds the logic they share.
 /// Besides running [`Sql`] (in a transaction, or one statement on its
 /// own) for the repositories written once against it, only the append
@@ -175,12 +174,6 @@ pub(crate) trait Backend: Send + Sync {
     /// database is a server's (PostgreSQL), whose disk is not ours to see.
     fn free_space(&self) -> Option<Result<u64, StoreError>>;
     fn writer(&self) -> Result<Box<dyn GroupWriter>, StoreError>;
-    fn scan(
-        &self,
-        customer: &str,
-        after_sequence: u64,
-        sink: EventSink<'_>,
-    ) -> Result<(), StoreError>;
     fn scan_bodies(
         &self,
         customer: &str,
@@ -196,18 +189,6 @@ pub(crate) trait Backend: Send + Sync {
         until: DateTime<Utc>,
         sink: CostSink<'_>,
     ) -> Result<(), StoreError>;
-    /// False when the customer's period (or the id) is already stored.
-    /// `outcome_sets`: (kind, JSON array of subjects), one per kind.
-    fn insert_statement(
-        &self,
-        statement: &StoredStatement,
-        outcome_sets: &[(String, String)],
-    ) -> Result<bool, StoreError>;
-    /// Appends to the audit chain in one transaction that excludes every
-    /// other audit writer, so sequences have no gaps and no forks.
-    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError>;
-    /// `(sequence, body, hash)` of every audit record, in order.
-    fn audit_rows(&self, sink: &mut dyn FnMut(u64, String, Vec<u8>)) -> Result<(), StoreError>;
     /// Runs `f` in one transaction: a write transaction (exclusive on
     /// SQLite, row locks on PostgreSQL) or a consistent read-only snapshot.
     /// Commits when `f` succeeds, rolls back when it fails.
@@ -491,7 +472,16 @@ impl Store {
         after_sequence: u64,
         mut sink: impl FnMut(StoredEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.backend.scan(customer, after_sequence, &mut sink)
+        self.read_scan(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = ? AND sequence > ? \
+                     ORDER BY sequence"
+                ),
+                &[customer.into(), (after_sequence as i64).into()],
+                &mut |r| sink(stored_event(r)?),
+            )
+        })
     }
 
     /// Stores a new contract version, numbered one above the last.
@@ -658,7 +648,7 @@ impl Store {
         statement: StoredStatement,
         outcome_sets: &[(String, String)],
     ) -> Result<(StoredStatement, bool), StoreError> {
-        if self.backend.insert_statement(&statement, outcome_sets)? {
+        if self.write(|tx| crate::statements::insert(tx, &statement, outcome_sets))? {
             return Ok((statement, true));
         }
         let id = &statement.summary.id;
@@ -726,7 +716,8 @@ impl Store {
 
     /// Records one entry in the audit chain.
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
-        self.backend.append_audit(entry)
+        self.write(|tx| crate::audit::insert(tx, &[entry]))
+            .map(|mut records| records.remove(0))
     }
 
     /// Audit records matching `filter`, oldest first.
@@ -737,20 +728,24 @@ impl Store {
     /// Recomputes the whole audit chain from the stored rows.
     pub fn verify_audit(&self) -> Result<AuditReport, StoreError> {
         let mut rows = Vec::new();
-        self.backend.audit_rows(&mut |sequence, body, hash| {
-            rows.push(
-                serde_json::from_str::<serde_json::Value>(&body)
-                    .map_err(|e| format!("its stored body is not JSON: {e}"))
-                    .and_then(|mut v| {
-                        if v.get("sequence").and_then(serde_json::Value::as_u64) != Some(sequence) {
-                            return Err(format!(
-                                "its body says another sequence than row {sequence}"
-                            ));
-                        }
-                        v["hash"] = hex::encode(hash).into();
-                        Ok(v)
-                    }),
-            )
+        self.read_scan(|tx| {
+            crate::audit::rows(tx, &mut |sequence, body, hash| {
+                rows.push(
+                    serde_json::from_str::<serde_json::Value>(&body)
+                        .map_err(|e| format!("its stored body is not JSON: {e}"))
+                        .and_then(|mut v| {
+                            if v.get("sequence").and_then(serde_json::Value::as_u64)
+                                != Some(sequence)
+                            {
+                                return Err(format!(
+                                    "its body says another sequence than row {sequence}"
+                                ));
+                            }
+                            v["hash"] = hex::encode(hash).into();
+                            Ok(v)
+                        }),
+                )
+            })
         })?;
         Ok(verify_audit(rows))
     }
