@@ -59,26 +59,37 @@ pub fn store_prices(
     Ok(store.add_price_table(table.effective, text, now)?)
 }
 
-/// Revenue, cost and margin of one customer's period.
+/// Revenue, cost and margin of one customer's period. Amounts are
+/// decimals as text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Economics {
     pub customer: String,
     pub period: String,
     /// `closed` when read from the stored statement, else `preview`.
     pub statement: String,
+    /// The statement's currency (revenue's; costs are in `cost.currency`).
     pub currency: String,
+    /// One per statement line.
     pub revenue: Vec<RevenueLine>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub revenue_total: Decimal,
     pub cost: CostReport,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub gross_margin: Decimal,
-    /// Margin over revenue, in percent; `None` without revenue.
+    /// Margin over revenue, in percent; `null` without revenue.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub gross_margin_percent: Option<Decimal>,
 }
 
+/// One statement line as revenue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevenueLine {
+    /// The line's kind (`outcome`, `base_fee`, …).
     pub kind: String,
     pub description: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub amount: Decimal,
 }
 
@@ -272,16 +283,25 @@ fn costs_of<'p>(
     }
 }
 
-/// What an agent (or anyone) learns before it spends.
+/// What an agent (or anyone) learns before it spends. Amounts are USD,
+/// decimals as text.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetCheck {
     pub allow: bool,
     pub customer: String,
+    /// The agent asked about; `null` for the whole customer.
     pub agent: Option<String>,
     pub period: String,
+    /// Spent this period by the scope whose budget decides.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub spent: Decimal,
+    /// The deciding budget's limit; `null` when no budget is set.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub limit: Option<Decimal>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub warn_at: Option<Decimal>,
+    /// Whether a warning threshold is reached.
     pub warning: bool,
     /// Why the answer is what it is, in words.
     pub reason: String,
@@ -382,20 +402,32 @@ fn units_of_work(contract: &payoff_billing::Contract, line: &payoff_billing::Lin
 }
 
 /// What the customer got for what it paid, against its own baseline.
+/// Amounts are decimals as text, in `currency`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Roi {
     pub customer: String,
     pub period: String,
+    /// `closed` when read from the stored statement, else `preview`.
     pub statement: &'static str,
     pub currency: String,
     pub outcomes_delivered: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub amount_billed: Decimal,
+    /// `null` when no outcome was delivered.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub effective_price_per_outcome: Option<Decimal>,
+    /// The contract's baseline cost of one unit of work, if it names one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub baseline_unit_cost: Option<Decimal>,
     /// Outcomes × baseline − billed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub implied_saving: Option<Decimal>,
     /// The licence the contract replaces, for this period (yearly / 12 or / 52).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub licence_for_period: Option<Decimal>,
+    /// Billed − the licence for the period.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "decimal"))]
     pub paid_versus_licence: Option<Decimal>,
 }
 

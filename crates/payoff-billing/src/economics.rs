@@ -316,28 +316,44 @@ fn price_tokens(p: &ModelPrice, call: &ModelCall<'_>) -> Decimal {
 }
 
 /// Cost totals of one period, attributed to subjects and outcomes.
+/// Amounts are decimals as text (`"0.0125"`), in `currency`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CostReport {
+    /// `USD`.
     pub currency: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub total: Decimal,
+    /// Per model: its cost, a decimal as text.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub by_model: BTreeMap<String, Decimal>,
+    /// Per category: its cost, a decimal as text.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub by_category: BTreeMap<String, Decimal>,
+    /// Per agent: its cost, a decimal as text.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub by_agent: BTreeMap<String, Decimal>,
     /// Per outcome kind: cost of the subjects that produced one, the
     /// number of outcomes, and the cost per outcome.
     pub by_outcome: BTreeMap<String, OutcomeCost>,
     /// Cost of subjects that produced no outcome of any kind.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub without_outcome: Decimal,
     /// Cost not tied to any subject.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub unattributed: Decimal,
     pub calls: u64,
     pub warnings: Vec<String>,
 }
 
+/// One outcome kind's cost; decimals as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutcomeCost {
     pub outcomes: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub cost: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub per_outcome: Decimal,
 }
 

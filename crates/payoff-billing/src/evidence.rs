@@ -97,6 +97,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
 
 /// One contract version as the bundle carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BundleContract {
     pub version: u32,
     /// First period it governs.
@@ -107,6 +108,7 @@ pub struct BundleContract {
 
 /// One event with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BundleEvent {
     pub sequence: u64,
     /// The exact canonical JSON the chain hashed.
@@ -115,13 +117,21 @@ pub struct BundleEvent {
     pub hash: String,
 }
 
+/// What `verify` needs to recompute a statement with no server: the
+/// contract versions, the events and their chain hashes, the statements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bundle {
+    /// `payoff-evidence/1`.
     pub format: String,
+    /// The id of the statement the bundle is evidence for.
     pub statement: String,
     pub customer: String,
+    /// Every contract version up to the statement's.
     pub contracts: Vec<BundleContract>,
+    /// The customer's events up to the statement's ledger head, in order.
     pub events: Vec<BundleEvent>,
+    /// The statement and the earlier ones it builds on, signed.
     pub statements: Vec<Statement>,
 }
 

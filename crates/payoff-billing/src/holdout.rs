@@ -27,6 +27,7 @@ pub const SRM_THRESHOLD: f64 = 0.001;
 
 /// One arm's figures on a statement line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArmFigures {
     pub subjects: u64,
     pub outcomes: u64,
@@ -39,6 +40,7 @@ pub struct ArmFigures {
 
 /// How a holdout line was estimated, printed on the statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttributionFigures {
     pub experiment: String,
     pub method: String,

@@ -29,14 +29,19 @@ pub struct ContractVersion<'a> {
 
 /// The ledger head a statement was cut at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeadRef {
     pub sequence: u64,
+    /// Hex chain hash after the event at `sequence`.
     pub hash: String,
 }
 
+/// The contract version that priced a statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContractRef {
     pub version: u32,
+    /// Hex SHA-256 of the contract's TOML.
     pub sha256: String,
 }
 
@@ -45,41 +50,56 @@ pub struct ContractRef {
 /// could round); an amount has exactly its currency's minor digits
 /// ([`crate::Currency::amount`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Line {
     pub kind: LineKind,
     pub description: String,
     /// The outcome kind, for outcome, tier, adjustment and credit lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub outcome: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub service_level: Option<String>,
     /// The earlier period an adjustment or credit concerns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub period: Option<String>,
     /// The contract version that priced an adjustment or credit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub contract_version: Option<u32>,
     /// Negative for credits that take outcomes back; a decimal for a
     /// value billed by lift.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub quantity: Decimal,
+    /// Units included before any is billed: a count written as text (`"50"`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "count_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9]+$"))]
     pub included: Option<u64>,
     /// Normalised (`2.5`, not `2.50`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub unit_price: Option<Decimal>,
+    /// Exactly the currency's minor digits (`"100.90"`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub amount: Decimal,
     /// The outcomes behind the line, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<String>,
     /// SHA-256 of the sorted outcome ids joined by newlines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub outcomes_hash: Option<String>,
     /// For outcomes billed by holdout lift: how the lift was estimated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub attribution: Option<AttributionFigures>,
 }
 
+/// What a statement line bills or takes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LineKind {
     BaseFee,
@@ -95,11 +115,14 @@ pub enum LineKind {
 /// The provider's Ed25519 signature over the statement's canonical bytes
 /// (the statement without this field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signature {
+    /// `ed25519`.
     pub algorithm: String,
     /// The key's id in the provider's keys document ([`crate::key_id`]);
     /// absent from statements signed before ids were given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub key_id: Option<String>,
     /// Hex of the 32-byte public key.
     pub public_key: String,
@@ -107,28 +130,43 @@ pub struct Signature {
     pub value: String,
 }
 
+/// One period of one customer, priced line by line; signed once closed.
+/// Decimals are text, times RFC 3339 in UTC to the second.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub id: String,
     pub customer: String,
+    /// e.g. `2026-11` or `2026-W45`.
     pub period: String,
+    /// The period's first instant (`2026-11-01T00:00:00Z`).
     #[serde(with = "utc_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub period_start: DateTime<Utc>,
+    /// The instant after the period (half-open).
     #[serde(with = "utc_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub period_end: DateTime<Utc>,
     pub contract: ContractRef,
+    /// ISO 4217 code.
     pub currency: String,
+    /// The contract's rounding rule: `half_even`, `half_up`, `down` or `up`.
     pub rounding: String,
     pub lines: Vec<Line>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub subtotal: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "decimal"))]
     pub total: Decimal,
     pub ledger_head: HeadRef,
     /// Ids of the earlier statements this one builds on.
     pub depends_on: Vec<String>,
     /// To the second.
     #[serde(with = "utc_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub issued_at: DateTime<Utc>,
+    /// The provider's signature; absent from a preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub signature: Option<Signature>,
 }
 

@@ -27,7 +27,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use prost::Message;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
 /// `/v1/traces` bodies are OTLP `ExportTraceServiceRequest`s.
@@ -304,19 +304,36 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceReque
 
 /// The reply to an export: OTLP's `ExportTraceServiceResponse`, whose
 /// partial success counts the spans refused and says why. An empty message
-/// and no refusals is full success.
-#[derive(Clone, PartialEq, Message)]
+/// and no refusals is full success (`{}` in JSON).
+#[derive(Clone, PartialEq, Message, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub struct ExportTraceServiceResponse {
+    /// Absent when every span was taken.
     #[prost(message, optional, tag = "1")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub partial_success: Option<PartialSuccess>,
 }
 
-#[derive(Clone, PartialEq, Message)]
+/// The spans an export did not record, and why.
+#[derive(Clone, PartialEq, Message, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub struct PartialSuccess {
+    /// An int64, so a string in proto3 JSON (`"2"`).
     #[prost(int64, tag = "1")]
+    #[serde(serialize_with = "int64_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Int64))]
     pub rejected_spans: i64,
+    /// One line per span, `span <index>: <why>`.
     #[prost(string, tag = "2")]
     pub error_message: String,
+}
+
+/// proto3 JSON writes an int64 as a string.
+fn int64_text<S: serde::Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
 }
 
 /// The reply's bytes in the request's encoding.
@@ -325,22 +342,12 @@ pub fn reply(encoding: Encoding, rejected_spans: usize, message: &str) -> Vec<u8
         rejected_spans: rejected_spans as i64,
         error_message: message.to_owned(),
     });
+    let response = ExportTraceServiceResponse {
+        partial_success: partial,
+    };
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceResponse {
-            partial_success: partial,
-        }
-        .encode_to_vec(),
-        Encoding::Json => {
-            let body = match partial {
-                Some(p) => json!({"partialSuccess": {
-                    // int64 is a string in proto3 JSON.
-                    "rejectedSpans": p.rejected_spans.to_string(),
-                    "errorMessage": p.error_message,
-                }}),
-                None => json!({}),
-            };
-            body.to_string().into_bytes()
-        }
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&response).expect("a reply serialises"),
     }
 }
 

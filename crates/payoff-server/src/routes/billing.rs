@@ -648,7 +648,6 @@ pub struct StatementPreview {
     /// The statement's members, unsigned (the stored, signed one for a
     /// closed period).
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub statement: payoff_billing::Statement,
     /// Earlier periods still open, oldest first, that this preview
     /// assumes close as previewed; absent when there are none.
@@ -687,8 +686,8 @@ fn statement_response(status: StatusCode, body: String) -> Response {
 /// returns the same statement (200 instead of 201).
 #[utoipa::path(post, path = "/v1/customers/{customer}/periods/{period}/close", tag = "billing",
     responses(
-        (status = 201, description = "Closed now: the signed statement, as stored", body = Object, content_type = "application/json"),
-        (status = 200, description = "Closed before: the same signed statement", body = Object, content_type = "application/json"),
+        (status = 201, description = "Closed now: the signed statement, as stored", body = payoff_billing::Statement),
+        (status = 200, description = "Closed before: the same signed statement", body = payoff_billing::Statement),
         (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
@@ -800,7 +799,7 @@ pub(crate) fn stored_statement(
 #[utoipa::path(get, path = "/v1/statements/{id}", tag = "billing", params(FormatQuery),
     responses(
         (status = 200, description = "The signed statement as stored, or its lines as CSV",
-            content((Object = "application/json"), (String = "text/csv"))),
+            content((payoff_billing::Statement = "application/json"), (String = "text/csv"))),
         (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_statement(
     State(state): State<AppState>,
@@ -840,7 +839,7 @@ pub(crate) fn statement_with_evidence(
 #[utoipa::path(get, path = "/v1/statements/{id}/evidence", tag = "billing",
     responses(
         (status = 200, description = "The statement, the contract versions and events it was computed from, and their chain links: what `payoff verify` reads",
-            body = Object, content_type = "application/json"),
+            body = payoff_billing::Bundle),
         (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn evidence(
     State(state): State<AppState>,

@@ -127,10 +127,7 @@ pub struct PeriodQuery {
 /// Revenue by line, cost by model, category, agent and outcome kind, the
 /// cost of subjects without an outcome, gross margin (provider roles).
 #[utoipa::path(get, path = "/v1/customers/{customer}/economics", tag = "economics", params(PeriodQuery),
-    responses((status = 200, description = "The period's economics (`payoff_accounting::economics::Economics`): \
-        `customer`, `period`, `statement` (closed or preview), `currency`, `revenue` by line, `revenue_total`, \
-        `cost` (by model, category, agent and outcome kind, and of subjects without an outcome), `gross_margin` \
-        and `gross_margin_percent`; amounts are decimals as text", body = Object),
+    responses((status = 200, description = "The period's economics", body = economics::Economics),
         (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn show_economics(
     State(state): State<AppState>,
@@ -278,8 +275,7 @@ pub struct CheckQuery {
 
 /// Allow or deny: may this agent spend more for this customer now?
 #[utoipa::path(get, path = "/v1/budgets/check", tag = "economics", params(CheckQuery),
-    responses((status = 200, description = "The answer (`payoff_accounting::economics::BudgetCheck`): `allow`, \
-        `customer`, `agent`, `period`, `spent`, `limit`, `warn_at` (USD, decimals as text), `warning` and `reason`", body = Object),
+    responses((status = 200, description = "The answer", body = economics::BudgetCheck),
         (status = 400), (status = 401), (status = 403), (status = 404)), security(("bearer" = [])))]
 pub async fn check_budget(
     State(state): State<AppState>,
@@ -333,10 +329,8 @@ async fn record_budget_event(
 /// the customer's baseline and the licence it replaces. `format=csv` or
 /// `Accept: text/csv` for CSV.
 #[utoipa::path(get, path = "/v1/customers/{customer}/roi", tag = "economics", params(PeriodQuery),
-    responses((status = 200, description = "The period's return (`payoff_accounting::economics::Roi`): `customer`, \
-        `period`, `statement`, `currency`, `outcomes_delivered`, `amount_billed`, `effective_price_per_outcome`, \
-        `baseline_unit_cost`, `implied_saving`, `licence_for_period` and `paid_versus_licence` (decimals as text); \
-        or the same as CSV", content((Object = "application/json"), (String = "text/csv"))),
+    responses((status = 200, description = "The period's return, or the same as CSV",
+        content((economics::Roi = "application/json"), (String = "text/csv"))),
         (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn show_roi(
     State(state): State<AppState>,

@@ -40,7 +40,7 @@ const REASONS_MAX: usize = 20;
         content((String = "application/x-protobuf"), (serde_json::Value = "application/json"))),
     responses(
         (status = 200, description = "OTLP ExportTraceServiceResponse, in the request's encoding; its partialSuccess counts the spans not recorded and says why",
-            content((Object = "application/json"), (String = "application/x-protobuf"))),
+            content((otlp::ExportTraceServiceResponse = "application/json"), (String = "application/x-protobuf"))),
         (status = 400, description = "Not an OTLP export request; nothing stored"),
         (status = 401, description = "Missing or unknown key"),
         (status = 403, description = "Role may not ingest, or the resource names another customer"),

@@ -1624,13 +1624,28 @@ fn openapi_faults(doc: &Value) -> Vec<String> {
     faults
 }
 
+/// The operations whose JSON answers are what another party wrote, relayed
+/// as it is: an upstream's OpenAI-compatible answers through the model
+/// gateway, an MCP server's JSON-RPC messages. They alone may declare a
+/// bare `object`.
+const PASSTHROUGHS: [&str; 4] = [
+    "POST /gateway/v1/chat/completions",
+    "POST /gateway/v1/embeddings",
+    "POST /gateway/v1/responses",
+    "POST /mcp/{server}",
+];
+
 /// Issue 13, item 7: most operations answered `Json<Value>` and declared a
-/// bare `200`, so a generated client got untyped dictionaries. Every
-/// operation of the served document has a unique operationId and at least
-/// one 2xx answer whose content names a schema (a 204, or a 3xx, has no
-/// content to name); each offender is listed.
+/// bare `200`, so a generated client got untyped dictionaries; then the
+/// close, the statement, its evidence, economics, ROI, the budget check and
+/// the OTLP reply still declared a bare `object`. Every operation of the
+/// served document has a unique operationId and at least one 2xx answer
+/// whose content names a schema (a 204, or a 3xx, has no content to
+/// name), and no 2xx content of any operation but the [`PASSTHROUGHS`] is
+/// a schema that says nothing (`{}`, or an `object` with no properties);
+/// each offender is listed.
 #[test]
-fn every_operation_has_a_unique_id_and_a_typed_success_reply() {
+fn openapi_operations_have_unique_ids_and_typed_success_replies() {
     on_every_backend(|db_url, label| async move {
         let server = TestServer::start(&db_url, ServerConfig::default()).await;
         let (s, doc, _) = server
@@ -1639,6 +1654,7 @@ fn every_operation_has_a_unique_id_and_a_typed_success_reply() {
         assert_eq!(s, StatusCode::OK, "{label}");
         let mut ids = std::collections::BTreeMap::new();
         let mut offenders = Vec::new();
+        let mut passthroughs = Vec::new();
         let mut operations = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("path item") {
@@ -1680,8 +1696,31 @@ fn every_operation_has_a_unique_id_and_a_typed_success_reply() {
                         "{at} ({id}): no 2xx answer with a schema (nor a bare 204 or 3xx)"
                     ));
                 }
+                if PASSTHROUGHS.contains(&at.as_str()) {
+                    passthroughs.push(at.clone());
+                    continue;
+                }
+                for (status, reply) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
+                    let content = reply["content"].as_object().cloned().unwrap_or_default();
+                    for (media, body) in content {
+                        if says_nothing(&doc, &body["schema"]) {
+                            offenders.push(format!(
+                                "{at} answers {status} {media} with an untyped schema {}: \
+                                 name a ToSchema type in its body",
+                                body["schema"]
+                            ));
+                        }
+                    }
+                }
             }
         }
+        passthroughs.sort();
+        let mut expected = PASSTHROUGHS.to_vec();
+        expected.sort();
+        assert_eq!(
+            passthroughs, expected,
+            "{label}: every passthrough is an operation of the document"
+        );
         assert!(operations > 60, "{label}: the document lists the API");
         assert!(
             offenders.is_empty(),
@@ -1690,6 +1729,35 @@ fn every_operation_has_a_unique_id_and_a_typed_success_reply() {
             offenders.join("\n")
         );
     });
+}
+
+/// Whether a schema of `doc` says nothing of what it admits: `{}`, or an
+/// object (or an array of them) without properties, a map's values or
+/// alternatives to name, its references followed.
+fn says_nothing(doc: &Value, schema: &Value) -> bool {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    };
+    let Some(keywords) = schema.as_object() else {
+        return true;
+    };
+    if schema["type"] == "array" {
+        return says_nothing(doc, &schema["items"]);
+    }
+    let names_something = ["properties", "allOf", "oneOf", "anyOf", "enum", "const"]
+        .iter()
+        .any(|k| keywords.contains_key(*k))
+        || schema["additionalProperties"].is_object()
+            && !says_nothing(doc, &schema["additionalProperties"]);
+    let object_or_untyped = match &schema["type"] {
+        Value::Null => true,
+        t => t == "object",
+    };
+    object_or_untyped && !names_something
 }
 
 /// Issue 17: LiteLLM's OpenMeter callback posts to `/api/v1/events` (404

@@ -166,6 +166,16 @@ fn only_the_lift_over_the_holdout_is_billed() {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {preview}");
+        // The line's figures are as the OpenAPI document declares them.
+        let faults = server
+            .reply_faults(
+                "GET",
+                "/v1/customers/{customer}/periods/{period}/preview",
+                StatusCode::OK,
+                &preview,
+            )
+            .await;
+        assert!(faults.is_empty(), "{label}: {faults:#?}");
         let line = holdout_line(&preview);
         let a = &line["attribution"];
         assert_eq!(a["status"], "billed", "{line}");

@@ -903,6 +903,13 @@ fn traces_from_opentelemetry_are_metered_like_any_model_call() {
             (StatusCode::OK, &json!("1")),
             "{reply}"
         );
+        let faults = server
+            .reply_faults("POST", "/v1/traces", StatusCode::OK, &reply)
+            .await;
+        assert!(
+            faults.is_empty(),
+            "{label}: as the OpenAPI document says: {faults:#?}"
+        );
         let message = reply["partialSuccess"]["errorMessage"].as_str().unwrap();
         assert!(
             message.contains("span 0: span \"chat\": traceId must be 16 bytes"),

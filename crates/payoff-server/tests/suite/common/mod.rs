@@ -245,3 +245,180 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+impl TestServer {
+    /// Where `reply`, answered by `method template` with `status` as
+    /// `application/json`, departs from the schema the served OpenAPI
+    /// document declares for it ([`schema_faults`]); an answer the
+    /// document does not declare is one fault.
+    pub async fn reply_faults(
+        &self,
+        method: &str,
+        template: &str,
+        status: StatusCode,
+        reply: &Value,
+    ) -> Vec<String> {
+        let (s, doc, _) = self
+            .call(Method::GET, "/openapi.json", None, None, Vec::new())
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let declared = &doc["paths"][template][method.to_lowercase()]["responses"][status.as_str()]
+            ["content"]["application/json"]["schema"];
+        if declared.is_null() {
+            return vec![format!(
+                "{method} {template} declares no application/json answer with status {status}"
+            )];
+        }
+        let mut faults = Vec::new();
+        schema_faults(&doc, declared, reply, "$", &mut faults);
+        faults
+    }
+}
+
+/// Where `value` departs from `schema`, a schema of the OpenAPI 3.1
+/// document `doc`, each fault named by its JSON path: the keywords the
+/// server's document uses (`$ref`, `allOf`, `oneOf`, `anyOf`, `type`,
+/// `enum`, `properties`, `required`, `additionalProperties`, `items`,
+/// `minimum`, and the formats `date-time`, `decimal` and `int64` of
+/// strings). Stricter than JSON Schema in one way: an object schema that
+/// lists its properties and says nothing of others admits no other member,
+/// so a field a reply sends and its schema forgets is a fault.
+pub fn schema_faults(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    faults: &mut Vec<String>,
+) {
+    let schema = resolved(doc, schema);
+    let alternatives = schema["oneOf"].as_array().or(schema["anyOf"].as_array());
+    if let Some(alternatives) = alternatives {
+        let tries: Vec<Vec<String>> = alternatives
+            .iter()
+            .map(|alternative| {
+                let mut tried = Vec::new();
+                schema_faults(doc, alternative, value, at, &mut tried);
+                tried
+            })
+            .collect();
+        if !tries.iter().any(Vec::is_empty) {
+            faults.push(format!("{at}: matches none of its alternatives: {tries:?}"));
+        }
+        return;
+    }
+    if let Some(types) = types_of(&schema) {
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let admitted = types
+            .iter()
+            .any(|t| *t == kind || (*t == "number" && kind == "integer"));
+        if !admitted {
+            faults.push(format!(
+                "{at}: {value} is {kind}, the schema says {types:?}"
+            ));
+            return;
+        }
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            faults.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let (Some(minimum), Some(n)) = (schema["minimum"].as_f64(), value.as_f64()) {
+        if n < minimum {
+            faults.push(format!("{at}: {n} is below the minimum {minimum}"));
+        }
+    }
+    if let (Some(format), Some(text)) = (schema["format"].as_str(), value.as_str()) {
+        let well_formed = match format {
+            "date-time" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            "decimal" => text.parse::<rust_decimal::Decimal>().is_ok(),
+            "int64" => text.parse::<i64>().is_ok(),
+            _ => true,
+        };
+        if !well_formed {
+            faults.push(format!("{at}: \"{text}\" is not a {format}"));
+        }
+    }
+    if let (Some(items), Some(elements)) = (schema.get("items"), value.as_array()) {
+        for (i, element) in elements.iter().enumerate() {
+            schema_faults(doc, items, element, &format!("{at}[{i}]"), faults);
+        }
+    }
+    if let Some(members) = value.as_object() {
+        let properties = schema["properties"].as_object();
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            if !members.contains_key(name) {
+                faults.push(format!("{at}: the required member {name} is missing"));
+            }
+        }
+        for (name, member) in members {
+            let at = format!("{at}.{name}");
+            match (
+                properties.and_then(|p| p.get(name)),
+                &schema["additionalProperties"],
+            ) {
+                (Some(declared), _) => schema_faults(doc, declared, member, &at, faults),
+                (None, Value::Bool(false)) => faults.push(format!("{at}: not a property")),
+                (None, Value::Null) if properties.is_some() => {
+                    faults.push(format!("{at}: not a property of the schema"));
+                }
+                (None, others) if others.is_object() => {
+                    schema_faults(doc, others, member, &at, faults);
+                }
+                (None, _) => {}
+            }
+        }
+    }
+}
+
+/// `schema` with its `$ref` followed and its `allOf` merged into one
+/// object schema (properties and required members together).
+fn resolved(doc: &Value, schema: &Value) -> Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("a reference outside the schemas: {reference}"));
+        let target = &doc["components"]["schemas"][name];
+        assert!(!target.is_null(), "{reference} is not in the document");
+        return resolved(doc, target);
+    }
+    let Some(parts) = schema["allOf"].as_array() else {
+        return schema.clone();
+    };
+    let mut merged = schema.clone();
+    let merged_object = merged.as_object_mut().unwrap();
+    merged_object.remove("allOf");
+    let (mut properties, mut required) = (serde_json::Map::new(), Vec::new());
+    for part in parts {
+        let part = resolved(doc, part);
+        if let Some(p) = part["properties"].as_object() {
+            properties.extend(p.clone());
+        }
+        required.extend(part["required"].as_array().cloned().unwrap_or_default());
+        if let Some(t) = part.get("type") {
+            merged_object.insert("type".into(), t.clone());
+        }
+    }
+    merged_object.insert("properties".into(), Value::Object(properties));
+    merged_object.insert("required".into(), Value::Array(required));
+    merged
+}
+
+/// The `type` of a schema as a list (OpenAPI 3.1 writes a nullable one as
+/// `["string", "null"]`).
+fn types_of(schema: &Value) -> Option<Vec<&str>> {
+    match &schema["type"] {
+        Value::String(t) => Some(vec![t.as_str()]),
+        Value::Array(ts) => Some(ts.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    }
+}
