@@ -315,9 +315,19 @@ pub struct Preview {
     /// Earlier open periods, oldest first; empty for a closed period or
     /// when every earlier one is closed.
     pub assumed: Vec<String>,
-    /// The outcomes the preview was computed from, for an open period:
-    /// economics attributes costs to them without reading them again.
+    /// The outcomes the preview was computed from, for an open period
+    /// previewed [`Listing::Listed`]: economics attributes costs to them
+    /// without reading them again.
     pub outcomes: Option<PeriodOutcomes>,
+}
+
+/// Whether a preview also lists the period's outcomes: economics wants
+/// them; a preview shown as it is does not (a pass over a million
+/// outcomes and their subjects' text, then thrown away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Listed,
+    Unlisted,
 }
 
 /// The statement of a period: the stored one if the period is closed,
@@ -330,6 +340,7 @@ pub fn preview(
     customer: &str,
     period: &str,
     now: DateTime<Utc>,
+    listing: Listing,
 ) -> Result<Preview, BillingError> {
     let closed = store.statement_summaries(customer)?;
     if let Some(s) = closed.iter().find(|s| s.period == period) {
@@ -381,15 +392,19 @@ pub fn preview(
         }
     }
     let prior = earlier(store, &closed, &assumed)?;
-    let (statement, outcomes) = compute_with_outcomes(&CloseInput {
+    let input = CloseInput {
         prior: &prior,
         ..base
-    })?;
+    };
+    let (statement, outcomes) = match listing {
+        Listing::Listed => compute_with_outcomes(&input).map(|(s, o)| (s, Some(o)))?,
+        Listing::Unlisted => (compute(&input)?, None),
+    };
     drop(prior);
     Ok(Preview {
         statement,
         assumed: assumed.into_iter().map(|s| s.period).collect(),
-        outcomes: Some(outcomes),
+        outcomes,
     })
 }
 

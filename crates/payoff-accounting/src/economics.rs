@@ -135,7 +135,13 @@ pub fn preview_with_economics(
     now: DateTime<Utc>,
 ) -> Result<(billing::Preview, Economics), BillingError> {
     let (preview, cost) = period_costs(store, customer, versions, period, || {
-        let mut preview = billing::preview(store, customer, &period.to_string(), now)?;
+        let mut preview = billing::preview(
+            store,
+            customer,
+            &period.to_string(),
+            now,
+            billing::Listing::Listed,
+        )?;
         let outcomes = preview.outcomes.take();
         Ok((preview, outcomes))
     })?;
@@ -439,7 +445,14 @@ pub fn roi(
 ) -> Result<Roi, BillingError> {
     let versions = Versions::load(store, customer)?;
     let period = versions.period(period_name)?;
-    let statement = billing::preview(store, customer, &period.to_string(), now)?.statement;
+    let statement = billing::preview(
+        store,
+        customer,
+        &period.to_string(),
+        now,
+        billing::Listing::Unlisted,
+    )?
+    .statement;
     Ok(roi_of(&versions, period, &statement, state_of(&statement)))
 }
 

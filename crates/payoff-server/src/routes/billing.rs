@@ -668,7 +668,15 @@ pub async fn preview(
     let customer = scoped(&caller, &customer)?;
     let now = state.now();
     let preview = blocking_with(
-        move |store| Ok(billing::preview(store, &customer, &period, now)?),
+        move |store| {
+            Ok(billing::preview(
+                store,
+                &customer,
+                &period,
+                now,
+                billing::Listing::Unlisted,
+            )?)
+        },
         &state,
     )
     .await?;

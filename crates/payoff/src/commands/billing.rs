@@ -474,8 +474,14 @@ pub fn statement(settings: &Settings, command: StatementCommand) -> anyhow::Resu
             period,
             json,
         } => {
-            let preview = shell::preview(&store, &customer, &period, settings.clock.now())
-                .map_err(billing_error)?;
+            let preview = shell::preview(
+                &store,
+                &customer,
+                &period,
+                settings.clock.now(),
+                shell::Listing::Unlisted,
+            )
+            .map_err(billing_error)?;
             if !preview.assumed.is_empty() {
                 eprintln!(
                     "note: {} not closed yet; this preview assumes they close as previewed",

@@ -194,7 +194,15 @@ pub async fn preview(
     let id = ctx.id();
     let now = state.now();
     let preview = blocking_with(
-        move |store| Ok(billing::preview(store, &id, &period, now)?),
+        move |store| {
+            Ok(billing::preview(
+                store,
+                &id,
+                &period,
+                now,
+                billing::Listing::Unlisted,
+            )?)
+        },
         &state,
     )
     .await?;
