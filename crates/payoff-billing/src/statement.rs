@@ -232,7 +232,8 @@ pub trait KeptOutcomes {
     /// per kind and subject; only those that mature in `matures` (`[from,
     /// until)`, `until` at most `cut`) are needed. Returns `false`, before
     /// handing any, when the store cannot vouch for them (the close then
-    /// replays).
+    /// replays). The marks' `event_id`s may be left empty: nothing a close
+    /// computes reads them (a million of them were a million allocations).
     fn outcomes(
         &self,
         version: u32,

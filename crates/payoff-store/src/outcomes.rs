@@ -65,12 +65,14 @@ const FROM_ROWS: &str = "FROM outcome_rows r LEFT JOIN outcome_billing b \
 
 /// [`ROW_COLUMNS`] as a close reads a million of them: without the
 /// billing join, and with the texts it does not read (the customer, which
-/// it names, the kind's name and the dispute summary, which it derives)
-/// and a detail of `{}` (almost every row's) given as empty text, which
-/// costs no allocation per row. See [`kept_rows`].
+/// it names, the kind's name and the dispute summary, which it derives,
+/// and the ids of the events that created and voided the outcome, which a
+/// statement never names: a close goes by their sequence and time) and a
+/// detail of `{}` (almost every row's) given as empty text, which costs
+/// no allocation per row. See [`kept_rows`].
 const KEPT_COLUMNS: &str = "'', r.version, r.kind, r.subject, r.outcome_id, '', \
-    r.created_seq, r.created_event, r.created_us, r.matures_us, r.value, r.value_error, \
-    r.void_seq, r.void_event, r.void_us, '', \
+    r.created_seq, '', r.created_us, r.matures_us, r.value, r.value_error, \
+    r.void_seq, CASE WHEN r.void_event IS NULL THEN NULL ELSE '' END, r.void_us, '', \
     CASE WHEN r.detail = '{}' THEN '' ELSE r.detail END, r.governs, NULL, NULL, \
     r.touched_us, r.disorder_us, r.touched_seq";
 
@@ -938,8 +940,8 @@ pub fn untouched_since(
 /// order: a period's close reads its own rows and those created among
 /// them, not the fold's whole history. Their billing is not read (a
 /// close does not need it), which spares a lookup per row; the rows come
-/// trimmed as [`KEPT_COLUMNS`] says (empty `customer`, `name` and
-/// `dispute`; an empty `detail` is `{}`). The unary `+`
+/// trimmed as [`KEPT_COLUMNS`] says (empty `customer`, `name`,
+/// `dispute` and event ids; an empty `detail` is `{}`). The unary `+`
 /// (a no-op on both databases) keeps SQLite off the maturity indexes,
 /// which would then sort a million whole rows in memory.
 pub fn kept_rows(
