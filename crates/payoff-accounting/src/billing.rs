@@ -508,9 +508,7 @@ pub fn close(
         issued_at: now,
         kept: kept.as_ref().map(|k| k as &dyn KeptOutcomes),
     })?;
-    sign(&mut statement, key)?;
-    let body = String::from_utf8(payoff_billing::stored_bytes(&statement))
-        .expect("canonical JSON is UTF-8");
+    let body = String::from_utf8(sign(&mut statement, key)?).expect("canonical JSON is UTF-8");
     // The stored bytes are the statement from here on (the reply is read
     // back from them): a million outcomes' ids are not held twice.
     let lines = statement.lines.len() as u64;

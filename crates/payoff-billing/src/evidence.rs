@@ -56,21 +56,45 @@ fn length_hint(statement: &Statement) -> usize {
 #[error("statement {0} is already signed: a statement is signed once")]
 pub struct AlreadySigned(pub String);
 
-/// Signs a statement with the provider's key. Production assertion: a
-/// statement is signed once; signing a signed one (a second key, a
-/// re-close reusing a value) is refused, not silently replaced.
-pub fn sign(statement: &mut Statement, key: &SigningKey) -> Result<(), AlreadySigned> {
+/// Signs a statement with the provider's key and returns its
+/// [`stored_bytes`]. Production assertion: a statement is signed once;
+/// signing a signed one (a second key, a re-close reusing a value) is
+/// refused, not silently replaced.
+///
+/// The statement is written once: the signed bytes become the stored ones
+/// by putting the signature member in its place, not by writing a
+/// statement of a million outcome ids a second time. In canonical order
+/// `signature` comes right before `subtotal`, which with `total` after it
+/// ends every statement; the corpus test checks the result against the
+/// statement's JSON tree.
+pub fn sign(statement: &mut Statement, key: &SigningKey) -> Result<Vec<u8>, AlreadySigned> {
     if statement.signature.is_some() {
         return Err(AlreadySigned(statement.id.clone()));
     }
-    let signature = key.sign(&canonical_bytes(statement));
-    statement.signature = Some(Signature {
+    let signed = canonical_bytes(statement);
+    let value = key.sign(&signed);
+    let signature = Signature {
         algorithm: "ed25519".into(),
         key_id: Some(key_id(&key.verifying_key())),
         public_key: hex::encode(key.verifying_key().as_bytes()),
-        value: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-    });
-    Ok(())
+        value: base64::engine::general_purpose::STANDARD.encode(value.to_bytes()),
+    };
+    let member = canonical_json(&serde_json::to_value(&signature).expect("a signature serialises"));
+    // A quote inside a string is escaped, so this text is a member's start;
+    // no line has a `subtotal`, so the last one is the statement's own.
+    const NEXT: &[u8] = b",\"subtotal\":";
+    let at = signed
+        .windows(NEXT.len())
+        .rposition(|w| w == NEXT)
+        .expect("a statement has a subtotal");
+    let mut stored = Vec::with_capacity(signed.len() + member.len() + 16);
+    stored.extend_from_slice(&signed[..at]);
+    stored.extend_from_slice(b",\"signature\":");
+    stored.extend_from_slice(&member);
+    stored.extend_from_slice(&signed[at..]);
+    drop(signed);
+    statement.signature = Some(signature);
+    Ok(stored)
 }
 
 /// A signing key's id: `ed25519:` and the first 16 hex digits of the

@@ -187,13 +187,15 @@ fn run_case(dir: &Path) -> Result<usize, String> {
         compare(&got, want, &mut problems);
 
         let mut signed = got.clone();
-        sign(&mut signed, &key).map_err(|e| e.to_string())?;
+        let stored = sign(&mut signed, &key).map_err(|e| e.to_string())?;
         // The bytes written straight from the statement are those of its
-        // JSON tree, with and without the signature.
+        // JSON tree, with and without the signature; those signing gives
+        // (the signature put into the signed bytes) are the same again.
         let tree = serde_json::to_value(&signed).map_err(|e| e.to_string())?;
         let mut unsigned = tree.clone();
         unsigned.as_object_mut().map(|o| o.remove("signature"));
         if stored_bytes(&signed) != canonical_json(&tree)
+            || stored != canonical_json(&tree)
             || canonical_bytes(&signed) != canonical_json(&unsigned)
         {
             problems.push(format!(

@@ -447,8 +447,7 @@ fn compute_from_replay(db: &Path, period: &str) -> anyhow::Result<Measured> {
         started.elapsed().as_secs_f64(),
         super::peak_rss_mb(std::process::id()),
     );
-    payoff_billing::sign(&mut statement, &signing_key())?;
-    let bytes = payoff_billing::stored_bytes(&statement).len();
+    let bytes = payoff_billing::sign(&mut statement, &signing_key())?.len();
     Ok(Measured {
         seconds: started.elapsed().as_secs_f64(),
         computed: Some(computed),
