@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
-use payoff_ledger::{canonical_json, canonical_json_omitting, Head};
+use payoff_ledger::{canonical_json, canonical_json_of, canonical_json_omitting, Head};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
@@ -79,7 +79,7 @@ pub fn sign(statement: &mut Statement, key: &SigningKey) -> Result<Vec<u8>, Alre
         public_key: hex::encode(key.verifying_key().as_bytes()),
         value: base64::engine::general_purpose::STANDARD.encode(value.to_bytes()),
     };
-    let member = canonical_json(&serde_json::to_value(&signature).expect("a signature serialises"));
+    let member = canonical_json_of(&signature).expect("a signature serialises");
     // A quote inside a string is escaped, so this text is a member's start;
     // no line has a `subtotal`, so the last one is the statement's own.
     const NEXT: &[u8] = b",\"subtotal\":";

@@ -427,8 +427,7 @@ fn apply_statements(tx: &mut dyn Sql, customer: &str) -> Result<(), StoreError> 
             if !taking_back && line.outcome.is_none() {
                 continue;
             }
-            let ids: Vec<&str> = line.outcomes.iter().map(String::as_str).collect();
-            model::record_billing(tx, customer, &ids, &s.id, taking_back)?;
+            model::record_billing(tx, customer, &line.outcomes, &s.id, taking_back)?;
         }
         applied += 1;
     }

@@ -337,7 +337,7 @@ const BILLING_ROWS: usize = 1000;
 pub fn record_billing(
     tx: &mut dyn Sql,
     customer: &str,
-    ids: &[&str],
+    ids: &[impl AsRef<str>],
     statement: &str,
     credited: bool,
 ) -> Result<(), StoreError> {
@@ -349,7 +349,7 @@ pub fn record_billing(
     let column = if credited { "credited_in" } else { "billed_in" };
     // PostgreSQL refuses a statement that updates a row twice; an id given
     // twice says the same thing twice.
-    let mut ids = ids.to_vec();
+    let mut ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
     ids.sort_unstable();
     ids.dedup();
     for chunk in ids.chunks(BILLING_ROWS) {

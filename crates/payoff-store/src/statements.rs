@@ -1,6 +1,5 @@
-//! Reading closed statements and the outcomes kept beside them, written
-//! once for both databases (`crate::sql`). Storing one, with its period's
-//! outcomes, stays in each backend.
+//! Closed statements and the outcomes kept beside them, stored and read
+//! back, written once for both databases (`crate::sql`).
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
