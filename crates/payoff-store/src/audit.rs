@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::sql::{Param, Sql};
-use crate::store::{audit_record, next_audit};
+use crate::store::hash32;
 use crate::StoreError;
 
 /// One thing that happened, before it takes its place in the chain.
@@ -234,6 +234,43 @@ pub fn verify_audit(records: impl IntoIterator<Item = Result<Value, String>>) ->
         head_hash: head.hash_hex(),
         broken: None,
     }
+}
+
+/// The record that follows `last` (`(sequence, hash)` of the newest row),
+/// and the body to store with it.
+fn next_audit(
+    last: Option<(i64, Vec<u8>)>,
+    entry: &AuditEntry,
+) -> Result<(AuditRecord, String), StoreError> {
+    let head = match last {
+        None => payoff_ledger::Head::EMPTY,
+        Some((sequence, hash)) => payoff_ledger::Head {
+            sequence: sequence as u64,
+            hash: hash32(&hash)?,
+        },
+    };
+    let body = audit_body(head.sequence + 1, entry);
+    let next = head.append(&body);
+    let body = String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((
+        AuditRecord {
+            sequence: next.sequence,
+            entry: entry.clone(),
+            hash: next.hash,
+        },
+        body,
+    ))
+}
+
+/// A stored audit row read back.
+fn audit_record(sequence: i64, body: &str, hash: &[u8]) -> Result<AuditRecord, StoreError> {
+    let entry: AuditEntry = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("audit record {sequence}: {e}")))?;
+    Ok(AuditRecord {
+        sequence: sequence as u64,
+        entry,
+        hash: hash32(hash)?,
+    })
 }
 
 #[cfg(test)]

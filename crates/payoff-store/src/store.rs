@@ -1,6 +1,5 @@
 //! The storage facade: one API over SQLite and PostgreSQL.
 
-use crate::events::{stored_event, EVENT_COLUMNS};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use crate::actions::StoredActionRules;
 use crate::append::{GroupWriter, Ledger, LedgerConfig};
 use crate::audit::{verify_audit, AuditEntry, AuditFilter, AuditRecord, AuditReport};
 use crate::costs::{CostFact, CostSink};
+use crate::events::{stored_event, EVENT_COLUMNS};
 use crate::session::{self, NewSession, SessionRow};
 use crate::sql::Sql;
 use crate::webhooks::{WebhookDelivery, WebhookSubscription};
@@ -1195,46 +1195,5 @@ pub(crate) fn hash32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
             "a stored hash has {} bytes instead of 32",
             bytes.len()
         ))
-    })
-}
-
-/// The record that follows `last` (`(sequence, hash)` of the newest row),
-/// and the body to store with it.
-pub(crate) fn next_audit(
-    last: Option<(i64, Vec<u8>)>,
-    entry: &AuditEntry,
-) -> Result<(AuditRecord, String), StoreError> {
-    let head = match last {
-        None => payoff_ledger::Head::EMPTY,
-        Some((sequence, hash)) => payoff_ledger::Head {
-            sequence: sequence as u64,
-            hash: hash32(&hash)?,
-        },
-    };
-    let body = crate::audit::audit_body(head.sequence + 1, entry);
-    let next = head.append(&body);
-    let body = String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((
-        AuditRecord {
-            sequence: next.sequence,
-            entry: entry.clone(),
-            hash: next.hash,
-        },
-        body,
-    ))
-}
-
-/// A stored audit row read back.
-pub(crate) fn audit_record(
-    sequence: i64,
-    body: &str,
-    hash: &[u8],
-) -> Result<AuditRecord, StoreError> {
-    let entry: AuditEntry = serde_json::from_str(body)
-        .map_err(|e| StoreError::Corrupt(format!("audit record {sequence}: {e}")))?;
-    Ok(AuditRecord {
-        sequence: sequence as u64,
-        entry,
-        hash: hash32(hash)?,
     })
 }
